@@ -1,0 +1,111 @@
+// The backend interface: memory, copies, streams/events, and one kernel slot per op in the op
+// table. Backends register kernels into slots and answer supports(op, dtype); an empty slot
+// means "run this op on another backend" (the planner places it and makes the copy explicit).
+//
+//   Backend& cpu = backend_registry().get("cpu");
+//   if (cpu.supports(OpId::matmul, DType::f32)) { ... }
+//   Tensor y = run_op(cpu, OpId::relu, {x});          // eager call (backend/dispatch.h)
+//
+// Execution is asynchronous by contract: a kernel is enqueued on a stream and may still be
+// running when it returns. Host backends run synchronously and ignore streams; callers that read
+// results must synchronize() first, so that code written against host backends also holds on CUDA.
+#pragma once
+
+#include <array>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "core/storage.h"
+#include "core/tensor.h"
+#include "ops/attrs.h"
+#include "ops/op_table.h"
+#include "ops/type_rules.h"
+
+namespace gpuml {
+
+class Backend;
+
+// An ordered queue of work on one backend (a cudaStream_t on CUDA). Opaque above the backend.
+class Stream {
+ public:
+  virtual ~Stream() = default;
+};
+// A point in a stream that another stream (or the host) can wait for.
+class Event {
+ public:
+  virtual ~Event() = default;
+};
+
+struct KernelCall {
+  Backend& backend;
+  std::span<const Tensor> inputs;  // on the backend's device; strided unless the slot says otherwise
+  const Tensor& output;            // contiguous, allocated by the caller, of infer_type's type
+  const Attrs& attrs;
+  Stream* stream = nullptr;  // nullptr: the backend's default stream
+};
+
+using KernelFn = void (*)(const KernelCall& call);
+
+class Backend : public Allocator {
+ public:
+  ~Backend() override = default;
+  virtual std::string_view name() const = 0;
+  // One line for `gpuml info`: library versions, threads, features.
+  virtual std::string description() const = 0;
+
+  // Copies, ordered on `stream`. dst/src are raw pointers into this backend's memory or host memory.
+  virtual void copy_to_device(void* dst, const void* host_src, size_t bytes, Stream* stream = nullptr);
+  virtual void copy_to_host(void* host_dst, const void* src, size_t bytes, Stream* stream = nullptr);
+  virtual void copy_within(void* dst, const void* src, size_t bytes, Stream* stream = nullptr);
+
+  virtual std::unique_ptr<Stream> create_stream() { return std::make_unique<Stream>(); }
+  virtual std::unique_ptr<Event> record_event(Stream* stream) { return std::make_unique<Event>(); }
+  virtual void wait_event(Stream* stream, const Event& event) {}
+  virtual void synchronize(Stream* stream = nullptr) {}
+
+  bool supports(OpId op, DType dtype) const;
+  // Whether the kernel for `op` reads strided (non-contiguous) inputs; if not, the planner
+  // inserts an explicit `copy` to make them contiguous.
+  bool accepts_strided_inputs(OpId op) const;
+  std::vector<DType> supported_dtypes(OpId op) const;
+  // Runs the kernel; throws Unsupported (naming op, dtype and backend) when the slot is empty.
+  void run(OpId op, const KernelCall& call) const;
+
+ protected:
+  void register_kernel(OpId op, KernelFn fn, std::initializer_list<DType> dtypes, bool strided_inputs = true);
+
+ private:
+  struct Slot {
+    KernelFn fn = nullptr;
+    uint32_t dtype_mask = 0;
+    bool strided_inputs = true;
+  };
+  std::array<Slot, kNumOps> slots_{};
+};
+
+// The dtype a backend's supports() is asked about: the first input's, or the output's for
+// creation ops. Cast is keyed on its input dtype; its kernel handles every output dtype.
+DType dispatch_dtype_of(OpId op, std::span<const TensorType> inputs, const TensorType& output);
+
+// The one global: backends by name, in order of preference (fastest first).
+class BackendRegistry {
+ public:
+  void add(std::unique_ptr<Backend> backend);
+  Backend& get(std::string_view name) const;  // throws Invalid, listing the names there are
+  Backend* find(std::string_view name) const;
+  std::vector<Backend*> all() const;
+  // The reference backend, which supports every op: where everything can fall back to.
+  Backend& reference() const { return get("ref"); }
+
+ private:
+  std::vector<std::unique_ptr<Backend>> backends_;
+};
+
+// Registers ref and cpu on first use (and, later, the CUDA plugin when it loads).
+BackendRegistry& backend_registry();
+
+}  // namespace gpuml

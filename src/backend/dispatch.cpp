@@ -1,0 +1,66 @@
+#include "backend/dispatch.h"
+
+#include "core/error.h"
+
+namespace gpuml {
+
+TensorType type_of(const Tensor& t) { return {t.shape(), t.dtype()}; }
+
+Tensor contiguous(const Tensor& t, Backend& backend) {
+  if (t.is_contiguous()) return t;
+  return run_op(backend, OpId::copy, {t});
+}
+
+Tensor run_op(Backend& backend, OpId op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
+  std::vector<TensorType> types;
+  for (const Tensor& t : inputs) {
+    GPUML_CHECK(t.defined(), "{}: undefined input tensor", op_name(op));
+    GPUML_CHECK(t.device() == backend.device(), "{}: input on {} but backend '{}' runs on {}", op_name(op),
+                t.device().str(), backend.name(), backend.device().str());
+    types.push_back(type_of(t));
+  }
+  TensorType out_type = infer_type(op, types, attrs);
+  std::vector<Tensor> args = inputs;
+  if (!backend.accepts_strided_inputs(op))
+    for (Tensor& t : args)
+      if (!t.is_contiguous()) t = run_op(backend, OpId::copy, {t});
+  Tensor out = Tensor::empty(out_type.shape, out_type.dtype, backend);
+  backend.run(op, KernelCall{backend, args, out, attrs, nullptr});
+  backend.synchronize();
+  return out;
+}
+
+Tensor to_backend(const Tensor& t, Backend& backend) {
+  Tensor src = t;
+  if (!src.is_contiguous()) {
+    // Make it contiguous where it lives: on the host directly, else on a backend of its device.
+    Backend* owner = nullptr;
+    for (Backend* b : backend_registry().all())
+      if (b->device() == t.device() && b->supports(OpId::copy, t.dtype())) owner = b;
+    GPUML_CHECK(owner != nullptr, "no backend can copy a {} tensor on {}", t.dtype(), t.device().str());
+    src = run_op(*owner, OpId::copy, {t});
+  }
+  Tensor out = Tensor::empty(src.shape(), src.dtype(), backend);
+  if (src.device() == backend.device()) {
+    backend.copy_within(out.raw_data(), src.raw_data(), src.nbytes());
+  } else if (src.device().is_host()) {
+    backend.copy_to_device(out.raw_data(), src.raw_data(), src.nbytes());
+  } else {
+    // Device -> host or device -> other device: go through the owning backend.
+    Backend* owner = nullptr;
+    for (Backend* b : backend_registry().all())
+      if (b->device() == src.device()) owner = b;
+    GPUML_CHECK(owner != nullptr, "no backend owns device {}", src.device().str());
+    if (backend.device().is_host()) {
+      owner->copy_to_host(out.raw_data(), src.raw_data(), src.nbytes());
+      owner->synchronize();
+    } else {
+      Tensor host = to_backend(src, backend_registry().reference());
+      backend.copy_to_device(out.raw_data(), host.raw_data(), host.nbytes());
+    }
+  }
+  backend.synchronize();
+  return out;
+}
+
+}  // namespace gpuml

@@ -1,0 +1,27 @@
+// Eager calls: run one op on one backend now, outside any graph. Used by tests, by the executor
+// for explicit copies, and by anyone who wants a single op without building a graph.
+//
+//   Tensor y = run_op(backend_registry().get("cpu"), OpId::add, {a, b});
+//   Tensor h = to_backend(y, backend_registry().get("ref"));
+#pragma once
+
+#include <vector>
+
+#include "backend/backend.h"
+#include "ops/type_rules.h"
+
+namespace gpuml {
+
+// Infers the output type, allocates it on `backend`, makes inputs contiguous if the kernel
+// needs that, runs the kernel and synchronizes.
+Tensor run_op(Backend& backend, OpId op, const std::vector<Tensor>& inputs, const Attrs& attrs = {});
+
+// A contiguous copy of `t` in `backend`'s memory (host <-> device as needed).
+Tensor to_backend(const Tensor& t, Backend& backend);
+
+// A contiguous copy of `t` on its own backend.
+Tensor contiguous(const Tensor& t, Backend& backend);
+
+TensorType type_of(const Tensor& t);
+
+}  // namespace gpuml

@@ -1,0 +1,46 @@
+// Attributes of an op node: one plain struct, each op reads the fields its table row names.
+// Defaults follow PyTorch.
+//
+//   Attrs a;  a.axes = {1};  a.keepdim = true;       // sum over axis 1
+//   Attrs c = conv_attrs(/*stride*/ 1, /*padding*/ 1);
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/shape.h"
+
+namespace gpuml {
+
+struct Attrs {
+  // Reductions (empty = all axes), permute order, slice axes.
+  std::vector<int64_t> axes;
+  bool keepdim = false;
+  // softmax/log_softmax/argmax/concat axis; layer_norm: first normalised axis (through the last).
+  int64_t axis = -1;
+  // reshape/broadcast_to target, creation output shape, backward ops' input shape.
+  Shape shape;
+  DType dtype = DType::f32;  // cast target, creation dtype
+  double value = 0.0;        // fill value, pad value
+  double alpha = 0.0;        // arange start, uniform low, normal mean
+  double beta = 1.0;         // arange step, uniform high, normal std
+  bool trans_a = false, trans_b = false;  // matmul: use A^T / B^T (last two dims)
+  std::array<int64_t, 2> kernel{1, 1};    // pooling window (H, W)
+  std::array<int64_t, 2> stride{1, 1};
+  std::array<int64_t, 2> padding{0, 0};   // symmetric, per spatial dim
+  std::array<int64_t, 2> dilation{1, 1};
+  int64_t groups = 1;
+  bool count_include_pad = true;  // avg_pool2d
+  double eps = 1e-5;              // layer_norm, batch_norm
+  double p = 0.5;                 // dropout probability of zeroing
+  bool training = true;           // dropout, batch_norm
+  uint64_t seed = 0, offset = 0;  // Philox stream for random ops
+  int64_t ignore_index = -100;    // cross_entropy
+  bool gelu_tanh = false;         // gelu: tanh approximation instead of erf
+  std::vector<int64_t> starts, ends, steps;  // slice, per entry of `axes`
+  std::vector<int64_t> pads;                 // pad: (before, after) per dim, dim 0 first
+};
+
+}  // namespace gpuml

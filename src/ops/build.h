@@ -1,0 +1,116 @@
+// Building graphs with functions: the one vocabulary that gradient rules (ops/grad_rules.cpp),
+// nn modules and tests use. An Emitter (graph::Graph implements it) records each call as a node.
+//
+//   Graph g;
+//   Sym x = g.input("x", {{128, 784}, DType::f32});
+//   Sym w = g.param("w", {{256, 784}, DType::f32});
+//   Sym y = relu(matmul(x, w, /*trans_a*/ false, /*trans_b*/ true));
+//   Sym loss = mean(y);
+#pragma once
+
+#include <vector>
+
+#include "ops/attrs.h"
+#include "ops/op_table.h"
+#include "ops/type_rules.h"
+
+namespace gpuml {
+
+class Emitter {
+ public:
+  virtual ~Emitter() = default;
+  // Adds a node (after checking its type rule) and returns its value id.
+  virtual int emit(OpId op, const std::vector<int>& inputs, const Attrs& attrs) = 0;
+  virtual const TensorType& type_of(int value) const = 0;
+};
+
+// A symbolic tensor: a value id in an Emitter.
+struct Sym {
+  Emitter* emitter = nullptr;
+  int id = -1;
+  const TensorType& type() const { return emitter->type_of(id); }
+  const Shape& shape() const { return type().shape; }
+  DType dtype() const { return type().dtype; }
+  int ndim() const { return static_cast<int>(shape().size()); }
+};
+
+// Generic emission: the one function every helper below goes through.
+Sym emit(OpId op, const std::vector<Sym>& inputs, const Attrs& attrs = {});
+
+// Constants.
+Sym fill(Emitter& e, const Shape& shape, double value, DType dtype);
+Sym scalar_like(Sym like, double value);  // a () tensor of like's dtype
+Sym arange(Emitter& e, int64_t n, DType dtype, double start = 0, double step = 1);
+
+// Elementwise.
+Sym neg(Sym x);
+Sym abs(Sym x);
+Sym sign(Sym x);
+Sym exp(Sym x);
+Sym log(Sym x);
+Sym sqrt(Sym x);
+Sym rsqrt(Sym x);
+Sym tanh(Sym x);
+Sym sigmoid(Sym x);
+Sym relu(Sym x);
+Sym gelu(Sym x, bool tanh_approximation = false);
+Sym cast(Sym x, DType dtype);
+Sym copy(Sym x);
+// Binary ops cast both sides to their promoted dtype first (NumPy rules), so mixed dtypes work.
+Sym add(Sym a, Sym b);
+Sym sub(Sym a, Sym b);
+Sym mul(Sym a, Sym b);
+Sym div(Sym a, Sym b);
+Sym pow(Sym a, Sym b);
+Sym maximum(Sym a, Sym b);
+Sym minimum(Sym a, Sym b);
+Sym eq(Sym a, Sym b);
+Sym ne(Sym a, Sym b);
+Sym lt(Sym a, Sym b);
+Sym le(Sym a, Sym b);
+Sym gt(Sym a, Sym b);
+Sym ge(Sym a, Sym b);
+Sym where(Sym cond, Sym a, Sym b);
+Sym mul_scalar(Sym x, double s);
+Sym add_scalar(Sym x, double s);
+
+// Reductions (empty axes = all).
+Sym sum(Sym x, std::vector<int64_t> axes = {}, bool keepdim = false);
+Sym mean(Sym x, std::vector<int64_t> axes = {}, bool keepdim = false);
+Sym max(Sym x, std::vector<int64_t> axes = {}, bool keepdim = false);
+Sym argmax(Sym x, int64_t axis = -1, bool keepdim = false);
+Sym softmax(Sym x, int64_t axis = -1);
+Sym log_softmax(Sym x, int64_t axis = -1);
+
+// Matrix and image ops.
+Sym matmul(Sym a, Sym b, bool trans_a = false, bool trans_b = false);
+Attrs conv_attrs(int64_t stride = 1, int64_t padding = 0, int64_t dilation = 1, int64_t groups = 1);
+Sym conv2d(Sym x, Sym w, const Attrs& conv);
+// Pooling; stride 0 means "same as the kernel", as in PyTorch.
+Sym max_pool2d(Sym x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
+Sym avg_pool2d(Sym x, int64_t kernel, int64_t stride = 0, int64_t padding = 0, bool count_include_pad = true);
+
+// Losses, norms, random.
+Sym cross_entropy(Sym logits, Sym labels, int64_t ignore_index = -100);
+Sym layer_norm(Sym x, Sym weight, Sym bias, int64_t first_axis = -1, double eps = 1e-5);
+Sym batch_norm(Sym x, Sym weight, Sym bias, Sym running_mean, Sym running_var, bool training,
+               double eps = 1e-5);
+Sym dropout(Sym x, double p, uint64_t seed, uint64_t offset, bool training = true);
+Sym uniform(Emitter& e, const Shape& shape, DType dtype, double low, double high, uint64_t seed, uint64_t offset);
+Sym normal(Emitter& e, const Shape& shape, DType dtype, double mean, double stddev, uint64_t seed, uint64_t offset);
+Sym embedding(Sym weight, Sym indices);
+
+// Movement.
+Sym reshape(Sym x, const Shape& shape);
+Sym permute(Sym x, std::vector<int64_t> axes);
+Sym transpose(Sym x, int64_t a, int64_t b);
+Sym slice(Sym x, int64_t axis, int64_t start, int64_t end, int64_t step = 1);
+Sym broadcast_to(Sym x, const Shape& shape);
+Sym concat(const std::vector<Sym>& xs, int64_t axis);
+Sym pad(Sym x, std::vector<int64_t> pads, double value = 0.0);
+Sym flatten(Sym x, int64_t first_axis = 1);  // (N, ...) -> (N, prod(...))
+
+// Sums a gradient of a broadcast result back to `shape` (the input's shape before broadcasting).
+Sym reduce_to_shape(Sym g, const Shape& shape);
+
+}  // namespace gpuml

@@ -1,0 +1,129 @@
+// THE op table: every op gpuml knows, in one place. Adding an op touches four places:
+//   1. a row here;
+//   2. its type rule (type_rules.cpp) and gradient rule (grad_rules.cpp), written with other ops;
+//   3. a kernel in each backend that supports it (backend/ref always);
+//   4. a row in the op test table (tests/op_samples.cpp).
+//
+// Row: GPUML_OP(name, arity, kind, differentiable, "attributes it reads")
+// arity -1 means variadic (concat). Backward-only ops are `Backward` and not differentiable.
+//
+//   OpId id = OpId::matmul;
+//   fmt::print("{} takes {} inputs\n", op_info(id).name, op_info(id).arity);
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string_view>
+
+#define GPUML_OP_TABLE(X)                                                                        \
+  /* unary elementwise */                                                                         \
+  X(neg, 1, Unary, true, "")                                                                      \
+  X(abs, 1, Unary, true, "")                                                                      \
+  X(sign, 1, Unary, false, "")                                                                    \
+  X(exp, 1, Unary, true, "")                                                                      \
+  X(log, 1, Unary, true, "")                                                                      \
+  X(sqrt, 1, Unary, true, "")                                                                     \
+  X(rsqrt, 1, Unary, true, "")                                                                    \
+  X(tanh, 1, Unary, true, "")                                                                     \
+  X(sigmoid, 1, Unary, true, "")                                                                  \
+  X(relu, 1, Unary, true, "")                                                                     \
+  X(gelu, 1, Unary, true, "gelu_tanh")                                                            \
+  X(cast, 1, Unary, true, "dtype")                                                                \
+  X(copy, 1, Unary, true, "")                                                                     \
+  /* binary elementwise with NumPy broadcasting */                                                \
+  X(add, 2, Binary, true, "")                                                                     \
+  X(sub, 2, Binary, true, "")                                                                     \
+  X(mul, 2, Binary, true, "")                                                                     \
+  X(div, 2, Binary, true, "")                                                                     \
+  X(pow, 2, Binary, true, "")                                                                     \
+  X(maximum, 2, Binary, true, "")                                                                 \
+  X(minimum, 2, Binary, true, "")                                                                 \
+  X(eq, 2, Compare, false, "")                                                                    \
+  X(ne, 2, Compare, false, "")                                                                    \
+  X(lt, 2, Compare, false, "")                                                                    \
+  X(le, 2, Compare, false, "")                                                                    \
+  X(gt, 2, Compare, false, "")                                                                    \
+  X(ge, 2, Compare, false, "")                                                                    \
+  X(where, 3, Ternary, true, "")                                                                  \
+  /* reductions */                                                                                \
+  X(sum, 1, Reduce, true, "axes keepdim")                                                         \
+  X(mean, 1, Reduce, true, "axes keepdim")                                                        \
+  X(max, 1, Reduce, true, "axes keepdim")                                                         \
+  X(argmax, 1, Reduce, false, "axis keepdim")                                                     \
+  X(softmax, 1, Softmax, true, "axis")                                                            \
+  X(log_softmax, 1, Softmax, true, "axis")                                                        \
+  /* matrix and image ops */                                                                      \
+  X(matmul, 2, Matmul, true, "trans_a trans_b")                                                   \
+  X(conv2d, 2, Conv, true, "stride padding dilation groups")                                      \
+  X(conv2d_backward_data, 2, Backward, false, "shape stride padding dilation groups")            \
+  X(conv2d_backward_filter, 2, Backward, false, "shape stride padding dilation groups")          \
+  X(max_pool2d, 1, Pool, true, "kernel stride padding dilation")                                  \
+  X(max_pool2d_backward, 2, Backward, false, "kernel stride padding dilation")                     \
+  X(avg_pool2d, 1, Pool, true, "kernel stride padding count_include_pad")                         \
+  X(avg_pool2d_backward, 1, Backward, false, "shape kernel stride padding count_include_pad")     \
+  /* losses and normalisation */                                                                  \
+  X(cross_entropy, 2, Loss, true, "ignore_index")                                                 \
+  X(cross_entropy_backward, 3, Backward, false, "ignore_index")                                   \
+  X(layer_norm, 3, Norm, true, "axis eps")                                                        \
+  X(layer_norm_backward, 3, Backward, false, "axis eps")                                          \
+  X(batch_norm, 5, Norm, true, "training eps")                                                    \
+  X(batch_norm_backward, 3, Backward, false, "eps")                                               \
+  X(gelu_backward, 2, Backward, false, "gelu_tanh")                                               \
+  /* random (Philox 4x32-10, counter based) */                                                    \
+  X(dropout, 1, Random, true, "p training seed offset")                                           \
+  X(uniform, 0, Random, false, "shape dtype alpha=low beta=high seed offset")                     \
+  X(normal, 0, Random, false, "shape dtype alpha=mean beta=std seed offset")                      \
+  /* gather / scatter */                                                                          \
+  X(embedding, 2, Gather, true, "")                                                               \
+  X(embedding_backward, 2, Backward, false, "shape")                                              \
+  /* movement: reshape/permute/slice/broadcast_to may run as views without a copy */              \
+  X(reshape, 1, Movement, true, "shape")                                                          \
+  X(permute, 1, Movement, true, "axes")                                                           \
+  X(slice, 1, Movement, true, "axes starts ends steps")                                           \
+  X(slice_backward, 1, Backward, false, "shape axes starts ends steps")                           \
+  X(broadcast_to, 1, Movement, true, "shape")                                                     \
+  X(concat, -1, Movement, true, "axis")                                                           \
+  X(pad, 1, Movement, true, "pads value")                                                         \
+  /* creation */                                                                                  \
+  X(fill, 0, Creation, false, "shape dtype value")                                                \
+  X(arange, 0, Creation, false, "shape dtype alpha=start beta=step")
+
+namespace gpuml {
+
+enum class OpKind { Unary, Binary, Compare, Ternary, Reduce, Softmax, Matmul, Conv, Pool, Loss, Norm,
+                    Backward, Random, Gather, Movement, Creation };
+
+enum class OpId : uint16_t {
+#define GPUML_OP_ENUM(name, arity, kind, diff, attrs) name,
+  GPUML_OP_TABLE(GPUML_OP_ENUM)
+#undef GPUML_OP_ENUM
+};
+
+struct OpInfo {
+  std::string_view name;
+  int arity;  // -1: variadic
+  OpKind kind;
+  bool differentiable;
+  std::string_view attrs;  // which Attrs fields the op reads, for docs and `gpuml info`
+};
+
+inline constexpr OpInfo kOpInfos[] = {
+#define GPUML_OP_INFO(name, arity, kind, diff, attrs) {#name, arity, OpKind::kind, diff, attrs},
+    GPUML_OP_TABLE(GPUML_OP_INFO)
+#undef GPUML_OP_INFO
+};
+inline constexpr int kNumOps = static_cast<int>(sizeof(kOpInfos) / sizeof(kOpInfos[0]));
+
+inline const OpInfo& op_info(OpId op) { return kOpInfos[static_cast<int>(op)]; }
+inline std::string_view op_name(OpId op) { return op_info(op).name; }
+OpId op_from_name(std::string_view name);  // throws Invalid for an unknown name
+std::string_view op_kind_name(OpKind kind);
+
+// All ops, in table order, for loops over the table (tests, `gpuml info`).
+inline constexpr auto all_ops() {
+  std::array<OpId, kNumOps> ops{};
+  for (int i = 0; i < kNumOps; ++i) ops[i] = static_cast<OpId>(i);
+  return ops;
+}
+
+}  // namespace gpuml

@@ -1,0 +1,411 @@
+#include "ops/type_rules.h"
+
+#include <algorithm>
+
+#include "core/error.h"
+#include "core/tensor.h"
+
+namespace gpuml {
+
+namespace {
+
+#define CHECK_DTYPE(cond, ...) GPUML_CHECK_KIND(ErrorKind::DType, cond, __VA_ARGS__)
+
+void check_arity(OpId op, size_t n) {
+  int arity = op_info(op).arity;
+  if (arity < 0) {
+    GPUML_CHECK(n >= 1, "{}: needs at least one input", op_name(op));
+  } else {
+    GPUML_CHECK(static_cast<int>(n) == arity, "{}: takes {} inputs, got {}", op_name(op), arity, n);
+  }
+}
+
+void require_float(OpId op, const TensorType& t, const char* which = "input") {
+  CHECK_DTYPE(is_floating(t.dtype), "{}: {} must be a floating dtype (f32 f64 bf16 f16), got {}",
+              op_name(op), which, t.dtype);
+}
+
+void require_numeric(OpId op, const TensorType& t) {
+  CHECK_DTYPE(t.dtype != DType::boolean, "{}: bool input is not supported; cast it first", op_name(op));
+}
+
+void require_index(OpId op, const TensorType& t, const char* which) {
+  CHECK_DTYPE(t.dtype == DType::i32 || t.dtype == DType::i64, "{}: {} must be i32 or i64, got {}",
+              op_name(op), which, t.dtype);
+}
+
+void require_same_dtype(OpId op, const TensorType& a, const TensorType& b) {
+  CHECK_DTYPE(a.dtype == b.dtype, "{}: inputs have different dtypes {} and {}; cast one first", op_name(op),
+              a.dtype, b.dtype);
+}
+
+void require_rank(OpId op, const TensorType& t, int rank, const char* which) {
+  GPUML_CHECK_SHAPE(static_cast<int>(t.shape.size()) == rank, "{}: {} must have {} dims, got shape {}",
+                    op_name(op), which, rank, shape_str(t.shape));
+}
+
+void check_window(OpId op, const Attrs& a) {
+  for (int i = 0; i < 2; ++i) {
+    GPUML_CHECK(a.stride[i] >= 1 && a.dilation[i] >= 1 && a.padding[i] >= 0 && a.kernel[i] >= 1,
+                "{}: stride, dilation and kernel must be >= 1 and padding >= 0", op_name(op));
+  }
+}
+
+Shape reduce_shape(const Shape& in, const std::vector<bool>& reduced, bool keepdim) {
+  Shape out;
+  for (size_t i = 0; i < in.size(); ++i) {
+    if (!reduced[i]) out.push_back(in[i]);
+    else if (keepdim) out.push_back(1);
+  }
+  return out;
+}
+
+Shape conv_output(OpId op, const Shape& x, const Shape& w, const Attrs& a) {
+  check_window(op, a);
+  GPUML_CHECK(a.groups >= 1, "{}: groups must be >= 1", op_name(op));
+  GPUML_CHECK_SHAPE(x[1] % a.groups == 0 && w[0] % a.groups == 0,
+                    "{}: channels {} and filters {} must both divide by groups {}", op_name(op), x[1], w[0],
+                    a.groups);
+  GPUML_CHECK_SHAPE(w[1] * a.groups == x[1],
+                    "{}: input has {} channels but weight {} expects {} (groups {})", op_name(op), x[1],
+                    shape_str(w), w[1] * a.groups, a.groups);
+  int64_t oh = window_out_size(x[2], w[2], a.stride[0], a.padding[0], a.dilation[0]);
+  int64_t ow = window_out_size(x[3], w[3], a.stride[1], a.padding[1], a.dilation[1]);
+  GPUML_CHECK_SHAPE(oh > 0 && ow > 0, "{}: input {} is too small for kernel {}x{}", op_name(op),
+                    shape_str(x), w[2], w[3]);
+  return {x[0], w[0], oh, ow};
+}
+
+Shape pool_output(OpId op, const Shape& x, const Attrs& a) {
+  check_window(op, a);
+  for (int i = 0; i < 2; ++i)
+    GPUML_CHECK(a.padding[i] * 2 <= a.kernel[i], "{}: padding {} must be at most half the kernel {}",
+                op_name(op), a.padding[i], a.kernel[i]);
+  int64_t oh = window_out_size(x[2], a.kernel[0], a.stride[0], a.padding[0], a.dilation[0]);
+  int64_t ow = window_out_size(x[3], a.kernel[1], a.stride[1], a.padding[1], a.dilation[1]);
+  GPUML_CHECK_SHAPE(oh > 0 && ow > 0, "{}: input {} is too small for a {}x{} window", op_name(op),
+                    shape_str(x), a.kernel[0], a.kernel[1]);
+  return {x[0], x[1], oh, ow};
+}
+
+}  // namespace
+
+std::vector<bool> reduced_axes(const Attrs& attrs, int ndim, const char* what) {
+  std::vector<bool> reduced(ndim, attrs.axes.empty());
+  for (int64_t a : attrs.axes) {
+    int ax = normalize_axis(a, ndim, what);
+    GPUML_CHECK_SHAPE(!reduced[ax], "{}: axis {} listed twice", what, a);
+    reduced[ax] = true;
+  }
+  return reduced;
+}
+
+SliceDims normalize_slice(const Shape& in, const Attrs& a) {
+  GPUML_CHECK(a.starts.size() == a.axes.size() && a.ends.size() == a.axes.size() &&
+                  (a.steps.empty() || a.steps.size() == a.axes.size()),
+              "slice: axes, starts, ends (and steps) must have the same length");
+  SliceDims d;
+  int nd = static_cast<int>(in.size());
+  d.start.assign(nd, 0);
+  d.step.assign(nd, 1);
+  d.size = in;
+  std::vector<bool> seen(nd, false);
+  for (size_t i = 0; i < a.axes.size(); ++i) {
+    int ax = normalize_axis(a.axes[i], nd, "slice");
+    GPUML_CHECK_SHAPE(!seen[ax], "slice: axis {} listed twice", a.axes[i]);
+    seen[ax] = true;
+    int64_t step = a.steps.empty() ? 1 : a.steps[i];
+    GPUML_CHECK(step >= 1, "slice: step must be >= 1, got {}", step);
+    int64_t n = in[ax], start = a.starts[i], end = a.ends[i];
+    if (start < 0) start += n;
+    if (end < 0) end += n;
+    start = std::clamp<int64_t>(start, 0, n);
+    end = std::clamp<int64_t>(end, start, n);
+    d.start[ax] = start;
+    d.step[ax] = step;
+    d.size[ax] = (end - start + step - 1) / step;
+  }
+  return d;
+}
+
+int64_t window_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation) {
+  int64_t span = dilation * (kernel - 1) + 1;
+  int64_t room = in + 2 * padding - span;
+  return room < 0 ? 0 : room / stride + 1;
+}
+
+MatmulDims matmul_dims(const Shape& a, const Shape& b, const Attrs& attrs) {
+  GPUML_CHECK_SHAPE(a.size() >= 2 && b.size() >= 2, "matmul: inputs need at least 2 dims, got {} and {}",
+                    shape_str(a), shape_str(b));
+  size_t na = a.size(), nb = b.size();
+  MatmulDims d;
+  d.m = attrs.trans_a ? a[na - 1] : a[na - 2];
+  int64_t ka = attrs.trans_a ? a[na - 2] : a[na - 1];
+  int64_t kb = attrs.trans_b ? b[nb - 1] : b[nb - 2];
+  d.n = attrs.trans_b ? b[nb - 2] : b[nb - 1];
+  GPUML_CHECK_SHAPE(ka == kb, "matmul: inner dims differ: {}{} x {}{} ({} vs {})", shape_str(a),
+                    attrs.trans_a ? "^T" : "", shape_str(b), attrs.trans_b ? "^T" : "", ka, kb);
+  d.k = ka;
+  d.batch = broadcast_shapes(Shape(a.begin(), a.end() - 2), Shape(b.begin(), b.end() - 2), "matmul batch");
+  return d;
+}
+
+TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
+  check_arity(op, in.size());
+  const OpInfo& info = op_info(op);
+  switch (info.kind) {
+    case OpKind::Unary: {
+      const TensorType& x = in[0];
+      if (op == OpId::cast) return {x.shape, a.dtype};
+      if (op == OpId::copy) return x;
+      if (op == OpId::neg || op == OpId::abs || op == OpId::sign || op == OpId::relu) require_numeric(op, x);
+      else require_float(op, x);
+      return x;
+    }
+    case OpKind::Binary:
+    case OpKind::Compare: {
+      require_same_dtype(op, in[0], in[1]);
+      if (op == OpId::pow) require_float(op, in[0]);
+      if (info.kind == OpKind::Binary && op != OpId::maximum && op != OpId::minimum) require_numeric(op, in[0]);
+      Shape s = broadcast_shapes(in[0].shape, in[1].shape, std::string(op_name(op)).c_str());
+      return {s, info.kind == OpKind::Compare ? DType::boolean : in[0].dtype};
+    }
+    case OpKind::Ternary: {  // where(cond, a, b)
+      CHECK_DTYPE(in[0].dtype == DType::boolean, "where: condition must be bool, got {}", in[0].dtype);
+      require_same_dtype(op, in[1], in[2]);
+      Shape s = broadcast_shapes(broadcast_shapes(in[0].shape, in[1].shape, "where"), in[2].shape, "where");
+      return {s, in[1].dtype};
+    }
+    case OpKind::Reduce: {
+      const TensorType& x = in[0];
+      require_numeric(op, x);
+      int nd = static_cast<int>(x.shape.size());
+      if (op == OpId::argmax) {
+        GPUML_CHECK_SHAPE(nd >= 1, "argmax: needs at least one dim");
+        int ax = normalize_axis(a.axis, nd, "argmax");
+        GPUML_CHECK_SHAPE(x.shape[ax] > 0, "argmax: axis {} of {} is empty", ax, shape_str(x.shape));
+        std::vector<bool> red(nd, false);
+        red[ax] = true;
+        return {reduce_shape(x.shape, red, a.keepdim), DType::i64};
+      }
+      if (op == OpId::mean) require_float(op, x);
+      std::vector<bool> red = reduced_axes(a, nd, std::string(op_name(op)).c_str());
+      if (op == OpId::max)
+        for (int i = 0; i < nd; ++i)
+          GPUML_CHECK_SHAPE(!red[i] || x.shape[i] > 0, "max: reducing empty axis {} of {}", i,
+                            shape_str(x.shape));
+      return {reduce_shape(x.shape, red, a.keepdim), x.dtype};
+    }
+    case OpKind::Softmax: {
+      require_float(op, in[0]);
+      normalize_axis(a.axis, static_cast<int>(in[0].shape.size()), std::string(op_name(op)).c_str());
+      return in[0];
+    }
+    case OpKind::Matmul: {
+      require_same_dtype(op, in[0], in[1]);
+      require_float(op, in[0]);
+      MatmulDims d = matmul_dims(in[0].shape, in[1].shape, a);
+      Shape s = d.batch;
+      s.push_back(d.m);
+      s.push_back(d.n);
+      return {s, in[0].dtype};
+    }
+    case OpKind::Conv: {
+      require_same_dtype(op, in[0], in[1]);
+      require_float(op, in[0]);
+      require_rank(op, in[0], 4, "input (N, C, H, W)");
+      require_rank(op, in[1], 4, "weight (O, C/groups, kH, kW)");
+      return {conv_output(op, in[0].shape, in[1].shape, a), in[0].dtype};
+    }
+    case OpKind::Pool: {
+      require_float(op, in[0]);
+      require_rank(op, in[0], 4, "input (N, C, H, W)");
+      return {pool_output(op, in[0].shape, a), in[0].dtype};
+    }
+    case OpKind::Loss: {  // cross_entropy(logits (N, C), labels (N,)) -> mean over kept rows
+      require_float(op, in[0]);
+      require_rank(op, in[0], 2, "logits (N, C)");
+      require_index(op, in[1], "labels");
+      require_rank(op, in[1], 1, "labels (N,)");
+      GPUML_CHECK_SHAPE(in[1].shape[0] == in[0].shape[0], "cross_entropy: {} logits rows but {} labels",
+                        in[0].shape[0], in[1].shape[0]);
+      return {{}, in[0].dtype};
+    }
+    case OpKind::Norm: {
+      const TensorType& x = in[0];
+      require_float(op, x);
+      int nd = static_cast<int>(x.shape.size());
+      if (op == OpId::layer_norm) {
+        int ax = normalize_axis(a.axis, nd, "layer_norm");
+        Shape norm_shape(x.shape.begin() + ax, x.shape.end());
+        for (int i = 1; i <= 2; ++i) {
+          require_same_dtype(op, x, in[i]);
+          GPUML_CHECK_SHAPE(in[i].shape == norm_shape, "layer_norm: {} has shape {}, expected {}",
+                            i == 1 ? "weight" : "bias", shape_str(in[i].shape), shape_str(norm_shape));
+        }
+      } else {  // batch_norm(x, weight, bias, running_mean, running_var)
+        GPUML_CHECK_SHAPE(nd >= 2, "batch_norm: input needs (N, C, ...) dims, got {}", shape_str(x.shape));
+        static const char* names[] = {"", "weight", "bias", "running_mean", "running_var"};
+        for (int i = 1; i <= 4; ++i) {
+          require_same_dtype(op, x, in[i]);
+          GPUML_CHECK_SHAPE(in[i].shape == Shape{x.shape[1]}, "batch_norm: {} has shape {}, expected ({},)",
+                            names[i], shape_str(in[i].shape), x.shape[1]);
+        }
+      }
+      return x;
+    }
+    case OpKind::Random: {
+      if (op == OpId::dropout) {
+        require_float(op, in[0]);
+        GPUML_CHECK(a.p >= 0.0 && a.p < 1.0, "dropout: p must be in [0, 1), got {}", a.p);
+        return in[0];
+      }
+      CHECK_DTYPE(is_floating(a.dtype), "{}: dtype must be floating, got {}", op_name(op), a.dtype);
+      for (int64_t d : a.shape) GPUML_CHECK_SHAPE(d >= 0, "{}: negative dim in {}", op_name(op), shape_str(a.shape));
+      if (op == OpId::uniform) GPUML_CHECK(a.alpha <= a.beta, "uniform: low {} > high {}", a.alpha, a.beta);
+      if (op == OpId::normal) GPUML_CHECK(a.beta >= 0, "normal: std must be >= 0, got {}", a.beta);
+      return {a.shape, a.dtype};
+    }
+    case OpKind::Gather: {  // embedding(weight (V, D), indices (...)) -> (..., D)
+      require_rank(op, in[0], 2, "weight (V, D)");
+      require_index(op, in[1], "indices");
+      Shape s = in[1].shape;
+      s.push_back(in[0].shape[1]);
+      return {s, in[0].dtype};
+    }
+    case OpKind::Creation: {
+      for (int64_t d : a.shape) GPUML_CHECK_SHAPE(d >= 0, "{}: negative dim in {}", op_name(op), shape_str(a.shape));
+      if (op == OpId::arange)
+        GPUML_CHECK_SHAPE(a.shape.size() == 1, "arange: shape must be (n,), got {}", shape_str(a.shape));
+      return {a.shape, a.dtype};
+    }
+    case OpKind::Movement: {
+      const TensorType& x = in[0];
+      int nd = static_cast<int>(x.shape.size());
+      switch (op) {
+        case OpId::reshape: return {infer_reshape(a.shape, numel(x.shape)), x.dtype};
+        case OpId::permute: {
+          GPUML_CHECK_SHAPE(static_cast<int>(a.axes.size()) == nd, "permute: {} axes for {} dims", a.axes.size(), nd);
+          Shape s(nd);
+          std::vector<bool> seen(nd, false);
+          for (int i = 0; i < nd; ++i) {
+            int ax = normalize_axis(a.axes[i], nd, "permute");
+            GPUML_CHECK_SHAPE(!seen[ax], "permute: axis {} repeated", ax);
+            seen[ax] = true;
+            s[i] = x.shape[ax];
+          }
+          return {s, x.dtype};
+        }
+        case OpId::slice: return {normalize_slice(x.shape, a).size, x.dtype};
+        case OpId::broadcast_to: {
+          broadcast_strides(x.shape, contiguous_strides(x.shape), a.shape);  // checks
+          return {a.shape, x.dtype};
+        }
+        case OpId::concat: {
+          int ax = normalize_axis(a.axis, nd, "concat");
+          Shape s = x.shape;
+          for (size_t i = 1; i < in.size(); ++i) {
+            require_same_dtype(op, x, in[i]);
+            GPUML_CHECK_SHAPE(in[i].shape.size() == x.shape.size(), "concat: input {} has {} dims, input 0 has {}",
+                              i, in[i].shape.size(), nd);
+            for (int d = 0; d < nd; ++d)
+              GPUML_CHECK_SHAPE(d == ax || in[i].shape[d] == x.shape[d],
+                                "concat: input {} has shape {}, input 0 {}: only axis {} may differ", i,
+                                shape_str(in[i].shape), shape_str(x.shape), ax);
+            s[ax] += in[i].shape[ax];
+          }
+          return {s, x.dtype};
+        }
+        case OpId::pad: {
+          GPUML_CHECK_SHAPE(static_cast<int>(a.pads.size()) == 2 * nd,
+                            "pad: needs 2 pads (before, after) per dim: {} for {} dims", a.pads.size(), nd);
+          Shape s = x.shape;
+          for (int d = 0; d < nd; ++d) {
+            GPUML_CHECK(a.pads[2 * d] >= 0 && a.pads[2 * d + 1] >= 0, "pad: pads must be >= 0");
+            s[d] += a.pads[2 * d] + a.pads[2 * d + 1];
+          }
+          return {s, x.dtype};
+        }
+        default: break;
+      }
+      break;
+    }
+    case OpKind::Backward: {
+      switch (op) {
+        case OpId::conv2d_backward_data: {  // (dy, w) -> dx of attrs.shape
+          require_rank(op, in[0], 4, "dy");
+          require_rank(op, in[1], 4, "weight");
+          GPUML_CHECK_SHAPE(a.shape.size() == 4, "conv2d_backward_data: attrs.shape must be the input shape");
+          GPUML_CHECK_SHAPE(conv_output(op, a.shape, in[1].shape, a) == in[0].shape,
+                            "conv2d_backward_data: dy {} does not match the forward output",
+                            shape_str(in[0].shape));
+          return {a.shape, in[0].dtype};
+        }
+        case OpId::conv2d_backward_filter: {  // (x, dy) -> dw of attrs.shape
+          require_rank(op, in[0], 4, "x");
+          GPUML_CHECK_SHAPE(a.shape.size() == 4, "conv2d_backward_filter: attrs.shape must be the weight shape");
+          GPUML_CHECK_SHAPE(conv_output(op, in[0].shape, a.shape, a) == in[1].shape,
+                            "conv2d_backward_filter: dy {} does not match the forward output",
+                            shape_str(in[1].shape));
+          return {a.shape, in[0].dtype};
+        }
+        case OpId::max_pool2d_backward: {  // (x, dy) -> dx
+          require_rank(op, in[0], 4, "x");
+          GPUML_CHECK_SHAPE(pool_output(op, in[0].shape, a) == in[1].shape,
+                            "max_pool2d_backward: dy {} does not match the forward output",
+                            shape_str(in[1].shape));
+          return in[0];
+        }
+        case OpId::avg_pool2d_backward: {  // (dy) -> dx of attrs.shape
+          GPUML_CHECK_SHAPE(a.shape.size() == 4, "avg_pool2d_backward: attrs.shape must be the input shape");
+          GPUML_CHECK_SHAPE(pool_output(op, a.shape, a) == in[0].shape,
+                            "avg_pool2d_backward: dy {} does not match the forward output",
+                            shape_str(in[0].shape));
+          return {a.shape, in[0].dtype};
+        }
+        case OpId::cross_entropy_backward: {  // (logits, labels, dloss) -> dlogits
+          infer_type(OpId::cross_entropy, in.subspan(0, 2), a);
+          GPUML_CHECK_SHAPE(in[2].shape.empty(), "cross_entropy_backward: dloss must be a scalar");
+          return in[0];
+        }
+        case OpId::layer_norm_backward: {  // (x, weight, dy) -> dx
+          GPUML_CHECK_SHAPE(in[2].shape == in[0].shape, "layer_norm_backward: dy and x shapes differ");
+          TensorType tmp[3] = {in[0], in[1], in[1]};
+          return infer_type(OpId::layer_norm, tmp, a);
+        }
+        case OpId::batch_norm_backward: {  // (x, weight, dy) -> dx (batch statistics)
+          GPUML_CHECK_SHAPE(in[2].shape == in[0].shape, "batch_norm_backward: dy and x shapes differ");
+          TensorType tmp[5] = {in[0], in[1], in[1], in[1], in[1]};
+          return infer_type(OpId::batch_norm, tmp, a);
+        }
+        case OpId::gelu_backward: {  // (x, dy) -> dx
+          require_float(op, in[0]);
+          require_same_dtype(op, in[0], in[1]);
+          GPUML_CHECK_SHAPE(in[0].shape == in[1].shape, "gelu_backward: x {} and dy {} differ",
+                            shape_str(in[0].shape), shape_str(in[1].shape));
+          return in[0];
+        }
+        case OpId::embedding_backward: {  // (indices, dy) -> dweight of attrs.shape (V, D)
+          require_index(op, in[0], "indices");
+          GPUML_CHECK_SHAPE(a.shape.size() == 2, "embedding_backward: attrs.shape must be (V, D)");
+          Shape expect = in[0].shape;
+          expect.push_back(a.shape[1]);
+          GPUML_CHECK_SHAPE(in[1].shape == expect, "embedding_backward: dy {} should be {}",
+                            shape_str(in[1].shape), shape_str(expect));
+          return {a.shape, in[1].dtype};
+        }
+        case OpId::slice_backward: {  // (dy) -> dx of attrs.shape
+          GPUML_CHECK_SHAPE(normalize_slice(a.shape, a).size == in[0].shape,
+                            "slice_backward: dy {} does not match the slice of {}", shape_str(in[0].shape),
+                            shape_str(a.shape));
+          return {a.shape, in[0].dtype};
+        }
+        default: break;
+      }
+      break;
+    }
+  }
+  GPUML_FAIL(ErrorKind::Internal, "no type rule for op {}", op_name(op));
+}
+
+}  // namespace gpuml

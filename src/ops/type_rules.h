@@ -1,0 +1,45 @@
+// Type rules: the output shape and dtype of every op from its input types and attributes.
+// Backend-free; the graph builder calls it for every node, eager dispatch for every call, so a
+// shape mismatch is reported when the graph is built, never inside a kernel.
+//
+//   TensorType out = infer_type(OpId::matmul, {{{4, 3}, DType::f32}, {{3, 5}, DType::f32}}, {});
+//   // out.shape == {4, 5}
+#pragma once
+
+#include <span>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/shape.h"
+#include "ops/attrs.h"
+#include "ops/op_table.h"
+
+namespace gpuml {
+
+struct TensorType {
+  Shape shape;
+  DType dtype = DType::f32;
+  bool operator==(const TensorType&) const = default;
+};
+
+TensorType infer_type(OpId op, std::span<const TensorType> inputs, const Attrs& attrs);
+
+// Helpers shared by type rules and kernels so that every backend reads attributes the same way.
+
+// Per input dim: whether it is reduced (attrs.axes, empty = all).
+std::vector<bool> reduced_axes(const Attrs& attrs, int ndim, const char* what);
+// The normalised slice of every dim of `in`: start, step and output size (python semantics).
+struct SliceDims {
+  std::vector<int64_t> start, step, size;
+};
+SliceDims normalize_slice(const Shape& in, const Attrs& attrs);
+// Output length of a convolution/pooling window sweep along one dim.
+int64_t window_out_size(int64_t in, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation);
+// Matmul dims after transposes: a is (..., M, K), b is (..., K, N).
+struct MatmulDims {
+  int64_t m, k, n;
+  Shape batch;  // broadcast batch shape
+};
+MatmulDims matmul_dims(const Shape& a, const Shape& b, const Attrs& attrs);
+
+}  // namespace gpuml

@@ -1,0 +1,285 @@
+#include "op_samples.h"
+
+#include <random>
+
+namespace gpuml::testing {
+
+namespace {
+
+InputSpec real(Shape s) { return {std::move(s)}; }
+InputSpec strided(Shape s) { return {std::move(s), Domain::Real, 0, false, true}; }
+InputSpec positive(Shape s) { return {std::move(s), Domain::Positive}; }
+InputSpec boolean(Shape s) { return {std::move(s), Domain::Bool}; }
+InputSpec index(Shape s, int64_t bound) { return {std::move(s), Domain::Index, bound}; }
+InputSpec label(Shape s, int64_t classes, bool ignored = false) {
+  return {std::move(s), Domain::Label, classes, ignored};
+}
+
+Attrs with_axes(std::vector<int64_t> axes, bool keepdim = false) {
+  Attrs a;
+  a.axes = std::move(axes);
+  a.keepdim = keepdim;
+  return a;
+}
+Attrs with_axis(int64_t axis) {
+  Attrs a;
+  a.axis = axis;
+  return a;
+}
+Attrs conv(int64_t stride, int64_t padding, int64_t dilation = 1, int64_t groups = 1) {
+  Attrs a;
+  a.stride = {stride, stride};
+  a.padding = {padding, padding};
+  a.dilation = {dilation, dilation};
+  a.groups = groups;
+  return a;
+}
+Attrs pool(int64_t kernel, int64_t stride, int64_t padding, bool count_include_pad = true) {
+  Attrs a;
+  a.kernel = {kernel, kernel};
+  a.stride = {stride, stride};
+  a.padding = {padding, padding};
+  a.count_include_pad = count_include_pad;
+  return a;
+}
+Attrs with_shape(Attrs a, Shape s) {
+  a.shape = std::move(s);
+  return a;
+}
+
+std::vector<OpSample> build_samples() {
+  std::vector<OpSample> s;
+  auto add = [&](OpId op, std::string label, std::vector<InputSpec> in, Attrs a = {}) {
+    s.push_back({op, std::move(label), std::move(in), std::move(a)});
+  };
+  // Unary: odd sizes, a strided view, an empty tensor.
+  for (OpId op : {OpId::neg, OpId::abs, OpId::sign, OpId::exp, OpId::tanh, OpId::sigmoid, OpId::relu,
+                  OpId::copy}) {
+    add(op, "odd", {real({3, 37})});
+    add(op, "strided", {strided({5, 7})});
+    add(op, "empty", {real({0, 4})});
+  }
+  for (OpId op : {OpId::log, OpId::sqrt, OpId::rsqrt}) {
+    add(op, "odd", {positive({3, 37})});
+    add(op, "strided", {{{6, 5}, Domain::Positive, 0, false, true}});
+  }
+  Attrs gelu_tanh;
+  gelu_tanh.gelu_tanh = true;
+  add(OpId::gelu, "erf", {real({4, 33})});
+  add(OpId::gelu, "tanh", {strided({4, 9})}, gelu_tanh);
+  for (DType target : {DType::f32, DType::f64, DType::i32, DType::bf16}) {
+    Attrs a;
+    a.dtype = target;
+    add(OpId::cast, std::string("to_") + std::string(dtype_name(target)), {real({2, 17})}, a);
+  }
+  // Binary with broadcasting and strided operands.
+  for (OpId op : {OpId::add, OpId::sub, OpId::mul, OpId::maximum, OpId::minimum, OpId::eq, OpId::ne,
+                  OpId::lt, OpId::le, OpId::gt, OpId::ge}) {
+    add(op, "same", {real({3, 35}), real({3, 35})});
+    add(op, "broadcast", {real({4, 1, 5}), real({3, 1})});
+    add(op, "strided", {strided({5, 6}), real({6})});
+    add(op, "empty", {real({0, 3}), real({1, 3})});
+  }
+  add(OpId::div, "same", {real({3, 35}), positive({3, 35})});
+  add(OpId::div, "broadcast", {real({4, 1, 5}), positive({3, 1})});
+  add(OpId::div, "strided", {strided({5, 6}), positive({6})});
+  add(OpId::pow, "same", {positive({3, 21}), real({3, 21})});
+  add(OpId::pow, "broadcast", {positive({2, 1, 5}), real({3, 1})});
+  add(OpId::where, "broadcast", {boolean({3, 1}), real({3, 4}), real({4})});
+  add(OpId::where, "strided", {boolean({5, 6}), strided({5, 6}), real({5, 6})});
+  // Reductions over various axes.
+  for (OpId op : {OpId::sum, OpId::mean, OpId::max}) {
+    add(op, "all", {real({3, 5, 7})});
+    add(op, "axis1", {real({3, 5, 7})}, with_axes({1}));
+    add(op, "axes02_keep", {real({3, 5, 7})}, with_axes({0, -1}, true));
+    add(op, "strided", {strided({6, 9})}, with_axes({0}));
+    add(op, "long_row", {real({2, 1037})}, with_axes({1}));
+  }
+  add(OpId::sum, "empty", {real({0, 3})}, with_axes({0}));
+  add(OpId::argmax, "last", {real({4, 9})});
+  add(OpId::argmax, "axis0_keep", {real({5, 3})}, [] { Attrs a = with_axis(0); a.keepdim = true; return a; }());
+  for (OpId op : {OpId::softmax, OpId::log_softmax}) {
+    add(op, "last", {real({3, 11})});
+    add(op, "axis0", {real({5, 4})}, with_axis(0));
+    add(op, "strided", {strided({4, 7})});
+  }
+  // Matmul: plain, transposed, batched with broadcast, odd sizes.
+  add(OpId::matmul, "plain", {real({7, 5}), real({5, 3})});
+  {
+    Attrs t;
+    t.trans_a = true;
+    t.trans_b = true;
+    add(OpId::matmul, "trans_ab", {real({5, 7}), real({3, 5})}, t);
+    Attrs tb;
+    tb.trans_b = true;
+    add(OpId::matmul, "trans_b_batched", {real({2, 4, 6}), real({3, 6})}, tb);
+  }
+  add(OpId::matmul, "batch_broadcast", {real({2, 1, 3, 4}), real({3, 4, 5})});
+  add(OpId::matmul, "strided", {strided({6, 4}), real({4, 5})});
+  // Convolution: padding, stride, dilation, groups.
+  add(OpId::conv2d, "pad1", {real({2, 3, 7, 6}), real({4, 3, 3, 3})}, conv(1, 1));
+  add(OpId::conv2d, "stride2", {real({1, 2, 9, 8}), real({3, 2, 3, 2})}, conv(2, 0));
+  add(OpId::conv2d, "dilated_groups", {real({2, 4, 8, 8}), real({6, 2, 3, 3})}, conv(1, 2, 2, 2));
+  add(OpId::conv2d_backward_data, "pad1", {real({2, 4, 7, 6}), real({4, 3, 3, 3})},
+      with_shape(conv(1, 1), {2, 3, 7, 6}));
+  add(OpId::conv2d_backward_data, "stride2_groups", {real({1, 4, 4, 4}), real({4, 1, 3, 3})},
+      with_shape(conv(2, 1, 1, 2), {1, 2, 8, 7}));
+  add(OpId::conv2d_backward_filter, "pad1", {real({2, 3, 7, 6}), real({2, 4, 7, 6})},
+      with_shape(conv(1, 1), {4, 3, 3, 3}));
+  add(OpId::conv2d_backward_filter, "stride2_groups", {real({1, 2, 8, 7}), real({1, 4, 4, 4})},
+      with_shape(conv(2, 1, 1, 2), {4, 1, 3, 3}));
+  // Pooling.
+  add(OpId::max_pool2d, "k2", {real({2, 3, 8, 7})}, pool(2, 2, 0));
+  add(OpId::max_pool2d, "k3s2p1", {real({1, 2, 9, 9})}, pool(3, 2, 1));
+  add(OpId::max_pool2d_backward, "k2", {real({2, 3, 8, 7}), real({2, 3, 4, 3})}, pool(2, 2, 0));
+  add(OpId::max_pool2d_backward, "k3s2p1", {real({1, 2, 9, 9}), real({1, 2, 5, 5})}, pool(3, 2, 1));
+  add(OpId::avg_pool2d, "k2", {real({2, 3, 8, 7})}, pool(2, 2, 0));
+  add(OpId::avg_pool2d, "k3s2p1_excl", {real({1, 2, 9, 9})}, pool(3, 2, 1, false));
+  add(OpId::avg_pool2d, "k3s2p1_incl", {real({1, 2, 9, 9})}, pool(3, 2, 1, true));
+  add(OpId::avg_pool2d_backward, "k2", {real({2, 3, 4, 3})}, with_shape(pool(2, 2, 0), {2, 3, 8, 7}));
+  add(OpId::avg_pool2d_backward, "k3s2p1_excl", {real({1, 2, 5, 5})},
+      with_shape(pool(3, 2, 1, false), {1, 2, 9, 9}));
+  // Losses and norms.
+  add(OpId::cross_entropy, "plain", {real({7, 5}), label({7}, 5)});
+  {
+    Attrs ig;
+    ig.ignore_index = -100;
+    add(OpId::cross_entropy, "ignore", {real({9, 4}), label({9}, 4, true)}, ig);
+    add(OpId::cross_entropy_backward, "ignore", {real({9, 4}), label({9}, 4, true), real({})}, ig);
+  }
+  add(OpId::layer_norm, "last", {real({3, 5, 16}), real({16}), real({16})});
+  add(OpId::layer_norm, "last2", {real({4, 3, 5}), real({3, 5}), real({3, 5})}, with_axis(1));
+  add(OpId::layer_norm_backward, "last", {real({3, 5, 16}), real({16}), real({3, 5, 16})});
+  {
+    Attrs train;
+    train.training = true;
+    Attrs eval;
+    eval.training = false;
+    add(OpId::batch_norm, "train_2d", {real({4, 3, 5, 5}), real({3}), real({3}), real({3}), positive({3})}, train);
+    add(OpId::batch_norm, "train_1d", {real({6, 5}), real({5}), real({5}), real({5}), positive({5})}, train);
+    add(OpId::batch_norm, "eval_2d", {real({2, 3, 4, 4}), real({3}), real({3}), real({3}), positive({3})}, eval);
+    add(OpId::batch_norm_backward, "2d", {real({4, 3, 5, 5}), real({3}), real({4, 3, 5, 5})});
+    add(OpId::batch_norm_backward, "1d", {real({6, 5}), real({5}), real({6, 5})});
+  }
+  add(OpId::gelu_backward, "erf", {real({3, 19}), real({3, 19})});
+  add(OpId::gelu_backward, "tanh", {real({3, 19}), real({3, 19})}, gelu_tanh);
+  // Random ops: the harness compares them exactly (same Philox numbers on every backend).
+  {
+    Attrs d;
+    d.p = 0.3;
+    d.seed = 1234;
+    d.offset = 5;
+    add(OpId::dropout, "p0.3", {real({5, 23})}, d);
+    Attrs off = d;
+    off.training = false;
+    add(OpId::dropout, "eval", {real({5, 7})}, off);
+    Attrs u;
+    u.shape = {3, 41};
+    u.alpha = -2;
+    u.beta = 3;
+    u.seed = 99;
+    u.offset = 17;
+    add(OpId::uniform, "range", {}, u);
+    Attrs n = u;
+    n.alpha = 1;
+    n.beta = 2;
+    add(OpId::normal, "mean1_std2", {}, n);
+  }
+  add(OpId::embedding, "2d_idx", {real({10, 6}), index({3, 4}, 10)});
+  add(OpId::embedding_backward, "repeat", {index({3, 5}, 4), real({3, 5, 6})}, with_shape({}, {4, 6}));
+  // Movement.
+  add(OpId::reshape, "merge", {real({3, 4, 5})}, with_shape({}, {12, -1}));
+  add(OpId::reshape, "strided", {strided({4, 6})}, with_shape({}, {24}));
+  add(OpId::permute, "3d", {real({2, 3, 5})}, with_axes({2, 0, 1}));
+  {
+    Attrs sl;
+    sl.axes = {0, 1};
+    sl.starts = {1, -5};
+    sl.ends = {4, 100};
+    sl.steps = {2, 1};
+    add(OpId::slice, "steps", {real({5, 7})}, sl);
+    add(OpId::slice_backward, "steps", {real({2, 5})}, with_shape(sl, {5, 7}));
+  }
+  add(OpId::broadcast_to, "expand", {real({3, 1})}, with_shape({}, {2, 3, 4}));
+  add(OpId::concat, "axis1", {real({2, 3}), real({2, 5}), strided({2, 1})}, with_axis(1));
+  add(OpId::concat, "axis0", {real({1, 4}), real({3, 4})}, with_axis(0));
+  {
+    Attrs p;
+    p.pads = {1, 0, 2, 3};
+    p.value = 0.5;
+    add(OpId::pad, "2d", {real({3, 4})}, p);
+  }
+  // Creation.
+  {
+    Attrs f;
+    f.shape = {3, 5};
+    f.value = 2.5;
+    add(OpId::fill, "2.5", {}, f);
+    Attrs r;
+    r.shape = {11};
+    r.alpha = -3;
+    r.beta = 2;
+    add(OpId::arange, "step2", {}, r);
+  }
+  return s;
+}
+
+}  // namespace
+
+const std::vector<OpSample>& op_samples() {
+  static const std::vector<OpSample> samples = build_samples();
+  return samples;
+}
+
+double tolerance_for(DType dtype) {
+  switch (dtype) {
+    case DType::f64: return 1e-9;
+    case DType::f32: return 1e-4;
+    case DType::bf16: return 3e-2;
+    case DType::f16: return 5e-3;
+    default: return 0.0;
+  }
+}
+
+std::vector<Tensor> make_sample_inputs(const OpSample& sample, DType dtype, uint64_t seed) {
+  std::mt19937_64 rng(seed * 7919 + static_cast<uint64_t>(sample.op));
+  std::vector<Tensor> out;
+  for (const InputSpec& in : sample.inputs) {
+    // A strided input is every other column of a buffer twice as wide.
+    Shape alloc = in.shape;
+    if (in.strided && !alloc.empty()) alloc.back() *= 2;
+    int64_t n = numel(alloc);
+    std::vector<double> values(static_cast<size_t>(n));
+    DType dt = dtype;
+    for (double& v : values) {
+      switch (in.domain) {
+        case Domain::Real:
+          if (is_floating(dtype)) v = std::normal_distribution<double>(0.0, 1.0)(rng);
+          else if (dtype == DType::boolean) v = static_cast<double>(rng() % 2);
+          else if (dtype == DType::u8) v = static_cast<double>(rng() % 11);
+          else v = static_cast<double>(static_cast<int64_t>(rng() % 11) - 5);
+          break;
+        case Domain::Positive:
+          if (is_floating(dtype)) v = std::uniform_real_distribution<double>(0.5, 2.0)(rng);
+          else v = static_cast<double>(1 + rng() % 5);
+          break;
+        case Domain::Bool:
+          dt = DType::boolean;
+          v = static_cast<double>(rng() % 2);
+          break;
+        case Domain::Index:
+        case Domain::Label:
+          dt = DType::i64;
+          v = static_cast<double>(rng() % static_cast<uint64_t>(in.bound));
+          if (in.with_ignored && rng() % 3 == 0) v = static_cast<double>(sample.attrs.ignore_index);
+          break;
+      }
+    }
+    Tensor t = Tensor::from_values(alloc, values, dt);
+    if (in.strided && !alloc.empty()) t = t.slice(-1, 1, alloc.back(), 2);
+    out.push_back(t);
+  }
+  return out;
+}
+
+}  // namespace gpuml::testing
