@@ -2,6 +2,8 @@
 // mapping, fill policies, and errors that point at file:line:column.
 #include <gtest/gtest.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -16,16 +18,21 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class CsvTest : public ::testing::Test {
+class DataCsvTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("gpuml_csv_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    rng_.seed(::testing::UnitTest::GetInstance()->random_seed());
+    seed_ = std::random_device{}();  // fresh inputs each run; the seed is logged for replay
+    rng_.seed(seed_);
+    RecordProperty("seed", std::to_string(seed_));
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    if (HasFailure()) ADD_FAILURE() << "inputs came from seed " << seed_;
+    fs::remove_all(dir_);
+  }
   std::string write(const std::string& name, const std::string& text) {
     std::string path = (dir_ / name).string();
     std::ofstream(path, std::ios::binary) << text;
@@ -33,6 +40,7 @@ class CsvTest : public ::testing::Test {
   }
   float random_value() { return std::uniform_real_distribution<float>(-100, 100)(rng_); }
   fs::path dir_;
+  uint32_t seed_ = 0;
   std::mt19937 rng_;
 };
 
@@ -47,7 +55,7 @@ void expect_io_error(Fn&& fn, const std::vector<std::string>& fragments) {
   }
 }
 
-TEST_F(CsvTest, HeaderAutoDetectedAndLabelLastByDefault) {
+TEST_F(DataCsvTest, HeaderAutoDetectedAndLabelLastByDefault) {
   std::vector<float> v(6);
   for (float& x : v) x = random_value();
   std::string body = fmt::format("{},{},3\n{},{},0\n{},{},7\n", v[0], v[1], v[2], v[3], v[4], v[5]);
@@ -67,7 +75,7 @@ TEST_F(CsvTest, HeaderAutoDetectedAndLabelLastByDefault) {
   EXPECT_EQ(d.features.dim(0), 2);
 }
 
-TEST_F(CsvTest, LabelByNameOrIndexAndNegativeIndex) {
+TEST_F(DataCsvTest, LabelByNameOrIndexAndNegativeIndex) {
   float a = random_value(), b = random_value();
   std::string text = fmt::format("y,a,b\n2,{},{}\n5,{},{}\n", a, b, b, a);
   CsvOptions by_name;
@@ -96,7 +104,7 @@ TEST_F(CsvTest, LabelByNameOrIndexAndNegativeIndex) {
   EXPECT_FALSE(d.labels.defined());
 }
 
-TEST_F(CsvTest, QuotedFieldsPerRfc4180) {
+TEST_F(DataCsvTest, QuotedFieldsPerRfc4180) {
   float v = random_value();
   std::string text = "\"name, with comma\",\"say \"\"hi\"\"\",\"multi\nline\",label\r\n"
                      "\"1.5\", 2 ,\"" + fmt::format("{}", v) + "\",\"1\"\r\n"
@@ -113,7 +121,7 @@ TEST_F(CsvTest, QuotedFieldsPerRfc4180) {
   expect_io_error([&] { read_csv(write("c.csv", "a,b\n1,\"2\"x\n")); }, {"c.csv:2:2", "after a closing quote"});
 }
 
-TEST_F(CsvTest, BadValuesNameFileLineColumn) {
+TEST_F(DataCsvTest, BadValuesNameFileLineColumn) {
   // The multi-line quoted header makes the bad row's line differ from its record number.
   std::string header = "\"a\nb\",c,label\n";
   expect_io_error([&] { read_csv(write("bad.csv", header + "1,2,0\n3,abc,1\n")); },
@@ -131,7 +139,7 @@ TEST_F(CsvTest, BadValuesNameFileLineColumn) {
   expect_io_error([&] { read_csv((dir_ / "absent.csv").string()); }, {"absent.csv", "cannot open"});
 }
 
-TEST_F(CsvTest, FillPolicies) {
+TEST_F(DataCsvTest, FillPolicies) {
   float a = random_value(), b = random_value(), c = random_value();
   std::string text = fmt::format("x,y,label\n{},,0\n?,{},1\n{},NaN,0\n", a, b, c);
   CsvOptions constant;
@@ -151,7 +159,7 @@ TEST_F(CsvTest, FillPolicies) {
   expect_io_error([&] { read_csv(write("l.csv", "x,label\n1,\n"), constant); }, {"l.csv:2:2", "label ''"});
 }
 
-TEST_F(CsvTest, StringLabelsMapToSortedIds) {
+TEST_F(DataCsvTest, StringLabelsMapToSortedIds) {
   float v = random_value();
   std::string text = fmt::format("f,species\n{},virginica\n1,setosa\n2, versicolor \n3,setosa\n", v);
   expect_io_error([&] { read_csv(write("s.csv", text)); }, {"s.csv:2:2", "'virginica' is not an integer"});
@@ -169,7 +177,7 @@ TEST_F(CsvTest, StringLabelsMapToSortedIds) {
   EXPECT_EQ(d.labels.to_doubles(), (std::vector<double>{0, 1}));
 }
 
-TEST_F(CsvTest, OtherDelimiter) {
+TEST_F(DataCsvTest, OtherDelimiter) {
   CsvOptions opt;
   opt.delimiter = ';';
   CsvOptions filled = opt;

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -19,16 +21,22 @@ namespace {
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
 
-class IdxTest : public ::testing::Test {
+class DataIdxTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() /
-           ("gpuml_idx_" + std::to_string(::testing::UnitTest::GetInstance()->random_seed()) + "_" +
+           ("gpuml_idx_" + std::to_string(::getpid()) + "_" +
             ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
+    seed_ = std::random_device{}();  // fresh inputs each run; the seed is logged for replay
+    rng_.seed(seed_);
+    RecordProperty("seed", std::to_string(seed_));
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    if (HasFailure()) ADD_FAILURE() << "inputs came from seed " << seed_;
+    fs::remove_all(dir_);
+  }
 
   std::string write(const std::string& name, const Bytes& bytes) {
     std::string path = (dir_ / name).string();
@@ -45,6 +53,8 @@ class IdxTest : public ::testing::Test {
     return path;
   }
   fs::path dir_;
+  uint32_t seed_ = 0;
+  std::mt19937 rng_;
 };
 
 Bytes idx_header(uint8_t type, const std::vector<uint32_t>& dims) {
@@ -70,8 +80,8 @@ void expect_io_error(Fn&& fn, const std::vector<std::string>& fragments) {
   }
 }
 
-TEST_F(IdxTest, ReadsU8PlainAndGzip) {
-  std::mt19937 rng(::testing::UnitTest::GetInstance()->random_seed());
+TEST_F(DataIdxTest, ReadsU8PlainAndGzip) {
+  std::mt19937& rng = rng_;
   Bytes file = idx_header(0x08, {3, 4, 5});
   Bytes values(60);
   for (uint8_t& v : values) v = static_cast<uint8_t>(rng());
@@ -85,8 +95,8 @@ TEST_F(IdxTest, ReadsU8PlainAndGzip) {
   }
 }
 
-TEST_F(IdxTest, ConvertsWiderTypesFromBigEndian) {
-  std::mt19937 rng(::testing::UnitTest::GetInstance()->random_seed());
+TEST_F(DataIdxTest, ConvertsWiderTypesFromBigEndian) {
+  std::mt19937& rng = rng_;
   std::vector<int32_t> i8v, i16v, i32v;
   std::vector<float> f32v;
   std::vector<double> f64v;
@@ -123,7 +133,7 @@ TEST_F(IdxTest, ConvertsWiderTypesFromBigEndian) {
   }
 }
 
-TEST_F(IdxTest, RejectsMalformedFiles) {
+TEST_F(DataIdxTest, RejectsMalformedFiles) {
   Bytes good = idx_header(0x08, {2, 3});
   for (int i = 0; i < 6; ++i) good.push_back(static_cast<uint8_t>(i + 1));
 
@@ -155,7 +165,7 @@ TEST_F(IdxTest, RejectsMalformedFiles) {
   expect_io_error([&] { read_idx((dir_ / "absent").string()); }, {"absent", "cannot open"});
 }
 
-TEST_F(IdxTest, DatasetDirListsMissingFiles) {
+TEST_F(DataIdxTest, DatasetDirListsMissingFiles) {
   Bytes images = idx_header(0x08, {2, 2, 2});
   for (int i = 0; i < 8; ++i) images.push_back(static_cast<uint8_t>(i * 7));
   Bytes labels = idx_header(0x08, {2});
@@ -172,7 +182,7 @@ TEST_F(IdxTest, DatasetDirListsMissingFiles) {
   EXPECT_EQ(ds.test_y.data<uint8_t>()[1], 9);
 }
 
-TEST(IdxRealData, FashionMnistShapesAndLabels) {
+TEST(DataIdxRealData, FashionMnistShapesAndLabels) {
   const std::string dir = "/usr/share/datasets/fashion-mnist";
   if (!fs::exists(dir)) GTEST_SKIP() << dir << " is not on this machine";
   IdxDataset ds = load_idx_dataset(dir);

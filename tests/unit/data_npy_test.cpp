@@ -5,6 +5,8 @@
 #include <zip.h>
 
 #include <cstring>
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -20,22 +22,28 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class NpyTest : public ::testing::Test {
+class DataNpyTest : public ::testing::Test {
  protected:
   void SetUp() override {
     dir_ = fs::temp_directory_path() / ("gpuml_npy_" + std::to_string(::getpid()) + "_" +
                                         ::testing::UnitTest::GetInstance()->current_test_info()->name());
     fs::remove_all(dir_);
     fs::create_directories(dir_);
-    rng_.seed(::testing::UnitTest::GetInstance()->random_seed());
+    seed_ = std::random_device{}();  // fresh inputs each run; the seed is logged for replay
+    rng_.seed(seed_);
+    RecordProperty("seed", std::to_string(seed_));
   }
-  void TearDown() override { fs::remove_all(dir_); }
+  void TearDown() override {
+    if (HasFailure()) ADD_FAILURE() << "inputs came from seed " << seed_;
+    fs::remove_all(dir_);
+  }
   std::string write(const std::string& name, const std::string& bytes) {
     std::string path = (dir_ / name).string();
     std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
     return path;
   }
   fs::path dir_;
+  uint32_t seed_ = 0;
   std::mt19937 rng_;
 };
 
@@ -76,7 +84,7 @@ void expect_error(ErrorKind kind, Fn&& fn, const std::vector<std::string>& fragm
   }
 }
 
-TEST_F(NpyTest, ReadsVersionsOneTwoThreeLittleAndBigEndian) {
+TEST_F(DataNpyTest, ReadsVersionsOneTwoThreeLittleAndBigEndian) {
   std::vector<float> values(6);
   for (float& v : values) v = std::uniform_real_distribution<float>(-3, 3)(rng_);
   for (int version : {1, 2, 3}) {
@@ -91,7 +99,7 @@ TEST_F(NpyTest, ReadsVersionsOneTwoThreeLittleAndBigEndian) {
   }
 }
 
-TEST_F(NpyTest, IntegerWidthsWidenAndBigEndianSwaps) {
+TEST_F(DataNpyTest, IntegerWidthsWidenAndBigEndianSwaps) {
   std::vector<int16_t> i2 = {static_cast<int16_t>(rng_()), -7, 300};
   std::vector<uint16_t> u2 = {static_cast<uint16_t>(rng_()), 65535, 1};
   std::vector<int64_t> i8 = {static_cast<int64_t>(rng_()) << 20, -5, 42};
@@ -119,7 +127,7 @@ TEST_F(NpyTest, IntegerWidthsWidenAndBigEndianSwaps) {
                {"u8.npy", "element 1", "does not fit"});
 }
 
-TEST_F(NpyTest, FortranOrderIsTransposedToCOrder) {
+TEST_F(DataNpyTest, FortranOrderIsTransposedToCOrder) {
   // A (2, 3, 4) array stored column-major: element (i, j, k) at i + 2*j + 6*k.
   std::vector<int32_t> stored(24);
   std::vector<int32_t> logical(24);
@@ -137,7 +145,7 @@ TEST_F(NpyTest, FortranOrderIsTransposedToCOrder) {
   for (int i = 0; i < 24; ++i) EXPECT_EQ(t.data<int32_t>()[i], logical[i]) << i;
 }
 
-TEST_F(NpyTest, BoolU8AndScalarAndEmpty) {
+TEST_F(DataNpyTest, BoolU8AndScalarAndEmpty) {
   std::string bools = {1, 0, 0, 1};
   Tensor b = read_npy(write("b.npy", npy_bytes(1, "{'descr': '|b1', 'fortran_order': False, 'shape': (2, 2), }", bools)));
   EXPECT_EQ(b.dtype(), DType::boolean);
@@ -152,7 +160,7 @@ TEST_F(NpyTest, BoolU8AndScalarAndEmpty) {
   EXPECT_EQ(e.shape(), (Shape{0, 5}));
 }
 
-TEST_F(NpyTest, RefusesObjectArraysAndMalformedHeaders) {
+TEST_F(DataNpyTest, RefusesObjectArraysAndMalformedHeaders) {
   std::string pickle = "\x80\x02]q\x00.";  // a pickle stream; it must never be looked at
   expect_error(ErrorKind::Unsupported,
                [&] { read_npy(write("o.npy", npy_bytes(1, "{'descr': '|O', 'fortran_order': False, 'shape': (1,), }", pickle))); },
@@ -207,7 +215,7 @@ TEST_F(NpyTest, RefusesObjectArraysAndMalformedHeaders) {
   expect_error(ErrorKind::Io, [&] { read_npy(write("huge.npy", huge)); }, {"huge.npy", "truncated"});
 }
 
-TEST_F(NpyTest, WriterRoundTripsEveryNumpyDtypeAtomically) {
+TEST_F(DataNpyTest, WriterRoundTripsEveryNumpyDtypeAtomically) {
   for (DType dtype : {DType::f32, DType::f64, DType::f16, DType::i32, DType::i64, DType::u8, DType::boolean}) {
     std::vector<double> values(12);
     for (double& v : values) v = dtype == DType::boolean ? rng_() % 2 : static_cast<double>(rng_() % 200);
@@ -242,7 +250,7 @@ void write_zip(const std::string& path, const std::vector<std::tuple<std::string
   ASSERT_EQ(zip_close(z), 0);
 }
 
-TEST_F(NpyTest, NpzStoredAndDeflatedMembers) {
+TEST_F(DataNpyTest, NpzStoredAndDeflatedMembers) {
   std::vector<float> x(4 * 5);
   for (float& v : x) v = std::uniform_real_distribution<float>(-1, 1)(rng_);
   std::vector<int64_t> y = {static_cast<int64_t>(rng_() % 10), 3, 7, 1};
@@ -264,7 +272,7 @@ TEST_F(NpyTest, NpzStoredAndDeflatedMembers) {
   }
 }
 
-TEST_F(NpyTest, NpzRefusesTraversalNamesBadMembersAndNonZips) {
+TEST_F(DataNpyTest, NpzRefusesTraversalNamesBadMembersAndNonZips) {
   std::string ok = npy_bytes(1, "{'descr': '|u1', 'fortran_order': False, 'shape': (1,), }", "\x01");
   for (std::string name : {"../evil.npy", "/abs.npy", "a/../../b.npy", "dir\\x.npy"}) {
     std::string path = (dir_ / "t.npz").string();
