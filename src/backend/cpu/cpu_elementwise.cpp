@@ -62,8 +62,13 @@ inline auto binary_fn(C a, C b) {
       return C(a / b);
     }
   } else if constexpr (Op == OpId::pow) return C(std::pow(a, b));
-  else if constexpr (Op == OpId::maximum) return (a != a || b != b) ? C(a + b) : (a > b ? a : b);
-  else if constexpr (Op == OpId::minimum) return (a != a || b != b) ? C(a + b) : (a < b ? a : b);
+  else if constexpr (Op == OpId::maximum) {
+    if constexpr (std::is_floating_point_v<C>) return (a != a || b != b) ? C(a + b) : (a > b ? a : b);
+    else return a > b ? a : b;
+  } else if constexpr (Op == OpId::minimum) {
+    if constexpr (std::is_floating_point_v<C>) return (a != a || b != b) ? C(a + b) : (a < b ? a : b);
+    else return a < b ? a : b;
+  }
   else if constexpr (Op == OpId::eq) return a == b;
   else if constexpr (Op == OpId::ne) return a != b;
   else if constexpr (Op == OpId::lt) return a < b;
@@ -155,7 +160,7 @@ void binary_kernel(const KernelCall& call) {
     if constexpr (kOpInfos[static_cast<int>(Op)].kind == OpKind::Compare) {
       map_binary<T, bool>(call.inputs[0], call.inputs[1], call.output,
                           [](T a, T b) { return binary_fn<Op, C>(load(a), load(b)); });
-    } else if constexpr (!std::is_same_v<T, bool>) {
+    } else if constexpr (!std::is_same_v<T, bool> || Op == OpId::maximum || Op == OpId::minimum) {
       map_binary<T, T>(call.inputs[0], call.inputs[1], call.output,
                        [](T a, T b) { return store<T>(binary_fn<Op, C>(load(a), load(b))); });
     }
@@ -230,8 +235,8 @@ void register_elementwise_kernels(CpuBackend& backend) {
   backend.add_kernel(OpId::mul, binary_kernel<OpId::mul>, kNumeric);
   backend.add_kernel(OpId::div, binary_kernel<OpId::div>, kNumeric);
   backend.add_kernel(OpId::pow, binary_kernel<OpId::pow>, kFloat);
-  backend.add_kernel(OpId::maximum, binary_kernel<OpId::maximum>, kNumeric);
-  backend.add_kernel(OpId::minimum, binary_kernel<OpId::minimum>, kNumeric);
+  backend.add_kernel(OpId::maximum, binary_kernel<OpId::maximum>, kEvery);
+  backend.add_kernel(OpId::minimum, binary_kernel<OpId::minimum>, kEvery);
   backend.add_kernel(OpId::eq, binary_kernel<OpId::eq>, kEvery);
   backend.add_kernel(OpId::ne, binary_kernel<OpId::ne>, kEvery);
   backend.add_kernel(OpId::lt, binary_kernel<OpId::lt>, kEvery);
