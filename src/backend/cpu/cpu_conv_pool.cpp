@@ -16,10 +16,18 @@ namespace {
 using dims = dnnl::memory::dims;
 using tag = dnnl::memory::format_tag;
 
+// Blocked layouts (nChw16c...) let oneDNN use its direct jit kernels; the reorders to and from
+// NCHW cost less than the gemm-based kernels that plain layouts get (measured on Fashion-MNIST
+// shapes: 1.2x-1.8x faster for conv 32->64 forward and both backwards). Except the forward pass of
+// a first layer with few input channels, where reordering the large output costs more (4x slower).
+constexpr int64_t kFewChannels = 8;
+
 // The geometry of one convolution: x (N, C, H, W), w (O, C/groups, kH, kW), y (N, O, OH, OW).
 struct ConvGeometry {
-  dnnl::memory::desc x_md, w_md, y_md;
+  dnnl::memory::desc x_md, w_md, y_md;           // plain: NCHW, (G)OIHW
+  dnnl::memory::desc x_any, w_any, y_any;        // layouts left for oneDNN to choose
   dims strides, dilation, padding;
+  bool few_input_channels;
   std::string key;
 };
 
@@ -34,6 +42,10 @@ ConvGeometry conv_geometry(DType dtype, const Shape& x, const Shape& w, const Sh
     g.w_md = dnnl::memory::desc(dims(w.begin(), w.end()), dt, tag::oihw);
   }
   g.y_md = dnnl::memory::desc(dims(y.begin(), y.end()), dt, tag::nchw);
+  g.x_any = dnnl::memory::desc(g.x_md.dims(), dt, tag::any);
+  g.w_any = dnnl::memory::desc(g.w_md.dims(), dt, tag::any);
+  g.y_any = dnnl::memory::desc(g.y_md.dims(), dt, tag::any);
+  g.few_input_channels = w[1] < kFewChannels;
   g.strides = {a.stride[0], a.stride[1]};
   g.dilation = {a.dilation[0] - 1, a.dilation[1] - 1};  // oneDNN counts the gaps
   g.padding = {a.padding[0], a.padding[1]};
@@ -43,9 +55,20 @@ ConvGeometry conv_geometry(DType dtype, const Shape& x, const Shape& w, const Sh
   return g;
 }
 
+dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvGeometry& g, const dnnl::engine& engine,
+                                                          const dnnl::memory::desc& x_md,
+                                                          const dnnl::memory::desc& y_md);
+
+// The forward primitive desc used as the hint for the backward ones (all layouts chosen by oneDNN).
 dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvGeometry& g, const dnnl::engine& engine) {
+  return conv_forward_pd(g, engine, g.x_any, g.y_any);
+}
+
+dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvGeometry& g, const dnnl::engine& engine,
+                                                          const dnnl::memory::desc& x_md,
+                                                          const dnnl::memory::desc& y_md) {
   dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                       g.x_md, g.w_md, g.y_md, g.strides, g.dilation, g.padding, g.padding);
+                                       x_md, g.w_any, y_md, g.strides, g.dilation, g.padding, g.padding);
   return dnnl::convolution_forward::primitive_desc(desc, engine);
 }
 
@@ -56,10 +79,14 @@ void conv2d_kernel(const KernelCall& call) {
   ConvGeometry g = conv_geometry(y.dtype(), x.shape(), w.shape(), y.shape(), call.attrs);
   with_dnnl_errors("conv2d", [&] {
     dnnl::primitive p =
-        ctx.primitive("conv_fwd " + g.key, [&] { return dnnl::convolution_forward(conv_forward_pd(g, ctx.engine())); });
-    ctx.execute(p, {{DNNL_ARG_SRC, ctx.memory(g.x_md, x.raw_data())},
-                    {DNNL_ARG_WEIGHTS, ctx.memory(g.w_md, w.raw_data())},
-                    {DNNL_ARG_DST, ctx.memory(g.y_md, y.raw_data())}});
+        ctx.primitive("conv_fwd " + g.key, [&] {
+          if (g.few_input_channels) return dnnl::convolution_forward(conv_forward_pd(g, ctx.engine(), g.x_md, g.y_md));
+          return dnnl::convolution_forward(conv_forward_pd(g, ctx.engine()));
+        });
+    ctx.execute_plain("conv_fwd " + g.key, p,
+                      {{DNNL_ARG_SRC, g.x_md, x.raw_data(), false},
+                       {DNNL_ARG_WEIGHTS, g.w_md, w.raw_data(), false},
+                       {DNNL_ARG_DST, g.y_md, y.raw_data(), true}});
   });
 }
 
@@ -71,14 +98,15 @@ void conv2d_backward_data_kernel(const KernelCall& call) {  // (dy, w) -> dx
   ConvGeometry g = conv_geometry(dx.dtype(), dx.shape(), w.shape(), dy.shape(), call.attrs);
   with_dnnl_errors("conv2d_backward_data", [&] {
     dnnl::primitive p = ctx.primitive("conv_bwd_data " + g.key, [&] {
-      dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, g.x_md, g.w_md, g.y_md,
+      dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, g.x_any, g.w_any, g.y_any,
                                                  g.strides, g.dilation, g.padding, g.padding);
       return dnnl::convolution_backward_data(
           dnnl::convolution_backward_data::primitive_desc(desc, ctx.engine(), conv_forward_pd(g, ctx.engine())));
     });
-    ctx.execute(p, {{DNNL_ARG_DIFF_DST, ctx.memory(g.y_md, dy.raw_data())},
-                    {DNNL_ARG_WEIGHTS, ctx.memory(g.w_md, w.raw_data())},
-                    {DNNL_ARG_DIFF_SRC, ctx.memory(g.x_md, dx.raw_data())}});
+    ctx.execute_plain("conv_bwd_data " + g.key, p,
+                      {{DNNL_ARG_DIFF_DST, g.y_md, dy.raw_data(), false},
+                       {DNNL_ARG_WEIGHTS, g.w_md, w.raw_data(), false},
+                       {DNNL_ARG_DIFF_SRC, g.x_md, dx.raw_data(), true}});
   });
 }
 
@@ -90,14 +118,15 @@ void conv2d_backward_filter_kernel(const KernelCall& call) {  // (x, dy) -> dw
   ConvGeometry g = conv_geometry(dw.dtype(), x.shape(), dw.shape(), dy.shape(), call.attrs);
   with_dnnl_errors("conv2d_backward_filter", [&] {
     dnnl::primitive p = ctx.primitive("conv_bwd_filter " + g.key, [&] {
-      dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct, g.x_md, g.w_md, g.y_md,
+      dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct, g.x_any, g.w_any, g.y_any,
                                                     g.strides, g.dilation, g.padding, g.padding);
       return dnnl::convolution_backward_weights(dnnl::convolution_backward_weights::primitive_desc(
           desc, ctx.engine(), conv_forward_pd(g, ctx.engine())));
     });
-    ctx.execute(p, {{DNNL_ARG_SRC, ctx.memory(g.x_md, x.raw_data())},
-                    {DNNL_ARG_DIFF_DST, ctx.memory(g.y_md, dy.raw_data())},
-                    {DNNL_ARG_DIFF_WEIGHTS, ctx.memory(g.w_md, dw.raw_data())}});
+    ctx.execute_plain("conv_bwd_filter " + g.key, p,
+                      {{DNNL_ARG_SRC, g.x_md, x.raw_data(), false},
+                       {DNNL_ARG_DIFF_DST, g.y_md, dy.raw_data(), false},
+                       {DNNL_ARG_DIFF_WEIGHTS, g.w_md, dw.raw_data(), true}});
   });
 }
 
