@@ -195,40 +195,65 @@ void avg_pool2d_backward_kernel(const KernelCall& call) {  // (dy) -> dx
   });
 }
 
+// Window taps [first, last) along one dim that land inside [0, size) for output position `o`.
+struct TapRange {
+  int64_t first, last;
+};
+inline TapRange taps_inside(int64_t o, int64_t size, int64_t kernel, int64_t stride, int64_t pad, int64_t dil) {
+  int64_t origin = o * stride - pad;
+  int64_t first = origin >= 0 ? 0 : (-origin + dil - 1) / dil;
+  int64_t last = size - origin <= 0 ? 0 : std::min(kernel, (size - origin + dil - 1) / dil);
+  return {first, std::max(first, last)};
+}
+
 // Each (n, c) plane is independent: planes in parallel, windows scanned row-major so that the
-// first maximal element wins, as in ref.
+// first maximal element wins, as in ref. Disjoint windows (stride >= span, the usual 2x2/2) write
+// dx directly; overlapping ones accumulate in a float plane first.
 template <typename T>
 void max_pool2d_backward_planes(const Tensor& x, const Tensor& dy, const Tensor& dx, const Attrs& a) {
   const int64_t planes = x.shape()[0] * x.shape()[1];
   const int64_t h = x.shape()[2], w = x.shape()[3], oh = dy.shape()[2], ow = dy.shape()[3];
+  const bool disjoint = a.stride[0] >= (a.kernel[0] - 1) * a.dilation[0] + 1 &&
+                        a.stride[1] >= (a.kernel[1] - 1) * a.dilation[1] + 1;
+  std::vector<TapRange> rows(static_cast<size_t>(oh)), cols(static_cast<size_t>(ow));
+  for (int64_t i = 0; i < oh; ++i) rows[i] = taps_inside(i, h, a.kernel[0], a.stride[0], a.padding[0], a.dilation[0]);
+  for (int64_t j = 0; j < ow; ++j) cols[j] = taps_inside(j, w, a.kernel[1], a.stride[1], a.padding[1], a.dilation[1]);
   const T* px = ptr<const T>(x);
   const T* pdy = ptr<const T>(dy);
   T* pdx = ptr<T>(dx);
-  parallel_for(planes, planes * oh * ow * a.kernel[0] * a.kernel[1], [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(static_cast<size_t>(h * w));
+  parallel_for(planes, planes * (h * w + oh * ow * a.kernel[0] * a.kernel[1]), [&](int64_t begin, int64_t end) {
+    std::vector<float> acc(disjoint ? 0 : static_cast<size_t>(h * w));
     for (int64_t plane = begin; plane < end; ++plane) {
       const T* xp = px + plane * h * w;
       const T* dyp = pdy + plane * oh * ow;
-      std::fill(acc.begin(), acc.end(), 0.0f);
+      T* dxp = pdx + plane * h * w;
+      if (disjoint) std::fill(dxp, dxp + h * w, store<T>(Compute<T>(0)));
+      else std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t i = 0; i < oh; ++i) {
+        const int64_t r0 = i * a.stride[0] - a.padding[0];
         for (int64_t j = 0; j < ow; ++j) {
-          float best = -std::numeric_limits<float>::infinity();
-          int64_t best_at = -1;
-          for (int64_t ki = 0; ki < a.kernel[0]; ++ki) {
-            int64_t r = i * a.stride[0] - a.padding[0] + ki * a.dilation[0];
-            if (r < 0 || r >= h) continue;
-            for (int64_t kj = 0; kj < a.kernel[1]; ++kj) {
-              int64_t c = j * a.stride[1] - a.padding[1] + kj * a.dilation[1];
-              if (c < 0 || c >= w) continue;
-              float v = static_cast<float>(load(xp[r * w + c]));
-              if (best_at < 0 || v > best) best = v, best_at = r * w + c;
+          const int64_t c0 = j * a.stride[1] - a.padding[1];
+          if (rows[i].first >= rows[i].last || cols[j].first >= cols[j].last) continue;
+          // Seeded with the first tap; strict > keeps the first of equal maxima. Written as
+          // selects (no branch) because on random data the comparison is unpredictable.
+          int64_t best_at = (r0 + rows[i].first * a.dilation[0]) * w + c0 + cols[j].first * a.dilation[1];
+          float best = static_cast<float>(load(xp[best_at]));
+          for (int64_t ki = rows[i].first; ki < rows[i].last; ++ki) {
+            const int64_t rbase = (r0 + ki * a.dilation[0]) * w + c0;
+            for (int64_t kj = cols[j].first; kj < cols[j].last; ++kj) {
+              const int64_t at = rbase + kj * a.dilation[1];
+              const float v = static_cast<float>(load(xp[at]));
+              const bool better = v > best;
+              best = better ? v : best;
+              best_at = better ? at : best_at;
             }
           }
-          if (best_at >= 0) acc[best_at] += static_cast<float>(load(dyp[i * ow + j]));
+          if (disjoint) dxp[best_at] = dyp[i * ow + j];
+          else acc[best_at] += static_cast<float>(load(dyp[i * ow + j]));
         }
       }
-      T* dxp = pdx + plane * h * w;
-      for (int64_t k = 0; k < h * w; ++k) dxp[k] = store<T>(static_cast<Compute<T>>(acc[k]));
+      if (!disjoint)
+        for (int64_t k = 0; k < h * w; ++k) dxp[k] = store<T>(static_cast<Compute<T>>(acc[k]));
     }
   });
 }
