@@ -87,6 +87,21 @@ void Executor::run_step(const PlanStep& step) {
   }
 }
 
+namespace {
+
+// A fresh contiguous host tensor: outputs must not alias the arena, which the next run reuses.
+// Device values are read back through the backend that owns them (it need not be registered).
+Tensor copy_out(const Tensor& t, Backend& owner) {
+  if (t.device().is_host()) return to_backend(t, backend_registry().reference());
+  Tensor src = t.is_contiguous() ? t : run_op(owner, OpId::copy, {t});
+  Tensor out = Tensor::empty(src.shape(), src.dtype());
+  owner.copy_to_host(out.raw_data(), src.raw_data(), src.nbytes());
+  owner.synchronize();
+  return out;
+}
+
+}  // namespace
+
 std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds) {
   bind_feeds(feeds);
   std::set<Backend*> used;
@@ -96,8 +111,7 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds) {
   }
   for (Backend* b : used) b->synchronize();
   std::vector<Tensor> outputs;
-  Backend& host = backend_registry().reference();
-  for (int v : plan_.outputs) outputs.push_back(to_backend(values_[v], host));
+  for (int v : plan_.outputs) outputs.push_back(copy_out(values_[v], *plan_.values[v].backend));
   // Drop per-run references so that feeds are not kept alive between runs.
   for (size_t i = 0; i < plan_.values.size(); ++i)
     if (plan_.values[i].home != ValueHome::Arena) values_[i] = Tensor();

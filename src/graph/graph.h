@@ -9,6 +9,7 @@
 //   fmt::print("{}\n", g.node(logits.id).type.shape);
 #pragma once
 
+#include <deque>
 #include <string>
 #include <vector>
 
@@ -50,7 +51,9 @@ class Graph : public Emitter {
 
  private:
   Sym add_leaf(NodeRole role, const std::string& name, const TensorType& type);
-  std::vector<Node> nodes_;
+  // A deque, so that emitting never moves existing nodes: Sym::shape() hands out references
+  // that gradient rules hold while they emit more nodes.
+  std::deque<Node> nodes_;
 };
 
 }  // namespace gpuml
