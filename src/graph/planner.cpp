@@ -46,6 +46,8 @@ class Planner {
   int emit_kernel(OpId op, const Attrs& attrs, std::vector<int> inputs, Backend& backend, int graph_node);
   int contiguous_copy(int value, Backend& backend);
   int on_backend(int value, Backend& backend);
+  int emit_view(OpId op, const Attrs& attrs, int input, int graph_node);
+  int replay_on(int value, Backend& backend);
   void plan_node(int id);
   void compute_lifetimes();
   void assign_offsets();
@@ -122,13 +124,57 @@ int Planner::on_backend(int value, Backend& backend) {
     s.inputs = {value};
     result = s.output = add_value(std::move(alias));
   } else {
-    int src = is_contiguous(value) ? value : contiguous_copy(value, *source);
+    int src = value;
+    if (!is_contiguous(value)) {
+      Backend* copier = nullptr;
+      DType dtype = v.type.dtype;
+      for (Backend* b : backends_)
+        if (!copier && b->device() == source->device() && b->supports(OpId::copy, dtype)) copier = b;
+      if (!copier) return homed_[key] = replay_on(value, backend);
+      src = emit_kernel(OpId::copy, {}, {on_backend(value, *copier)}, *copier, -1);
+      s.source = copier;
+    }
     s.inputs = {src};
     result = s.output = new_buffer(plan_.values[src].type, backend, -1);
   }
   add_step(s);
   homed_[key] = result;
   return result;
+}
+
+int Planner::emit_view(OpId op, const Attrs& attrs, int input, int graph_node) {
+  const PlanValue& base = plan_.values[input];
+  Tensor layout = apply_view(layout_tensor(base.type, base.strides), op, attrs);
+  PlanValue v;
+  v.type = {layout.shape(), base.type.dtype};
+  v.home = ValueHome::Alias;
+  v.backend = base.backend;
+  v.graph_node = graph_node;
+  v.base = input;
+  v.strides = layout.strides();
+  PlanStep s;
+  s.kind = StepKind::View;
+  s.op = op;
+  s.attrs = attrs;
+  s.inputs = {input};
+  s.backend = base.backend;
+  s.output = add_value(std::move(v));
+  add_step(s);
+  return s.output;
+}
+
+// A strided value that must cross devices where nothing on its device can copy it: move the
+// buffer it views and replay the view on the other side.
+int Planner::replay_on(int value, Backend& backend) {
+  int maker = -1;
+  for (int s = 0; s < static_cast<int>(plan_.steps.size()); ++s)
+    if (plan_.steps[s].output == value) maker = s;
+  GPUML_CHECK_KIND(ErrorKind::Internal, maker >= 0 && plan_.steps[maker].kind != StepKind::Kernel,
+                   "plan_graph: strided value v{} was not made by a view", value);
+  PlanStep step = plan_.steps[maker];
+  int moved = on_backend(step.inputs[0], backend);
+  if (step.kind == StepKind::Transfer) return moved;  // a re-homed alias reads its base's data
+  return emit_view(step.op, step.attrs, moved, -1);
 }
 
 void Planner::plan_node(int id) {
@@ -148,24 +194,7 @@ void Planner::plan_node(int id) {
   for (int in : node.inputs) inputs.push_back(value_of_[in]);
   bool view = is_view_op(node.op) && (node.op != OpId::reshape || is_contiguous(inputs[0]));
   if (view) {
-    const PlanValue& base = plan_.values[inputs[0]];
-    Tensor layout = apply_view(layout_tensor(base.type, base.strides), node.op, node.attrs);
-    PlanValue v;
-    v.type = node.type;
-    v.home = ValueHome::Alias;
-    v.backend = base.backend;
-    v.graph_node = id;
-    v.base = inputs[0];
-    v.strides = layout.strides();
-    PlanStep s;
-    s.kind = StepKind::View;
-    s.op = node.op;
-    s.attrs = node.attrs;
-    s.inputs = inputs;
-    s.backend = base.backend;
-    s.output = add_value(std::move(v));
-    add_step(s);
-    value_of_[id] = s.output;
+    value_of_[id] = emit_view(node.op, node.attrs, inputs[0], id);
     return;
   }
   std::vector<TensorType> types;
