@@ -1,0 +1,98 @@
+#include "graph/autodiff.h"
+
+#include <optional>
+
+#include "core/error.h"
+#include "ops/grad_rules.h"
+
+namespace gpuml {
+
+namespace {
+
+bool carries_gradient(const Node& n, int input_index, const TensorType& input_type) {
+  return n.role == NodeRole::Op && op_info(n.op).differentiable && is_floating(input_type.dtype) &&
+         input_is_differentiable(n.op, input_index);
+}
+
+// Values that depend (differentiably) on some wrt: a forward sweep in build order.
+std::vector<bool> depends_on_wrt(const Graph& g, const std::vector<Sym>& wrt, int last) {
+  std::vector<bool> reached(g.size(), false);
+  for (const Sym& s : wrt) reached[s.id] = true;
+  for (int id = 0; id <= last; ++id) {
+    const Node& n = g.node(id);
+    for (size_t i = 0; i < n.inputs.size() && !reached[id]; ++i) {
+      int in = n.inputs[i];
+      if (reached[in] && carries_gradient(n, static_cast<int>(i), g.type_of(in))) reached[id] = true;
+    }
+  }
+  return reached;
+}
+
+// Values the loss depends on: a backward sweep from the loss.
+std::vector<bool> feeds_loss(const Graph& g, int loss) {
+  std::vector<bool> needed(g.size(), false);
+  needed[loss] = true;
+  for (int id = loss; id >= 0; --id) {
+    if (!needed[id]) continue;
+    for (int in : g.node(id).inputs) needed[in] = true;
+  }
+  return needed;
+}
+
+}  // namespace
+
+std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) {
+  GPUML_CHECK(loss.emitter == &graph, "gradients: the loss belongs to a different graph");
+  const TensorType& loss_type = graph.type_of(loss.id);
+  GPUML_CHECK_SHAPE(loss_type.shape.empty(), "gradients: the loss must be a scalar (shape ()), got {}",
+                    shape_str(loss_type.shape));
+  GPUML_CHECK_KIND(ErrorKind::DType, is_floating(loss_type.dtype), "gradients: the loss must be floating, got {}",
+                   loss_type.dtype);
+  for (const Sym& s : wrt) {
+    GPUML_CHECK(s.emitter == &graph && s.id >= 0 && s.id < graph.size(),
+                "gradients: a wrt value is not in this graph");
+    GPUML_CHECK_KIND(ErrorKind::DType, is_floating(s.dtype()), "gradients: wrt value %{} is {}, not floating",
+                     s.id, s.dtype());
+  }
+
+  const int loss_id = loss.id;
+  std::vector<bool> reached = depends_on_wrt(graph, wrt, loss_id);
+  std::vector<bool> needed = feeds_loss(graph, loss_id);
+  auto active = [&](int id) { return reached[id] && needed[id]; };
+
+  // grads[id]: the summed gradient of value id so far (nodes appended below are never visited).
+  std::vector<std::optional<Sym>> grads(graph.size());
+  if (active(loss_id)) grads[loss_id] = fill(graph, {}, 1.0, loss_type.dtype);
+
+  for (int id = loss_id; id >= 0; --id) {
+    if (!active(id) || !grads[id]) continue;
+    const Node& node = graph.node(id);
+    if (node.role != NodeRole::Op) continue;
+    // Copy what the rule needs: emitting appends nodes and may move `node`.
+    OpId op = node.op;
+    Attrs attrs = node.attrs;
+    std::vector<int> input_ids = node.inputs;
+    std::vector<Sym> inputs;
+    for (int in : input_ids) inputs.push_back(graph.sym(in));
+    GradInputs input_grads = grad_rule(op, inputs, graph.sym(id), *grads[id], attrs);
+    for (size_t i = 0; i < input_ids.size(); ++i) {
+      int in = input_ids[i];
+      if (!input_grads[i] || !active(in) || !carries_gradient(graph.node(id), static_cast<int>(i), graph.type_of(in)))
+        continue;
+      Sym contribution = *input_grads[i];
+      GPUML_CHECK_KIND(ErrorKind::Internal, contribution.shape() == graph.type_of(in).shape,
+                       "gradients: the {} rule gave input {} a gradient of shape {}, expected {}", op_name(op), i,
+                       shape_str(contribution.shape()), shape_str(graph.type_of(in).shape));
+      grads[in] = grads[in] ? add(*grads[in], contribution) : contribution;
+    }
+  }
+
+  std::vector<Sym> out;
+  for (const Sym& s : wrt) {
+    if (grads[s.id]) out.push_back(*grads[s.id]);
+    else out.push_back(fill(graph, s.shape(), 0.0, s.dtype()));
+  }
+  return out;
+}
+
+}  // namespace gpuml

@@ -1,0 +1,59 @@
+// The graph IR: a list of nodes in build order (every node's inputs come before it). Inputs and
+// params are named leaves fed at run time; every other node is an op from the op table whose
+// type rule ran when it was emitted, so a shape mismatch surfaces while building, not running.
+//
+//   Graph g;
+//   Sym x = g.input("x", {{64, 784}, DType::f32});
+//   Sym w = g.param("w", {{10, 784}, DType::f32});
+//   Sym logits = matmul(x, w, false, /*trans_b*/ true);   // node 2, type (64, 10) f32
+//   fmt::print("{}\n", g.node(logits.id).type.shape);
+#pragma once
+
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "ops/build.h"
+
+namespace gpuml {
+
+enum class NodeRole { Input, Param, Op };
+
+struct Node {
+  NodeRole role = NodeRole::Op;
+  OpId op = OpId::copy;  // meaningful for Op nodes only
+  Attrs attrs;
+  std::vector<int> inputs;  // value ids of earlier nodes
+  TensorType type;
+  std::string name;  // Input/Param: the feed name; Op: empty
+};
+
+class Graph : public Emitter {
+ public:
+  Graph() = default;
+  // Sym holds a pointer to its graph, so a graph stays where it was built.
+  Graph(const Graph&) = delete;
+  Graph& operator=(const Graph&) = delete;
+
+  Sym input(const std::string& name, const TensorType& type);
+  Sym param(const std::string& name, const TensorType& type);
+
+  int emit(OpId op, const std::vector<int>& inputs, const Attrs& attrs) override;
+  const TensorType& type_of(int value) const override;
+
+  int size() const { return static_cast<int>(nodes_.size()); }
+  const Node& node(int id) const;
+  Sym sym(int id) { return Sym{this, id}; }
+  // The id of the Input/Param named `name`, or -1.
+  int find_leaf(const std::string& name) const;
+  // "%3 = matmul(%1, %2) (64, 10) f32" per line, for debugging and error messages.
+  std::string to_string() const;
+
+ private:
+  Sym add_leaf(NodeRole role, const std::string& name, const TensorType& type);
+  // A deque, so that emitting never moves existing nodes: Sym::shape() hands out references
+  // that gradient rules hold while they emit more nodes.
+  std::deque<Node> nodes_;
+};
+
+}  // namespace gpuml

@@ -1,0 +1,375 @@
+#include "graph/planner.h"
+
+#include <algorithm>
+#include <map>
+#include <numeric>
+
+#include "core/error.h"
+
+namespace gpuml {
+
+namespace {
+
+constexpr size_t kArenaAlignment = 64;
+
+size_t round_up(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+Tensor layout_tensor(const TensorType& type, const Strides& strides) {
+  return Tensor(nullptr, type.shape, strides, 0, type.dtype);
+}
+
+class Planner {
+ public:
+  Planner(const Graph& graph, const PlanOptions& options) : graph_(graph), backends_(options.backends) {
+    if (backends_.empty()) backends_ = backend_registry().all();
+    GPUML_CHECK(!backends_.empty(), "plan_graph: no backends to place ops on");
+    reuse_ = options.reuse_memory;
+  }
+
+  Plan run(const std::vector<Sym>& outputs);
+
+ private:
+  int add_value(PlanValue v) {
+    plan_.values.push_back(std::move(v));
+    return static_cast<int>(plan_.values.size()) - 1;
+  }
+  int add_step(PlanStep s) {
+    plan_.steps.push_back(std::move(s));
+    return static_cast<int>(plan_.steps.size()) - 1;
+  }
+  bool is_contiguous(int value) const {
+    const PlanValue& v = plan_.values[value];
+    return layout_tensor(v.type, v.strides).is_contiguous();
+  }
+  Backend& place(OpId op, DType dtype) const;
+  int new_buffer(const TensorType& type, Backend& backend, int graph_node);
+  int emit_kernel(OpId op, const Attrs& attrs, std::vector<int> inputs, Backend& backend, int graph_node);
+  int contiguous_copy(int value, Backend& backend);
+  int on_backend(int value, Backend& backend);
+  int emit_view(OpId op, const Attrs& attrs, int input, int graph_node);
+  int replay_on(int value, Backend& backend);
+  void plan_node(int id);
+  void compute_lifetimes();
+  void assign_offsets();
+
+  const Graph& graph_;
+  std::vector<Backend*> backends_;
+  bool reuse_ = true;
+  Plan plan_;
+  std::vector<int> value_of_;                   // graph id -> plan value id
+  std::map<std::pair<int, Backend*>, int> homed_;  // (value, backend) -> the value re-homed there
+};
+
+Backend& Planner::place(OpId op, DType dtype) const {
+  for (Backend* b : backends_)
+    if (b->supports(op, dtype)) return *b;
+  std::vector<std::string_view> names;
+  for (Backend* b : backends_) names.push_back(b->name());
+  GPUML_FAIL(ErrorKind::Unsupported, "plan_graph: no backend among [{}] has a {} kernel for {}", fmt::join(names, ", "),
+             op_name(op), dtype);
+}
+
+int Planner::new_buffer(const TensorType& type, Backend& backend, int graph_node) {
+  PlanValue v;
+  v.type = type;
+  v.home = ValueHome::Arena;
+  v.backend = &backend;
+  v.graph_node = graph_node;
+  v.strides = contiguous_strides(type.shape);
+  return add_value(std::move(v));
+}
+
+int Planner::emit_kernel(OpId op, const Attrs& attrs, std::vector<int> inputs, Backend& backend, int graph_node) {
+  std::vector<TensorType> types;
+  for (int in : inputs) types.push_back(plan_.values[in].type);
+  TensorType out_type = graph_node >= 0 ? graph_.type_of(graph_node) : infer_type(op, types, attrs);
+  PlanStep s;
+  s.kind = StepKind::Kernel;
+  s.op = op;
+  s.attrs = attrs;
+  s.inputs = std::move(inputs);
+  s.output = new_buffer(out_type, backend, graph_node);
+  s.backend = &backend;
+  add_step(s);
+  return s.output;
+}
+
+int Planner::contiguous_copy(int value, Backend& backend) {
+  DType dtype = plan_.values[value].type.dtype;
+  Backend& runner = backend.supports(OpId::copy, dtype) ? backend : place(OpId::copy, dtype);
+  int copied = emit_kernel(OpId::copy, {}, {on_backend(value, runner)}, runner, -1);
+  return on_backend(copied, backend);
+}
+
+// The value as seen from `backend`: itself, or an explicit Transfer step's result.
+int Planner::on_backend(int value, Backend& backend) {
+  PlanValue& v = plan_.values[value];
+  if (v.backend == &backend) return value;
+  auto key = std::make_pair(value, &backend);
+  if (auto it = homed_.find(key); it != homed_.end()) return it->second;
+  Backend* source = v.backend;
+  int result;
+  PlanStep s;
+  s.kind = StepKind::Transfer;
+  s.backend = &backend;
+  s.source = source;
+  if (source->device() == backend.device()) {
+    // Same memory: re-home without copying, keeping the layout.
+    PlanValue alias = v;
+    alias.home = ValueHome::Alias;
+    alias.base = value;
+    alias.backend = &backend;
+    alias.graph_node = -1;
+    alias.name.clear();
+    s.inputs = {value};
+    result = s.output = add_value(std::move(alias));
+  } else {
+    int src = value;
+    if (!is_contiguous(value)) {
+      Backend* copier = nullptr;
+      DType dtype = v.type.dtype;
+      for (Backend* b : backends_)
+        if (!copier && b->device() == source->device() && b->supports(OpId::copy, dtype)) copier = b;
+      if (!copier) return homed_[key] = replay_on(value, backend);
+      src = emit_kernel(OpId::copy, {}, {on_backend(value, *copier)}, *copier, -1);
+      s.source = copier;
+    }
+    s.inputs = {src};
+    result = s.output = new_buffer(plan_.values[src].type, backend, -1);
+  }
+  add_step(s);
+  homed_[key] = result;
+  return result;
+}
+
+int Planner::emit_view(OpId op, const Attrs& attrs, int input, int graph_node) {
+  const PlanValue& base = plan_.values[input];
+  Tensor layout = apply_view(layout_tensor(base.type, base.strides), op, attrs);
+  PlanValue v;
+  v.type = {layout.shape(), base.type.dtype};
+  v.home = ValueHome::Alias;
+  v.backend = base.backend;
+  v.graph_node = graph_node;
+  v.base = input;
+  v.strides = layout.strides();
+  PlanStep s;
+  s.kind = StepKind::View;
+  s.op = op;
+  s.attrs = attrs;
+  s.inputs = {input};
+  s.backend = base.backend;
+  s.output = add_value(std::move(v));
+  add_step(s);
+  return s.output;
+}
+
+// A strided value that must cross devices where nothing on its device can copy it: move the
+// buffer it views and replay the view on the other side.
+int Planner::replay_on(int value, Backend& backend) {
+  int maker = -1;
+  for (int s = 0; s < static_cast<int>(plan_.steps.size()); ++s)
+    if (plan_.steps[s].output == value) maker = s;
+  GPUML_CHECK_KIND(ErrorKind::Internal, maker >= 0 && plan_.steps[maker].kind != StepKind::Kernel,
+                   "plan_graph: strided value v{} was not made by a view", value);
+  PlanStep step = plan_.steps[maker];
+  int moved = on_backend(step.inputs[0], backend);
+  if (step.kind == StepKind::Transfer) return moved;  // a re-homed alias reads its base's data
+  return emit_view(step.op, step.attrs, moved, -1);
+}
+
+void Planner::plan_node(int id) {
+  const Node& node = graph_.node(id);
+  if (node.role != NodeRole::Op) {
+    PlanValue v;
+    v.type = node.type;
+    v.home = ValueHome::External;
+    v.backend = backends_.front();
+    v.graph_node = id;
+    v.name = node.name;
+    v.strides = contiguous_strides(node.type.shape);
+    value_of_[id] = add_value(std::move(v));
+    return;
+  }
+  std::vector<int> inputs;
+  for (int in : node.inputs) inputs.push_back(value_of_[in]);
+  bool view = is_view_op(node.op) && (node.op != OpId::reshape || is_contiguous(inputs[0]));
+  if (view) {
+    value_of_[id] = emit_view(node.op, node.attrs, inputs[0], id);
+    return;
+  }
+  std::vector<TensorType> types;
+  for (int in : node.inputs) types.push_back(graph_.type_of(in));
+  Backend& backend = place(node.op, dispatch_dtype_of(node.op, types, node.type));
+  for (int& in : inputs) {
+    in = on_backend(in, backend);
+    if (!backend.accepts_strided_inputs(node.op) && !is_contiguous(in)) in = contiguous_copy(in, backend);
+  }
+  value_of_[id] = emit_kernel(node.op, node.attrs, std::move(inputs), backend, id);
+}
+
+void Planner::compute_lifetimes() {
+  auto use = [&](int value, int step) {
+    PlanValue& root = plan_.values[plan_.root_of(value)];
+    if (root.home == ValueHome::Arena) root.last_step = std::max(root.last_step, step);
+  };
+  for (int s = 0; s < static_cast<int>(plan_.steps.size()); ++s) {
+    const PlanStep& step = plan_.steps[s];
+    for (int in : step.inputs) use(in, s);
+    PlanValue& out = plan_.values[step.output];
+    if (out.home == ValueHome::Arena) out.first_step = out.last_step = s;
+  }
+  // Outputs are copied out after the last step, so they (and what they view) live to the end.
+  for (int v : plan_.outputs) use(v, static_cast<int>(plan_.steps.size()));
+}
+
+void Planner::assign_offsets() {
+  std::map<Device, int, bool (*)(const Device&, const Device&)> arena_of(
+      [](const Device& a, const Device& b) { return std::tie(a.type, a.index) < std::tie(b.type, b.index); });
+  std::vector<std::vector<int>> members;
+  for (int i = 0; i < static_cast<int>(plan_.values.size()); ++i) {
+    PlanValue& v = plan_.values[i];
+    if (v.home != ValueHome::Arena) continue;
+    Device d = v.backend->device();
+    auto [it, fresh] = arena_of.try_emplace(d, static_cast<int>(plan_.arenas.size()));
+    if (fresh) {
+      ArenaPlan a;
+      a.device = d;
+      for (Backend* b : backends_)
+        if (b->device() == d) {
+          a.allocator = b;
+          break;
+        }
+      plan_.arenas.push_back(a);
+      members.emplace_back();
+    }
+    v.arena = it->second;
+    // Empty tensors still get a distinct range, so every buffer has a real address.
+    v.bytes = round_up(std::max<size_t>(1, numel(v.type.shape) * dtype_size(v.type.dtype)), kArenaAlignment);
+    members[v.arena].push_back(i);
+  }
+  for (size_t a = 0; a < plan_.arenas.size(); ++a) {
+    ArenaPlan& arena = plan_.arenas[a];
+    std::vector<int>& ids = members[a];
+    for (int id : ids) arena.unshared_bytes += plan_.values[id].bytes;
+    if (!reuse_) {
+      size_t next = 0;
+      for (int id : ids) {
+        plan_.values[id].offset = next;
+        next += plan_.values[id].bytes;
+      }
+      arena.peak_bytes = next;
+      continue;
+    }
+    // Greedy by size: big buffers first, each into the smallest gap left by buffers whose
+    // lifetimes overlap its own, else after the highest of them.
+    std::stable_sort(ids.begin(), ids.end(),
+                     [&](int x, int y) { return plan_.values[x].bytes > plan_.values[y].bytes; });
+    std::vector<int> placed;
+    for (int id : ids) {
+      PlanValue& v = plan_.values[id];
+      std::vector<int> live;
+      for (int p : placed) {
+        const PlanValue& o = plan_.values[p];
+        if (o.first_step <= v.last_step && v.first_step <= o.last_step) live.push_back(p);
+      }
+      std::sort(live.begin(), live.end(), [&](int x, int y) { return plan_.values[x].offset < plan_.values[y].offset; });
+      size_t end = 0, best = SIZE_MAX, best_gap = SIZE_MAX;
+      for (int p : live) {
+        const PlanValue& o = plan_.values[p];
+        if (o.offset > end && o.offset - end >= v.bytes && o.offset - end < best_gap) {
+          best_gap = o.offset - end;
+          best = end;
+        }
+        end = std::max(end, o.offset + o.bytes);
+      }
+      v.offset = best != SIZE_MAX ? best : end;
+      arena.peak_bytes = std::max(arena.peak_bytes, v.offset + v.bytes);
+      placed.push_back(id);
+    }
+  }
+}
+
+Plan Planner::run(const std::vector<Sym>& outputs) {
+  std::vector<bool> needed(graph_.size(), false);
+  for (const Sym& s : outputs) {
+    GPUML_CHECK(s.emitter == &graph_ && s.id >= 0 && s.id < graph_.size(), "plan_graph: an output is not in this graph");
+    needed[s.id] = true;
+  }
+  for (int id = graph_.size() - 1; id >= 0; --id)
+    if (needed[id])
+      for (int in : graph_.node(id).inputs) needed[in] = true;
+  value_of_.assign(graph_.size(), -1);
+  for (int id = 0; id < graph_.size(); ++id)
+    if (needed[id]) plan_node(id);
+  for (const Sym& s : outputs) plan_.outputs.push_back(value_of_[s.id]);
+  compute_lifetimes();
+  assign_offsets();
+  return std::move(plan_);
+}
+
+}  // namespace
+
+Plan plan_graph(const Graph& graph, const std::vector<Sym>& outputs, const PlanOptions& options) {
+  return Planner(graph, options).run(outputs);
+}
+
+bool is_view_op(OpId op) {
+  return op == OpId::reshape || op == OpId::permute || op == OpId::slice || op == OpId::broadcast_to;
+}
+
+Tensor apply_view(const Tensor& t, OpId op, const Attrs& attrs) {
+  switch (op) {
+    case OpId::reshape: return t.reshape(attrs.shape);
+    case OpId::permute: return t.permute(attrs.axes);
+    case OpId::broadcast_to: return t.broadcast_to(attrs.shape);
+    case OpId::slice: {
+      SliceDims d = normalize_slice(t.shape(), attrs);
+      Strides strides = t.strides();
+      int64_t offset = t.offset();
+      for (int i = 0; i < t.ndim(); ++i) {
+        offset += d.start[i] * strides[i];
+        strides[i] *= d.step[i];
+      }
+      return t.view_as(d.size, strides, offset);
+    }
+    default: GPUML_FAIL(ErrorKind::Internal, "{} is not a view op", op_name(op));
+  }
+}
+
+int Plan::root_of(int value) const {
+  while (values[value].home == ValueHome::Alias) value = values[value].base;
+  return value;
+}
+
+size_t Plan::peak_bytes() const {
+  size_t total = 0;
+  for (const ArenaPlan& a : arenas) total += a.peak_bytes;
+  return total;
+}
+
+size_t Plan::unshared_bytes() const {
+  size_t total = 0;
+  for (const ArenaPlan& a : arenas) total += a.unshared_bytes;
+  return total;
+}
+
+std::string Plan::to_string() const {
+  std::string out;
+  for (size_t s = 0; s < steps.size(); ++s) {
+    const PlanStep& st = steps[s];
+    const PlanValue& v = values[st.output];
+    const char* kind = st.kind == StepKind::Kernel ? "kernel" : st.kind == StepKind::View ? "view" : "transfer";
+    std::vector<std::string> ins;
+    for (int in : st.inputs) ins.push_back(fmt::format("v{}", in));
+    std::string where = v.home == ValueHome::Arena ? fmt::format("arena{}[{}, +{})", v.arena, v.offset, v.bytes)
+                                                   : fmt::format("alias of v{}", v.base);
+    out += fmt::format("{:3} {:8} v{} = {}({}) on {}{} {} {} {}\n", s, kind, st.output, op_name(st.op),
+                       fmt::join(ins, ", "), st.backend->name(), st.source ? fmt::format(" from {}", st.source->name()) : "",
+                       shape_str(v.type.shape), v.type.dtype, where);
+  }
+  for (const ArenaPlan& a : arenas)
+    out += fmt::format("arena {}: peak {} bytes ({} without reuse)\n", a.device.str(), a.peak_bytes, a.unshared_bytes);
+  return out;
+}
+
+}  // namespace gpuml
