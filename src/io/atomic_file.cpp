@@ -16,7 +16,9 @@ namespace {
 
 constexpr size_t kSinkBufferBytes = size_t{1} << 16;
 
-std::string errno_text(int err) { return std::strerror(err); }
+std::string errno_text(int err) {
+  return std::strerror(err);
+}
 
 // Writes all of `bytes`, retrying short writes and EINTR.
 void write_all(int fd, const char* data, size_t bytes, const std::filesystem::path& path) {
@@ -46,7 +48,8 @@ int create_temp_file(const std::filesystem::path& target, std::filesystem::path&
   std::string base = target.filename().string();
   for (int attempt = 0; attempt < 100; ++attempt) {
     uint64_t suffix = (uint64_t{entropy()} << 32) ^ entropy();
-    temp_path = dir / fmt::format(".{}.tmp.{}.{:016x}", base, static_cast<long>(::getpid()), suffix);
+    temp_path =
+        dir / fmt::format(".{}.tmp.{}.{:016x}", base, static_cast<long>(::getpid()), suffix);
     int fd = ::open(temp_path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
     if (fd >= 0) return fd;
     int err = errno;
@@ -62,15 +65,16 @@ void fsync_directory(const std::filesystem::path& dir, const std::filesystem::pa
   int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   int open_err = errno;
   if (fd < 0)
-    GPUML_FAIL(ErrorKind::Io, "wrote '{}' but cannot open its directory to sync it: {}", target.string(),
-               errno_text(open_err));
+    GPUML_FAIL(ErrorKind::Io, "wrote '{}' but cannot open its directory to sync it: {}",
+               target.string(), errno_text(open_err));
   int rc = ::fsync(fd);
   int err = errno;
   ::close(fd);
   // Some file systems (and /proc-like mounts) do not support syncing a directory; the rename
   // has happened, so only a real I/O error is worth failing for.
   GPUML_CHECK_KIND(ErrorKind::Io, rc == 0 || err == EINVAL || err == ENOTSUP,
-                   "wrote '{}' but syncing its directory failed: {}", target.string(), errno_text(err));
+                   "wrote '{}' but syncing its directory failed: {}", target.string(),
+                   errno_text(err));
 }
 
 }  // namespace
@@ -100,7 +104,8 @@ void FileSink::flush() {
   buffered_ = 0;
 }
 
-void write_file_atomically(const std::filesystem::path& path, const std::function<void(FileSink&)>& write) {
+void write_file_atomically(const std::filesystem::path& path,
+                           const std::function<void(FileSink&)>& write) {
   GPUML_CHECK_KIND(ErrorKind::Io, !path.empty() && !path.filename().empty(),
                    "cannot write '{}': not a file path", path.string());
   std::filesystem::path temp_path;
@@ -112,13 +117,13 @@ void write_file_atomically(const std::filesystem::path& path, const std::functio
     // errno is read right after each call: formatting the message may allocate and clobber it.
     int rc = ::fsync(fd);
     int err = errno;
-    GPUML_CHECK_KIND(ErrorKind::Io, rc == 0, "cannot write '{}': fsync of '{}' failed: {}", path.string(),
-                     temp_path.string(), errno_text(err));
+    GPUML_CHECK_KIND(ErrorKind::Io, rc == 0, "cannot write '{}': fsync of '{}' failed: {}",
+                     path.string(), temp_path.string(), errno_text(err));
     rc = ::close(fd);
     err = errno;
     fd = -1;
-    GPUML_CHECK_KIND(ErrorKind::Io, rc == 0, "cannot write '{}': closing '{}' failed: {}", path.string(),
-                     temp_path.string(), errno_text(err));
+    GPUML_CHECK_KIND(ErrorKind::Io, rc == 0, "cannot write '{}': closing '{}' failed: {}",
+                     path.string(), temp_path.string(), errno_text(err));
     rc = ::rename(temp_path.c_str(), path.c_str());
     err = errno;
     GPUML_CHECK_KIND(ErrorKind::Io, rc == 0, "cannot write '{}': renaming '{}' over it failed: {}",
@@ -138,7 +143,8 @@ void write_file_atomically(const std::filesystem::path& path, std::string_view b
 std::string read_file_bytes(const std::filesystem::path& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   int open_err = errno;
-  if (fd < 0) GPUML_FAIL(ErrorKind::Io, "cannot open '{}': {}", path.string(), errno_text(open_err));
+  if (fd < 0)
+    GPUML_FAIL(ErrorKind::Io, "cannot open '{}': {}", path.string(), errno_text(open_err));
   std::string bytes;
   char chunk[1 << 16];
   for (;;) {

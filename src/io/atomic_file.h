@@ -46,7 +46,8 @@ class FileSink {
   size_t bytes_written_ = 0;
 };
 
-void write_file_atomically(const std::filesystem::path& path, const std::function<void(FileSink&)>& write);
+void write_file_atomically(const std::filesystem::path& path,
+                           const std::function<void(FileSink&)>& write);
 void write_file_atomically(const std::filesystem::path& path, std::string_view bytes);
 
 // Whole-file read with the same error style (ErrorKind::Io naming the path).

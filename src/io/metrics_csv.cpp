@@ -49,7 +49,8 @@ void MetricsCsv::append(const MetricsRow& row) {
       cells.emplace_back();
       seen.push_back(false);
     }
-    GPUML_CHECK(!seen[index], "metrics '{}': column '{}' given twice in one row", path_.string(), name);
+    GPUML_CHECK(!seen[index], "metrics '{}': column '{}' given twice in one row", path_.string(),
+                name);
     seen[index] = true;
     cells[index] = render_value(value);
   }

@@ -1,7 +1,7 @@
 // metrics.csv: one row per epoch (or eval), one column per metric, always a complete file.
 //
 //   MetricsCsv csv("runs/mnist/metrics.csv");
-//   csv.append({{"epoch", int64_t{1}}, {"train_loss", 0.41}, {"test_acc", 0.93}, {"device", "cpu"}});
+//   csv.append({{"epoch", int64_t{1}}, {"train_loss", 0.41}, {"device", "cpu"}});
 //
 // The rows are few and small, so the whole file is rewritten atomically on every append: a
 // reader (a spreadsheet, a plotting script, `tail`) never sees half a row, and a crash leaves
@@ -41,7 +41,8 @@ class MetricsCsv {
  private:
   std::filesystem::path path_;
   std::vector<std::string> columns_;
-  std::vector<std::vector<std::string>> rows_;  // rendered cells, indexed like columns_ (may be shorter)
+  // Rendered cells, indexed like columns_; older rows may be shorter than columns_.
+  std::vector<std::vector<std::string>> rows_;
 };
 
 // One CSV field, quoted when it contains a comma, quote, CR/LF or leading/trailing space.

@@ -28,7 +28,9 @@ class ProtoWriter {
   void add_float(uint32_t field, float value);
   void add_bytes(uint32_t field, std::string_view bytes);
   void add_string(uint32_t field, std::string_view text) { add_bytes(field, text); }
-  void add_message(uint32_t field, const ProtoWriter& message) { add_bytes(field, message.bytes()); }
+  void add_message(uint32_t field, const ProtoWriter& message) {
+    add_bytes(field, message.bytes());
+  }
 
   const std::string& bytes() const { return bytes_; }
 

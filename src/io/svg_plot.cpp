@@ -26,12 +26,23 @@ std::string xml_escape(std::string_view text) {
   std::string out;
   for (char c : text) {
     switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      case '\'': out += "&apos;"; break;
-      default: out += c;
+      case '&':
+        out += "&amp;";
+        break;
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      case '\'':
+        out += "&apos;";
+        break;
+      default:
+        out += c;
     }
   }
   return out;
@@ -63,12 +74,15 @@ std::string format_tick(double value, double step) {
 
 class Axis {
  public:
-  Axis(Range data, double pixel_from, double pixel_to) : pixel_from_(pixel_from), pixel_to_(pixel_to) {
+  Axis(Range data, double pixel_from, double pixel_to)
+      : pixel_from_(pixel_from), pixel_to_(pixel_to) {
     ticks_ = nice_ticks(data.lo, data.hi);
     lo_ = ticks_.front();
     hi_ = ticks_.back();
   }
-  double to_pixel(double v) const { return pixel_from_ + (v - lo_) / (hi_ - lo_) * (pixel_to_ - pixel_from_); }
+  double to_pixel(double v) const {
+    return pixel_from_ + (v - lo_) / (hi_ - lo_) * (pixel_to_ - pixel_from_);
+  }
   const std::vector<double>& ticks() const { return ticks_; }
   double step() const { return ticks_.size() > 1 ? ticks_[1] - ticks_[0] : 1.0; }
 
@@ -87,34 +101,39 @@ void render_panel(std::string& svg, const LineChart& chart, const PlotPanel& pan
   const Axis x_axis(finite_range({&chart.x}), left, right);
   const Axis y_axis(finite_range(columns), plot_bottom, plot_top);
 
-  svg += fmt::format("<g class=\"panel\">\n<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" "
-                     "font-size=\"14\" font-weight=\"bold\">{}</text>\n",
-                     (left + right) / 2, top + 20, xml_escape(panel.title));
+  svg += fmt::format(
+      "<g class=\"panel\">\n<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\" "
+      "font-size=\"14\" font-weight=\"bold\">{}</text>\n",
+      (left + right) / 2, top + 20, xml_escape(panel.title));
   // Grid lines and tick labels.
   for (double t : y_axis.ticks()) {
     double y = y_axis.to_pixel(t);
-    svg += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>\n", left,
-                       y, right, y);
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 6, y + 4,
-                       format_tick(t, y_axis.step()));
+    svg += fmt::format(
+        "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>\n",
+        left, y, right, y);
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"end\">{}</text>\n", left - 6,
+                       y + 4, format_tick(t, y_axis.step()));
   }
   for (double t : x_axis.ticks()) {
     double x = x_axis.to_pixel(t);
-    svg += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>\n", x,
-                       plot_top, x, plot_bottom);
-    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", x, plot_bottom + 16,
-                       format_tick(t, x_axis.step()));
+    svg += fmt::format(
+        "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"#e0e0e0\"/>\n", x,
+        plot_top, x, plot_bottom);
+    svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", x,
+                       plot_bottom + 16, format_tick(t, x_axis.step()));
   }
   // Axes and their labels.
-  svg += fmt::format("<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" "
-                     "stroke=\"#444\"/>\n",
-                     left, plot_top, right - left, plot_bottom - plot_top);
-  svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n", (left + right) / 2,
-                     plot_bottom + 38, xml_escape(chart.x_label));
+  svg += fmt::format(
+      "<rect x=\"{:.1f}\" y=\"{:.1f}\" width=\"{:.1f}\" height=\"{:.1f}\" fill=\"none\" "
+      "stroke=\"#444\"/>\n",
+      left, plot_top, right - left, plot_bottom - plot_top);
+  svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\" text-anchor=\"middle\">{}</text>\n",
+                     (left + right) / 2, plot_bottom + 38, xml_escape(chart.x_label));
   double label_y = (plot_top + plot_bottom) / 2;
-  svg += fmt::format("<text x=\"18\" y=\"{:.1f}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {:.1f})\">{}"
-                     "</text>\n",
-                     label_y, label_y, xml_escape(panel.y_label));
+  svg += fmt::format(
+      "<text x=\"18\" y=\"{:.1f}\" text-anchor=\"middle\" transform=\"rotate(-90 18 {:.1f})\">{}"
+      "</text>\n",
+      label_y, label_y, xml_escape(panel.y_label));
 
   // Series: a polyline per run of finite points, a dot for a lone point, and a legend entry.
   for (size_t s = 0; s < panel.series.size(); ++s) {
@@ -125,25 +144,28 @@ void render_panel(std::string& svg, const LineChart& chart, const PlotPanel& pan
       if (run.size() == 1) {
         std::string_view xy = run[0];
         size_t comma = xy.find(',');
-        svg += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{}\"/>\n", xy.substr(0, comma),
-                           xy.substr(comma + 1), color);
+        svg += fmt::format("<circle cx=\"{}\" cy=\"{}\" r=\"3\" fill=\"{}\"/>\n",
+                           xy.substr(0, comma), xy.substr(comma + 1), color);
       } else if (run.size() > 1) {
-        svg += fmt::format("<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", color,
-                           fmt::join(run, " "));
+        svg += fmt::format(
+            "<polyline fill=\"none\" stroke=\"{}\" stroke-width=\"2\" points=\"{}\"/>\n", color,
+            fmt::join(run, " "));
       }
       run.clear();
     };
     for (size_t i = 0; i < series.values.size(); ++i) {
       if (std::isfinite(series.values[i]) && std::isfinite(chart.x[i]))
-        run.push_back(fmt::format("{:.2f},{:.2f}", x_axis.to_pixel(chart.x[i]), y_axis.to_pixel(series.values[i])));
+        run.push_back(fmt::format("{:.2f},{:.2f}", x_axis.to_pixel(chart.x[i]),
+                                  y_axis.to_pixel(series.values[i])));
       else
         close_run();
     }
     close_run();
     double legend_y = plot_top + 12 + 20 * static_cast<double>(s);
-    svg += fmt::format("<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" "
-                       "stroke-width=\"2\"/>\n",
-                       right + 15, legend_y, right + 40, legend_y, color);
+    svg += fmt::format(
+        "<line x1=\"{:.1f}\" y1=\"{:.1f}\" x2=\"{:.1f}\" y2=\"{:.1f}\" stroke=\"{}\" "
+        "stroke-width=\"2\"/>\n",
+        right + 15, legend_y, right + 40, legend_y, color);
     svg += fmt::format("<text x=\"{:.1f}\" y=\"{:.1f}\">{}</text>\n", right + 46, legend_y + 4,
                        xml_escape(series.name));
   }
@@ -181,14 +203,17 @@ std::string render_svg_chart(const LineChart& chart) {
   for (const auto& panel : chart.panels)
     for (const auto& series : panel.series)
       GPUML_CHECK(series.values.size() == chart.x.size(),
-                  "svg chart '{}': series '{}' in panel '{}' has {} values for {} x values", chart.title, series.name,
-                  panel.title, series.values.size(), chart.x.size());
-  const double height = kTitleHeight + kPanelHeight * static_cast<double>(std::max<size_t>(1, chart.panels.size()));
+                  "svg chart '{}': series '{}' in panel '{}' has {} values for {} x values",
+                  chart.title, series.name, panel.title, series.values.size(), chart.x.size());
+  const double height =
+      kTitleHeight + kPanelHeight * static_cast<double>(std::max<size_t>(1, chart.panels.size()));
   std::string svg = fmt::format(
-      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} {1}\" "
+      "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{0}\" height=\"{1}\" viewBox=\"0 0 {0} "
+      "{1}\" "
       "font-family=\"sans-serif\" font-size=\"12\">\n"
       "<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n"
-      "<text x=\"{2}\" y=\"26\" text-anchor=\"middle\" font-size=\"18\" font-weight=\"bold\">{3}</text>\n",
+      "<text x=\"{2}\" y=\"26\" text-anchor=\"middle\" font-size=\"18\" "
+      "font-weight=\"bold\">{3}</text>\n",
       kWidth, height, kWidth / 2, xml_escape(chart.title));
   for (size_t p = 0; p < chart.panels.size(); ++p)
     render_panel(svg, chart, chart.panels[p], kTitleHeight + kPanelHeight * static_cast<double>(p));

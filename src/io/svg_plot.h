@@ -2,9 +2,11 @@
 //
 //   LineChart chart{.title = "mnist mlp", .x = {1, 2, 3}};
 //   chart.panels.push_back({.title = "loss", .y_label = "cross-entropy",
-//                           .series = {{"train loss", {0.9, 0.5, 0.4}}, {"test loss", {0.8, 0.6, 0.5}}}});
+//                           .series = {{"train loss", {0.9, 0.5, 0.4}},
+//                                      {"test loss", {0.8, 0.6, 0.5}}}});
 //   chart.panels.push_back({.title = "accuracy", .y_label = "fraction correct",
-//                           .series = {{"train acc", {0.7, 0.85, 0.9}}, {"test acc", {0.72, 0.83, 0.86}}}});
+//                           .series = {{"train acc", {0.7, 0.85, 0.9}},
+//                                      {"test acc", {0.72, 0.83, 0.86}}}});
 //   write_svg_chart("runs/mnist/curves.svg", chart);
 //
 // Panels are stacked vertically and share the x axis values (epochs). Each has its own y axis

@@ -55,10 +55,11 @@ std::string tfrecord_frame(std::string_view data) {
 TensorBoardWriter::TensorBoardWriter(const std::filesystem::path& log_dir) {
   std::error_code ec;
   std::filesystem::create_directories(log_dir, ec);
-  GPUML_CHECK_KIND(ErrorKind::Io, !ec, "cannot create TensorBoard log directory '{}': {}", log_dir.string(),
-                   ec.message());
+  GPUML_CHECK_KIND(ErrorKind::Io, !ec, "cannot create TensorBoard log directory '{}': {}",
+                   log_dir.string(), ec.message());
   const double now = unix_seconds_now();
-  const std::string base = fmt::format("events.out.tfevents.{}.{}", static_cast<int64_t>(now), host_name());
+  const std::string base =
+      fmt::format("events.out.tfevents.{}.{}", static_cast<int64_t>(now), host_name());
   // Two writers started in the same second must not share a file; TensorBoard reads any file
   // whose name contains "tfevents", so a numeric suffix keeps both visible.
   for (int attempt = 0; fd_ < 0; ++attempt) {
@@ -66,7 +67,8 @@ TensorBoardWriter::TensorBoardWriter(const std::filesystem::path& log_dir) {
     fd_ = ::open(path_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0666);
     int err = errno;
     if (fd_ < 0 && (err != EEXIST || attempt >= 1000))
-      GPUML_FAIL(ErrorKind::Io, "cannot create TensorBoard event file '{}': {}", path_.string(), std::strerror(err));
+      GPUML_FAIL(ErrorKind::Io, "cannot create TensorBoard event file '{}': {}", path_.string(),
+                 std::strerror(err));
   }
   ProtoWriter event;
   event.add_double(kEventWallTime, now);
@@ -105,7 +107,9 @@ void TensorBoardWriter::write_record(const std::string& event_bytes) {
     ssize_t n = ::write(fd_, p, left);
     int err = errno;
     if (n < 0 && err == EINTR) continue;
-    if (n < 0) GPUML_FAIL(ErrorKind::Io, "cannot write TensorBoard event file '{}': {}", path_.string(), std::strerror(err));
+    if (n < 0)
+      GPUML_FAIL(ErrorKind::Io, "cannot write TensorBoard event file '{}': {}", path_.string(),
+                 std::strerror(err));
     p += n;
     left -= static_cast<size_t>(n);
   }
@@ -114,8 +118,8 @@ void TensorBoardWriter::write_record(const std::string& event_bytes) {
 void TensorBoardWriter::sync() {
   int rc = ::fsync(fd_);
   int err = errno;
-  GPUML_CHECK_KIND(ErrorKind::Io, rc == 0, "cannot sync TensorBoard event file '{}': {}", path_.string(),
-                   std::strerror(err));
+  GPUML_CHECK_KIND(ErrorKind::Io, rc == 0, "cannot sync TensorBoard event file '{}': {}",
+                   path_.string(), std::strerror(err));
 }
 
 }  // namespace gpuml

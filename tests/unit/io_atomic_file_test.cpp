@@ -34,8 +34,9 @@ TEST(IoAtomicFile, LargeAndSmallWritesArriveInOrder) {
   TempDir dir;
   auto path = dir.path() / "blob.bin";
   // Mix pieces smaller and larger than the sink's buffer so both paths are exercised.
-  std::vector<std::string> pieces = {random_bytes(7, rng), random_bytes(300000, rng), random_bytes(65536, rng),
-                                     random_bytes(1, rng), random_bytes(65535, rng), random_bytes(100000, rng)};
+  std::vector<std::string> pieces = {random_bytes(7, rng),     random_bytes(300000, rng),
+                                     random_bytes(65536, rng), random_bytes(1, rng),
+                                     random_bytes(65535, rng), random_bytes(100000, rng)};
   std::string expected;
   for (const auto& p : pieces) expected += p;
   write_file_atomically(path, [&](FileSink& out) {
@@ -50,7 +51,8 @@ TEST(IoAtomicFile, ThrowingWriterLeavesOldFileAndNoTemporary) {
   auto path = dir.path() / "model.safetensors";
   write_file_atomically(path, "old contents");
   std::mt19937 rng(std::random_device{}());
-  const std::string big = random_bytes(200000, rng);  // bigger than the buffer: bytes hit the temp file
+  const std::string big =
+      random_bytes(200000, rng);  // bigger than the buffer: bytes hit the temp file
   EXPECT_THROW(write_file_atomically(path,
                                      [&](FileSink& out) {
                                        out.write(big);
@@ -67,7 +69,8 @@ TEST(IoAtomicFile, ThrowingWriterWithNoOldFileLeavesNothing) {
   EXPECT_THROW(write_file_atomically(dir.path() / "new.csv",
                                      [&](FileSink& out) {
                                        out.write("partial row,");
-                                       throw Error(ErrorKind::Invalid, "simulated", __FILE__, __LINE__);
+                                       throw Error(ErrorKind::Invalid, "simulated", __FILE__,
+                                                   __LINE__);
                                      }),
                Error);
   EXPECT_TRUE(dir.list().empty());

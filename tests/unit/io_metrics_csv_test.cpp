@@ -35,7 +35,8 @@ TEST(IoMetricsCsv, NewColumnsExtendTheHeaderAndMissingCellsAreEmpty) {
   csv.append({{"epoch", int64_t{2}}, {"test_acc", 0.875}});
   csv.append({{"test_acc", 0.9375}, {"epoch", int64_t{3}}});
   EXPECT_EQ(csv.columns(), (std::vector<std::string>{"epoch", "train_loss", "test_acc"}));
-  EXPECT_EQ(read_file_bytes(csv.path()), "epoch,train_loss,test_acc\n1,0.75,\n2,,0.875\n3,,0.9375\n");
+  EXPECT_EQ(read_file_bytes(csv.path()),
+            "epoch,train_loss,test_acc\n1,0.75,\n2,,0.875\n3,,0.9375\n");
 }
 
 TEST(IoMetricsCsv, DoublesReadBackExactlyAndNonFiniteAreSpelledOut) {
@@ -44,7 +45,8 @@ TEST(IoMetricsCsv, DoublesReadBackExactlyAndNonFiniteAreSpelledOut) {
   TempDir dir;
   MetricsCsv csv(dir.path() / "m.csv");
   std::vector<double> values;
-  for (int i = 0; i < 50; ++i) values.push_back(dist(rng) * std::pow(10.0, static_cast<int>(rng() % 40) - 20));
+  for (int i = 0; i < 50; ++i)
+    values.push_back(dist(rng) * std::pow(10.0, static_cast<int>(rng() % 40) - 20));
   for (double v : values) csv.append({{"v", v}});
   csv.append({{"v", std::nan("")}});
   csv.append({{"v", -INFINITY}});
@@ -53,7 +55,8 @@ TEST(IoMetricsCsv, DoublesReadBackExactlyAndNonFiniteAreSpelledOut) {
   for (size_t at = 0, nl; (nl = text.find('\n', at)) != std::string::npos; at = nl + 1)
     lines.push_back(text.substr(at, nl - at));
   ASSERT_EQ(lines.size(), values.size() + 3);
-  for (size_t i = 0; i < values.size(); ++i) EXPECT_EQ(std::stod(lines[i + 1]), values[i]) << lines[i + 1];
+  for (size_t i = 0; i < values.size(); ++i)
+    EXPECT_EQ(std::stod(lines[i + 1]), values[i]) << lines[i + 1];
   EXPECT_EQ(lines[values.size() + 1], "nan");
   EXPECT_EQ(lines[values.size() + 2], "-inf");
 }

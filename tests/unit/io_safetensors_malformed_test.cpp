@@ -37,86 +37,110 @@ Rejection load_bytes_expecting_error(const std::string& bytes) {
   try {
     load_safetensors(path);
   } catch (const Error& e) {
-    EXPECT_NE(e.message().find(path.string()), std::string::npos) << "message must name the file: " << e.message();
+    EXPECT_NE(e.message().find(path.string()), std::string::npos)
+        << "message must name the file: " << e.message();
     return {e.kind(), e.message()};
   }
   ADD_FAILURE() << "malformed file was accepted";
   return {ErrorKind::Internal, ""};
 }
 
-void expect_rejected(const std::string& bytes, ErrorKind kind, const std::vector<std::string>& fragments) {
+void expect_rejected(const std::string& bytes, ErrorKind kind,
+                     const std::vector<std::string>& fragments) {
   Rejection r = load_bytes_expecting_error(bytes);
   EXPECT_EQ(r.kind, kind) << r.message;
-  for (const auto& f : fragments) EXPECT_NE(r.message.find(f), std::string::npos) << "want '" << f << "' in: " << r.message;
+  for (const auto& f : fragments)
+    EXPECT_NE(r.message.find(f), std::string::npos) << "want '" << f << "' in: " << r.message;
 }
 
 const std::string kEightBytes("\x01\x02\x03\x04\x05\x06\x07\x08", 8);
 
 TEST(IoSafetensorsMalformed, FileShorterThanEightBytes) {
   expect_rejected("", ErrorKind::Io, {"0 bytes", "shorter than the 8-byte"});
-  expect_rejected(std::string("\x10\0\0", 3), ErrorKind::Io, {"3 bytes", "shorter than the 8-byte"});
+  expect_rejected(std::string("\x10\0\0", 3), ErrorKind::Io,
+                  {"3 bytes", "shorter than the 8-byte"});
 }
 
 TEST(IoSafetensorsMalformed, HeaderSizeOverLimitOrPastEndOfFile) {
-  expect_rejected(make_file("{}", "", 100'000'001), ErrorKind::Invalid, {"100000001", "exceeds the 100000000 byte limit"});
+  expect_rejected(make_file("{}", "", 100'000'001), ErrorKind::Invalid,
+                  {"100000001", "exceeds the 100000000 byte limit"});
   expect_rejected(make_file("{}", "", 0xffffffffffffffffull), ErrorKind::Invalid, {"exceeds"});
-  expect_rejected(make_file("{}", "", 3), ErrorKind::Io, {"header size 3 runs past the end of the 10-byte file"});
+  expect_rejected(make_file("{}", "", 3), ErrorKind::Io,
+                  {"header size 3 runs past the end of the 10-byte file"});
 }
 
 TEST(IoSafetensorsMalformed, HeaderNotJsonOrNotAnObject) {
-  expect_rejected(make_file(R"({"a": {"dtype": "F32",)", ""), ErrorKind::Invalid, {"not valid JSON"});
-  expect_rejected(make_file("{\"a\xff\": 1}", ""), ErrorKind::Invalid, {"not valid JSON"});  // not UTF-8
+  expect_rejected(make_file(R"({"a": {"dtype": "F32",)", ""), ErrorKind::Invalid,
+                  {"not valid JSON"});
+  expect_rejected(make_file("{\"a\xff\": 1}", ""), ErrorKind::Invalid,
+                  {"not valid JSON"});  // not UTF-8
   expect_rejected(make_file("[1, 2, 3]", ""), ErrorKind::Invalid, {"not a JSON object"});
   expect_rejected(make_file("", ""), ErrorKind::Invalid, {"not a JSON object"});
   expect_rejected(make_file("{} {}", ""), ErrorKind::Invalid, {"not valid JSON"});
 }
 
 TEST(IoSafetensorsMalformed, EntryMissingFieldsOrWrongTypes) {
-  expect_rejected(make_file(R"({"w": 3})", ""), ErrorKind::Invalid, {"tensor 'w'", "not a JSON object"});
-  expect_rejected(make_file(R"({"w": {"shape": [2], "data_offsets": [0, 8]}})", kEightBytes), ErrorKind::Invalid,
-                  {"tensor 'w'", "missing \"dtype\""});
-  expect_rejected(make_file(R"({"w": {"dtype": "F32", "data_offsets": [0, 8]}})", kEightBytes), ErrorKind::Invalid,
-                  {"tensor 'w'", "missing \"shape\""});
-  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [2]}})", kEightBytes), ErrorKind::Invalid,
-                  {"tensor 'w'", "missing \"data_offsets\""});
-  expect_rejected(make_file(R"({"w": {"dtype": 7, "shape": [2], "data_offsets": [0, 8]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "\"dtype\" must be a string"});
-  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "\"shape\" must be an array"});
-  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0]}})", kEightBytes),
+  expect_rejected(make_file(R"({"w": 3})", ""), ErrorKind::Invalid,
+                  {"tensor 'w'", "not a JSON object"});
+  expect_rejected(make_file(R"({"w": {"shape": [2], "data_offsets": [0, 8]}})", kEightBytes),
+                  ErrorKind::Invalid, {"tensor 'w'", "missing \"dtype\""});
+  expect_rejected(make_file(R"({"w": {"dtype": "F32", "data_offsets": [0, 8]}})", kEightBytes),
+                  ErrorKind::Invalid, {"tensor 'w'", "missing \"shape\""});
+  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [2]}})", kEightBytes),
+                  ErrorKind::Invalid, {"tensor 'w'", "missing \"data_offsets\""});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": 7, "shape": [2], "data_offsets": [0, 8]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "\"dtype\" must be a string"});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "F32", "shape": 2, "data_offsets": [0, 8]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "\"shape\" must be an array"});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [0]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "\"data_offsets\" must be [begin, end]"});
+  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", "8"]}})",
+                            kEightBytes),
                   ErrorKind::Invalid, {"tensor 'w'", "\"data_offsets\" must be [begin, end]"});
-  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": ["0", "8"]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "\"data_offsets\" must be [begin, end]"});
-  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "\"data_offsets\" must be [begin, end]"});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [-8, 0]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "\"data_offsets\" must be [begin, end]"});
 }
 
 TEST(IoSafetensorsMalformed, UnknownDtype) {
-  expect_rejected(make_file(R"({"w": {"dtype": "F8_E4M3", "shape": [8], "data_offsets": [0, 8]}})", kEightBytes),
+  expect_rejected(make_file(R"({"w": {"dtype": "F8_E4M3", "shape": [8], "data_offsets": [0, 8]}})",
+                            kEightBytes),
                   ErrorKind::Invalid, {"tensor 'w'", "unsupported dtype \"F8_E4M3\""});
-  expect_rejected(make_file(R"({"w": {"dtype": "f32", "shape": [2], "data_offsets": [0, 8]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "dtype \"f32\""});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "f32", "shape": [2], "data_offsets": [0, 8]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "dtype \"f32\""});
 }
 
 TEST(IoSafetensorsMalformed, NegativeOrNonIntegerDims) {
-  expect_rejected(make_file(R"({"w": {"dtype": "U8", "shape": [2, -4], "data_offsets": [0, 8]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "dim 1 is -4", "non-negative integers"});
-  expect_rejected(make_file(R"({"w": {"dtype": "U8", "shape": [2.5], "data_offsets": [0, 8]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "dim 0 is 2.5"});
-  expect_rejected(make_file(R"({"w": {"dtype": "U8", "shape": ["8"], "data_offsets": [0, 8]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "dim 0 is \"8\""});
-  expect_rejected(make_file(R"({"w": {"dtype": "U8", "shape": [4294967296, 4294967296, 16], "data_offsets": [0, 8]}})",
-                            kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "too large"});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "U8", "shape": [2, -4], "data_offsets": [0, 8]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "dim 1 is -4", "non-negative integers"});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "U8", "shape": [2.5], "data_offsets": [0, 8]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "dim 0 is 2.5"});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "U8", "shape": ["8"], "data_offsets": [0, 8]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "dim 0 is \"8\""});
+  expect_rejected(
+      make_file(
+          R"({"w": {"dtype": "U8", "shape": [4294967296, 4294967296, 16], "data_offsets": [0, 8]}})",
+          kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "too large"});
 }
 
 TEST(IoSafetensorsMalformed, OffsetsOutOfRangeReversedOrWrongSize) {
-  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "[4, 12]", "run past the data section (8 bytes)"});
-  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "begin > end"});
-  expect_rejected(make_file(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", kEightBytes),
-                  ErrorKind::Invalid, {"tensor 'w'", "hold 8 bytes but F32 (3,) needs 12"});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "F32", "shape": [2], "data_offsets": [4, 12]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "[4, 12]", "run past the data section (8 bytes)"});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "F32", "shape": [0], "data_offsets": [8, 0]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "begin > end"});
+  expect_rejected(
+      make_file(R"({"w": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}})", kEightBytes),
+      ErrorKind::Invalid, {"tensor 'w'", "hold 8 bytes but F32 (3,) needs 12"});
 }
 
 TEST(IoSafetensorsMalformed, OverlapsGapsAndTrailingBytes) {
@@ -128,10 +152,12 @@ TEST(IoSafetensorsMalformed, OverlapsGapsAndTrailingBytes) {
                             R"( "b": {"dtype": "U8", "shape": [2], "data_offsets": [6, 8]}})",
                             kEightBytes),
                   ErrorKind::Invalid, {"tensor 'b'", "gap of 2 unindexed bytes"});
-  expect_rejected(make_file(R"({"a": {"dtype": "U8", "shape": [2], "data_offsets": [2, 4]}})", kEightBytes.substr(0, 4)),
+  expect_rejected(make_file(R"({"a": {"dtype": "U8", "shape": [2], "data_offsets": [2, 4]}})",
+                            kEightBytes.substr(0, 4)),
                   ErrorKind::Invalid, {"tensor 'a'", "gap of 2"});
-  expect_rejected(make_file(R"({"a": {"dtype": "I32", "shape": [1], "data_offsets": [0, 4]}})", kEightBytes),
-                  ErrorKind::Invalid, {"4 trailing bytes"});
+  expect_rejected(
+      make_file(R"({"a": {"dtype": "I32", "shape": [1], "data_offsets": [0, 4]}})", kEightBytes),
+      ErrorKind::Invalid, {"4 trailing bytes"});
 }
 
 TEST(IoSafetensorsMalformed, DuplicateNamesAndKeys) {
@@ -139,19 +165,22 @@ TEST(IoSafetensorsMalformed, DuplicateNamesAndKeys) {
                             R"( "a": {"dtype": "U8", "shape": [4], "data_offsets": [4, 8]}})",
                             kEightBytes),
                   ErrorKind::Invalid, {"duplicate tensor name 'a'"});
-  expect_rejected(make_file(R"({"a": {"dtype": "U8", "dtype": "I8", "shape": [8], "data_offsets": [0, 8]}})",
-                            kEightBytes),
-                  ErrorKind::Invalid, {"duplicate key 'dtype'"});
+  expect_rejected(
+      make_file(R"({"a": {"dtype": "U8", "dtype": "I8", "shape": [8], "data_offsets": [0, 8]}})",
+                kEightBytes),
+      ErrorKind::Invalid, {"duplicate key 'dtype'"});
 }
 
 TEST(IoSafetensorsMalformed, MetadataMustMapStringsToStrings) {
   expect_rejected(make_file(R"({"__metadata__": {"epoch": 3}})", ""), ErrorKind::Invalid,
                   {"metadata 'epoch' must be a string, got 3"});
-  expect_rejected(make_file(R"({"__metadata__": ["x"]})", ""), ErrorKind::Invalid, {"\"__metadata__\" must be an object"});
+  expect_rejected(make_file(R"({"__metadata__": ["x"]})", ""), ErrorKind::Invalid,
+                  {"\"__metadata__\" must be an object"});
 }
 
 TEST(IoSafetensorsMalformed, BoolBytesMustBeZeroOrOne) {
-  expect_rejected(make_file(R"({"m": {"dtype": "BOOL", "shape": [3], "data_offsets": [0, 3]}})", std::string("\x01\x00\x02", 3)),
+  expect_rejected(make_file(R"({"m": {"dtype": "BOOL", "shape": [3], "data_offsets": [0, 3]}})",
+                            std::string("\x01\x00\x02", 3)),
                   ErrorKind::Invalid, {"tensor 'm'", "element 2 is 2"});
 }
 
@@ -163,7 +192,8 @@ TEST(IoSafetensorsMalformed, TruncatedFiles) {
   const std::string bytes = read_file_bytes(good);
   ASSERT_NO_THROW(load_safetensors(good));
   // Cut in the data section: the last tensor runs past the end.
-  expect_rejected(bytes.substr(0, bytes.size() - 1), ErrorKind::Invalid, {"tensor 'b'", "run past the data section"});
+  expect_rejected(bytes.substr(0, bytes.size() - 1), ErrorKind::Invalid,
+                  {"tensor 'b'", "run past the data section"});
   // Cut in the header.
   expect_rejected(bytes.substr(0, 20), ErrorKind::Io, {"runs past the end of the 20-byte file"});
   // Cut in the size field.

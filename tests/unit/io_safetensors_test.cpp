@@ -21,17 +21,27 @@ Tensor random_tensor(const Shape& shape, DType dtype, std::mt19937& rng) {
   std::normal_distribution<double> normal(0.0, 3.0);
   for (double& v : values) {
     switch (dtype) {
-      case DType::boolean: v = rng() & 1; break;
-      case DType::u8: v = rng() % 256; break;
-      case DType::i32: case DType::i64: v = small_int(rng); break;
-      default: v = normal(rng); break;
+      case DType::boolean:
+        v = rng() & 1;
+        break;
+      case DType::u8:
+        v = rng() % 256;
+        break;
+      case DType::i32:
+      case DType::i64:
+        v = small_int(rng);
+        break;
+      default:
+        v = normal(rng);
+        break;
     }
   }
   return Tensor::from_values(shape, values, dtype);
 }
 
 bool same_bytes(const Tensor& a, const Tensor& b) {
-  return a.nbytes() == b.nbytes() && (a.nbytes() == 0 || std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0);
+  return a.nbytes() == b.nbytes() &&
+         (a.nbytes() == 0 || std::memcmp(a.raw_data(), b.raw_data(), a.nbytes()) == 0);
 }
 
 TEST(IoSafetensors, RoundTripsEveryDtypeAndShapeInInsertionOrder) {
@@ -46,7 +56,8 @@ TEST(IoSafetensors, RoundTripsEveryDtypeAndShapeInInsertionOrder) {
     for (const Shape& shape : shapes)
       tensors.emplace_back(fmt::format("z{:02d}.{}.{}", index--, dtype, shape.size()),
                            random_tensor(shape, dtype, rng));
-  const SafetensorsMetadata metadata = {{"format", "pt"}, {"gpuml.epoch", "3"}, {"note", "ünïcode ✓"}};
+  const SafetensorsMetadata metadata = {
+      {"format", "pt"}, {"gpuml.epoch", "3"}, {"note", "ünïcode ✓"}};
 
   TempDir dir;
   auto path = dir.path() / "all.safetensors";

@@ -47,11 +47,13 @@ void expect_well_formed(const std::string& svg) {
 std::vector<std::vector<std::pair<double, double>>> polylines(const std::string& svg) {
   std::vector<std::vector<std::pair<double, double>>> lines;
   std::regex polyline("<polyline[^>]*points=\"([^\"]*)\"");
-  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), polyline); it != std::sregex_iterator(); ++it) {
+  for (auto it = std::sregex_iterator(svg.begin(), svg.end(), polyline);
+       it != std::sregex_iterator(); ++it) {
     std::vector<std::pair<double, double>> points;
     std::string list = (*it)[1];
     std::regex point("(-?[0-9.]+),(-?[0-9.]+)");
-    for (auto p = std::sregex_iterator(list.begin(), list.end(), point); p != std::sregex_iterator(); ++p)
+    for (auto p = std::sregex_iterator(list.begin(), list.end(), point);
+         p != std::sregex_iterator(); ++p)
       points.emplace_back(std::stod((*p)[1]), std::stod((*p)[2]));
     lines.push_back(points);
   }
@@ -67,11 +69,15 @@ size_t count(const std::string& text, const std::string& what) {
 LineChart training_chart(size_t epochs, std::mt19937& rng) {
   std::uniform_real_distribution<double> unit(0.05, 0.95);
   LineChart chart{.title = "mlp <mnist> & friends", .x_label = "epoch", .x = {}, .panels = {}};
-  PlotPanel loss{.title = "loss", .y_label = "cross-entropy", .series = {{"train loss", {}}, {"test loss", {}}}};
-  PlotPanel acc{.title = "accuracy", .y_label = "fraction", .series = {{"train acc", {}}, {"test acc", {}}}};
+  PlotPanel loss{.title = "loss",
+                 .y_label = "cross-entropy",
+                 .series = {{"train loss", {}}, {"test loss", {}}}};
+  PlotPanel acc{
+      .title = "accuracy", .y_label = "fraction", .series = {{"train acc", {}}, {"test acc", {}}}};
   for (size_t e = 1; e <= epochs; ++e) {
     chart.x.push_back(static_cast<double>(e));
-    for (auto* s : {&loss.series[0], &loss.series[1]}) s->values.push_back(3 * unit(rng) / static_cast<double>(e));
+    for (auto* s : {&loss.series[0], &loss.series[1]})
+      s->values.push_back(3 * unit(rng) / static_cast<double>(e));
     for (auto* s : {&acc.series[0], &acc.series[1]}) s->values.push_back(unit(rng));
   }
   chart.panels = {loss, acc};
@@ -84,14 +90,16 @@ TEST(IoSvgPlot, TrainingCurvesHaveOnePolylinePerSeriesWithAPointPerEpoch) {
   LineChart chart = training_chart(epochs, rng);
   const std::string svg = render_svg_chart(chart);
   expect_well_formed(svg);
-  for (const char* name : {"train loss", "test loss", "train acc", "test acc", "cross-entropy", "epoch"})
+  for (const char* name :
+       {"train loss", "test loss", "train acc", "test acc", "cross-entropy", "epoch"})
     EXPECT_NE(svg.find(name), std::string::npos) << name;
   EXPECT_NE(svg.find("mlp &lt;mnist&gt; &amp; friends"), std::string::npos);
   auto lines = polylines(svg);
   ASSERT_EQ(lines.size(), 4u);
   for (const auto& line : lines) {
     EXPECT_EQ(line.size(), epochs);
-    for (size_t i = 1; i < line.size(); ++i) EXPECT_GT(line[i].first, line[i - 1].first) << "x must increase";
+    for (size_t i = 1; i < line.size(); ++i)
+      EXPECT_GT(line[i].first, line[i - 1].first) << "x must increase";
     for (const auto& [x, y] : line) {
       EXPECT_GE(x, 0);
       EXPECT_LE(x, 820);
@@ -137,7 +145,8 @@ TEST(IoSvgPlot, NanBreaksTheLineAndLonePointsBecomeDots) {
 TEST(IoSvgPlot, AllNanOrConstantDataStillRenders) {
   LineChart chart{.title = "flat", .x = {3, 3}, .panels = {}};
   chart.panels.push_back({.title = "p", .y_label = "y", .series = {{"const", {2.5, 2.5}}}});
-  chart.panels.push_back({.title = "q", .y_label = "y", .series = {{"none", {std::nan(""), std::nan("")}}}});
+  chart.panels.push_back(
+      {.title = "q", .y_label = "y", .series = {{"none", {std::nan(""), std::nan("")}}}});
   const std::string svg = render_svg_chart(chart);
   expect_well_formed(svg);
   EXPECT_EQ(polylines(svg).size(), 1u);
@@ -174,7 +183,8 @@ TEST(IoSvgPlot, NiceTicksCoverTheRangeInEvenRoundSteps) {
     EXPECT_GE(ticks.back(), std::max(a, b) - 1e-9 * scale);
     double step = ticks[1] - ticks[0];
     double mantissa = step / std::pow(10.0, std::floor(std::log10(step) + 1e-9));
-    EXPECT_TRUE(std::abs(mantissa - 1) < 1e-6 || std::abs(mantissa - 2) < 1e-6 || std::abs(mantissa - 5) < 1e-6)
+    EXPECT_TRUE(std::abs(mantissa - 1) < 1e-6 || std::abs(mantissa - 2) < 1e-6 ||
+                std::abs(mantissa - 5) < 1e-6)
         << step;
   }
   auto widened = nice_ticks(5, 5);

@@ -18,7 +18,8 @@ class TempDir {
  public:
   TempDir() {
     std::random_device entropy;
-    path_ = std::filesystem::temp_directory_path() / fmt::format("gpuml_io_test_{:08x}{:08x}", entropy(), entropy());
+    path_ = std::filesystem::temp_directory_path() /
+            fmt::format("gpuml_io_test_{:08x}{:08x}", entropy(), entropy());
     std::filesystem::create_directories(path_);
   }
   ~TempDir() {
@@ -32,7 +33,8 @@ class TempDir {
   // File names in the directory, sorted, so tests can assert nothing stray was left behind.
   std::vector<std::string> list() const {
     std::vector<std::string> names;
-    for (const auto& entry : std::filesystem::directory_iterator(path_)) names.push_back(entry.path().filename());
+    for (const auto& entry : std::filesystem::directory_iterator(path_))
+      names.push_back(entry.path().filename());
     std::sort(names.begin(), names.end());
     return names;
   }

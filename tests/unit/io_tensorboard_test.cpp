@@ -44,7 +44,8 @@ std::vector<std::string> read_records(const std::string& file) {
   while (at < file.size()) {
     EXPECT_LE(at + 12, file.size()) << "truncated frame header";
     uint64_t length = read_le(file, at, 8);
-    EXPECT_EQ(read_le(file, at + 8, 4), crc32c_bitwise(std::string_view(file).substr(at, 8))) << "length crc";
+    EXPECT_EQ(read_le(file, at + 8, 4), crc32c_bitwise(std::string_view(file).substr(at, 8)))
+        << "length crc";
     EXPECT_LE(at + 12 + length + 4, file.size()) << "truncated record";
     std::string data = file.substr(at + 12, length);
     EXPECT_EQ(read_le(file, at + 12 + length, 4), crc32c_bitwise(data)) << "data crc";
@@ -78,16 +79,26 @@ std::multimap<uint32_t, Field> parse_message(std::string_view m) {
     uint64_t key = varint();
     Field f{static_cast<uint32_t>(key & 7), 0, {}};
     switch (f.wire_type) {
-      case 0: f.number = varint(); break;
-      case 1: f.number = read_le(m, at, 8); at += 8; break;
-      case 5: f.number = read_le(m, at, 4); at += 4; break;
+      case 0:
+        f.number = varint();
+        break;
+      case 1:
+        f.number = read_le(m, at, 8);
+        at += 8;
+        break;
+      case 5:
+        f.number = read_le(m, at, 4);
+        at += 4;
+        break;
       case 2: {
         uint64_t n = varint();
         f.bytes = std::string(m.substr(at, n));
         at += n;
         break;
       }
-      default: ADD_FAILURE() << "unexpected wire type " << f.wire_type; return fields;
+      default:
+        ADD_FAILURE() << "unexpected wire type " << f.wire_type;
+        return fields;
     }
     fields.emplace(static_cast<uint32_t>(key >> 3), f);
   }
@@ -95,8 +106,17 @@ std::multimap<uint32_t, Field> parse_message(std::string_view m) {
   return fields;
 }
 
-double as_double(uint64_t bits) { double d; std::memcpy(&d, &bits, 8); return d; }
-float as_float(uint64_t bits) { uint32_t b = static_cast<uint32_t>(bits); float f; std::memcpy(&f, &b, 4); return f; }
+double as_double(uint64_t bits) {
+  double d;
+  std::memcpy(&d, &bits, 8);
+  return d;
+}
+float as_float(uint64_t bits) {
+  uint32_t b = static_cast<uint32_t>(bits);
+  float f;
+  std::memcpy(&f, &b, 4);
+  return f;
+}
 
 double unix_now() {
   return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
@@ -141,13 +161,18 @@ TEST(IoTensorBoard, FileNameAndFirstEvent) {
   ASSERT_EQ(event.count(3), 1u);
   EXPECT_EQ(event.find(3)->second.bytes, "brain.Event:2");
   // The unix time in the name is the first event's.
-  EXPECT_NE(name.find(fmt::format(".{}.", static_cast<int64_t>(wall_time))), std::string::npos) << name;
+  EXPECT_NE(name.find(fmt::format(".{}.", static_cast<int64_t>(wall_time))), std::string::npos)
+      << name;
 }
 
 TEST(IoTensorBoard, ScalarsDecodeBackAndAreVisibleWithoutClosing) {
   std::mt19937 rng(std::random_device{}());
   std::normal_distribution<double> normal(1.0, 5.0);
-  struct Scalar { std::string tag; int64_t step; double value; };
+  struct Scalar {
+    std::string tag;
+    int64_t step;
+    double value;
+  };
   std::vector<Scalar> written;
   for (int64_t step = 0; step < 12; ++step) {
     written.push_back({"loss/train", step * 100, normal(rng)});
@@ -178,8 +203,10 @@ TEST(IoTensorBoard, ScalarsDecodeBackAndAreVisibleWithoutClosing) {
     ASSERT_EQ(value.count(2), 1u);
     EXPECT_EQ(value.find(2)->second.wire_type, 5u);
     const float got = as_float(value.find(2)->second.number);
-    if (std::isnan(written[i].value)) EXPECT_TRUE(std::isnan(got));
-    else EXPECT_EQ(got, static_cast<float>(written[i].value));
+    if (std::isnan(written[i].value))
+      EXPECT_TRUE(std::isnan(got));
+    else
+      EXPECT_EQ(got, static_cast<float>(written[i].value));
   }
   tb.sync();
 }
