@@ -166,8 +166,8 @@ struct DuplicateKeyWatch {
   std::vector<std::set<std::string>> open_objects;
   std::optional<std::pair<std::string, int>> duplicate;  // key, depth (1 = a tensor name)
 
-  bool operator()(int depth, nlohmann::detail::parse_event_t event, Json& parsed) {
-    using Event = nlohmann::detail::parse_event_t;
+  bool operator()(int depth, Json::parse_event_t event, Json& parsed) {
+    using Event = Json::parse_event_t;
     if (event == Event::object_start)
       open_objects.emplace_back();
     else if (event == Event::object_end && !open_objects.empty())

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <optional>
+#include <random>
 
 #include "core/error.h"
 #include "io/atomic_file.h"
@@ -210,6 +211,55 @@ TEST(IoSafetensorsMalformed, MissingFileIsAnIoError) {
     EXPECT_NE(e.message().find("nope.safetensors"), std::string::npos) << e.message();
     EXPECT_NE(e.message().find("No such file"), std::string::npos) << e.message();
   }
+}
+
+// A poor man's fuzz target: random corruptions of a valid file either load or throw
+// gpuml::Error; nothing else (no crash, no foreign exception, no huge allocation).
+TEST(IoSafetensorsMalformed, RandomCorruptionsLoadOrThrowGpumlErrors) {
+  const unsigned seed = std::random_device{}();
+  SCOPED_TRACE(fmt::format("seed {}", seed));
+  std::mt19937 rng(seed);
+  TempDir dir;
+  auto good = dir.path() / "good.safetensors";
+  save_safetensors(good,
+                   {{"w", Tensor::from_values({2, 2}, {1.5, -2, 3, 4.25}, DType::f32)},
+                    {"mask", Tensor::from_values({3}, {1, 0, 1}, DType::boolean)},
+                    {"ids", Tensor::from_values({2}, {7, 9}, DType::i64)}},
+                   {{"format", "pt"}});
+  const std::string original = read_file_bytes(good);
+  auto bad = dir.path() / "bad.safetensors";
+  int rejected = 0;
+  for (int trial = 0; trial < 300; ++trial) {
+    std::string bytes = original;
+    const int edits = 1 + static_cast<int>(rng() % 4);
+    for (int e = 0; e < edits; ++e) {
+      size_t at = rng() % bytes.size();
+      switch (rng() % 4) {
+        case 0:
+          bytes[at] = static_cast<char>(rng());
+          break;
+        case 1:
+          bytes[at] = "{}[]\",:0123456789-. e"[rng() % 22];
+          break;
+        case 2:
+          bytes.erase(at, 1 + rng() % 8);
+          break;
+        default:
+          bytes.insert(bytes.begin() + static_cast<std::ptrdiff_t>(at), static_cast<char>(rng()));
+          break;
+      }
+      if (bytes.empty()) bytes.push_back('x');
+    }
+    write_file_atomically(bad, bytes);
+    try {
+      load_safetensors(bad);
+    } catch (const Error&) {
+      ++rejected;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "foreign exception: " << e.what();
+    }
+  }
+  EXPECT_GT(rejected, 150);  // most corruptions must be caught
 }
 
 }  // namespace
