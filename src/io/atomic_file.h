@@ -11,7 +11,9 @@
 // only atomic within one file system), which is flushed and fsync'ed, renamed over the target,
 // and then the directory is fsync'ed so the rename itself survives a power loss. If the callback
 // (or any step) throws, the temporary file is removed and the old target is left untouched.
-// Errors are ErrorKind::Io and name the path and the system's reason.
+// Errors are ErrorKind::Io and name the path and the system's reason. The new file gets the
+// permissions of a fresh file (0666 minus the umask); a symlink at `path` is replaced by the file,
+// not followed.
 #pragma once
 
 #include <cstddef>
