@@ -2,7 +2,7 @@
 
 #include <bit>
 
-#include "data/atomic_file.h"
+#include "core/atomic_file.h"
 #include "data/byte_source.h"
 #include "data/npy_format.h"
 #include "data/tensor_copy.h"
@@ -24,10 +24,10 @@ void write_npy(const std::string& path, const Tensor& tensor) {
   if constexpr (std::endian::native != std::endian::little) {
     GPUML_FAIL(ErrorKind::Unsupported, "write_npy {}: big-endian hosts are not supported", path);
   }
-  AtomicFile out(path);
-  out.write(preamble.data(), preamble.size());
-  if (body.numel() > 0) out.write(body.raw_data(), body.nbytes());
-  out.commit();
+  write_file_atomically(path, [&](FileSink& out) {
+    out.write(preamble);
+    if (body.numel() > 0) out.write(body.raw_data(), body.nbytes());
+  });
 }
 
 }  // namespace gpuml::data

@@ -4,7 +4,7 @@
 #include <cmath>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 
 namespace gpuml {
 

@@ -12,7 +12,7 @@
 #include <optional>
 #include <set>
 
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 
 namespace gpuml {
 

@@ -7,7 +7,7 @@
 #include <random>
 
 #include "core/error.h"
-#include "io/atomic_file.h"
+#include "core/atomic_file.h"
 #include "io_temp_dir.h"
 
 namespace gpuml {
