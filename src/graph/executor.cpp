@@ -24,6 +24,9 @@ Executor::Executor(Plan plan) : plan_(std::move(plan)) {
     auto storage = Storage::borrow(ptr, v.bytes, arena->device(), arena);
     values_[i] = Tensor(std::move(storage), v.type.shape, contiguous_strides(v.type.shape), 0, v.type.dtype);
   }
+  arena_values_ = values_;
+  producer_.assign(plan_.values.size(), -1);
+  for (size_t s = 0; s < plan_.steps.size(); ++s) producer_[plan_.steps[s].output] = static_cast<int>(s);
 }
 
 size_t Executor::arena_bytes() const {
@@ -52,13 +55,20 @@ void Executor::bind_feeds(const std::map<std::string, Tensor>& feeds) {
   }
 }
 
-void Executor::run_step(const PlanStep& step) {
+void Executor::run_step(const PlanStep& step, uint64_t rng_offset) {
   std::vector<Tensor> inputs;
   for (int in : step.inputs) inputs.push_back(values_[in]);
   switch (step.kind) {
-    case StepKind::Kernel:
+    case StepKind::Kernel: {
+      if (rng_offset != 0 && op_info(step.op).kind == OpKind::Random) {
+        Attrs shifted = step.attrs;
+        shifted.offset += rng_offset;
+        step.backend->run(step.op, KernelCall{*step.backend, inputs, values_[step.output], shifted, nullptr});
+        return;
+      }
       step.backend->run(step.op, KernelCall{*step.backend, inputs, values_[step.output], step.attrs, nullptr});
       return;
+    }
     case StepKind::View: values_[step.output] = apply_view(inputs[0], step.op, step.attrs); return;
     case StepKind::Transfer: {
       const PlanValue& out = plan_.values[step.output];
@@ -102,19 +112,58 @@ Tensor copy_out(const Tensor& t, Backend& owner) {
 
 }  // namespace
 
-std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds) {
+std::map<int, Tensor> Executor::bind_output_buffers(const RunOptions& options,
+                                                    const std::map<std::string, Tensor>& feeds) {
+  std::map<int, Tensor> copy_in;
+  for (const auto& [index, buffer] : options.output_buffers) {
+    GPUML_CHECK(index >= 0 && index < static_cast<int>(plan_.outputs.size()),
+                "executor: output buffer for output {}, but the plan has {} outputs", index, plan_.outputs.size());
+    int v = plan_.outputs[index];
+    const PlanValue& pv = plan_.values[v];
+    GPUML_CHECK_SHAPE(buffer.shape() == pv.type.shape && buffer.dtype() == pv.type.dtype,
+                      "executor: buffer for output {} is {} {}, the output is {} {}", index,
+                      shape_str(buffer.shape()), buffer.dtype(), shape_str(pv.type.shape), pv.type.dtype);
+    GPUML_CHECK(buffer.is_contiguous() && buffer.device() == pv.backend->device(),
+                "executor: buffer for output {} must be contiguous on {}", index, pv.backend->device().str());
+    for (const auto& [name, feed] : feeds)
+      GPUML_CHECK(feed.storage() != buffer.storage(), "executor: buffer for output {} shares memory with feed '{}'",
+                  index, name);
+    // Only a kernel that writes an arena value can write the buffer directly; consumers of the
+    // value then read the buffer, which holds the same numbers.
+    bool direct = pv.home == ValueHome::Arena && producer_[v] >= 0 &&
+                  plan_.steps[producer_[v]].kind == StepKind::Kernel;
+    if (direct) values_[v] = buffer;
+    else copy_in[index] = buffer;
+  }
+  return copy_in;
+}
+
+std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, const RunOptions& options) {
   bind_feeds(feeds);
+  std::map<int, Tensor> copy_in = bind_output_buffers(options, feeds);
   std::set<Backend*> used;
   for (const PlanStep& step : plan_.steps) {
-    run_step(step);
+    run_step(step, options.rng_offset);
     used.insert(step.backend);
   }
   for (Backend* b : used) b->synchronize();
   std::vector<Tensor> outputs;
-  for (int v : plan_.outputs) outputs.push_back(copy_out(values_[v], *plan_.values[v].backend));
-  // Drop per-run references so that feeds are not kept alive between runs.
-  for (size_t i = 0; i < plan_.values.size(); ++i)
-    if (plan_.values[i].home != ValueHome::Arena) values_[i] = Tensor();
+  for (size_t i = 0; i < plan_.outputs.size(); ++i) {
+    int v = plan_.outputs[i];
+    Backend& owner = *plan_.values[v].backend;
+    auto donated = options.output_buffers.find(static_cast<int>(i));
+    if (donated == options.output_buffers.end()) {
+      outputs.push_back(copy_out(values_[v], owner));
+      continue;
+    }
+    if (copy_in.count(static_cast<int>(i))) {
+      Tensor src = contiguous(values_[v], owner);
+      owner.copy_within(donated->second.raw_data(), src.raw_data(), src.nbytes());
+      owner.synchronize();
+    }
+    outputs.push_back(donated->second);
+  }
+  values_ = arena_values_;
   return outputs;
 }
 

@@ -17,13 +17,24 @@
 
 namespace gpuml {
 
+struct RunOptions {
+  // Added to the Philox offset of every random op (dropout, uniform, normal), so that each
+  // training step draws new numbers from one cached plan.
+  uint64_t rng_offset = 0;
+  // Output index -> a tensor the kernel writes that output into directly, instead of the arena
+  // plus a copy out (e.g. the optimizer's new state, ping-ponged between two buffers). It must be
+  // contiguous, of the output's exact type, on the output's device, and must not share memory
+  // with any feed. Outputs that a view or transfer produces are copied into it instead.
+  std::map<int, Tensor> output_buffers;
+};
+
 class Executor {
  public:
   explicit Executor(Plan plan);
 
   // Every Input and Param of the plan must be fed, with its exact shape and dtype; feeds may be
   // strided or live on another device (they are copied to where the plan wants them).
-  std::vector<Tensor> run(const std::map<std::string, Tensor>& feeds);
+  std::vector<Tensor> run(const std::map<std::string, Tensor>& feeds, const RunOptions& options = {});
 
   const Plan& plan() const { return plan_; }
   // Bytes held by the arenas: what plan().peak_bytes() promised.
@@ -31,11 +42,15 @@ class Executor {
 
  private:
   void bind_feeds(const std::map<std::string, Tensor>& feeds);
-  void run_step(const PlanStep& step);
+  void run_step(const PlanStep& step, uint64_t rng_offset);
+  // Points donated outputs at the caller's buffers; returns the outputs to copy in afterwards.
+  std::map<int, Tensor> bind_output_buffers(const RunOptions& options, const std::map<std::string, Tensor>& feeds);
 
   Plan plan_;
   std::vector<std::shared_ptr<Storage>> arenas_;
   std::vector<Tensor> values_;  // one per plan value; arena tensors made once, the rest per run
+  std::vector<Tensor> arena_values_;  // the arena tensors, to restore after a donated-output run
+  std::vector<int> producer_;         // plan value -> index of the step that writes it, or -1
 };
 
 }  // namespace gpuml
