@@ -1,0 +1,48 @@
+// The cpu backend's class, shared by its kernel files (not a public header: code above the backend
+// layer reaches the backend through backend_registry().get("cpu")).
+//
+//   CpuBackend& cpu = cpu_backend_of(call);            // inside a kernel
+//   cpu.dnnl().matmul_primitive(...);
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace gpuml::cpu {
+
+class DnnlContext;  // cpu_dnnl.h: oneDNN engine, stream and primitive cache
+
+class CpuBackend final : public Backend {
+ public:
+  CpuBackend();
+  ~CpuBackend() override;
+  std::string_view name() const override { return "cpu"; }
+  std::string description() const override;
+  Device device() const override { return {}; }
+  void* allocate(size_t bytes) override { return host_allocator().allocate(bytes); }
+  void deallocate(void* p, size_t bytes) override { host_allocator().deallocate(p, bytes); }
+
+  DnnlContext& dnnl() const { return *dnnl_; }
+  // Kernel files register through this (Backend::register_kernel is protected).
+  void add_kernel(OpId op, KernelFn fn, std::initializer_list<DType> dtypes, bool strided_inputs = true) {
+    register_kernel(op, fn, dtypes, strided_inputs);
+  }
+
+ private:
+  std::unique_ptr<DnnlContext> dnnl_;
+};
+
+inline CpuBackend& cpu_backend_of(const KernelCall& call) { return static_cast<CpuBackend&>(call.backend); }
+
+// One registration function per kernel family (one file each).
+void register_matmul_kernels(CpuBackend& backend);      // cpu_matmul.cpp
+void register_conv_pool_kernels(CpuBackend& backend);   // cpu_conv_pool.cpp
+void register_elementwise_kernels(CpuBackend& backend); // cpu_elementwise.cpp
+void register_reduce_kernels(CpuBackend& backend);      // cpu_reduce.cpp
+void register_norm_loss_kernels(CpuBackend& backend);   // cpu_norm_loss.cpp
+void register_random_gather_kernels(CpuBackend& backend);  // cpu_random_gather.cpp
+void register_movement_kernels(CpuBackend& backend);    // cpu_movement.cpp
+
+}  // namespace gpuml::cpu

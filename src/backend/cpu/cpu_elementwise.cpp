@@ -1,0 +1,7 @@
+#include "backend/cpu/cpu_backend.h"
+
+namespace gpuml::cpu {
+
+void register_elementwise_kernels(CpuBackend& backend) {}
+
+}  // namespace gpuml::cpu

@@ -1,0 +1,167 @@
+// matmul: oneDNN for f32/bf16, a plain OpenMP loop for f64 (oneDNN has no f64 on CPU).
+// Transposes are read through strides, never copied; batch dims (broadcast) loop over one cached
+// 2-d primitive, or fold into its M dim when b is shared by the whole batch.
+#include <fmt/format.h>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_dnnl.h"
+#include "backend/cpu/cpu_loops.h"
+
+namespace gpuml::cpu {
+
+namespace {
+
+// A matrix of `rows` x `cols` read with (row_stride, col_stride), as oneDNN accepts it: one of
+// the two strides must be 1 (row- or column-major with a leading dimension).
+struct MatrixView {
+  int64_t rows, cols, row_stride, col_stride;
+};
+
+// Normalises strides of size-1 dims; false when the layout is not plain (then copy first).
+bool make_plain(MatrixView& m) {
+  if (m.rows == 1) m.row_stride = m.col_stride == 1 ? m.cols : 1;
+  if (m.cols == 1) m.col_stride = m.row_stride == 1 ? m.rows : 1;
+  if (m.rows == 1 && m.cols == 1) m.row_stride = 1, m.col_stride = 1;
+  bool row_major = m.col_stride == 1 && m.row_stride >= m.cols;
+  bool col_major = m.row_stride == 1 && m.col_stride >= m.rows;
+  return row_major || col_major;
+}
+
+MatrixView matrix_of(const Tensor& t, bool transposed) {
+  int nd = t.ndim();
+  int64_t r = t.shape()[nd - 2], c = t.shape()[nd - 1];
+  int64_t rs = t.strides()[nd - 2], cs = t.strides()[nd - 1];
+  if (transposed) return {c, r, cs, rs};
+  return {r, c, rs, cs};
+}
+
+std::string matmul_key(DType dtype, const MatrixView& a, const MatrixView& b) {
+  return fmt::format("matmul {} {}x{} ({},{}) {}x{} ({},{})", dtype, a.rows, a.cols, a.row_stride,
+                     a.col_stride, b.rows, b.cols, b.row_stride, b.col_stride);
+}
+
+// C (M, N) contiguous = A (M, K) * B (K, N), all pointers at element 0.
+void dnnl_matmul_2d(DnnlContext& ctx, DType dtype, const MatrixView& a, const MatrixView& b,
+                    const void* a_data, const void* b_data, void* c_data) {
+  using dims = dnnl::memory::dims;
+  auto dt = dnnl_type(dtype);
+  dnnl::memory::desc a_md(dims{a.rows, a.cols}, dt, dims{a.row_stride, a.col_stride});
+  dnnl::memory::desc b_md(dims{b.rows, b.cols}, dt, dims{b.row_stride, b.col_stride});
+  dnnl::memory::desc c_md(dims{a.rows, b.cols}, dt, dims{b.cols, 1});
+  dnnl::primitive p = ctx.primitive(matmul_key(dtype, a, b), [&] {
+    return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), ctx.engine()));
+  });
+  ctx.execute(p, {{DNNL_ARG_SRC, ctx.memory(a_md, a_data)},
+                  {DNNL_ARG_WEIGHTS, ctx.memory(b_md, b_data)},
+                  {DNNL_ARG_DST, ctx.memory(c_md, c_data)}});
+}
+
+// f64: rows of C in parallel, the k loop outside the n loop so the inner loop streams B's rows.
+void loop_matmul_2d(const MatrixView& a, const MatrixView& b, const double* pa, const double* pb, double* pc) {
+  int64_t m = a.rows, k = a.cols, n = b.cols;
+  parallel_for(m, m * k * n, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) {
+      double* c = pc + i * n;
+      for (int64_t j = 0; j < n; ++j) c[j] = 0.0;
+      for (int64_t p = 0; p < k; ++p) {
+        double av = pa[i * a.row_stride + p * a.col_stride];
+        const double* brow = pb + p * b.row_stride;
+        if (b.col_stride == 1) {
+#pragma omp simd
+          for (int64_t j = 0; j < n; ++j) c[j] += av * brow[j];
+        } else {
+          for (int64_t j = 0; j < n; ++j) c[j] += av * brow[j * b.col_stride];
+        }
+      }
+    }
+  });
+}
+
+// Strides of the batch dims of t broadcast to `batch` (0 where broadcast).
+Strides batch_strides(const Tensor& t, const Shape& batch) {
+  Shape s(t.shape().begin(), t.shape().end() - 2);
+  Strides st(t.strides().begin(), t.strides().end() - 2);
+  return broadcast_strides(s, st, batch);
+}
+
+void matmul_kernel(const KernelCall& call) {
+  Tensor a = call.inputs[0], b = call.inputs[1];
+  const Tensor& out = call.output;
+  const Attrs& attrs = call.attrs;
+  MatmulDims d = matmul_dims(a.shape(), b.shape(), attrs);
+  if (out.numel() == 0) return;
+  DType dtype = out.dtype();
+  if (d.k == 0) {
+    fill_value(out, 0.0);
+    return;
+  }
+  MatrixView ma = matrix_of(a, attrs.trans_a), mb = matrix_of(b, attrs.trans_b);
+  if (!make_plain(ma)) {
+    a = contiguous_copy(a);
+    ma = matrix_of(a, attrs.trans_a);
+    make_plain(ma);
+  }
+  if (!make_plain(mb)) {
+    b = contiguous_copy(b);
+    mb = matrix_of(b, attrs.trans_b);
+    make_plain(mb);
+  }
+  const Shape& batch = d.batch;
+  int64_t batch_count = numel(batch);
+  Strides a_bs = batch_strides(a, batch), b_bs = batch_strides(b, batch);
+  size_t esize = dtype_size(dtype);
+  auto run_2d = [&](const MatrixView& va, const char* pa, const char* pb, char* pc) {
+    if (dtype == DType::f64) {
+      loop_matmul_2d(va, mb, reinterpret_cast<const double*>(pa), reinterpret_cast<const double*>(pb),
+                     reinterpret_cast<double*>(pc));
+    } else {
+      dnnl_matmul_2d(cpu_backend_of(call).dnnl(), dtype, va, mb, pa, pb, pc);
+    }
+  };
+  const char* a0 = static_cast<const char*>(a.raw_data());
+  const char* b0 = static_cast<const char*>(b.raw_data());
+  char* c0 = static_cast<char*>(out.raw_data());
+
+  // b shared by every batch entry and a's (batch..., M) rows evenly spaced: one (B*M, K) matmul.
+  bool b_shared = std::all_of(b_bs.begin(), b_bs.end(), [](int64_t s) { return s == 0; });
+  if (batch_count > 1 && b_shared && ma.col_stride == 1) {
+    Shape rows_shape = batch;
+    rows_shape.push_back(d.m);
+    Strides rows_strides = a_bs;
+    rows_strides.push_back(ma.row_stride);
+    StridedLoop<1> rows = make_strided_loop<1>(rows_shape, {rows_strides});
+    if (rows.shape.size() == 1) {
+      MatrixView folded{batch_count * d.m, d.k, rows.strides[0][0], 1};
+      if (make_plain(folded)) {
+        with_dnnl_errors("matmul", [&] { run_2d(folded, a0, b0, c0); });
+        return;
+      }
+    }
+  }
+  with_dnnl_errors("matmul", [&] {
+    std::vector<int64_t> index(batch.size(), 0);
+    for (int64_t i = 0; i < batch_count; ++i) {
+      int64_t off_a = 0, off_b = 0;
+      for (size_t dim = 0; dim < batch.size(); ++dim) {
+        off_a += index[dim] * a_bs[dim];
+        off_b += index[dim] * b_bs[dim];
+      }
+      run_2d(ma, a0 + off_a * esize, b0 + off_b * esize, c0 + i * d.m * d.n * esize);
+      for (size_t dim = batch.size(); dim-- > 0;) {
+        if (++index[dim] < batch[dim]) break;
+        index[dim] = 0;
+      }
+    }
+  });
+}
+
+}  // namespace
+
+void register_matmul_kernels(CpuBackend& backend) {
+  if (backend.dnnl().supports_bf16())
+    backend.add_kernel(OpId::matmul, matmul_kernel, {DType::f32, DType::f64, DType::bf16});
+  else
+    backend.add_kernel(OpId::matmul, matmul_kernel, {DType::f32, DType::f64});
+}
+
+}  // namespace gpuml::cpu
