@@ -37,17 +37,17 @@ struct ConvShape {
 // large square GEMM where every library should be near peak.
 inline std::vector<GemmShape> gemm_shapes() {
   return {
-      {"mlp_fc1_fwd", 128, 256, 784, false, true},    // x (128,784) W1^T, W1 (256,784)
-      {"mlp_fc2_fwd", 128, 128, 256, false, true},    // h1 (128,256) W2^T, W2 (128,256)
-      {"mlp_fc3_fwd", 128, 10, 128, false, true},     // h2 (128,128) W3^T, W3 (10,128)
-      {"mlp_fc1_dW", 256, 784, 128, true, false},     // dy1^T x: dy1 (128,256), x (128,784)
-      {"mlp_fc2_dx", 128, 256, 128, false, false},    // dy2 (128,128) W2 (128,256)
-      {"mlp_fc2_dW", 128, 256, 128, true, false},     // dy2^T h1
-      {"mlp_fc3_dx", 128, 128, 10, false, false},     // dy3 (128,10) W3 (10,128)
-      {"mlp_fc3_dW", 10, 128, 128, true, false},      // dy3^T h2
-      {"cnn_fc1_fwd", 128, 128, 3136, false, true},   // flat (128,3136) W^T, W (128,3136)
-      {"cnn_fc1_dx", 128, 3136, 128, false, false},   // dy (128,128) W (128,3136)
-      {"cnn_fc1_dW", 128, 3136, 128, true, false},    // dy^T flat
+      {"mlp_fc1_fwd", 128, 256, 784, false, true},   // x (128,784) W1^T, W1 (256,784)
+      {"mlp_fc2_fwd", 128, 128, 256, false, true},   // h1 (128,256) W2^T, W2 (128,256)
+      {"mlp_fc3_fwd", 128, 10, 128, false, true},    // h2 (128,128) W3^T, W3 (10,128)
+      {"mlp_fc1_dW", 256, 784, 128, true, false},    // dy1^T x: dy1 (128,256), x (128,784)
+      {"mlp_fc2_dx", 128, 256, 128, false, false},   // dy2 (128,128) W2 (128,256)
+      {"mlp_fc2_dW", 128, 256, 128, true, false},    // dy2^T h1
+      {"mlp_fc3_dx", 128, 128, 10, false, false},    // dy3 (128,10) W3 (10,128)
+      {"mlp_fc3_dW", 10, 128, 128, true, false},     // dy3^T h2
+      {"cnn_fc1_fwd", 128, 128, 3136, false, true},  // flat (128,3136) W^T, W (128,3136)
+      {"cnn_fc1_dx", 128, 3136, 128, false, false},  // dy (128,128) W (128,3136)
+      {"cnn_fc1_dW", 128, 3136, 128, true, false},   // dy^T flat
       {"square_1024", 1024, 1024, 1024, false, false},
   };
 }

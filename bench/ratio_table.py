@@ -5,12 +5,14 @@ Usage: ratio_table.py RESULTS.json [MORE.json ...]
 
 Benchmarks are named KIND/CASE/PROVIDER[/real_time]; each reports a GFLOP/s counter. For every
 case the table shows each provider's GFLOP/s (median when repetitions were run) and gpuml's
-speed as a fraction of oneDNN's and OpenBLAS's (1.00 = as fast, above 1 = faster).
+speed as a fraction of oneDNN's and OpenBLAS's (1.00 = as fast, above 1 = faster): the kernel
+alone (gpuml_kernel, output preallocated as in the graph executor) and the eager run_op call
+(gpuml, which also allocates the output).
 """
 import json
 import sys
 
-PEERS = ["gpuml", "onednn", "onednn_blocked", "openblas"]
+PEERS = ["gpuml_kernel", "gpuml", "onednn", "onednn_blocked", "openblas"]
 
 
 def provider_key(provider):
@@ -19,8 +21,8 @@ def provider_key(provider):
 
 
 def load(paths):
-    """{(kind, case): {provider: gflops or None (skipped)}}, cases in first-seen order."""
-    table, errors = {}, {}
+    """{(kind, case): {provider: gflops or None (skipped)}}, cases in registration order."""
+    table, errors, order = {}, {}, {}
     for path in paths:
         with open(path) as f:
             data = json.load(f)
@@ -31,6 +33,8 @@ def load(paths):
                 continue
             key, provider = (parts[0], parts[1]), provider_key(parts[2])
             row = table.setdefault(key, {})
+            # Interleaved repetitions come out shuffled; family_index is the registration order.
+            order[key] = min(order.get(key, 1 << 30), b.get("family_index", len(order)))
             if b.get("error_occurred"):
                 row.setdefault(provider, None)
                 errors[key + (provider,)] = b.get("error_message", "error")
@@ -39,7 +43,7 @@ def load(paths):
                 continue
             if "GFLOP/s" in b:
                 row[provider] = b["GFLOP/s"]
-    return table, errors
+    return dict(sorted(table.items(), key=lambda item: order[item[0]])), errors
 
 
 def fmt_rate(value):
@@ -56,14 +60,15 @@ def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     table, errors = load(sys.argv[1:])
-    header = ["kind", "case", "gpuml", "oneDNN", "oneDNN blocked", "OpenBLAS", "gpuml/oneDNN", "gpuml/OpenBLAS"]
+    header = ["kind", "case", "gpuml kernel", "gpuml eager", "oneDNN", "oneDNN blocked", "OpenBLAS",
+              "kernel/oneDNN", "kernel/OpenBLAS", "eager/oneDNN"]
     rows = []
     for (kind, case), row in table.items():
-        vals = [row.get(p, "") for p in PEERS]
+        kernel, eager, onednn, _, openblas = vals = [row.get(p, "") for p in PEERS]
         rows.append([kind, case] + [fmt_rate(v) for v in vals] +
-                    [ratio(vals[0], vals[1]), ratio(vals[0], vals[3])])
+                    [ratio(kernel, onednn), ratio(kernel, openblas), ratio(eager, onednn)])
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    print("GFLOP/s (higher is better); ratios above 1 mean gpuml is faster.")
+    print("GFLOP/s, median of the repetitions (higher is better); ratios above 1: gpuml is faster.")
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
