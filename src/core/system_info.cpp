@@ -25,7 +25,9 @@ CpuidRegs cpuid(unsigned leaf, unsigned subleaf) {
   return r;
 }
 
-bool bit(unsigned reg, int index) { return (reg >> index) & 1u; }
+bool bit(unsigned reg, int index) {
+  return (reg >> index) & 1u;
+}
 
 // XCR0 says which register states the OS saves on a context switch; without that, using the
 // registers is unsafe even when cpuid lists the instructions.
@@ -105,6 +107,8 @@ int logical_cpu_count() {
   return n == 0 ? 1 : static_cast<int>(n);
 }
 
-int openmp_max_threads() { return omp_get_max_threads(); }
+int openmp_max_threads() {
+  return omp_get_max_threads();
+}
 
 }  // namespace gpuml
