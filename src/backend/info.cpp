@@ -41,7 +41,9 @@ int count_supported_ops(const Backend& backend) {
   return n;
 }
 
-std::string yes_no(bool value) { return value ? "yes" : "no"; }
+std::string yes_no(bool value) {
+  return value ? "yes" : "no";
+}
 }  // namespace
 
 SystemReport collect_system_report() {
@@ -58,7 +60,8 @@ SystemReport collect_system_report() {
   r.openmp_threads = openmp_max_threads();
   r.ops_in_table = kNumOps;
   for (Backend* b : backend_registry().all())
-    r.backends.push_back({std::string(b->name()), b->device().str(), b->description(), count_supported_ops(*b)});
+    r.backends.push_back(
+        {std::string(b->name()), b->device().str(), b->description(), count_supported_ops(*b)});
   r.devices.push_back({"cpu", fmt::format("{}, {} logical cores", r.cpu_model, r.logical_cpus)});
   // The CUDA backend is a plugin loaded at run time; this build has none to load.
   r.devices.push_back({"cuda", "no CUDA backend in this build"});
@@ -76,8 +79,9 @@ std::string render_system_report(const SystemReport& r) {
   line("libraries", r.libraries);
   line("CPU", fmt::format("{} ({} logical cores)", r.cpu_model, r.logical_cpus));
   const CpuFeatures& f = r.cpu_features;
-  line("CPU features", fmt::format("AVX2 {}, AVX-512F {}, AVX-512 BF16 {}, AMX {}", yes_no(f.avx2),
-                                   yes_no(f.avx512f), yes_no(f.avx512_bf16), yes_no(f.amx_tile && f.amx_bf16)));
+  line("CPU features",
+       fmt::format("AVX2 {}, AVX-512F {}, AVX-512 BF16 {}, AMX {}", yes_no(f.avx2),
+                   yes_no(f.avx512f), yes_no(f.avx512_bf16), yes_no(f.amx_tile && f.amx_bf16)));
   line("", fmt::format("({})", cpu_features_str(f)));
   line("OpenMP threads", fmt::format("{}", r.openmp_threads));
   out += "\nbackends (in order of preference)\n";
@@ -99,7 +103,8 @@ std::string render_op_support() {
     for (const Backend* b : backends) {
       std::vector<std::string> names;
       for (DType d : b->supported_dtypes(op)) names.emplace_back(dtype_name(d));
-      out += fmt::format("{:<36}", names.empty() ? std::string("-") : fmt::format("{}", fmt::join(names, ",")));
+      out += fmt::format(
+          "{:<36}", names.empty() ? std::string("-") : fmt::format("{}", fmt::join(names, ",")));
     }
     // Trailing spaces from the last column help nobody.
     while (!out.empty() && out.back() == ' ') out.pop_back();

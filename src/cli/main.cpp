@@ -25,7 +25,8 @@ int run_info(bool list_ops) {
 
 std::vector<std::string> command_names(CLI::App& app) {
   std::vector<std::string> names;
-  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; })) names.push_back(sub->get_name());
+  for (const CLI::App* sub : app.get_subcommands([](CLI::App*) { return true; }))
+    names.push_back(sub->get_name());
   return names;
 }
 
@@ -37,7 +38,8 @@ int main(int argc, char** argv) {
   app.require_subcommand(1);
 
   bool list_ops = false;
-  CLI::App* info = app.add_subcommand("info", "Print the build, the CPU and its features, backends and devices");
+  CLI::App* info =
+      app.add_subcommand("info", "Print the build, the CPU and its features, backends and devices");
   info->add_flag("--ops", list_ops, "Also list every op with the dtypes each backend supports");
 
   try {
@@ -52,9 +54,10 @@ int main(int argc, char** argv) {
     // CLI11 reports an unknown command as a missing one; name the word the user typed instead.
     std::string first = argc > 1 ? argv[1] : "";
     std::vector<std::string> commands = command_names(app);
-    if (!first.empty() && first[0] != '-' && std::find(commands.begin(), commands.end(), first) == commands.end())
-      std::cerr << "gpuml: error: unknown command '" << first << "' (commands: " << fmt::format("{}", fmt::join(commands, ", "))
-                << ")\n";
+    if (!first.empty() && first[0] != '-' &&
+        std::find(commands.begin(), commands.end(), first) == commands.end())
+      std::cerr << "gpuml: error: unknown command '" << first
+                << "' (commands: " << fmt::format("{}", fmt::join(commands, ", ")) << ")\n";
     else
       std::cerr << "gpuml: error: " << e.what() << "\n";
     std::cerr << "Run 'gpuml --help' for the commands, 'gpuml COMMAND --help' for their flags.\n";
@@ -64,7 +67,8 @@ int main(int argc, char** argv) {
   try {
     if (info->parsed()) return run_info(list_ops);
   } catch (const gpuml::Error& e) {
-    std::cerr << "gpuml: error (" << gpuml::error_kind_name(e.kind()) << "): " << e.message() << "\n";
+    std::cerr << "gpuml: error (" << gpuml::error_kind_name(e.kind()) << "): " << e.message()
+              << "\n";
     return kExitError;
   } catch (const std::exception& e) {
     std::cerr << "gpuml: internal error: " << e.what() << "\n";

@@ -26,7 +26,8 @@ CommandResult run_gpuml(const std::string& args) {
   if (!pipe) return result;
   std::array<char, 4096> buffer{};
   size_t n = 0;
-  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0) result.output.append(buffer.data(), n);
+  while ((n = fread(buffer.data(), 1, buffer.size(), pipe)) > 0)
+    result.output.append(buffer.data(), n);
   int status = pclose(pipe);
   result.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return result;
@@ -34,7 +35,8 @@ CommandResult run_gpuml(const std::string& args) {
 
 TEST(SystemInfo, ParsesModelNameFromCpuinfoText) {
   std::string text =
-      "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6348 CPU @ 2.60GHz  \n"
+      "processor\t: 0\nvendor_id\t: GenuineIntel\nmodel name\t: Intel(R) Xeon(R) Gold 6348 CPU @ "
+      "2.60GHz  \n"
       "processor\t: 1\nmodel name\t: second one\n";
   EXPECT_EQ(parse_cpu_model_name(text), "Intel(R) Xeon(R) Gold 6348 CPU @ 2.60GHz");
   EXPECT_EQ(parse_cpu_model_name("processor : 0\nflags : fpu\n"), "unknown CPU");
@@ -81,8 +83,8 @@ TEST(InfoReport, RenderedTextNamesBackendsFeaturesAndDevices) {
     EXPECT_NE(text.find(b.name), std::string::npos) << text;
     EXPECT_NE(text.find(b.description), std::string::npos) << text;
   }
-  for (const char* needle : {"AVX2", "AVX-512F", "AVX-512 BF16", "OpenMP threads", "no CUDA backend in this build",
-                             "CUDA plugin", "C++20"})
+  for (const char* needle : {"AVX2", "AVX-512F", "AVX-512 BF16", "OpenMP threads",
+                             "no CUDA backend in this build", "CUDA plugin", "C++20"})
     EXPECT_NE(text.find(needle), std::string::npos) << "missing '" << needle << "' in\n" << text;
   EXPECT_NE(text.find(report.cpu_model), std::string::npos) << text;
 }
@@ -106,7 +108,8 @@ TEST(InfoReport, RendersFeatureValuesItWasGiven) {
 
 TEST(InfoReport, OpSupportListsEveryOp) {
   std::string text = render_op_support();
-  for (OpId op : all_ops()) EXPECT_NE(text.find(std::string(op_name(op))), std::string::npos) << op_name(op);
+  for (OpId op : all_ops())
+    EXPECT_NE(text.find(std::string(op_name(op))), std::string::npos) << op_name(op);
 }
 
 TEST(CliBinary, InfoExitsZeroAndPrintsTheReport) {
@@ -121,7 +124,8 @@ TEST(CliBinary, UnknownCommandFailsWithAClearMessage) {
   CommandResult r = run_gpuml("nonsense");
   EXPECT_NE(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("unknown command 'nonsense'"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("info"), std::string::npos) << "should list the commands there are: " << r.output;
+  EXPECT_NE(r.output.find("info"), std::string::npos)
+      << "should list the commands there are: " << r.output;
 }
 
 TEST(CliBinary, BadFlagFailsWithAClearMessage) {
