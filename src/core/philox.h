@@ -17,10 +17,10 @@ struct PhiloxBlock {
   uint32_t v[4];
 };
 
-GPUML_HD PhiloxBlock philox4x32_10(uint64_t counter, uint64_t seed) {
-  uint32_t c0 = static_cast<uint32_t>(counter), c1 = static_cast<uint32_t>(counter >> 32);
-  uint32_t c2 = 0, c3 = 0;
-  uint32_t k0 = static_cast<uint32_t>(seed), k1 = static_cast<uint32_t>(seed >> 32);
+// The full generator: a 128-bit counter and a 64-bit key (Random123's philox4x32_10).
+GPUML_HD PhiloxBlock philox4x32_10(PhiloxBlock counter, uint32_t key0, uint32_t key1) {
+  uint32_t c0 = counter.v[0], c1 = counter.v[1], c2 = counter.v[2], c3 = counter.v[3];
+  uint32_t k0 = key0, k1 = key1;
   for (int round = 0; round < 10; ++round) {
     uint64_t p0 = static_cast<uint64_t>(0xD2511F53u) * c0;
     uint64_t p1 = static_cast<uint64_t>(0xCD9E8D57u) * c2;
@@ -34,6 +34,12 @@ GPUML_HD PhiloxBlock philox4x32_10(uint64_t counter, uint64_t seed) {
     k1 += 0xBB67AE85u;
   }
   return {{c0, c1, c2, c3}};
+}
+
+// gpuml's use: the 64-bit block number in the low counter words, the seed as the key.
+GPUML_HD PhiloxBlock philox4x32_10(uint64_t counter, uint64_t seed) {
+  PhiloxBlock c{{static_cast<uint32_t>(counter), static_cast<uint32_t>(counter >> 32), 0u, 0u}};
+  return philox4x32_10(c, static_cast<uint32_t>(seed), static_cast<uint32_t>(seed >> 32));
 }
 
 // Element i of the stream (seed, offset) is lane i % 4 of block offset + i / 4.

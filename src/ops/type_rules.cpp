@@ -331,6 +331,11 @@ TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
       break;
     }
     case OpKind::Backward: {
+      // Every backward op computes a gradient: floating inputs of one dtype (indices/labels aside).
+      if (op != OpId::embedding_backward && op != OpId::cross_entropy_backward) {
+        require_float(op, in[0]);
+        if (in.size() > 1) require_same_dtype(op, in[0], in[1]);
+      }
       switch (op) {
         case OpId::conv2d_backward_data: {  // (dy, w) -> dx of attrs.shape
           require_rank(op, in[0], 4, "dy");

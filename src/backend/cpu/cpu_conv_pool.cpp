@@ -16,10 +16,18 @@ namespace {
 using dims = dnnl::memory::dims;
 using tag = dnnl::memory::format_tag;
 
+// Blocked layouts (nChw16c...) let oneDNN use its direct jit kernels; the reorders to and from
+// NCHW cost less than the gemm-based kernels that plain layouts get (measured on Fashion-MNIST
+// shapes: 1.2x-1.8x faster for conv 32->64 forward and both backwards). Except the forward pass of
+// a first layer with few input channels, where reordering the large output costs more (4x slower).
+constexpr int64_t kFewChannels = 8;
+
 // The geometry of one convolution: x (N, C, H, W), w (O, C/groups, kH, kW), y (N, O, OH, OW).
 struct ConvGeometry {
-  dnnl::memory::desc x_md, w_md, y_md;
+  dnnl::memory::desc x_md, w_md, y_md;           // plain: NCHW, (G)OIHW
+  dnnl::memory::desc x_any, w_any, y_any;        // layouts left for oneDNN to choose
   dims strides, dilation, padding;
+  bool few_input_channels;
   std::string key;
 };
 
@@ -34,6 +42,10 @@ ConvGeometry conv_geometry(DType dtype, const Shape& x, const Shape& w, const Sh
     g.w_md = dnnl::memory::desc(dims(w.begin(), w.end()), dt, tag::oihw);
   }
   g.y_md = dnnl::memory::desc(dims(y.begin(), y.end()), dt, tag::nchw);
+  g.x_any = dnnl::memory::desc(g.x_md.dims(), dt, tag::any);
+  g.w_any = dnnl::memory::desc(g.w_md.dims(), dt, tag::any);
+  g.y_any = dnnl::memory::desc(g.y_md.dims(), dt, tag::any);
+  g.few_input_channels = w[1] < kFewChannels;
   g.strides = {a.stride[0], a.stride[1]};
   g.dilation = {a.dilation[0] - 1, a.dilation[1] - 1};  // oneDNN counts the gaps
   g.padding = {a.padding[0], a.padding[1]};
@@ -43,9 +55,20 @@ ConvGeometry conv_geometry(DType dtype, const Shape& x, const Shape& w, const Sh
   return g;
 }
 
+dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvGeometry& g, const dnnl::engine& engine,
+                                                          const dnnl::memory::desc& x_md,
+                                                          const dnnl::memory::desc& y_md);
+
+// The forward primitive desc used as the hint for the backward ones (all layouts chosen by oneDNN).
 dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvGeometry& g, const dnnl::engine& engine) {
+  return conv_forward_pd(g, engine, g.x_any, g.y_any);
+}
+
+dnnl::convolution_forward::primitive_desc conv_forward_pd(const ConvGeometry& g, const dnnl::engine& engine,
+                                                          const dnnl::memory::desc& x_md,
+                                                          const dnnl::memory::desc& y_md) {
   dnnl::convolution_forward::desc desc(dnnl::prop_kind::forward_training, dnnl::algorithm::convolution_direct,
-                                       g.x_md, g.w_md, g.y_md, g.strides, g.dilation, g.padding, g.padding);
+                                       x_md, g.w_any, y_md, g.strides, g.dilation, g.padding, g.padding);
   return dnnl::convolution_forward::primitive_desc(desc, engine);
 }
 
@@ -56,10 +79,14 @@ void conv2d_kernel(const KernelCall& call) {
   ConvGeometry g = conv_geometry(y.dtype(), x.shape(), w.shape(), y.shape(), call.attrs);
   with_dnnl_errors("conv2d", [&] {
     dnnl::primitive p =
-        ctx.primitive("conv_fwd " + g.key, [&] { return dnnl::convolution_forward(conv_forward_pd(g, ctx.engine())); });
-    ctx.execute(p, {{DNNL_ARG_SRC, ctx.memory(g.x_md, x.raw_data())},
-                    {DNNL_ARG_WEIGHTS, ctx.memory(g.w_md, w.raw_data())},
-                    {DNNL_ARG_DST, ctx.memory(g.y_md, y.raw_data())}});
+        ctx.primitive("conv_fwd " + g.key, [&] {
+          if (g.few_input_channels) return dnnl::convolution_forward(conv_forward_pd(g, ctx.engine(), g.x_md, g.y_md));
+          return dnnl::convolution_forward(conv_forward_pd(g, ctx.engine()));
+        });
+    ctx.execute_plain("conv_fwd " + g.key, p,
+                      {{DNNL_ARG_SRC, g.x_md, x.raw_data(), false},
+                       {DNNL_ARG_WEIGHTS, g.w_md, w.raw_data(), false},
+                       {DNNL_ARG_DST, g.y_md, y.raw_data(), true}});
   });
 }
 
@@ -71,14 +98,15 @@ void conv2d_backward_data_kernel(const KernelCall& call) {  // (dy, w) -> dx
   ConvGeometry g = conv_geometry(dx.dtype(), dx.shape(), w.shape(), dy.shape(), call.attrs);
   with_dnnl_errors("conv2d_backward_data", [&] {
     dnnl::primitive p = ctx.primitive("conv_bwd_data " + g.key, [&] {
-      dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, g.x_md, g.w_md, g.y_md,
+      dnnl::convolution_backward_data::desc desc(dnnl::algorithm::convolution_direct, g.x_any, g.w_any, g.y_any,
                                                  g.strides, g.dilation, g.padding, g.padding);
       return dnnl::convolution_backward_data(
           dnnl::convolution_backward_data::primitive_desc(desc, ctx.engine(), conv_forward_pd(g, ctx.engine())));
     });
-    ctx.execute(p, {{DNNL_ARG_DIFF_DST, ctx.memory(g.y_md, dy.raw_data())},
-                    {DNNL_ARG_WEIGHTS, ctx.memory(g.w_md, w.raw_data())},
-                    {DNNL_ARG_DIFF_SRC, ctx.memory(g.x_md, dx.raw_data())}});
+    ctx.execute_plain("conv_bwd_data " + g.key, p,
+                      {{DNNL_ARG_DIFF_DST, g.y_md, dy.raw_data(), false},
+                       {DNNL_ARG_WEIGHTS, g.w_md, w.raw_data(), false},
+                       {DNNL_ARG_DIFF_SRC, g.x_md, dx.raw_data(), true}});
   });
 }
 
@@ -90,14 +118,15 @@ void conv2d_backward_filter_kernel(const KernelCall& call) {  // (x, dy) -> dw
   ConvGeometry g = conv_geometry(dw.dtype(), x.shape(), dw.shape(), dy.shape(), call.attrs);
   with_dnnl_errors("conv2d_backward_filter", [&] {
     dnnl::primitive p = ctx.primitive("conv_bwd_filter " + g.key, [&] {
-      dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct, g.x_md, g.w_md, g.y_md,
+      dnnl::convolution_backward_weights::desc desc(dnnl::algorithm::convolution_direct, g.x_any, g.w_any, g.y_any,
                                                     g.strides, g.dilation, g.padding, g.padding);
       return dnnl::convolution_backward_weights(dnnl::convolution_backward_weights::primitive_desc(
           desc, ctx.engine(), conv_forward_pd(g, ctx.engine())));
     });
-    ctx.execute(p, {{DNNL_ARG_SRC, ctx.memory(g.x_md, x.raw_data())},
-                    {DNNL_ARG_DIFF_DST, ctx.memory(g.y_md, dy.raw_data())},
-                    {DNNL_ARG_DIFF_WEIGHTS, ctx.memory(g.w_md, dw.raw_data())}});
+    ctx.execute_plain("conv_bwd_filter " + g.key, p,
+                      {{DNNL_ARG_SRC, g.x_md, x.raw_data(), false},
+                       {DNNL_ARG_DIFF_DST, g.y_md, dy.raw_data(), false},
+                       {DNNL_ARG_DIFF_WEIGHTS, g.w_md, dw.raw_data(), true}});
   });
 }
 
@@ -166,40 +195,65 @@ void avg_pool2d_backward_kernel(const KernelCall& call) {  // (dy) -> dx
   });
 }
 
+// Window taps [first, last) along one dim that land inside [0, size) for output position `o`.
+struct TapRange {
+  int64_t first, last;
+};
+inline TapRange taps_inside(int64_t o, int64_t size, int64_t kernel, int64_t stride, int64_t pad, int64_t dil) {
+  int64_t origin = o * stride - pad;
+  int64_t first = origin >= 0 ? 0 : (-origin + dil - 1) / dil;
+  int64_t last = size - origin <= 0 ? 0 : std::min(kernel, (size - origin + dil - 1) / dil);
+  return {first, std::max(first, last)};
+}
+
 // Each (n, c) plane is independent: planes in parallel, windows scanned row-major so that the
-// first maximal element wins, as in ref.
+// first maximal element wins, as in ref. Disjoint windows (stride >= span, the usual 2x2/2) write
+// dx directly; overlapping ones accumulate in a float plane first.
 template <typename T>
 void max_pool2d_backward_planes(const Tensor& x, const Tensor& dy, const Tensor& dx, const Attrs& a) {
   const int64_t planes = x.shape()[0] * x.shape()[1];
   const int64_t h = x.shape()[2], w = x.shape()[3], oh = dy.shape()[2], ow = dy.shape()[3];
+  const bool disjoint = a.stride[0] >= (a.kernel[0] - 1) * a.dilation[0] + 1 &&
+                        a.stride[1] >= (a.kernel[1] - 1) * a.dilation[1] + 1;
+  std::vector<TapRange> rows(static_cast<size_t>(oh)), cols(static_cast<size_t>(ow));
+  for (int64_t i = 0; i < oh; ++i) rows[i] = taps_inside(i, h, a.kernel[0], a.stride[0], a.padding[0], a.dilation[0]);
+  for (int64_t j = 0; j < ow; ++j) cols[j] = taps_inside(j, w, a.kernel[1], a.stride[1], a.padding[1], a.dilation[1]);
   const T* px = ptr<const T>(x);
   const T* pdy = ptr<const T>(dy);
   T* pdx = ptr<T>(dx);
-  parallel_for(planes, planes * oh * ow * a.kernel[0] * a.kernel[1], [&](int64_t begin, int64_t end) {
-    std::vector<float> acc(static_cast<size_t>(h * w));
+  parallel_for(planes, planes * (h * w + oh * ow * a.kernel[0] * a.kernel[1]), [&](int64_t begin, int64_t end) {
+    std::vector<float> acc(disjoint ? 0 : static_cast<size_t>(h * w));
     for (int64_t plane = begin; plane < end; ++plane) {
       const T* xp = px + plane * h * w;
       const T* dyp = pdy + plane * oh * ow;
-      std::fill(acc.begin(), acc.end(), 0.0f);
+      T* dxp = pdx + plane * h * w;
+      if (disjoint) std::fill(dxp, dxp + h * w, store<T>(Compute<T>(0)));
+      else std::fill(acc.begin(), acc.end(), 0.0f);
       for (int64_t i = 0; i < oh; ++i) {
+        const int64_t r0 = i * a.stride[0] - a.padding[0];
         for (int64_t j = 0; j < ow; ++j) {
-          float best = -std::numeric_limits<float>::infinity();
-          int64_t best_at = -1;
-          for (int64_t ki = 0; ki < a.kernel[0]; ++ki) {
-            int64_t r = i * a.stride[0] - a.padding[0] + ki * a.dilation[0];
-            if (r < 0 || r >= h) continue;
-            for (int64_t kj = 0; kj < a.kernel[1]; ++kj) {
-              int64_t c = j * a.stride[1] - a.padding[1] + kj * a.dilation[1];
-              if (c < 0 || c >= w) continue;
-              float v = static_cast<float>(load(xp[r * w + c]));
-              if (best_at < 0 || v > best) best = v, best_at = r * w + c;
+          const int64_t c0 = j * a.stride[1] - a.padding[1];
+          if (rows[i].first >= rows[i].last || cols[j].first >= cols[j].last) continue;
+          // Seeded with the first tap; strict > keeps the first of equal maxima. Written as
+          // selects (no branch) because on random data the comparison is unpredictable.
+          int64_t best_at = (r0 + rows[i].first * a.dilation[0]) * w + c0 + cols[j].first * a.dilation[1];
+          float best = static_cast<float>(load(xp[best_at]));
+          for (int64_t ki = rows[i].first; ki < rows[i].last; ++ki) {
+            const int64_t rbase = (r0 + ki * a.dilation[0]) * w + c0;
+            for (int64_t kj = cols[j].first; kj < cols[j].last; ++kj) {
+              const int64_t at = rbase + kj * a.dilation[1];
+              const float v = static_cast<float>(load(xp[at]));
+              const bool better = v > best;
+              best = better ? v : best;
+              best_at = better ? at : best_at;
             }
           }
-          if (best_at >= 0) acc[best_at] += static_cast<float>(load(dyp[i * ow + j]));
+          if (disjoint) dxp[best_at] = dyp[i * ow + j];
+          else acc[best_at] += static_cast<float>(load(dyp[i * ow + j]));
         }
       }
-      T* dxp = pdx + plane * h * w;
-      for (int64_t k = 0; k < h * w; ++k) dxp[k] = store<T>(static_cast<Compute<T>>(acc[k]));
+      if (!disjoint)
+        for (int64_t k = 0; k < h * w; ++k) dxp[k] = store<T>(static_cast<Compute<T>>(acc[k]));
     }
   });
 }

@@ -1,5 +1,7 @@
 #include "backend/cpu/cpu_dnnl.h"
 
+#include <fmt/format.h>
+
 namespace gpuml::cpu {
 
 namespace {
@@ -23,6 +25,39 @@ DnnlContext::DnnlContext() : engine_(dnnl::engine::kind::cpu, 0), stream_(engine
 void DnnlContext::execute(const dnnl::primitive& p, const std::unordered_map<int, dnnl::memory>& args) {
   p.execute(stream_, args);
   stream_.wait();
+}
+
+void DnnlContext::execute_plain(const std::string& key, const dnnl::primitive& p,
+                                const std::vector<PlainArg>& args) {
+  std::unordered_map<int, dnnl::memory> exec_args;
+  std::vector<std::pair<dnnl::memory, dnnl::memory>> outputs;  // (blocked, plain)
+  std::vector<dnnl::primitive> output_reorders;
+  for (const PlainArg& a : args) {
+    const dnnl_memory_desc_t* chosen_c =
+        dnnl_primitive_desc_query_md(p.get_primitive_desc(), dnnl_query_exec_arg_md, a.arg);
+    GPUML_CHECK_KIND(ErrorKind::Internal, chosen_c != nullptr, "oneDNN: no memory desc for argument {}", a.arg);
+    dnnl::memory::desc chosen(*chosen_c);
+    dnnl::memory plain = memory(a.md, a.data);
+    if (chosen == a.md) {
+      exec_args.emplace(a.arg, plain);
+      continue;
+    }
+    dnnl::memory blocked(chosen, engine_);
+    std::string reorder_key = fmt::format("{} reorder arg {} {}", key, a.arg, a.is_output ? "out" : "in");
+    dnnl::primitive r = primitive(reorder_key, [&] {
+      return a.is_output ? dnnl::reorder(blocked, plain) : dnnl::reorder(plain, blocked);
+    });
+    if (a.is_output) {
+      outputs.emplace_back(blocked, plain);
+      output_reorders.push_back(r);
+    } else {
+      execute(r, {{DNNL_ARG_FROM, plain}, {DNNL_ARG_TO, blocked}});
+    }
+    exec_args.emplace(a.arg, blocked);
+  }
+  execute(p, exec_args);
+  for (size_t i = 0; i < outputs.size(); ++i)
+    execute(output_reorders[i], {{DNNL_ARG_FROM, outputs[i].first}, {DNNL_ARG_TO, outputs[i].second}});
 }
 
 std::string DnnlContext::isa_name() const {

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "core/dtype.h"
 #include "core/error.h"
@@ -36,6 +37,16 @@ class DnnlContext {
   }
   // Runs p and waits: host kernels are synchronous.
   void execute(const dnnl::primitive& p, const std::unordered_map<int, dnnl::memory>& args);
+
+  // Runs p on plain (NCHW/OIHW) buffers: an argument whose layout p chose differently (it was
+  // created with format_tag::any) goes through a cached reorder before (inputs) or after (outputs).
+  struct PlainArg {
+    int arg;  // DNNL_ARG_*
+    dnnl::memory::desc md;
+    const void* data;
+    bool is_output;
+  };
+  void execute_plain(const std::string& key, const dnnl::primitive& p, const std::vector<PlainArg>& args);
 
   // Whether bf16 primitives run on this machine (probed once at construction).
   bool supports_bf16() const { return bf16_; }

@@ -1,7 +1,251 @@
+// Elementwise ops as OpenMP loops: unary math, binary arithmetic and comparisons with NumPy
+// broadcasting, where, cast, gelu/gelu_backward, fill and arange. bf16/f16 compute in float.
+// The strided loop merges dims, so a contiguous op is one long vectorisable row and a bias add
+// is rows against one contiguous bias row.
+#include <cmath>
+#include <numbers>
+
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_loops.h"
 
 namespace gpuml::cpu {
 
-void register_elementwise_kernels(CpuBackend& backend) {}
+namespace {
+
+constexpr double kSqrt2OverPi = 0.7978845608028654;
+constexpr double kGeluCubic = 0.044715;
+
+template <OpId Op, typename C>
+inline C unary_fn(C x) {
+  if constexpr (Op == OpId::neg) return -x;
+  else if constexpr (Op == OpId::abs) return x < C(0) ? C(-x) : x;
+  else if constexpr (Op == OpId::sign) return x > C(0) ? C(1) : (x < C(0) ? C(-1) : x);
+  else if constexpr (Op == OpId::exp) return std::exp(x);
+  else if constexpr (Op == OpId::log) return std::log(x);
+  else if constexpr (Op == OpId::sqrt) return std::sqrt(x);
+  else if constexpr (Op == OpId::rsqrt) return C(1) / std::sqrt(x);
+  else if constexpr (Op == OpId::tanh) return std::tanh(x);
+  else if constexpr (Op == OpId::sigmoid) return C(1) / (C(1) + std::exp(-x));
+  else if constexpr (Op == OpId::relu) return x < C(0) ? C(0) : x;
+  else static_assert(Op == OpId::neg, "not a unary op");
+}
+
+template <typename C>
+inline C gelu_fn(C x, bool tanh_form) {
+  if (tanh_form) return C(0.5) * x * (C(1) + std::tanh(C(kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x)));
+  return C(0.5) * x * (C(1) + std::erf(x * C(1.0 / std::numbers::sqrt2)));
+}
+
+template <typename C>
+inline C gelu_grad(C x, bool tanh_form) {
+  if (tanh_form) {
+    C t = std::tanh(C(kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x));
+    C du = C(kSqrt2OverPi) * (C(1) + C(3 * kGeluCubic) * x * x);
+    return C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * du;
+  }
+  C cdf = C(0.5) * (C(1) + std::erf(x * C(1.0 / std::numbers::sqrt2)));
+  C pdf = std::exp(C(-0.5) * x * x) * C(1.0 / std::sqrt(2.0 * std::numbers::pi));
+  return cdf + x * pdf;
+}
+
+template <OpId Op, typename C>
+inline auto binary_fn(C a, C b) {
+  if constexpr (Op == OpId::add) return C(a + b);
+  else if constexpr (Op == OpId::sub) return C(a - b);
+  else if constexpr (Op == OpId::mul) return C(a * b);
+  else if constexpr (Op == OpId::div) {
+    if constexpr (std::is_integral_v<C>) {
+      // ref divides in double: x/0 is +-inf or NaN, stored as the i64 extremes or 0.
+      if (b == 0) return from_double_wrapping<C>(static_cast<double>(a) / 0.0);
+      return C(a / b);
+    } else {
+      return C(a / b);
+    }
+  } else if constexpr (Op == OpId::pow) return C(std::pow(a, b));
+  else if constexpr (Op == OpId::maximum) {
+    if constexpr (std::is_floating_point_v<C>) return (a != a || b != b) ? C(a + b) : (a > b ? a : b);
+    else return a > b ? a : b;
+  } else if constexpr (Op == OpId::minimum) {
+    if constexpr (std::is_floating_point_v<C>) return (a != a || b != b) ? C(a + b) : (a < b ? a : b);
+    else return a < b ? a : b;
+  }
+  else if constexpr (Op == OpId::eq) return a == b;
+  else if constexpr (Op == OpId::ne) return a != b;
+  else if constexpr (Op == OpId::lt) return a < b;
+  else if constexpr (Op == OpId::le) return a <= b;
+  else if constexpr (Op == OpId::gt) return a > b;
+  else if constexpr (Op == OpId::ge) return a >= b;
+  else static_assert(Op == OpId::add, "not a binary op");
+}
+
+// out = f(x) elementwise; x any view of out's shape, out contiguous.
+template <typename T, typename R, typename F>
+void map_unary(const Tensor& x, const Tensor& out, F f) {
+  StridedLoop<2> loop = make_strided_loop<2>(out.shape(), {out.strides(), x.strides()});
+  const T* px = ptr<const T>(x);
+  R* po = ptr<R>(out);
+  for_each_row(loop, [&](int64_t n, const Offsets<2>& off, const Offsets<2>& step) {
+    R* o = po + off[0];
+    const T* in = px + off[1];
+    if (step[1] == 1) {
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) o[k] = f(in[k]);
+    } else {
+      for (int64_t k = 0; k < n; ++k) o[k] = f(in[k * step[1]]);
+    }
+  });
+}
+
+// out = f(a, b) with a and b broadcast to out's shape. Rows where one side is a scalar (stride 0)
+// get their own loop so that the common bias/scalar cases vectorise.
+template <typename T, typename R, typename F>
+void map_binary(const Tensor& a, const Tensor& b, const Tensor& out, F f) {
+  const Shape& shape = out.shape();
+  StridedLoop<3> loop = make_strided_loop<3>(
+      shape, {out.strides(), broadcast_strides(a.shape(), a.strides(), shape),
+              broadcast_strides(b.shape(), b.strides(), shape)});
+  const T* pa = ptr<const T>(a);
+  const T* pb = ptr<const T>(b);
+  R* po = ptr<R>(out);
+  for_each_row(loop, [&](int64_t n, const Offsets<3>& off, const Offsets<3>& step) {
+    R* o = po + off[0];
+    const T* x = pa + off[1];
+    const T* y = pb + off[2];
+    if (step[1] == 1 && step[2] == 1) {
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], y[k]);
+    } else if (step[1] == 1 && step[2] == 0) {
+      const T yv = *y;
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) o[k] = f(x[k], yv);
+    } else if (step[1] == 0 && step[2] == 1) {
+      const T xv = *x;
+#pragma omp simd
+      for (int64_t k = 0; k < n; ++k) o[k] = f(xv, y[k]);
+    } else {
+      for (int64_t k = 0; k < n; ++k) o[k] = f(x[k * step[1]], y[k * step[2]]);
+    }
+  });
+}
+
+template <OpId Op>
+void unary_kernel(const KernelCall& call) {
+  dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
+    if constexpr (!std::is_same_v<T, bool>)
+      map_unary<T, T>(call.inputs[0], call.output, [](T v) { return store<T>(unary_fn<Op>(load(v))); });
+  });
+}
+
+void gelu_kernel(const KernelCall& call) {
+  const bool tanh_form = call.attrs.gelu_tanh;
+  dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
+    if constexpr (!std::is_integral_v<T>)
+      map_unary<T, T>(call.inputs[0], call.output, [=](T v) { return store<T>(gelu_fn(load(v), tanh_form)); });
+  });
+}
+
+void gelu_backward_kernel(const KernelCall& call) {  // (x, dy) -> dy * gelu'(x)
+  const bool tanh_form = call.attrs.gelu_tanh;
+  dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
+    if constexpr (!std::is_integral_v<T>)
+      map_binary<T, T>(call.inputs[0], call.inputs[1], call.output,
+                       [=](T x, T dy) { return store<T>(load(dy) * gelu_grad(load(x), tanh_form)); });
+  });
+}
+
+template <OpId Op>
+void binary_kernel(const KernelCall& call) {
+  dispatch_dtype(call.inputs[0].dtype(), [&]<typename T>(T) {
+    using C = Compute<T>;
+    if constexpr (kOpInfos[static_cast<int>(Op)].kind == OpKind::Compare) {
+      map_binary<T, bool>(call.inputs[0], call.inputs[1], call.output,
+                          [](T a, T b) { return binary_fn<Op, C>(load(a), load(b)); });
+    } else if constexpr (!std::is_same_v<T, bool> || Op == OpId::maximum || Op == OpId::minimum) {
+      map_binary<T, T>(call.inputs[0], call.inputs[1], call.output,
+                       [](T a, T b) { return store<T>(binary_fn<Op, C>(load(a), load(b))); });
+    }
+  });
+}
+
+// where(cond, a, b), all three broadcast to the output shape; keyed on cond (bool).
+void where_kernel(const KernelCall& call) {
+  const Tensor &cond = call.inputs[0], &a = call.inputs[1], &b = call.inputs[2], &out = call.output;
+  const Shape& shape = out.shape();
+  dispatch_dtype(out.dtype(), [&]<typename T>(T) {
+    StridedLoop<4> loop = make_strided_loop<4>(
+        shape, {out.strides(), broadcast_strides(cond.shape(), cond.strides(), shape),
+                broadcast_strides(a.shape(), a.strides(), shape), broadcast_strides(b.shape(), b.strides(), shape)});
+    const bool* pc = ptr<const bool>(cond);
+    const T* pa = ptr<const T>(a);
+    const T* pb = ptr<const T>(b);
+    T* po = ptr<T>(out);
+    for_each_row(loop, [&](int64_t n, const Offsets<4>& off, const Offsets<4>& step) {
+      for (int64_t k = 0; k < n; ++k)
+        po[off[0] + k] = pc[off[1] + k * step[1]] ? pa[off[2] + k * step[2]] : pb[off[3] + k * step[3]];
+    });
+  });
+}
+
+// cast converts through double exactly as ref does (truncation, wrapping, round to nearest even).
+void cast_kernel(const KernelCall& call) {
+  dispatch_dtype(call.inputs[0].dtype(), [&]<typename S>(S) {
+    dispatch_dtype(call.output.dtype(), [&]<typename D>(D) {
+      map_unary<S, D>(call.inputs[0], call.output, [](S v) { return from_double_wrapping<D>(to_double(v)); });
+    });
+  });
+}
+
+void fill_kernel(const KernelCall& call) { fill_value(call.output, call.attrs.value); }
+
+void arange_kernel(const KernelCall& call) {
+  const double start = call.attrs.alpha, step = call.attrs.beta;
+  dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
+    T* po = ptr<T>(call.output);
+    int64_t n = call.output.numel();
+    parallel_for(n, n, [&](int64_t begin, int64_t end) {
+      for (int64_t i = begin; i < end; ++i) po[i] = from_double_wrapping<T>(start + static_cast<double>(i) * step);
+    });
+  });
+}
+
+constexpr std::initializer_list<DType> kFloat{DType::f32, DType::f64, DType::bf16, DType::f16};
+constexpr std::initializer_list<DType> kNumeric{DType::f32, DType::f64, DType::bf16, DType::f16,
+                                                DType::i32, DType::i64, DType::u8};
+constexpr std::initializer_list<DType> kEvery{DType::f32, DType::f64, DType::bf16, DType::f16,
+                                              DType::i32, DType::i64, DType::u8,   DType::boolean};
+
+}  // namespace
+
+void register_elementwise_kernels(CpuBackend& backend) {
+  backend.add_kernel(OpId::neg, unary_kernel<OpId::neg>, kNumeric);
+  backend.add_kernel(OpId::abs, unary_kernel<OpId::abs>, kNumeric);
+  backend.add_kernel(OpId::sign, unary_kernel<OpId::sign>, kNumeric);
+  backend.add_kernel(OpId::relu, unary_kernel<OpId::relu>, kNumeric);
+  backend.add_kernel(OpId::exp, unary_kernel<OpId::exp>, kFloat);
+  backend.add_kernel(OpId::log, unary_kernel<OpId::log>, kFloat);
+  backend.add_kernel(OpId::sqrt, unary_kernel<OpId::sqrt>, kFloat);
+  backend.add_kernel(OpId::rsqrt, unary_kernel<OpId::rsqrt>, kFloat);
+  backend.add_kernel(OpId::tanh, unary_kernel<OpId::tanh>, kFloat);
+  backend.add_kernel(OpId::sigmoid, unary_kernel<OpId::sigmoid>, kFloat);
+  backend.add_kernel(OpId::gelu, gelu_kernel, kFloat);
+  backend.add_kernel(OpId::gelu_backward, gelu_backward_kernel, kFloat);
+  backend.add_kernel(OpId::cast, cast_kernel, kEvery);
+  backend.add_kernel(OpId::add, binary_kernel<OpId::add>, kNumeric);
+  backend.add_kernel(OpId::sub, binary_kernel<OpId::sub>, kNumeric);
+  backend.add_kernel(OpId::mul, binary_kernel<OpId::mul>, kNumeric);
+  backend.add_kernel(OpId::div, binary_kernel<OpId::div>, kNumeric);
+  backend.add_kernel(OpId::pow, binary_kernel<OpId::pow>, kFloat);
+  backend.add_kernel(OpId::maximum, binary_kernel<OpId::maximum>, kEvery);
+  backend.add_kernel(OpId::minimum, binary_kernel<OpId::minimum>, kEvery);
+  backend.add_kernel(OpId::eq, binary_kernel<OpId::eq>, kEvery);
+  backend.add_kernel(OpId::ne, binary_kernel<OpId::ne>, kEvery);
+  backend.add_kernel(OpId::lt, binary_kernel<OpId::lt>, kEvery);
+  backend.add_kernel(OpId::le, binary_kernel<OpId::le>, kEvery);
+  backend.add_kernel(OpId::gt, binary_kernel<OpId::gt>, kEvery);
+  backend.add_kernel(OpId::ge, binary_kernel<OpId::ge>, kEvery);
+  backend.add_kernel(OpId::where, where_kernel, {DType::boolean});
+  backend.add_kernel(OpId::fill, fill_kernel, kEvery);
+  backend.add_kernel(OpId::arange, arange_kernel, kNumeric);
+}
 
 }  // namespace gpuml::cpu

@@ -9,6 +9,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
 
@@ -51,6 +52,20 @@ template <typename T>
 inline T store(Compute<T> v) {
   if constexpr (std::is_same_v<T, bf16> || std::is_same_v<T, f16>) return T::from_float(v);
   else return v;
+}
+
+// double -> element exactly as ref stores it: floats round to nearest even, bool is `!= 0`,
+// integers truncate toward zero then wrap to their width; NaN -> 0, +-inf -> the i64 extremes.
+template <typename T>
+inline T from_double_wrapping(double v) {
+  if constexpr (std::is_integral_v<T> && !std::is_same_v<T, bool>) {
+    if (v != v) return T{0};
+    if (v >= 9.2233720368547758e18) return static_cast<T>(INT64_MAX);
+    if (v <= -9.2233720368547758e18) return static_cast<T>(INT64_MIN);
+    return static_cast<T>(static_cast<int64_t>(v));
+  } else {
+    return from_double<T>(v);
+  }
 }
 
 template <size_t N>

@@ -1,7 +1,293 @@
+// cross_entropy (fused log-softmax) and its backward, layer_norm and batch_norm with their
+// backwards, as OpenMP loops over rows (layer_norm, cross_entropy) or channels (batch_norm).
+// Statistics accumulate in double, as ref does. Inputs are contiguous (registered that way).
+#include <cmath>
+#include <limits>
+
 #include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/cpu_loops.h"
 
 namespace gpuml::cpu {
 
-void register_norm_loss_kernels(CpuBackend& backend) {}
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+constexpr std::initializer_list<DType> kFloat{DType::f32, DType::f64, DType::bf16, DType::f16};
+
+// Labels (N,) as int64 with -1 for ignored rows; checked before any parallel loop runs.
+std::vector<int64_t> checked_labels(const Tensor& labels, int64_t classes, int64_t ignore_index, const char* op) {
+  std::vector<int64_t> out(static_cast<size_t>(labels.numel()));
+  dispatch_dtype(labels.dtype(), [&]<typename L>(L) {
+    if constexpr (std::is_same_v<L, int32_t> || std::is_same_v<L, int64_t>) {
+      const L* p = ptr<const L>(labels);
+      for (size_t row = 0; row < out.size(); ++row) {
+        int64_t label = static_cast<int64_t>(p[row]);
+        if (label == ignore_index) {
+          out[row] = -1;
+          continue;
+        }
+        GPUML_CHECK(label >= 0 && label < classes,
+                    "{}: row {} has label {}, outside [0, {}) and not the ignore_index {}", op, row, label,
+                    classes, ignore_index);
+        out[row] = label;
+      }
+    } else {
+      GPUML_FAIL(ErrorKind::DType, "{}: labels must be i32 or i64, got {}", op, labels.dtype());
+    }
+  });
+  return out;
+}
+
+// log(sum(exp(row))) computed stably.
+template <typename T>
+double log_sum_exp(const T* row, int64_t n) {
+  double m = -std::numeric_limits<double>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<double>(load(row[j])));
+  double sum = 0.0;
+  for (int64_t j = 0; j < n; ++j) sum += std::exp(static_cast<double>(load(row[j])) - m);
+  return m + std::log(sum);
+}
+
+void cross_entropy_kernel(const KernelCall& call) {  // (logits (N, C), labels (N,)) -> ()
+  const Tensor& logits = call.inputs[0];
+  const int64_t rows = logits.shape()[0], classes = logits.shape()[1];
+  std::vector<int64_t> labels = checked_labels(call.inputs[1], classes, call.attrs.ignore_index, "cross_entropy");
+  dispatch_dtype(logits.dtype(), [&]<typename T>(T) {
+    if constexpr (std::is_floating_point_v<Compute<T>>) {
+      const T* px = ptr<const T>(logits);
+      double total = 0.0;
+      int64_t kept = 0;
+#pragma omp parallel for reduction(+ : total, kept) schedule(static) if (rows * classes >= kParallelGrain)
+      for (int64_t r = 0; r < rows; ++r) {
+        if (labels[r] < 0) continue;
+        const T* row = px + r * classes;
+        total += log_sum_exp(row, classes) - static_cast<double>(load(row[labels[r]]));
+        ++kept;
+      }
+      ptr<T>(call.output)[0] = from_double<T>(kept == 0 ? kNaN : total / static_cast<double>(kept));
+    }
+  });
+}
+
+// (logits, labels, dloss ()) -> (softmax - onehot) * dloss / kept on kept rows, 0 on ignored rows.
+void cross_entropy_backward_kernel(const KernelCall& call) {
+  const Tensor& logits = call.inputs[0];
+  const int64_t rows = logits.shape()[0], classes = logits.shape()[1];
+  std::vector<int64_t> labels =
+      checked_labels(call.inputs[1], classes, call.attrs.ignore_index, "cross_entropy_backward");
+  int64_t kept = 0;
+  for (int64_t label : labels) kept += label >= 0;
+  dispatch_dtype(logits.dtype(), [&]<typename T>(T) {
+    if constexpr (std::is_floating_point_v<Compute<T>>) {
+      const T* px = ptr<const T>(logits);
+      T* pg = ptr<T>(call.output);
+      const double scale = to_double(ptr<const T>(call.inputs[2])[0]) / static_cast<double>(kept);
+      parallel_for(rows, rows * classes * 4, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const T* row = px + r * classes;
+          T* grad = pg + r * classes;
+          if (labels[r] < 0) {
+            for (int64_t j = 0; j < classes; ++j) grad[j] = from_double<T>(0.0);
+            continue;
+          }
+          double lse = log_sum_exp(row, classes);
+          for (int64_t j = 0; j < classes; ++j) {
+            double p = std::exp(static_cast<double>(load(row[j])) - lse);
+            grad[j] = from_double<T>((p - (j == labels[r] ? 1.0 : 0.0)) * scale);
+          }
+        }
+      });
+    }
+  });
+}
+
+// Mean and reciprocal standard deviation (biased variance) of n values spaced by `stride`.
+template <typename T>
+void stats(const T* x, int64_t n, double eps, double& mean, double& rstd) {
+  double sum = 0.0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(load(x[i]));
+  mean = sum / static_cast<double>(n);
+  double sq = 0.0;
+#pragma omp simd reduction(+ : sq)
+  for (int64_t i = 0; i < n; ++i) {
+    double d = static_cast<double>(load(x[i])) - mean;
+    sq += d * d;
+  }
+  rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + eps);
+}
+
+// layer_norm(x, w, b): rows of D = prod(shape[axis:]) normalised, then scaled and shifted.
+void layer_norm_kernel(const KernelCall& call) {
+  const Tensor &x = call.inputs[0], &out = call.output;
+  const int64_t d = call.inputs[1].numel(), rows = d == 0 ? 0 : x.numel() / d;
+  const double eps = call.attrs.eps;
+  dispatch_dtype(x.dtype(), [&]<typename T>(T) {
+    if constexpr (std::is_floating_point_v<Compute<T>>) {
+      using C = Compute<T>;
+      const T *px = ptr<const T>(x), *pw = ptr<const T>(call.inputs[1]), *pb = ptr<const T>(call.inputs[2]);
+      T* py = ptr<T>(out);
+      parallel_for(rows, rows * d * 4, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const T* xr = px + r * d;
+          T* yr = py + r * d;
+          double mean, rstd;
+          stats(xr, d, eps, mean, rstd);
+          const C m = static_cast<C>(mean), s = static_cast<C>(rstd);
+#pragma omp simd
+          for (int64_t j = 0; j < d; ++j) yr[j] = store<T>((load(xr[j]) - m) * s * load(pw[j]) + load(pb[j]));
+        }
+      });
+    }
+  });
+}
+
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w, xhat = (x - mean) * rstd.
+void layer_norm_backward_kernel(const KernelCall& call) {  // (x, w, dy) -> dx
+  const Tensor &x = call.inputs[0], &out = call.output;
+  const int64_t d = call.inputs[1].numel(), rows = d == 0 ? 0 : x.numel() / d;
+  const double eps = call.attrs.eps;
+  dispatch_dtype(x.dtype(), [&]<typename T>(T) {
+    if constexpr (std::is_floating_point_v<Compute<T>>) {
+      const T *px = ptr<const T>(x), *pw = ptr<const T>(call.inputs[1]), *pdy = ptr<const T>(call.inputs[2]);
+      T* pdx = ptr<T>(out);
+      parallel_for(rows, rows * d * 8, [&](int64_t begin, int64_t end) {
+        for (int64_t r = begin; r < end; ++r) {
+          const T *xr = px + r * d, *dyr = pdy + r * d;
+          T* dxr = pdx + r * d;
+          double mean, rstd;
+          stats(xr, d, eps, mean, rstd);
+          double g_sum = 0.0, gx_sum = 0.0;
+          for (int64_t j = 0; j < d; ++j) {
+            double g = static_cast<double>(load(dyr[j])) * static_cast<double>(load(pw[j]));
+            g_sum += g;
+            gx_sum += g * (static_cast<double>(load(xr[j])) - mean) * rstd;
+          }
+          const double g_mean = g_sum / static_cast<double>(d), gx_mean = gx_sum / static_cast<double>(d);
+          for (int64_t j = 0; j < d; ++j) {
+            double g = static_cast<double>(load(dyr[j])) * static_cast<double>(load(pw[j]));
+            double xhat = (static_cast<double>(load(xr[j])) - mean) * rstd;
+            dxr[j] = from_double<T>(rstd * (g - g_mean - xhat * gx_mean));
+          }
+        }
+      });
+    }
+  });
+}
+
+// x (N, C, S...) read as (N, C, S): channel c's values are N runs of S contiguous elements.
+struct ChannelLayout {
+  int64_t n, c, s;
+};
+ChannelLayout channel_layout(const Tensor& x) {
+  int64_t s = 1;
+  for (int d = 2; d < x.ndim(); ++d) s *= x.shape()[d];
+  return {x.shape()[0], x.shape()[1], s};
+}
+
+template <typename T>
+void channel_stats(const T* x, const ChannelLayout& l, int64_t c, double& mean, double& var) {
+  double sum = 0.0;
+  for (int64_t i = 0; i < l.n; ++i) {
+    const T* p = x + (i * l.c + c) * l.s;
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < l.s; ++j) sum += static_cast<double>(load(p[j]));
+  }
+  const double count = static_cast<double>(l.n * l.s);
+  mean = sum / count;
+  double sq = 0.0;
+  for (int64_t i = 0; i < l.n; ++i) {
+    const T* p = x + (i * l.c + c) * l.s;
+#pragma omp simd reduction(+ : sq)
+    for (int64_t j = 0; j < l.s; ++j) {
+      double d = static_cast<double>(load(p[j])) - mean;
+      sq += d * d;
+    }
+  }
+  var = sq / count;  // NaN for an empty batch, as ref
+}
+
+// batch_norm(x, w, b, running_mean, running_var): batch statistics when training, else the
+// running ones (which the op never updates).
+void batch_norm_kernel(const KernelCall& call) {
+  const Tensor& x = call.inputs[0];
+  const ChannelLayout l = channel_layout(x);
+  const double eps = call.attrs.eps;
+  const bool training = call.attrs.training;
+  dispatch_dtype(x.dtype(), [&]<typename T>(T) {
+    if constexpr (std::is_floating_point_v<Compute<T>>) {
+      using C = Compute<T>;
+      const T* px = ptr<const T>(x);
+      const T *pw = ptr<const T>(call.inputs[1]), *pb = ptr<const T>(call.inputs[2]);
+      const T *prm = ptr<const T>(call.inputs[3]), *prv = ptr<const T>(call.inputs[4]);
+      T* py = ptr<T>(call.output);
+      parallel_for(l.c, l.n * l.c * l.s * 4, [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) {
+          double mean, var;
+          if (training) channel_stats(px, l, c, mean, var);
+          else mean = to_double(prm[c]), var = to_double(prv[c]);
+          const double scale = to_double(pw[c]) / std::sqrt(var + eps);
+          const C a = static_cast<C>(scale), b = static_cast<C>(to_double(pb[c]) - mean * scale);
+          for (int64_t i = 0; i < l.n; ++i) {
+            const T* xp = px + (i * l.c + c) * l.s;
+            T* yp = py + (i * l.c + c) * l.s;
+#pragma omp simd
+            for (int64_t j = 0; j < l.s; ++j) yp[j] = store<T>(load(xp[j]) * a + b);
+          }
+        }
+      });
+    }
+  });
+}
+
+// dx for training mode: w * rstd * (dy - mean(dy) - xhat * mean(dy * xhat)) per channel.
+void batch_norm_backward_kernel(const KernelCall& call) {  // (x, w, dy) -> dx
+  const Tensor& x = call.inputs[0];
+  const ChannelLayout l = channel_layout(x);
+  const double eps = call.attrs.eps;
+  dispatch_dtype(x.dtype(), [&]<typename T>(T) {
+    if constexpr (std::is_floating_point_v<Compute<T>>) {
+      const T *px = ptr<const T>(x), *pw = ptr<const T>(call.inputs[1]), *pdy = ptr<const T>(call.inputs[2]);
+      T* pdx = ptr<T>(call.output);
+      parallel_for(l.c, l.n * l.c * l.s * 8, [&](int64_t begin, int64_t end) {
+        for (int64_t c = begin; c < end; ++c) {
+          double mean, var;
+          channel_stats(px, l, c, mean, var);
+          const double rstd = 1.0 / std::sqrt(var + eps), count = static_cast<double>(l.n * l.s);
+          double dy_sum = 0.0, dyx_sum = 0.0;
+          for (int64_t i = 0; i < l.n; ++i) {
+            const T *xp = px + (i * l.c + c) * l.s, *dp = pdy + (i * l.c + c) * l.s;
+#pragma omp simd reduction(+ : dy_sum, dyx_sum)
+            for (int64_t j = 0; j < l.s; ++j) {
+              double dy = static_cast<double>(load(dp[j]));
+              dy_sum += dy;
+              dyx_sum += dy * (static_cast<double>(load(xp[j])) - mean) * rstd;
+            }
+          }
+          const double dy_mean = dy_sum / count, dyx_mean = dyx_sum / count, w = to_double(pw[c]);
+          for (int64_t i = 0; i < l.n; ++i) {
+            const T *xp = px + (i * l.c + c) * l.s, *dp = pdy + (i * l.c + c) * l.s;
+            T* out = pdx + (i * l.c + c) * l.s;
+            for (int64_t j = 0; j < l.s; ++j) {
+              double xhat = (static_cast<double>(load(xp[j])) - mean) * rstd;
+              out[j] = from_double<T>(w * rstd * (static_cast<double>(load(dp[j])) - dy_mean - xhat * dyx_mean));
+            }
+          }
+        }
+      });
+    }
+  });
+}
+
+}  // namespace
+
+void register_norm_loss_kernels(CpuBackend& backend) {
+  backend.add_kernel(OpId::cross_entropy, cross_entropy_kernel, kFloat, false);
+  backend.add_kernel(OpId::cross_entropy_backward, cross_entropy_backward_kernel, kFloat, false);
+  backend.add_kernel(OpId::layer_norm, layer_norm_kernel, kFloat, false);
+  backend.add_kernel(OpId::layer_norm_backward, layer_norm_backward_kernel, kFloat, false);
+  backend.add_kernel(OpId::batch_norm, batch_norm_kernel, kFloat, false);
+  backend.add_kernel(OpId::batch_norm_backward, batch_norm_backward_kernel, kFloat, false);
+}
 
 }  // namespace gpuml::cpu

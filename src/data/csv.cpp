@@ -1,0 +1,186 @@
+#include "data/csv.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <optional>
+#include <sstream>
+
+#include "data/csv_records.h"
+
+namespace gpuml::data {
+namespace {
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+  return s;
+}
+
+// The whole trimmed field as a double (NaN and inf included), or nullopt.
+std::optional<double> parse_number(std::string_view field) {
+  std::string_view s = trim(field);
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.empty()) return std::nullopt;
+  double v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::optional<int64_t> parse_integer(std::string_view field) {
+  std::string_view s = trim(field);
+  if (!s.empty() && s.front() == '+') s.remove_prefix(1);
+  if (s.empty()) return std::nullopt;
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size()) return std::nullopt;
+  return v;
+}
+
+std::string read_text(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  GPUML_CHECK_KIND(ErrorKind::Io, in.good(), "{}: cannot open the CSV file", path);
+  std::ostringstream buffer;
+  buffer << in.rdbuf();
+  GPUML_CHECK_KIND(ErrorKind::Io, !in.bad(), "{}: read error", path);
+  return buffer.str();
+}
+
+// Resolves the label column against the header (if any) and the column count.
+int64_t resolve_label_column(const CsvOptions& opt, const std::vector<std::string>* header, int64_t columns,
+                             const std::string& path) {
+  if (!opt.label_name.empty()) {
+    GPUML_CHECK_KIND(ErrorKind::Io, header != nullptr,
+                     "{}: the label column is given by name ('{}') but the file has no header row", path,
+                     opt.label_name);
+    for (size_t i = 0; i < header->size(); ++i)
+      if (trim((*header)[i]) == opt.label_name) return static_cast<int64_t>(i);
+    GPUML_FAIL(ErrorKind::Io, "{}: no column named '{}' (columns: {})", path, opt.label_name, fmt::join(*header, ", "));
+  }
+  int64_t index = opt.label_index < 0 ? opt.label_index + columns : opt.label_index;
+  GPUML_CHECK_KIND(ErrorKind::Io, index >= 0 && index < columns, "{}: label column {} is out of range for {} columns",
+                   path, opt.label_index, columns);
+  return index;
+}
+
+// auto_detect: a header when a field of the first row that must be numeric is not.
+bool looks_like_header(const CsvRecord& first, const CsvOptions& opt) {
+  if (!opt.label_name.empty()) return true;
+  int64_t columns = static_cast<int64_t>(first.fields.size());
+  int64_t label = -1;
+  if (opt.has_label) label = opt.label_index < 0 ? opt.label_index + columns : opt.label_index;
+  for (int64_t c = 0; c < columns; ++c) {
+    const std::string& f = first.fields[c];
+    if (trim(f).empty()) continue;
+    bool numeric = c == label ? (opt.map_string_labels || parse_integer(f).has_value()) : parse_number(f).has_value();
+    if (!numeric) return true;
+  }
+  return false;
+}
+
+}  // namespace
+
+CsvData read_csv(const std::string& path, const CsvOptions& opt) {
+  std::vector<CsvRecord> records = split_csv_records(read_text(path), opt.delimiter, path);
+  GPUML_CHECK_KIND(ErrorKind::Io, !records.empty(), "{}: the CSV file is empty", path);
+
+  CsvData out;
+  out.had_header = opt.header == CsvHeader::present ||
+                   (opt.header == CsvHeader::auto_detect && looks_like_header(records[0], opt));
+  const int64_t columns = static_cast<int64_t>(records[0].fields.size());
+  const std::vector<std::string>* header = out.had_header ? &records[0].fields : nullptr;
+  const int64_t label_col = opt.has_label ? resolve_label_column(opt, header, columns, path) : -1;
+  const size_t first_row = out.had_header ? 1 : 0;
+  const int64_t rows = static_cast<int64_t>(records.size() - first_row);
+  GPUML_CHECK_KIND(ErrorKind::Io, rows > 0, "{}: the CSV file has a header but no data rows", path);
+  const int64_t features = columns - (opt.has_label ? 1 : 0);
+
+  for (int64_t c = 0; c < columns; ++c) {
+    std::string name = header ? std::string(trim((*header)[c])) : fmt::format("column{}", c + 1);
+    if (c == label_col) out.label_name = name;
+    else out.feature_names.push_back(name);
+  }
+
+  out.features = Tensor::empty({rows, features}, DType::f32);
+  float* x = out.features.data<float>();  // (rows, features)
+  std::vector<bool> missing(static_cast<size_t>(rows * features), false);
+  std::vector<double> column_sum(features, 0.0);
+  std::vector<int64_t> column_count(features, 0);
+  std::vector<std::string> raw_labels;
+  std::vector<int64_t> int_labels;
+
+  for (int64_t r = 0; r < rows; ++r) {
+    const CsvRecord& rec = records[first_row + r];
+    GPUML_CHECK_KIND(ErrorKind::Io, static_cast<int64_t>(rec.fields.size()) == columns,
+                     "{}:{}: {} fields, expected {} like {}", path, rec.line, rec.fields.size(), columns,
+                     out.had_header ? "the header" : "the first row");
+    int64_t f = 0;
+    for (int64_t c = 0; c < columns; ++c) {
+      const std::string& field = rec.fields[c];
+      if (c == label_col) {
+        if (opt.map_string_labels) {
+          std::string_view label = rec.quoted[c] ? std::string_view(field) : trim(field);
+          GPUML_CHECK_KIND(ErrorKind::Io, !label.empty(), "{}:{}:{}: missing label", path, rec.line, c + 1);
+          raw_labels.emplace_back(label);
+        } else {
+          std::optional<int64_t> id = parse_integer(field);
+          GPUML_CHECK_KIND(ErrorKind::Io, id.has_value(),
+                           "{}:{}:{}: label '{}' is not an integer class id (set map_string_labels to map string "
+                           "labels to ids)", path, rec.line, c + 1, field);
+          int_labels.push_back(*id);
+        }
+        continue;
+      }
+      std::optional<double> v = parse_number(field);
+      bool ok = v.has_value() && std::isfinite(*v);
+      if (!ok) {
+        GPUML_CHECK_KIND(ErrorKind::Io, opt.fill != FillPolicy::none, "{}:{}:{}: {} (column '{}'; set a fill policy to fill it)",
+                         path, rec.line, c + 1,
+                         trim(field).empty() ? std::string("missing value")
+                         : v.has_value()     ? fmt::format("value '{}' is not finite", field)
+                                             : fmt::format("value '{}' is not a number", field),
+                         out.feature_names[f]);
+        missing[r * features + f] = true;
+      } else {
+        x[r * features + f] = static_cast<float>(*v);
+        column_sum[f] += *v;
+        ++column_count[f];
+      }
+      ++f;
+    }
+  }
+
+  if (opt.fill != FillPolicy::none) {
+    for (int64_t f = 0; f < features; ++f) {
+      double fill = opt.fill_value;
+      if (opt.fill == FillPolicy::mean) {
+        GPUML_CHECK_KIND(ErrorKind::Io, column_count[f] > 0,
+                         "{}: column '{}' has no numeric value to take the mean of", path, out.feature_names[f]);
+        fill = column_sum[f] / static_cast<double>(column_count[f]);
+      }
+      for (int64_t r = 0; r < rows; ++r)
+        if (missing[r * features + f]) x[r * features + f] = static_cast<float>(fill);
+    }
+  }
+
+  if (opt.has_label) {
+    out.labels = Tensor::empty({rows}, DType::i64);
+    int64_t* y = out.labels.data<int64_t>();
+    if (opt.map_string_labels) {
+      out.label_classes = raw_labels;
+      std::sort(out.label_classes.begin(), out.label_classes.end());
+      out.label_classes.erase(std::unique(out.label_classes.begin(), out.label_classes.end()), out.label_classes.end());
+      for (int64_t r = 0; r < rows; ++r)
+        y[r] = std::lower_bound(out.label_classes.begin(), out.label_classes.end(), raw_labels[r]) -
+               out.label_classes.begin();
+    } else {
+      std::copy(int_labels.begin(), int_labels.end(), y);
+    }
+  }
+  return out;
+}
+
+}  // namespace gpuml::data
