@@ -16,7 +16,7 @@ jobs="${JOBS:-$(nproc)}"
 # Everything comes from the distribution; nothing is downloaded at build time.
 packages=(
   build-essential cmake ninja-build pkg-config
-  libdnnl-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev
+  libdnnl-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libzip-dev
   libgtest-dev libbenchmark-dev
   python3 dataset-fashion-mnist
 )
