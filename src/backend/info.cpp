@@ -95,9 +95,14 @@ std::string render_system_report(const SystemReport& r) {
 
 std::string render_op_support() {
   std::vector<Backend*> backends = backend_registry().all();
+  // Trailing spaces from the last column help nobody.
+  auto end_line = [](std::string& text) {
+    while (!text.empty() && text.back() == ' ') text.pop_back();
+    text += '\n';
+  };
   std::string out = fmt::format("{:<24}{:<10}", "op", "kind");
   for (const Backend* b : backends) out += fmt::format("{:<36}", b->name());
-  out += '\n';
+  end_line(out);
   for (OpId op : all_ops()) {
     out += fmt::format("{:<24}{:<10}", op_name(op), op_kind_name(op_info(op).kind));
     for (const Backend* b : backends) {
@@ -106,9 +111,7 @@ std::string render_op_support() {
       out += fmt::format(
           "{:<36}", names.empty() ? std::string("-") : fmt::format("{}", fmt::join(names, ",")));
     }
-    // Trailing spaces from the last column help nobody.
-    while (!out.empty() && out.back() == ' ') out.pop_back();
-    out += '\n';
+    end_line(out);
   }
   return out;
 }
