@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Installs gpuml's dependencies (Debian/Ubuntu packages), configures and builds it, then runs
+# the main job. Step one of the quick start; step two is tools/test.sh.
+#
+#   bash tools/setup.sh                      # Release build in ./build
+#   GPUML_WERROR=ON bash tools/setup.sh      # warnings are errors (what CI does)
+#   SKIP_APT=1 bash tools/setup.sh           # dependencies already installed
+set -euo pipefail
+
+root="$(cd "$(dirname "$0")/.." && pwd)"
+build_dir="${BUILD_DIR:-$root/build}"
+build_type="${BUILD_TYPE:-Release}"
+werror="${GPUML_WERROR:-OFF}"
+jobs="${JOBS:-$(nproc)}"
+
+# Everything comes from the distribution; nothing is downloaded at build time.
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libdnnl-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libzip-dev
+  libgtest-dev libbenchmark-dev
+  python3 dataset-fashion-mnist
+)
+
+if [[ -z "${SKIP_APT:-}" ]]; then
+  sudo=""
+  if [[ "$(id -u)" -ne 0 ]]; then
+    command -v sudo > /dev/null || { echo "setup: not root and no sudo; install: ${packages[*]}" >&2; exit 1; }
+    sudo="sudo"
+  fi
+  echo "== installing dependencies (apt-get)"
+  $sudo apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${packages[@]}"
+fi
+
+echo "== configuring ($build_type, GPUML_WERROR=$werror) in $build_dir"
+cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" -DGPUML_WERROR="$werror"
+
+echo "== building with $jobs jobs"
+cmake --build "$build_dir" -j "$jobs"
+
+# The main job. It becomes `gpuml train` on Fashion-MNIST once training exists.
+echo "== $build_dir/gpuml info"
+"$build_dir/gpuml" info
