@@ -221,6 +221,31 @@ std::vector<OpSample> build_samples() {
     r.beta = 2;
     add(OpId::arange, "step2", {}, r);
   }
+  // Optimizer updates: state (rows, P), grad (P,), hyper (3,) = [lr, 1-beta1^t, 1-beta2^t]. The
+  // Adam state is Positive so that its v row (a running mean of g^2) is >= 0, as it always is.
+  {
+    Attrs plain;
+    plain.weight_decay = 0.01;
+    add(OpId::sgd_update, "plain_wd", {real({1, 37}), real({37}), positive({3})}, plain);
+    add(OpId::sgd_update, "empty", {real({1, 0}), real({0}), positive({3})});
+    Attrs momentum;
+    momentum.momentum = 0.9;
+    add(OpId::sgd_update, "momentum", {real({2, 41}), strided({41}), positive({3})}, momentum);
+    Attrs nesterov = momentum;
+    nesterov.nesterov = true;
+    nesterov.weight_decay = 0.05;
+    add(OpId::sgd_update, "nesterov_wd", {real({2, 1029}), real({1029}), positive({3})}, nesterov);
+    Attrs adam;
+    adam.eps = 1e-8;
+    adam.weight_decay = 0.02;
+    add(OpId::adam_update, "l2", {positive({3, 37}), real({37}), positive({3})}, adam);
+    add(OpId::adam_update, "strided_grad", {positive({3, 19}), strided({19}), positive({3})}, adam);
+    Attrs adamw = adam;
+    adamw.decoupled_weight_decay = true;
+    adamw.beta1 = 0.8;
+    adamw.beta2 = 0.95;
+    add(OpId::adam_update, "adamw", {positive({3, 1031}), real({1031}), positive({3})}, adamw);
+  }
   return s;
 }
 

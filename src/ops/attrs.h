@@ -33,7 +33,7 @@ struct Attrs {
   std::array<int64_t, 2> dilation{1, 1};
   int64_t groups = 1;
   bool count_include_pad = true;  // avg_pool2d
-  double eps = 1e-5;              // layer_norm, batch_norm
+  double eps = 1e-5;              // layer_norm, batch_norm, adam_update (optim sets 1e-8)
   double p = 0.5;                 // dropout probability of zeroing
   bool training = true;           // dropout, batch_norm
   uint64_t seed = 0, offset = 0;  // Philox stream for random ops
@@ -41,6 +41,12 @@ struct Attrs {
   bool gelu_tanh = false;         // gelu: tanh approximation instead of erf
   std::vector<int64_t> starts, ends, steps;  // slice, per entry of `axes`
   std::vector<int64_t> pads;                 // pad: (before, after) per dim, dim 0 first
+  // Optimizer updates (sgd_update, adam_update), with torch.optim's meaning and defaults.
+  double momentum = 0.0;               // sgd: 0 = plain SGD (state has 1 row), else 2 rows
+  bool nesterov = false;               // sgd: needs momentum > 0
+  double weight_decay = 0.0;           // L2 added to the gradient, or decoupled (AdamW)
+  double beta1 = 0.9, beta2 = 0.999;   // adam: decay of the first and second moments
+  bool decoupled_weight_decay = false; // adam: AdamW (p *= 1 - lr * wd before the step, no L2)
 };
 
 }  // namespace gpuml

@@ -86,12 +86,15 @@
   X(pad, 1, Movement, true, "pads value")                                                         \
   /* creation */                                                                                  \
   X(fill, 0, Creation, false, "shape dtype value")                                                \
-  X(arange, 0, Creation, false, "shape dtype alpha=start beta=step")
+  X(arange, 0, Creation, false, "shape dtype alpha=start beta=step")                              \
+  /* optimizers: (state (S, P), grad (P,), hyper (3,)) -> new state (S, P); pure */               \
+  X(sgd_update, 3, Optimizer, false, "momentum nesterov weight_decay")                            \
+  X(adam_update, 3, Optimizer, false, "beta1 beta2 eps weight_decay decoupled_weight_decay")
 
 namespace gpuml {
 
 enum class OpKind { Unary, Binary, Compare, Ternary, Reduce, Softmax, Matmul, Conv, Pool, Loss, Norm,
-                    Backward, Random, Gather, Movement, Creation };
+                    Backward, Random, Gather, Movement, Creation, Optimizer };
 
 enum class OpId : uint16_t {
 #define GPUML_OP_ENUM(name, arity, kind, diff, attrs) name,

@@ -88,6 +88,40 @@ Shape pool_output(OpId op, const Shape& x, const Attrs& a) {
   return {x[0], x[1], oh, ow};
 }
 
+// sgd_update / adam_update (state (S, P), grad (P,), hyper (3,)) -> state. The state rows are
+// fixed by the op and its attributes, so a trainer that sized its buffer for another setting
+// fails here, while building the graph.
+TensorType optimizer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
+  const TensorType &state = in[0], &grad = in[1], &hyper = in[2];
+  CHECK_DTYPE(state.dtype == DType::f32 || state.dtype == DType::f64,
+              "{}: state must be f32 or f64, got {}", op_name(op), state.dtype);
+  CHECK_DTYPE(grad.dtype == state.dtype && hyper.dtype == state.dtype,
+              "{}: state, grad and hyper must share a dtype, got {}, {} and {}", op_name(op),
+              state.dtype, grad.dtype, hyper.dtype);
+  require_rank(op, state, 2, "state (rows, P)");
+  require_rank(op, grad, 1, "grad (P,)");
+  GPUML_CHECK_SHAPE(hyper.shape == Shape{3}, "{}: hyper must have shape (3,) = [lr, 1-beta1^t, 1-beta2^t], got {}",
+                    op_name(op), shape_str(hyper.shape));
+  GPUML_CHECK_SHAPE(grad.shape[0] == state.shape[1], "{}: grad {} has {} elements but the state {} holds P = {}",
+                    op_name(op), shape_str(grad.shape), grad.shape[0], shape_str(state.shape), state.shape[1]);
+  GPUML_CHECK(a.weight_decay >= 0.0, "{}: weight_decay must be >= 0, got {}", op_name(op), a.weight_decay);
+  int64_t rows = 3;
+  const char* layout = "param, m, v";
+  if (op == OpId::sgd_update) {
+    GPUML_CHECK(a.momentum >= 0.0, "sgd_update: momentum must be >= 0, got {}", a.momentum);
+    GPUML_CHECK(!a.nesterov || a.momentum > 0.0, "sgd_update: nesterov needs momentum > 0");
+    rows = a.momentum > 0.0 ? 2 : 1;
+    layout = rows == 2 ? "param, momentum buffer" : "param";
+  } else {
+    GPUML_CHECK(a.beta1 >= 0.0 && a.beta1 < 1.0 && a.beta2 >= 0.0 && a.beta2 < 1.0,
+                "adam_update: betas must be in [0, 1), got ({}, {})", a.beta1, a.beta2);
+    GPUML_CHECK(a.eps >= 0.0, "adam_update: eps must be >= 0, got {}", a.eps);
+  }
+  GPUML_CHECK_SHAPE(state.shape[0] == rows, "{}: state has {} rows, expected {} ({}{})", op_name(op), state.shape[0],
+                    rows, layout, op == OpId::sgd_update ? fmt::format(" for momentum {}", a.momentum) : "");
+  return state;
+}
+
 }  // namespace
 
 std::vector<bool> reduced_axes(const Attrs& attrs, int ndim, const char* what) {
@@ -330,6 +364,7 @@ TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
       }
       break;
     }
+    case OpKind::Optimizer: return optimizer_type(op, in, a);
     case OpKind::Backward: {
       // Every backward op computes a gradient: floating inputs of one dtype (indices/labels aside).
       if (op != OpId::embedding_backward && op != OpId::cross_entropy_backward) {

@@ -19,6 +19,7 @@ CpuBackend::CpuBackend() : dnnl_(std::make_unique<DnnlContext>()) {
   register_norm_loss_kernels(*this);
   register_random_gather_kernels(*this);
   register_movement_kernels(*this);
+  register_optim_kernels(*this);
 }
 
 CpuBackend::~CpuBackend() = default;

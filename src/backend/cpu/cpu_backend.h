@@ -44,5 +44,6 @@ void register_reduce_kernels(CpuBackend& backend);      // cpu_reduce.cpp
 void register_norm_loss_kernels(CpuBackend& backend);   // cpu_norm_loss.cpp
 void register_random_gather_kernels(CpuBackend& backend);  // cpu_random_gather.cpp
 void register_movement_kernels(CpuBackend& backend);    // cpu_movement.cpp
+void register_optim_kernels(CpuBackend& backend);       // cpu_optim.cpp
 
 }  // namespace gpuml::cpu

@@ -1,0 +1,69 @@
+// Reference optimizer updates, written as torch.optim's update formulas one parameter at a time
+// in float64: sgd_update is torch.optim.SGD (dampening 0), adam_update is torch.optim.Adam, or
+// torch.optim.AdamW with attrs.decoupled_weight_decay. Both are pure: the new state is the output.
+#include <cmath>
+
+#include "backend/ref/ref_kernels.h"
+#include "core/error.h"
+
+namespace gpuml::ref {
+
+namespace {
+
+constexpr DType kOptimizerDTypes[] = {DType::f32, DType::f64};
+
+// state (S, P) rows: [param] or [param, momentum buffer]; hyper (3,) = [lr, unused, unused].
+void sgd_update_kernel(const KernelCall& c) {
+  const Attrs& a = c.attrs;
+  const int64_t rows = c.inputs[0].shape()[0], count = c.inputs[0].shape()[1];
+  std::vector<double> state = load(c.inputs[0]);  // (S, P)
+  std::vector<double> grad = load(c.inputs[1]);   // (P,)
+  const double lr = load(c.inputs[2])[0];
+  for (int64_t i = 0; i < count; ++i) {
+    double& param = state[i];
+    double g = grad[i] + a.weight_decay * param;
+    if (rows == 2) {
+      double& buf = state[count + i];
+      buf = a.momentum * buf + g;
+      g = a.nesterov ? g + a.momentum * buf : buf;
+    }
+    param -= lr * g;
+  }
+  store(c.output, state);
+}
+
+// state (3, P) rows: [param, m, v]; hyper (3,) = [lr, 1 - beta1^t, 1 - beta2^t].
+void adam_update_kernel(const KernelCall& c) {
+  const Attrs& a = c.attrs;
+  const int64_t count = c.inputs[0].shape()[1];
+  std::vector<double> state = load(c.inputs[0]);  // (3, P)
+  std::vector<double> grad = load(c.inputs[1]);   // (P,)
+  std::vector<double> hyper = load(c.inputs[2]);  // (3,)
+  const double lr = hyper[0], bias_correction1 = hyper[1], bias_correction2 = hyper[2];
+  GPUML_CHECK(bias_correction1 > 0.0 && bias_correction2 > 0.0,
+              "adam_update: hyper[1] = 1-beta1^t and hyper[2] = 1-beta2^t must be > 0 (t counts from 1), "
+              "got {} and {}",
+              bias_correction1, bias_correction2);
+  for (int64_t i = 0; i < count; ++i) {
+    double &param = state[i], &m = state[count + i], &v = state[2 * count + i];
+    double g = grad[i];
+    if (a.decoupled_weight_decay) param *= 1.0 - lr * a.weight_decay;
+    else g += a.weight_decay * param;
+    m = a.beta1 * m + (1.0 - a.beta1) * g;
+    v = a.beta2 * v + (1.0 - a.beta2) * g * g;
+    double denom = std::sqrt(v) / std::sqrt(bias_correction2) + a.eps;
+    param -= lr / bias_correction1 * m / denom;
+  }
+  store(c.output, state);
+}
+
+}  // namespace
+
+std::vector<KernelEntry> optim_kernels() {
+  return {
+      {OpId::sgd_update, sgd_update_kernel, kOptimizerDTypes},
+      {OpId::adam_update, adam_update_kernel, kOptimizerDTypes},
+  };
+}
+
+}  // namespace gpuml::ref

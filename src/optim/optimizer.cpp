@@ -1,0 +1,116 @@
+#include "optim/optimizer.h"
+
+#include <cmath>
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace gpuml::optim {
+
+namespace {
+
+bool is_adam(const OptimizerConfig& c) { return c.kind == "adam" || c.kind == "adamw"; }
+
+// torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
+constexpr double kClipNormEpsilon = 1e-6;
+
+Sym clip_by_global_norm(Sym grad, double max_norm) {  // grad (P,)
+  Sym norm = sqrt(sum(mul(grad, grad)));               // ()
+  Sym scale = minimum(scalar_like(norm, 1.0), div(scalar_like(norm, max_norm), add_scalar(norm, kClipNormEpsilon)));
+  return mul(grad, scale);
+}
+
+}  // namespace
+
+void validate(const OptimizerConfig& c) {
+  GPUML_CHECK(c.kind == "sgd" || c.kind == "adam" || c.kind == "adamw",
+              "optimizer: unknown kind '{}'; valid kinds are sgd, adam, adamw", c.kind);
+  GPUML_CHECK(std::isfinite(c.lr) && c.lr > 0.0, "optimizer {}: lr must be a finite number > 0, got {}", c.kind,
+              c.lr);
+  double wd = weight_decay_of(c);
+  GPUML_CHECK(std::isfinite(wd) && wd >= 0.0, "optimizer {}: weight_decay must be >= 0, got {}", c.kind, wd);
+  GPUML_CHECK(std::isfinite(c.clip_grad_norm) && c.clip_grad_norm >= 0.0,
+              "optimizer {}: clip_grad_norm must be >= 0 (0 turns clipping off), got {}", c.kind, c.clip_grad_norm);
+  if (c.kind == "sgd") {
+    GPUML_CHECK(std::isfinite(c.momentum) && c.momentum >= 0.0, "optimizer sgd: momentum must be >= 0, got {}",
+                c.momentum);
+    GPUML_CHECK(!c.nesterov || c.momentum > 0.0, "optimizer sgd: nesterov needs momentum > 0 (momentum is {})",
+                c.momentum);
+  } else {
+    GPUML_CHECK(c.momentum == 0.0 && !c.nesterov,
+                "optimizer {}: momentum/nesterov are sgd settings; adam uses beta1 instead", c.kind);
+    GPUML_CHECK(c.beta1 >= 0.0 && c.beta1 < 1.0, "optimizer {}: beta1 must be in [0, 1), got {}", c.kind, c.beta1);
+    GPUML_CHECK(c.beta2 >= 0.0 && c.beta2 < 1.0, "optimizer {}: beta2 must be in [0, 1), got {}", c.kind, c.beta2);
+    GPUML_CHECK(std::isfinite(c.eps) && c.eps >= 0.0, "optimizer {}: eps must be >= 0, got {}", c.kind, c.eps);
+  }
+}
+
+double weight_decay_of(const OptimizerConfig& c) {
+  if (c.weight_decay) return *c.weight_decay;
+  return c.kind == "adamw" ? 0.01 : 0.0;
+}
+
+int64_t state_rows(const OptimizerConfig& c) {
+  validate(c);
+  if (c.kind == "sgd") return c.momentum > 0.0 ? 2 : 1;
+  return 3;
+}
+
+Sym emit_update(const OptimizerConfig& c, Sym state, Sym flat_grad, Sym hyper) {
+  validate(c);
+  Sym grad = c.clip_grad_norm > 0.0 ? clip_by_global_norm(flat_grad, c.clip_grad_norm) : flat_grad;
+  Attrs a;
+  a.weight_decay = weight_decay_of(c);
+  if (c.kind == "sgd") {
+    a.momentum = c.momentum;
+    a.nesterov = c.nesterov;
+    return emit(OpId::sgd_update, {state, grad, hyper}, a);
+  }
+  a.beta1 = c.beta1;
+  a.beta2 = c.beta2;
+  a.eps = c.eps;
+  a.decoupled_weight_decay = c.kind == "adamw";
+  return emit(OpId::adam_update, {state, grad, hyper}, a);
+}
+
+Tensor hyper_values(const OptimizerConfig& c, double lr, int64_t step, DType dtype) {
+  validate(c);
+  GPUML_CHECK(step >= 1, "optimizer {}: step counts from 1 (the first update), got {}", c.kind, step);
+  GPUML_CHECK(std::isfinite(lr) && lr >= 0.0, "optimizer {}: scheduled lr must be >= 0, got {}", c.kind, lr);
+  double bias_correction1 = 1.0, bias_correction2 = 1.0;
+  if (is_adam(c)) {
+    bias_correction1 = 1.0 - std::pow(c.beta1, static_cast<double>(step));
+    bias_correction2 = 1.0 - std::pow(c.beta2, static_cast<double>(step));
+  }
+  return Tensor::from_values({3}, {lr, bias_correction1, bias_correction2}, dtype);
+}
+
+Tensor initial_state(const OptimizerConfig& c, const Tensor& flat_params) {
+  GPUML_CHECK_SHAPE(flat_params.ndim() == 1, "optimizer {}: initial_state wants flat params (P,), got {}", c.kind,
+                    shape_str(flat_params.shape()));
+  GPUML_CHECK_KIND(ErrorKind::DType, flat_params.dtype() == DType::f32 || flat_params.dtype() == DType::f64,
+                   "optimizer {}: params must be f32 or f64, got {}", c.kind, flat_params.dtype());
+  const int64_t rows = state_rows(c), count = flat_params.numel();
+  Tensor state = Tensor::empty({rows, count}, flat_params.dtype());  // (S, P)
+  const size_t row_bytes = static_cast<size_t>(count) * dtype_size(flat_params.dtype());
+  if (row_bytes == 0) return state;
+  auto* bytes = static_cast<unsigned char*>(state.raw_data());
+  // Row 0 through the logical view, so a strided flat_params works too.
+  Tensor row0 = Tensor::from_values({count}, flat_params.to_doubles(), flat_params.dtype());
+  std::memcpy(bytes, row0.raw_data(), row_bytes);
+  std::memset(bytes + row_bytes, 0, row_bytes * static_cast<size_t>(rows - 1));
+  return state;
+}
+
+std::string describe(const OptimizerConfig& c) {
+  std::string clip = c.clip_grad_norm > 0.0 ? fmt::format(", clip_grad_norm={}", c.clip_grad_norm) : "";
+  if (c.kind == "sgd")
+    return fmt::format("sgd(lr={}, momentum={}, nesterov={}, weight_decay={}{})", c.lr, c.momentum, c.nesterov,
+                       weight_decay_of(c), clip);
+  return fmt::format("{}(lr={}, betas=({}, {}), eps={}, weight_decay={}{})", c.kind, c.lr, c.beta1, c.beta2, c.eps,
+                     weight_decay_of(c), clip);
+}
+
+}  // namespace gpuml::optim
