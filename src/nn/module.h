@@ -37,6 +37,9 @@ struct ParamInfo {
 };
 
 struct ForwardContext {
+  ForwardContext(Graph& g, bool is_training, std::function<Sym(const std::string&)> value_of)
+      : graph(g), training(is_training), value(std::move(value_of)) {}
+
   Graph& graph;
   bool training = true;
   // The Sym of a parameter or buffer by its full state_dict name ("3.weight").
