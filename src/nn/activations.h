@@ -11,7 +11,9 @@ namespace gpuml::nn {
 class ReLU : public Module {
  public:
   std::string type_name() const override { return "ReLU"; }
-  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override { return relu(x); }
+  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override {
+    return relu(x);
+  }
   int64_t flops(const Shape& in) const override { return numel(in); }
   std::string describe() const override { return "ReLU"; }
 };
@@ -20,7 +22,9 @@ class GELU : public Module {
  public:
   explicit GELU(bool tanh_approximation = false) : tanh_(tanh_approximation) {}
   std::string type_name() const override { return "GELU"; }
-  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override { return gelu(x, tanh_); }
+  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override {
+    return gelu(x, tanh_);
+  }
   int64_t flops(const Shape& in) const override { return numel(in); }
   std::string describe() const override { return tanh_ ? "GELU(tanh)" : "GELU"; }
   nlohmann::json to_json() const override;
@@ -32,7 +36,9 @@ class GELU : public Module {
 class Tanh : public Module {
  public:
   std::string type_name() const override { return "Tanh"; }
-  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override { return tanh(x); }
+  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override {
+    return tanh(x);
+  }
   int64_t flops(const Shape& in) const override { return numel(in); }
   std::string describe() const override { return "Tanh"; }
 };
@@ -40,7 +46,9 @@ class Tanh : public Module {
 class Sigmoid : public Module {
  public:
   std::string type_name() const override { return "Sigmoid"; }
-  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override { return sigmoid(x); }
+  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override {
+    return sigmoid(x);
+  }
   int64_t flops(const Shape& in) const override { return numel(in); }
   std::string describe() const override { return "Sigmoid"; }
 };

@@ -8,7 +8,8 @@ BatchNorm::BatchNorm(int spatial_dims, int64_t num_features, double eps, double 
     : spatial_dims_(spatial_dims), features_(num_features), eps_(eps), momentum_(momentum) {
   GPUML_CHECK(features_ > 0, "BatchNorm: num_features must be > 0, got {}", features_);
   GPUML_CHECK(eps_ > 0, "BatchNorm: eps must be > 0, got {}", eps_);
-  GPUML_CHECK(momentum_ >= 0 && momentum_ <= 1, "BatchNorm: momentum must be in [0, 1], got {}", momentum_);
+  GPUML_CHECK(momentum_ >= 0 && momentum_ <= 1, "BatchNorm: momentum must be in [0, 1], got {}",
+              momentum_);
 }
 
 Sym BatchNorm::forward(Sym x, ForwardContext& ctx, const std::string& prefix) const {
@@ -28,8 +29,8 @@ Sym BatchNorm::forward(Sym x, ForwardContext& ctx, const std::string& prefix) co
   for (int64_t i = 0; i < static_cast<int64_t>(xs.size()); ++i)
     if (i != 1) not_channel.push_back(i);
   int64_t n = numel(xs) / features_;
-  GPUML_CHECK(n > 1, "{} (training): expected more than 1 value per channel, got input {}", type_name(),
-              shape_str(xs));
+  GPUML_CHECK(n > 1, "{} (training): expected more than 1 value per channel, got input {}",
+              type_name(), shape_str(xs));
   Sym batch_mean = mean(x, not_channel);  // (C)
   Sym centered = sub(x, reshape(batch_mean, broadcast_channel));
   Sym batch_var = mean(mul(centered, centered), not_channel);  // (C), biased
@@ -37,8 +38,9 @@ Sym BatchNorm::forward(Sym x, ForwardContext& ctx, const std::string& prefix) co
   double unbias = static_cast<double>(n) / static_cast<double>(n - 1);
   ctx.buffer_updates.emplace_back(join_name(prefix, "running_mean"),
                                   add(mul_scalar(running_mean, 1 - m), mul_scalar(batch_mean, m)));
-  ctx.buffer_updates.emplace_back(join_name(prefix, "running_var"),
-                                  add(mul_scalar(running_var, 1 - m), mul_scalar(batch_var, m * unbias)));
+  ctx.buffer_updates.emplace_back(
+      join_name(prefix, "running_var"),
+      add(mul_scalar(running_var, 1 - m), mul_scalar(batch_var, m * unbias)));
   std::string tracked = join_name(prefix, "num_batches_tracked");
   ctx.buffer_updates.emplace_back(tracked, add_scalar(ctx.get(tracked, {}), 1));
   return y;
@@ -62,19 +64,23 @@ void BatchNorm::init(const std::string& prefix, ParamInitializer& initializer) c
 
 Shape BatchNorm::output_shape(const Shape& in) const {
   if (spatial_dims_ == 1) {
-    GPUML_CHECK(in.size() == 1 || in.size() == 2, "expects a (C) or (C, L) input per sample, gets {}",
-                shape_str(in));
+    GPUML_CHECK(in.size() == 1 || in.size() == 2,
+                "expects a (C) or (C, L) input per sample, gets {}", shape_str(in));
   } else {
     GPUML_CHECK(in.size() == 3, "expects a (C, H, W) input per sample, gets {}", shape_str(in));
   }
-  GPUML_CHECK(in[0] == features_, "expects {} channels, gets {} (per-sample input {})", features_, in[0],
-              shape_str(in));
+  GPUML_CHECK(in[0] == features_, "expects {} channels, gets {} (per-sample input {})", features_,
+              in[0], shape_str(in));
   return in;
 }
 
-int64_t BatchNorm::flops(const Shape& in) const { return 2 * numel(in); }
+int64_t BatchNorm::flops(const Shape& in) const {
+  return 2 * numel(in);
+}
 
-std::string BatchNorm::describe() const { return fmt::format("{}({})", type_name(), features_); }
+std::string BatchNorm::describe() const {
+  return fmt::format("{}({})", type_name(), features_);
+}
 
 nlohmann::json BatchNorm::to_json() const {
   nlohmann::json j = Module::to_json();

@@ -8,7 +8,8 @@
 // num_batches_tracked (i64 scalar); the last three are buffers (trainable = false).
 //
 //   BatchNorm2d bn(32);
-//   Sym y = bn.forward(x, ctx, "1");     // x (N, 32, H, W); ctx.buffer_updates gets "1.running_mean", ...
+//   Sym y = bn.forward(x, ctx, "1");     // x (N, 32, H, W); ctx.buffer_updates gets
+//   "1.running_mean", ...
 #pragma once
 
 #include "nn/module.h"

@@ -11,8 +11,8 @@ namespace gpuml::nn {
 
 class Conv2d : public Module {
  public:
-  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride = 1, int64_t padding = 0,
-         int64_t dilation = 1, int64_t groups = 1, bool bias = true);
+  Conv2d(int64_t in_channels, int64_t out_channels, int64_t kernel_size, int64_t stride = 1,
+         int64_t padding = 0, int64_t dilation = 1, int64_t groups = 1, bool bias = true);
 
   std::string type_name() const override { return "Conv2d"; }
   Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override;
@@ -31,6 +31,7 @@ class Conv2d : public Module {
 };
 
 // Output size of a window op along one spatial dim, as PyTorch computes it (floor mode).
-int64_t window_output_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding, int64_t dilation);
+int64_t window_output_size(int64_t size, int64_t kernel, int64_t stride, int64_t padding,
+                           int64_t dilation);
 
 }  // namespace gpuml::nn

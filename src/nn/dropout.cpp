@@ -17,7 +17,9 @@ Sym Dropout::forward(Sym x, ForwardContext& ctx, const std::string& prefix) cons
   return dropout(x, p_, ctx.dropout_seed, offset, true);
 }
 
-std::string Dropout::describe() const { return fmt::format("Dropout(p={})", p_); }
+std::string Dropout::describe() const {
+  return fmt::format("Dropout(p={})", p_);
+}
 
 nlohmann::json Dropout::to_json() const {
   nlohmann::json j = Module::to_json();

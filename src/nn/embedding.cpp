@@ -4,8 +4,10 @@
 
 namespace gpuml::nn {
 
-Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim) : num_(num_embeddings), dim_(embedding_dim) {
-  GPUML_CHECK(num_ > 0 && dim_ > 0, "Embedding: num_embeddings {} and embedding_dim {} must be > 0", num_, dim_);
+Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim)
+    : num_(num_embeddings), dim_(embedding_dim) {
+  GPUML_CHECK(num_ > 0 && dim_ > 0, "Embedding: num_embeddings {} and embedding_dim {} must be > 0",
+              num_, dim_);
 }
 
 Sym Embedding::forward(Sym x, ForwardContext& ctx, const std::string& prefix) const {
@@ -28,7 +30,9 @@ Shape Embedding::output_shape(const Shape& in) const {
   return out;
 }
 
-std::string Embedding::describe() const { return fmt::format("Embedding({}, {})", num_, dim_); }
+std::string Embedding::describe() const {
+  return fmt::format("Embedding({}, {})", num_, dim_);
+}
 
 nlohmann::json Embedding::to_json() const {
   nlohmann::json j = Module::to_json();

@@ -10,7 +10,9 @@ namespace gpuml::nn {
 class Flatten : public Module {
  public:
   std::string type_name() const override { return "Flatten"; }
-  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override { return flatten(x, 1); }
+  Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override {
+    return flatten(x, 1);
+  }
   Shape output_shape(const Shape& in) const override { return {numel(in)}; }
   std::string describe() const override { return "Flatten"; }
 };

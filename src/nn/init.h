@@ -29,7 +29,8 @@ class ParamInitializer {
   // N(mean, stddev), f32.
   void normal(const std::string& name, const Shape& shape, double mean, double stddev);
   // Every element = value (ones, zeros, a 0 counter); consumes a stream index like the others.
-  void constant(const std::string& name, const Shape& shape, double value, DType dtype = DType::f32);
+  void constant(const std::string& name, const Shape& shape, double value,
+                DType dtype = DType::f32);
 
   static constexpr int kStreamShift = 40;
   uint64_t stream_offset(uint64_t index) const { return index << kStreamShift; }

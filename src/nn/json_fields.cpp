@@ -6,12 +6,15 @@
 
 namespace gpuml::nn {
 
-JsonFields::JsonFields(const nlohmann::json& object, std::string where, std::vector<std::string> always_known)
+JsonFields::JsonFields(const nlohmann::json& object, std::string where,
+                       std::vector<std::string> always_known)
     : object_(object), where_(std::move(where)), known_(always_known.begin(), always_known.end()) {
   GPUML_CHECK(object_.is_object(), "{}: expected a JSON object, got {}", where_, object_.dump());
 }
 
-bool JsonFields::has(const std::string& key) const { return object_.contains(key); }
+bool JsonFields::has(const std::string& key) const {
+  return object_.contains(key);
+}
 
 const nlohmann::json& JsonFields::field(const std::string& key) {
   known_.insert(key);
@@ -20,16 +23,19 @@ const nlohmann::json& JsonFields::field(const std::string& key) {
 }
 
 int64_t JsonFields::as_int(const std::string& key, const nlohmann::json& v, int64_t min) const {
-  GPUML_CHECK(v.is_number_integer(), "{}: field '{}' must be an integer, got {}", where_, key, v.dump());
+  GPUML_CHECK(v.is_number_integer(), "{}: field '{}' must be an integer, got {}", where_, key,
+              v.dump());
   if (v.is_number_unsigned())
-    GPUML_CHECK(v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX), "{}: field '{}' is too large: {}", where_,
-                key, v.dump());
+    GPUML_CHECK(v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX),
+                "{}: field '{}' is too large: {}", where_, key, v.dump());
   int64_t value = v.get<int64_t>();
   GPUML_CHECK(value >= min, "{}: field '{}' must be >= {}, got {}", where_, key, min, value);
   return value;
 }
 
-int64_t JsonFields::required_int(const std::string& key, int64_t min) { return as_int(key, field(key), min); }
+int64_t JsonFields::required_int(const std::string& key, int64_t min) {
+  return as_int(key, field(key), min);
+}
 
 int64_t JsonFields::optional_int(const std::string& key, int64_t fallback, int64_t min) {
   known_.insert(key);
@@ -40,18 +46,20 @@ bool JsonFields::optional_bool(const std::string& key, bool fallback) {
   known_.insert(key);
   if (!has(key)) return fallback;
   const nlohmann::json& v = object_.at(key);
-  GPUML_CHECK(v.is_boolean(), "{}: field '{}' must be true or false, got {}", where_, key, v.dump());
+  GPUML_CHECK(v.is_boolean(), "{}: field '{}' must be true or false, got {}", where_, key,
+              v.dump());
   return v.get<bool>();
 }
 
-double JsonFields::optional_number(const std::string& key, double fallback, double min, double max) {
+double JsonFields::optional_number(const std::string& key, double fallback, double min,
+                                   double max) {
   known_.insert(key);
   if (!has(key)) return fallback;
   const nlohmann::json& v = object_.at(key);
   GPUML_CHECK(v.is_number(), "{}: field '{}' must be a number, got {}", where_, key, v.dump());
   double value = v.get<double>();
-  GPUML_CHECK(value >= min && value <= max, "{}: field '{}' must be in [{}, {}], got {}", where_, key, min, max,
-              value);
+  GPUML_CHECK(value >= min && value <= max, "{}: field '{}' must be in [{}, {}], got {}", where_,
+              key, min, max, value);
   return value;
 }
 
@@ -63,7 +71,8 @@ std::string JsonFields::optional_choice(const std::string& key, const std::strin
   GPUML_CHECK(v.is_string(), "{}: field '{}' must be a string, got {}", where_, key, v.dump());
   std::string value = v.get<std::string>();
   GPUML_CHECK(std::find(choices.begin(), choices.end(), value) != choices.end(),
-              "{}: field '{}' must be one of {}, got \"{}\"", where_, key, fmt::join(choices, ", "), value);
+              "{}: field '{}' must be one of {}, got \"{}\"", where_, key, fmt::join(choices, ", "),
+              value);
   return value;
 }
 

@@ -21,7 +21,8 @@ namespace gpuml::nn {
 class JsonFields {
  public:
   // `always_known` fields are accepted by finish() without being read here (e.g. "type").
-  JsonFields(const nlohmann::json& object, std::string where, std::vector<std::string> always_known = {});
+  JsonFields(const nlohmann::json& object, std::string where,
+             std::vector<std::string> always_known = {});
 
   bool has(const std::string& key) const;
   int64_t required_int(const std::string& key, int64_t min);

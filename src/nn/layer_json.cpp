@@ -26,8 +26,10 @@ std::unique_ptr<Module> parse_sequential(JsonFields& f) {
   const nlohmann::json& layers = f.required_array("layers");
   for (size_t i = 0; i < layers.size(); ++i) {
     NamedLayer child = layer_from_json(layers[i], fmt::format("{}: layer {}", f.where(), i));
-    if (child.name.empty()) seq->add(std::move(child.module));
-    else seq->add(child.name, std::move(child.module));
+    if (child.name.empty())
+      seq->add(std::move(child.module));
+    else
+      seq->add(child.name, std::move(child.module));
   }
   return seq;
 }
@@ -52,8 +54,8 @@ const std::vector<std::pair<std::string, Parser>>& layer_table() {
          int64_t groups = f.optional_int("groups", 1, 1);
          bool bias = f.optional_bool("bias", true);
          GPUML_CHECK(in % groups == 0 && out % groups == 0,
-                     "{}: in_channels {} and out_channels {} must be divisible by groups {}", f.where(), in, out,
-                     groups);
+                     "{}: in_channels {} and out_channels {} must be divisible by groups {}",
+                     f.where(), in, out, groups);
          return std::make_unique<Conv2d>(in, out, kernel, stride, padding, dilation, groups, bias);
        }},
       {"MaxPool2d",
@@ -61,8 +63,9 @@ const std::vector<std::pair<std::string, Parser>>& layer_table() {
          int64_t kernel = f.required_int("kernel_size", 1);
          int64_t stride = f.optional_int("stride", kernel, 1);
          int64_t padding = f.optional_int("padding", 0, 0);
-         GPUML_CHECK(padding <= kernel / 2, "{}: field 'padding' ({}) must be at most half of kernel_size ({})",
-                     f.where(), padding, kernel);
+         GPUML_CHECK(padding <= kernel / 2,
+                     "{}: field 'padding' ({}) must be at most half of kernel_size ({})", f.where(),
+                     padding, kernel);
          return std::make_unique<MaxPool2d>(kernel, stride, padding);
        }},
       {"AvgPool2d",
@@ -71,8 +74,9 @@ const std::vector<std::pair<std::string, Parser>>& layer_table() {
          int64_t stride = f.optional_int("stride", kernel, 1);
          int64_t padding = f.optional_int("padding", 0, 0);
          bool include_pad = f.optional_bool("count_include_pad", true);
-         GPUML_CHECK(padding <= kernel / 2, "{}: field 'padding' ({}) must be at most half of kernel_size ({})",
-                     f.where(), padding, kernel);
+         GPUML_CHECK(padding <= kernel / 2,
+                     "{}: field 'padding' ({}) must be at most half of kernel_size ({})", f.where(),
+                     padding, kernel);
          return std::make_unique<AvgPool2d>(kernel, stride, padding, include_pad);
        }},
       {"BatchNorm1d",
@@ -91,7 +95,8 @@ const std::vector<std::pair<std::string, Parser>>& layer_table() {
        [](JsonFields& f) {
          Shape shape = f.required_int_list("normalized_shape", 1);
          double eps = f.optional_number("eps", 1e-5, 1e-30, 1.0);
-         return std::make_unique<LayerNorm>(shape, eps, f.optional_bool("elementwise_affine", true));
+         return std::make_unique<LayerNorm>(shape, eps,
+                                            f.optional_bool("elementwise_affine", true));
        }},
       {"Dropout",
        [](JsonFields& f) {
@@ -106,7 +111,10 @@ const std::vector<std::pair<std::string, Parser>>& layer_table() {
        }},
       {"ReLU", [](JsonFields&) { return std::make_unique<ReLU>(); }},
       {"GELU",
-       [](JsonFields& f) { return std::make_unique<GELU>(f.optional_choice("approximate", "none", {"none", "tanh"}) == "tanh"); }},
+       [](JsonFields& f) {
+         return std::make_unique<GELU>(f.optional_choice("approximate", "none", {"none", "tanh"}) ==
+                                       "tanh");
+       }},
       {"Tanh", [](JsonFields&) { return std::make_unique<Tanh>(); }},
       {"Sigmoid", [](JsonFields&) { return std::make_unique<Sigmoid>(); }},
       {"Flatten", [](JsonFields&) { return std::make_unique<Flatten>(); }},
@@ -124,15 +132,16 @@ std::vector<std::string> known_layer_types() {
 }
 
 NamedLayer layer_from_json(const nlohmann::json& spec, const std::string& where) {
-  GPUML_CHECK(spec.is_object(), "{}: expected an object like {{\"type\": \"Linear\", ...}}, got {}", where,
-              spec.dump());
+  GPUML_CHECK(spec.is_object(), "{}: expected an object like {{\"type\": \"Linear\", ...}}, got {}",
+              where, spec.dump());
   GPUML_CHECK(spec.contains("type"), "{}: missing field 'type' (known types: {})", where,
               fmt::join(known_layer_types(), ", "));
   const nlohmann::json& type = spec.at("type");
   GPUML_CHECK(type.is_string(), "{}: field 'type' must be a string, got {}", where, type.dump());
   std::string type_name = type.get<std::string>();
   const auto& table = layer_table();
-  auto it = std::find_if(table.begin(), table.end(), [&](const auto& row) { return row.first == type_name; });
+  auto it = std::find_if(table.begin(), table.end(),
+                         [&](const auto& row) { return row.first == type_name; });
   GPUML_CHECK(it != table.end(), "{}: unknown layer type '{}' (known types: {})", where, type_name,
               fmt::join(known_layer_types(), ", "));
 
@@ -142,7 +151,8 @@ NamedLayer layer_from_json(const nlohmann::json& spec, const std::string& where)
     const nlohmann::json& name = spec.at("name");
     GPUML_CHECK(name.is_string() && !name.get<std::string>().empty() &&
                     name.get<std::string>().find('.') == std::string::npos,
-                "{}: field 'name' must be a non-empty string without '.', got {}", fields.where(), name.dump());
+                "{}: field 'name' must be a non-empty string without '.', got {}", fields.where(),
+                name.dump());
     layer.name = name.get<std::string>();
   }
   try {

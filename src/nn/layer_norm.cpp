@@ -39,15 +39,21 @@ void LayerNorm::init(const std::string& prefix, ParamInitializer& initializer) c
 
 Shape LayerNorm::output_shape(const Shape& in) const {
   bool fits = in.size() >= normalized_.size() &&
-              std::equal(normalized_.begin(), normalized_.end(), in.end() - static_cast<int64_t>(normalized_.size()));
-  GPUML_CHECK(fits, "normalized_shape {} does not match the trailing dims of the per-sample input {}",
+              std::equal(normalized_.begin(), normalized_.end(),
+                         in.end() - static_cast<int64_t>(normalized_.size()));
+  GPUML_CHECK(fits,
+              "normalized_shape {} does not match the trailing dims of the per-sample input {}",
               shape_str(normalized_), shape_str(in));
   return in;
 }
 
-int64_t LayerNorm::flops(const Shape& in) const { return 5 * numel(in); }  // mean, var, normalise, scale, shift
+int64_t LayerNorm::flops(const Shape& in) const {
+  return 5 * numel(in);
+}  // mean, var, normalise, scale, shift
 
-std::string LayerNorm::describe() const { return fmt::format("LayerNorm({})", shape_str(normalized_)); }
+std::string LayerNorm::describe() const {
+  return fmt::format("LayerNorm({})", shape_str(normalized_));
+}
 
 nlohmann::json LayerNorm::to_json() const {
   nlohmann::json j = Module::to_json();

@@ -6,12 +6,13 @@ namespace gpuml::nn {
 
 Linear::Linear(int64_t in_features, int64_t out_features, bool bias)
     : in_(in_features), out_(out_features), bias_(bias) {
-  GPUML_CHECK(in_ > 0 && out_ > 0, "Linear: in_features {} and out_features {} must be > 0", in_, out_);
+  GPUML_CHECK(in_ > 0 && out_ > 0, "Linear: in_features {} and out_features {} must be > 0", in_,
+              out_);
 }
 
 Sym Linear::forward(Sym x, ForwardContext& ctx, const std::string& prefix) const {
   Sym w = ctx.get(join_name(prefix, "weight"), {out_, in_});  // (out, in)
-  Sym y = matmul(x, w, /*trans_a*/ false, /*trans_b*/ true);   // (..., out)
+  Sym y = matmul(x, w, /*trans_a*/ false, /*trans_b*/ true);  // (..., out)
   if (bias_) y = add(y, ctx.get(join_name(prefix, "bias"), {out_}));
   return y;
 }
@@ -29,8 +30,8 @@ void Linear::init(const std::string& prefix, ParamInitializer& initializer) cons
 
 Shape Linear::output_shape(const Shape& in) const {
   GPUML_CHECK(!in.empty(), "expects input features ({}), gets a scalar per sample", in_);
-  GPUML_CHECK(in.back() == in_, "expects {} input features, gets {} (per-sample input {})", in_, in.back(),
-              shape_str(in));
+  GPUML_CHECK(in.back() == in_, "expects {} input features, gets {} (per-sample input {})", in_,
+              in.back(), shape_str(in));
   Shape out = in;
   out.back() = out_;
   return out;

@@ -24,7 +24,8 @@ Model::Model(Shape input_shape, std::unique_ptr<Sequential> root)
 Model Model::from_json(const nlohmann::json& spec) {
   JsonFields fields(spec, "model");
   Shape input_shape = fields.required_int_list("input_shape", 1);
-  GPUML_CHECK(spec.at("input_shape").is_array(), "model: field 'input_shape' must be a list like [1, 28, 28]");
+  GPUML_CHECK(spec.at("input_shape").is_array(),
+              "model: field 'input_shape' must be a list like [1, 28, 28]");
   const nlohmann::json& layers = fields.required_array("layers");
   fields.finish();
   GPUML_CHECK(!layers.empty(), "model: field 'layers' must not be empty");
@@ -55,22 +56,31 @@ Model Model::from_json_file(const std::string& path) {
   }
 }
 
-std::vector<std::string> Model::preset_names() { return {"mlp", "cnn"}; }
+std::vector<std::string> Model::preset_names() {
+  return {"mlp", "cnn"};
+}
 
 Model Model::preset(const std::string& name) {
   using nlohmann::json;
-  auto linear = [](int64_t in, int64_t out) { return json{{"type", "Linear"}, {"in_features", in}, {"out_features", out}}; };
+  auto linear = [](int64_t in, int64_t out) {
+    return json{{"type", "Linear"}, {"in_features", in}, {"out_features", out}};
+  };
   auto conv = [](int64_t in, int64_t out) {
-    return json{{"type", "Conv2d"}, {"in_channels", in}, {"out_channels", out}, {"kernel_size", 3}, {"padding", 1}};
+    return json{{"type", "Conv2d"},
+                {"in_channels", in},
+                {"out_channels", out},
+                {"kernel_size", 3},
+                {"padding", 1}};
   };
   const json relu = {{"type", "ReLU"}}, flatten = {{"type", "Flatten"}};
   const json pool = {{"type", "MaxPool2d"}, {"kernel_size", 2}};
   json layers;
   if (name == "mlp") {
-    layers = json::array({flatten, linear(784, 256), relu, linear(256, 128), relu, linear(128, 10)});
+    layers =
+        json::array({flatten, linear(784, 256), relu, linear(256, 128), relu, linear(128, 10)});
   } else if (name == "cnn") {
-    layers = json::array({conv(1, 32), relu, pool, conv(32, 64), relu, pool, flatten, linear(64 * 7 * 7, 128), relu,
-                          linear(128, 10)});
+    layers = json::array({conv(1, 32), relu, pool, conv(32, 64), relu, pool, flatten,
+                          linear(64 * 7 * 7, 128), relu, linear(128, 10)});
   } else {
     GPUML_FAIL(ErrorKind::Invalid, "unknown model preset '{}' (known: mlp, cnn)", name);
   }
@@ -84,7 +94,9 @@ nlohmann::json Model::to_json() const {
   return j;
 }
 
-int64_t Model::num_classes() const { return output_shape_.size() == 1 ? output_shape_[0] : 0; }
+int64_t Model::num_classes() const {
+  return output_shape_.size() == 1 ? output_shape_[0] : 0;
+}
 
 int64_t Model::parameter_count() const {
   int64_t total = 0;
@@ -102,32 +114,40 @@ int64_t Model::buffer_count() const {
 
 size_t Model::state_bytes() const {
   size_t total = 0;
-  for (const ParamInfo& p : infos_) total += static_cast<size_t>(numel(p.shape)) * dtype_size(p.dtype);
+  for (const ParamInfo& p : infos_)
+    total += static_cast<size_t>(numel(p.shape)) * dtype_size(p.dtype);
   return total;
 }
 
-int64_t Model::flops_per_sample() const { return root_->flops(input_shape_); }
+int64_t Model::flops_per_sample() const {
+  return root_->flops(input_shape_);
+}
 
 std::map<std::string, Tensor> Model::init_values(uint64_t seed) const {
   ParamInitializer initializer(seed);
   root_->init("", initializer);
   std::map<std::string, Tensor> values = initializer.take();
   GPUML_CHECK_KIND(ErrorKind::Internal, values.size() == infos_.size(),
-                   "Model::init_values: {} values for {} state_dict entries", values.size(), infos_.size());
+                   "Model::init_values: {} values for {} state_dict entries", values.size(),
+                   infos_.size());
   for (const ParamInfo& p : infos_) {
     auto it = values.find(p.name);
-    GPUML_CHECK_KIND(ErrorKind::Internal, it != values.end() && it->second.shape() == p.shape &&
-                                              it->second.dtype() == p.dtype,
-                     "Model::init_values: '{}' was not initialised as {} {}", p.name, shape_str(p.shape), p.dtype);
+    GPUML_CHECK_KIND(
+        ErrorKind::Internal,
+        it != values.end() && it->second.shape() == p.shape && it->second.dtype() == p.dtype,
+        "Model::init_values: '{}' was not initialised as {} {}", p.name, shape_str(p.shape),
+        p.dtype);
   }
   return values;
 }
 
 Sym Model::forward(Sym x, ForwardContext& ctx) const {
   const Shape& xs = x.shape();
-  bool fits = xs.size() == input_shape_.size() + 1 && std::equal(input_shape_.begin(), input_shape_.end(), xs.begin() + 1);
+  bool fits = xs.size() == input_shape_.size() + 1 &&
+              std::equal(input_shape_.begin(), input_shape_.end(), xs.begin() + 1);
   GPUML_CHECK_SHAPE(fits, "model input must be (N, {}) per the model's input_shape {}, got {}",
-                    fmt::format("{}", fmt::join(input_shape_, ", ")), shape_str(input_shape_), shape_str(xs));
+                    fmt::format("{}", fmt::join(input_shape_, ", ")), shape_str(input_shape_),
+                    shape_str(xs));
   return root_->forward(x, ctx, "");
 }
 

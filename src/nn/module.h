@@ -72,7 +72,7 @@ class Module {
   virtual Shape output_shape(const Shape& in) const { return in; }
   virtual int64_t flops(const Shape& in) const { return 0; }
   virtual std::string describe() const = 0;  // "Linear(784 -> 256)"
-  virtual nlohmann::json to_json() const;     // {"type": ...} plus this module's fields
+  virtual nlohmann::json to_json() const;    // {"type": ...} plus this module's fields
 };
 
 // "prefix.name", or "name" at the root.

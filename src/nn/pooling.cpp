@@ -9,22 +9,25 @@ namespace gpuml::nn {
 Pool2d::Pool2d(const char* type, int64_t kernel_size, int64_t stride, int64_t padding)
     : kernel_(kernel_size), stride_(stride == 0 ? kernel_size : stride), padding_(padding) {
   GPUML_CHECK(kernel_ > 0 && stride_ > 0 && padding_ >= 0,
-              "{}: kernel_size {} and stride {} must be > 0, padding {} >= 0", type, kernel_, stride_, padding_);
+              "{}: kernel_size {} and stride {} must be > 0, padding {} >= 0", type, kernel_,
+              stride_, padding_);
   // PyTorch's rule: a window must always see at least one real element.
-  GPUML_CHECK(padding_ <= kernel_ / 2, "{}: padding {} must be at most half the kernel size {}", type, padding_,
-              kernel_);
+  GPUML_CHECK(padding_ <= kernel_ / 2, "{}: padding {} must be at most half the kernel size {}",
+              type, padding_, kernel_);
 }
 
 Shape Pool2d::output_shape(const Shape& in) const {
   GPUML_CHECK(in.size() == 3, "expects a (C, H, W) input per sample, gets {}", shape_str(in));
   int64_t h = window_output_size(in[1], kernel_, stride_, padding_, 1);
   int64_t w = window_output_size(in[2], kernel_, stride_, padding_, 1);
-  GPUML_CHECK(h > 0 && w > 0, "input {} is smaller than the window {} (padding {})", shape_str(in), kernel_,
-              padding_);
+  GPUML_CHECK(h > 0 && w > 0, "input {} is smaller than the window {} (padding {})", shape_str(in),
+              kernel_, padding_);
   return {in[0], h, w};
 }
 
-int64_t Pool2d::flops(const Shape& in) const { return numel(output_shape(in)) * kernel_ * kernel_; }
+int64_t Pool2d::flops(const Shape& in) const {
+  return numel(output_shape(in)) * kernel_ * kernel_;
+}
 
 std::string Pool2d::describe() const {
   std::string s = fmt::format("{}({}x{}", type_name(), kernel_, kernel_);

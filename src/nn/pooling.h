@@ -31,7 +31,8 @@ class MaxPool2d : public Pool2d {
 
 class AvgPool2d : public Pool2d {
  public:
-  explicit AvgPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0, bool count_include_pad = true)
+  explicit AvgPool2d(int64_t kernel_size, int64_t stride = 0, int64_t padding = 0,
+                     bool count_include_pad = true)
       : Pool2d("AvgPool2d", kernel_size, stride, padding), count_include_pad_(count_include_pad) {}
   std::string type_name() const override { return "AvgPool2d"; }
   Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override;

@@ -4,7 +4,9 @@
 
 namespace gpuml::nn {
 
-void Sequential::add(std::unique_ptr<Module> module) { add(std::to_string(children_.size()), std::move(module)); }
+void Sequential::add(std::unique_ptr<Module> module) {
+  add(std::to_string(children_.size()), std::move(module));
+}
 
 void Sequential::add(const std::string& name, std::unique_ptr<Module> module) {
   GPUML_CHECK(module != nullptr, "Sequential: child '{}' is null", name);
@@ -58,7 +60,9 @@ int64_t Sequential::flops(const Shape& in) const {
   return total;
 }
 
-std::string Sequential::describe() const { return fmt::format("Sequential({} layers)", children_.size()); }
+std::string Sequential::describe() const {
+  return fmt::format("Sequential({} layers)", children_.size());
+}
 
 nlohmann::json Sequential::to_json() const {
   nlohmann::json layers = nlohmann::json::array();

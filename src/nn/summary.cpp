@@ -47,7 +47,8 @@ std::string human_bytes(size_t bytes) {
   return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.2f} {}", v, units[u]);
 }
 
-std::string model_summary(const Model& model, int64_t batch_size, std::optional<size_t> planned_peak_bytes) {
+std::string model_summary(const Model& model, int64_t batch_size,
+                          std::optional<size_t> planned_peak_bytes) {
   struct Row {
     std::string layer, shape, params;
   };
@@ -61,8 +62,8 @@ std::string model_summary(const Model& model, int64_t batch_size, std::optional<
     int64_t count = 0;
     for (const ParamInfo& p : infos)
       if (p.trainable) count += numel(p.shape);
-    rows.push_back({fmt::format("{}: {}", child.name, child.module->describe()), batched_shape(batch_size, shapes[i]),
-                    with_thousands(count)});
+    rows.push_back({fmt::format("{}: {}", child.name, child.module->describe()),
+                    batched_shape(batch_size, shapes[i]), with_thousands(count)});
   }
 
   Row header{"Layer (name: type)", "Output shape", "Params"};
@@ -75,7 +76,11 @@ std::string model_summary(const Model& model, int64_t batch_size, std::optional<
   std::string rule(w0 + w1 + w2 + 4, '=');
   std::string thin(w0 + w1 + w2 + 4, '-');
   std::string out = rule + "\n";
-  auto line = [&](const Row& r) { return fmt::format("{:<{}}  {:<{}}  {:>{}}\n", r.layer, w0, r.shape, w1, r.params, w2); };
+  auto line = [&](const Row& r) {
+    std::string text =
+        fmt::format("{:<{}}  {:<{}}  {:>{}}", r.layer, w0, r.shape, w1, r.params, w2);
+    return text.substr(0, text.find_last_not_of(' ') + 1) + "\n";
+  };
   out += line(header) + thin + "\n";
   for (const Row& r : rows) out += line(r);
   out += rule + "\n";
@@ -84,11 +89,14 @@ std::string model_summary(const Model& model, int64_t batch_size, std::optional<
   int64_t buffers = model.buffer_count();
   out += fmt::format("Total params: {}\n", with_thousands(trainable));
   out += fmt::format("Trainable params: {}\n", with_thousands(trainable));
-  if (buffers > 0) out += fmt::format("Buffer elements (not trained): {}\n", with_thousands(buffers));
+  if (buffers > 0)
+    out += fmt::format("Buffer elements (not trained): {}\n", with_thousands(buffers));
   out += fmt::format("Parameter memory: {}\n", human_bytes(model.state_bytes()));
   out += fmt::format("Forward FLOPs per sample: {}\n", human_flops(model.flops_per_sample()));
-  out += fmt::format("Forward FLOPs per batch of {}: {}\n", batch_size, human_flops(model.flops_per_sample() * batch_size));
-  if (planned_peak_bytes) out += fmt::format("Planned peak memory: {}\n", human_bytes(*planned_peak_bytes));
+  out += fmt::format("Forward FLOPs per batch of {}: {}\n", batch_size,
+                     human_flops(model.flops_per_sample() * batch_size));
+  if (planned_peak_bytes)
+    out += fmt::format("Planned peak memory: {}\n", human_bytes(*planned_peak_bytes));
   out += rule + "\n";
   return out;
 }

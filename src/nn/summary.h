@@ -17,7 +17,8 @@
 
 namespace gpuml::nn {
 
-std::string model_summary(const Model& model, int64_t batch_size, std::optional<size_t> planned_peak_bytes = {});
+std::string model_summary(const Model& model, int64_t batch_size,
+                          std::optional<size_t> planned_peak_bytes = {});
 
 // "421,642" and "1.61 MiB" (binary units; plain bytes below 1 KiB).
 std::string with_thousands(int64_t n);

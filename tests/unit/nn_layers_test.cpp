@@ -38,7 +38,8 @@ struct Nd {
 TEST(NnLayers, LinearIsXWTransposePlusBias) {
   std::mt19937_64 rng(11);
   Linear fc(7, 3);
-  Tensor x = random_tensor({5, 7}, rng), w = random_tensor({3, 7}, rng), b = random_tensor({3}, rng);
+  Tensor x = random_tensor({5, 7}, rng), w = random_tensor({3, 7}, rng),
+         b = random_tensor({3}, rng);
   auto r = run_forward(fc, x, {{"layer.weight", w}, {"layer.bias", b}}, true);
   std::vector<double> xv = x.to_doubles(), wv = w.to_doubles(), bv = b.to_doubles(), expected;
   for (int n = 0; n < 5; ++n)
@@ -60,7 +61,8 @@ TEST(NnLayers, Conv2dWithBiasStridePaddingGroups) {
   std::mt19937_64 rng(12);
   const int64_t N = 2, C = 4, H = 7, W = 6, O = 6, G = 2, K = 3, S = 2, P = 1;
   Conv2d conv(C, O, K, S, P, 1, G);
-  Tensor x = random_tensor({N, C, H, W}, rng), w = random_tensor({O, C / G, K, K}, rng), b = random_tensor({O}, rng);
+  Tensor x = random_tensor({N, C, H, W}, rng), w = random_tensor({O, C / G, K, K}, rng),
+         b = random_tensor({O}, rng);
   auto r = run_forward(conv, x, {{"layer.weight", w}, {"layer.bias", b}}, false);
   const int64_t Ho = (H + 2 * P - K) / S + 1, Wo = (W + 2 * P - K) / S + 1;
   std::vector<double> xv = x.to_doubles(), wv = w.to_doubles(), bv = b.to_doubles(), expected;
@@ -126,7 +128,10 @@ TEST(NnLayers, MaxPoolAndAvgPool) {
 struct BnCase {
   Tensor x, w, b, rm, rv;
   std::map<std::string, Tensor> values() const {
-    return {{"layer.weight", w}, {"layer.bias", b}, {"layer.running_mean", rm}, {"layer.running_var", rv},
+    return {{"layer.weight", w},
+            {"layer.bias", b},
+            {"layer.running_mean", rm},
+            {"layer.running_var", rv},
             {"layer.num_batches_tracked", Tensor::from_values({}, {3}, DType::i64)}};
   }
 };
@@ -134,18 +139,19 @@ struct BnCase {
 TEST(NnLayers, BatchNorm2dTrainingUsesBatchStatsAndUpdatesRunningStats) {
   std::mt19937_64 rng(14);
   const int64_t N = 4, C = 3, H = 5, W = 2, M = H * W;
-  BnCase c{random_tensor({N, C, H, W}, rng, -2, 3), random_tensor({C}, rng), random_tensor({C}, rng),
-           random_tensor({C}, rng), random_tensor({C}, rng, 0.5, 2.0)};
+  BnCase c{random_tensor({N, C, H, W}, rng, -2, 3), random_tensor({C}, rng),
+           random_tensor({C}, rng), random_tensor({C}, rng), random_tensor({C}, rng, 0.5, 2.0)};
   const double momentum = 0.3, eps = 1e-3;
   BatchNorm2d bn(C, eps, momentum);
   auto r = run_forward(bn, c.x, c.values(), true);
 
-  std::vector<double> xv = c.x.to_doubles(), wv = c.w.to_doubles(), bv = c.b.to_doubles(), rm = c.rm.to_doubles(),
-                      rv = c.rv.to_doubles();
+  std::vector<double> xv = c.x.to_doubles(), wv = c.w.to_doubles(), bv = c.b.to_doubles(),
+                      rm = c.rm.to_doubles(), rv = c.rv.to_doubles();
   std::vector<double> mean(C, 0), var(C, 0), expected(xv.size());
   const double n = static_cast<double>(N * M);
   for (int64_t i = 0; i < N * C * M; ++i) mean[(i / M) % C] += xv[i] / n;
-  for (int64_t i = 0; i < N * C * M; ++i) var[(i / M) % C] += std::pow(xv[i] - mean[(i / M) % C], 2) / n;
+  for (int64_t i = 0; i < N * C * M; ++i)
+    var[(i / M) % C] += std::pow(xv[i] - mean[(i / M) % C], 2) / n;
   for (int64_t i = 0; i < N * C * M; ++i) {
     int64_t ch = (i / M) % C;
     expected[i] = (xv[i] - mean[ch]) / std::sqrt(var[ch] + eps) * wv[ch] + bv[ch];
@@ -173,8 +179,8 @@ TEST(NnLayers, BatchNormEvalUsesRunningStatsAndUpdatesNothing) {
   BatchNorm1d bn(C);
   auto r = run_forward(bn, c.x, c.values(), false);
   EXPECT_TRUE(r.buffer_updates.empty());
-  std::vector<double> xv = c.x.to_doubles(), wv = c.w.to_doubles(), bv = c.b.to_doubles(), rm = c.rm.to_doubles(),
-                      rv = c.rv.to_doubles(), expected;
+  std::vector<double> xv = c.x.to_doubles(), wv = c.w.to_doubles(), bv = c.b.to_doubles(),
+                      rm = c.rm.to_doubles(), rv = c.rv.to_doubles(), expected;
   for (int64_t i = 0; i < N * C; ++i) {
     int64_t ch = i % C;
     expected.push_back((xv[i] - rm[ch]) / std::sqrt(rv[ch] + 1e-5) * wv[ch] + bv[ch]);
@@ -184,22 +190,25 @@ TEST(NnLayers, BatchNormEvalUsesRunningStatsAndUpdatesNothing) {
 
 TEST(NnLayers, BatchNormTrainingRejectsOneValuePerChannel) {
   std::mt19937_64 rng(16);
-  BnCase c{random_tensor({1, 3}, rng), random_tensor({3}, rng), random_tensor({3}, rng), random_tensor({3}, rng),
-           random_tensor({3}, rng, 0.5, 2.0)};
+  BnCase c{random_tensor({1, 3}, rng), random_tensor({3}, rng), random_tensor({3}, rng),
+           random_tensor({3}, rng), random_tensor({3}, rng, 0.5, 2.0)};
   EXPECT_THROW(run_forward(BatchNorm1d(3), c.x, c.values(), true), Error);
 }
 
 TEST(NnLayers, LayerNormOverTrailingDims) {
   std::mt19937_64 rng(17);
-  Tensor x = random_tensor({3, 4, 6}, rng, -2, 2), w = random_tensor({4, 6}, rng), b = random_tensor({4, 6}, rng);
+  Tensor x = random_tensor({3, 4, 6}, rng, -2, 2), w = random_tensor({4, 6}, rng),
+         b = random_tensor({4, 6}, rng);
   LayerNorm ln({4, 6}, 1e-4);
   auto r = run_forward(ln, x, {{"layer.weight", w}, {"layer.bias", b}}, true);
-  std::vector<double> xv = x.to_doubles(), wv = w.to_doubles(), bv = b.to_doubles(), expected(xv.size());
+  std::vector<double> xv = x.to_doubles(), wv = w.to_doubles(), bv = b.to_doubles(),
+                      expected(xv.size());
   for (int s = 0; s < 3; ++s) {
     double mean = 0, var = 0;
     for (int i = 0; i < 24; ++i) mean += xv[s * 24 + i] / 24;
     for (int i = 0; i < 24; ++i) var += std::pow(xv[s * 24 + i] - mean, 2) / 24;
-    for (int i = 0; i < 24; ++i) expected[s * 24 + i] = (xv[s * 24 + i] - mean) / std::sqrt(var + 1e-4) * wv[i] + bv[i];
+    for (int i = 0; i < 24; ++i)
+      expected[s * 24 + i] = (xv[s * 24 + i] - mean) / std::sqrt(var + 1e-4) * wv[i] + bv[i];
   }
   expect_close(r.y, {3, 4, 6}, expected);
 

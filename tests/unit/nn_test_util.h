@@ -14,7 +14,8 @@
 
 namespace gpuml::nn::testing {
 
-inline Tensor random_tensor(const Shape& shape, std::mt19937_64& rng, double low = -1.0, double high = 1.0) {
+inline Tensor random_tensor(const Shape& shape, std::mt19937_64& rng, double low = -1.0,
+                            double high = 1.0) {
   std::vector<double> v(static_cast<size_t>(numel(shape)));
   for (double& x : v) x = std::uniform_real_distribution<double>(low, high)(rng);
   return Tensor::from_values(shape, v, DType::f32);
@@ -27,8 +28,9 @@ struct ForwardResult {
 };
 
 // Runs module.forward(x) with params fed from `values` (keys = full names under `prefix`).
-inline ForwardResult run_forward(const Module& module, const Tensor& x, const std::map<std::string, Tensor>& values,
-                                 bool training, const std::string& prefix = "layer", uint64_t dropout_seed = 0) {
+inline ForwardResult run_forward(const Module& module, const Tensor& x,
+                                 const std::map<std::string, Tensor>& values, bool training,
+                                 const std::string& prefix = "layer", uint64_t dropout_seed = 0) {
   Graph g;
   Sym xs = g.input("x", type_of(x));
   std::vector<ParamInfo> infos;
@@ -37,7 +39,8 @@ inline ForwardResult run_forward(const Module& module, const Tensor& x, const st
   ForwardContext ctx{g, training, [&](const std::string& n) { return leaves.at(n); }};
   ctx.dropout_seed = dropout_seed;
   Sym y = module.forward(xs, ctx, prefix);
-  std::vector<Sym> outputs{copy(y)};  // a copy, so that an identity forward still has a planned output
+  std::vector<Sym> outputs{
+      copy(y)};  // a copy, so that an identity forward still has a planned output
   for (const auto& [name, sym] : ctx.buffer_updates) outputs.push_back(sym);
   Executor ex(plan_graph(g, outputs));
   std::map<std::string, Tensor> feeds = values;
@@ -45,7 +48,8 @@ inline ForwardResult run_forward(const Module& module, const Tensor& x, const st
   std::vector<Tensor> out = ex.run(feeds);
   ForwardResult r;
   r.y = out[0];
-  for (size_t i = 0; i < ctx.buffer_updates.size(); ++i) r.buffer_updates[ctx.buffer_updates[i].first] = out[i + 1];
+  for (size_t i = 0; i < ctx.buffer_updates.size(); ++i)
+    r.buffer_updates[ctx.buffer_updates[i].first] = out[i + 1];
   r.rng_offset_after = ctx.rng_offset;
   return r;
 }

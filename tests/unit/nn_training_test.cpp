@@ -83,7 +83,8 @@ TEST(NnTraining, TinyMlpLossFallsOverTwentySgdSteps) {
   TrainStep step(m, {32, 8}, 32, 0);
   std::vector<double> losses;
   for (int i = 0; i < 20; ++i) losses.push_back(step.sgd(values, x, y, 0.5));
-  EXPECT_LT(losses.back(), 0.8 * losses.front()) << "first " << losses.front() << " last " << losses.back();
+  EXPECT_LT(losses.back(), 0.8 * losses.front())
+      << "first " << losses.front() << " last " << losses.back();
   for (size_t i = 1; i < losses.size(); ++i) EXPECT_TRUE(std::isfinite(losses[i]));
 }
 
@@ -103,7 +104,8 @@ TEST(NnTraining, ConvBatchNormPoolDropoutModelLearnsAndTracksRunningStats) {
   EXPECT_EQ(step.buffers.size(), 6u);
   std::vector<double> losses;
   for (int i = 0; i < 30; ++i) losses.push_back(step.sgd(values, x, y, 0.2));
-  EXPECT_LT(losses.back(), 0.8 * losses.front()) << "first " << losses.front() << " last " << losses.back();
+  EXPECT_LT(losses.back(), 0.8 * losses.front())
+      << "first " << losses.front() << " last " << losses.back();
   EXPECT_EQ(values.at("1.num_batches_tracked").item_as_double(0), 30.0);
   EXPECT_EQ(values.at("7.num_batches_tracked").item_as_double(0), 30.0);
   // Running stats moved away from their (0, 1) start.
