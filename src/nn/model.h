@@ -47,8 +47,8 @@ class Model {
 
   // state_dict entries in PyTorch's order, buffers included (trainable = false).
   const std::vector<ParamInfo>& param_infos() const { return infos_; }
-  int64_t parameter_count()
-      const;                     // trainable elements: torch's sum(p.numel() for p in parameters())
+  // Trainable elements: torch's sum(p.numel() for p in model.parameters()).
+  int64_t parameter_count() const;
   int64_t buffer_count() const;  // elements of the buffers
   size_t state_bytes() const;    // bytes of parameters and buffers
   int64_t flops_per_sample() const;  // forward pass
