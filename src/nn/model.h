@@ -49,8 +49,8 @@ class Model {
   const std::vector<ParamInfo>& param_infos() const { return infos_; }
   // Trainable elements: torch's sum(p.numel() for p in model.parameters()).
   int64_t parameter_count() const;
-  int64_t buffer_count() const;  // elements of the buffers
-  size_t state_bytes() const;    // bytes of parameters and buffers
+  int64_t buffer_count() const;      // elements of the buffers
+  size_t state_bytes() const;        // bytes of parameters and buffers
   int64_t flops_per_sample() const;  // forward pass
 
   // PyTorch's default init drawn with Philox (init.h), host tensors keyed by state_dict name.
