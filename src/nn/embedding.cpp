@@ -1,0 +1,44 @@
+#include "nn/embedding.h"
+
+#include <nlohmann/json.hpp>
+
+namespace gpuml::nn {
+
+Embedding::Embedding(int64_t num_embeddings, int64_t embedding_dim)
+    : num_(num_embeddings), dim_(embedding_dim) {
+  GPUML_CHECK(num_ > 0 && dim_ > 0, "Embedding: num_embeddings {} and embedding_dim {} must be > 0",
+              num_, dim_);
+}
+
+Sym Embedding::forward(Sym x, ForwardContext& ctx, const std::string& prefix) const {
+  Sym weight = ctx.get(join_name(prefix, "weight"), {num_, dim_});  // (V, D)
+  Sym indices = x.dtype() == DType::i64 || x.dtype() == DType::i32 ? x : cast(x, DType::i64);
+  return embedding(weight, indices);
+}
+
+void Embedding::params(const std::string& prefix, std::vector<ParamInfo>& out) const {
+  out.push_back({join_name(prefix, "weight"), {num_, dim_}});
+}
+
+void Embedding::init(const std::string& prefix, ParamInitializer& initializer) const {
+  initializer.normal(join_name(prefix, "weight"), {num_, dim_}, 0.0, 1.0);
+}
+
+Shape Embedding::output_shape(const Shape& in) const {
+  Shape out = in;
+  out.push_back(dim_);
+  return out;
+}
+
+std::string Embedding::describe() const {
+  return fmt::format("Embedding({}, {})", num_, dim_);
+}
+
+nlohmann::json Embedding::to_json() const {
+  nlohmann::json j = Module::to_json();
+  j["num_embeddings"] = num_;
+  j["embedding_dim"] = dim_;
+  return j;
+}
+
+}  // namespace gpuml::nn
