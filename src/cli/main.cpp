@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "backend/info.h"
+#include "cli/commands.h"
 #include "core/error.h"
 
 namespace {
@@ -16,12 +17,6 @@ namespace {
 // Exit codes, so that scripts can tell a typo from a failed run.
 constexpr int kExitError = 1;  // the command ran and failed (gpuml::Error)
 constexpr int kExitUsage = 2;  // bad command line
-
-int run_info(bool list_ops) {
-  std::cout << gpuml::render_system_report(gpuml::collect_system_report());
-  if (list_ops) std::cout << '\n' << gpuml::render_op_support();
-  return 0;
-}
 
 std::vector<std::string> command_names(CLI::App& app) {
   std::vector<std::string> names;
@@ -37,10 +32,9 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("gpuml ") + GPUML_VERSION);
   app.require_subcommand(1);
 
-  bool list_ops = false;
-  CLI::App* info =
-      app.add_subcommand("info", "Print the build, the CPU and its features, backends and devices");
-  info->add_flag("--ops", list_ops, "Also list every op with the dtypes each backend supports");
+  std::vector<gpuml::cli::Command> commands = {
+      gpuml::cli::add_train_command(app), gpuml::cli::add_eval_command(app),
+      gpuml::cli::add_predict_command(app), gpuml::cli::add_info_command(app)};
 
   try {
     app.parse(argc, argv);
@@ -65,7 +59,8 @@ int main(int argc, char** argv) {
   }
 
   try {
-    if (info->parsed()) return run_info(list_ops);
+    for (const gpuml::cli::Command& c : commands)
+      if (c.app->parsed()) return c.run();
   } catch (const gpuml::Error& e) {
     std::cerr << "gpuml: error (" << gpuml::error_kind_name(e.kind()) << "): " << e.message()
               << "\n";

@@ -1,0 +1,21 @@
+// The gpuml commands: each adds its subcommand and flags to the CLI11 app and returns the
+// function that runs it after parsing. Commands only parse and call the library.
+#pragma once
+
+#include <CLI/CLI.hpp>
+#include <functional>
+#include <memory>
+
+namespace gpuml::cli {
+
+struct Command {
+  CLI::App* app = nullptr;
+  std::function<int()> run;
+};
+
+Command add_info_command(CLI::App& app);
+Command add_train_command(CLI::App& app);
+Command add_eval_command(CLI::App& app);
+Command add_predict_command(CLI::App& app);
+
+}  // namespace gpuml::cli

@@ -1,0 +1,73 @@
+#include "train/checkpoint.h"
+
+#include "core/error.h"
+
+namespace gpuml {
+
+namespace {
+
+int64_t parse_int(const SafetensorsMetadata& m, const std::string& key, const std::filesystem::path& path) {
+  auto it = m.find(key);
+  GPUML_CHECK(it != m.end(), "{}: checkpoint metadata lacks '{}' (not a gpuml checkpoint?)", path.string(), key);
+  try {
+    size_t used = 0;
+    int64_t v = std::stoll(it->second, &used);
+    GPUML_CHECK(used == it->second.size(), "");
+    return v;
+  } catch (const std::exception&) {
+    GPUML_FAIL(ErrorKind::Invalid, "{}: checkpoint metadata '{}' = '{}' is not an integer", path.string(), key,
+               it->second);
+  }
+}
+
+}  // namespace
+
+void save_checkpoint(const std::filesystem::path& path, const Checkpoint& c) {
+  NamedTensors all = c.model;
+  all.insert(all.end(), c.optimizer.begin(), c.optimizer.end());
+  const TrainingProgress& p = c.progress;
+  SafetensorsMetadata meta{
+      {"format", "pt"},  // what safetensors.torch writes: PyTorch tools expect it
+      {"gpuml.epoch", std::to_string(p.epoch)},
+      {"gpuml.step", std::to_string(p.step)},
+      {"gpuml.loader_epoch", std::to_string(p.loader_epoch)},
+      {"gpuml.loader_batch", std::to_string(p.loader_batch)},
+      {"gpuml.seed", std::to_string(p.seed)},
+      {"gpuml.best_metric", fmt::format("{:.17g}", p.best_metric)},
+      {"gpuml.best_epoch", std::to_string(p.best_epoch)},
+      {"gpuml.epochs_without_improvement", std::to_string(p.epochs_without_improvement)},
+      {"gpuml.model", c.model_json},
+      {"gpuml.config", c.config_json},
+  };
+  save_safetensors(path, all, meta);
+}
+
+Checkpoint load_checkpoint(const std::filesystem::path& path) {
+  SafetensorsFile file = load_safetensors(path);
+  Checkpoint c;
+  for (auto& [name, t] : file.tensors) {
+    if (name.rfind(kOptimizerPrefix, 0) == 0) c.optimizer.emplace_back(name, t);
+    else c.model.emplace_back(name, t);
+  }
+  const SafetensorsMetadata& m = file.metadata;
+  TrainingProgress& p = c.progress;
+  p.epoch = parse_int(m, "gpuml.epoch", path);
+  p.step = parse_int(m, "gpuml.step", path);
+  p.loader_epoch = parse_int(m, "gpuml.loader_epoch", path);
+  p.loader_batch = parse_int(m, "gpuml.loader_batch", path);
+  p.seed = static_cast<uint64_t>(parse_int(m, "gpuml.seed", path));
+  p.best_epoch = parse_int(m, "gpuml.best_epoch", path);
+  p.epochs_without_improvement = parse_int(m, "gpuml.epochs_without_improvement", path);
+  auto best = m.find("gpuml.best_metric");
+  GPUML_CHECK(best != m.end(), "{}: checkpoint metadata lacks 'gpuml.best_metric'", path.string());
+  p.best_metric = std::strtod(best->second.c_str(), nullptr);
+  auto model = m.find("gpuml.model");
+  GPUML_CHECK(model != m.end() && !model->second.empty(), "{}: checkpoint has no model description",
+              path.string());
+  c.model_json = model->second;
+  auto config = m.find("gpuml.config");
+  if (config != m.end()) c.config_json = config->second;
+  return c;
+}
+
+}  // namespace gpuml

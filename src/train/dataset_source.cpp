@@ -1,0 +1,160 @@
+#include "train/dataset_source.h"
+
+#include <cmath>
+#include <filesystem>
+
+#include "core/error.h"
+#include "data/csv.h"
+#include "data/idx.h"
+#include "data/idx_dataset.h"
+#include "data/npy.h"
+#include "data/npz.h"
+
+namespace gpuml {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string lower_extension(const std::string& path) {
+  std::string ext = fs::path(path).extension().string();
+  for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return ext;
+}
+
+int64_t max_label(const Tensor& labels) {
+  const int64_t* y = labels.data<int64_t>();
+  int64_t best = -1;
+  for (int64_t i = 0; i < labels.numel(); ++i) best = std::max(best, y[i]);
+  return best;
+}
+
+// Images come as (N, H, W) u8: add the channel dim the convolutional models expect.
+data::InMemoryDataset with_channel(const data::InMemoryDataset& d) {
+  Shape s = d.sample_shape();
+  if (s.size() == 2) return d.reshape_samples({1, s[0], s[1]});
+  return d;
+}
+
+LoadedData from_idx_dir(const std::string& dir) {
+  data::IdxDataset raw = data::load_idx_dataset(dir);
+  LoadedData out{with_channel(data::InMemoryDataset(raw.train_x, raw.train_y)), std::nullopt, {}, 0, {}, ""};
+  out.test = with_channel(data::InMemoryDataset(raw.test_x, raw.test_y));
+  out.description = fmt::format("IDX {}: {} train, {} test", dir, out.train.size(), out.test->size());
+  return out;
+}
+
+LoadedData from_csv(const DatasetOptions& o) {
+  data::CsvOptions c;
+  if (!o.csv_label.empty()) c.label_name = o.csv_label;
+  if (o.csv_fill == "mean") {
+    c.fill = data::FillPolicy::mean;
+  } else if (!o.csv_fill.empty()) {
+    c.fill = data::FillPolicy::constant;
+    try {
+      c.fill_value = std::stod(o.csv_fill);
+    } catch (const std::exception&) {
+      GPUML_FAIL(ErrorKind::Invalid, "--csv-fill '{}': expected 'mean' or a number", o.csv_fill);
+    }
+  }
+  data::CsvData csv = data::read_csv(o.path, c);
+  LoadedData out{data::InMemoryDataset(csv.features, csv.labels), std::nullopt, {}, 0, {}, ""};
+  out.description = fmt::format("CSV {}: {} rows, {} features, label '{}'", o.path, out.train.size(),
+                                csv.features.dim(1), csv.label_name);
+  return out;
+}
+
+LoadedData from_npz(const std::string& path) {
+  data::NpzReader npz(path);
+  auto pick = [&](std::initializer_list<const char*> names) -> std::optional<Tensor> {
+    for (const char* n : names)
+      if (npz.contains(n)) return npz.read(n);
+    return std::nullopt;
+  };
+  std::optional<Tensor> x = pick({"x_train", "x"}), y = pick({"y_train", "y"});
+  GPUML_CHECK(x && y, "{}: expected arrays x_train and y_train (or x and y); it has: {}", path,
+              fmt::join(npz.names(), ", "));
+  LoadedData out{with_channel(data::InMemoryDataset(*x, *y)), std::nullopt, {}, 0, {}, ""};
+  std::optional<Tensor> xt = pick({"x_test"}), yt = pick({"y_test"});
+  GPUML_CHECK(xt.has_value() == yt.has_value(), "{}: has one of x_test/y_test but not the other", path);
+  if (xt) out.test = with_channel(data::InMemoryDataset(*xt, *yt));
+  out.description = fmt::format("NPZ {}: {} train{}", path, out.train.size(),
+                                out.test ? fmt::format(", {} test", out.test->size()) : "");
+  return out;
+}
+
+}  // namespace
+
+void check_labels(const data::InMemoryDataset& d, int64_t num_classes, const std::string& what) {
+  const int64_t* y = d.labels().data<int64_t>();
+  for (int64_t i = 0; i < d.size(); ++i)
+    GPUML_CHECK(y[i] >= 0 && y[i] < num_classes, "{}: label {} in row {} is outside 0..{}", what, y[i], i,
+                num_classes - 1);
+}
+
+void check_finite(const Tensor& features, const std::string& what) {
+  if (!is_floating(features.dtype())) return;
+  int64_t per_row = features.ndim() > 0 && features.dim(0) > 0 ? features.numel() / features.dim(0) : 1;
+  dispatch_dtype(features.dtype(), [&]<typename T>(T) {
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double>) {
+      const T* p = static_cast<const T*>(features.raw_data());
+      for (int64_t i = 0; i < features.numel(); ++i)
+        GPUML_CHECK(std::isfinite(p[i]), "{}: row {} holds a non-finite value ({}) at feature {}", what,
+                    i / per_row, p[i], i % per_row);
+    }
+  });
+}
+
+LoadedData load_training_data(const DatasetOptions& o) {
+  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(o.path), "--data {}: no such file or directory", o.path);
+  LoadedData out = [&] {
+    if (fs::is_directory(o.path)) return from_idx_dir(o.path);
+    std::string ext = lower_extension(o.path);
+    if (ext == ".csv") return from_csv(o);
+    if (ext == ".npz") return from_npz(o.path);
+    GPUML_FAIL(ErrorKind::Invalid,
+               "--data {}: not a dataset gpuml reads (a directory of IDX files, a .csv or an .npz file)", o.path);
+  }();
+  GPUML_CHECK(out.train.size() > 0, "--data {}: the training set is empty", o.path);
+  out.sample_shape = out.train.sample_shape();
+  check_finite(out.train.features(), o.path);
+  out.num_classes = max_label(out.train.labels()) + 1;
+  if (out.test) {
+    GPUML_CHECK_SHAPE(out.test->sample_shape() == out.sample_shape, "{}: test samples are {}, train samples {}",
+                      o.path, shape_str(out.test->sample_shape()), shape_str(out.sample_shape));
+    check_finite(out.test->features(), o.path + " (test)");
+    out.num_classes = std::max(out.num_classes, max_label(out.test->labels()) + 1);
+    check_labels(*out.test, out.num_classes, o.path + " (test)");
+  }
+  check_labels(out.train, out.num_classes, o.path);
+  // Integer images are scaled to [0, 1], as the PyTorch reference does; floats are used as they are.
+  if (out.train.features().dtype() == DType::u8) out.normalization.scale = 1.0 / 255.0;
+  return out;
+}
+
+PredictInputs load_predict_inputs(const std::string& path) {
+  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(path), "{}: no such file", path);
+  std::string ext = lower_extension(path);
+  Tensor x;
+  if (ext == ".csv") {
+    data::CsvOptions c;
+    c.has_label = false;
+    x = data::read_csv(path, c).features;
+  } else if (ext == ".npy") {
+    x = data::read_npy(path);
+  } else {
+    x = data::read_idx(path);  // IDX, raw or .gz: the reader checks the magic
+    if (x.ndim() == 3) x = x.reshape({x.dim(0), 1, x.dim(1), x.dim(2)});
+  }
+  GPUML_CHECK(x.ndim() >= 1 && x.dim(0) > 0, "{}: no rows to predict", path);
+  GPUML_CHECK_KIND(ErrorKind::DType, x.dtype() != DType::boolean && x.dtype() != DType::bf16,
+                   "{}: inputs of dtype {} are not supported", path, x.dtype());
+  check_finite(x, path);
+  bool is_image = x.dtype() == DType::u8;
+  std::vector<double> values = x.to_doubles();
+  if (is_image)
+    for (double& v : values) v /= 255.0;
+  return {Tensor::from_values(x.shape(), values, DType::f32), fmt::format("{} {}", path, shape_str(x.shape()))};
+}
+
+}  // namespace gpuml

@@ -1,0 +1,51 @@
+// Where training data comes from: one --data argument, resolved by what it names.
+//   - a directory with the four IDX files of MNIST/Fashion-MNIST (raw or .gz): train + test;
+//   - a .csv file (label column by name or index; numeric features): train only;
+//   - a .npz archive with arrays x_train/y_train[/x_test/y_test] or x/y: train [+ test].
+// Images (u8) are scaled to [0, 1] as the PyTorch reference does; labels are checked to be
+// class ids 0..C-1 and the class count is inferred from them.
+//
+//   DatasetOptions opt;  opt.path = "/usr/share/datasets/fashion-mnist";
+//   LoadedData d = load_training_data(opt);   // d.train (60000, 1, 28, 28), d.test (10000, ...)
+#pragma once
+
+#include <optional>
+#include <string>
+
+#include "data/dataset.h"
+#include "data/loader.h"
+
+namespace gpuml {
+
+struct DatasetOptions {
+  std::string path;
+  std::string csv_label = "";  // CSV: label column name; empty: the last column
+  std::string csv_fill = "";   // CSV: "" (missing values are errors), "mean" or a number
+  bool require_labels = true;  // false for prediction inputs
+};
+
+struct LoadedData {
+  data::InMemoryDataset train;
+  std::optional<data::InMemoryDataset> test;
+  Shape sample_shape;       // per sample, e.g. (1, 28, 28)
+  int64_t num_classes = 0;  // 1 + the largest label seen
+  data::Normalization normalization;
+  std::string description;  // one line for the log: "fashion-mnist IDX: 60000 train, 10000 test"
+};
+
+LoadedData load_training_data(const DatasetOptions& options);
+
+// Inputs for `gpuml predict`: IDX images, CSV rows (no label column) or an .npy array, as f32
+// (N, ...) normalised like training data of the same kind.
+struct PredictInputs {
+  Tensor x;  // (N, ...) f32
+  std::string description;
+};
+PredictInputs load_predict_inputs(const std::string& path);
+
+// Throws Invalid naming the row and value when a label is outside [0, num_classes).
+void check_labels(const data::InMemoryDataset& data, int64_t num_classes, const std::string& what);
+// Throws Invalid naming the first non-finite feature (row and position).
+void check_finite(const Tensor& features, const std::string& what);
+
+}  // namespace gpuml

@@ -1,0 +1,116 @@
+#include "train/inference.h"
+
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "data/npy.h"
+#include "train/dataset_source.h"
+#include "train/model_runner.h"
+#include "train/trainer.h"
+
+namespace gpuml {
+
+namespace fs = std::filesystem;
+
+LoadedModel load_trained_model(const std::string& path) {
+  fs::path p = path;
+  if (fs::is_directory(p)) p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
+  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--checkpoint {}: no checkpoint at {}", path, p.string());
+  Checkpoint c = load_checkpoint(p);
+  nlohmann::json model_json;
+  try {
+    model_json = nlohmann::json::parse(c.model_json);
+  } catch (const std::exception& e) {
+    GPUML_FAIL(ErrorKind::Invalid, "{}: the model description is not valid JSON: {}", p.string(), e.what());
+  }
+  LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), ""};
+  if (!m.checkpoint.config_json.empty()) {
+    auto cfg = nlohmann::json::parse(m.checkpoint.config_json, nullptr, false);
+    if (cfg.is_object() && cfg.contains("data") && cfg["data"].is_string()) m.data = cfg["data"];
+  }
+  return m;
+}
+
+namespace {
+
+std::unique_ptr<ModelRunner> make_runner(const LoadedModel& m, const std::string& device) {
+  auto runner = std::make_unique<ModelRunner>(m.model, optim::OptimizerConfig{}, plan_options_for_device(device), 0);
+  runner->load(m.checkpoint.model, {});
+  return runner;
+}
+
+Tensor normalised_features(const data::InMemoryDataset& d, const data::Normalization& norm) {
+  data::DataLoaderOptions o;
+  o.batch_size = d.size();
+  o.shuffle = false;
+  o.prefetch_depth = 0;
+  o.normalization = norm;
+  data::DataLoader loader(d, o);
+  loader.start_epoch(0);
+  return loader.next()->x;
+}
+
+void check_input_shape(const LoadedModel& m, const Shape& sample, const std::string& what) {
+  GPUML_CHECK_SHAPE(sample == m.model.input_shape(), "{}: samples have shape {} but the model takes {}", what,
+                    shape_str(sample), shape_str(m.model.input_shape()));
+}
+
+}  // namespace
+
+EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device) {
+  std::string path = data_path.empty() ? m.data : data_path;
+  GPUML_CHECK(!path.empty(), "no --data given and the checkpoint does not say what it trained on");
+  LoadedData d = load_training_data({path, "", "", true});
+  check_input_shape(m, d.sample_shape, path);
+  const data::InMemoryDataset& set = d.test ? *d.test : d.train;
+  check_labels(set, m.model.num_classes(), path);
+  Tensor x = normalised_features(set, d.normalization);
+  EvalStats s = make_runner(m, device)->evaluate(x, set.labels());
+  return {s.loss_sum / s.count, double(s.correct) / s.count, s.count, d.test ? "test" : "train"};
+}
+
+int64_t write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
+                          const std::string& device) {
+  std::string ext = fs::path(output_path).extension().string();
+  GPUML_CHECK(ext == ".csv" || ext == ".npy", "--output {}: expected a .csv or .npy file name", output_path);
+  PredictInputs in = load_predict_inputs(input_path);
+  Shape sample(in.x.shape().begin() + 1, in.x.shape().end());
+  // CSV rows are flat; a model on images takes them when the sizes agree.
+  if (sample != m.model.input_shape() && numel(sample) == numel(m.model.input_shape())) {
+    Shape s{in.x.dim(0)};
+    for (int64_t d : m.model.input_shape()) s.push_back(d);
+    in.x = in.x.reshape(s);
+    sample = m.model.input_shape();
+  }
+  check_input_shape(m, sample, input_path);
+  Tensor probs = make_runner(m, device)->predict(in.x);  // (N, C) f32
+  int64_t n = probs.dim(0), classes = probs.dim(1);
+  std::vector<double> p = probs.to_doubles();
+  std::vector<double> labels(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t best = 0;
+    for (int64_t c = 1; c < classes; ++c)
+      if (p[i * classes + c] > p[i * classes + best]) best = c;
+    labels[i] = static_cast<double>(best);
+  }
+  if (ext == ".csv") {
+    std::string text = "label";
+    for (int64_t c = 0; c < classes; ++c) text += fmt::format(",p{}", c);
+    text += '\n';
+    for (int64_t i = 0; i < n; ++i) {
+      text += fmt::format("{}", static_cast<int64_t>(labels[i]));
+      for (int64_t c = 0; c < classes; ++c) text += fmt::format(",{:.6g}", p[i * classes + c]);
+      text += '\n';
+    }
+    write_file_atomically(output_path, text);
+  } else {
+    fs::path labels_path = fs::path(output_path).replace_extension(".labels.npy");
+    data::write_npy(labels_path.string(), Tensor::from_values({n}, labels, DType::i64));
+    data::write_npy(output_path, probs);
+  }
+  return n;
+}
+
+}  // namespace gpuml

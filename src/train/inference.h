@@ -1,0 +1,42 @@
+// Evaluation and prediction from a saved run: the model is rebuilt from the checkpoint alone
+// (its model JSON and weights), so `gpuml eval` and `gpuml predict` need nothing else.
+//
+//   LoadedModel m = load_trained_model("runs/cnn-20261122");     // best.safetensors, else last
+//   EvalReport r = evaluate_model(m, "/usr/share/datasets/fashion-mnist", "cpu");
+//   write_predictions(m, "t10k-images-idx3-ubyte.gz", "pred.csv", "cpu");
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "nn/model.h"
+#include "train/checkpoint.h"
+
+namespace gpuml {
+
+struct LoadedModel {
+  nn::Model model;
+  Checkpoint checkpoint;
+  std::string path;      // the checkpoint file read
+  std::string data;      // the dataset the run trained on (from its config), may be empty
+};
+
+// `path`: a run directory (best.safetensors, else last.safetensors) or a checkpoint file.
+LoadedModel load_trained_model(const std::string& path);
+
+struct EvalReport {
+  double loss = 0, accuracy = 0;
+  int64_t count = 0;
+  std::string split;  // "test" or "train" (when the dataset has no test split)
+};
+
+EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device);
+
+// Writes class probabilities and predicted labels for every input row, atomically:
+//   .csv: header "label,p0,...,pC-1", one row per input;
+//   .npy: probabilities (N, C) f32, and labels (N,) i64 next to it as <stem>.labels.npy.
+// Returns the number of rows written.
+int64_t write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
+                          const std::string& device);
+
+}  // namespace gpuml

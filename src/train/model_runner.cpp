@@ -1,0 +1,258 @@
+#include "train/model_runner.h"
+
+#include <cstring>
+
+#include "backend/dispatch.h"
+#include "core/error.h"
+#include "graph/autodiff.h"
+#include "train/checkpoint.h"
+
+#include <nlohmann/json.hpp>
+
+namespace gpuml {
+
+struct ModelRunner::Compiled {
+  std::unique_ptr<Graph> graph;
+  std::unique_ptr<Executor> executor;
+  std::vector<std::string> buffer_updates;  // train: names of outputs 3.. (new buffer values)
+};
+
+namespace {
+
+// Optimizer state rows 1.. under torch.optim's slot names.
+std::vector<std::string> slot_names(const optim::OptimizerConfig& o) {
+  if (o.kind == "sgd") return o.momentum != 0 ? std::vector<std::string>{"momentum_buffer"} : std::vector<std::string>{};
+  return {"exp_avg", "exp_avg_sq"};
+}
+
+Backend& home_backend(const PlanOptions& p) {
+  return p.backends.empty() ? *backend_registry().all().front() : *p.backends.front();
+}
+
+double scalar_of(const Tensor& t) { return t.item_as_double(0); }
+
+}  // namespace
+
+ModelRunner::ModelRunner(const nn::Model& model, optim::OptimizerConfig optimizer, PlanOptions plan, uint64_t seed)
+    : model_(nn::Model::from_json(model.to_json())), optimizer_(std::move(optimizer)), plan_options_(std::move(plan)) {
+  for (const nn::ParamInfo& p : model_.param_infos()) {
+    if (!p.trainable) {
+      buffers_.push_back(p);
+      continue;
+    }
+    GPUML_CHECK_KIND(ErrorKind::DType, p.dtype == DType::f32, "parameter {} is {}; gpuml trains f32 parameters",
+                     p.name, p.dtype);
+    int64_t n = numel(p.shape);
+    slots_.push_back({p.name, p.shape, param_count_, n});
+    param_count_ += n;
+  }
+  GPUML_CHECK(param_count_ > 0, "the model has no trainable parameters");
+  state_rows_ = optim::state_rows(optimizer_);
+  Backend& home = home_backend(plan_options_);
+  for (Tensor& s : state_) s = Tensor::empty({state_rows_, param_count_}, DType::f32, home);
+  std::map<std::string, Tensor> init = model_.init_values(seed);
+  NamedTensors named(init.begin(), init.end());
+  load(named, {});
+}
+
+ModelRunner::~ModelRunner() = default;
+
+std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape& x_shape) {
+  auto c = std::make_unique<Compiled>();
+  c->graph = std::make_unique<Graph>();
+  Graph& g = *c->graph;
+  Sym x = g.input("x", {x_shape, DType::f32});
+  Sym state = g.input("state", {{state_rows_, param_count_}, DType::f32});
+  std::map<std::string, Sym> values;
+  std::vector<Sym> params;
+  for (const Slot& s : slots_) {
+    Attrs a;  // row 0, columns [offset, offset + numel): a view of the state, not a copy
+    a.axes = {0, 1};
+    a.starts = {0, s.offset};
+    a.ends = {1, s.offset + s.numel};
+    Sym p = reshape(emit(OpId::slice, {state}, a), s.shape);
+    values[s.name] = p;
+    params.push_back(p);
+  }
+  for (const nn::ParamInfo& b : buffers_) values[b.name] = g.input(b.name, {b.shape, b.dtype});
+  nn::ForwardContext ctx(g, mode == Mode::Train, [&](const std::string& name) {
+                           auto it = values.find(name);
+                           GPUML_CHECK_KIND(ErrorKind::Internal, it != values.end(), "no value named {}", name);
+                           return it->second;
+                         });
+  Sym logits = model_.forward(x, ctx);
+  std::vector<Sym> outputs;
+  if (mode == Mode::Predict) {
+    outputs.push_back(softmax(logits, -1));
+  } else {
+    Sym y = g.input("y", {{x_shape[0]}, DType::i64});
+    Sym loss = cross_entropy(logits, y);
+    Sym correct = sum(cast(eq(argmax(logits, 1), y), DType::f32));
+    outputs = {loss, correct};
+    if (mode == Mode::Train) {
+      Sym hyper = g.input("hyper", {{3}, DType::f32});
+      std::vector<Sym> grads = gradients(g, loss, params);
+      std::vector<Sym> flat;
+      for (Sym gr : grads) flat.push_back(reshape(gr, {-1}));
+      Sym flat_grad = flat.size() == 1 ? flat[0] : concat(flat, 0);
+      outputs.push_back(optim::emit_update(optimizer_, state, flat_grad, hyper));
+      for (const auto& [name, value] : ctx.buffer_updates) {
+        c->buffer_updates.push_back(name);
+        outputs.push_back(value);
+      }
+    }
+  }
+  c->executor = std::make_unique<Executor>(plan_graph(g, outputs, plan_options_));
+  return c;
+}
+
+ModelRunner::Compiled& ModelRunner::compiled(Mode mode, const Shape& x_shape) {
+  std::string key = fmt::format("{}{}", static_cast<int>(mode), shape_str(x_shape));
+  auto it = cache_.find(key);
+  if (it == cache_.end()) it = cache_.emplace(key, build(mode, x_shape)).first;
+  return *it->second;
+}
+
+std::map<std::string, Tensor> ModelRunner::buffer_feeds() const { return buffer_values_; }
+
+StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset) {
+  Compiled& c = compiled(Mode::Train, x.shape());
+  std::map<std::string, Tensor> feeds = buffer_feeds();
+  feeds["x"] = x;
+  feeds["y"] = y;
+  feeds["state"] = state_[current_];
+  feeds["hyper"] = optim::hyper_values(optimizer_, lr, step);
+  RunOptions run;
+  run.rng_offset = rng_offset;
+  run.output_buffers[2] = state_[1 - current_];
+  std::vector<Tensor> out = c.executor->run(feeds, run);
+  current_ = 1 - current_;
+  // New BatchNorm running statistics (and num_batches_tracked) feed the next step.
+  for (size_t i = 0; i < c.buffer_updates.size(); ++i) buffer_values_[c.buffer_updates[i]] = out[3 + i];
+  return {scalar_of(out[0]), static_cast<int64_t>(scalar_of(out[1]))};
+}
+
+EvalStats ModelRunner::evaluate(const Tensor& x, const Tensor& y, int64_t batch_size) {
+  EvalStats stats;
+  int64_t n = x.dim(0);
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    int64_t end = std::min(n, begin + batch_size);
+    Tensor xb = x.slice(0, begin, end), yb = y.slice(0, begin, end);
+    Compiled& c = compiled(Mode::Eval, xb.shape());
+    std::map<std::string, Tensor> feeds = buffer_feeds();
+    feeds["x"] = xb;
+    feeds["y"] = yb;
+    feeds["state"] = state_[current_];
+    std::vector<Tensor> out = c.executor->run(feeds);
+    stats.loss_sum += scalar_of(out[0]) * static_cast<double>(end - begin);
+    stats.correct += static_cast<int64_t>(scalar_of(out[1]));
+    stats.count += end - begin;
+  }
+  return stats;
+}
+
+Tensor ModelRunner::predict(const Tensor& x, int64_t batch_size) {
+  int64_t n = x.dim(0);
+  std::vector<Tensor> parts;
+  for (int64_t begin = 0; begin < n; begin += batch_size) {
+    Tensor xb = x.slice(0, begin, std::min(n, begin + batch_size));
+    Compiled& c = compiled(Mode::Predict, xb.shape());
+    std::map<std::string, Tensor> feeds = buffer_feeds();
+    feeds["x"] = xb;
+    feeds["state"] = state_[current_];
+    parts.push_back(c.executor->run(feeds)[0]);
+  }
+  if (parts.size() == 1) return parts[0];
+  return run_op(backend_registry().get("cpu"), OpId::concat, parts, [] {
+    Attrs a;
+    a.axis = 0;
+    return a;
+  }());
+}
+
+size_t ModelRunner::planned_peak_bytes(int64_t batch_size) {
+  Shape x_shape{batch_size};
+  for (int64_t d : model_.input_shape()) x_shape.push_back(d);
+  return compiled(Mode::Train, x_shape).executor->plan().peak_bytes();
+}
+
+NamedTensors ModelRunner::model_tensors() const {
+  Tensor host = to_backend(state_[current_], backend_registry().reference());
+  NamedTensors out;
+  for (const nn::ParamInfo& p : model_.param_infos()) {
+    if (!p.trainable) {
+      out.emplace_back(p.name, buffer_values_.at(p.name));
+      continue;
+    }
+    for (const Slot& s : slots_)
+      if (s.name == p.name) out.emplace_back(p.name, contiguous(host.slice(1, s.offset, s.offset + s.numel).slice(0, 0, 1).reshape(s.shape), backend_registry().reference()));
+  }
+  return out;
+}
+
+NamedTensors ModelRunner::optimizer_tensors() const {
+  Tensor host = to_backend(state_[current_], backend_registry().reference());
+  NamedTensors out;
+  std::vector<std::string> names = slot_names(optimizer_);
+  for (size_t row = 0; row < names.size(); ++row)
+    for (const Slot& s : slots_) {
+      Tensor part = host.slice(0, static_cast<int64_t>(row) + 1, static_cast<int64_t>(row) + 2)
+                        .slice(1, s.offset, s.offset + s.numel)
+                        .reshape(s.shape);
+      out.emplace_back(std::string(kOptimizerPrefix) + names[row] + "." + s.name,
+                       contiguous(part, backend_registry().reference()));
+    }
+  return out;
+}
+
+void ModelRunner::load(const NamedTensors& model, const NamedTensors& optimizer) {
+  std::map<std::string, Tensor> given(model.begin(), model.end());
+  std::vector<std::string> missing, extra;
+  for (const nn::ParamInfo& p : model_.param_infos())
+    if (!given.count(p.name)) missing.push_back(p.name);
+  for (const auto& [name, t] : given) {
+    bool known = false;
+    for (const nn::ParamInfo& p : model_.param_infos()) known |= p.name == name;
+    if (!known) extra.push_back(name);
+  }
+  GPUML_CHECK(missing.empty() && extra.empty(), "weights do not match the model: missing [{}], unexpected [{}]",
+              fmt::join(missing, ", "), fmt::join(extra, ", "));
+  Tensor host = Tensor::empty({state_rows_, param_count_}, DType::f32);
+  std::memset(host.raw_data(), 0, host.nbytes());  // fresh optimizer state is zero, as in torch
+  float* row0 = host.data<float>();
+  for (const nn::ParamInfo& p : model_.param_infos()) {
+    const Tensor& t = given.at(p.name);
+    GPUML_CHECK_SHAPE(t.shape() == p.shape, "weight '{}' has shape {}, the model expects {}", p.name,
+                      shape_str(t.shape()), shape_str(p.shape));
+    if (!p.trainable) {
+      buffer_values_[p.name] = run_op(backend_registry().reference(), OpId::cast, {t}, [&] {
+        Attrs a;
+        a.dtype = p.dtype;
+        return a;
+      }());
+      continue;
+    }
+    std::vector<double> v = t.to_doubles();
+    for (const Slot& s : slots_)
+      if (s.name == p.name)
+        for (int64_t i = 0; i < s.numel; ++i) row0[s.offset + i] = static_cast<float>(v[i]);
+  }
+  std::vector<std::string> names = slot_names(optimizer_);
+  std::map<std::string, Tensor> opt(optimizer.begin(), optimizer.end());
+  for (size_t row = 0; row < names.size() && !optimizer.empty(); ++row)
+    for (const Slot& s : slots_) {
+      std::string key = std::string(kOptimizerPrefix) + names[row] + "." + s.name;
+      auto it = opt.find(key);
+      GPUML_CHECK(it != opt.end(), "optimizer state lacks '{}' (was it saved with another optimizer?)", key);
+      GPUML_CHECK_SHAPE(it->second.shape() == s.shape, "optimizer state '{}' has shape {}, expected {}", key,
+                        shape_str(it->second.shape()), shape_str(s.shape));
+      std::vector<double> v = it->second.to_doubles();
+      float* dst = row0 + (row + 1) * param_count_ + s.offset;
+      for (int64_t i = 0; i < s.numel; ++i) dst[i] = static_cast<float>(v[i]);
+    }
+  Backend& home = home_backend(plan_options_);
+  home.copy_to_device(state_[current_].raw_data(), host.raw_data(), host.nbytes());
+  home.synchronize();
+}
+
+}  // namespace gpuml

@@ -1,0 +1,88 @@
+// Runs a model for training, evaluation and prediction as cached, planned graphs.
+//
+// All trainable parameters live in one flat optimizer state (S, P) f32: row 0 holds every
+// parameter flattened in state_dict order, rows 1.. the optimizer's slots (momentum, Adam m/v).
+// The training step is one graph: forward, loss, autodiff, the concatenated gradient and the
+// fused optimizer update, whose output (the new state) is written straight into the second of two
+// state buffers; the buffers swap every step. Parameters are views of the state, never copies.
+// One plan per batch size is cached (the last, smaller batch gets its own).
+//
+//   ModelRunner runner(model, opt_config, plan_options, /*seed*/ 0);
+//   StepStats s = runner.train_step(batch.x, batch.y, lr, /*step*/ 1, /*rng_offset*/ 0);
+//   EvalStats e = runner.evaluate(test_x, test_y);
+#pragma once
+
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "graph/executor.h"
+#include "io/safetensors.h"
+#include "nn/model.h"
+#include "optim/optimizer.h"
+
+namespace gpuml {
+
+struct StepStats {
+  double loss = 0.0;    // mean over the batch
+  int64_t correct = 0;  // argmax == label
+};
+
+struct EvalStats {
+  double loss_sum = 0.0;
+  int64_t correct = 0;
+  int64_t count = 0;
+};
+
+class ModelRunner {
+ public:
+  ModelRunner(const nn::Model& model, optim::OptimizerConfig optimizer, PlanOptions plan, uint64_t seed);
+  ~ModelRunner();
+
+  // One optimizer step on a batch x (B, ...) f32, y (B,) i64. `step` counts from 1 (Adam's bias
+  // correction); `rng_offset` moves every dropout mask.
+  StepStats train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
+  // Loss and accuracy in eval mode, in batches of `batch_size`.
+  EvalStats evaluate(const Tensor& x, const Tensor& y, int64_t batch_size = 1000);
+  // Class probabilities (N, C) in eval mode.
+  Tensor predict(const Tensor& x, int64_t batch_size = 1000);
+
+  int64_t parameter_count() const { return param_count_; }
+  // Planned peak bytes of the training step for a batch size (plans it if needed).
+  size_t planned_peak_bytes(int64_t batch_size);
+
+  // Parameters and buffers under their PyTorch names (host copies), and the optimizer slots
+  // under "optimizer.<slot>.<name>".
+  NamedTensors model_tensors() const;
+  NamedTensors optimizer_tensors() const;
+  // Loads tensors by name; every model tensor must be present with its exact shape (errors name
+  // what is missing, extra or mis-shaped). Optimizer tensors are optional (fresh state if empty).
+  void load(const NamedTensors& model, const NamedTensors& optimizer);
+
+ private:
+  struct Slot {
+    std::string name;
+    Shape shape;
+    int64_t offset = 0, numel = 0;
+  };
+  struct Compiled;
+  enum class Mode { Train, Eval, Predict };
+  Compiled& compiled(Mode mode, const Shape& x_shape);
+  std::unique_ptr<Compiled> build(Mode mode, const Shape& x_shape);
+  std::map<std::string, Tensor> buffer_feeds() const;
+
+  nn::Model model_;
+  optim::OptimizerConfig optimizer_;
+  PlanOptions plan_options_;
+  std::vector<Slot> slots_;            // trainable parameters, state_dict order
+  std::vector<nn::ParamInfo> buffers_; // non-trainable (BatchNorm running stats)
+  std::map<std::string, Tensor> buffer_values_;
+  int64_t param_count_ = 0;
+  int64_t state_rows_ = 1;
+  Tensor state_[2];  // (S, P) f32, ping-ponged
+  int current_ = 0;
+  std::map<std::string, std::unique_ptr<Compiled>> cache_;
+};
+
+}  // namespace gpuml

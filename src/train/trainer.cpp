@@ -1,0 +1,306 @@
+#include "train/trainer.h"
+
+#include <omp.h>
+
+#include <chrono>
+#include <cmath>
+#include <ctime>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+#include "graph/planner.h"
+#include "io/metrics_csv.h"
+#include "io/svg_plot.h"
+#include "io/tensorboard.h"
+#include "nn/model.h"
+#include "nn/summary.h"
+#include "train/checkpoint.h"
+#include "train/dataset_source.h"
+#include "train/model_runner.h"
+#include "train/progress.h"
+
+namespace gpuml {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+PlanOptions plan_options_for_device(const std::string& device) {
+  BackendRegistry& registry = backend_registry();
+  PlanOptions p;
+  if (device == "auto" || device == "cpu") {
+    // Until a CUDA backend is built, auto means the fast CPU backend (ref fills its gaps).
+    p.backends = {&registry.get("cpu"), &registry.reference()};
+  } else if (device == "ref") {
+    p.backends = {&registry.reference()};
+  } else {
+    Device d = Device::parse(device);  // throws on anything that is not cpu/cuda[:N]
+    Backend* cuda = nullptr;
+    for (Backend* b : registry.all())
+      if (b->device() == d) cuda = b;
+    GPUML_CHECK_KIND(ErrorKind::Unsupported, cuda != nullptr,
+                     "--device {}: this build has no CUDA backend (see `gpuml info`); use --device cpu", device);
+    p.backends = {cuda, &registry.get("cpu"), &registry.reference()};
+  }
+  return p;
+}
+
+namespace {
+
+json config_to_json(const TrainConfig& c) {
+  const optim::OptimizerConfig& o = c.optimizer;
+  return {{"data", c.data},
+          {"model", c.model},
+          {"epochs", c.epochs},
+          {"batch_size", c.batch_size},
+          {"optimizer",
+           {{"kind", o.kind}, {"lr", o.lr}, {"momentum", o.momentum}, {"nesterov", o.nesterov},
+            {"weight_decay", optim::weight_decay_of(o)}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
+            {"clip_grad_norm", o.clip_grad_norm}}},
+          {"schedule",
+           {{"kind", c.schedule.kind}, {"step_size", c.schedule.step_size}, {"gamma", c.schedule.gamma},
+            {"warmup_steps", c.schedule.warmup_steps}, {"min_lr", c.schedule.min_lr}}},
+          {"seed", c.seed},
+          {"device", c.device},
+          {"val_split", c.val_split},
+          {"patience", c.patience},
+          {"csv_label", c.csv_label},
+          {"csv_fill", c.csv_fill}};
+}
+
+// The saved configuration of a resumed run; only epochs, out and quiet come from the new command.
+TrainConfig config_from_json(const json& j, const TrainConfig& now) {
+  TrainConfig c = now;
+  c.data = j.at("data");
+  c.model = j.at("model");
+  c.batch_size = j.at("batch_size");
+  const json& o = j.at("optimizer");
+  c.optimizer.kind = o.at("kind");
+  c.optimizer.lr = o.at("lr");
+  c.optimizer.momentum = o.at("momentum");
+  c.optimizer.nesterov = o.at("nesterov");
+  c.optimizer.weight_decay = o.at("weight_decay").get<double>();
+  c.optimizer.beta1 = o.at("beta1");
+  c.optimizer.beta2 = o.at("beta2");
+  c.optimizer.eps = o.at("eps");
+  c.optimizer.clip_grad_norm = o.at("clip_grad_norm");
+  const json& s = j.at("schedule");
+  c.schedule.kind = s.at("kind");
+  c.schedule.step_size = s.at("step_size");
+  c.schedule.gamma = s.at("gamma");
+  c.schedule.warmup_steps = s.at("warmup_steps");
+  c.schedule.min_lr = s.at("min_lr");
+  c.seed = j.at("seed");
+  c.device = now.device == "auto" ? j.at("device").get<std::string>() : now.device;
+  c.val_split = j.at("val_split");
+  c.patience = j.at("patience");
+  c.csv_label = j.at("csv_label");
+  c.csv_fill = j.at("csv_fill");
+  return c;
+}
+
+std::string default_run_dir(const std::string& model) {
+  std::time_t t = std::time(nullptr);
+  char stamp[32];
+  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&t));
+  std::string stem = fs::path(model).stem().string();
+  return (fs::path("runs") / fmt::format("{}-{}", stem, stamp)).string();
+}
+
+nn::Model load_model(const std::string& spec) {
+  if (spec == "mlp" || spec == "cnn") return nn::Model::preset(spec);
+  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset (mlp, cnn) and no such JSON file", spec);
+  return nn::Model::from_json_file(spec);
+}
+
+// The whole dataset normalised once: (N, ...) f32 and (N,) i64, for evaluation.
+std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& d, const data::Normalization& norm) {
+  data::DataLoaderOptions o;
+  o.batch_size = d.size();
+  o.shuffle = false;
+  o.prefetch_depth = 0;
+  o.normalization = norm;
+  data::DataLoader loader(d, o);
+  loader.start_epoch(0);
+  std::optional<data::Batch> b = loader.next();
+  return {b->x, b->y};
+}
+
+struct Curves {
+  std::vector<double> epoch, train_loss, train_acc, eval_loss, eval_acc;
+};
+
+void write_plot(const fs::path& path, const Curves& c, const std::string& eval_name) {
+  LineChart chart;
+  chart.title = "gpuml training";
+  chart.x = c.epoch;
+  chart.panels.push_back({"loss", "cross-entropy", {{"train", c.train_loss}, {eval_name, c.eval_loss}}});
+  chart.panels.push_back({"accuracy", "accuracy", {{"train", c.train_acc}, {eval_name, c.eval_acc}}});
+  write_svg_chart(path, chart);
+}
+
+}  // namespace
+
+TrainResult train(const TrainConfig& requested) {
+  using Clock = std::chrono::steady_clock;
+  TrainConfig cfg = requested;
+  std::optional<Checkpoint> resumed;
+  if (!cfg.resume.empty()) {
+    fs::path p = cfg.resume;
+    if (fs::is_directory(p)) p /= "last.safetensors";
+    GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--resume {}: no checkpoint at {}", cfg.resume, p.string());
+    resumed = load_checkpoint(p);
+    GPUML_CHECK(!resumed->config_json.empty(), "{}: the checkpoint holds no training configuration", p.string());
+    cfg = config_from_json(json::parse(resumed->config_json), requested);
+    if (cfg.out.empty()) cfg.out = p.parent_path().string();
+  }
+  GPUML_CHECK(cfg.epochs >= 1, "--epochs must be >= 1, got {}", cfg.epochs);
+  GPUML_CHECK(cfg.batch_size >= 1, "--batch-size must be >= 1, got {}", cfg.batch_size);
+  GPUML_CHECK(cfg.val_split >= 0 && cfg.val_split < 1, "--val-split must be in [0, 1), got {}", cfg.val_split);
+  optim::validate(cfg.optimizer);
+  optim::validate(cfg.schedule);
+  if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
+  PlanOptions plan = plan_options_for_device(cfg.device);
+
+  // Data and model, checked against each other before anything is written.
+  LoadedData loaded = load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true});
+  nn::Model model = resumed ? nn::Model::from_json(json::parse(resumed->model_json)) : load_model(cfg.model);
+  GPUML_CHECK_SHAPE(model.input_shape() == loaded.sample_shape,
+                    "the model takes samples of shape {} but {} holds {}", shape_str(model.input_shape()), cfg.data,
+                    shape_str(loaded.sample_shape));
+  GPUML_CHECK(model.num_classes() >= loaded.num_classes,
+              "the model predicts {} classes but {} has labels up to {}", model.num_classes(), cfg.data,
+              loaded.num_classes - 1);
+  data::InMemoryDataset fit = loaded.train;
+  std::optional<data::InMemoryDataset> eval_set = loaded.test;
+  std::string eval_name = "test";
+  if (cfg.val_split > 0) {
+    data::TrainValSplit split = data::split_train_val(loaded.train, cfg.val_split, cfg.seed);
+    fit = split.train;
+    eval_set = split.val;
+    eval_name = "val";
+  }
+
+  fs::path run_dir = cfg.out.empty() ? default_run_dir(cfg.model) : cfg.out;
+  fs::create_directories(run_dir);
+  write_file_atomically(run_dir / "model.json", model.to_json().dump(2) + "\n");
+  write_file_atomically(run_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
+
+  ModelRunner runner(model, cfg.optimizer, plan, cfg.seed);
+  TrainingProgress progress;
+  progress.seed = cfg.seed;
+  if (resumed) {
+    runner.load(resumed->model, resumed->optimizer);
+    progress = resumed->progress;
+  }
+  if (!cfg.quiet) {
+    fmt::print("data: {}\n", loaded.description);
+    fmt::print("{}", nn::model_summary(model, cfg.batch_size, runner.planned_peak_bytes(cfg.batch_size)));
+    fmt::print("optimizer: {}, {} epochs, batch {}, device {}, run directory {}\n", optim::describe(cfg.optimizer),
+               cfg.epochs, cfg.batch_size, cfg.device, run_dir.string());
+    std::fflush(stdout);  // the summary comes before the progress bar on stderr
+  }
+
+  data::DataLoaderOptions lo;
+  lo.batch_size = cfg.batch_size;
+  lo.seed = cfg.seed;
+  lo.normalization = loaded.normalization;
+  data::DataLoader loader(fit, lo);
+  auto [eval_x, eval_y] = eval_set ? normalised(*eval_set, loaded.normalization) : std::pair<Tensor, Tensor>{};
+
+  MetricsCsv metrics(run_dir / "metrics.csv");
+  TensorBoardWriter tensorboard(run_dir);
+  Curves curves;
+  TrainResult result;
+  result.run_dir = run_dir.string();
+  const int64_t steps_per_epoch = loader.batches_per_epoch();
+  const int64_t total_steps = steps_per_epoch * cfg.epochs;
+
+  for (int64_t epoch = progress.epoch; epoch < cfg.epochs; ++epoch) {
+    loader.seek({epoch, progress.loader_epoch == epoch ? progress.loader_batch : 0});
+    ProgressBar bar(fmt::format("epoch {}/{}", epoch + 1, cfg.epochs), steps_per_epoch, "samples");
+    double loss_sum = 0, step_seconds = 0;
+    int64_t correct = 0, seen = 0;
+    while (std::optional<data::Batch> batch = loader.next()) {
+      double lr = optim::lr_at(cfg.schedule, cfg.optimizer.lr, progress.step, steps_per_epoch, total_steps);
+      auto t0 = Clock::now();
+      // Each step moves the dropout stream by 2^32 Philox blocks: masks never repeat.
+      StepStats s = runner.train_step(batch->x, batch->y, lr, progress.step + 1, (progress.step + 1) << 32);
+      step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
+      GPUML_CHECK(std::isfinite(s.loss),
+                  "the loss became {} at step {} (epoch {}, batch {}); training stopped. The last good "
+                  "checkpoint is in {}. Try a lower --lr or --clip-grad-norm",
+                  s.loss, progress.step + 1, epoch + 1, batch->index + 1, run_dir.string());
+      ++progress.step;
+      int64_t b = batch->y.dim(0);
+      loss_sum += s.loss * static_cast<double>(b);
+      correct += s.correct;
+      seen += b;
+      if (!cfg.quiet)
+        bar.advance(1, b, fmt::format("loss {:.4f} acc {:.4f}", loss_sum / seen, double(correct) / seen));
+    }
+    result.seconds_training += step_seconds;
+    result.train_loss = seen ? loss_sum / seen : NAN;
+    result.train_accuracy = seen ? double(correct) / seen : NAN;
+    if (eval_set) {
+      EvalStats e = runner.evaluate(eval_x, eval_y);
+      result.eval_loss = e.loss_sum / e.count;
+      result.eval_accuracy = double(e.correct) / e.count;
+    } else {
+      result.eval_loss = result.train_loss;
+      result.eval_accuracy = result.train_accuracy;
+    }
+    if (!cfg.quiet)
+      bar.finish(fmt::format("loss {:.4f} acc {:.4f} | {} loss {:.4f} acc {:.4f}", result.train_loss,
+                             result.train_accuracy, eval_name, result.eval_loss, result.eval_accuracy));
+    ++result.epochs_run;
+
+    // Logs.
+    metrics.append({{"epoch", epoch + 1}, {"step", progress.step}, {"train_loss", result.train_loss},
+                    {"train_accuracy", result.train_accuracy}, {eval_name + "_loss", result.eval_loss},
+                    {eval_name + "_accuracy", result.eval_accuracy}, {"epoch_seconds", step_seconds},
+                    {"samples_per_second", seen / std::max(step_seconds, 1e-9)}});
+    tensorboard.add_scalar("train/loss", epoch + 1, result.train_loss);
+    tensorboard.add_scalar("train/accuracy", epoch + 1, result.train_accuracy);
+    tensorboard.add_scalar(eval_name + "/loss", epoch + 1, result.eval_loss);
+    tensorboard.add_scalar(eval_name + "/accuracy", epoch + 1, result.eval_accuracy);
+    curves.epoch.push_back(double(epoch + 1));
+    curves.train_loss.push_back(result.train_loss);
+    curves.train_acc.push_back(result.train_accuracy);
+    curves.eval_loss.push_back(result.eval_loss);
+    curves.eval_acc.push_back(result.eval_accuracy);
+    write_plot(run_dir / "curves.svg", curves, eval_name);
+
+    // Checkpoints: last always, best (and model.safetensors for PyTorch) when it improved.
+    progress.epoch = epoch + 1;
+    progress.loader_epoch = epoch + 1;
+    progress.loader_batch = 0;
+    bool improved = result.eval_accuracy > progress.best_metric || progress.best_epoch == 0;
+    if (improved) {
+      progress.best_metric = result.eval_accuracy;
+      progress.best_epoch = epoch + 1;
+      progress.epochs_without_improvement = 0;
+    } else {
+      ++progress.epochs_without_improvement;
+    }
+    Checkpoint ck{runner.model_tensors(), runner.optimizer_tensors(), progress, model.to_json().dump(),
+                  config_to_json(cfg).dump()};
+    save_checkpoint(run_dir / "last.safetensors", ck);
+    if (improved) {
+      save_checkpoint(run_dir / "best.safetensors", ck);
+      save_safetensors(run_dir / "model.safetensors", ck.model, {{"format", "pt"}});
+    }
+    if (cfg.patience > 0 && progress.epochs_without_improvement >= cfg.patience) {
+      if (!cfg.quiet)
+        fmt::print("early stop: no better {} accuracy for {} epochs (best {:.4f} at epoch {})\n", eval_name,
+                   cfg.patience, progress.best_metric, progress.best_epoch);
+      result.stopped_early = true;
+      break;
+    }
+  }
+  result.best_accuracy = progress.best_metric;
+  return result;
+}
+
+}  // namespace gpuml

@@ -1,0 +1,57 @@
+// The training loop behind `gpuml train`: data, model, optimizer and schedule from one
+// TrainConfig; per epoch a progress bar, evaluation (test set or --val-split), metrics.csv, a
+// TensorBoard event file, an SVG plot, and checkpoints (last, best, and model.safetensors that
+// PyTorch loads); early stopping; a NaN/Inf loss stops training naming the step; --resume
+// continues from last.safetensors exactly where the run stopped.
+//
+//   TrainConfig cfg;
+//   cfg.data = "/usr/share/datasets/fashion-mnist";
+//   cfg.model = "cnn";
+//   cfg.epochs = 3;
+//   TrainResult r = train(cfg);   // r.test_accuracy, r.run_dir
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
+
+namespace gpuml {
+
+struct TrainConfig {
+  std::string data = "/usr/share/datasets/fashion-mnist";
+  std::string model = "cnn";  // a preset (mlp, cnn) or a JSON file describing layers
+  int64_t epochs = 3;
+  int64_t batch_size = 128;
+  optim::OptimizerConfig optimizer;  // lr lives here
+  optim::ScheduleConfig schedule;
+  uint64_t seed = 0;
+  int threads = 0;              // 0: OpenMP's default (all cores)
+  std::string device = "auto";  // auto | cpu | ref | cuda[:N]
+  std::string out;              // run directory; empty: runs/<model>-<time>
+  std::string resume;           // a run directory or a checkpoint file
+  double val_split = 0.0;       // > 0: hold out this fraction of train for validation
+  int64_t patience = 0;         // > 0: stop after this many epochs without a better val accuracy
+  std::string csv_label, csv_fill;
+  bool quiet = false;           // no progress bar, no summary
+};
+
+struct TrainResult {
+  std::string run_dir;
+  int64_t epochs_run = 0;
+  double train_loss = 0, train_accuracy = 0;
+  double eval_loss = 0, eval_accuracy = 0;  // on the test set, or the validation split
+  double best_accuracy = 0;
+  double seconds_training = 0;  // time inside training steps (no evaluation or I/O)
+  bool stopped_early = false;
+};
+
+TrainResult train(const TrainConfig& config);
+
+// The backends a --device string means, in order of preference; errors say what is available.
+struct PlanOptions;
+PlanOptions plan_options_for_device(const std::string& device);
+
+}  // namespace gpuml
