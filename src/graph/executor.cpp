@@ -1,9 +1,13 @@
 #include "graph/executor.h"
 
+#include <chrono>
+#include <cstdlib>
 #include <set>
 
 #include "backend/dispatch.h"
 #include "core/error.h"
+
+#include <algorithm>
 
 namespace gpuml {
 
@@ -25,8 +29,23 @@ Executor::Executor(Plan plan) : plan_(std::move(plan)) {
     values_[i] = Tensor(std::move(storage), v.type.shape, contiguous_strides(v.type.shape), 0, v.type.dtype);
   }
   arena_values_ = values_;
+  const char* profile = std::getenv("GPUML_PROFILE");
+  profile_ = profile != nullptr && std::string(profile) == "1";
   producer_.assign(plan_.values.size(), -1);
   for (size_t s = 0; s < plan_.steps.size(); ++s) producer_[plan_.steps[s].output] = static_cast<int>(s);
+}
+
+Executor::~Executor() {
+  if (!profile_ || op_seconds_.empty()) return;
+  double total = 0;
+  for (const auto& [op, t] : op_seconds_) total += t.first;
+  std::vector<std::pair<double, std::string>> rows;
+  for (const auto& [op, t] : op_seconds_) rows.emplace_back(t.first, op);
+  std::sort(rows.rbegin(), rows.rend());
+  fmt::print(stderr, "gpuml profile: {} steps, {:.3f} s in kernels\n", plan_.steps.size(), total);
+  for (const auto& [seconds, op] : rows)
+    fmt::print(stderr, "  {:<24} {:8.3f} s {:5.1f}%  {} calls\n", op, seconds, 100 * seconds / total,
+               op_seconds_[op].second);
 }
 
 size_t Executor::arena_bytes() const {
@@ -143,7 +162,17 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, co
   std::map<int, Tensor> copy_in = bind_output_buffers(options, feeds);
   std::set<Backend*> used;
   for (const PlanStep& step : plan_.steps) {
-    run_step(step, options.rng_offset);
+    if (profile_) {
+      auto t0 = std::chrono::steady_clock::now();
+      run_step(step, options.rng_offset);
+      step.backend->synchronize();
+      auto& slot = op_seconds_[step.kind == StepKind::Kernel ? std::string(op_name(step.op))
+                                                              : step.kind == StepKind::View ? "(view)" : "(transfer)"];
+      slot.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+      ++slot.second;
+    } else {
+      run_step(step, options.rng_offset);
+    }
     used.insert(step.backend);
   }
   for (Backend* b : used) b->synchronize();

@@ -31,6 +31,8 @@ struct RunOptions {
 class Executor {
  public:
   explicit Executor(Plan plan);
+  // With GPUML_PROFILE=1 in the environment, prints the time spent per op (to stderr).
+  ~Executor();
 
   // Every Input and Param of the plan must be fed, with its exact shape and dtype; feeds may be
   // strided or live on another device (they are copied to where the plan wants them).
@@ -51,6 +53,8 @@ class Executor {
   std::vector<Tensor> values_;  // one per plan value; arena tensors made once, the rest per run
   std::vector<Tensor> arena_values_;  // the arena tensors, to restore after a donated-output run
   std::vector<int> producer_;         // plan value -> index of the step that writes it, or -1
+  bool profile_ = false;
+  std::map<std::string, std::pair<double, int64_t>> op_seconds_;  // op -> (seconds, calls)
 };
 
 }  // namespace gpuml
