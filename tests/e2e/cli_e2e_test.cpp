@@ -1,0 +1,100 @@
+// The gpuml binary: train, eval, predict, and its errors (message, non-zero exit, no partial file).
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "e2e_support.h"
+
+namespace gpuml {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_gpuml;
+using testing::TempDir;
+
+class CliE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    testing::write_fashion_subset(dir_.path() / "data", 1000, 200);
+  }
+  std::string data() const { return "--data '" + (dir_.path() / "data").string() + "'"; }
+  std::string run() const { return (dir_.path() / "run").string(); }
+  TempDir dir_;
+};
+
+TEST_F(CliE2E, TrainEvalPredict) {
+  auto t = run_gpuml("train --model mlp --epochs 1 --quiet " + data() + " --out '" + run() + "'");
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  EXPECT_NE(t.output.find("done: 1 epochs"), std::string::npos) << t.output;
+  auto e = run_gpuml("eval --checkpoint '" + run() + "' " + data());
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  EXPECT_NE(e.output.find("200 samples (test split)"), std::string::npos) << e.output;
+  fs::path out = dir_.path() / "pred.csv";
+  auto p = run_gpuml("predict --checkpoint '" + run() + "' --input '" +
+                     (dir_.path() / "data" / "t10k-images-idx3-ubyte").string() + "' --output '" + out.string() + "'");
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  std::ifstream in(out);
+  std::string header;
+  std::getline(in, header);
+  EXPECT_EQ(header, "label,p0,p1,p2,p3,p4,p5,p6,p7,p8,p9");
+  int rows = 0;
+  for (std::string line; std::getline(in, line);) ++rows;
+  EXPECT_EQ(rows, 200);
+  fs::path npy = dir_.path() / "pred.npy";
+  auto q = run_gpuml("predict --checkpoint '" + run() + "' --input '" +
+                     (dir_.path() / "data" / "t10k-images-idx3-ubyte").string() + "' --output '" + npy.string() + "'");
+  ASSERT_EQ(q.exit_code, 0) << q.output;
+  EXPECT_TRUE(fs::exists(npy));
+  EXPECT_TRUE(fs::exists(dir_.path() / "pred.labels.npy"));
+}
+
+TEST_F(CliE2E, BadInputsFailWithAClearMessageAndNoOutput) {
+  struct Case {
+    std::string args, expect;
+  };
+  fs::path csv = dir_.path() / "bad.csv";
+  std::ofstream(csv) << "a,b,label\n1,2,0\n3,nan,1\n";
+  fs::path ragged = dir_.path() / "ragged.csv";
+  std::ofstream(ragged) << "a,b,label\n1,2,0\n3,1\n";
+  std::vector<Case> cases = {
+      {"train --data /nonexistent/dir --quiet", "no such file"},
+      {"train --model nosuchmodel --quiet " + data(), "nosuchmodel"},
+      {"train --epochs 0 " + data(), "--epochs"},
+      {"train --optimizer rmsprop " + data(), "rmsprop"},
+      {"train --device cuda --quiet " + data(), "no CUDA backend"},
+      {"train --quiet --data '" + csv.string() + "'", "bad.csv:3"},
+      {"train --quiet --data '" + ragged.string() + "'", "ragged.csv:3"},
+      {"eval --checkpoint /nonexistent", "no checkpoint"},
+      {"predict --checkpoint /nonexistent --input x --output y.csv", "no checkpoint"},
+  };
+  for (const Case& c : cases) {
+    bool is_train = c.args.rfind("train", 0) == 0;
+    auto r = run_gpuml(c.args + (is_train ? " --out '" + (dir_.path() / "never").string() + "'" : ""));
+    EXPECT_NE(r.exit_code, 0) << c.args << "\n" << r.output;
+    EXPECT_NE(r.output.find(c.expect), std::string::npos) << c.args << "\n" << r.output;
+    EXPECT_FALSE(fs::exists(dir_.path() / "never" / "last.safetensors")) << c.args;
+  }
+}
+
+TEST_F(CliE2E, ModelThatDoesNotFitTheDataIsRejectedBeforeTraining) {
+  fs::path model = dir_.path() / "wrong.json";
+  std::ofstream(model) << R"({"input_shape": [3, 32, 32], "layers": [{"type": "Flatten"},
+      {"type": "Linear", "in_features": 3072, "out_features": 10}]})";
+  auto r = run_gpuml("train --quiet --model '" + model.string() + "' " + data() + " --out '" + run() + "'");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("(3, 32, 32)"), std::string::npos) << r.output;
+  EXPECT_FALSE(fs::exists(fs::path(run()) / "last.safetensors"));
+}
+
+TEST_F(CliE2E, PredictIntoAMissingDirectoryLeavesNothing) {
+  ASSERT_EQ(run_gpuml("train --model mlp --epochs 1 --quiet " + data() + " --out '" + run() + "'").exit_code, 0);
+  fs::path out = dir_.path() / "missing" / "pred.csv";
+  auto r = run_gpuml("predict --checkpoint '" + run() + "' --input '" +
+                     (dir_.path() / "data" / "t10k-images-idx3-ubyte").string() + "' --output '" + out.string() + "'");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_FALSE(fs::exists(out));
+}
+
+}  // namespace
+}  // namespace gpuml

@@ -1,0 +1,128 @@
+// End to end: train small models on real data through the library, resume, and compare backends.
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "e2e_support.h"
+#include "io/safetensors.h"
+#include "nn/model.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+namespace gpuml {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+TrainConfig small_config(const fs::path& data, const fs::path& out, const std::string& model, int64_t epochs) {
+  TrainConfig c;
+  c.data = data.string();
+  c.model = model;
+  c.epochs = epochs;
+  c.batch_size = 64;
+  c.out = out.string();
+  c.quiet = true;
+  return c;
+}
+
+std::vector<std::string> read_lines(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+class TrainE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    testing::write_fashion_subset(dir_.path() / "data", 2000, 500);
+  }
+  TempDir dir_;
+};
+
+TEST_F(TrainE2E, MlpLearnsAndWritesTheRunDirectory) {
+  fs::path run = dir_.path() / "run";
+  TrainResult r = train(small_config(dir_.path() / "data", run, "mlp", 3));
+  EXPECT_EQ(r.epochs_run, 3);
+  EXPECT_GT(r.eval_accuracy, 0.65) << "10 classes: chance is 0.1";
+  for (const char* f : {"model.json", "config.json", "metrics.csv", "curves.svg", "last.safetensors",
+                        "best.safetensors", "model.safetensors"})
+    EXPECT_TRUE(fs::exists(run / f)) << f;
+  std::vector<std::string> rows = read_lines(run / "metrics.csv");
+  ASSERT_EQ(rows.size(), 4u);  // header + 3 epochs
+  // The training loss falls from epoch to epoch.
+  auto loss_of = [](const std::string& row) { return std::stod(row.substr(row.find(',', row.find(',') + 1) + 1)); };
+  EXPECT_LT(loss_of(rows[3]), loss_of(rows[1]));
+  // model.safetensors holds exactly the PyTorch state_dict: names, shapes, nothing else.
+  SafetensorsFile weights = load_safetensors(run / "model.safetensors");
+  std::vector<std::string> names;
+  for (const auto& [name, t] : weights.tensors) names.push_back(name);
+  EXPECT_EQ(names, (std::vector<std::string>{"1.weight", "1.bias", "3.weight", "3.bias", "5.weight", "5.bias"}));
+  EXPECT_EQ(weights.at("1.weight").shape(), (Shape{256, 784}));
+  bool has_events = false;
+  for (const auto& e : fs::directory_iterator(run))
+    has_events |= e.path().filename().string().rfind("events.out.tfevents.", 0) == 0;
+  EXPECT_TRUE(has_events);
+}
+
+TEST_F(TrainE2E, ResumeContinuesExactlyWhereTheRunStopped) {
+  fs::path straight = dir_.path() / "straight", split = dir_.path() / "split";
+  train(small_config(dir_.path() / "data", straight, "cnn", 2));
+  train(small_config(dir_.path() / "data", split, "cnn", 1));
+  TrainConfig resume = small_config(dir_.path() / "data", "", "cnn", 2);
+  resume.resume = split.string();
+  TrainResult r = train(resume);
+  EXPECT_EQ(r.epochs_run, 1);
+  Checkpoint a = load_checkpoint(straight / "last.safetensors");
+  Checkpoint b = load_checkpoint(split / "last.safetensors");
+  ASSERT_EQ(a.model.size(), b.model.size());
+  for (size_t i = 0; i < a.model.size(); ++i) {
+    EXPECT_EQ(a.model[i].first, b.model[i].first);
+    EXPECT_EQ(a.model[i].second.to_doubles(), b.model[i].second.to_doubles()) << a.model[i].first;
+  }
+  ASSERT_EQ(a.optimizer.size(), b.optimizer.size());
+  for (size_t i = 0; i < a.optimizer.size(); ++i)
+    EXPECT_EQ(a.optimizer[i].second.to_doubles(), b.optimizer[i].second.to_doubles()) << a.optimizer[i].first;
+  EXPECT_EQ(a.progress.step, b.progress.step);
+}
+
+TEST_F(TrainE2E, CpuBackendMatchesTheReferenceBackend) {
+  // One epoch of the CNN on 256 samples: the fast backend against the float64 specification.
+  TempDir tiny;
+  testing::write_fashion_subset(tiny.path(), 256, 64);
+  TrainConfig cpu = small_config(tiny.path(), tiny.path() / "cpu", "cnn", 1);
+  cpu.device = "cpu";
+  TrainConfig ref = small_config(tiny.path(), tiny.path() / "ref", "cnn", 1);
+  ref.device = "ref";
+  TrainResult a = train(cpu), b = train(ref);
+  EXPECT_NEAR(a.train_loss, b.train_loss, 2e-4 * std::max(1.0, b.train_loss));
+  EXPECT_NEAR(a.eval_loss, b.eval_loss, 2e-4 * std::max(1.0, b.eval_loss));
+}
+
+TEST(TrainErrors, NonFiniteLossStopsTrainingNamingTheStep) {
+  TempDir dir;
+  {
+    std::ofstream csv(dir.path() / "huge.csv");
+    csv << "a,b,label\n";
+    // Identical rows with conflicting labels: after one step at lr 1e30 the logits overflow.
+    for (int i = 0; i < 64; ++i) csv << "1e10,1e10," << i % 2 << "\n";
+  }
+  std::ofstream(dir.path() / "model.json")
+      << R"({"input_shape": [2], "layers": [{"type": "Linear", "in_features": 2, "out_features": 2}]})";
+  TrainConfig c = small_config(dir.path() / "huge.csv", dir.path() / "run", (dir.path() / "model.json").string(), 2);
+  c.optimizer.lr = 1e30;
+  c.val_split = 0.25;
+  try {
+    train(c);
+    FAIL() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("at step 2"), std::string::npos) << e.message();
+  }
+  // The checkpoint of the epoch before is intact.
+  EXPECT_EQ(load_checkpoint(dir.path() / "run" / "last.safetensors").progress.epoch, 1);
+}
+
+}  // namespace
+}  // namespace gpuml
