@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs gpuml's dependencies (Debian/Ubuntu packages), configures and builds it, then runs
-# the main job. Step one of the quick start; step two is tools/test.sh.
+# the main job: `gpuml train` (the cnn preset on Fashion-MNIST). Step one of the quick start; step
+# two is tools/test.sh. Extra arguments go to `gpuml train` (e.g. --epochs 1 --model mlp).
 #
 #   bash tools/setup.sh                      # Release build in ./build
 #   GPUML_WERROR=ON bash tools/setup.sh      # warnings are errors (what CI does)
@@ -38,6 +39,7 @@ cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" -DGPU
 echo "== building with $jobs jobs"
 cmake --build "$build_dir" -j "$jobs"
 
-# The main job. It becomes `gpuml train` on Fashion-MNIST once training exists.
-echo "== $build_dir/gpuml info"
-"$build_dir/gpuml" info
+# The main job: train the cnn preset on Fashion-MNIST (the Debian package), on the fastest device.
+"$build_dir/gpuml" info | head -n 12
+echo "== $build_dir/gpuml train"
+"$build_dir/gpuml" train "$@"

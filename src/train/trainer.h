@@ -44,7 +44,7 @@ struct TrainResult {
   double train_loss = 0, train_accuracy = 0;
   double eval_loss = 0, eval_accuracy = 0;  // on the test set, or the validation split
   double best_accuracy = 0;
-  double seconds_training = 0;  // time inside training steps (no evaluation or I/O)
+  double seconds_training = 0;  // wall time of the training loops (no evaluation or checkpoint I/O)
   bool stopped_early = false;
 };
 
