@@ -14,7 +14,7 @@ Command add_train_command(CLI::App& app) {
   auto schedule = std::make_shared<std::string>("constant");
   auto weight_decay = std::make_shared<double>(-1.0);
   CLI::App* cmd = app.add_subcommand(
-      "train", "Train a model (default: the cnn preset on Fashion-MNIST, 3 epochs, on the fastest device)");
+      "train", "Train a model (default: the cnn preset on Fashion-MNIST, 5 epochs, on the fastest device)");
   cmd->add_option("--data", cfg->data, "A directory of IDX files, a .csv or an .npz file")->capture_default_str();
   cmd->add_option("--model", cfg->model, "A preset (mlp, cnn) or a JSON file listing layers")->capture_default_str();
   cmd->add_option("--epochs", cfg->epochs, "Epochs to train")->capture_default_str()->check(CLI::PositiveNumber);

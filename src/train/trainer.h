@@ -23,7 +23,7 @@ namespace gpuml {
 struct TrainConfig {
   std::string data = "/usr/share/datasets/fashion-mnist";
   std::string model = "cnn";  // a preset (mlp, cnn) or a JSON file describing layers
-  int64_t epochs = 3;
+  int64_t epochs = 5;
   int64_t batch_size = 128;
   optim::OptimizerConfig optimizer;  // lr lives here
   optim::ScheduleConfig schedule;
