@@ -13,6 +13,7 @@
 #include "graph/planner.h"
 #include "io/metrics_csv.h"
 #include "io/svg_plot.h"
+#include "interop/weights_file.h"
 #include "io/tensorboard.h"
 #include "nn/model.h"
 #include "nn/summary.h"
@@ -62,6 +63,7 @@ json config_to_json(const TrainConfig& c) {
            {{"kind", c.schedule.kind}, {"step_size", c.schedule.step_size}, {"gamma", c.schedule.gamma},
             {"warmup_steps", c.schedule.warmup_steps}, {"min_lr", c.schedule.min_lr}}},
           {"seed", c.seed},
+          {"init_from", c.init_from},
           {"device", c.device},
           {"val_split", c.val_split},
           {"patience", c.patience},
@@ -172,6 +174,17 @@ TrainResult train(const TrainConfig& requested) {
   GPUML_CHECK(model.num_classes() >= loaded.num_classes,
               "the model predicts {} classes but {} has labels up to {}", model.num_classes(), cfg.data,
               loaded.num_classes - 1);
+  // --init-from: weights by name, checked against the model before the run directory exists.
+  std::optional<NamedTensors> initial_weights;
+  if (!cfg.init_from.empty()) {
+    GPUML_CHECK(!resumed, "--init-from and --resume exclude each other: a resumed run continues from its checkpoint");
+    try {
+      initial_weights = interop::load_weights_file(cfg.init_from);
+      interop::check_weights_fit(model.param_infos(), *initial_weights);
+    } catch (const Error& e) {
+      GPUML_FAIL(e.kind(), "--init-from {}: {}", cfg.init_from, e.message());
+    }
+  }
   data::InMemoryDataset fit = loaded.train;
   std::optional<data::InMemoryDataset> eval_set = loaded.test;
   std::string eval_name = "test";
@@ -193,6 +206,8 @@ TrainResult train(const TrainConfig& requested) {
   if (resumed) {
     runner.load(resumed->model, resumed->optimizer);
     progress = resumed->progress;
+  } else if (initial_weights) {
+    runner.load(*initial_weights, {});
   }
   if (!cfg.quiet) {
     fmt::print("data: {}\n", loaded.description);
