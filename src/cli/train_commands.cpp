@@ -35,6 +35,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--device", cfg->device, "auto, cpu, ref or cuda[:N]")->capture_default_str();
   cmd->add_option("--out", cfg->out, "Run directory (default runs/<model>-<time>)");
   cmd->add_option("--resume", cfg->resume, "Continue a run: its directory or a checkpoint file");
+  cmd->add_option("--init-from", cfg->init_from,
+                  "Start from these weights (.safetensors or .npz with PyTorch state_dict names)");
   cmd->add_option("--val-split", cfg->val_split, "Hold out this fraction of the training set for validation")
       ->capture_default_str();
   cmd->add_option("--patience", cfg->patience, "Stop after this many epochs without a better accuracy (0: never)")
