@@ -336,16 +336,24 @@ class Matcher {
     return Tensor::from_values(t.shape(), v, DType::f32);
   }
 
-  // The initializers' prefixes when they name every layer with params uniquely and do not clash
-  // with the index names of the other layers; else plain indices.
+  // Layers with parameters keep their initializers' prefixes when those name every such layer
+  // uniquely (so state_dict names match PyTorch's); parameterless layers take their index, or
+  // "<type><index>" where the index is taken. Otherwise every layer is named by its index.
   std::vector<std::string> choose_names() const {
     std::vector<std::string> names(layers_.size());
     std::set<std::string> used;
     bool ok = true;
-    for (size_t i = 0; i < layers_.size(); ++i) {
-      names[i] = layers_[i].params.empty() ? std::to_string(i) : layers_[i].suggested_name;
-      ok &= !names[i].empty() && used.insert(names[i]).second;
-    }
+    for (size_t i = 0; i < layers_.size(); ++i)
+      if (!layers_[i].params.empty()) {
+        names[i] = layers_[i].suggested_name;
+        ok &= !names[i].empty() && used.insert(names[i]).second;
+      }
+    for (size_t i = 0; ok && i < layers_.size(); ++i)
+      if (layers_[i].params.empty()) {
+        names[i] = std::to_string(i);
+        if (used.count(names[i])) names[i] = layers_[i].spec["type"].get<std::string>() + names[i];
+        ok &= used.insert(names[i]).second;
+      }
     if (ok) return names;
     for (size_t i = 0; i < layers_.size(); ++i) names[i] = std::to_string(i);
     return names;
