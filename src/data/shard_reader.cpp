@@ -94,6 +94,24 @@ InMemoryDataset ShardDataset::load_split(const std::string& name, const std::str
   return InMemoryDataset(features, labels);
 }
 
+std::string describe_shard_dataset(const fs::path& dir) {
+  ShardManifest m = read_shard_manifest(dir);
+  std::string out = fmt::format("{}: {} v{}, compression {}\n", dir.string(), kShardFormatName, kShardFormatVersion,
+                                m.compression);
+  if (!m.source.empty()) out += fmt::format("source: {}\n", m.source);
+  out += fmt::format("record: {} bytes\n", m.record_bytes());
+  for (const ShardField& f : m.fields)
+    out += fmt::format("  field {} {} {}\n", f.name, dtype_name(f.dtype), shape_str(f.shape));
+  if (m.num_classes > 0) out += fmt::format("classes: {}\n", m.num_classes);
+  for (const ShardSplit& s : m.splits) {
+    uint64_t bytes = 0;
+    for (const ShardFile& f : s.shards) bytes += f.bytes;
+    out += fmt::format("split {}: {} records in {} shards, {} (largest shard {})\n", s.name, s.records,
+                       s.shards.size(), format_bytes(bytes), format_bytes(s.max_shard_bytes()));
+  }
+  return out;
+}
+
 std::vector<ShardProblem> verify_shard_dataset(const fs::path& dir,
                                                const std::function<void(int64_t, int64_t)>& on_shard) {
   ShardManifest manifest;

@@ -49,6 +49,10 @@ class ShardDataset {
 void read_shard_file(const std::filesystem::path& dir, const ShardFile& shard, std::vector<uint8_t>& out,
                      bool drop_page_cache = false);
 
+// What `gpuml data info` prints: source, schema, record size, classes, and per split the
+// records, shards and bytes. Validates the manifest (not the checksums).
+std::string describe_shard_dataset(const std::filesystem::path& dir);
+
 struct ShardProblem {
   std::string file;     // shard file name, or manifest.json
   std::string message;  // what is wrong, naming the file
