@@ -6,6 +6,7 @@
 // queues; stopping (seek, destruction) wakes every wait and joins both threads.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <exception>
@@ -63,7 +64,7 @@ struct ShardLoader::Pipeline {
 
   std::mutex mutex_;
   std::condition_variable changed_;
-  bool stop_ = false;
+  std::atomic<bool> stop_ = false;  // atomic: replay and materialise poll it without the mutex
   std::deque<Batch> ready_;
   bool assembler_done_ = false;
   std::exception_ptr error_;
