@@ -4,6 +4,7 @@
 #include <memory>
 
 #include "cli/commands.h"
+#include "core/error.h"
 #include "data/shard_format.h"
 #include "train/inference.h"
 #include "train/trainer.h"
@@ -16,7 +17,7 @@ Command add_train_command(CLI::App& app) {
   auto weight_decay = std::make_shared<double>(-1.0);
   auto memory_limit = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(
-      "train", "Train a model (default: the cnn preset on Fashion-MNIST, 3 epochs, on the fastest device)");
+      "train", "Train a model (default: the cnn preset on Fashion-MNIST, 5 epochs, on the fastest device)");
   cmd->add_option("--data", cfg->data,
                   "A directory of IDX files, a .csv or an .npz file, or a sharded dataset (gpuml data pack)")
       ->capture_default_str();
@@ -25,7 +26,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--shuffle-buffer", cfg->shuffle_buffer,
                   "Sharded data: records in the shuffle buffer (default: as many as the memory limit allows)")
       ->check(CLI::NonNegativeNumber);
-  cmd->add_option("--model", cfg->model, "A preset (mlp, cnn) or a JSON file listing layers")->capture_default_str();
+  cmd->add_option("--model", cfg->model, "A preset (mlp, cnn), a JSON file listing layers, or an .onnx model to fine-tune")
+      ->capture_default_str();
   cmd->add_option("--epochs", cfg->epochs, "Epochs to train")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--batch-size", cfg->batch_size, "Samples per step")->capture_default_str()->check(CLI::PositiveNumber);
   cmd->add_option("--lr", cfg->optimizer.lr, "Learning rate")->capture_default_str()->check(CLI::PositiveNumber);
@@ -44,6 +46,8 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--device", cfg->device, "auto, cpu, ref or cuda[:N]")->capture_default_str();
   cmd->add_option("--out", cfg->out, "Run directory (default runs/<model>-<time>)");
   cmd->add_option("--resume", cfg->resume, "Continue a run: its directory or a checkpoint file");
+  cmd->add_option("--init-from", cfg->init_from,
+                  "Start from these weights (.safetensors or .npz with PyTorch state_dict names)");
   cmd->add_option("--val-split", cfg->val_split, "Hold out this fraction of the training set for validation")
       ->capture_default_str();
   cmd->add_option("--patience", cfg->patience, "Stop after this many epochs without a better accuracy (0: never)")
@@ -87,11 +91,13 @@ Command add_predict_command(CLI::App& app) {
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("predict", "Class probabilities and labels for IDX, CSV or NPY inputs");
-  cmd->add_option("--checkpoint", a->checkpoint, "A run directory or checkpoint file")->required();
+  CLI::Option* checkpoint = cmd->add_option("--checkpoint", a->checkpoint, "A run directory or checkpoint file");
+  cmd->add_option("--model", a->checkpoint, "An ONNX model (.onnx) instead of a checkpoint")->excludes(checkpoint);
   cmd->add_option("--input", a->input, "IDX images (.gz or raw), a .csv of features or an .npy array")->required();
   cmd->add_option("--output", a->output, "A .csv (label,p0..) or .npy (probabilities; labels beside it)")->required();
   cmd->add_option("--device", a->device, "auto, cpu, ref or cuda[:N]")->capture_default_str();
   return {cmd, [a] {
+            GPUML_CHECK(!a->checkpoint.empty(), "predict: give --checkpoint RUN or --model MODEL.onnx");
             LoadedModel m = load_trained_model(a->checkpoint);
             int64_t n = write_predictions(m, a->input, a->output, a->device);
             fmt::print("wrote {} predictions to {}\n", n, a->output);

@@ -14,6 +14,8 @@
 #include "graph/planner.h"
 #include "io/metrics_csv.h"
 #include "io/svg_plot.h"
+#include "interop/onnx_import.h"
+#include "interop/weights_file.h"
 #include "io/tensorboard.h"
 #include "nn/model.h"
 #include "nn/summary.h"
@@ -64,6 +66,7 @@ json config_to_json(const TrainConfig& c) {
            {{"kind", c.schedule.kind}, {"step_size", c.schedule.step_size}, {"gamma", c.schedule.gamma},
             {"warmup_steps", c.schedule.warmup_steps}, {"min_lr", c.schedule.min_lr}}},
           {"seed", c.seed},
+          {"init_from", c.init_from},
           {"device", c.device},
           {"val_split", c.val_split},
           {"patience", c.patience},
@@ -116,7 +119,7 @@ std::string default_run_dir(const std::string& model) {
 
 nn::Model load_model(const std::string& spec) {
   if (spec == "mlp" || spec == "cnn") return nn::Model::preset(spec);
-  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset (mlp, cnn) and no such JSON file", spec);
+  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset (mlp, cnn) and no such JSON or ONNX file", spec);
   return nn::Model::from_json_file(spec);
 }
 
@@ -202,13 +205,30 @@ TrainResult train(const TrainConfig& requested) {
 
   // Data and model, checked against each other before anything is written.
   TrainingData loaded = data::is_shard_dataset(cfg.data) ? open_shard_data(cfg) : in_memory_data(cfg);
-  nn::Model model = resumed ? nn::Model::from_json(json::parse(resumed->model_json)) : load_model(cfg.model);
+  // An ONNX file brings its weights: training fine-tunes them (unless --init-from replaces them).
+  std::optional<interop::ImportedModel> imported;
+  if (!resumed && fs::path(cfg.model).extension() == ".onnx") imported = interop::import_onnx_file(cfg.model);
+  nn::Model model = resumed    ? nn::Model::from_json(json::parse(resumed->model_json))
+                    : imported ? nn::Model::from_json(imported->model.to_json())
+                               : load_model(cfg.model);
   GPUML_CHECK_SHAPE(model.input_shape() == loaded.sample_shape,
                     "the model takes samples of shape {} but {} holds {}", shape_str(model.input_shape()), cfg.data,
                     shape_str(loaded.sample_shape));
   GPUML_CHECK(model.num_classes() >= loaded.num_classes,
               "the model predicts {} classes but {} has labels up to {}", model.num_classes(), cfg.data,
               loaded.num_classes - 1);
+  // --init-from: weights by name, checked against the model before the run directory exists.
+  std::optional<NamedTensors> initial_weights;
+  if (imported) initial_weights = imported->weights;
+  if (!cfg.init_from.empty()) {
+    GPUML_CHECK(!resumed, "--init-from and --resume exclude each other: a resumed run continues from its checkpoint");
+    try {
+      initial_weights = interop::load_weights_file(cfg.init_from);
+      interop::check_weights_fit(model.param_infos(), *initial_weights);
+    } catch (const Error& e) {
+      GPUML_FAIL(e.kind(), "--init-from {}: {}", cfg.init_from, e.message());
+    }
+  }
   const std::optional<data::InMemoryDataset>& eval_set = loaded.eval;
   const std::string eval_name = loaded.eval_name;
 
@@ -223,6 +243,8 @@ TrainResult train(const TrainConfig& requested) {
   if (resumed) {
     runner.load(resumed->model, resumed->optimizer);
     progress = resumed->progress;
+  } else if (initial_weights) {
+    runner.load(*initial_weights, {});
   }
   if (!cfg.quiet) {
     fmt::print("data: {}\n", loaded.description);
