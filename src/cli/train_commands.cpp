@@ -5,6 +5,7 @@
 
 #include "cli/commands.h"
 #include "core/error.h"
+#include "data/shard_format.h"
 #include "train/inference.h"
 #include "train/trainer.h"
 
@@ -14,9 +15,17 @@ Command add_train_command(CLI::App& app) {
   auto cfg = std::make_shared<TrainConfig>();
   auto schedule = std::make_shared<std::string>("constant");
   auto weight_decay = std::make_shared<double>(-1.0);
+  auto memory_limit = std::make_shared<std::string>();
   CLI::App* cmd = app.add_subcommand(
       "train", "Train a model (default: the cnn preset on Fashion-MNIST, 5 epochs, on the fastest device)");
-  cmd->add_option("--data", cfg->data, "A directory of IDX files, a .csv or an .npz file")->capture_default_str();
+  cmd->add_option("--data", cfg->data,
+                  "A directory of IDX files, a .csv or an .npz file, or a sharded dataset (gpuml data pack)")
+      ->capture_default_str();
+  cmd->add_option("--data-memory-limit", *memory_limit,
+                  "Sharded data: host memory for data, e.g. 512M, 4G (default: a quarter of the available memory)");
+  cmd->add_option("--shuffle-buffer", cfg->shuffle_buffer,
+                  "Sharded data: records in the shuffle buffer (default: as many as the memory limit allows)")
+      ->check(CLI::NonNegativeNumber);
   cmd->add_option("--model", cfg->model, "A preset (mlp, cnn), a JSON file listing layers, or an .onnx model to fine-tune")
       ->capture_default_str();
   cmd->add_option("--epochs", cfg->epochs, "Epochs to train")->capture_default_str()->check(CLI::PositiveNumber);
@@ -46,8 +55,10 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--csv-label", cfg->csv_label, "CSV: the label column's name (default: the last column)");
   cmd->add_option("--csv-fill", cfg->csv_fill, "CSV: fill missing values with 'mean' or a number");
   cmd->add_flag("--quiet", cfg->quiet, "No summary, no progress bar");
-  return {cmd, [cfg, schedule, weight_decay] {
+  return {cmd, [cfg, schedule, weight_decay, memory_limit] {
             cfg->schedule = optim::parse_schedule(*schedule);
+            if (!memory_limit->empty())
+              cfg->data_memory_limit = data::parse_byte_size(*memory_limit, "--data-memory-limit");
             if (*weight_decay >= 0) cfg->optimizer.weight_decay = *weight_decay;
             TrainResult r = train(*cfg);
             fmt::print("done: {} epochs, train acc {:.4f}, eval acc {:.4f} (best {:.4f}), {:.1f} s training; run in {}\n",

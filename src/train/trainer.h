@@ -36,6 +36,11 @@ struct TrainConfig {
   double val_split = 0.0;       // > 0: hold out this fraction of train for validation
   int64_t patience = 0;         // > 0: stop after this many epochs without a better val accuracy
   std::string csv_label, csv_fill;
+  // Sharded datasets (--data DIR with a manifest.json) stream within this many bytes of host
+  // memory (0: a quarter of the available memory), through a shuffle buffer of this many
+  // records (0: as many as the limit allows).
+  uint64_t data_memory_limit = 0;
+  int64_t shuffle_buffer = 0;
   bool quiet = false;           // no progress bar, no summary
 };
 
