@@ -94,7 +94,7 @@ bool NpzReader::contains(const std::string& name) const {
   return std::find(members_.begin(), members_.end(), member) != members_.end();
 }
 
-Tensor NpzReader::read(const std::string& name) const {
+NpzReader::Member NpzReader::open_member(const std::string& name) const {
   std::string member = ends_with(name, ".npy") ? name : name + ".npy";
   auto it = std::find(members_.begin(), members_.end(), member);
   GPUML_CHECK_KIND(ErrorKind::Io, it != members_.end(), "{}: no array '{}' (arrays: {})", path_, name,
@@ -120,10 +120,15 @@ Tensor NpzReader::read(const std::string& name) const {
 
   zip_file_t* file = zip_fopen_index(archive_, index, 0);
   GPUML_CHECK_KIND(ErrorKind::Io, file != nullptr, "{}: cannot open the member: {}", label, zip_strerror(archive_));
-  ZipMemberSource src(file, label);
-  NpyPreamble pre = read_npy_preamble(src, st.size);
-  Tensor out = read_npy_payload(src, pre);
-  GPUML_CHECK_KIND(ErrorKind::Io, at_end(src), "{}: member longer than its declared size", label);
+  auto src = std::make_unique<ZipMemberSource>(file, label);
+  NpyPreamble pre = read_npy_preamble(*src, st.size);
+  return {std::move(src), pre};
+}
+
+Tensor NpzReader::read(const std::string& name) const {
+  Member m = open_member(name);
+  Tensor out = read_npy_payload(*m.source, m.preamble);
+  GPUML_CHECK_KIND(ErrorKind::Io, at_end(*m.source), "{}: member longer than its declared size", m.source->name());
   return out;
 }
 

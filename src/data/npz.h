@@ -7,10 +7,13 @@
 //   Tensor x = npz.read("x");                                               // or "x.npy"
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "core/tensor.h"
+#include "data/byte_source.h"
+#include "data/npy_format.h"
 
 struct zip;
 
@@ -30,6 +33,15 @@ class NpzReader {
   bool contains(const std::string& name) const;
   // `name` with or without ".npy"; throws Io naming the archive and the available arrays.
   Tensor read(const std::string& name) const;
+
+  // A member as a stream, its .npy preamble already read and checked: for arrays too large to
+  // read whole (gpuml data pack reads rows from `source` a chunk at a time). The stream is
+  // valid while this reader lives.
+  struct Member {
+    std::unique_ptr<ByteSource> source;
+    NpyPreamble preamble;
+  };
+  Member open_member(const std::string& name) const;
 
  private:
   std::string path_;

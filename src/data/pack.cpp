@@ -47,9 +47,6 @@ std::vector<ShardField> sample_fields(DType x_dtype, const Shape& x_shape) {
   return {{"x", x_dtype, x_shape}, {"y", DType::i64, {}}};
 }
 
-namespace {
-
-// Labels of any integral dtype as i64; a label below 0 is refused (labels are class ids).
 std::vector<int64_t> labels_of(const Tensor& y, const std::string& what) {
   GPUML_CHECK_KIND(ErrorKind::DType, is_integral(y.dtype()), "{}: labels must be integers, got {}", what, y.dtype());
   GPUML_CHECK_SHAPE(y.ndim() == 1, "{}: labels must be (N,), got {}", what, shape_str(y.shape()));
@@ -58,7 +55,9 @@ std::vector<int64_t> labels_of(const Tensor& y, const std::string& what) {
   return out;
 }
 
-// One whole array pair as a split: the NPZ and CSV inputs, which are read whole anyway.
+namespace {
+
+// One whole array pair as a split: the CSV input, which is read whole anyway.
 void write_tensor_split(ShardWriter& w, RecordSink& sink, const std::string& split, Tensor x, const Tensor& y,
                         const std::string& what) {
   GPUML_CHECK_SHAPE(x.ndim() >= 1 && y.ndim() == 1 && x.dim(0) == y.dim(0),
@@ -71,44 +70,6 @@ void write_tensor_split(ShardWriter& w, RecordSink& sink, const std::string& spl
 }
 
 }  // namespace
-
-PackReport pack_npz(const std::string& path, const fs::path& out, const PackOptions& o) {
-  NpzReader npz(path);
-  bool named = npz.contains("x_train");
-  std::string xn = named ? "x_train" : "x", yn = named ? "y_train" : "y";
-  GPUML_CHECK_KIND(ErrorKind::Io, npz.contains(xn) && npz.contains(yn),
-                   "{}: expected arrays x_train and y_train (or x and y); it has: {}", path,
-                   fmt::join(npz.names(), ", "));
-  bool has_test = named && npz.contains("x_test") && npz.contains("y_test");
-  Tensor x = npz.read(xn), y = npz.read(yn);
-  GPUML_CHECK_KIND(ErrorKind::DType, x.dtype() != DType::boolean, "{}: {} is boolean", path, xn);
-  // As the in-memory path does: (N, H, W) images get a channel axis.
-  auto sample_shape = [](const Tensor& t) {
-    Shape s(t.shape().begin() + 1, t.shape().end());
-    if (s.size() == 2) s.insert(s.begin(), 1);
-    return s;
-  };
-  Shape shape = sample_shape(x);
-  int64_t total = x.dim(0);
-  std::optional<Tensor> xt, yt;
-  if (has_test) {
-    xt = npz.read("x_test");
-    yt = npz.read("y_test");
-    GPUML_CHECK_SHAPE(sample_shape(*xt) == shape && xt->dtype() == x.dtype(), "{}: x_test is {} {}, x_train {} {}",
-                      path, xt->dtype(), shape_str(xt->shape()), x.dtype(), shape_str(x.shape()));
-    total += xt->dim(0);
-  }
-  ShardWriter w(out, sample_fields(x.dtype(), shape), o.shard_bytes);
-  w.set_source("NPZ " + path);
-  RecordSink sink(w, static_cast<size_t>(numel(shape)) * dtype_size(x.dtype()), total, o);
-  write_tensor_split(w, sink, "train", x, y, path);
-  x = Tensor();  // release the training arrays before reading on
-  if (has_test) write_tensor_split(w, sink, "test", *xt, *yt, path);
-  PackReport r{w.finish(), ""};
-  r.description = fmt::format("NPZ {}: {} train{}", path, r.manifest.split("train").records,
-                              has_test ? fmt::format(", {} test", r.manifest.split("test").records) : "");
-  return r;
-}
 
 PackReport pack_csv(const std::string& path, const fs::path& out, const PackOptions& o) {
   CsvOptions c;

@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "core/tensor.h"
 #include "data/pack.h"
 #include "data/shard_writer.h"
 
@@ -28,6 +29,9 @@ class RecordSink {
   std::vector<uint8_t> records_;  // (pending, x_bytes + 8)
   int64_t pending_ = 0, capacity_ = 0;
 };
+
+// Labels of any integral dtype as i64 (N,); `what` names them in errors.
+std::vector<int64_t> labels_of(const Tensor& y, const std::string& what);
 
 // Fields x (dtype, shape) and y i64 ().
 std::vector<ShardField> sample_fields(DType x_dtype, const Shape& x_shape);

@@ -150,6 +150,38 @@ TEST(Pack, NpyPairAndNpzRoundTrip) {
   }
 }
 
+// An .npz member larger than one 4 MiB read chunk streams from its deflated zip member in
+// several chunks, and round-trips exactly.
+TEST(Pack, NpzStreamsLargeDeflatedMembersInChunks) {
+  TempDir dir;
+  const int64_t n = 2600, f = 2000;  // 5.2 MB of u8: two chunks
+  Tensor x = Tensor::from_values({n, f}, std::vector<double>(static_cast<size_t>(n * f), 0.0), DType::u8);
+  std::vector<uint8_t> bytes = random_u8(static_cast<size_t>(n * f), 11);
+  for (size_t i = 0; i < bytes.size(); i += 3) bytes[i] = 0;  // compressible, so deflate is used for real
+  std::memcpy(x.raw_data(), bytes.data(), bytes.size());
+  std::vector<double> yv(static_cast<size_t>(n));
+  for (int64_t i = 0; i < n; ++i) yv[static_cast<size_t>(i)] = static_cast<double>((i * 7) % 5);
+  Tensor y = Tensor::from_values({n}, yv, DType::i32);
+  std::string xb = npy_v1_preamble(x.dtype(), x.shape()), yb = npy_v1_preamble(y.dtype(), y.shape());
+  xb.append(static_cast<const char*>(x.raw_data()), x.nbytes());
+  yb.append(static_cast<const char*>(y.raw_data()), y.nbytes());
+  int err = 0;
+  zip_t* zip = zip_open((dir.path() / "big.npz").c_str(), ZIP_CREATE | ZIP_TRUNCATE, &err);
+  ASSERT_NE(zip, nullptr);
+  zip_int64_t xi = zip_file_add(zip, "x.npy", zip_source_buffer(zip, xb.data(), xb.size(), 0), 0);
+  zip_file_add(zip, "y.npy", zip_source_buffer(zip, yb.data(), yb.size(), 0), 0);
+  zip_set_file_compression(zip, static_cast<zip_uint64_t>(xi), ZIP_CM_DEFLATE, 6);
+  ASSERT_EQ(zip_close(zip), 0);
+  ASSERT_LT(std::filesystem::file_size(dir.path() / "big.npz"), bytes.size()) << "the member is not deflated";
+  PackOptions o;
+  o.shard_bytes = 1 << 20;
+  pack_dataset((dir.path() / "big.npz").string(), dir.path() / "out", o);
+  InMemoryDataset d = ShardDataset(dir.path() / "out").load_split("train");
+  ASSERT_EQ(d.size(), n);
+  EXPECT_EQ(0, std::memcmp(d.features().raw_data(), bytes.data(), bytes.size()));
+  for (int64_t i = 0; i < n; ++i) ASSERT_EQ(d.labels().data<int64_t>()[i], (i * 7) % 5) << i;
+}
+
 TEST(Pack, CsvRoundTripsAsTheCsvReaderReadsIt) {
   TempDir dir;
   std::ofstream(dir.path() / "t.csv") << "a,b,kind\n0.5,-1.25,2\n3,4.75,0\n-7.5,8,1\n";
