@@ -388,9 +388,12 @@ TrainResult train(const TrainConfig& requested) {
       result.eval_loss = result.train_loss;
       result.eval_accuracy = result.train_accuracy;
     }
+    // The share of the loop not spent in steps: waiting for the loader (and the loop's bookkeeping).
+    const double data_wait = std::max(0.0, 1.0 - step_seconds / std::max(epoch_seconds, 1e-9));
     if (!cfg.quiet)
-      bar.finish(fmt::format("loss {:.4f} acc {:.4f} | {} loss {:.4f} acc {:.4f}", result.train_loss,
-                             result.train_accuracy, eval_name, result.eval_loss, result.eval_accuracy));
+      bar.finish(fmt::format("loss {:.4f} acc {:.4f} | {} loss {:.4f} acc {:.4f} | data wait {:.1f}%",
+                             result.train_loss, result.train_accuracy, eval_name, result.eval_loss,
+                             result.eval_accuracy, 100.0 * data_wait));
     ++result.epochs_run;
 
     // Logs.
@@ -398,7 +401,7 @@ TrainResult train(const TrainConfig& requested) {
                     {"train_accuracy", result.train_accuracy}, {eval_name + "_loss", result.eval_loss},
                     {eval_name + "_accuracy", result.eval_accuracy}, {"epoch_seconds", epoch_seconds},
                     {"step_seconds", step_seconds},
-                    {"data_wait_fraction", std::max(0.0, 1.0 - step_seconds / std::max(epoch_seconds, 1e-9))},
+                    {"data_wait_fraction", data_wait},
                     {"samples_per_second", seen / std::max(epoch_seconds, 1e-9)}});
     tensorboard.add_scalar("train/loss", epoch + 1, result.train_loss);
     tensorboard.add_scalar("train/accuracy", epoch + 1, result.train_accuracy);
