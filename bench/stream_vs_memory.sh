@@ -5,9 +5,10 @@
 #      in-memory dataset of the same shapes (MEM_RECORDS records, IDX written here): samples/s,
 #      data_wait_fraction (metrics.csv) and peak RSS (/usr/bin/time -v);
 #   2. Fashion-MNIST from packed shards with a shuffle buffer of 10% of the training set against
-#      the same training from memory (same model, epochs, seed): test accuracy.
+#      the same training from memory (same model, epochs, seed), for each of SEEDS: test accuracy
+#      per seed and the mean difference.
 # Usage: bash bench/stream_vs_memory.sh   (GPUML=build/gpuml WORK=/tmp/gpuml-stream GIB=8 BATCH=128
-#        FMNIST_EPOCHS=3 FMNIST_MODEL=mlp KEEP=0 DROP_CACHES=1 SKIP_BIG=0)
+#        FMNIST_EPOCHS=3 FMNIST_MODEL=mlp SEEDS='0 1 ... 9' KEEP=0 DROP_CACHES=1 SKIP_BIG=0)
 # Needs ~GIB + 1 GiB of free disk under WORK; the big shard set is deleted at the end unless KEEP=1.
 set -euo pipefail
 GPUML=${GPUML:-build/gpuml}
@@ -85,15 +86,27 @@ PY
   [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK/shards"
 fi
 
-echo "== Fashion-MNIST: $FMNIST_MODEL, $FMNIST_EPOCHS epochs, seed 0: memory vs shards (shuffle buffer 6000 = 10%)"
+SEEDS=${SEEDS:-0 1 2 3 4 5 6 7 8 9}
+echo "== Fashion-MNIST: $FMNIST_MODEL, $FMNIST_EPOCHS epochs, seeds $SEEDS: memory vs shards (shuffle buffer 6000 = 10%)"
 "$GPUML" data pack "$FMNIST" "$WORK/fmnist-shards" --shard-size 4M --quiet >/dev/null
-"$GPUML" train --data "$FMNIST" --model "$FMNIST_MODEL" --epochs "$FMNIST_EPOCHS" --seed 0 --quiet \
-    --out "$WORK/fm-mem" >/dev/null
-"$GPUML" train --data "$WORK/fmnist-shards" --model "$FMNIST_MODEL" --epochs "$FMNIST_EPOCHS" --seed 0 --quiet \
-    --shuffle-buffer 6000 --data-memory-limit 256M --out "$WORK/fm-stream" >/dev/null
-echo "| run | test accuracy | samples/s (last epoch) | data_wait_fraction |"
+echo "| seed | in memory | shards | shards - memory (points) |"
 echo "|---|---|---|---|"
-for r in fm-mem fm-stream; do
-  printf "| %s | %.4f | %.0f | %.4f |\n" "$r" "$(metric "$WORK/$r" test_accuracy)" \
-      "$(metric "$WORK/$r" samples_per_second)" "$(metric "$WORK/$r" data_wait_fraction)"
+for seed in $SEEDS; do
+  "$GPUML" train --data "$FMNIST" --model "$FMNIST_MODEL" --epochs "$FMNIST_EPOCHS" --seed "$seed" --threads 1 --quiet \
+      --out "$WORK/fm-mem-$seed" >/dev/null
+  "$GPUML" train --data "$WORK/fmnist-shards" --model "$FMNIST_MODEL" --epochs "$FMNIST_EPOCHS" --seed "$seed" \
+      --threads 1 --quiet --shuffle-buffer 6000 --data-memory-limit 256M --out "$WORK/fm-stream-$seed" >/dev/null
+  mem=$(metric "$WORK/fm-mem-$seed" test_accuracy)
+  stream=$(metric "$WORK/fm-stream-$seed" test_accuracy)
+  printf "| %s | %.4f | %.4f | %+.2f |\n" "$seed" "$mem" "$stream" "$(python3 -c "print(100 * ($stream - $mem))")"
+  echo "$mem $stream" >> "$WORK/fm-pairs.txt"
 done
+python3 - "$WORK/fm-pairs.txt" <<'PY'
+import statistics, sys
+pairs = [tuple(map(float, line.split())) for line in open(sys.argv[1])]
+diff = [100 * (s - m) for m, s in pairs]
+print(f"mean in memory {statistics.mean(m for m, _ in pairs):.4f}, shards {statistics.mean(s for _, s in pairs):.4f}, "
+      f"mean difference {statistics.mean(diff):+.2f} points over {len(diff)} seeds"
+      + (f" (sd {statistics.stdev(diff):.2f})" if len(diff) > 1 else ""))
+PY
+rm -f "$WORK/fm-pairs.txt"
