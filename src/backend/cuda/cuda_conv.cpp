@@ -152,10 +152,10 @@ void conv2d_backward_filter_kernel(const KernelCall& c) {
 }  // namespace
 
 void register_conv_kernels(CudaBackend& b) {
-  constexpr std::initializer_list<DType> kFloat = {DType::f32, DType::f64, DType::bf16, DType::f16};
-  b.add_kernel(OpId::conv2d, conv2d_kernel, kFloat, /*strided_inputs=*/false);
-  b.add_kernel(OpId::conv2d_backward_data, conv2d_backward_data_kernel, kFloat, false);
-  b.add_kernel(OpId::conv2d_backward_filter, conv2d_backward_filter_kernel, kFloat, false);
+  for (auto [op, fn] : {std::pair{OpId::conv2d, &conv2d_kernel},
+                        std::pair{OpId::conv2d_backward_data, &conv2d_backward_data_kernel},
+                        std::pair{OpId::conv2d_backward_filter, &conv2d_backward_filter_kernel}})
+    b.add_kernel(op, fn, {DType::f32, DType::f64, DType::bf16, DType::f16}, /*strided_inputs=*/false);
 }
 
 }  // namespace gpuml::cuda
