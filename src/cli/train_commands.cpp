@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "backend/backend.h"
 #include "cli/commands.h"
 #include "train/inference.h"
 #include "train/trainer.h"
@@ -42,7 +43,14 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--csv-label", cfg->csv_label, "CSV: the label column's name (default: the last column)");
   cmd->add_option("--csv-fill", cfg->csv_fill, "CSV: fill missing values with 'mean' or a number");
   cmd->add_flag("--quiet", cfg->quiet, "No summary, no progress bar");
-  return {cmd, [cfg, schedule, weight_decay] {
+  auto gpu_memory_mib = std::make_shared<int64_t>(0);
+  cmd->add_option("--gpu-memory-limit", *gpu_memory_mib, "Cap on the GPU memory gpuml holds, in MiB (0: none)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  return {cmd, [cfg, schedule, weight_decay, gpu_memory_mib] {
+            // Device backends take the cap before anything is allocated on them.
+            for (Backend* b : backend_registry().all())
+              if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(*gpu_memory_mib) << 20);
             cfg->schedule = optim::parse_schedule(*schedule);
             if (*weight_decay >= 0) cfg->optimizer.weight_decay = *weight_decay;
             TrainResult r = train(*cfg);
