@@ -94,6 +94,8 @@ std::vector<OpSample> build_samples() {
     add(op, "axes02_keep", {real({3, 5, 7})}, with_axes({0, -1}, true));
     add(op, "strided", {strided({6, 9})}, with_axes({0}));
     add(op, "long_row", {real({2, 1037})}, with_axes({1}));
+    add(op, "conv_bias", {real({4, 6, 5, 7})}, with_axes({0, 2, 3}));  // a conv bias gradient
+    add(op, "columns", {real({9, 13})}, with_axes({0}));                 // a linear bias gradient
   }
   add(OpId::sum, "empty", {real({0, 3})}, with_axes({0}));
   add(OpId::argmax, "last", {real({4, 9})});
@@ -132,6 +134,7 @@ std::vector<OpSample> build_samples() {
   add(OpId::max_pool2d, "k2", {real({2, 3, 8, 7})}, pool(2, 2, 0));
   add(OpId::max_pool2d, "k3s2p1", {real({1, 2, 9, 9})}, pool(3, 2, 1));
   add(OpId::max_pool2d_backward, "k2", {real({2, 3, 8, 7}), real({2, 3, 4, 3})}, pool(2, 2, 0));
+  add(OpId::max_pool2d_backward, "k2_odd_h", {real({2, 3, 9, 8}), real({2, 3, 4, 4})}, pool(2, 2, 0));
   add(OpId::max_pool2d_backward, "k3s2p1", {real({1, 2, 9, 9}), real({1, 2, 5, 5})}, pool(3, 2, 1));
   add(OpId::avg_pool2d, "k2", {real({2, 3, 8, 7})}, pool(2, 2, 0));
   add(OpId::avg_pool2d, "k3s2p1_excl", {real({1, 2, 9, 9})}, pool(3, 2, 1, false));
@@ -163,6 +166,9 @@ std::vector<OpSample> build_samples() {
   }
   add(OpId::gelu_backward, "erf", {real({3, 19}), real({3, 19})});
   add(OpId::gelu_backward, "tanh", {real({3, 19}), real({3, 19})}, gelu_tanh);
+  add(OpId::relu_backward, "odd", {real({3, 37}), real({3, 37})});
+  add(OpId::relu_backward, "strided", {strided({5, 7}), strided({5, 7})});
+  add(OpId::relu_backward, "empty", {real({0, 4}), real({0, 4})});
   // Random ops: the harness compares them exactly (same Philox numbers on every backend).
   {
     Attrs d;

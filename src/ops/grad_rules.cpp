@@ -59,10 +59,10 @@ GradInputs grad_tanh(const GradContext& c) { return {mul(c.g, sub(one_like(c.out
 GradInputs grad_sigmoid(const GradContext& c) {
   return {mul(c.g, mul(c.out, sub(one_like(c.out), c.out)))};
 }
-GradInputs grad_relu(const GradContext& c) {
-  Sym x = c.in[0];
-  return {where(gt(x, zero_like(x)), c.g, zero_like(c.g))};
-}
+// Masked by the output, as PyTorch: y > 0 exactly where x > 0 (NaN gives 0 either way), and the
+// input can be freed once relu has run (the next layer keeps y alive anyway). One fused pass
+// instead of gt + fill + where.
+GradInputs grad_relu(const GradContext& c) { return {emit(OpId::relu_backward, {c.out, c.g})}; }
 GradInputs grad_gelu(const GradContext& c) { return {emit(OpId::gelu_backward, {c.in[0], c.g}, c.attrs)}; }
 GradInputs grad_cast(const GradContext& c) {
   DType from = c.in[0].dtype();

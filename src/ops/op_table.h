@@ -69,6 +69,7 @@
   X(batch_norm, 5, Norm, true, "training eps")                                                    \
   X(batch_norm_backward, 3, Backward, false, "eps")                                               \
   X(gelu_backward, 2, Backward, false, "gelu_tanh")                                               \
+  X(relu_backward, 2, Backward, false, "")                                                        \
   /* random (Philox 4x32-10, counter based) */                                                    \
   X(dropout, 1, Random, true, "p training seed offset")                                           \
   X(uniform, 0, Random, false, "shape dtype alpha=low beta=high seed offset")                     \

@@ -425,6 +425,13 @@ TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
                             shape_str(in[0].shape), shape_str(in[1].shape));
           return in[0];
         }
+        case OpId::relu_backward: {  // (y, dy) -> dx, y = relu's output
+          require_numeric(op, in[0]);
+          require_same_dtype(op, in[0], in[1]);
+          GPUML_CHECK_SHAPE(in[0].shape == in[1].shape, "relu_backward: y {} and dy {} differ",
+                            shape_str(in[0].shape), shape_str(in[1].shape));
+          return in[0];
+        }
         case OpId::embedding_backward: {  // (indices, dy) -> dweight of attrs.shape (V, D)
           require_index(op, in[0], "indices");
           GPUML_CHECK_SHAPE(a.shape.size() == 2, "embedding_backward: attrs.shape must be (V, D)");

@@ -1,5 +1,6 @@
 // Elementwise ops as OpenMP loops: unary math, binary arithmetic and comparisons with NumPy
-// broadcasting, where, cast, gelu/gelu_backward, fill and arange. bf16/f16 compute in float.
+// broadcasting, where, cast, gelu/gelu_backward, relu_backward, fill and arange. bf16/f16 compute
+// in float.
 // The strided loop merges dims, so a contiguous op is one long vectorisable row and a bias add
 // is rows against one contiguous bias row.
 #include <cmath>
@@ -153,6 +154,17 @@ void gelu_backward_kernel(const KernelCall& call) {  // (x, dy) -> dy * gelu'(x)
   });
 }
 
+// relu_backward(y, dy) -> dy where y > 0 else 0: one pass, a select the compiler vectorises.
+void relu_backward_kernel(const KernelCall& call) {
+  dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
+    // Captures nothing: a zero read through the closure would be a conditional load, which
+    // keeps GCC from turning the select into a vector blend (measured 20x slower).
+    if constexpr (!std::is_same_v<T, bool>)
+      map_binary<T, T>(call.inputs[0], call.inputs[1], call.output,
+                       [](T y, T dy) { return load(y) > Compute<T>(0) ? dy : store<T>(Compute<T>(0)); });
+  });
+}
+
 template <OpId Op>
 void binary_kernel(const KernelCall& call) {
   dispatch_dtype(call.inputs[0].dtype(), [&]<typename T>(T) {
@@ -229,6 +241,7 @@ void register_elementwise_kernels(CpuBackend& backend) {
   backend.add_kernel(OpId::sigmoid, unary_kernel<OpId::sigmoid>, kFloat);
   backend.add_kernel(OpId::gelu, gelu_kernel, kFloat);
   backend.add_kernel(OpId::gelu_backward, gelu_backward_kernel, kFloat);
+  backend.add_kernel(OpId::relu_backward, relu_backward_kernel, kNumeric);
   backend.add_kernel(OpId::cast, cast_kernel, kEvery);
   backend.add_kernel(OpId::add, binary_kernel<OpId::add>, kNumeric);
   backend.add_kernel(OpId::sub, binary_kernel<OpId::sub>, kNumeric);

@@ -1,10 +1,13 @@
 // Reductions (sum, mean, max, argmax) and softmax/log_softmax as OpenMP loops.
-// Every reduction becomes a 2-d problem: reducing the leading axes of a contiguous tensor reads it
-// as (R, K) and accumulates rows (column sums, e.g. a bias gradient); anything else is permuted to
-// (K, R) (kept dims first, copied only when that view is not contiguous) and reduces rows.
+// Every reduction becomes a 2-d or 3-d problem: reducing the leading axes of a contiguous tensor
+// reads it as (R, K) and accumulates rows (column sums, e.g. a linear bias gradient); reducing the
+// axes around one block of kept axes reads it as (A, K, B) and sums runs of B (a conv bias
+// gradient); anything else is permuted to (K, R) (kept dims first, copied only when that view is
+// not contiguous) and reduces rows.
 // Float sums accumulate in double, as ref does, so long rows agree closely.
 #include <cmath>
 #include <limits>
+#include <optional>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_loops.h"
@@ -95,6 +98,59 @@ void reduce_columns(const T* x, T* out, int64_t count, int64_t kept) {  // x (co
   });
 }
 
+// x (outer, kept, inner) reduced over outer and inner: a conv bias gradient, (N, C, H, W) over
+// {0, 2, 3}. Threads split the kept axis and each sums contiguous runs of `inner`, so nothing is
+// permuted or copied.
+template <Reduction R, typename T>
+void reduce_outer_inner(const T* x, T* out, int64_t outer, int64_t kept, int64_t inner) {
+  using C = Compute<T>;
+  parallel_for(kept, kept * outer * inner, [&](int64_t begin, int64_t end) {
+    for (int64_t k = begin; k < end; ++k) {
+      if constexpr (R == Reduction::max) {
+        C best = load(x[k * inner]);
+        for (int64_t o = 0; o < outer; ++o) {
+          const T* run = x + (o * kept + k) * inner;
+          for (int64_t i = 0; i < inner; ++i) best = max_of(best, load(run[i]));
+        }
+        out[k] = store<T>(best);
+      } else {
+        Acc<T> acc = 0;
+        for (int64_t o = 0; o < outer; ++o) {
+          const T* run = x + (o * kept + k) * inner;
+#pragma omp simd reduction(+ : acc)
+          for (int64_t i = 0; i < inner; ++i) acc += static_cast<Acc<T>>(load(run[i]));
+        }
+        out[k] = finish<R, T>(acc, outer * inner);
+      }
+    }
+  });
+}
+
+// For a contiguous x whose kept dims (ignoring size-1 dims) form one block: the sizes of the
+// reduced dims before it, the block and the reduced dims after it. Empty when the kept dims are
+// split by a reduced one.
+struct OuterKeptInner {
+  int64_t outer = 1, kept = 1, inner = 1;
+};
+std::optional<OuterKeptInner> split_outer_kept_inner(const Shape& shape, const std::vector<bool>& reduced) {
+  OuterKeptInner s;
+  int phase = 0;  // 0: before the kept block, 1: inside it, 2: after it
+  for (size_t d = 0; d < shape.size(); ++d) {
+    if (shape[d] == 1) continue;
+    if (!reduced[d]) {
+      if (phase == 2) return std::nullopt;
+      phase = 1;
+      s.kept *= shape[d];
+    } else if (phase == 0) {
+      s.outer *= shape[d];
+    } else {
+      phase = 2;
+      s.inner *= shape[d];
+    }
+  }
+  return s;
+}
+
 template <Reduction R>
 void reduce_kernel(const KernelCall& call) {
   const Tensor &x = call.inputs[0], &out = call.output;
@@ -109,14 +165,12 @@ void reduce_kernel(const KernelCall& call) {
         fill_value(out, R == Reduction::mean ? std::numeric_limits<double>::quiet_NaN() : 0.0);
         return;
       }
-      bool leading = true, seen_kept = false;
-      for (int d = 0; d < x.ndim(); ++d) {
-        if (x.shape()[d] == 1) continue;
-        if (!reduced[d]) seen_kept = true;
-        else if (seen_kept) leading = false;
-      }
-      if (leading && kept > 1 && x.is_contiguous()) {
+      std::optional<OuterKeptInner> split;
+      if (x.is_contiguous() && kept > 1) split = split_outer_kept_inner(x.shape(), reduced);
+      if (split && split->inner == 1) {
         reduce_columns<R, T>(ptr<const T>(x), ptr<T>(out), count, kept);
+      } else if (split && split->outer > 1) {
+        reduce_outer_inner<R, T>(ptr<const T>(x), ptr<T>(out), split->outer, kept, split->inner);
       } else {
         Tensor rows = contiguous_copy(x.permute(kept_then_reduced(reduced)));
         reduce_rows<R, T>(ptr<const T>(rows), ptr<T>(out), kept, count);

@@ -1,5 +1,5 @@
 // Reference elementwise kernels: unary math, cast/copy, binary arithmetic and comparisons with
-// NumPy broadcasting, where, gelu and its derivative.
+// NumPy broadcasting, where, gelu and its derivative, relu's derivative.
 #include <cmath>
 #include <limits>
 #include <numbers>
@@ -106,6 +106,15 @@ void gelu_backward_kernel(const KernelCall& c) {
   store(c.output, dx);
 }
 
+// relu_backward(y, dy) -> dy where y > 0, else 0 (y is relu's output; NaN counts as not > 0).
+void relu_backward_kernel(const KernelCall& c) {
+  std::vector<double> y = load(c.inputs[0]);
+  std::vector<double> dy = load(c.inputs[1]);
+  std::vector<double> dx(y.size());
+  for (size_t i = 0; i < y.size(); ++i) dx[i] = y[i] > 0 ? dy[i] : 0.0;
+  store(c.output, dx);
+}
+
 // where(cond, a, b): a where cond is true, else b; all three broadcast to the output shape.
 void where_kernel(const KernelCall& c) {
   const Shape& shape = c.output.shape();
@@ -150,6 +159,7 @@ std::vector<KernelEntry> elementwise_kernels() {
       // Keyed on the condition's dtype (always bool); the data may be any dtype.
       {OpId::where, where_kernel, kBoolDType},
       {OpId::gelu_backward, gelu_backward_kernel, kFloatDTypes},
+      {OpId::relu_backward, relu_backward_kernel, kNumericDTypes},
   };
 }
 
