@@ -53,6 +53,7 @@ __device__ A binary_value(BinaryOp op, A a, A b) {
     // NaN propagates, as PyTorch's maximum/minimum.
     case BinaryOp::maximum: return (a != a || b != b) ? a + b : (a > b ? a : b);
     case BinaryOp::minimum: return (a != a || b != b) ? a + b : (a < b ? a : b);
+    case BinaryOp::relu_backward: return a > A(0) ? b : A(0);
   }
   return a;
 }

@@ -31,7 +31,8 @@ struct StridedView {
 };
 
 enum class UnaryOp : uint8_t { neg, abs, sign, exp, log, sqrt, rsqrt, tanh, sigmoid, relu, gelu };
-enum class BinaryOp : uint8_t { add, sub, mul, div, pow, maximum, minimum };
+// relu_backward(y, dy): dy where y > 0, else 0 (a NaN y counts as not > 0).
+enum class BinaryOp : uint8_t { add, sub, mul, div, pow, maximum, minimum, relu_backward };
 enum class CompareOp : uint8_t { eq, ne, lt, le, gt, ge };
 
 // --- cuda_elementwise.cu -----------------------------------------------------------------------

@@ -167,6 +167,7 @@ void register_elementwise_kernels(CudaBackend& b) {
   b.add_kernel(OpId::ge, compare_kernel<CompareOp::ge>, kEvery);
   b.add_kernel(OpId::where, where_kernel, {DType::boolean});
   b.add_kernel(OpId::gelu_backward, gelu_backward_kernel, kFloat);
+  b.add_kernel(OpId::relu_backward, binary_kernel<BinaryOp::relu_backward>, kNumeric);
   b.add_kernel(OpId::reshape, reshape_kernel, kEvery);
   b.add_kernel(OpId::permute, permute_kernel, kEvery);
   b.add_kernel(OpId::slice, slice_kernel, kEvery);
