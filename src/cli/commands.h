@@ -17,5 +17,7 @@ Command add_info_command(CLI::App& app);
 Command add_train_command(CLI::App& app);
 Command add_eval_command(CLI::App& app);
 Command add_predict_command(CLI::App& app);
+Command add_export_command(CLI::App& app);
+Command add_data_command(CLI::App& app);
 
 }  // namespace gpuml::cli

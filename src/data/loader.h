@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "data/batch_source.h"
 #include "data/dataset.h"
 
 namespace gpuml::data {
@@ -47,38 +48,24 @@ struct DataLoaderOptions {
   Normalization normalization;
 };
 
-struct Batch {
-  Tensor x;  // (B, ...) f32 contiguous
-  Tensor y;  // (B,) i64
-  int64_t epoch = 0;
-  int64_t index = 0;  // batch index within the epoch
-};
-
-struct LoaderPosition {
-  int64_t epoch = 0;
-  int64_t batch = 0;  // the batch next() returns next
-  bool operator==(const LoaderPosition&) const = default;
-};
-
-class DataLoader {
+class DataLoader : public BatchSource {
  public:
   DataLoader(InMemoryDataset dataset, DataLoaderOptions options);
-  ~DataLoader();  // stops and joins the prefetch thread, whatever it was doing
+  ~DataLoader() override;  // stops and joins the prefetch thread, whatever it was doing
   DataLoader(const DataLoader&) = delete;
   DataLoader& operator=(const DataLoader&) = delete;
 
-  int64_t batches_per_epoch() const;
+  int64_t batches_per_epoch() const override;
   const InMemoryDataset& dataset() const { return dataset_; }
   const DataLoaderOptions& options() const { return options_; }
 
   // Moves to batch `position.batch` of `position.epoch` (0 <= batch <= batches_per_epoch()),
   // dropping prefetched batches. Resume is seek(saved position).
-  void seek(LoaderPosition position);
-  void start_epoch(int64_t epoch) { seek({epoch, 0}); }
+  void seek(LoaderPosition position) override;
   // The next batch of the current epoch, or nullopt once the epoch is done. Rethrows an error
   // raised while preparing a batch.
-  std::optional<Batch> next();
-  LoaderPosition position() const { return position_; }
+  std::optional<Batch> next() override;
+  LoaderPosition position() const override { return position_; }
 
   // Builds batch `index` of `epoch` on the calling thread: what next() returns for it.
   Batch make_batch(int64_t epoch, int64_t index) const;

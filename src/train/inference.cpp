@@ -6,6 +6,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "data/npy.h"
+#include "interop/onnx_import.h"
 #include "train/dataset_source.h"
 #include "train/model_runner.h"
 #include "train/trainer.h"
@@ -16,6 +17,13 @@ namespace fs = std::filesystem;
 
 LoadedModel load_trained_model(const std::string& path) {
   fs::path p = path;
+  if (p.extension() == ".onnx") {  // a model from elsewhere: the graph and its initializers
+    interop::ImportedModel imported = interop::import_onnx_file(p);
+    Checkpoint c;
+    c.model = std::move(imported.weights);
+    c.model_json = imported.model.to_json().dump();
+    return {std::move(imported.model), std::move(c), p.string(), ""};
+  }
   if (fs::is_directory(p)) p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
   GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--checkpoint {}: no checkpoint at {}", path, p.string());
   Checkpoint c = load_checkpoint(p);

@@ -21,7 +21,8 @@ struct LoadedModel {
   std::string data;      // the dataset the run trained on (from its config), may be empty
 };
 
-// `path`: a run directory (best.safetensors, else last.safetensors) or a checkpoint file.
+// `path`: a run directory (best.safetensors, else last.safetensors), a checkpoint file, or an
+// ONNX model (.onnx, imported by interop/onnx_import.h with its initializers as the weights).
 LoadedModel load_trained_model(const std::string& path);
 
 struct EvalReport {

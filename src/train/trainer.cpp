@@ -10,9 +10,12 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "data/shard_format.h"
 #include "graph/planner.h"
 #include "io/metrics_csv.h"
 #include "io/svg_plot.h"
+#include "interop/onnx_import.h"
+#include "interop/weights_file.h"
 #include "io/tensorboard.h"
 #include "nn/model.h"
 #include "nn/summary.h"
@@ -20,6 +23,7 @@
 #include "train/dataset_source.h"
 #include "train/model_runner.h"
 #include "train/progress.h"
+#include "train/shard_source.h"
 
 namespace gpuml {
 
@@ -68,11 +72,14 @@ json config_to_json(const TrainConfig& c) {
            {{"kind", c.schedule.kind}, {"step_size", c.schedule.step_size}, {"gamma", c.schedule.gamma},
             {"warmup_steps", c.schedule.warmup_steps}, {"min_lr", c.schedule.min_lr}}},
           {"seed", c.seed},
+          {"init_from", c.init_from},
           {"device", c.device},
           {"val_split", c.val_split},
           {"patience", c.patience},
           {"csv_label", c.csv_label},
-          {"csv_fill", c.csv_fill}};
+          {"csv_fill", c.csv_fill},
+          {"data_memory_limit", c.data_memory_limit},
+          {"shuffle_buffer", c.shuffle_buffer}};
 }
 
 // The saved configuration of a resumed run; only epochs, out and quiet come from the new command.
@@ -103,6 +110,8 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now) {
   c.patience = j.at("patience");
   c.csv_label = j.at("csv_label");
   c.csv_fill = j.at("csv_fill");
+  c.data_memory_limit = j.value("data_memory_limit", uint64_t{0});
+  c.shuffle_buffer = j.value("shuffle_buffer", int64_t{0});
   return c;
 }
 
@@ -116,7 +125,7 @@ std::string default_run_dir(const std::string& model) {
 
 nn::Model load_model(const std::string& spec) {
   if (spec == "mlp" || spec == "cnn") return nn::Model::preset(spec);
-  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset (mlp, cnn) and no such JSON file", spec);
+  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset (mlp, cnn) and no such JSON or ONNX file", spec);
   return nn::Model::from_json_file(spec);
 }
 
@@ -146,6 +155,37 @@ void write_plot(const fs::path& path, const Curves& c, const std::string& eval_n
   write_svg_chart(path, chart);
 }
 
+// In-memory data (IDX, CSV, NPZ) batched by data::DataLoader, with the optional --val-split.
+TrainingData in_memory_data(const TrainConfig& cfg) {
+  LoadedData loaded = load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true});
+  TrainingData d;
+  d.sample_shape = loaded.sample_shape;
+  d.num_classes = loaded.num_classes;
+  d.normalization = loaded.normalization;
+  d.description = loaded.description;
+  data::InMemoryDataset fit = loaded.train;
+  d.eval = loaded.test;
+  if (cfg.val_split > 0) {
+    data::TrainValSplit split = data::split_train_val(loaded.train, cfg.val_split, cfg.seed);
+    fit = split.train;
+    d.eval = split.val;
+    d.eval_name = "val";
+  }
+  data::DataLoaderOptions lo;
+  lo.batch_size = cfg.batch_size;
+  lo.seed = cfg.seed;
+  lo.normalization = loaded.normalization;
+  d.train = std::make_unique<data::DataLoader>(fit, lo);
+  return d;
+}
+
+// A sharded dataset streamed by data::ShardLoader; its test split (if packed) is the eval set.
+TrainingData open_shard_data(const TrainConfig& cfg) {
+  GPUML_CHECK(cfg.val_split == 0, "--val-split is not supported for the sharded dataset {}: pack a test split instead",
+              cfg.data);
+  return open_shard_training_data({cfg.data, cfg.batch_size, cfg.seed, cfg.data_memory_limit, cfg.shuffle_buffer});
+}
+
 }  // namespace
 
 TrainResult train(const TrainConfig& requested) {
@@ -170,23 +210,33 @@ TrainResult train(const TrainConfig& requested) {
   PlanOptions plan = plan_options_for_device(cfg.device);
 
   // Data and model, checked against each other before anything is written.
-  LoadedData loaded = load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true});
-  nn::Model model = resumed ? nn::Model::from_json(json::parse(resumed->model_json)) : load_model(cfg.model);
+  TrainingData loaded = data::is_shard_dataset(cfg.data) ? open_shard_data(cfg) : in_memory_data(cfg);
+  // An ONNX file brings its weights: training fine-tunes them (unless --init-from replaces them).
+  std::optional<interop::ImportedModel> imported;
+  if (!resumed && fs::path(cfg.model).extension() == ".onnx") imported = interop::import_onnx_file(cfg.model);
+  nn::Model model = resumed    ? nn::Model::from_json(json::parse(resumed->model_json))
+                    : imported ? nn::Model::from_json(imported->model.to_json())
+                               : load_model(cfg.model);
   GPUML_CHECK_SHAPE(model.input_shape() == loaded.sample_shape,
                     "the model takes samples of shape {} but {} holds {}", shape_str(model.input_shape()), cfg.data,
                     shape_str(loaded.sample_shape));
   GPUML_CHECK(model.num_classes() >= loaded.num_classes,
               "the model predicts {} classes but {} has labels up to {}", model.num_classes(), cfg.data,
               loaded.num_classes - 1);
-  data::InMemoryDataset fit = loaded.train;
-  std::optional<data::InMemoryDataset> eval_set = loaded.test;
-  std::string eval_name = "test";
-  if (cfg.val_split > 0) {
-    data::TrainValSplit split = data::split_train_val(loaded.train, cfg.val_split, cfg.seed);
-    fit = split.train;
-    eval_set = split.val;
-    eval_name = "val";
+  // --init-from: weights by name, checked against the model before the run directory exists.
+  std::optional<NamedTensors> initial_weights;
+  if (imported) initial_weights = imported->weights;
+  if (!cfg.init_from.empty()) {
+    GPUML_CHECK(!resumed, "--init-from and --resume exclude each other: a resumed run continues from its checkpoint");
+    try {
+      initial_weights = interop::load_weights_file(cfg.init_from);
+      interop::check_weights_fit(model.param_infos(), *initial_weights);
+    } catch (const Error& e) {
+      GPUML_FAIL(e.kind(), "--init-from {}: {}", cfg.init_from, e.message());
+    }
   }
+  const std::optional<data::InMemoryDataset>& eval_set = loaded.eval;
+  const std::string eval_name = loaded.eval_name;
 
   fs::path run_dir = cfg.out.empty() ? default_run_dir(cfg.model) : cfg.out;
   fs::create_directories(run_dir);
@@ -199,6 +249,8 @@ TrainResult train(const TrainConfig& requested) {
   if (resumed) {
     runner.load(resumed->model, resumed->optimizer);
     progress = resumed->progress;
+  } else if (initial_weights) {
+    runner.load(*initial_weights, {});
   }
   if (!cfg.quiet) {
     fmt::print("data: {}\n", loaded.description);
@@ -208,11 +260,7 @@ TrainResult train(const TrainConfig& requested) {
     std::fflush(stdout);  // the summary comes before the progress bar on stderr
   }
 
-  data::DataLoaderOptions lo;
-  lo.batch_size = cfg.batch_size;
-  lo.seed = cfg.seed;
-  lo.normalization = loaded.normalization;
-  data::DataLoader loader(fit, lo);
+  data::BatchSource& loader = *loaded.train;
   auto [eval_x, eval_y] = eval_set ? normalised(*eval_set, loaded.normalization) : std::pair<Tensor, Tensor>{};
 
   MetricsCsv metrics(run_dir / "metrics.csv");

@@ -23,7 +23,7 @@ namespace gpuml {
 struct TrainConfig {
   std::string data = "/usr/share/datasets/fashion-mnist";
   std::string model = "cnn";  // a preset (mlp, cnn) or a JSON file describing layers
-  int64_t epochs = 3;
+  int64_t epochs = 5;
   int64_t batch_size = 128;
   optim::OptimizerConfig optimizer;  // lr lives here
   optim::ScheduleConfig schedule;
@@ -32,9 +32,15 @@ struct TrainConfig {
   std::string device = "auto";  // auto | cpu | ref | cuda[:N]
   std::string out;              // run directory; empty: runs/<model>-<time>
   std::string resume;           // a run directory or a checkpoint file
+  std::string init_from;        // start from these weights (.safetensors or .npz, PyTorch names)
   double val_split = 0.0;       // > 0: hold out this fraction of train for validation
   int64_t patience = 0;         // > 0: stop after this many epochs without a better val accuracy
   std::string csv_label, csv_fill;
+  // Sharded datasets (--data DIR with a manifest.json) stream within this many bytes of host
+  // memory (0: a quarter of the available memory), through a shuffle buffer of this many
+  // records (0: as many as the limit allows).
+  uint64_t data_memory_limit = 0;
+  int64_t shuffle_buffer = 0;
   bool quiet = false;           // no progress bar, no summary
 };
 

@@ -7,7 +7,7 @@ model.safetensors into torch's nn.Sequential (strict: every name and shape must 
 checks that torch's probabilities equal `gpuml predict`'s within 1e-4. Exits 77 (skipped) when
 torch or the dataset is missing.
 """
-import gzip, os, subprocess, sys
+import os, subprocess, sys
 
 try:
     import numpy as np
@@ -17,23 +17,8 @@ except ImportError:
     print("torch/numpy not installed: skipped")
     sys.exit(77)
 
-DATA = "/usr/share/datasets/fashion-mnist"
-
-
-def read_idx(path):
-    with (gzip.open if path.endswith(".gz") else open)(path, "rb") as f:
-        raw = f.read()
-    nd = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(nd)]
-    return np.frombuffer(raw[4 + 4 * nd:], dtype=np.uint8).reshape(dims)
-
-
-def write_idx(path, arr):
-    with open(path, "wb") as f:
-        f.write(bytes([0, 0, 8, arr.ndim]))
-        for d in arr.shape:
-            f.write(int(d).to_bytes(4, "big"))
-        f.write(arr.tobytes())
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from onnx_fmnist_common import have_dataset, read_idx, write_subset  # noqa: E402
 
 
 def load_safetensors(path):
@@ -55,14 +40,10 @@ def load_safetensors(path):
 
 def main():
     gpuml, work = sys.argv[1], sys.argv[2]
-    if not os.path.exists(os.path.join(DATA, "train-images-idx3-ubyte.gz")):
+    if not have_dataset():
         print("dataset-fashion-mnist not installed: skipped")
         return 77
-    data = os.path.join(work, "data")
-    os.makedirs(data, exist_ok=True)
-    for stem, n in [("train-images-idx3-ubyte", 2000), ("train-labels-idx1-ubyte", 2000),
-                    ("t10k-images-idx3-ubyte", 300), ("t10k-labels-idx1-ubyte", 300)]:
-        write_idx(os.path.join(data, stem), read_idx(os.path.join(DATA, stem + ".gz"))[:n])
+    data = write_subset(work, 2000, 300)
     run = os.path.join(work, "run")
     subprocess.run([gpuml, "train", "--model", "mlp", "--epochs", "1", "--quiet", "--data", data, "--out", run],
                    check=True)

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# Streaming from shards vs training from memory (issue 5), side by side in one run:
+#   1. the mlp preset on a synthetic dataset of (1,28,28) u8 records packed to GIB GiB (default 8)
+#      and streamed with --data-memory-limit = a quarter of it, against the same model on an
+#      in-memory dataset of the same shapes (MEM_RECORDS records, IDX written here): samples/s,
+#      data_wait_fraction (metrics.csv) and peak RSS (/usr/bin/time -v);
+#   2. Fashion-MNIST from packed shards with a shuffle buffer of 10% of the training set against
+#      the same training from memory (same model, epochs, seed): test accuracy.
+# Usage: bash bench/stream_vs_memory.sh   (GPUML=build/gpuml WORK=/tmp/gpuml-stream GIB=8 BATCH=128
+#        FMNIST_EPOCHS=3 FMNIST_MODEL=mlp KEEP=0 DROP_CACHES=1 SKIP_BIG=0)
+# Needs ~GIB + 1 GiB of free disk under WORK; the big shard set is deleted at the end unless KEEP=1.
+set -euo pipefail
+GPUML=${GPUML:-build/gpuml}
+WORK=${WORK:-/tmp/gpuml-stream}
+GIB=${GIB:-8}
+SIZE_MIB=${SIZE_MIB:-$((GIB * 1024))}  # for a quick try: SIZE_MIB=64
+BATCH=${BATCH:-128}
+MEM_RECORDS=${MEM_RECORDS:-1000000}
+FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
+FMNIST_EPOCHS=${FMNIST_EPOCHS:-3}
+FMNIST_MODEL=${FMNIST_MODEL:-mlp}
+mkdir -p "$WORK"
+
+metric() {  # metric RUN_DIR COLUMN -> the value in the last row of metrics.csv
+  python3 - "$1/metrics.csv" "$2" <<'PY'
+import csv, sys
+rows = list(csv.DictReader(open(sys.argv[1])))
+print(rows[-1][sys.argv[2]])
+PY
+}
+peak_rss_mib() { awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$1"; }
+
+if [ "${SKIP_BIG:-0}" != 1 ]; then
+  RECORDS=$(( (SIZE_MIB * 1048576 + 791) / 792 ))
+  LIMIT=$(( SIZE_MIB * 1048576 / 4 ))
+  SHARD=$(( LIMIT / 16 < 67108864 ? LIMIT / 16 : 67108864 ))  # 64 MiB, smaller for small tries
+  echo "== in-memory: $MEM_RECORDS synthetic (1,28,28) u8 records as IDX"
+  python3 - "$WORK/mem-idx" "$MEM_RECORDS" <<'PY'
+import os, struct, sys
+out, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(out, exist_ok=True)
+def write(prefix, count):
+    with open(f"{out}/{prefix}-images-idx3-ubyte", "wb") as img, open(f"{out}/{prefix}-labels-idx1-ubyte", "wb") as lab:
+        img.write(struct.pack(">IIII", 0x803, count, 28, 28))
+        lab.write(struct.pack(">II", 0x801, count))
+        done = 0
+        while done < count:
+            k = min(65536, count - done)
+            pixels = os.urandom(784 * k)
+            img.write(pixels)
+            lab.write(bytes(pixels[784 * i] % 10 for i in range(k)))  # as pack's synthetic labels
+            done += k
+write("train", n)
+write("t10k", 10000)
+PY
+  /usr/bin/time -v "$GPUML" train --data "$WORK/mem-idx" --model mlp --epochs 1 --batch-size "$BATCH" --seed 0 \
+      --quiet --out "$WORK/run-mem" 2> "$WORK/time-mem.txt" >/dev/null
+  rm -rf "$WORK/mem-idx"
+
+  echo "== pack synthetic:$RECORDS ($SIZE_MIB MiB) into $WORK/shards"
+  start=$(date +%s.%N)
+  "$GPUML" data pack "synthetic:$RECORDS" "$WORK/shards" --shard-size "$SHARD" --quiet
+  pack_seconds=$(echo "$(date +%s.%N) - $start" | bc)
+  du -sh "$WORK/shards"
+  if [ "${DROP_CACHES:-1}" = 1 ] && sync && echo 3 > /proc/sys/vm/drop_caches 2>/dev/null; then
+    echo "page cache dropped: the epoch reads the shards from disk"
+  else
+    echo "page cache NOT dropped: shards may be read from the page cache"
+  fi
+  echo "== streaming: --data-memory-limit $LIMIT"
+  /usr/bin/time -v "$GPUML" train --data "$WORK/shards" --model mlp --epochs 1 --batch-size "$BATCH" --seed 0 \
+      --data-memory-limit "$LIMIT" --quiet --out "$WORK/run-stream" 2> "$WORK/time-stream.txt" >"$WORK/stream.log"
+  mem_sps=$(metric "$WORK/run-mem" samples_per_second)
+  stream_sps=$(metric "$WORK/run-stream" samples_per_second)
+  echo
+  echo "| run | records | samples/s | data_wait_fraction | peak RSS (MiB) |"
+  echo "|---|---|---|---|---|"
+  printf "| in memory (IDX) | %s | %.0f | %.4f | %s |\n" "$MEM_RECORDS" "$mem_sps" \
+      "$(metric "$WORK/run-mem" data_wait_fraction)" "$(peak_rss_mib "$WORK/time-mem.txt")"
+  printf "| streamed, limit %s MiB | %s | %.0f | %.4f | %s |\n" $((LIMIT / 1048576)) "$RECORDS" "$stream_sps" \
+      "$(metric "$WORK/run-stream" data_wait_fraction)" "$(peak_rss_mib "$WORK/time-stream.txt")"
+  echo
+  echo "streamed / in-memory samples/s: $(python3 -c "print(round($stream_sps / $mem_sps, 3))")"
+  echo "pack: $pack_seconds s for $SIZE_MIB MiB"
+  [ "${KEEP:-0}" = 1 ] || rm -rf "$WORK/shards"
+fi
+
+echo "== Fashion-MNIST: $FMNIST_MODEL, $FMNIST_EPOCHS epochs, seed 0: memory vs shards (shuffle buffer 6000 = 10%)"
+"$GPUML" data pack "$FMNIST" "$WORK/fmnist-shards" --shard-size 4M --quiet >/dev/null
+"$GPUML" train --data "$FMNIST" --model "$FMNIST_MODEL" --epochs "$FMNIST_EPOCHS" --seed 0 --quiet \
+    --out "$WORK/fm-mem" >/dev/null
+"$GPUML" train --data "$WORK/fmnist-shards" --model "$FMNIST_MODEL" --epochs "$FMNIST_EPOCHS" --seed 0 --quiet \
+    --shuffle-buffer 6000 --data-memory-limit 256M --out "$WORK/fm-stream" >/dev/null
+echo "| run | test accuracy | samples/s (last epoch) | data_wait_fraction |"
+echo "|---|---|---|---|"
+for r in fm-mem fm-stream; do
+  printf "| %s | %.4f | %.0f | %.4f |\n" "$r" "$(metric "$WORK/$r" test_accuracy)" \
+      "$(metric "$WORK/$r" samples_per_second)" "$(metric "$WORK/$r" data_wait_fraction)"
+done

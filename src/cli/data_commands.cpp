@@ -1,0 +1,119 @@
+// `gpuml data pack|info|verify`: sharded datasets for streaming training (docs/SHARDS.md).
+#include <fmt/format.h>
+
+#include <memory>
+#include <optional>
+
+#include "cli/commands.h"
+#include "core/error.h"
+#include "data/pack.h"
+#include "data/shard_reader.h"
+#include "train/progress.h"
+
+namespace gpuml::cli {
+
+namespace {
+
+struct PackArgs {
+  std::string input, output, shard_size = "64M", image_size, labels, csv_label;
+  int channels = 0;
+  uint64_t seed = 0;
+  bool quiet = false;
+};
+
+// "32x32" -> (32, 32); "28" -> (28, 28)
+std::pair<int64_t, int64_t> parse_image_size(const std::string& text) {
+  size_t x = text.find('x');
+  try {
+    int64_t w = std::stoll(text.substr(0, x));
+    int64_t h = x == std::string::npos ? w : std::stoll(text.substr(x + 1));
+    GPUML_CHECK(w > 0 && h > 0, "--image-size {}: width and height must be positive", text);
+    return {w, h};
+  } catch (const std::logic_error&) {
+    GPUML_FAIL(ErrorKind::Invalid, "--image-size '{}': expected WIDTHxHEIGHT, e.g. 32x32", text);
+  }
+}
+
+int run_pack(const PackArgs& a) {
+  data::PackOptions o;
+  o.shard_bytes = data::parse_byte_size(a.shard_size, "--shard-size");
+  if (!a.image_size.empty()) std::tie(o.image_width, o.image_height) = parse_image_size(a.image_size);
+  o.image_channels = a.channels;
+  o.labels = a.labels;
+  o.csv_label = a.csv_label;
+  o.seed = a.seed;
+  std::optional<ProgressBar> bar;
+  int64_t shown = 0;
+  if (!a.quiet)
+    o.on_progress = [&](int64_t done, int64_t total) {
+      if (!bar) bar.emplace("pack", total, "records");
+      bar->advance(done - shown, done - shown);
+      shown = done;
+    };
+  data::PackReport r = data::pack_dataset(a.input, a.output, o);
+  if (bar) bar->finish();
+  uint64_t bytes = 0;
+  size_t shards = 0;
+  for (const data::ShardSplit& s : r.manifest.splits) {
+    shards += s.shards.size();
+    for (const data::ShardFile& f : s.shards) bytes += f.bytes;
+  }
+  fmt::print("packed {} into {}: {} shards, {}\n", r.description, a.output, shards, data::format_bytes(bytes));
+  return 0;
+}
+
+}  // namespace
+
+Command add_data_command(CLI::App& app) {
+  CLI::App* cmd = app.add_subcommand("data", "Sharded datasets for streaming training: pack, info, verify");
+  cmd->require_subcommand(1);
+
+  auto pack = std::make_shared<PackArgs>();
+  CLI::App* p = cmd->add_subcommand(
+      "pack", "Convert IDX, NPY/NPZ, CSV, an image folder (one sub-folder per class) or synthetic:N into shards");
+  p->add_option("INPUT", pack->input, "The dataset to convert")->required();
+  p->add_option("OUTDIR", pack->output, "The directory to write (new, empty, or an earlier pack)")->required();
+  p->add_option("--shard-size", pack->shard_size, "Bytes per shard: 4096, 512K, 64M, 1G")->capture_default_str();
+  p->add_option("--image-size", pack->image_size, "Image folders: resize to WIDTHxHEIGHT (default: the first image's)");
+  p->add_option("--image-channels", pack->channels, "Image folders: 1 (gray) or 3 (RGB) (default: the first image's)")
+      ->check(CLI::IsMember({0, 1, 3}));
+  p->add_option("--labels", pack->labels, "Labels for a single IDX or .npy samples file");
+  p->add_option("--csv-label", pack->csv_label, "CSV: the label column's name (default: the last column)");
+  p->add_option("--seed", pack->seed, "Image folders: the file order; synthetic: the data")->capture_default_str();
+  p->add_flag("--quiet", pack->quiet, "No progress bar");
+
+  auto dir = std::make_shared<std::string>();
+  CLI::App* info = cmd->add_subcommand("info", "Schema, splits, record counts and sizes of a sharded dataset");
+  info->add_option("DIR", *dir, "A directory with a manifest.json")->required();
+  auto verify_dir = std::make_shared<std::string>();
+  auto verify_quiet = std::make_shared<bool>(false);
+  CLI::App* verify = cmd->add_subcommand("verify", "Check every shard's size and CRC-32C; exit 1 if one is damaged");
+  verify->add_option("DIR", *verify_dir, "A directory with a manifest.json")->required();
+  verify->add_flag("--quiet", *verify_quiet, "No progress bar");
+
+  return {cmd, [=] {
+            if (p->parsed()) return run_pack(*pack);
+            if (info->parsed()) {
+              fmt::print("{}", data::describe_shard_dataset(*dir));
+              return 0;
+            }
+            std::optional<ProgressBar> bar;
+            auto on_shard = [&](int64_t done, int64_t total) {
+              if (*verify_quiet) return;
+              if (!bar) bar.emplace("verify", total, "shards");
+              bar->advance(1, 1);
+              (void)done;
+            };
+            std::vector<data::ShardProblem> problems = data::verify_shard_dataset(*verify_dir, on_shard);
+            if (bar) bar->finish();
+            for (const data::ShardProblem& problem : problems) fmt::print(stderr, "damaged: {}\n", problem.message);
+            if (!problems.empty()) {
+              fmt::print(stderr, "gpuml: error: {}: {} problem(s) found\n", *verify_dir, problems.size());
+              return 1;
+            }
+            fmt::print("{}: all shards match their sizes and checksums\n", *verify_dir);
+            return 0;
+          }};
+}
+
+}  // namespace gpuml::cli

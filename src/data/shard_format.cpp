@@ -1,0 +1,244 @@
+#include "data/shard_format.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "core/atomic_file.h"
+#include "core/error.h"
+
+namespace gpuml::data {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+
+namespace {
+
+// Manifest errors are the user's file being wrong: Io, naming the manifest.
+#define MANIFEST_CHECK(cond, ...) GPUML_CHECK_KIND(ErrorKind::Io, cond, __VA_ARGS__)
+
+// A shard file name must stay inside the dataset directory.
+bool is_plain_file_name(const std::string& name) {
+  if (name.empty() || name == "." || name == ".." || name == kShardManifestName) return false;
+  for (char c : name)
+    if (c == '/' || c == '\\' || c == '\0') return false;
+  return true;
+}
+
+template <typename T>
+T get_field(const json& obj, const char* key, const std::string& where) {
+  MANIFEST_CHECK(obj.is_object() && obj.contains(key), "{}: missing \"{}\"", where, key);
+  try {
+    return obj.at(key).get<T>();
+  } catch (const json::exception&) {
+    GPUML_FAIL(ErrorKind::Io, "{}: \"{}\" has the wrong type ({})", where, key, obj.at(key).dump());
+  }
+}
+
+ShardField parse_field(const json& j, size_t index, const std::string& where) {
+  std::string at = fmt::format("{}: fields[{}]", where, index);
+  ShardField f;
+  f.name = get_field<std::string>(j, "name", at);
+  at += fmt::format(" ({})", f.name);
+  MANIFEST_CHECK(!f.name.empty(), "{}: empty field name", at);
+  std::string dtype = get_field<std::string>(j, "dtype", at);
+  try {
+    f.dtype = dtype_from_name(dtype);
+  } catch (const Error&) {
+    GPUML_FAIL(ErrorKind::Io, "{}: unknown dtype '{}' (expected f32 f64 bf16 f16 i32 i64 u8 bool)", at, dtype);
+  }
+  f.shape = get_field<std::vector<int64_t>>(j, "shape", at);
+  for (int64_t d : f.shape) MANIFEST_CHECK(d > 0 && d < (int64_t{1} << 31), "{}: bad shape {}", at, shape_str(f.shape));
+  MANIFEST_CHECK(f.bytes() < (size_t{1} << 34), "{}: a record of shape {} is too large", at, shape_str(f.shape));
+  return f;
+}
+
+}  // namespace
+
+uint64_t ShardSplit::max_shard_bytes() const {
+  uint64_t m = 0;
+  for (const ShardFile& s : shards) m = std::max(m, s.bytes);
+  return m;
+}
+
+size_t ShardManifest::record_bytes() const {
+  size_t total = 0;
+  for (const ShardField& f : fields) total += f.bytes();
+  return total;
+}
+
+bool ShardManifest::has_field(const std::string& name) const {
+  for (const ShardField& f : fields)
+    if (f.name == name) return true;
+  return false;
+}
+
+const ShardField& ShardManifest::field(const std::string& name) const {
+  for (const ShardField& f : fields)
+    if (f.name == name) return f;
+  std::vector<std::string> names;
+  for (const ShardField& f : fields) names.push_back(f.name);
+  GPUML_FAIL(ErrorKind::Invalid, "sharded dataset has no field '{}' (fields: {})", name, fmt::join(names, ", "));
+}
+
+size_t ShardManifest::field_offset(const std::string& name) const {
+  size_t offset = 0;
+  for (const ShardField& f : fields) {
+    if (f.name == name) return offset;
+    offset += f.bytes();
+  }
+  field(name);  // throws with the list of fields
+  return 0;
+}
+
+bool ShardManifest::has_split(const std::string& name) const {
+  for (const ShardSplit& s : splits)
+    if (s.name == name) return true;
+  return false;
+}
+
+const ShardSplit& ShardManifest::split(const std::string& name) const {
+  for (const ShardSplit& s : splits)
+    if (s.name == name) return s;
+  std::vector<std::string> names;
+  for (const ShardSplit& s : splits) names.push_back(s.name);
+  GPUML_FAIL(ErrorKind::Invalid, "sharded dataset has no split '{}' (splits: {})", name, fmt::join(names, ", "));
+}
+
+bool is_shard_dataset(const fs::path& dir) {
+  std::error_code ec;
+  return fs::is_directory(dir, ec) && fs::is_regular_file(dir / kShardManifestName, ec);
+}
+
+ShardManifest parse_shard_manifest(const std::string& text, const std::string& where) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::parse_error& e) {
+    GPUML_FAIL(ErrorKind::Io, "{}: not valid JSON (truncated or damaged?): {}", where, e.what());
+  }
+  MANIFEST_CHECK(j.is_object(), "{}: expected a JSON object", where);
+  std::string format = get_field<std::string>(j, "format", where);
+  MANIFEST_CHECK(format == kShardFormatName, "{}: format is '{}', expected '{}'", where, format, kShardFormatName);
+  int version = get_field<int>(j, "version", where);
+  MANIFEST_CHECK(version == kShardFormatVersion, "{}: format version {} is not supported (this gpuml reads {})",
+                 where, version, kShardFormatVersion);
+
+  ShardManifest m;
+  m.compression = j.value("compression", std::string("none"));
+  MANIFEST_CHECK(m.compression == "none", "{}: compression '{}' is not supported (this gpuml reads 'none')", where,
+                 m.compression);
+  m.num_classes = j.value("num_classes", int64_t{0});
+  MANIFEST_CHECK(m.num_classes >= 0, "{}: num_classes {} is negative", where, m.num_classes);
+  m.source = j.value("source", std::string());
+
+  const json& fields = j.contains("fields") ? j.at("fields") : json();
+  MANIFEST_CHECK(fields.is_array() && !fields.empty(), "{}: \"fields\" must be a non-empty array", where);
+  std::set<std::string> field_names;
+  for (size_t i = 0; i < fields.size(); ++i) {
+    m.fields.push_back(parse_field(fields[i], i, where));
+    MANIFEST_CHECK(field_names.insert(m.fields.back().name).second, "{}: fields[{}]: field '{}' appears twice", where,
+                   i, m.fields.back().name);
+  }
+  const uint64_t record_bytes = m.record_bytes();
+
+  const json& splits = j.contains("splits") ? j.at("splits") : json();
+  MANIFEST_CHECK(splits.is_array() && !splits.empty(), "{}: \"splits\" must be a non-empty array", where);
+  std::set<std::string> split_names, files;
+  for (size_t s = 0; s < splits.size(); ++s) {
+    std::string at = fmt::format("{}: splits[{}]", where, s);
+    ShardSplit split;
+    split.name = get_field<std::string>(splits[s], "name", at);
+    at += fmt::format(" ({})", split.name);
+    MANIFEST_CHECK(!split.name.empty() && split_names.insert(split.name).second, "{}: empty or repeated split name",
+                   at);
+    const json& shards = splits[s].contains("shards") ? splits[s].at("shards") : json();
+    MANIFEST_CHECK(shards.is_array(), "{}: \"shards\" must be an array", at);
+    for (size_t k = 0; k < shards.size(); ++k) {
+      std::string shard_at = fmt::format("{} shards[{}]", at, k);
+      ShardFile f;
+      f.file = get_field<std::string>(shards[k], "file", shard_at);
+      shard_at += fmt::format(" ({})", f.file);
+      MANIFEST_CHECK(is_plain_file_name(f.file), "{}: a shard must be a plain file name in the dataset directory",
+                     shard_at);
+      MANIFEST_CHECK(files.insert(f.file).second, "{}: the same file is listed twice", shard_at);
+      f.records = get_field<int64_t>(shards[k], "records", shard_at);
+      f.bytes = get_field<uint64_t>(shards[k], "bytes", shard_at);
+      std::string crc = get_field<std::string>(shards[k], "crc32c", shard_at);
+      MANIFEST_CHECK(crc.size() == 8 && crc.find_first_not_of("0123456789abcdef") == std::string::npos,
+                     "{}: crc32c '{}' is not 8 lowercase hex digits", shard_at, crc);
+      f.crc32c = static_cast<uint32_t>(std::stoul(crc, nullptr, 16));
+      MANIFEST_CHECK(f.records > 0, "{}: records must be positive, got {}", shard_at, f.records);
+      MANIFEST_CHECK(f.bytes == static_cast<uint64_t>(f.records) * record_bytes,
+                     "{}: {} bytes, but {} records of {} bytes need {}", shard_at, f.bytes, f.records, record_bytes,
+                     static_cast<uint64_t>(f.records) * record_bytes);
+      split.records += f.records;
+      split.shards.push_back(std::move(f));
+    }
+    int64_t declared = get_field<int64_t>(splits[s], "records", at);
+    MANIFEST_CHECK(declared == split.records, "{}: declares {} records, its shards hold {}", at, declared,
+                   split.records);
+    m.splits.push_back(std::move(split));
+  }
+  return m;
+}
+
+ShardManifest read_shard_manifest(const fs::path& dir) {
+  fs::path path = dir / kShardManifestName;
+  GPUML_CHECK_KIND(ErrorKind::Io, fs::is_regular_file(path),
+                   "{}: not a sharded dataset (no {}; create one with `gpuml data pack`)", dir.string(),
+                   kShardManifestName);
+  return parse_shard_manifest(read_file_bytes(path), path.string());
+}
+
+std::string shard_manifest_json(const ShardManifest& m) {
+  json fields = json::array();
+  for (const ShardField& f : m.fields)
+    fields.push_back({{"name", f.name}, {"dtype", std::string(dtype_name(f.dtype))}, {"shape", f.shape}});
+  json splits = json::array();
+  for (const ShardSplit& s : m.splits) {
+    json shards = json::array();
+    for (const ShardFile& f : s.shards)
+      shards.push_back(
+          {{"file", f.file}, {"records", f.records}, {"bytes", f.bytes}, {"crc32c", fmt::format("{:08x}", f.crc32c)}});
+    splits.push_back({{"name", s.name}, {"records", s.records}, {"shards", shards}});
+  }
+  json j = {{"format", kShardFormatName}, {"version", kShardFormatVersion}, {"compression", m.compression},
+            {"source", m.source},         {"num_classes", m.num_classes},   {"record_bytes", m.record_bytes()},
+            {"fields", fields},           {"splits", splits}};
+  return j.dump(1) + "\n";
+}
+
+uint64_t parse_byte_size(const std::string& text, const std::string& what) {
+  size_t used = 0;
+  double value = 0;
+  try {
+    value = std::stod(text, &used);
+  } catch (const std::exception&) {
+    GPUML_FAIL(ErrorKind::Invalid, "{} '{}': expected a size such as 4096, 512K, 64M or 2G", what, text);
+  }
+  std::string suffix = text.substr(used);
+  for (char& c : suffix) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  if (suffix.ends_with("IB")) suffix.resize(suffix.size() - 2);
+  else if (suffix.size() > 1 && suffix.ends_with("B")) suffix.pop_back();
+  else if (suffix == "B") suffix.clear();
+  double scale = suffix.empty() ? 1 : suffix == "K" ? 1024.0 : suffix == "M" ? 1048576.0
+                 : suffix == "G" ? 1073741824.0 : suffix == "T" ? 1099511627776.0 : -1;
+  GPUML_CHECK(scale > 0, "{} '{}': unknown unit '{}' (use K, M, G or T)", what, text, text.substr(used));
+  double bytes = value * scale;
+  GPUML_CHECK(std::isfinite(bytes) && bytes >= 1 && bytes < 1.8e19, "{} '{}': must be at least one byte", what, text);
+  return static_cast<uint64_t>(bytes);
+}
+
+std::string format_bytes(uint64_t bytes) {
+  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double v = static_cast<double>(bytes);
+  int u = 0;
+  while (v >= 1024 && u < 4) {
+    v /= 1024;
+    ++u;
+  }
+  return u == 0 ? fmt::format("{} B", bytes) : fmt::format("{:.1f} {}", v, units[u]);
+}
+
+}  // namespace gpuml::data

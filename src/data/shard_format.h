@@ -1,0 +1,80 @@
+// The on-disk format of a sharded dataset (docs/SHARDS.md is the full description): a directory
+// holding `manifest.json` and binary shard files of fixed-layout records. A record is its fields'
+// bytes back to back, little-endian, C order, no padding, so record r of a shard starts at byte
+// r * record_bytes and a reader needs no index. The manifest names every shard with its record
+// count, byte size and CRC-32C; it is written last and atomically, so a manifest never points at
+// a shard that is still being written.
+//
+//   data::ShardManifest m = data::read_shard_manifest("packed/");   // validates everything
+//   const data::ShardSplit& train = m.split("train");
+//   int64_t n = train.records;                                        // sum over its shards
+//   size_t bytes = m.record_bytes();                                  // e.g. 784 + 8 for x u8 (1,28,28), y i64 ()
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "core/dtype.h"
+#include "core/shape.h"
+
+namespace gpuml::data {
+
+inline constexpr const char* kShardManifestName = "manifest.json";
+inline constexpr const char* kShardFormatName = "gpuml-shards";
+inline constexpr int kShardFormatVersion = 1;
+
+struct ShardField {
+  std::string name;
+  DType dtype = DType::u8;
+  Shape shape;  // per record; () for a scalar
+  size_t bytes() const { return static_cast<size_t>(numel(shape)) * dtype_size(dtype); }
+};
+
+struct ShardFile {
+  std::string file;       // a plain file name inside the dataset directory
+  int64_t records = 0;
+  uint64_t bytes = 0;     // records * record_bytes (shards are uncompressed)
+  uint32_t crc32c = 0;    // of the whole file
+};
+
+struct ShardSplit {
+  std::string name;       // "train", "test", ...
+  int64_t records = 0;    // sum of the shards' records
+  std::vector<ShardFile> shards;
+  uint64_t max_shard_bytes() const;
+};
+
+struct ShardManifest {
+  std::vector<ShardField> fields;
+  std::vector<ShardSplit> splits;
+  int64_t num_classes = 0;     // 1 + the largest label of field "y" over all splits; 0 if none
+  std::string compression = "none";
+  std::string source;          // what was packed, for `gpuml data info`
+
+  size_t record_bytes() const;
+  // Byte offset of a field within a record; throws naming the field and the schema if absent.
+  size_t field_offset(const std::string& name) const;
+  const ShardField& field(const std::string& name) const;
+  bool has_field(const std::string& name) const;
+  bool has_split(const std::string& name) const;
+  const ShardSplit& split(const std::string& name) const;  // throws naming the available splits
+};
+
+// True when `dir` is a directory holding a manifest.json.
+bool is_shard_dataset(const std::filesystem::path& dir);
+
+// Parses and validates manifest.json text: format name and version, every field (name, dtype,
+// shape), every split and shard (file names, counts, sizes consistent with the schema). Errors
+// are ErrorKind::Io and name the manifest and the offending entry ("fields[1] (y): unknown dtype 'i65'").
+ShardManifest parse_shard_manifest(const std::string& text, const std::string& where);
+ShardManifest read_shard_manifest(const std::filesystem::path& dir);
+std::string shard_manifest_json(const ShardManifest& manifest);
+
+// "64M", "1.5G", "4096", "512K" (powers of 1024; a trailing "B"/"iB" is accepted) -> bytes.
+uint64_t parse_byte_size(const std::string& text, const std::string& what);
+// 1536 -> "1.5 KiB"
+std::string format_bytes(uint64_t bytes);
+
+}  // namespace gpuml::data

@@ -1,0 +1,264 @@
+#include "data/shard_pipeline.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <numeric>
+
+#include "core/error.h"
+#include "data/permutation.h"
+#include "data/shard_shuffle.h"
+
+namespace gpuml::data {
+
+ShardLoader::Pipeline::Pipeline(PipelineConfig config, LoaderPosition start) : config_(config), start_(start) {
+  const ShardLoaderOptions& o = *config_.options;
+  const ShardManifest& m = config_.dataset->manifest();
+  const ShardSplit& split = *config_.split;
+  const int64_t shards = static_cast<int64_t>(split.shards.size());
+  if (o.shuffle) {
+    order_ = philox_permutation(shards, o.seed, static_cast<uint64_t>(start.epoch));
+  } else {
+    order_.resize(static_cast<size_t>(shards));
+    std::iota(order_.begin(), order_.end(), int64_t{0});
+  }
+  first_record_.push_back(0);
+  for (const ShardFile& f : split.shards) first_record_.push_back(first_record_.back() + f.records);
+
+  // Normalisation, computed as DataLoader does, so both loaders give the same values.
+  const ShardField& x = m.field("x");
+  x_dtype_ = x.dtype;
+  y_dtype_ = m.field("y").dtype;
+  x_offset_ = m.field_offset("x");
+  y_offset_ = m.field_offset("y");
+  sample_elems_ = numel(x.shape);
+  const Normalization& norm = o.normalization;
+  GPUML_CHECK(norm.mean.size() == norm.std.size(), "ShardLoader: {} normalisation means but {} stds",
+              norm.mean.size(), norm.std.size());
+  size_t channels = std::max<size_t>(norm.mean.size(), 1);
+  if (channels > 1)
+    GPUML_CHECK_SHAPE(!x.shape.empty() && x.shape[0] == static_cast<int64_t>(channels),
+                      "ShardLoader: {} per-channel means for samples of shape {}", channels, shape_str(x.shape));
+  channel_size_ = channels > 1 ? sample_elems_ / static_cast<int64_t>(channels) : std::max<int64_t>(sample_elems_, 1);
+  for (size_t c = 0; c < channels; ++c) {
+    double mean = norm.mean.empty() ? 0.0 : norm.mean[c];
+    double std = norm.std.empty() ? 1.0 : norm.std[c];
+    GPUML_CHECK(std > 0.0 && std::isfinite(std), "ShardLoader: normalisation std[{}] = {} must be positive", c, std);
+    scale_.push_back(norm.scale / std);
+    shift_.push_back((norm.shift - mean) / std);
+    if (x_dtype_ == DType::u8)
+      for (int v = 0; v < 256; ++v) u8_table_.push_back(static_cast<float>(double(v) * scale_[c] + shift_[c]));
+  }
+
+  buffers_.resize(static_cast<size_t>(config_.plan->shard_buffers));
+  for (int b = 0; b < static_cast<int>(buffers_.size()); ++b) free_buffers_.push_back(b);
+  assembler_ = std::thread([this] { assemble(); });
+}
+
+ShardLoader::Pipeline::~Pipeline() {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    stop_ = true;
+  }
+  changed_.notify_all();
+  if (assembler_.joinable()) assembler_.join();
+  if (reader_.joinable()) reader_.join();  // started by the assembler, which has finished
+}
+
+Batch ShardLoader::Pipeline::next() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return !ready_.empty() || assembler_done_; });
+  if (ready_.empty()) {
+    if (error_) std::rethrow_exception(error_);
+    GPUML_FAIL(ErrorKind::Internal, "ShardLoader: the epoch ended before its last batch");
+  }
+  Batch batch = std::move(ready_.front());
+  ready_.pop_front();
+  lock.unlock();
+  changed_.notify_all();
+  return batch;
+}
+
+void ShardLoader::Pipeline::assemble() {
+  try {
+    run_epoch();
+  } catch (const Stopped&) {
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    error_ = std::current_exception();
+  }
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    assembler_done_ = true;
+    stop_ = true;  // the reader has nobody to read for any more
+  }
+  changed_.notify_all();
+}
+
+void ShardLoader::Pipeline::decode_record(const uint8_t* record, float* x, int64_t* y) const {
+  const uint8_t* src = record + x_offset_;
+  if (x_dtype_ == DType::u8) {
+    for (int64_t e = 0; e < sample_elems_; ++e)
+      x[e] = u8_table_[static_cast<size_t>(e / channel_size_) * 256 + src[e]];
+  } else {
+    dispatch_dtype(x_dtype_, [&]<typename T>(T) {
+      for (int64_t e = 0; e < sample_elems_; ++e) {
+        T v;
+        std::memcpy(&v, src + static_cast<size_t>(e) * sizeof(T), sizeof(T));
+        size_t c = static_cast<size_t>(e / channel_size_);
+        x[e] = static_cast<float>(to_double(v) * scale_[c] + shift_[c]);
+      }
+    });
+  }
+  *y = dispatch_dtype(y_dtype_, [&]<typename T>(T) {
+    T v;
+    std::memcpy(&v, record + y_offset_, sizeof(T));
+    return static_cast<int64_t>(to_double(v));
+  });
+}
+
+void ShardLoader::Pipeline::push_ready(Batch batch) {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return stop_ || ready_.size() < static_cast<size_t>(config_.options->prefetch_depth); });
+  if (stop_) throw Stopped{};
+  ready_.push_back(std::move(batch));
+  lock.unlock();
+  changed_.notify_all();
+}
+
+ShardLoader::Pipeline::FilledShard ShardLoader::Pipeline::pop_filled() {
+  std::unique_lock<std::mutex> lock(mutex_);
+  changed_.wait(lock, [&] { return stop_ || !filled_.empty() || reader_error_; });
+  if (stop_) throw Stopped{};
+  if (filled_.empty()) std::rethrow_exception(reader_error_);
+  FilledShard f = filled_.front();
+  filled_.pop_front();
+  return f;
+}
+
+void ShardLoader::Pipeline::release_buffer(int buffer) {
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    free_buffers_.push_back(buffer);
+  }
+  changed_.notify_all();
+}
+
+void ShardLoader::Pipeline::read_shards(int64_t first_position) {
+  try {
+    for (int64_t pos = first_position; pos < static_cast<int64_t>(order_.size()); ++pos) {
+      int buffer = 0;
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        changed_.wait(lock, [&] { return stop_ || !free_buffers_.empty(); });
+        if (stop_) return;
+        buffer = free_buffers_.back();
+        free_buffers_.pop_back();
+      }
+      config_.dataset->read_shard(*config_.split, static_cast<size_t>(order_[static_cast<size_t>(pos)]),
+                                  buffers_[static_cast<size_t>(buffer)], config_.options->drop_page_cache);
+      {
+        std::lock_guard<std::mutex> lock(mutex_);
+        filled_.push_back({pos, buffer});
+      }
+      changed_.notify_all();
+    }
+  } catch (...) {
+    std::lock_guard<std::mutex> lock(mutex_);
+    reader_error_ = std::current_exception();
+  }
+  changed_.notify_all();
+}
+
+// Replays the epoch's shuffle on record ids until `records_to_skip` records have been emitted;
+// leaves the cursor at the next stream record (shard position, record within it).
+void ShardLoader::Pipeline::replay_to(int64_t records_to_skip, ShuffleBuffer& buffer, int64_t& position,
+                                      int64_t& record) {
+  int64_t emitted = 0;
+  auto count = [&](int64_t, const uint8_t*) { ++emitted; };
+  const ShardSplit& split = *config_.split;
+  while (emitted < records_to_skip) {
+    if (position < static_cast<int64_t>(order_.size())) {
+      int64_t shard = order_[static_cast<size_t>(position)];
+      buffer.push(first_record_[static_cast<size_t>(shard)] + record, nullptr, count);
+      if (++record == split.shards[static_cast<size_t>(shard)].records) {
+        ++position;
+        record = 0;
+      }
+    } else {
+      buffer.drain_one(count);
+    }
+    if ((emitted & 0xffff) == 0 && stop_) throw Stopped{};  // a long replay stays interruptible
+  }
+}
+
+// Fills the slots of a replayed buffer with their records, reading each shard they come from once.
+void ShardLoader::Pipeline::materialise(ShuffleBuffer& buffer) {
+  std::map<int64_t, std::vector<int64_t>> slots_by_shard;
+  for (int64_t s = 0; s < buffer.size(); ++s) {
+    int64_t id = buffer.slot_id(s);
+    auto it = std::upper_bound(first_record_.begin(), first_record_.end(), id);
+    slots_by_shard[static_cast<int64_t>(it - first_record_.begin()) - 1].push_back(s);
+  }
+  const size_t record_bytes = config_.dataset->manifest().record_bytes();
+  std::vector<uint8_t>& scratch = buffers_[0];  // the reader has not started: its buffers are free
+  for (const auto& [shard, slots] : slots_by_shard) {
+    if (stop_) throw Stopped{};
+    config_.dataset->read_shard(*config_.split, static_cast<size_t>(shard), scratch, config_.options->drop_page_cache);
+    for (int64_t s : slots) {
+      int64_t r = buffer.slot_id(s) - first_record_[static_cast<size_t>(shard)];
+      std::memcpy(buffer.slot_data(s), scratch.data() + static_cast<size_t>(r) * record_bytes, record_bytes);
+    }
+  }
+}
+
+void ShardLoader::Pipeline::run_epoch() {
+  const ShardLoaderOptions& o = *config_.options;
+  const ShardSplit& split = *config_.split;
+  const int64_t n = split.records;
+  const int64_t batches = (n + o.batch_size - 1) / o.batch_size;
+  ShuffleBuffer buffer(config_.plan->shuffle_records, config_.dataset->manifest().record_bytes(), o.seed, start_.epoch,
+                       *config_.shuffle_storage);
+  int64_t position = 0, record = 0;
+  if (start_.batch > 0) {
+    replay_to(start_.batch * o.batch_size, buffer, position, record);
+    materialise(buffer);
+  }
+  reader_ = std::thread([this, position] { read_shards(position); });
+
+  Shape x_shape = config_.dataset->manifest().field("x").shape;
+  int64_t batch_index = start_.batch, filled = 0;
+  Batch current;
+  auto emit = [&](int64_t, const uint8_t* bytes) {
+    if (filled == 0) {
+      int64_t rows = std::min(o.batch_size, n - batch_index * o.batch_size);
+      Shape shape = x_shape;
+      shape.insert(shape.begin(), rows);
+      current = Batch{Tensor::empty(shape, DType::f32), Tensor::empty({rows}, DType::i64), start_.epoch, batch_index};
+    }
+    decode_record(bytes, current.x.data<float>() + filled * sample_elems_, current.y.data<int64_t>() + filled);
+    if (++filled == current.y.dim(0)) {
+      push_ready(std::move(current));
+      current = Batch{};
+      filled = 0;
+      ++batch_index;
+    }
+  };
+  const size_t record_bytes = config_.dataset->manifest().record_bytes();
+  for (int64_t pos = position; pos < static_cast<int64_t>(order_.size()); ++pos) {
+    FilledShard shard = pop_filled();
+    GPUML_CHECK_KIND(ErrorKind::Internal, shard.position == pos, "ShardLoader: shard {} arrived for {}",
+                     shard.position, pos);
+    int64_t index = order_[static_cast<size_t>(pos)];
+    const uint8_t* data = buffers_[static_cast<size_t>(shard.buffer)].data();
+    for (int64_t r = pos == position ? record : 0; r < split.shards[static_cast<size_t>(index)].records; ++r)
+      buffer.push(first_record_[static_cast<size_t>(index)] + r, data + static_cast<size_t>(r) * record_bytes, emit);
+    release_buffer(shard.buffer);
+  }
+  while (buffer.size() > 0) buffer.drain_one(emit);
+  GPUML_CHECK_KIND(ErrorKind::Internal, batch_index == batches && filled == 0,
+                   "ShardLoader: epoch ended at batch {} row {} of {} batches", batch_index, filled, batches);
+}
+
+}  // namespace gpuml::data

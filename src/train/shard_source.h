@@ -1,0 +1,42 @@
+// Training data as the trainer consumes it: a batch source for the training split and,
+// optionally, an in-memory evaluation set. For a sharded dataset (a directory with
+// manifest.json, see docs/SHARDS.md) the training split streams through data::ShardLoader
+// within --data-memory-limit, and the "test" split (if packed) is loaded into memory for
+// evaluation; in-memory datasets keep using data::DataLoader (trainer.cpp builds those).
+//
+//   ShardSourceOptions o;  o.dir = "fmnist-shards";  o.batch_size = 128;  o.memory_limit = 256 << 20;
+//   TrainingData d = open_shard_training_data(o);   // d.train->next() ... ; d.eval: the test split
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "data/batch_source.h"
+#include "data/dataset.h"
+#include "data/loader.h"
+
+namespace gpuml {
+
+struct TrainingData {
+  std::unique_ptr<data::BatchSource> train;
+  std::optional<data::InMemoryDataset> eval;
+  std::string eval_name = "test";
+  Shape sample_shape;
+  int64_t num_classes = 0;
+  data::Normalization normalization;
+  std::string description;
+};
+
+struct ShardSourceOptions {
+  std::string dir;
+  int64_t batch_size = 128;
+  uint64_t seed = 0;
+  uint64_t memory_limit = 0;   // 0: data::default_data_memory_limit()
+  int64_t shuffle_buffer = 0;  // records; 0: as many as the limit allows
+};
+
+TrainingData open_shard_training_data(const ShardSourceOptions& options);
+
+}  // namespace gpuml

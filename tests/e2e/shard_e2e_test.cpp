@@ -1,0 +1,81 @@
+// `gpuml data pack|info|verify` and `gpuml train --data SHARDS` through the binary.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <fstream>
+
+#include "e2e_support.h"
+
+namespace gpuml {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_gpuml;
+using testing::TempDir;
+
+class ShardE2E : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    testing::write_fashion_subset(dir_.path() / "data", 1000, 200);
+  }
+  std::string q(const fs::path& p) const { return fmt::format("'{}'", p.string()); }
+  fs::path shards() const { return dir_.path() / "shards"; }
+  TempDir dir_;
+};
+
+TEST_F(ShardE2E, PackInfoVerifyTrainResume) {
+  auto p = run_gpuml("data pack " + q(dir_.path() / "data") + " " + q(shards()) + " --shard-size 64K");
+  ASSERT_EQ(p.exit_code, 0) << p.output;
+  EXPECT_NE(p.output.find("1000 train, 200 test"), std::string::npos) << p.output;
+  auto i = run_gpuml("data info " + q(shards()));
+  ASSERT_EQ(i.exit_code, 0) << i.output;
+  EXPECT_NE(i.output.find("field x u8 (1, 28, 28)"), std::string::npos) << i.output;
+  EXPECT_NE(i.output.find("split train: 1000 records in 13 shards"), std::string::npos) << i.output;
+  auto v = run_gpuml("data verify --quiet " + q(shards()));
+  ASSERT_EQ(v.exit_code, 0) << v.output;
+
+  fs::path run = dir_.path() / "run";
+  auto t = run_gpuml("train --model mlp --epochs 1 --quiet --data " + q(shards()) +
+                     " --data-memory-limit 2M --shuffle-buffer 300 --out " + q(run));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  std::ifstream metrics(run / "metrics.csv");
+  std::string header, row;
+  std::getline(metrics, header);
+  std::getline(metrics, row);
+  EXPECT_NE(header.find("test_accuracy"), std::string::npos) << header;
+  EXPECT_NE(header.find("data_wait_fraction"), std::string::npos);
+  auto r = run_gpuml("train --epochs 2 --quiet --resume " + q(run));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("done: 1 epochs"), std::string::npos) << r.output;  // the one epoch left
+
+  auto small = run_gpuml("train --model mlp --epochs 1 --quiet --data " + q(shards()) +
+                         " --data-memory-limit 100K --out " + q(dir_.path() / "r2"));
+  EXPECT_EQ(small.exit_code, 1);
+  EXPECT_NE(small.output.find("--data-memory-limit 100.0 KiB is too small"), std::string::npos) << small.output;
+}
+
+TEST_F(ShardE2E, DamagedShardFailsVerifyAndTraining) {
+  ASSERT_EQ(run_gpuml("data pack --quiet " + q(dir_.path() / "data") + " " + q(shards()) + " --shard-size 64K").exit_code, 0);
+  {
+    std::fstream f(shards() / "train-00003.shard", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(100);
+    f.put('\x5a');
+  }
+  auto v = run_gpuml("data verify --quiet " + q(shards()));
+  EXPECT_EQ(v.exit_code, 1) << v.output;
+  EXPECT_NE(v.output.find("train-00003.shard: damaged shard: CRC-32C"), std::string::npos) << v.output;
+  auto t = run_gpuml("train --model mlp --epochs 1 --quiet --data " + q(shards()) + " --out " + q(dir_.path() / "run"));
+  EXPECT_EQ(t.exit_code, 1) << t.output;
+  EXPECT_NE(t.output.find("train-00003.shard: damaged shard"), std::string::npos) << t.output;
+
+  // A truncated manifest: a clear error, not a crash.
+  fs::resize_file(shards() / "manifest.json", 40);
+  auto i = run_gpuml("data info " + q(shards()));
+  EXPECT_EQ(i.exit_code, 1);
+  EXPECT_NE(i.output.find("manifest.json: not valid JSON (truncated or damaged?)"), std::string::npos) << i.output;
+}
+
+}  // namespace
+}  // namespace gpuml
