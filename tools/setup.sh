@@ -19,7 +19,7 @@ jobs="${JOBS:-$(nproc)}"
 packages=(
   build-essential cmake ninja-build pkg-config
   libdnnl-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libzip-dev
-  libonnx-dev libprotobuf-dev
+  libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev
   libgtest-dev libbenchmark-dev
   python3 dataset-fashion-mnist
 )
