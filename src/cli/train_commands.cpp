@@ -55,6 +55,13 @@ Command add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--csv-label", cfg->csv_label, "CSV: the label column's name (default: the last column)");
   cmd->add_option("--csv-fill", cfg->csv_fill, "CSV: fill missing values with 'mean' or a number");
+  cmd->add_option("--checkpoint-every", cfg->checkpoint_every,
+                  "Also checkpoint every N steps inside an epoch, so --resume continues mid-epoch (0: epoch ends)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--max-steps", cfg->max_steps, "Stop after N optimizer steps in all, checkpointed (0: no limit)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--quiet", cfg->quiet, "No summary, no progress bar");
   auto gpu_memory_mib = std::make_shared<int64_t>(0);
   cmd->add_option("--gpu-memory-limit", *gpu_memory_mib, "Cap on the GPU memory gpuml holds, in MiB (0: none)")
@@ -69,6 +76,13 @@ Command add_train_command(CLI::App& app) {
               cfg->data_memory_limit = data::parse_byte_size(*memory_limit, "--data-memory-limit");
             if (*weight_decay >= 0) cfg->optimizer.weight_decay = *weight_decay;
             TrainResult r = train(*cfg);
+            if (r.interrupted_by != 0 || r.stopped_at_max_steps) {
+              fmt::print(stderr, "{}: checkpoint written to {}/last.safetensors; continue with: gpuml train --resume {}\n",
+                         r.interrupted_by != 0 ? fmt::format("stopped by signal {}", r.interrupted_by)
+                                               : fmt::format("stopped after --max-steps {}", cfg->max_steps),
+                         r.run_dir, r.run_dir);
+              if (r.interrupted_by != 0) return 128 + r.interrupted_by;  // as a shell reports a signal
+            }
             fmt::print("done: {} epochs, train acc {:.4f}, eval acc {:.4f} (best {:.4f}), {:.1f} s training; run in {}\n",
                        r.epochs_run, r.train_accuracy, r.eval_accuracy, r.best_accuracy, r.seconds_training,
                        r.run_dir);

@@ -171,17 +171,35 @@ void ShardLoader::Pipeline::read_shards(int64_t first_position) {
   changed_.notify_all();
 }
 
+// The order in which a shard's records enter the shuffle buffer: a Philox permutation of
+// (seed, epoch) keyed per shard, so that records stored next to each other do not travel
+// together through every epoch (the buffer alone only jitters the stored order). The whole
+// shard is in memory when it is consumed, so this costs no I/O.
+std::vector<int64_t> ShardLoader::Pipeline::record_order(int64_t shard) const {
+  const int64_t n = config_.split->shards[static_cast<size_t>(shard)].records;
+  if (!config_.options->shuffle) {
+    std::vector<int64_t> identity(static_cast<size_t>(n));
+    std::iota(identity.begin(), identity.end(), int64_t{0});
+    return identity;
+  }
+  const uint64_t shard_key = config_.options->seed ^ (0x9E3779B97F4A7C15ull * static_cast<uint64_t>(shard + 1));
+  return philox_permutation(n, shard_key, static_cast<uint64_t>(start_.epoch));
+}
+
 // Replays the epoch's shuffle on record ids until `records_to_skip` records have been emitted;
 // leaves the cursor at the next stream record (shard position, record within it).
 void ShardLoader::Pipeline::replay_to(int64_t records_to_skip, ShuffleBuffer& buffer, int64_t& position,
                                       int64_t& record) {
   int64_t emitted = 0;
   auto count = [&](int64_t, const uint8_t*) { ++emitted; };
+  std::vector<int64_t> records_of_shard;  // the current shard's record order
   const ShardSplit& split = *config_.split;
   while (emitted < records_to_skip) {
     if (position < static_cast<int64_t>(order_.size())) {
       int64_t shard = order_[static_cast<size_t>(position)];
-      buffer.push(first_record_[static_cast<size_t>(shard)] + record, nullptr, count);
+      if (record == 0 || records_of_shard.empty()) records_of_shard = record_order(shard);
+      buffer.push(first_record_[static_cast<size_t>(shard)] + records_of_shard[static_cast<size_t>(record)], nullptr,
+                  count);
       if (++record == split.shards[static_cast<size_t>(shard)].records) {
         ++position;
         record = 0;
@@ -252,8 +270,11 @@ void ShardLoader::Pipeline::run_epoch() {
                      shard.position, pos);
     int64_t index = order_[static_cast<size_t>(pos)];
     const uint8_t* data = buffers_[static_cast<size_t>(shard.buffer)].data();
-    for (int64_t r = pos == position ? record : 0; r < split.shards[static_cast<size_t>(index)].records; ++r)
+    const std::vector<int64_t> records = record_order(index);
+    for (int64_t i = pos == position ? record : 0; i < split.shards[static_cast<size_t>(index)].records; ++i) {
+      int64_t r = records[static_cast<size_t>(i)];
       buffer.push(first_record_[static_cast<size_t>(index)] + r, data + static_cast<size_t>(r) * record_bytes, emit);
+    }
     release_buffer(shard.buffer);
   }
   while (buffer.size() > 0) buffer.drain_one(emit);

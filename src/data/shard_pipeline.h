@@ -44,6 +44,7 @@ struct ShardLoader::Pipeline {
   void assemble();
   void read_shards(int64_t first_position);
   void run_epoch();
+  std::vector<int64_t> record_order(int64_t shard) const;
   void replay_to(int64_t records_to_skip, ShuffleBuffer& buffer, int64_t& position, int64_t& record);
   void materialise(ShuffleBuffer& buffer);
   void push_ready(Batch batch);

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
 
 #include "core/error.h"
 #include "core/atomic_file.h"
@@ -36,6 +38,66 @@ std::string csv_field(std::string_view text) {
 }
 
 MetricsCsv::MetricsCsv(std::filesystem::path path) : path_(std::move(path)) {}
+
+namespace {
+
+// Splits one line written by render(): cells separated by commas, quoted ones with "" escapes.
+// The cells are kept rendered (quotes included) since append() stores rendered cells.
+std::vector<std::string> split_rendered_line(const std::string& line) {
+  std::vector<std::string> cells(1);
+  bool quoted = false;
+  for (char ch : line) {
+    if (ch == '"') quoted = !quoted;
+    if (ch == ',' && !quoted) cells.emplace_back();
+    else cells.back() += ch;
+  }
+  return cells;
+}
+
+std::string unquote(const std::string& cell) {
+  if (cell.size() < 2 || cell.front() != '"') return cell;
+  std::string out;
+  for (size_t i = 1; i + 1 < cell.size(); ++i) {
+    out += cell[i];
+    if (cell[i] == '"') ++i;  // "" stands for one quote
+  }
+  return out;
+}
+
+}  // namespace
+
+void MetricsCsv::keep_existing(size_t max_rows) {
+  columns_.clear();
+  rows_.clear();
+  std::ifstream in(path_);
+  if (!in) return;
+  std::string line;
+  if (!std::getline(in, line) || line.empty()) return;
+  for (const std::string& cell : split_rendered_line(line)) columns_.push_back(unquote(cell));
+  size_t line_number = 1;
+  while (rows_.size() < max_rows && std::getline(in, line)) {
+    ++line_number;
+    std::vector<std::string> cells = split_rendered_line(line);
+    GPUML_CHECK(cells.size() <= columns_.size(), "{}:{}: {} cells but the header has {} columns", path_.string(),
+                line_number, cells.size(), columns_.size());
+    rows_.push_back(std::move(cells));
+  }
+}
+
+std::vector<double> MetricsCsv::column_values(const std::string& name) const {
+  size_t index = std::find(columns_.begin(), columns_.end(), name) - columns_.begin();
+  std::vector<double> values;
+  for (const auto& row : rows_) {
+    double v = std::nan("");
+    if (index < row.size() && !row[index].empty()) {
+      char* end = nullptr;
+      double parsed = std::strtod(row[index].c_str(), &end);
+      if (end && *end == '\0') v = parsed;
+    }
+    values.push_back(v);
+  }
+  return values;
+}
 
 void MetricsCsv::append(const MetricsRow& row) {
   std::vector<std::string> columns = columns_;

@@ -33,6 +33,13 @@ class MetricsCsv {
   // the file cannot be written (the row is then not kept, so a retry does not duplicate it).
   void append(const MetricsRow& row);
 
+  // For a resumed run: takes the header and the first `max_rows` rows of the file at path()
+  // (written by this class; absent or empty is fine), so that appending continues the table
+  // instead of replacing it. Throws ErrorKind::Invalid when the file is not such a table.
+  void keep_existing(size_t max_rows);
+  // The column's cells as numbers (NaN where empty or not a number), one per row.
+  std::vector<double> column_values(const std::string& name) const;
+
   std::string render() const;  // the file's contents
   const std::vector<std::string>& columns() const { return columns_; }
   size_t num_rows() const { return rows_.size(); }

@@ -20,6 +20,11 @@ int64_t parse_int(const SafetensorsMetadata& m, const std::string& key, const st
   }
 }
 
+double parse_double_or(const SafetensorsMetadata& m, const std::string& key, double fallback) {
+  auto it = m.find(key);
+  return it == m.end() ? fallback : std::strtod(it->second.c_str(), nullptr);
+}
+
 }  // namespace
 
 void save_checkpoint(const std::filesystem::path& path, const Checkpoint& c) {
@@ -36,6 +41,11 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& c) {
       {"gpuml.best_metric", fmt::format("{:.17g}", p.best_metric)},
       {"gpuml.best_epoch", std::to_string(p.best_epoch)},
       {"gpuml.epochs_without_improvement", std::to_string(p.epochs_without_improvement)},
+      {"gpuml.epoch_loss_sum", fmt::format("{:.17g}", p.epoch_loss_sum)},
+      {"gpuml.epoch_correct", std::to_string(p.epoch_correct)},
+      {"gpuml.epoch_seen", std::to_string(p.epoch_seen)},
+      {"gpuml.epoch_seconds", fmt::format("{:.17g}", p.epoch_seconds)},
+      {"gpuml.epoch_step_seconds", fmt::format("{:.17g}", p.epoch_step_seconds)},
       {"gpuml.model", c.model_json},
       {"gpuml.config", c.config_json},
   };
@@ -61,6 +71,14 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   auto best = m.find("gpuml.best_metric");
   GPUML_CHECK(best != m.end(), "{}: checkpoint metadata lacks 'gpuml.best_metric'", path.string());
   p.best_metric = std::strtod(best->second.c_str(), nullptr);
+  // Partial-epoch sums are absent from checkpoints written at epoch ends by older versions.
+  if (m.count("gpuml.epoch_seen")) {
+    p.epoch_seen = parse_int(m, "gpuml.epoch_seen", path);
+    p.epoch_correct = parse_int(m, "gpuml.epoch_correct", path);
+  }
+  p.epoch_loss_sum = parse_double_or(m, "gpuml.epoch_loss_sum", 0.0);
+  p.epoch_seconds = parse_double_or(m, "gpuml.epoch_seconds", 0.0);
+  p.epoch_step_seconds = parse_double_or(m, "gpuml.epoch_step_seconds", 0.0);
   auto model = m.find("gpuml.model");
   GPUML_CHECK(model != m.end() && !model->second.empty(), "{}: checkpoint has no model description",
               path.string());

@@ -28,6 +28,11 @@ struct TrainingProgress {
   double best_metric = 0.0;   // best validation accuracy so far
   int64_t best_epoch = 0;
   int64_t epochs_without_improvement = 0;
+  // Sums over the batches already trained in a partly done epoch (loader_batch > 0), so that a
+  // run resumed mid-epoch reports the same epoch metrics as one that never stopped.
+  double epoch_loss_sum = 0.0;
+  int64_t epoch_correct = 0, epoch_seen = 0;
+  double epoch_seconds = 0.0, epoch_step_seconds = 0.0;
 };
 
 struct Checkpoint {

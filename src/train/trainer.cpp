@@ -2,7 +2,9 @@
 
 #include <omp.h>
 
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cmath>
 #include <ctime>
 #include <filesystem>
@@ -79,10 +81,12 @@ json config_to_json(const TrainConfig& c) {
           {"csv_label", c.csv_label},
           {"csv_fill", c.csv_fill},
           {"data_memory_limit", c.data_memory_limit},
-          {"shuffle_buffer", c.shuffle_buffer}};
+          {"shuffle_buffer", c.shuffle_buffer},
+          {"checkpoint_every", c.checkpoint_every}};
 }
 
-// The saved configuration of a resumed run; only epochs, out and quiet come from the new command.
+// The saved configuration of a resumed run; only epochs, out, quiet, max_steps and (when given)
+// checkpoint_every come from the new command.
 TrainConfig config_from_json(const json& j, const TrainConfig& now) {
   TrainConfig c = now;
   c.data = j.at("data");
@@ -112,6 +116,7 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now) {
   c.csv_fill = j.at("csv_fill");
   c.data_memory_limit = j.value("data_memory_limit", uint64_t{0});
   c.shuffle_buffer = j.value("shuffle_buffer", int64_t{0});
+  if (now.checkpoint_every == 0) c.checkpoint_every = j.value("checkpoint_every", int64_t{0});
   return c;
 }
 
@@ -186,6 +191,39 @@ TrainingData open_shard_data(const TrainConfig& cfg) {
   return open_shard_training_data({cfg.data, cfg.batch_size, cfg.seed, cfg.data_memory_limit, cfg.shuffle_buffer});
 }
 
+// The signal that asked training to stop. A signal handler can only reach a global; this is the
+// one place the trainer keeps one.
+std::atomic<int> g_stop_signal{0};
+extern "C" void request_stop(int signal) { g_stop_signal.store(signal); }
+
+// Installs the SIGINT/SIGTERM handlers for the scope of a training run (one shot each: a second
+// signal gets the default action) and restores the previous ones.
+class StopSignals {
+ public:
+  explicit StopSignals(bool install) : installed_(install) {
+    g_stop_signal.store(0);
+    if (!installed_) return;
+    struct sigaction action {};
+    action.sa_handler = request_stop;
+    action.sa_flags = SA_RESETHAND;
+    sigemptyset(&action.sa_mask);
+    sigaction(SIGINT, &action, &old_int_);
+    sigaction(SIGTERM, &action, &old_term_);
+  }
+  ~StopSignals() {
+    if (!installed_) return;
+    sigaction(SIGINT, &old_int_, nullptr);
+    sigaction(SIGTERM, &old_term_, nullptr);
+  }
+  StopSignals(const StopSignals&) = delete;
+  StopSignals& operator=(const StopSignals&) = delete;
+  int received() const { return g_stop_signal.load(); }
+
+ private:
+  bool installed_;
+  struct sigaction old_int_ {}, old_term_ {};
+};
+
 }  // namespace
 
 TrainResult train(const TrainConfig& requested) {
@@ -203,6 +241,8 @@ TrainResult train(const TrainConfig& requested) {
   }
   GPUML_CHECK(cfg.epochs >= 1, "--epochs must be >= 1, got {}", cfg.epochs);
   GPUML_CHECK(cfg.batch_size >= 1, "--batch-size must be >= 1, got {}", cfg.batch_size);
+  GPUML_CHECK(cfg.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", cfg.checkpoint_every);
+  GPUML_CHECK(cfg.max_steps >= 0, "--max-steps must be >= 0, got {}", cfg.max_steps);
   GPUML_CHECK(cfg.val_split >= 0 && cfg.val_split < 1, "--val-split must be in [0, 1), got {}", cfg.val_split);
   optim::validate(cfg.optimizer);
   optim::validate(cfg.schedule);
@@ -266,17 +306,39 @@ TrainResult train(const TrainConfig& requested) {
   MetricsCsv metrics(run_dir / "metrics.csv");
   TensorBoardWriter tensorboard(run_dir);
   Curves curves;
+  if (resumed) {  // continue the run's table and plot rather than starting them over
+    metrics.keep_existing(static_cast<size_t>(progress.epoch));
+    curves.epoch = metrics.column_values("epoch");
+    curves.train_loss = metrics.column_values("train_loss");
+    curves.train_acc = metrics.column_values("train_accuracy");
+    curves.eval_loss = metrics.column_values(eval_name + "_loss");
+    curves.eval_acc = metrics.column_values(eval_name + "_accuracy");
+  }
   TrainResult result;
   result.run_dir = run_dir.string();
   const int64_t steps_per_epoch = loader.batches_per_epoch();
   const int64_t total_steps = steps_per_epoch * cfg.epochs;
 
+  StopSignals signals(cfg.save_on_interrupt);
+  // last.safetensors, also written mid-epoch (then `progress` holds the loader's position and the
+  // epoch's partial sums).
+  auto save_last = [&] {
+    save_checkpoint(run_dir / "last.safetensors", Checkpoint{runner.model_tensors(), runner.optimizer_tensors(),
+                                                             progress, model.to_json().dump(),
+                                                             config_to_json(cfg).dump()});
+  };
   for (int64_t epoch = progress.epoch; epoch < cfg.epochs; ++epoch) {
-    loader.seek({epoch, progress.loader_epoch == epoch ? progress.loader_batch : 0});
-    ProgressBar bar(fmt::format("epoch {}/{}", epoch + 1, cfg.epochs), steps_per_epoch, "samples");
-    double loss_sum = 0, step_seconds = 0;
-    int64_t correct = 0, seen = 0;
+    const bool mid_epoch = progress.loader_epoch == epoch && progress.loader_batch > 0;
+    const int64_t first_batch = mid_epoch ? progress.loader_batch : 0;
+    loader.seek({epoch, first_batch});
+    ProgressBar bar(fmt::format("epoch {}/{}", epoch + 1, cfg.epochs), steps_per_epoch - first_batch, "samples");
+    // A run resumed mid-epoch starts from the sums its checkpoint saved for the epoch's first part.
+    double loss_sum = mid_epoch ? progress.epoch_loss_sum : 0, step_seconds = mid_epoch ? progress.epoch_step_seconds : 0;
+    int64_t correct = mid_epoch ? progress.epoch_correct : 0, seen = mid_epoch ? progress.epoch_seen : 0;
+    const double earlier_seconds = mid_epoch ? progress.epoch_seconds : 0;
     auto epoch_start = Clock::now();
+    auto epoch_elapsed = [&] { return earlier_seconds + std::chrono::duration<double>(Clock::now() - epoch_start).count(); };
+    bool stop_mid_epoch = false;
     while (std::optional<data::Batch> batch = loader.next()) {
       double lr = optim::lr_at(cfg.schedule, cfg.optimizer.lr, progress.step, steps_per_epoch, total_steps);
       auto t0 = Clock::now();
@@ -294,10 +356,34 @@ TrainResult train(const TrainConfig& requested) {
       seen += b;
       if (!cfg.quiet)
         bar.advance(1, b, fmt::format("loss {:.4f} acc {:.4f}", loss_sum / seen, double(correct) / seen));
+
+      const bool last_batch = batch->index + 1 == steps_per_epoch;
+      result.interrupted_by = signals.received();
+      result.stopped_at_max_steps = cfg.max_steps > 0 && progress.step >= cfg.max_steps;
+      const bool stop = result.interrupted_by != 0 || result.stopped_at_max_steps;
+      if (!last_batch && (stop || (cfg.checkpoint_every > 0 && progress.step % cfg.checkpoint_every == 0))) {
+        progress.loader_epoch = epoch;
+        progress.loader_batch = batch->index + 1;
+        progress.epoch_loss_sum = loss_sum;
+        progress.epoch_correct = correct;
+        progress.epoch_seen = seen;
+        progress.epoch_seconds = epoch_elapsed();
+        progress.epoch_step_seconds = step_seconds;
+        save_last();
+      }
+      if (stop && !last_batch) {
+        stop_mid_epoch = true;
+        break;
+      }
+    }
+    if (stop_mid_epoch) {
+      if (!cfg.quiet) bar.finish("stopped");
+      result.seconds_training += epoch_elapsed() - earlier_seconds;
+      break;
     }
     // Wall time of the epoch's training loop: steps plus any wait for data (no evaluation, no I/O).
-    double epoch_seconds = std::chrono::duration<double>(Clock::now() - epoch_start).count();
-    result.seconds_training += epoch_seconds;
+    double epoch_seconds = epoch_elapsed();
+    result.seconds_training += epoch_seconds - earlier_seconds;
     result.train_loss = seen ? loss_sum / seen : NAN;
     result.train_accuracy = seen ? double(correct) / seen : NAN;
     if (eval_set) {
@@ -335,6 +421,8 @@ TrainResult train(const TrainConfig& requested) {
     progress.epoch = epoch + 1;
     progress.loader_epoch = epoch + 1;
     progress.loader_batch = 0;
+    progress.epoch_loss_sum = progress.epoch_seconds = progress.epoch_step_seconds = 0;
+    progress.epoch_correct = progress.epoch_seen = 0;
     bool improved = result.eval_accuracy > progress.best_metric || progress.best_epoch == 0;
     if (improved) {
       progress.best_metric = result.eval_accuracy;
@@ -350,6 +438,7 @@ TrainResult train(const TrainConfig& requested) {
       save_checkpoint(run_dir / "best.safetensors", ck);
       save_safetensors(run_dir / "model.safetensors", ck.model, {{"format", "pt"}});
     }
+    if (result.interrupted_by != 0 || result.stopped_at_max_steps) break;  // at an epoch's end: all saved
     if (cfg.patience > 0 && progress.epochs_without_improvement >= cfg.patience) {
       if (!cfg.quiet)
         fmt::print("early stop: no better {} accuracy for {} epochs (best {:.4f} at epoch {})\n", eval_name,

@@ -41,6 +41,15 @@ struct TrainConfig {
   // records (0: as many as the limit allows).
   uint64_t data_memory_limit = 0;
   int64_t shuffle_buffer = 0;
+  // Mid-epoch checkpoints: every this many steps last.safetensors also records the loader's
+  // position, so --resume continues inside the epoch (0: at epoch ends only).
+  int64_t checkpoint_every = 0;
+  // Stop after this many optimizer steps in all (0: no limit), writing a checkpoint where it
+  // stopped; --resume continues from there.
+  int64_t max_steps = 0;
+  // SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption) finish the current step, write a
+  // checkpoint at the loader's position and return; a second signal kills as usual.
+  bool save_on_interrupt = true;
   bool quiet = false;           // no progress bar, no summary
 };
 
@@ -52,6 +61,8 @@ struct TrainResult {
   double best_accuracy = 0;
   double seconds_training = 0;  // wall time of the training loops (no evaluation or checkpoint I/O)
   bool stopped_early = false;
+  bool stopped_at_max_steps = false;
+  int interrupted_by = 0;       // the signal that stopped training (SIGINT, SIGTERM), or 0
 };
 
 TrainResult train(const TrainConfig& config);

@@ -88,6 +88,74 @@ TEST_F(TrainE2E, ResumeContinuesExactlyWhereTheRunStopped) {
   EXPECT_EQ(a.progress.step, b.progress.step);
 }
 
+// Stopping mid-epoch (--max-steps, or a checkpoint every N steps followed by a crash) and
+// resuming gives bit-identical weights, optimizer state and the same metrics rows as a run
+// that never stopped: the checkpoint holds the loader position and the epoch's partial sums.
+TEST_F(TrainE2E, ResumeMidEpochIsBitExactAndKeepsTheMetrics) {
+  fs::path straight = dir_.path() / "straight", split = dir_.path() / "split";
+  TrainConfig whole = small_config(dir_.path() / "data", straight, "mlp", 2);  // 32 batches an epoch
+  train(whole);
+  TrainConfig first = small_config(dir_.path() / "data", split, "mlp", 2);
+  first.max_steps = 45;  // epoch 2, batch 13
+  first.checkpoint_every = 10;
+  TrainResult stopped = train(first);
+  EXPECT_TRUE(stopped.stopped_at_max_steps);
+  EXPECT_EQ(stopped.epochs_run, 1);
+  Checkpoint mid = load_checkpoint(split / "last.safetensors");
+  EXPECT_EQ(mid.progress.step, 45);
+  EXPECT_EQ(mid.progress.epoch, 1);
+  EXPECT_EQ(mid.progress.loader_epoch, 1);
+  EXPECT_EQ(mid.progress.loader_batch, 13);
+  EXPECT_EQ(mid.progress.epoch_seen, 13 * 64);
+
+  TrainConfig resume = small_config(dir_.path() / "data", "", "mlp", 2);
+  resume.resume = split.string();
+  TrainResult r = train(resume);
+  EXPECT_EQ(r.epochs_run, 1);
+  Checkpoint a = load_checkpoint(straight / "last.safetensors");
+  Checkpoint b = load_checkpoint(split / "last.safetensors");
+  ASSERT_EQ(a.model.size(), b.model.size());
+  for (size_t i = 0; i < a.model.size(); ++i)
+    EXPECT_EQ(a.model[i].second.to_doubles(), b.model[i].second.to_doubles()) << a.model[i].first;
+  for (size_t i = 0; i < a.optimizer.size(); ++i)
+    EXPECT_EQ(a.optimizer[i].second.to_doubles(), b.optimizer[i].second.to_doubles()) << a.optimizer[i].first;
+  EXPECT_EQ(b.progress.step, 64);
+  // Both epochs' rows, with the same losses and accuracies (times differ).
+  std::vector<std::string> rows_a = read_lines(straight / "metrics.csv"), rows_b = read_lines(split / "metrics.csv");
+  ASSERT_EQ(rows_a.size(), 3u);
+  ASSERT_EQ(rows_b.size(), 3u);
+  EXPECT_EQ(rows_a[0], rows_b[0]);
+  auto first_six_cells = [](const std::string& row) {  // epoch, step, train and test loss/accuracy
+    size_t at = 0;
+    for (int i = 0; i < 6; ++i) at = row.find(',', at) + 1;
+    return row.substr(0, at);
+  };
+  for (size_t i = 1; i < 3; ++i) EXPECT_EQ(first_six_cells(rows_a[i]), first_six_cells(rows_b[i])) << i;
+}
+
+// SIGTERM (a scheduler preempting the job) stops after the current step with a checkpoint at the
+// loader's position and exit status 128 + 15; --resume then finishes the run.
+TEST_F(TrainE2E, SigtermWritesACheckpointAndTheRunResumes) {
+  fs::path run = dir_.path() / "run";
+  std::string q = "'" + run.string() + "'";
+  auto t = testing::run_gpuml("train --model mlp --epochs 1000 --batch-size 64 --threads 1 --quiet --data '" +
+                              (dir_.path() / "data").string() + "' --out " + q +
+                              " 2>&1 & pid=$!; sleep 3; kill -TERM $pid; wait $pid");
+  ASSERT_EQ(t.exit_code, 143) << t.output;
+  EXPECT_NE(t.output.find("stopped by signal 15"), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("continue with: gpuml train --resume"), std::string::npos) << t.output;
+  Checkpoint c = load_checkpoint(run / "last.safetensors");
+  ASSERT_GE(c.progress.step, 1);
+  ASSERT_LT(c.progress.epoch, 1000) << "the run ended before the signal: nothing was tested";
+  if (c.progress.loader_batch > 0) {
+    EXPECT_EQ(c.progress.loader_epoch, c.progress.epoch);
+  }
+  EXPECT_EQ(c.progress.step, c.progress.epoch * 32 + c.progress.loader_batch);
+  auto r = testing::run_gpuml("train --quiet --epochs " + std::to_string(c.progress.epoch + 1) + " --resume " + q);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(read_lines(run / "metrics.csv").size(), static_cast<size_t>(c.progress.epoch + 2));
+}
+
 TEST_F(TrainE2E, CpuBackendMatchesTheReferenceBackend) {
   // One epoch of the CNN on 256 samples: the fast backend against the float64 specification.
   TempDir tiny;

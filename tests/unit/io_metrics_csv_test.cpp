@@ -28,6 +28,29 @@ TEST(IoMetricsCsv, HeaderOnceAndTheWholeFileAfterEveryAppend) {
   EXPECT_EQ(dir.list(), std::vector<std::string>{"metrics.csv"});
 }
 
+// A resumed run keeps the rows of the epochs its checkpoint covers and appends after them.
+TEST(IoMetricsCsv, KeepExistingContinuesTheTableOfAResumedRun) {
+  TempDir dir;
+  auto path = dir.path() / "metrics.csv";
+  {
+    MetricsCsv csv(path);
+    for (int64_t e = 1; e <= 3; ++e)
+      csv.append({{"epoch", e}, {"train_loss", 1.0 / double(e)}, {"note", "a, \"quoted\" cell"}});
+  }
+  MetricsCsv resumed(path);
+  resumed.keep_existing(2);  // the checkpoint covers two epochs; row 3 is redone
+  EXPECT_EQ(resumed.num_rows(), 2u);
+  EXPECT_EQ(resumed.columns(), (std::vector<std::string>{"epoch", "train_loss", "note"}));
+  EXPECT_EQ(resumed.column_values("train_loss"), (std::vector<double>{1.0, 0.5}));
+  EXPECT_TRUE(std::isnan(resumed.column_values("note")[0]));
+  resumed.append({{"epoch", int64_t{3}}, {"train_loss", 0.125}, {"note", "x"}});
+  EXPECT_EQ(read_file_bytes(path),
+            "epoch,train_loss,note\n1,1,\"a, \"\"quoted\"\" cell\"\n2,0.5,\"a, \"\"quoted\"\" cell\"\n3,0.125,x\n");
+  MetricsCsv fresh(dir.path() / "none.csv");
+  fresh.keep_existing(5);  // no file yet: an empty table
+  EXPECT_EQ(fresh.num_rows(), 0u);
+}
+
 TEST(IoMetricsCsv, NewColumnsExtendTheHeaderAndMissingCellsAreEmpty) {
   TempDir dir;
   MetricsCsv csv(dir.path() / "metrics.csv");
