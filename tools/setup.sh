@@ -6,6 +6,7 @@
 #   bash tools/setup.sh                      # Release build in ./build
 #   GPUML_WERROR=ON bash tools/setup.sh      # warnings are errors (what CI does)
 #   SKIP_APT=1 bash tools/setup.sh           # dependencies already installed
+#   GPUML_CUDA=OFF bash tools/setup.sh       # no CUDA plugin even where a toolkit is installed
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -18,7 +19,7 @@ jobs="${JOBS:-$(nproc)}"
 packages=(
   build-essential cmake ninja-build pkg-config
   libdnnl-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libzip-dev
-  libonnx-dev libprotobuf-dev
+  libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev
   libgtest-dev libbenchmark-dev
   python3 dataset-fashion-mnist
 )
@@ -34,8 +35,12 @@ if [[ -z "${SKIP_APT:-}" ]]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${packages[@]}"
 fi
 
-echo "== configuring ($build_type, GPUML_WERROR=$werror) in $build_dir"
-cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" -DGPUML_WERROR="$werror"
+# The CUDA plugin is built when a toolkit is found (GPUML_CUDA=AUTO); nvcc usually lives here.
+[[ -x /usr/local/cuda/bin/nvcc ]] && export PATH="$PATH:/usr/local/cuda/bin"
+cuda="${GPUML_CUDA:-AUTO}"
+
+echo "== configuring ($build_type, GPUML_WERROR=$werror, GPUML_CUDA=$cuda) in $build_dir"
+cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE="$build_type" -DGPUML_WERROR="$werror" -DGPUML_CUDA="$cuda"
 
 echo "== building with $jobs jobs"
 cmake --build "$build_dir" -j "$jobs"

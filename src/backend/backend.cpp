@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "backend/plugin_loader.h"
 #include "core/error.h"
 
 namespace gpuml {
@@ -83,6 +84,14 @@ std::vector<Backend*> BackendRegistry::all() const {
 BackendRegistry& backend_registry() {
   static BackendRegistry* registry = [] {
     auto* r = new BackendRegistry();
+    // Fastest first: the GPU when the plugin loads and finds a device.
+    PluginLoad cuda = load_cuda_plugin();
+    if (cuda.backends.empty()) {
+      r->set_cuda_status("not used: " + cuda.reason);
+    } else {
+      r->set_cuda_status("loaded from " + cuda.path);
+      for (auto& b : cuda.backends) r->add(std::move(b));
+    }
     r->add(make_cpu_backend());
     r->add(make_ref_backend());
     return r;

@@ -66,6 +66,8 @@ class Backend : public Allocator {
   virtual std::unique_ptr<Event> record_event(Stream* stream) { return std::make_unique<Event>(); }
   virtual void wait_event(Stream* stream, const Event& event) {}
   virtual void synchronize(Stream* stream = nullptr) {}
+  // Caps the memory this backend may hold (--gpu-memory-limit); 0 = no cap. Host backends ignore it.
+  virtual void set_memory_limit(size_t bytes) {}
 
   bool supports(OpId op, DType dtype) const;
   // Whether the kernel for `op` reads strided (non-contiguous) inputs; if not, the planner
@@ -100,12 +102,18 @@ class BackendRegistry {
   std::vector<Backend*> all() const;
   // The reference backend, which supports every op: where everything can fall back to.
   Backend& reference() const { return get("ref"); }
+  // Why the CUDA backend is or is not there ("loaded from ...", "not used: no CUDA driver ..."),
+  // set once when the registry is created; `gpuml info` and --device cuda report it.
+  const std::string& cuda_status() const { return cuda_status_; }
+  void set_cuda_status(std::string status) { cuda_status_ = std::move(status); }
 
  private:
   std::vector<std::unique_ptr<Backend>> backends_;
+  std::string cuda_status_ = "not tried";
 };
 
-// Registers ref and cpu on first use (and, later, the CUDA plugin when it loads).
+// Registers, on first use, the CUDA plugin's backends when it loads (backend/plugin_loader.h),
+// then cpu and ref.
 BackendRegistry& backend_registry();
 
 }  // namespace gpuml

@@ -52,7 +52,7 @@ SystemReport collect_system_report() {
   r.build_type = GPUML_BUILD_TYPE;
   r.compiler = compiler_name();
   r.cxx_standard = cxx_standard_name();
-  r.cuda_plugin = "not built";
+  r.cuda_plugin = backend_registry().cuda_status();
   r.libraries = library_versions();
   r.cpu_model = cpu_model_name();
   r.logical_cpus = logical_cpu_count();
@@ -63,8 +63,15 @@ SystemReport collect_system_report() {
     r.backends.push_back(
         {std::string(b->name()), b->device().str(), b->description(), count_supported_ops(*b)});
   r.devices.push_back({"cpu", fmt::format("{}, {} logical cores", r.cpu_model, r.logical_cpus)});
-  // The CUDA backend is a plugin loaded at run time; this build has none to load.
-  r.devices.push_back({"cuda", "no CUDA backend in this build"});
+  // The CUDA backend is a plugin loaded at run time: its backends describe their GPUs, or the
+  // registry says why there are none.
+  bool any_gpu = false;
+  for (Backend* b : backend_registry().all())
+    if (!b->device().is_host()) {
+      r.devices.push_back({b->device().str(), b->description()});
+      any_gpu = true;
+    }
+  if (!any_gpu) r.devices.push_back({"cuda", "no CUDA backend: " + r.cuda_plugin});
   return r;
 }
 
@@ -75,7 +82,7 @@ std::string render_system_report(const SystemReport& r) {
   };
   out += fmt::format("gpuml {}\n\n", r.version);
   line("build", fmt::format("{}, {}, {}", r.build_type, r.compiler, r.cxx_standard));
-  line("CUDA plugin", r.cuda_plugin);
+  line("CUDA:", r.cuda_plugin);
   line("libraries", r.libraries);
   line("CPU", fmt::format("{} ({} logical cores)", r.cpu_model, r.logical_cpus));
   const CpuFeatures& f = r.cpu_features;

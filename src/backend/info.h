@@ -30,7 +30,7 @@ struct SystemReport {
   std::string build_type;    // Release, Debug, ...
   std::string compiler;      // "GCC 12.2.0"
   std::string cxx_standard;  // "C++20"
-  std::string cuda_plugin;   // "not built" until the CUDA plugin exists
+  std::string cuda_plugin;   // "loaded from PATH" or "not used: REASON" (BackendRegistry::cuda_status)
   std::string libraries;     // "oneDNN 2.6.3, fmt 9.1.0"
   std::string cpu_model;
   int logical_cpus = 1;

@@ -3,6 +3,7 @@
 
 #include <memory>
 
+#include "backend/backend.h"
 #include "cli/commands.h"
 #include "core/error.h"
 #include "data/shard_format.h"
@@ -62,7 +63,14 @@ Command add_train_command(CLI::App& app) {
       ->capture_default_str()
       ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--quiet", cfg->quiet, "No summary, no progress bar");
-  return {cmd, [cfg, schedule, weight_decay, memory_limit] {
+  auto gpu_memory_mib = std::make_shared<int64_t>(0);
+  cmd->add_option("--gpu-memory-limit", *gpu_memory_mib, "Cap on the GPU memory gpuml holds, in MiB (0: none)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
+  return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_mib] {
+            // Device backends take the cap before anything is allocated on them.
+            for (Backend* b : backend_registry().all())
+              if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(*gpu_memory_mib) << 20);
             cfg->schedule = optim::parse_schedule(*schedule);
             if (!memory_limit->empty())
               cfg->data_memory_limit = data::parse_byte_size(*memory_limit, "--data-memory-limit");

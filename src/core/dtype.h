@@ -8,12 +8,7 @@
 #include <string_view>
 
 #include "core/error.h"
-
-#if defined(__CUDACC__)
-#define GPUML_HD __host__ __device__ inline
-#else
-#define GPUML_HD inline
-#endif
+#include "core/hd.h"
 
 namespace gpuml {
 

@@ -9,7 +9,7 @@
 #include <cmath>
 #include <cstdint>
 
-#include "core/dtype.h"  // GPUML_HD
+#include "core/hd.h"
 
 namespace gpuml {
 

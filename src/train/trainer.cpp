@@ -35,8 +35,13 @@ using json = nlohmann::json;
 PlanOptions plan_options_for_device(const std::string& device) {
   BackendRegistry& registry = backend_registry();
   PlanOptions p;
-  if (device == "auto" || device == "cpu") {
-    // Until a CUDA backend is built, auto means the fast CPU backend (ref fills its gaps).
+  Backend* gpu = nullptr;  // the first device backend (the CUDA plugin's), if it loaded
+  for (Backend* b : registry.all())
+    if (!gpu && !b->device().is_host()) gpu = b;
+  if (device == "auto" && gpu) {
+    // The GPU when there is one (a cost-based choice comes later); cpu and ref fill its gaps.
+    p.backends = {gpu, &registry.get("cpu"), &registry.reference()};
+  } else if (device == "auto" || device == "cpu") {
     p.backends = {&registry.get("cpu"), &registry.reference()};
   } else if (device == "ref") {
     p.backends = {&registry.reference()};
@@ -46,7 +51,8 @@ PlanOptions plan_options_for_device(const std::string& device) {
     for (Backend* b : registry.all())
       if (b->device() == d) cuda = b;
     GPUML_CHECK_KIND(ErrorKind::Unsupported, cuda != nullptr,
-                     "--device {}: this build has no CUDA backend (see `gpuml info`); use --device cpu", device);
+                     "--device {}: no CUDA backend: CUDA {} (see `gpuml info`); use --device cpu", device,
+                     registry.cuda_status());
     p.backends = {cuda, &registry.get("cpu"), &registry.reference()};
   }
   return p;

@@ -84,9 +84,10 @@ TEST(InfoReport, RenderedTextNamesBackendsFeaturesAndDevices) {
     EXPECT_NE(text.find(b.description), std::string::npos) << text;
   }
   for (const char* needle : {"AVX2", "AVX-512F", "AVX-512 BF16", "OpenMP threads",
-                             "no CUDA backend in this build", "CUDA plugin", "C++20"})
+                             "CUDA:", "C++20"})
     EXPECT_NE(text.find(needle), std::string::npos) << "missing '" << needle << "' in\n" << text;
   EXPECT_NE(text.find(report.cpu_model), std::string::npos) << text;
+  EXPECT_NE(text.find(backend_registry().cuda_status()), std::string::npos) << text;
 }
 
 TEST(InfoReport, RendersFeatureValuesItWasGiven) {

@@ -1,0 +1,216 @@
+#include "backend/cuda/cuda_backend.h"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "backend/cuda/cuda_glue.h"
+
+namespace gpuml::cuda {
+
+namespace {
+
+class CudaStream final : public Stream {
+ public:
+  explicit CudaStream(cudaStream_t s) : stream(s) {}
+  ~CudaStream() override { cudaStreamDestroy(stream); }
+  cudaStream_t stream;
+};
+
+class CudaEvent final : public Event {
+ public:
+  explicit CudaEvent(cudaEvent_t e) : event(e) {}
+  ~CudaEvent() override { cudaEventDestroy(event); }
+  cudaEvent_t event;
+};
+
+std::string mib(size_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20)); }
+
+}  // namespace
+
+CudaBackend::CudaBackend(int device_index) : device_index_(device_index) {
+  name_ = device_index == 0 ? "cuda" : fmt::format("cuda:{}", device_index);
+  activate();
+  cudaDeviceProp prop{};
+  GPUML_CUDA_CHECK(cudaGetDeviceProperties(&prop, device_index), "cuda init");
+  int runtime = 0, driver = 0;
+  cudaRuntimeGetVersion(&runtime);
+  cudaDriverGetVersion(&driver);
+  description_ = fmt::format("{} (sm_{}{}, {} MiB), CUDA runtime {}.{}, driver {}.{}, cuBLASLt {}, cuDNN {}", prop.name,
+                             prop.major, prop.minor, prop.totalGlobalMem >> 20, runtime / 1000, runtime % 1000 / 10,
+                             driver / 1000, driver % 1000 / 10, cublasLtGetVersion(), cudnnGetVersion());
+  GPUML_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cuda init");
+  GPUML_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), "cuda init");
+  // The device's default pool, told to keep freed memory: steady-state steps then allocate from
+  // the pool without going back to the driver.
+  GPUML_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool_, device_index), "cuda init");
+  uint64_t keep = UINT64_MAX;
+  GPUML_CUDA_CHECK(cudaMemPoolSetAttribute(pool_, cudaMemPoolAttrReleaseThreshold, &keep), "cuda init");
+  for (int i = 0; i < 2; ++i) {
+    GPUML_CUDA_CHECK(cudaMallocHost(&staging_[i], kStagingBytes), "cuda init (pinned staging buffers)");
+    GPUML_CUDA_CHECK(cudaEventCreateWithFlags(&staging_done_[i], cudaEventDisableTiming), "cuda init");
+  }
+  GPUML_CHECK_KIND(ErrorKind::Internal, cublasLtCreate(&cublaslt_) == CUBLAS_STATUS_SUCCESS, "cuda init: cublasLtCreate failed");
+  cudnnStatus_t st = cudnnCreate(&cudnn_);
+  GPUML_CHECK_KIND(ErrorKind::Internal, st == CUDNN_STATUS_SUCCESS, "cuda init: cudnnCreate failed: {}", cudnnGetErrorString(st));
+  register_elementwise_kernels(*this);
+  register_reduce_kernels(*this);
+  register_nn_kernels(*this);
+  register_matmul_kernels(*this);
+  register_conv_kernels(*this);
+}
+
+CudaBackend::~CudaBackend() {
+  // The registry lives until exit, when the driver may already be shutting down: errors ignored.
+  activate();
+  cudaStreamSynchronize(stream_);
+  if (workspace_) cudaFreeAsync(workspace_, stream_);
+  if (cudnn_) cudnnDestroy(cudnn_);
+  if (cublaslt_) cublasLtDestroy(cublaslt_);
+  for (int i = 0; i < 2; ++i) {
+    if (staging_done_[i]) cudaEventDestroy(staging_done_[i]);
+    if (staging_[i]) cudaFreeHost(staging_[i]);
+  }
+  cudaStreamDestroy(copy_stream_);
+  cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::activate() const { cudaSetDevice(device_index_); }
+
+cudaStream_t CudaBackend::raw_stream(Stream* stream) const {
+  if (auto* s = dynamic_cast<CudaStream*>(stream)) return s->stream;
+  return stream_;
+}
+
+void CudaBackend::throw_out_of_memory(const char* op, size_t bytes) const {
+  size_t free_bytes = 0, total = 0;
+  cudaMemGetInfo(&free_bytes, &total);
+  GPUML_FAIL(ErrorKind::OutOfMemory,
+             "{}: out of memory in {}: asked for {}, {} held by gpuml{}, {} free of {} on the device. Try a smaller "
+             "--batch-size, --precision bf16, activation recompute, or a larger --gpu-memory-limit",
+             name_, op, mib(bytes), mib(in_use_), limit_ ? fmt::format(" (cap {})", mib(limit_)) : std::string(),
+             mib(free_bytes), mib(total));
+}
+
+void* CudaBackend::allocate(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  std::lock_guard<std::mutex> lock(mutex_);
+  if (limit_ != 0 && in_use_ + bytes > limit_) throw_out_of_memory("allocate (over --gpu-memory-limit)", bytes);
+  activate();
+  void* p = nullptr;
+  cudaError_t e = cudaMallocAsync(&p, bytes, pool_, stream_);
+  if (e == cudaErrorMemoryAllocation) {
+    cudaGetLastError();  // clear it: the context is still usable
+    throw_out_of_memory("allocate", bytes);
+  }
+  GPUML_CUDA_CHECK(e, "allocate");
+  in_use_ += bytes;
+  return p;
+}
+
+void CudaBackend::deallocate(void* ptr, size_t bytes) {
+  if (!ptr) return;
+  std::lock_guard<std::mutex> lock(mutex_);
+  activate();
+  cudaFreeAsync(ptr, stream_);
+  in_use_ -= std::min(in_use_, bytes);
+}
+
+void* CudaBackend::workspace(size_t bytes, const char* op) {
+  if (bytes <= workspace_bytes_) return workspace_;
+  if (workspace_) deallocate(workspace_, workspace_bytes_);
+  workspace_ = nullptr;
+  workspace_bytes_ = 0;
+  try {
+    workspace_ = allocate(bytes);
+  } catch (const Error& e) {
+    if (e.kind() == ErrorKind::OutOfMemory) throw_out_of_memory(op, bytes);
+    throw;
+  }
+  workspace_bytes_ = bytes;
+  return workspace_;
+}
+
+// Pageable host memory cannot be copied asynchronously; going through two pinned buffers lets
+// the memcpy into one overlap the DMA out of the other, and the caller may reuse `host_src` as
+// soon as this returns.
+void CudaBackend::copy_to_device(void* dst, const void* host_src, size_t bytes, Stream* stream) {
+  if (bytes == 0) return;
+  activate();
+  cudaStream_t s = raw_stream(stream);
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, host_src) == cudaSuccess && attr.type == cudaMemoryTypeHost) {
+    GPUML_CUDA_CHECK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, s), "copy_to_device");
+    return;
+  }
+  cudaGetLastError();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (size_t done = 0, chunk = 0; done < bytes; done += kStagingBytes, ++chunk) {
+    const int b = static_cast<int>(chunk % 2);
+    const size_t n = std::min(kStagingBytes, bytes - done);
+    GPUML_CUDA_CHECK(cudaEventSynchronize(staging_done_[b]), "copy_to_device");
+    std::memcpy(staging_[b], static_cast<const char*>(host_src) + done, n);
+    GPUML_CUDA_CHECK(cudaMemcpyAsync(static_cast<char*>(dst) + done, staging_[b], n, cudaMemcpyHostToDevice, s),
+                     "copy_to_device");
+    GPUML_CUDA_CHECK(cudaEventRecord(staging_done_[b], s), "copy_to_device");
+  }
+}
+
+// Synchronous for the host by nature (the caller reads host_dst next): DMA into a pinned buffer,
+// then memcpy out, chunk by chunk.
+void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t bytes, Stream* stream) {
+  if (bytes == 0) return;
+  activate();
+  cudaStream_t s = raw_stream(stream);
+  cudaPointerAttributes attr{};
+  if (cudaPointerGetAttributes(&attr, host_dst) == cudaSuccess && attr.type == cudaMemoryTypeHost) {
+    GPUML_CUDA_CHECK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, s), "copy_to_host");
+    GPUML_CUDA_CHECK(cudaStreamSynchronize(s), "copy_to_host");
+    return;
+  }
+  cudaGetLastError();
+  std::lock_guard<std::mutex> lock(mutex_);
+  for (size_t done = 0; done < bytes; done += kStagingBytes) {
+    const size_t n = std::min(kStagingBytes, bytes - done);
+    GPUML_CUDA_CHECK(cudaMemcpyAsync(staging_[0], static_cast<const char*>(src) + done, n, cudaMemcpyDeviceToHost, s),
+                     "copy_to_host");
+    GPUML_CUDA_CHECK(cudaStreamSynchronize(s), "copy_to_host");
+    std::memcpy(static_cast<char*>(host_dst) + done, staging_[0], n);
+  }
+}
+
+void CudaBackend::copy_within(void* dst, const void* src, size_t bytes, Stream* stream) {
+  if (bytes == 0) return;
+  activate();
+  GPUML_CUDA_CHECK(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToDevice, raw_stream(stream)), "copy_within");
+}
+
+std::unique_ptr<Stream> CudaBackend::create_stream() {
+  activate();
+  cudaStream_t s = nullptr;
+  GPUML_CUDA_CHECK(cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking), "create_stream");
+  return std::make_unique<CudaStream>(s);
+}
+
+std::unique_ptr<Event> CudaBackend::record_event(Stream* stream) {
+  activate();
+  cudaEvent_t e = nullptr;
+  GPUML_CUDA_CHECK(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "record_event");
+  auto event = std::make_unique<CudaEvent>(e);
+  GPUML_CUDA_CHECK(cudaEventRecord(e, raw_stream(stream)), "record_event");
+  return event;
+}
+
+void CudaBackend::wait_event(Stream* stream, const Event& event) {
+  auto* e = dynamic_cast<const CudaEvent*>(&event);
+  GPUML_CHECK(e != nullptr, "{}: wait_event on an event of another backend", name_);
+  GPUML_CUDA_CHECK(cudaStreamWaitEvent(raw_stream(stream), e->event, 0), "wait_event");
+}
+
+void CudaBackend::synchronize(Stream* stream) {
+  activate();
+  GPUML_CUDA_CHECK(cudaStreamSynchronize(raw_stream(stream)), "synchronize");
+}
+
+}  // namespace gpuml::cuda

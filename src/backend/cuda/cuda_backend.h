@@ -1,0 +1,92 @@
+// The CUDA backend: one per GPU, created by the plugin entry point (cuda_plugin.cpp). Memory is
+// stream-ordered (cudaMallocAsync on a per-device pool, with an optional cap); host copies go
+// through pinned staging buffers; streams and events are CUDA's. Kernel files register into the
+// op slots through add_kernel(); an empty slot falls back to the cpu backend (the planner inserts
+// the transfers).
+//
+//   CudaBackend& gpu = cuda_backend_of(call);     // inside a kernel
+//   cudaStream_t s = gpu.stream_of(call);
+//   void* workspace = gpu.workspace(bytes, "matmul");
+#pragma once
+
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <cudnn.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "backend/backend.h"
+
+namespace gpuml::cuda {
+
+class CudaBackend final : public Backend {
+ public:
+  explicit CudaBackend(int device_index);
+  ~CudaBackend() override;
+  std::string_view name() const override { return name_; }
+  std::string description() const override { return description_; }
+  Device device() const override { return {DeviceType::cuda, device_index_}; }
+
+  void* allocate(size_t bytes) override;
+  void deallocate(void* ptr, size_t bytes) override;
+  void set_memory_limit(size_t bytes) override { limit_ = bytes; }
+
+  void copy_to_device(void* dst, const void* host_src, size_t bytes, Stream* stream = nullptr) override;
+  void copy_to_host(void* host_dst, const void* src, size_t bytes, Stream* stream = nullptr) override;
+  void copy_within(void* dst, const void* src, size_t bytes, Stream* stream = nullptr) override;
+  std::unique_ptr<Stream> create_stream() override;
+  std::unique_ptr<Event> record_event(Stream* stream) override;
+  void wait_event(Stream* stream, const Event& event) override;
+  void synchronize(Stream* stream = nullptr) override;
+
+  cudaStream_t stream_of(const KernelCall& call) const { return raw_stream(call.stream); }
+  cudaStream_t raw_stream(Stream* stream) const;
+  // Scratch memory for one kernel (cuBLASLt/cuDNN workspaces), grown on demand, ordered on the
+  // default stream. `op` names the kernel in the out-of-memory error.
+  void* workspace(size_t bytes, const char* op);
+  cublasLtHandle_t cublaslt() const { return cublaslt_; }
+  cudnnHandle_t cudnn() const { return cudnn_; }
+  // cuDNN algorithm choices per convolution shape, found once (conv kernels own the keys).
+  std::map<std::string, int>& conv_algorithms() { return conv_algorithms_; }
+  std::mutex& mutex() { return mutex_; }
+
+  void add_kernel(OpId op, KernelFn fn, std::initializer_list<DType> dtypes, bool strided_inputs = true) {
+    register_kernel(op, fn, dtypes, strided_inputs);
+  }
+  // Throws the OutOfMemory error: the op, the bytes asked for, what is free and what to try.
+  [[noreturn]] void throw_out_of_memory(const char* op, size_t bytes) const;
+
+ private:
+  void activate() const;  // cudaSetDevice: every call may come from any host thread
+  int device_index_;
+  std::string name_, description_;
+  cudaStream_t stream_ = nullptr;
+  cudaMemPool_t pool_ = nullptr;
+  cudaStream_t copy_stream_ = nullptr;
+  size_t limit_ = 0, in_use_ = 0;
+  // Two pinned staging buffers: one is filled while the other is copied (copy_to_device).
+  static constexpr size_t kStagingBytes = size_t{8} << 20;
+  void* staging_[2] = {nullptr, nullptr};
+  cudaEvent_t staging_done_[2] = {nullptr, nullptr};
+  void* workspace_ = nullptr;
+  size_t workspace_bytes_ = 0;
+  cublasLtHandle_t cublaslt_ = nullptr;
+  cudnnHandle_t cudnn_ = nullptr;
+  std::map<std::string, int> conv_algorithms_;
+  std::mutex mutex_;
+};
+
+inline CudaBackend& cuda_backend_of(const KernelCall& call) { return static_cast<CudaBackend&>(call.backend); }
+
+// One registration function per kernel family (one file each).
+void register_elementwise_kernels(CudaBackend& backend);  // cuda_register_elementwise.cpp
+void register_reduce_kernels(CudaBackend& backend);       // cuda_register_reduce.cpp
+void register_nn_kernels(CudaBackend& backend);           // cuda_register_nn.cpp: norms, losses, pools, random, gather, optim
+void register_matmul_kernels(CudaBackend& backend);       // cuda_matmul.cpp
+void register_conv_kernels(CudaBackend& backend);         // cuda_conv.cpp
+
+}  // namespace gpuml::cuda

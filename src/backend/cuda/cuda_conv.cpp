@@ -1,0 +1,161 @@
+// conv2d forward, backward-data and backward-filter on cuDNN (NCHW). The algorithm of each
+// (direction, shapes, dtype, attributes) is found once with cudnnFind*, measured on the real
+// shapes, and cached in the backend. f32 uses FMA math (exact f32, as ref) unless
+// GPUML_CUDA_TF32=1; bf16/f16 use tensor cores with f32 accumulation.
+#include <fmt/format.h>
+
+#include <cstdlib>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_glue.h"
+
+namespace gpuml::cuda {
+
+namespace {
+
+#define GPUML_CUDNN_CHECK(expr)                                                                                  \
+  do {                                                                                                           \
+    cudnnStatus_t gpuml_st_ = (expr);                                                                            \
+    GPUML_CHECK_KIND(ErrorKind::Internal, gpuml_st_ == CUDNN_STATUS_SUCCESS, "cuda conv2d: {} failed: {}", #expr, \
+                     cudnnGetErrorString(gpuml_st_));                                                            \
+  } while (0)
+
+enum class Direction { forward, backward_data, backward_filter };
+
+cudnnDataType_t cudnn_type(DType d) {
+  switch (d) {
+    case DType::f32: return CUDNN_DATA_FLOAT;
+    case DType::f64: return CUDNN_DATA_DOUBLE;
+    case DType::bf16: return CUDNN_DATA_BFLOAT16;
+    case DType::f16: return CUDNN_DATA_HALF;
+    default: GPUML_FAIL(ErrorKind::Unsupported, "cuda conv2d: dtype {} not supported", d);
+  }
+}
+
+// Descriptors for one convolution, freed on every path out.
+struct ConvDescriptors {
+  cudnnTensorDescriptor_t x = nullptr, y = nullptr;
+  cudnnFilterDescriptor_t w = nullptr;
+  cudnnConvolutionDescriptor_t conv = nullptr;
+  ConvDescriptors(const Shape& xs, const Shape& ws, const Shape& ys, const Attrs& a, DType dtype) {
+    const cudnnDataType_t t = cudnn_type(dtype);
+    GPUML_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
+    GPUML_CUDNN_CHECK(cudnnCreateTensorDescriptor(&y));
+    GPUML_CUDNN_CHECK(cudnnCreateFilterDescriptor(&w));
+    GPUML_CUDNN_CHECK(cudnnCreateConvolutionDescriptor(&conv));
+    auto dim = [](const Shape& s, int i) { return static_cast<int>(s[static_cast<size_t>(i)]); };
+    GPUML_CUDNN_CHECK(cudnnSetTensor4dDescriptor(x, CUDNN_TENSOR_NCHW, t, dim(xs, 0), dim(xs, 1), dim(xs, 2), dim(xs, 3)));
+    GPUML_CUDNN_CHECK(cudnnSetTensor4dDescriptor(y, CUDNN_TENSOR_NCHW, t, dim(ys, 0), dim(ys, 1), dim(ys, 2), dim(ys, 3)));
+    GPUML_CUDNN_CHECK(cudnnSetFilter4dDescriptor(w, t, CUDNN_TENSOR_NCHW, dim(ws, 0), dim(ws, 1), dim(ws, 2), dim(ws, 3)));
+    const cudnnDataType_t compute = dtype == DType::f64 ? CUDNN_DATA_DOUBLE : CUDNN_DATA_FLOAT;
+    GPUML_CUDNN_CHECK(cudnnSetConvolution2dDescriptor(
+        conv, static_cast<int>(a.padding[0]), static_cast<int>(a.padding[1]), static_cast<int>(a.stride[0]),
+        static_cast<int>(a.stride[1]), static_cast<int>(a.dilation[0]), static_cast<int>(a.dilation[1]),
+        CUDNN_CROSS_CORRELATION, compute));
+    GPUML_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, static_cast<int>(a.groups)));
+    const char* tf32 = std::getenv("GPUML_CUDA_TF32");
+    cudnnMathType_t math = (dtype == DType::bf16 || dtype == DType::f16) ? CUDNN_TENSOR_OP_MATH
+                           : (dtype == DType::f32 && tf32 && tf32[0] == '1') ? CUDNN_DEFAULT_MATH
+                                                                             : CUDNN_FMA_MATH;
+    GPUML_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, math));
+  }
+  ~ConvDescriptors() {
+    cudnnDestroyTensorDescriptor(x);
+    cudnnDestroyTensorDescriptor(y);
+    cudnnDestroyFilterDescriptor(w);
+    cudnnDestroyConvolutionDescriptor(conv);
+  }
+  ConvDescriptors(const ConvDescriptors&) = delete;
+  ConvDescriptors& operator=(const ConvDescriptors&) = delete;
+};
+
+std::string cache_key(Direction dir, const Shape& xs, const Shape& ws, const Attrs& a, DType d) {
+  return fmt::format("{} {} {} {} s{},{} p{},{} d{},{} g{}", static_cast<int>(dir), shape_str(xs), shape_str(ws),
+                     dtype_name(d), a.stride[0], a.stride[1], a.padding[0], a.padding[1], a.dilation[0], a.dilation[1],
+                     a.groups);
+}
+
+// The fastest algorithm for this convolution, measured once (cudnnFind*) and cached.
+int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, const std::string& key) {
+  std::lock_guard<std::mutex> lock(gpu.mutex());
+  auto it = gpu.conv_algorithms().find(key);
+  if (it != gpu.conv_algorithms().end()) return it->second;
+  int found = 0, algo = -1;
+  if (dir == Direction::forward) {
+    cudnnConvolutionFwdAlgoPerf_t perf[8];
+    GPUML_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(gpu.cudnn(), d.x, d.w, d.conv, d.y, 8, &found, perf));
+    for (int i = 0; i < found && algo < 0; ++i)
+      if (perf[i].status == CUDNN_STATUS_SUCCESS) algo = perf[i].algo;
+  } else if (dir == Direction::backward_data) {
+    cudnnConvolutionBwdDataAlgoPerf_t perf[8];
+    GPUML_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(gpu.cudnn(), d.w, d.y, d.conv, d.x, 8, &found, perf));
+    for (int i = 0; i < found && algo < 0; ++i)
+      if (perf[i].status == CUDNN_STATUS_SUCCESS) algo = perf[i].algo;
+  } else {
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
+    GPUML_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(gpu.cudnn(), d.x, d.y, d.conv, d.w, 8, &found, perf));
+    for (int i = 0; i < found && algo < 0; ++i)
+      if (perf[i].status == CUDNN_STATUS_SUCCESS) algo = perf[i].algo;
+  }
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, algo >= 0, "cuda conv2d: cuDNN has no algorithm for {}", key);
+  gpu.conv_algorithms()[key] = algo;
+  return algo;
+}
+
+// x (N, C, H, W), w (O, C/groups, kH, kW), y (N, O, OH, OW): the three directions share this.
+void run_conv(const KernelCall& c, Direction dir, const Tensor& x, const Tensor& w, const Tensor& y) {
+  CudaBackend& gpu = cuda_backend_of(c);
+  if (x.numel() == 0 || w.numel() == 0 || y.numel() == 0) {
+    GPUML_CUDA_CHECK(cudaMemsetAsync(c.output.raw_data(), 0, c.output.nbytes(), gpu.stream_of(c)), "conv2d");
+    return;
+  }
+  const DType dtype = c.output.dtype();
+  ConvDescriptors d(x.shape(), w.shape(), y.shape(), c.attrs, dtype);
+  GPUML_CUDNN_CHECK(cudnnSetStream(gpu.cudnn(), gpu.stream_of(c)));
+  const int algo = find_algorithm(gpu, dir, d, cache_key(dir, x.shape(), w.shape(), c.attrs, dtype));
+  const double one_d = 1.0, zero_d = 0.0;
+  const float one_f = 1.f, zero_f = 0.f;
+  const void* one = dtype == DType::f64 ? static_cast<const void*>(&one_d) : &one_f;
+  const void* zero = dtype == DType::f64 ? static_cast<const void*>(&zero_d) : &zero_f;
+  size_t ws = 0;
+  if (dir == Direction::forward) {
+    auto a = static_cast<cudnnConvolutionFwdAlgo_t>(algo);
+    GPUML_CUDNN_CHECK(cudnnGetConvolutionForwardWorkspaceSize(gpu.cudnn(), d.x, d.w, d.conv, d.y, a, &ws));
+    void* workspace = gpu.workspace(ws, "conv2d");
+    GPUML_CUDNN_CHECK(cudnnConvolutionForward(gpu.cudnn(), one, d.x, x.raw_data(), d.w, w.raw_data(), d.conv, a,
+                                              workspace, ws, zero, d.y, y.raw_data()));
+  } else if (dir == Direction::backward_data) {
+    auto a = static_cast<cudnnConvolutionBwdDataAlgo_t>(algo);
+    GPUML_CUDNN_CHECK(cudnnGetConvolutionBackwardDataWorkspaceSize(gpu.cudnn(), d.w, d.y, d.conv, d.x, a, &ws));
+    void* workspace = gpu.workspace(ws, "conv2d_backward_data");
+    GPUML_CUDNN_CHECK(cudnnConvolutionBackwardData(gpu.cudnn(), one, d.w, w.raw_data(), d.y, y.raw_data(), d.conv, a,
+                                                   workspace, ws, zero, d.x, x.raw_data()));
+  } else {
+    auto a = static_cast<cudnnConvolutionBwdFilterAlgo_t>(algo);
+    GPUML_CUDNN_CHECK(cudnnGetConvolutionBackwardFilterWorkspaceSize(gpu.cudnn(), d.x, d.y, d.conv, d.w, a, &ws));
+    void* workspace = gpu.workspace(ws, "conv2d_backward_filter");
+    GPUML_CUDNN_CHECK(cudnnConvolutionBackwardFilter(gpu.cudnn(), one, d.x, x.raw_data(), d.y, y.raw_data(), d.conv, a,
+                                                     workspace, ws, zero, d.w, w.raw_data()));
+  }
+}
+
+void conv2d_kernel(const KernelCall& c) { run_conv(c, Direction::forward, c.inputs[0], c.inputs[1], c.output); }
+// (dy, w) -> dx of attrs.shape
+void conv2d_backward_data_kernel(const KernelCall& c) {
+  run_conv(c, Direction::backward_data, c.output, c.inputs[1], c.inputs[0]);
+}
+// (x, dy) -> dw of attrs.shape
+void conv2d_backward_filter_kernel(const KernelCall& c) {
+  run_conv(c, Direction::backward_filter, c.inputs[0], c.output, c.inputs[1]);
+}
+
+}  // namespace
+
+void register_conv_kernels(CudaBackend& b) {
+  for (auto [op, fn] : {std::pair{OpId::conv2d, &conv2d_kernel},
+                        std::pair{OpId::conv2d_backward_data, &conv2d_backward_data_kernel},
+                        std::pair{OpId::conv2d_backward_filter, &conv2d_backward_filter_kernel}})
+    b.add_kernel(op, fn, {DType::f32, DType::f64, DType::bf16, DType::f16}, /*strided_inputs=*/false);
+}
+
+}  // namespace gpuml::cuda

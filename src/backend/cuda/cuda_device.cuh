@@ -1,0 +1,133 @@
+// Device-side helpers shared by the .cu files: element types, conversions through the
+// accumulation type, strided offsets, launch geometry and the dtype switch. nvcc only.
+//
+//   dispatch_elem(t, [&]<typename T>(T) { my_kernel<T><<<blocks_for(n), kThreads, 0, s>>>(...); });
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+
+#include "backend/cuda/cuda_kernels.h"
+
+namespace gpuml::cuda {
+
+inline constexpr int kThreads = 256;
+
+// Grid-stride loops cover any n; the grid is capped so that huge tensors do not make huge grids.
+inline unsigned blocks_for(int64_t n) {
+  int64_t b = (n + kThreads - 1) / kThreads;
+  if (b < 1) b = 1;
+  if (b > 65535 * 8) b = 65535 * 8;
+  return static_cast<unsigned>(b);
+}
+
+// Every launch is checked (the host side turns the exception into a gpuml::Error).
+inline void check_launch(const char* what) {
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": kernel launch failed: " + cudaGetErrorString(e));
+}
+
+// The type arithmetic happens in: float for f32/bf16/f16, double for f64 and the integers (as the
+// reference backend computes integers: through double, truncating on the way back).
+template <typename T> struct AccOf { using type = double; };
+template <> struct AccOf<float> { using type = float; };
+template <> struct AccOf<__nv_bfloat16> { using type = float; };
+template <> struct AccOf<__half> { using type = float; };
+template <typename T> using Acc = typename AccOf<T>::type;
+
+template <typename T>
+__device__ __forceinline__ Acc<T> to_acc(T v) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __bfloat162float(v);
+  else if constexpr (std::is_same_v<T, __half>) return __half2float(v);
+  else return static_cast<Acc<T>>(v);
+}
+template <typename T, typename A>
+__device__ __forceinline__ T from_acc(A v) {
+  if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(static_cast<float>(v));
+  else if constexpr (std::is_same_v<T, __half>) return __float2half_rn(static_cast<float>(v));
+  else if constexpr (std::is_same_v<T, bool>) return v != A(0);
+  else return static_cast<T>(v);
+}
+template <typename T>
+__device__ __forceinline__ double to_f64(T v) { return static_cast<double>(to_acc<T>(v)); }
+
+// Element offset of logical (row-major) index i in a view with `strides` over `layout`.
+__device__ __forceinline__ int64_t strided_offset(int64_t i, const Layout& layout, const int64_t* strides) {
+  int64_t off = 0;
+  for (int d = layout.ndim - 1; d >= 0; --d) {
+    int64_t n = layout.shape[d];
+    off += (i % n) * strides[d];
+    i /= n;
+  }
+  return off;
+}
+
+#define GPUML_GRID_STRIDE(i, n) \
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+
+template <typename Fn>
+void dispatch_elem(ElemType t, Fn&& fn) {
+  switch (t) {
+    case ElemType::f32: fn(float{}); return;
+    case ElemType::f64: fn(double{}); return;
+    case ElemType::bf16: fn(__nv_bfloat16{}); return;
+    case ElemType::f16: fn(__half{}); return;
+    case ElemType::i32: fn(int32_t{}); return;
+    case ElemType::i64: fn(int64_t{}); return;
+    case ElemType::u8: fn(uint8_t{}); return;
+    case ElemType::boolean: fn(bool{}); return;
+  }
+  throw std::runtime_error("bad element type");
+}
+
+// The floating types only (kernels with transcendental math).
+template <typename Fn>
+void dispatch_float(ElemType t, Fn&& fn) {
+  switch (t) {
+    case ElemType::f32: fn(float{}); return;
+    case ElemType::f64: fn(double{}); return;
+    case ElemType::bf16: fn(__nv_bfloat16{}); return;
+    case ElemType::f16: fn(__half{}); return;
+    default: throw std::runtime_error("kernel supports floating types only");
+  }
+}
+
+}  // namespace gpuml::cuda
+
+namespace gpuml::cuda {
+
+// Sum of `v` over the block (blockDim.x == kThreads), in a fixed order: deterministic. Every
+// thread gets the result. `scratch` holds kThreads doubles.
+__device__ __forceinline__ double block_sum(double v, double* scratch) {
+  scratch[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s /= 2) {
+    if (threadIdx.x < s) scratch[threadIdx.x] += scratch[threadIdx.x + s];
+    __syncthreads();
+  }
+  double r = scratch[0];
+  __syncthreads();
+  return r;
+}
+
+__device__ __forceinline__ double block_max(double v, double* scratch) {
+  scratch[threadIdx.x] = v;
+  __syncthreads();
+  for (int s = blockDim.x / 2; s > 0; s /= 2) {
+    if (threadIdx.x < s) scratch[threadIdx.x] = fmax(scratch[threadIdx.x], scratch[threadIdx.x + s]);
+    __syncthreads();
+  }
+  double r = scratch[0];
+  __syncthreads();
+  return r;
+}
+
+inline unsigned capped_blocks(int64_t rows) {
+  return static_cast<unsigned>(rows < 65535 * 8 ? (rows > 0 ? rows : 1) : 65535 * 8);
+}
+
+}  // namespace gpuml::cuda

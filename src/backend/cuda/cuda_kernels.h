@@ -1,0 +1,124 @@
+// The CUDA kernels' launchers, in plain C++ that both nvcc and the host compiler read: no gpuml
+// core header (nvcc cannot parse fmt), only POD arguments. The host side (cuda_register_*.cpp)
+// turns a KernelCall into these; the .cu files hold the kernels.
+//
+//   StridedView x = strided_view_of(call.inputs[0], out_layout);   // cuda_glue.h
+//   launch_unary(UnaryOp::relu, ElemType::f32, x, out_ptr, layout, /*gelu_tanh*/ false, stream);
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+namespace gpuml::cuda {
+
+inline constexpr int kMaxDims = 8;
+
+// Same order as gpuml::DType (static_assert'ed in cuda_glue.h).
+enum class ElemType : uint8_t { f32, f64, bf16, f16, i32, i64, u8, boolean };
+
+// The logical (row-major) index space a kernel walks: the output's shape.
+struct Layout {
+  int ndim = 0;
+  int64_t shape[kMaxDims] = {};
+  int64_t numel = 1;
+};
+
+// An operand read (or written) at element strides over a Layout; stride 0 broadcasts.
+struct StridedView {
+  void* data = nullptr;  // element 0 of the view (offset applied)
+  int64_t strides[kMaxDims] = {};
+};
+
+enum class UnaryOp : uint8_t { neg, abs, sign, exp, log, sqrt, rsqrt, tanh, sigmoid, relu, gelu };
+// relu_backward(y, dy): dy where y > 0, else 0 (a NaN y counts as not > 0).
+enum class BinaryOp : uint8_t { add, sub, mul, div, pow, maximum, minimum, relu_backward };
+enum class CompareOp : uint8_t { eq, ne, lt, le, gt, ge };
+
+// --- cuda_elementwise.cu -----------------------------------------------------------------------
+void launch_unary(UnaryOp op, ElemType t, const StridedView& x, void* out, const Layout& layout, bool gelu_tanh,
+                  cudaStream_t stream);
+void launch_binary(BinaryOp op, ElemType t, const StridedView& a, const StridedView& b, void* out,
+                   const Layout& layout, cudaStream_t stream);
+void launch_compare(CompareOp op, ElemType t, const StridedView& a, const StridedView& b, bool* out,
+                    const Layout& layout, cudaStream_t stream);
+// where(cond (bool), a, b) -> a where cond else b
+void launch_where(ElemType t, const StridedView& cond, const StridedView& a, const StridedView& b, void* out,
+                  const Layout& layout, cudaStream_t stream);
+void launch_cast(ElemType from, ElemType to, const StridedView& x, void* out, const Layout& layout,
+                 cudaStream_t stream);
+// Copies a strided view into another strided view of the same layout: the one movement kernel
+// (copy, reshape, permute, slice, broadcast_to, concat blocks, pad interiors).
+void launch_strided_copy(int elem_bytes, const StridedView& src, const StridedView& dst, const Layout& layout,
+                         cudaStream_t stream);
+// out[i] = start + i * step over a contiguous range (fill: step 0).
+void launch_arange(ElemType t, void* out, int64_t n, double start, double step, cudaStream_t stream);
+// dx = dy * relu'(x) or gelu'(x); x and dy strided over the output layout.
+void launch_gelu_backward(ElemType t, const StridedView& x, const StridedView& dy, void* dx, const Layout& layout,
+                          bool gelu_tanh, cudaStream_t stream);
+
+// --- cuda_reduce.cu ----------------------------------------------------------------------------
+// A reduction over a (outer, reduce, inner) split of a contiguous input: out[o, i] over r.
+// Callers make the input contiguous and move reduced axes next to each other (permute + copy).
+enum class ReduceOp : uint8_t { sum, mean, max, argmax };
+void launch_reduce(ReduceOp op, ElemType t, const void* in, void* out, int64_t outer, int64_t reduce, int64_t inner,
+                   cudaStream_t stream);
+// softmax / log_softmax over the middle dim of a contiguous (outer, n, inner) tensor.
+void launch_softmax(ElemType t, bool log, const void* in, void* out, int64_t outer, int64_t n, int64_t inner,
+                    cudaStream_t stream);
+
+// --- cuda_loss_norm.cu -------------------------------------------------------------------------
+// cross_entropy(logits (N, C) contiguous, labels (N,)) -> loss (). bad_label (device int64, 2
+// entries) receives the first row with an out-of-range label and the label, or -1.
+void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bool labels_i64, void* loss,
+                          int64_t n, int64_t c, int64_t ignore_index, int64_t* bad_label, cudaStream_t stream);
+void launch_cross_entropy_backward(ElemType t, const void* logits, const void* labels, bool labels_i64,
+                                   const void* dloss, void* dlogits, int64_t n, int64_t c, int64_t ignore_index,
+                                   cudaStream_t stream);
+// layer_norm over the last `d` elements of each of `rows` contiguous rows; w, b (d,).
+void launch_layer_norm(ElemType t, const void* x, const void* w, const void* b, void* y, int64_t rows, int64_t d,
+                       double eps, cudaStream_t stream);
+void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const void* dy, void* dx, int64_t rows,
+                                int64_t d, double eps, cudaStream_t stream);
+// batch_norm over x (N, C, S) contiguous; stats per channel (batch or running).
+void launch_batch_norm(ElemType t, const void* x, const void* w, const void* b, const void* running_mean,
+                       const void* running_var, void* y, int64_t n, int64_t c, int64_t s, bool training, double eps,
+                       cudaStream_t stream);
+void launch_batch_norm_backward(ElemType t, const void* x, const void* w, const void* dy, void* dx, int64_t n,
+                                int64_t c, int64_t s, double eps, cudaStream_t stream);
+
+// --- cuda_pool_gather.cu -----------------------------------------------------------------------
+struct PoolParams {
+  int64_t n, c, h, w, oh, ow;  // x (N, C, H, W), y (N, C, OH, OW)
+  int64_t kh, kw, sh, sw, ph, pw, dh, dw;
+  bool count_include_pad;
+};
+void launch_max_pool(ElemType t, const void* x, void* y, const PoolParams& p, cudaStream_t stream);
+void launch_max_pool_backward(ElemType t, const void* x, const void* dy, void* dx, const PoolParams& p,
+                              cudaStream_t stream);
+void launch_avg_pool(ElemType t, const void* x, void* y, const PoolParams& p, cudaStream_t stream);
+void launch_avg_pool_backward(ElemType t, const void* dy, void* dx, const PoolParams& p, cudaStream_t stream);
+// embedding: out (n, d) = weight[idx[i]]; bad_index as in cross_entropy.
+void launch_embedding(ElemType t, const void* weight, const void* idx, bool idx_i64, void* out, int64_t n,
+                      int64_t vocab, int64_t d, int64_t* bad_index, cudaStream_t stream);
+// embedding_backward: dw (vocab, d) zeroed, then dw[idx[i]] += dy[i] (atomics; f32 or f64).
+void launch_embedding_backward(ElemType t, const void* idx, bool idx_i64, const void* dy, void* dw, int64_t n,
+                               int64_t vocab, int64_t d, cudaStream_t stream);
+// Philox draws (core/philox.h): the same numbers as the CPU backends.
+void launch_dropout(ElemType t, const StridedView& x, void* out, const Layout& layout, double p, uint64_t seed,
+                    uint64_t offset, cudaStream_t stream);
+void launch_random(ElemType t, bool normal, void* out, int64_t n, double a, double b, uint64_t seed, uint64_t offset,
+                   cudaStream_t stream);
+
+// --- cuda_optim.cu -----------------------------------------------------------------------------
+struct OptimParams {
+  double momentum, weight_decay, beta1, beta2, eps;
+  bool nesterov, decoupled_weight_decay;
+};
+// state (rows, p) f32, grad (p,), hyper (3,) = [lr, 1-beta1^t, 1-beta2^t] on the device.
+void launch_sgd_update(const float* state, const float* grad, const float* hyper, float* out, int64_t rows, int64_t p,
+                       const OptimParams& o, cudaStream_t stream);
+void launch_adam_update(const float* state, const float* grad, const float* hyper, float* out, int64_t p,
+                        const OptimParams& o, cudaStream_t stream);
+
+}  // namespace gpuml::cuda

@@ -1,0 +1,223 @@
+// cross_entropy (+ backward), layer_norm and batch_norm (+ backward). Statistics accumulate in
+// double with fixed-order block reductions, so results are deterministic run to run.
+#include <cfloat>
+
+#include "backend/cuda/cuda_device.cuh"
+
+namespace gpuml::cuda {
+
+namespace {
+
+__device__ __forceinline__ int64_t label_at(const void* labels, bool i64, int64_t r) {
+  return i64 ? static_cast<const int64_t*>(labels)[r] : static_cast<const int32_t*>(labels)[r];
+}
+
+// One block over all rows (a loss is one number; a fixed order keeps it deterministic).
+template <typename T>
+__global__ void cross_entropy_kernel(const T* logits, const void* labels, bool i64, T* loss, int64_t n, int64_t c,
+                                     int64_t ignore_index, int64_t* bad_label) {
+  __shared__ double scratch[kThreads];
+  double total = 0.0, kept = 0.0;
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
+    int64_t label = label_at(labels, i64, r);
+    if (label == ignore_index) continue;
+    if (label < 0 || label >= c) {
+      atomicMin(reinterpret_cast<unsigned long long*>(bad_label), static_cast<unsigned long long>(r));
+      continue;
+    }
+    const T* row = logits + r * c;
+    double m = -DBL_MAX;
+    for (int64_t j = 0; j < c; ++j) m = fmax(m, to_f64(row[j]));
+    double s = 0.0;
+    for (int64_t j = 0; j < c; ++j) s += exp(to_f64(row[j]) - m);
+    total += m + log(s) - to_f64(row[label]);
+    kept += 1.0;
+  }
+  total = block_sum(total, scratch);
+  kept = block_sum(kept, scratch);
+  if (threadIdx.x == 0) *loss = from_acc<T>(static_cast<Acc<T>>(kept == 0.0 ? __longlong_as_double(0x7ff8000000000000LL) : total / kept));
+}
+
+// One block per row; each block also counts the kept rows (cheap next to the row's work).
+template <typename T>
+__global__ void cross_entropy_backward_kernel(const T* logits, const void* labels, bool i64, const T* dloss,
+                                              T* dlogits, int64_t n, int64_t c, int64_t ignore_index) {
+  __shared__ double scratch[kThreads];
+  double kept = 0.0;
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) kept += label_at(labels, i64, r) != ignore_index;
+  kept = block_sum(kept, scratch);
+  const double scale = to_f64(*dloss) / kept;
+  for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
+    const int64_t label = label_at(labels, i64, r);
+    const T* row = logits + r * c;
+    T* grad = dlogits + r * c;
+    if (label == ignore_index) {
+      for (int64_t j = threadIdx.x; j < c; j += blockDim.x) grad[j] = from_acc<T>(Acc<T>(0));
+      continue;
+    }
+    double m = -DBL_MAX;
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) m = fmax(m, to_f64(row[j]));
+    m = block_max(m, scratch);
+    double s = 0.0;
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) s += exp(to_f64(row[j]) - m);
+    const double lse = m + log(block_sum(s, scratch));
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
+      double softmax = exp(to_f64(row[j]) - lse);
+      grad[j] = from_acc<T>(static_cast<Acc<T>>((softmax - (j == label ? 1.0 : 0.0)) * scale));
+    }
+  }
+}
+
+// Elements of group g: layer_norm rows are contiguous (g * d + k); batch_norm channels are
+// strided ((i / s) * c + g) * s + i % s over n * s elements.
+struct Groups {
+  int64_t c = 0, s = 1;  // batch_norm: channels and spatial size; layer_norm: c = 0
+  int64_t d = 0;         // elements per group
+  __device__ int64_t index(int64_t g, int64_t k) const {
+    return c == 0 ? g * d + k : ((k / s) * c + g) * s + k % s;
+  }
+  __device__ int64_t param(int64_t g, int64_t k) const { return c == 0 ? k : g; }
+};
+
+template <typename T>
+__device__ void group_stats(const T* x, const Groups& gr, int64_t g, double* scratch, double& mean, double& var) {
+  double s = 0.0;
+  for (int64_t k = threadIdx.x; k < gr.d; k += blockDim.x) s += to_f64(x[gr.index(g, k)]);
+  mean = block_sum(s, scratch) / static_cast<double>(gr.d);
+  double v = 0.0;
+  for (int64_t k = threadIdx.x; k < gr.d; k += blockDim.x) {
+    double dv = to_f64(x[gr.index(g, k)]) - mean;
+    v += dv * dv;
+  }
+  var = block_sum(v, scratch) / static_cast<double>(gr.d);
+}
+
+// y = (x - mean) * rsqrt(var + eps) * w + b; stats from the batch or from running_mean/var.
+template <typename T>
+__global__ void normalize_kernel(const T* x, const T* w, const T* b, const T* run_mean, const T* run_var, T* y,
+                                 Groups gr, int64_t groups, double eps) {
+  __shared__ double scratch[kThreads];
+  for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
+    double mean, var;
+    if (run_mean) {
+      mean = to_f64(run_mean[g]);
+      var = to_f64(run_var[g]);
+    } else {
+      group_stats(x, gr, g, scratch, mean, var);
+    }
+    const double rstd = 1.0 / sqrt(var + eps);
+    for (int64_t k = threadIdx.x; k < gr.d; k += blockDim.x) {
+      int64_t i = gr.index(g, k), p = gr.param(g, k);
+      y[i] = from_acc<T>(static_cast<Acc<T>>((to_f64(x[i]) - mean) * rstd * to_f64(w[p]) + to_f64(b[p])));
+    }
+  }
+}
+
+// dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = dy * w, batch statistics.
+template <typename T>
+__global__ void normalize_backward_kernel(const T* x, const T* w, const T* dy, T* dx, Groups gr, int64_t groups,
+                                          double eps) {
+  __shared__ double scratch[kThreads];
+  for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
+    double mean, var;
+    group_stats(x, gr, g, scratch, mean, var);
+    const double rstd = 1.0 / sqrt(var + eps);
+    double sg = 0.0, sgx = 0.0;
+    for (int64_t k = threadIdx.x; k < gr.d; k += blockDim.x) {
+      int64_t i = gr.index(g, k);
+      double grad = to_f64(dy[i]) * to_f64(w[gr.param(g, k)]);
+      sg += grad;
+      sgx += grad * (to_f64(x[i]) - mean) * rstd;
+    }
+    const double mean_g = block_sum(sg, scratch) / static_cast<double>(gr.d);
+    const double mean_gx = block_sum(sgx, scratch) / static_cast<double>(gr.d);
+    for (int64_t k = threadIdx.x; k < gr.d; k += blockDim.x) {
+      int64_t i = gr.index(g, k);
+      double grad = to_f64(dy[i]) * to_f64(w[gr.param(g, k)]);
+      double xhat = (to_f64(x[i]) - mean) * rstd;
+      dx[i] = from_acc<T>(static_cast<Acc<T>>(rstd * (grad - mean_g - xhat * mean_gx)));
+    }
+  }
+}
+
+}  // namespace
+
+void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bool labels_i64, void* loss, int64_t n,
+                          int64_t c, int64_t ignore_index, int64_t* bad_label, cudaStream_t stream) {
+  dispatch_float(t, [&]<typename T>(T) {
+    cross_entropy_kernel<T><<<1, kThreads, 0, stream>>>(static_cast<const T*>(logits), labels, labels_i64,
+                                                        static_cast<T*>(loss), n, c, ignore_index, bad_label);
+  });
+  check_launch("cross_entropy");
+}
+
+void launch_cross_entropy_backward(ElemType t, const void* logits, const void* labels, bool labels_i64,
+                                   const void* dloss, void* dlogits, int64_t n, int64_t c, int64_t ignore_index,
+                                   cudaStream_t stream) {
+  if (n * c == 0) return;
+  dispatch_float(t, [&]<typename T>(T) {
+    cross_entropy_backward_kernel<T><<<capped_blocks(n), kThreads, 0, stream>>>(
+        static_cast<const T*>(logits), labels, labels_i64, static_cast<const T*>(dloss), static_cast<T*>(dlogits), n,
+        c, ignore_index);
+  });
+  check_launch("cross_entropy_backward");
+}
+
+void launch_layer_norm(ElemType t, const void* x, const void* w, const void* b, void* y, int64_t rows, int64_t d,
+                       double eps, cudaStream_t stream) {
+  if (rows * d == 0) return;
+  Groups gr;
+  gr.d = d;
+  dispatch_float(t, [&]<typename T>(T) {
+    normalize_kernel<T><<<capped_blocks(rows), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), nullptr, nullptr,
+        static_cast<T*>(y), gr, rows, eps);
+  });
+  check_launch("layer_norm");
+}
+
+void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const void* dy, void* dx, int64_t rows,
+                                int64_t d, double eps, cudaStream_t stream) {
+  if (rows * d == 0) return;
+  Groups gr;
+  gr.d = d;
+  dispatch_float(t, [&]<typename T>(T) {
+    normalize_backward_kernel<T><<<capped_blocks(rows), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(dy), static_cast<T*>(dx), gr, rows,
+        eps);
+  });
+  check_launch("layer_norm_backward");
+}
+
+void launch_batch_norm(ElemType t, const void* x, const void* w, const void* b, const void* running_mean,
+                       const void* running_var, void* y, int64_t n, int64_t c, int64_t s, bool training, double eps,
+                       cudaStream_t stream) {
+  if (n * c * s == 0) return;
+  Groups gr;
+  gr.c = c;
+  gr.s = s;
+  gr.d = n * s;
+  dispatch_float(t, [&]<typename T>(T) {
+    normalize_kernel<T><<<capped_blocks(c), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
+        training ? nullptr : static_cast<const T*>(running_mean), training ? nullptr : static_cast<const T*>(running_var),
+        static_cast<T*>(y), gr, c, eps);
+  });
+  check_launch("batch_norm");
+}
+
+void launch_batch_norm_backward(ElemType t, const void* x, const void* w, const void* dy, void* dx, int64_t n,
+                                int64_t c, int64_t s, double eps, cudaStream_t stream) {
+  if (n * c * s == 0) return;
+  Groups gr;
+  gr.c = c;
+  gr.s = s;
+  gr.d = n * s;
+  dispatch_float(t, [&]<typename T>(T) {
+    normalize_backward_kernel<T><<<capped_blocks(c), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(dy), static_cast<T*>(dx), gr, c, eps);
+  });
+  check_launch("batch_norm_backward");
+}
+
+}  // namespace gpuml::cuda

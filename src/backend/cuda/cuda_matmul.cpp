@@ -1,0 +1,150 @@
+// matmul on cuBLASLt: f32 (tf32 tensor cores when GPUML_CUDA_TF32=1), f64, bf16 and f16 (f32
+// accumulation), transposes, and batches as strided batches (a broadcast operand gets stride 0;
+// a partially broadcast one is materialised first). Bias/activation epilogues come later.
+//
+// cuBLASLt is column-major; a row-major (M, N) C is a column-major (N, M) C^T = B^T A^T, so the
+// operands are passed swapped and nothing is transposed in memory.
+#include <cstdlib>
+
+#include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/cuda_glue.h"
+
+namespace gpuml::cuda {
+
+namespace {
+
+constexpr size_t kMatmulWorkspace = size_t{32} << 20;
+
+#define GPUML_CUBLAS_CHECK(expr)                                                                              \
+  do {                                                                                                        \
+    cublasStatus_t gpuml_st_ = (expr);                                                                        \
+    GPUML_CHECK_KIND(ErrorKind::Internal, gpuml_st_ == CUBLAS_STATUS_SUCCESS, "cuda matmul: {} failed: status {}", \
+                     #expr, static_cast<int>(gpuml_st_));                                                      \
+  } while (0)
+
+// Frees cuBLASLt descriptors on every path out (errors included).
+template <typename T, cublasStatus_t (*Destroy)(T)>
+struct LtHandle {
+  T h = nullptr;
+  ~LtHandle() {
+    if (h) Destroy(h);
+  }
+};
+
+struct TypeInfo {
+  cudaDataType_t data, scale;
+  cublasComputeType_t compute;
+};
+
+TypeInfo type_info(DType d) {
+  static const bool tf32 = [] {
+    const char* e = std::getenv("GPUML_CUDA_TF32");
+    return e && e[0] == '1';
+  }();
+  switch (d) {
+    case DType::f32: return {CUDA_R_32F, CUDA_R_32F, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F};
+    case DType::f64: return {CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F};
+    case DType::bf16: return {CUDA_R_16BF, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    case DType::f16: return {CUDA_R_16F, CUDA_R_32F, CUBLAS_COMPUTE_32F};
+    default: GPUML_FAIL(ErrorKind::Unsupported, "cuda matmul: dtype {} not supported", d);
+  }
+}
+
+// The operand as a (batch, rows, cols) contiguous block and its batch stride: the whole batch,
+// one matrix shared by every batch (stride 0), or a broadcast materialised into `holder`.
+int64_t batch_stride(const KernelCall& c, const Tensor& t, const Shape& batch, int64_t batch_count, Tensor& holder) {
+  const int64_t matrix = t.dim(-2) * t.dim(-1);
+  const int64_t own = t.numel() / std::max<int64_t>(matrix, 1);
+  if (own == batch_count) {
+    holder = t;
+    return matrix;
+  }
+  if (own == 1) {
+    holder = t;
+    return 0;
+  }
+  Shape full = batch;
+  full.push_back(t.dim(-2));
+  full.push_back(t.dim(-1));
+  Tensor view = t.broadcast_to(full);
+  holder = Tensor::empty(full, t.dtype(), c.backend);
+  launch("matmul", [&] {
+    launch_strided_copy(static_cast<int>(dtype_size(t.dtype())), view_of(view), view_of(holder),
+                        layout_of(full, "matmul"), cuda_backend_of(c).stream_of(c));
+  });
+  return matrix;
+}
+
+void matmul_kernel(const KernelCall& c) {
+  CudaBackend& gpu = cuda_backend_of(c);
+  const Tensor &a = c.inputs[0], &b = c.inputs[1];
+  MatmulDims dims = matmul_dims(a.shape(), b.shape(), c.attrs);
+  const int64_t m = dims.m, n = dims.n, k = dims.k;
+  const int64_t batch = numel(dims.batch);
+  const cudaStream_t stream = gpu.stream_of(c);
+  if (c.output.numel() == 0) return;
+  if (k == 0) {
+    GPUML_CUDA_CHECK(cudaMemsetAsync(c.output.raw_data(), 0, c.output.nbytes(), stream), "matmul");
+    return;
+  }
+  Tensor a_mem, b_mem;
+  const int64_t a_stride = batch_stride(c, a, dims.batch, batch, a_mem);
+  const int64_t b_stride = batch_stride(c, b, dims.batch, batch, b_mem);
+  const TypeInfo ti = type_info(c.output.dtype());
+
+  LtHandle<cublasLtMatmulDesc_t, cublasLtMatmulDescDestroy> op;
+  GPUML_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op.h, ti.compute, ti.scale));
+  // Swapped operands: first = B (column-major n x k, or k x n transposed), second = A.
+  cublasOperation_t op_first = c.attrs.trans_b ? CUBLAS_OP_T : CUBLAS_OP_N;
+  cublasOperation_t op_second = c.attrs.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
+  GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
+  GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
+
+  // Column-major layouts (rows, cols, leading dim) of the swapped problem C^T (n x m) = B^T A^T.
+  LtHandle<cublasLtMatrixLayout_t, cublasLtMatrixLayoutDestroy> la, lb, lc;
+  const uint64_t first_rows = c.attrs.trans_b ? k : n, first_cols = c.attrs.trans_b ? n : k;
+  const uint64_t second_rows = c.attrs.trans_a ? m : k, second_cols = c.attrs.trans_a ? k : m;
+  GPUML_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&la.h, ti.data, first_rows, first_cols, first_rows));
+  GPUML_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lb.h, ti.data, second_rows, second_cols, second_rows));
+  GPUML_CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&lc.h, ti.data, n, m, n));
+  if (batch > 1) {
+    const int32_t count = static_cast<int32_t>(batch);
+    const int64_t c_stride = m * n;
+    auto set_batch = [&](cublasLtMatrixLayout_t l, int64_t stride) {
+      GPUML_CUBLAS_CHECK(cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &count, sizeof(count)));
+      GPUML_CUBLAS_CHECK(
+          cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof(stride)));
+    };
+    set_batch(la.h, b_stride);
+    set_batch(lb.h, a_stride);
+    set_batch(lc.h, c_stride);
+  }
+
+  LtHandle<cublasLtMatmulPreference_t, cublasLtMatmulPreferenceDestroy> pref;
+  GPUML_CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref.h));
+  const size_t ws_bytes = kMatmulWorkspace;
+  GPUML_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
+                                                          sizeof(ws_bytes)));
+  cublasLtMatmulHeuristicResult_t heuristic{};
+  int found = 0;
+  GPUML_CUBLAS_CHECK(
+      cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found));
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, found > 0, "cuda matmul: cuBLASLt has no algorithm for ({}, {}) x ({}, {}) {}",
+                   m, k, k, n, c.output.dtype());
+  void* workspace = gpu.workspace(ws_bytes, "matmul");
+  const double one_d = 1.0, zero_d = 0.0;
+  const float one_f = 1.f, zero_f = 0.f;
+  const void* alpha = ti.scale == CUDA_R_64F ? static_cast<const void*>(&one_d) : &one_f;
+  const void* beta = ti.scale == CUDA_R_64F ? static_cast<const void*>(&zero_d) : &zero_f;
+  GPUML_CUBLAS_CHECK(cublasLtMatmul(gpu.cublaslt(), op.h, alpha, b_mem.raw_data(), la.h, a_mem.raw_data(), lb.h, beta,
+                                    c.output.raw_data(), lc.h, c.output.raw_data(), lc.h, &heuristic.algo, workspace,
+                                    ws_bytes, stream));
+}
+
+}  // namespace
+
+void register_matmul_kernels(CudaBackend& b) {
+  b.add_kernel(OpId::matmul, matmul_kernel, {DType::f32, DType::f64, DType::bf16, DType::f16}, /*strided_inputs=*/false);
+}
+
+}  // namespace gpuml::cuda

@@ -1,0 +1,53 @@
+// Loading backends from plugins (shared libraries) at run time. The CUDA backend lives in
+// libgpuml_cuda.so so that the core library and the gpuml executable link no CUDA library: one
+// binary runs on a machine without a driver and uses the GPU where there is one.
+//
+//   PluginLoad load = load_backend_plugin("/opt/gpuml/libgpuml_cuda.so");
+//   if (load.backends.empty()) fmt::print("CUDA: not used: {}\n", load.reason);
+//
+// A plugin exports two extern "C" functions: gpuml_plugin_abi_version() (must equal
+// kPluginAbiVersion: the plugin was built from the same headers) and gpuml_plugin_load(), which
+// fills a PluginLoad with its backends or, when it cannot run (no driver, no device), a reason.
+// No CUDA header is included here; the plugin does every CUDA call itself.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "backend/backend.h"
+
+namespace gpuml {
+
+// Bump when Backend, KernelCall, Attrs or the op table change layout: a stale plugin is refused.
+inline constexpr int kPluginAbiVersion = 1000 + kNumOps;
+
+struct PluginLoad {
+  std::string path;  // the file tried (or the names searched)
+  std::vector<std::unique_ptr<Backend>> backends;
+  std::string reason;  // why no backend was loaded ("no CUDA driver (libcuda.so.1 not found)")
+};
+
+// The entry points a plugin defines (extern "C").
+using PluginAbiVersionFn = int (*)();
+using PluginLoadFn = void (*)(PluginLoad* result);
+inline constexpr const char* kPluginAbiVersionSymbol = "gpuml_plugin_abi_version";
+inline constexpr const char* kPluginLoadSymbol = "gpuml_plugin_load";
+
+// dlopen()s `path` and asks it for its backends. Never throws: every failure (missing file,
+// unresolved library, wrong ABI, an exception inside the plugin) becomes `reason`. A plugin
+// that returned backends stays loaded for the life of the process (their code lives in it).
+PluginLoad load_backend_plugin(const std::string& path);
+
+// The directories searched for libgpuml_cuda.so, in order: each entry of GPUML_PLUGIN_PATH
+// (colon-separated; an entry may also name the file itself), the executable's directory and the
+// core library's directory.
+std::vector<std::string> plugin_search_paths();
+
+// Finds and loads the CUDA plugin. Without a driver it does not even open the plugin (which would
+// map cuDNN and cuBLAS for nothing): the reason says so.
+PluginLoad load_cuda_plugin();
+
+
+}  // namespace gpuml

@@ -1,0 +1,101 @@
+// The CUDA plugin seen from a machine with or without a GPU: the executable links no CUDA
+// library, the loader turns every failure into a reason, and the registry reports it.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "backend/plugin_loader.h"
+#include "core/error.h"
+#include "graph/planner.h"
+#include "train/trainer.h"
+
+namespace gpuml {
+namespace {
+
+std::string command_output(const std::string& command) {
+  std::string out;
+  FILE* pipe = popen(command.c_str(), "r");
+  if (!pipe) return out;
+  char buffer[4096];
+  while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) out.append(buffer, n);
+  pclose(pipe);
+  return out;
+}
+
+// ldd lists every library the binary pulls in, transitively (libgpuml.so's too).
+TEST(CudaPlugin, GpumlExecutableLinksNoCudaLibrary) {
+  std::string deps = command_output(std::string("ldd '") + GPUML_CLI_PATH + "' 2>&1");
+  ASSERT_NE(deps.find("libgpuml.so"), std::string::npos) << deps;  // the output is what we think it is
+  for (const char* lib : {"libcuda.so", "libcudart", "libcublas", "libcudnn"})
+    EXPECT_EQ(deps.find(lib), std::string::npos) << "gpuml depends on " << lib << ":\n" << deps;
+}
+
+TEST(CudaPlugin, MissingFileGivesAReasonNamingIt) {
+  PluginLoad load = load_backend_plugin("/nonexistent/dir/libgpuml_cuda.so");
+  EXPECT_TRUE(load.backends.empty());
+  EXPECT_NE(load.reason.find("cannot load /nonexistent/dir/libgpuml_cuda.so"), std::string::npos) << load.reason;
+}
+
+// A shared library without the entry points (the C math library) is refused, not called.
+TEST(CudaPlugin, LibraryWithoutEntryPointsIsNotAPlugin) {
+  PluginLoad load = load_backend_plugin("libm.so.6");
+  EXPECT_TRUE(load.backends.empty());
+  EXPECT_NE(load.reason.find("is not a gpuml plugin"), std::string::npos) << load.reason;
+}
+
+TEST(CudaPlugin, PluginPathVariableIsSearchedFirst) {
+  ASSERT_EQ(setenv("GPUML_PLUGIN_PATH", "/tmp/gpuml-a:/tmp/gpuml-b", 1), 0);
+  std::vector<std::string> paths = plugin_search_paths();
+  unsetenv("GPUML_PLUGIN_PATH");
+  ASSERT_GE(paths.size(), 3u);
+  EXPECT_EQ(paths[0], "/tmp/gpuml-a");
+  EXPECT_EQ(paths[1], "/tmp/gpuml-b");
+}
+
+#ifdef GPUML_CUDA_PLUGIN_PATH
+// The real plugin, opened directly (past the loader's own driver check): on a machine without a
+// driver or GPU it must return the reason, not crash; with a GPU it must return a backend.
+TEST(CudaPlugin, BuiltPluginLoadsOrSaysWhyNot) {
+  PluginLoad load = load_backend_plugin(GPUML_CUDA_PLUGIN_PATH);
+  if (load.backends.empty()) {
+    bool known = load.reason.find("no CUDA driver (libcuda.so.1 not found)") != std::string::npos ||
+                 load.reason.find("no CUDA device") != std::string::npos ||
+                 load.reason.find("cannot use the driver") != std::string::npos;
+    EXPECT_TRUE(known) << load.reason;
+  } else {
+    EXPECT_EQ(load.backends[0]->name(), "cuda");
+    EXPECT_EQ(load.backends[0]->device().type, DeviceType::cuda);
+    EXPECT_GT(load.backends[0]->supported_dtypes(OpId::matmul).size(), 0u);
+  }
+}
+#endif
+
+TEST(CudaPlugin, RegistryRecordsWhatHappened) {
+  const std::string& status = backend_registry().cuda_status();
+  bool has_gpu = backend_registry().find("cuda") != nullptr;
+  if (has_gpu) EXPECT_EQ(status.rfind("loaded from ", 0), 0u) << status;
+  else EXPECT_EQ(status.rfind("not used: ", 0), 0u) << status;
+#ifndef GPUML_CUDA_PLUGIN_PATH
+  EXPECT_NE(status.find("plugin not built"), std::string::npos) << status;
+#endif
+}
+
+TEST(CudaPlugin, DeviceCudaWithoutGpuNamesTheReason) {
+  if (backend_registry().find("cuda")) GTEST_SKIP() << "a GPU is present";
+  try {
+    plan_options_for_device("cuda");
+    ADD_FAILURE() << "--device cuda succeeded without a CUDA backend";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
+    EXPECT_NE(e.message().find(backend_registry().cuda_status()), std::string::npos) << e.message();
+  }
+  // auto falls back to the CPU without complaint.
+  PlanOptions p = plan_options_for_device("auto");
+  ASSERT_FALSE(p.backends.empty());
+  EXPECT_EQ(p.backends[0]->name(), "cpu");
+}
+
+}  // namespace
+}  // namespace gpuml
