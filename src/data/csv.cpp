@@ -81,6 +81,86 @@ bool looks_like_header(const CsvRecord& first, const CsvOptions& opt) {
   return false;
 }
 
+CsvLayout layout_of(const CsvRecord& first, const CsvOptions& opt, const std::string& path) {
+  CsvLayout l;
+  l.had_header = opt.header == CsvHeader::present || (opt.header == CsvHeader::auto_detect && looks_like_header(first, opt));
+  l.columns = static_cast<int64_t>(first.fields.size());
+  const std::vector<std::string>* header = l.had_header ? &first.fields : nullptr;
+  l.label_column = opt.has_label ? resolve_label_column(opt, header, l.columns, path) : -1;
+  l.features = l.columns - (opt.has_label ? 1 : 0);
+  for (int64_t c = 0; c < l.columns; ++c) {
+    std::string name = header ? std::string(trim((*header)[c])) : fmt::format("column{}", c + 1);
+    if (c == l.label_column) l.label_name = name;
+    else l.feature_names.push_back(name);
+  }
+  return l;
+}
+
+// Where one parsed record goes: its features, and per feature whether it is missing (to be
+// filled); per-column sums and counts of the values present (for FillPolicy::mean); its label.
+struct RowSink {
+  float* x;                         // (features,)
+  uint8_t* missing;                 // (features,)
+  double* column_sum = nullptr;     // (features,) or null
+  int64_t* column_count = nullptr;  // (features,) or null
+  std::vector<std::string>* raw_labels = nullptr;  // map_string_labels
+  std::vector<int64_t>* int_labels = nullptr;
+};
+
+void parse_record(const CsvRecord& rec, const CsvLayout& l, const CsvOptions& opt, const std::string& path,
+                  const RowSink& out) {
+  GPUML_CHECK_KIND(ErrorKind::Io, static_cast<int64_t>(rec.fields.size()) == l.columns,
+                   "{}:{}: {} fields, expected {} like {}", path, rec.line, rec.fields.size(), l.columns,
+                   l.had_header ? "the header" : "the first row");
+  int64_t f = 0;
+  for (int64_t c = 0; c < l.columns; ++c) {
+    const std::string& field = rec.fields[c];
+    if (c == l.label_column) {
+      if (opt.map_string_labels) {
+        std::string_view label = rec.quoted[c] ? std::string_view(field) : trim(field);
+        GPUML_CHECK_KIND(ErrorKind::Io, !label.empty(), "{}:{}:{}: missing label", path, rec.line, c + 1);
+        out.raw_labels->emplace_back(label);
+      } else {
+        std::optional<int64_t> id = parse_integer(field);
+        GPUML_CHECK_KIND(ErrorKind::Io, id.has_value(),
+                         "{}:{}:{}: label '{}' is not an integer class id (set map_string_labels to map string "
+                         "labels to ids)", path, rec.line, c + 1, field);
+        out.int_labels->push_back(*id);
+      }
+      continue;
+    }
+    std::optional<double> v = parse_number(field);
+    bool ok = v.has_value() && std::isfinite(*v);
+    out.missing[f] = !ok;
+    if (!ok) {
+      GPUML_CHECK_KIND(ErrorKind::Io, opt.fill != FillPolicy::none, "{}:{}:{}: {} (column '{}'; set a fill policy to fill it)",
+                       path, rec.line, c + 1,
+                       trim(field).empty() ? std::string("missing value")
+                       : v.has_value()     ? fmt::format("value '{}' is not finite", field)
+                                           : fmt::format("value '{}' is not a number", field),
+                       l.feature_names[f]);
+    } else {
+      out.x[f] = static_cast<float>(*v);
+      if (out.column_sum) {
+        out.column_sum[f] += *v;
+        ++out.column_count[f];
+      }
+    }
+    ++f;
+  }
+}
+
+// One past the last record end in `text` (a newline outside quotes); 0 when there is none.
+size_t last_record_end(std::string_view text) {
+  bool quoted = false;
+  size_t end = 0;
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '"') quoted = !quoted;  // "" toggles twice: still right
+    else if (text[i] == '\n' && !quoted) end = i + 1;
+  }
+  return end;
+}
+
 }  // namespace
 
 CsvData read_csv(const std::string& path, const CsvOptions& opt) {
@@ -88,70 +168,26 @@ CsvData read_csv(const std::string& path, const CsvOptions& opt) {
   GPUML_CHECK_KIND(ErrorKind::Io, !records.empty(), "{}: the CSV file is empty", path);
 
   CsvData out;
-  out.had_header = opt.header == CsvHeader::present ||
-                   (opt.header == CsvHeader::auto_detect && looks_like_header(records[0], opt));
-  const int64_t columns = static_cast<int64_t>(records[0].fields.size());
-  const std::vector<std::string>* header = out.had_header ? &records[0].fields : nullptr;
-  const int64_t label_col = opt.has_label ? resolve_label_column(opt, header, columns, path) : -1;
-  const size_t first_row = out.had_header ? 1 : 0;
+  const CsvLayout l = layout_of(records[0], opt, path);
+  out.had_header = l.had_header;
+  out.feature_names = l.feature_names;
+  out.label_name = l.label_name;
+  const size_t first_row = l.had_header ? 1 : 0;
   const int64_t rows = static_cast<int64_t>(records.size() - first_row);
   GPUML_CHECK_KIND(ErrorKind::Io, rows > 0, "{}: the CSV file has a header but no data rows", path);
-  const int64_t features = columns - (opt.has_label ? 1 : 0);
-
-  for (int64_t c = 0; c < columns; ++c) {
-    std::string name = header ? std::string(trim((*header)[c])) : fmt::format("column{}", c + 1);
-    if (c == label_col) out.label_name = name;
-    else out.feature_names.push_back(name);
-  }
+  const int64_t features = l.features;
 
   out.features = Tensor::empty({rows, features}, DType::f32);
   float* x = out.features.data<float>();  // (rows, features)
-  std::vector<bool> missing(static_cast<size_t>(rows * features), false);
+  std::vector<uint8_t> missing(static_cast<size_t>(rows * features), 0);
   std::vector<double> column_sum(features, 0.0);
   std::vector<int64_t> column_count(features, 0);
   std::vector<std::string> raw_labels;
   std::vector<int64_t> int_labels;
-
-  for (int64_t r = 0; r < rows; ++r) {
-    const CsvRecord& rec = records[first_row + r];
-    GPUML_CHECK_KIND(ErrorKind::Io, static_cast<int64_t>(rec.fields.size()) == columns,
-                     "{}:{}: {} fields, expected {} like {}", path, rec.line, rec.fields.size(), columns,
-                     out.had_header ? "the header" : "the first row");
-    int64_t f = 0;
-    for (int64_t c = 0; c < columns; ++c) {
-      const std::string& field = rec.fields[c];
-      if (c == label_col) {
-        if (opt.map_string_labels) {
-          std::string_view label = rec.quoted[c] ? std::string_view(field) : trim(field);
-          GPUML_CHECK_KIND(ErrorKind::Io, !label.empty(), "{}:{}:{}: missing label", path, rec.line, c + 1);
-          raw_labels.emplace_back(label);
-        } else {
-          std::optional<int64_t> id = parse_integer(field);
-          GPUML_CHECK_KIND(ErrorKind::Io, id.has_value(),
-                           "{}:{}:{}: label '{}' is not an integer class id (set map_string_labels to map string "
-                           "labels to ids)", path, rec.line, c + 1, field);
-          int_labels.push_back(*id);
-        }
-        continue;
-      }
-      std::optional<double> v = parse_number(field);
-      bool ok = v.has_value() && std::isfinite(*v);
-      if (!ok) {
-        GPUML_CHECK_KIND(ErrorKind::Io, opt.fill != FillPolicy::none, "{}:{}:{}: {} (column '{}'; set a fill policy to fill it)",
-                         path, rec.line, c + 1,
-                         trim(field).empty() ? std::string("missing value")
-                         : v.has_value()     ? fmt::format("value '{}' is not finite", field)
-                                             : fmt::format("value '{}' is not a number", field),
-                         out.feature_names[f]);
-        missing[r * features + f] = true;
-      } else {
-        x[r * features + f] = static_cast<float>(*v);
-        column_sum[f] += *v;
-        ++column_count[f];
-      }
-      ++f;
-    }
-  }
+  for (int64_t r = 0; r < rows; ++r)
+    parse_record(records[first_row + r], l, opt, path,
+                 {x + r * features, missing.data() + r * features, column_sum.data(), column_count.data(), &raw_labels,
+                  &int_labels});
 
   if (opt.fill != FillPolicy::none) {
     for (int64_t f = 0; f < features; ++f) {
@@ -181,6 +217,59 @@ CsvData read_csv(const std::string& path, const CsvOptions& opt) {
     }
   }
   return out;
+}
+
+void stream_csv(const std::string& path, const CsvOptions& opt, size_t block_bytes,
+                const std::function<void(const CsvLayout&)>& on_layout,
+                const std::function<void(const float*, const int64_t*, int64_t)>& on_rows) {
+  GPUML_CHECK(opt.has_label, "{}: streaming a CSV needs a label column", path);
+  GPUML_CHECK(opt.fill != FillPolicy::mean && !opt.map_string_labels,
+              "{}: filling with the column mean and mapping string labels need the whole file; they are not "
+              "available when streaming", path);
+  std::ifstream in(path, std::ios::binary);
+  GPUML_CHECK_KIND(ErrorKind::Io, in.good(), "{}: cannot open the CSV file", path);
+  std::vector<char> block(std::max<size_t>(block_bytes, 1));
+  std::string pending;  // text read but not yet parsed: an incomplete last record
+  std::optional<CsvLayout> layout;
+  int64_t next_line = 1, rows = 0;
+  std::vector<float> x;
+  std::vector<uint8_t> missing;
+  std::vector<int64_t> y;
+  bool at_eof = false;
+  while (!at_eof) {
+    in.read(block.data(), static_cast<std::streamsize>(block.size()));
+    GPUML_CHECK_KIND(ErrorKind::Io, !in.bad(), "{}: read error", path);
+    at_eof = in.gcount() < static_cast<std::streamsize>(block.size());
+    pending.append(block.data(), static_cast<size_t>(in.gcount()));
+    const size_t cut = at_eof ? pending.size() : last_record_end(pending);
+    if (cut == 0) continue;  // one record longer than a block: read on
+    std::string_view text(pending.data(), cut);
+    std::vector<CsvRecord> records = split_csv_records(text, opt.delimiter, path, next_line);
+    next_line += static_cast<int64_t>(std::count(text.begin(), text.end(), '\n'));
+    size_t first = 0;
+    if (!layout && !records.empty()) {
+      layout = layout_of(records[0], opt, path);
+      on_layout(*layout);
+      first = layout->had_header ? 1 : 0;
+    }
+    if (layout && records.size() > first) {
+      const int64_t n = static_cast<int64_t>(records.size() - first), f = layout->features;
+      x.resize(static_cast<size_t>(n * f));
+      missing.assign(static_cast<size_t>(n * f), 0);
+      y.clear();
+      for (int64_t r = 0; r < n; ++r) {
+        parse_record(records[first + r], *layout, opt, path, {x.data() + r * f, missing.data() + r * f, nullptr, nullptr,
+                                                              nullptr, &y});
+        for (int64_t k = 0; k < f; ++k)
+          if (missing[r * f + k]) x[r * f + k] = static_cast<float>(opt.fill_value);
+      }
+      on_rows(x.data(), y.data(), n);
+      rows += n;
+    }
+    pending.erase(0, cut);
+  }
+  GPUML_CHECK_KIND(ErrorKind::Io, layout.has_value(), "{}: the CSV file is empty", path);
+  GPUML_CHECK_KIND(ErrorKind::Io, rows > 0, "{}: the CSV file has a header but no data rows", path);
 }
 
 }  // namespace gpuml::data

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -45,5 +46,21 @@ struct CsvData {
 };
 
 CsvData read_csv(const std::string& path, const CsvOptions& options = {});
+
+// What the first record of a CSV says about every row.
+struct CsvLayout {
+  int64_t columns = 0, features = 0, label_column = -1;
+  bool had_header = false;
+  std::vector<std::string> feature_names;
+  std::string label_name;
+};
+
+// Reads a labelled CSV a block of about `block_bytes` at a time, for files larger than memory
+// (gpuml data pack): `on_layout` once, then `on_rows(x (n, F) f32, y (n,), n)` per block. The
+// parsing, header detection, fill and errors (file:line:column) are read_csv's; the policies
+// that need the whole file first (FillPolicy::mean, map_string_labels) are refused.
+void stream_csv(const std::string& path, const CsvOptions& options, size_t block_bytes,
+                const std::function<void(const CsvLayout&)>& on_layout,
+                const std::function<void(const float* x, const int64_t* y, int64_t n)>& on_rows);
 
 }  // namespace gpuml::data

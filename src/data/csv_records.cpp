@@ -4,10 +4,11 @@
 
 namespace gpuml::data {
 
-std::vector<CsvRecord> split_csv_records(std::string_view text, char delimiter, const std::string& name) {
+std::vector<CsvRecord> split_csv_records(std::string_view text, char delimiter, const std::string& name,
+                                         int64_t first_line) {
   std::vector<CsvRecord> records;
   size_t pos = 0;
-  int64_t line = 1;
+  int64_t line = first_line;
   if (text.substr(0, 3) == "\xEF\xBB\xBF") pos = 3;  // a UTF-8 byte order mark, as spreadsheets write
   while (pos < text.size()) {
     // A blank line (LF or CRLF alone) is no record.

@@ -20,7 +20,8 @@ struct CsvRecord {
 };
 
 // Throws an Io error "<name>:<line>:<column>: ..." for an unterminated quote or text after a
-// closing quote.
-std::vector<CsvRecord> split_csv_records(std::string_view text, char delimiter, const std::string& name);
+// closing quote. `first_line` is the file line `text` starts on (a block of a larger file).
+std::vector<CsvRecord> split_csv_records(std::string_view text, char delimiter, const std::string& name,
+                                         int64_t first_line = 1);
 
 }  // namespace gpuml::data

@@ -40,7 +40,7 @@ void RecordSink::flush() {
   writer_.write_records(records_.data(), pending_);
   done_ += pending_;
   pending_ = 0;
-  if (options_.on_progress) options_.on_progress(done_, total_);
+  if (options_.on_progress) options_.on_progress(done_, std::max(total_, done_));  // total_ may be an estimate (CSV)
 }
 
 std::vector<ShardField> sample_fields(DType x_dtype, const Shape& x_shape) {
@@ -55,33 +55,33 @@ std::vector<int64_t> labels_of(const Tensor& y, const std::string& what) {
   return out;
 }
 
-namespace {
-
-// One whole array pair as a split: the CSV input, which is read whole anyway.
-void write_tensor_split(ShardWriter& w, RecordSink& sink, const std::string& split, Tensor x, const Tensor& y,
-                        const std::string& what) {
-  GPUML_CHECK_SHAPE(x.ndim() >= 1 && y.ndim() == 1 && x.dim(0) == y.dim(0),
-                    "{}: {} samples {} but labels {}", what, split, shape_str(x.shape()), shape_str(y.shape()));
-  if (!x.is_contiguous()) x = x.reshape(x.shape());  // reshape copies a non-contiguous view
-  std::vector<int64_t> labels = labels_of(y, what);
-  w.begin_split(split);
-  sink.add_many(x.raw_data(), labels.data(), x.dim(0));
-  sink.flush();
-}
-
-}  // namespace
-
 PackReport pack_csv(const std::string& path, const fs::path& out, const PackOptions& o) {
   CsvOptions c;
   if (!o.csv_label.empty()) c.label_name = o.csv_label;
-  CsvData csv = read_csv(path, c);
-  ShardWriter w(out, sample_fields(DType::f32, {csv.features.dim(1)}), o.shard_bytes);
-  w.set_source("CSV " + path);
-  RecordSink sink(w, static_cast<size_t>(csv.features.dim(1)) * 4, csv.features.dim(0), o);
-  write_tensor_split(w, sink, "train", csv.features, csv.labels, path);
-  PackReport r{w.finish(), ""};
+  // Streamed a block of rows at a time; the writer is made once the first block tells the schema.
+  // The record count is not known up front: progress counts against an estimate from the file
+  // size and the first block.
+  constexpr size_t kBlockBytes = size_t{4} << 20;
+  const uint64_t file_bytes = fs::file_size(path);
+  std::optional<ShardWriter> w;
+  std::optional<RecordSink> sink;
+  CsvLayout layout;
+  stream_csv(path, c, kBlockBytes, [&](const CsvLayout& l) { layout = l; },
+             [&](const float* x, const int64_t* y, int64_t n) {
+               if (!w) {
+                 w.emplace(out, sample_fields(DType::f32, {layout.features}), o.shard_bytes);
+                 w->set_source("CSV " + path);
+                 const int64_t estimate = static_cast<int64_t>(
+                     double(n) * double(file_bytes) / double(std::min<uint64_t>(file_bytes, kBlockBytes)));
+                 sink.emplace(*w, static_cast<size_t>(layout.features) * 4, std::max<int64_t>(estimate, n), o);
+                 w->begin_split("train");
+               }
+               sink->add_many(x, y, n);
+             });
+  sink->flush();
+  PackReport r{w->finish(), ""};
   r.description = fmt::format("CSV {}: {} rows, {} features, label '{}'", path, r.manifest.split("train").records,
-                              csv.features.dim(1), csv.label_name);
+                              layout.features, layout.label_name);
   return r;
 }
 

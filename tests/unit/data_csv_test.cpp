@@ -1,9 +1,11 @@
 // CSV reader: header detection, label column by name or index, RFC 4180 quoting, string label
 // mapping, fill policies, and errors that point at file:line:column.
 #include <gtest/gtest.h>
+#include <fmt/format.h>
 
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -137,6 +139,44 @@ TEST_F(DataCsvTest, BadValuesNameFileLineColumn) {
   expect_io_error([&] { read_csv(write("blank.csv", "\n\r\n\n")); }, {"blank.csv", "empty"});
   expect_io_error([&] { read_csv(write("h.csv", "a,b,label\n")); }, {"h.csv", "no data rows"});
   expect_io_error([&] { read_csv((dir_ / "absent.csv").string()); }, {"absent.csv", "cannot open"});
+}
+
+// stream_csv (gpuml data pack) reads blocks of records; whatever the block size, even smaller
+// than one record, it yields exactly what read_csv does, and errors keep their file line.
+TEST_F(DataCsvTest, StreamingInBlocksGivesWhatReadCsvGives) {
+  std::string text = "\xEF\xBB\xBF\"x\ny\",\"q,r\",label\r\n";  // BOM, quoted header with a newline and a comma
+  const int rows = 300;
+  for (int r = 0; r < rows; ++r) {
+    text += r % 7 == 0 ? fmt::format("\"{}\",{},{}\r\n", random_value(), random_value(), r % 5)
+                       : fmt::format("{},{},{}\n", random_value(), random_value(), r % 5);
+    if (r % 50 == 0) text += "\n";  // blank lines are skipped
+  }
+  std::string path = write("big.csv", text);
+  CsvData whole = read_csv(path);
+  for (size_t block : {size_t{1}, size_t{7}, size_t{64}, size_t{1000}, size_t{1} << 20}) {
+    std::vector<float> x;
+    std::vector<int64_t> y;
+    CsvLayout layout;
+    int calls = 0;
+    stream_csv(path, {}, block, [&](const CsvLayout& l) { layout = l; ++calls; },
+               [&](const float* xs, const int64_t* ys, int64_t n) {
+                 x.insert(x.end(), xs, xs + n * layout.features);
+                 y.insert(y.end(), ys, ys + n);
+               });
+    EXPECT_EQ(calls, 1);
+    EXPECT_TRUE(layout.had_header);
+    EXPECT_EQ(layout.feature_names, whole.feature_names);
+    ASSERT_EQ(y.size(), static_cast<size_t>(rows)) << "block " << block;
+    EXPECT_EQ(0, std::memcmp(x.data(), whole.features.data<float>(), x.size() * 4)) << "block " << block;
+    EXPECT_EQ(0, std::memcmp(y.data(), whole.labels.data<int64_t>(), y.size() * 8)) << "block " << block;
+  }
+  // An error deep in the file names its line, whichever block it falls in.
+  std::string bad = "a,b,label\n";
+  for (int r = 0; r < 100; ++r) bad += "1,2,3\n";
+  bad += "1,oops,3\n";
+  for (size_t block : {size_t{5}, size_t{64}, size_t{4096}})
+    expect_io_error([&] { stream_csv(write("bad.csv", bad), {}, block, [](const CsvLayout&) {}, [](const float*, const int64_t*, int64_t) {}); },
+                    {"bad.csv:102:2", "value 'oops' is not a number"});
 }
 
 TEST_F(DataCsvTest, FillPolicies) {
