@@ -33,6 +33,20 @@ std::vector<std::string> read_lines(const fs::path& p) {
   return lines;
 }
 
+// Two checkpoints hold bit-identical weights and optimizer state under the same names, at the same step.
+void expect_same_training_state(const fs::path& expected, const fs::path& actual) {
+  Checkpoint a = load_checkpoint(expected), b = load_checkpoint(actual);
+  ASSERT_EQ(a.model.size(), b.model.size());
+  for (size_t i = 0; i < a.model.size(); ++i) {
+    EXPECT_EQ(a.model[i].first, b.model[i].first);
+    EXPECT_EQ(a.model[i].second.to_doubles(), b.model[i].second.to_doubles()) << a.model[i].first;
+  }
+  ASSERT_EQ(a.optimizer.size(), b.optimizer.size());
+  for (size_t i = 0; i < a.optimizer.size(); ++i)
+    EXPECT_EQ(a.optimizer[i].second.to_doubles(), b.optimizer[i].second.to_doubles()) << a.optimizer[i].first;
+  EXPECT_EQ(a.progress.step, b.progress.step);
+}
+
 class TrainE2E : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -75,17 +89,7 @@ TEST_F(TrainE2E, ResumeContinuesExactlyWhereTheRunStopped) {
   resume.resume = split.string();
   TrainResult r = train(resume);
   EXPECT_EQ(r.epochs_run, 1);
-  Checkpoint a = load_checkpoint(straight / "last.safetensors");
-  Checkpoint b = load_checkpoint(split / "last.safetensors");
-  ASSERT_EQ(a.model.size(), b.model.size());
-  for (size_t i = 0; i < a.model.size(); ++i) {
-    EXPECT_EQ(a.model[i].first, b.model[i].first);
-    EXPECT_EQ(a.model[i].second.to_doubles(), b.model[i].second.to_doubles()) << a.model[i].first;
-  }
-  ASSERT_EQ(a.optimizer.size(), b.optimizer.size());
-  for (size_t i = 0; i < a.optimizer.size(); ++i)
-    EXPECT_EQ(a.optimizer[i].second.to_doubles(), b.optimizer[i].second.to_doubles()) << a.optimizer[i].first;
-  EXPECT_EQ(a.progress.step, b.progress.step);
+  expect_same_training_state(straight / "last.safetensors", split / "last.safetensors");
 }
 
 // Stopping mid-epoch (--max-steps, or a checkpoint every N steps followed by a crash) and
@@ -112,14 +116,8 @@ TEST_F(TrainE2E, ResumeMidEpochIsBitExactAndKeepsTheMetrics) {
   resume.resume = split.string();
   TrainResult r = train(resume);
   EXPECT_EQ(r.epochs_run, 1);
-  Checkpoint a = load_checkpoint(straight / "last.safetensors");
-  Checkpoint b = load_checkpoint(split / "last.safetensors");
-  ASSERT_EQ(a.model.size(), b.model.size());
-  for (size_t i = 0; i < a.model.size(); ++i)
-    EXPECT_EQ(a.model[i].second.to_doubles(), b.model[i].second.to_doubles()) << a.model[i].first;
-  for (size_t i = 0; i < a.optimizer.size(); ++i)
-    EXPECT_EQ(a.optimizer[i].second.to_doubles(), b.optimizer[i].second.to_doubles()) << a.optimizer[i].first;
-  EXPECT_EQ(b.progress.step, 64);
+  expect_same_training_state(straight / "last.safetensors", split / "last.safetensors");
+  EXPECT_EQ(load_checkpoint(split / "last.safetensors").progress.step, 64);
   // Both epochs' rows, with the same losses and accuracies (times differ).
   std::vector<std::string> rows_a = read_lines(straight / "metrics.csv"), rows_b = read_lines(split / "metrics.csv");
   ASSERT_EQ(rows_a.size(), 3u);
