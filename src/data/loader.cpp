@@ -9,29 +9,11 @@
 namespace gpuml::data {
 
 DataLoader::DataLoader(InMemoryDataset dataset, DataLoaderOptions options)
-    : dataset_(std::move(dataset)), options_(std::move(options)) {
+    : dataset_(std::move(dataset)), options_(std::move(options)),
+      normalize_(options_.normalization, dataset_.sample_shape(), dataset_.features().dtype(), "DataLoader") {
   GPUML_CHECK(options_.batch_size > 0, "DataLoader: batch size must be positive, got {}", options_.batch_size);
   GPUML_CHECK(options_.prefetch_depth >= 0, "DataLoader: prefetch depth must be >= 0, got {}",
               options_.prefetch_depth);
-  const Normalization& norm = options_.normalization;
-  GPUML_CHECK(norm.mean.size() == norm.std.size(), "DataLoader: {} normalisation means but {} stds",
-              norm.mean.size(), norm.std.size());
-  Shape sample = dataset_.sample_shape();
-  int64_t sample_elems = numel(sample);
-  size_t channels = std::max<size_t>(norm.mean.size(), 1);
-  if (channels > 1) {
-    GPUML_CHECK_SHAPE(!sample.empty() && sample[0] == static_cast<int64_t>(channels),
-                      "DataLoader: {} per-channel means for samples of shape {} (channels are sample axis 0)",
-                      channels, shape_str(sample));
-  }
-  channel_size_ = channels > 1 ? sample_elems / static_cast<int64_t>(channels) : std::max<int64_t>(sample_elems, 1);
-  for (size_t c = 0; c < channels; ++c) {
-    double mean = norm.mean.empty() ? 0.0 : norm.mean[c];
-    double std = norm.std.empty() ? 1.0 : norm.std[c];
-    GPUML_CHECK(std > 0.0 && std::isfinite(std), "DataLoader: normalisation std[{}] = {} must be positive", c, std);
-    channel_scale_.push_back(norm.scale / std);
-    channel_shift_.push_back((norm.shift - mean) / std);
-  }
 }
 
 DataLoader::~DataLoader() { stop_producer(); }
@@ -60,23 +42,17 @@ Batch DataLoader::assemble(const std::vector<int64_t>& order, int64_t epoch, int
   Shape shape = dataset_.features().shape();
   shape[0] = rows;
   Batch batch{Tensor::empty(shape, DType::f32), Tensor::empty({rows}, DType::i64), epoch, index};
-  int64_t sample_elems = numel(dataset_.sample_shape());
-  float* x = batch.x.data<float>();            // (rows, sample_elems)
-  int64_t* y = batch.y.data<int64_t>();        // (rows,)
+  const int64_t sample_elems = normalize_.sample_elems();
+  const size_t sample_bytes = static_cast<size_t>(sample_elems) * dtype_size(dataset_.features().dtype());
+  const auto* features = static_cast<const uint8_t*>(dataset_.features().raw_data());  // (N, sample_elems)
   const int64_t* labels = dataset_.labels().data<int64_t>();
-  dispatch_dtype(dataset_.features().dtype(), [&]<typename T>(T) {
-    const T* features = static_cast<const T*>(dataset_.features().raw_data());  // (N, sample_elems)
-    for (int64_t r = 0; r < rows; ++r) {
-      int64_t sample = order[static_cast<size_t>(first + r)];
-      const T* src = features + sample * sample_elems;
-      float* dst = x + r * sample_elems;
-      for (int64_t e = 0; e < sample_elems; ++e) {
-        size_t c = static_cast<size_t>(e / channel_size_);
-        dst[e] = static_cast<float>(to_double(src[e]) * channel_scale_[c] + channel_shift_[c]);
-      }
-      y[r] = labels[sample];
-    }
-  });
+  float* x = batch.x.data<float>();      // (rows, sample_elems)
+  int64_t* y = batch.y.data<int64_t>();  // (rows,)
+  for (int64_t r = 0; r < rows; ++r) {
+    int64_t sample = order[static_cast<size_t>(first + r)];
+    normalize_(features + static_cast<size_t>(sample) * sample_bytes, x + r * sample_elems);
+    y[r] = labels[sample];
+  }
   return batch;
 }
 
@@ -162,8 +138,12 @@ std::optional<Batch> DataLoader::next() {
   }
   Batch batch = std::move(ready_.front());
   ready_.pop_front();
+  // Wake the producer only once the queue is half empty. Woken on every batch, it preempted the
+  // training thread right here on a 2-core machine (while the other OpenMP thread spun at its
+  // barrier): that cost ~65 us a step, counted as data wait with batches ready. See BENCHMARKS.md.
+  const bool wake = ready_.size() <= static_cast<size_t>(options_.prefetch_depth) / 2;
   lock.unlock();
-  changed_.notify_all();
+  if (wake) changed_.notify_all();
   ++position_.batch;
   return batch;
 }

@@ -27,24 +27,16 @@
 #include "core/tensor.h"
 #include "data/batch_source.h"
 #include "data/dataset.h"
+#include "data/normalize.h"
 
 namespace gpuml::data {
-
-// y = ((x * scale + shift) - mean[c]) / std[c], computed in double, stored as f32. mean/std are
-// empty (no second step), one value (scalar), or one value per channel c = sample axis 0.
-struct Normalization {
-  double scale = 1.0;
-  double shift = 0.0;
-  std::vector<double> mean;
-  std::vector<double> std;
-};
 
 struct DataLoaderOptions {
   int64_t batch_size = 32;
   bool shuffle = true;
   uint64_t seed = 0;
   bool drop_last = false;   // drop the last partial batch of an epoch
-  int prefetch_depth = 2;   // 0: build batches on the caller's thread
+  int prefetch_depth = 8;   // 0: build batches on the caller's thread; refilled from half empty
   Normalization normalization;
 };
 
@@ -79,9 +71,7 @@ class DataLoader : public BatchSource {
 
   InMemoryDataset dataset_;
   DataLoaderOptions options_;
-  std::vector<double> channel_scale_;  // per channel: y = x * channel_scale_ + channel_shift_
-  std::vector<double> channel_shift_;
-  int64_t channel_size_ = 1;           // elements per channel within a sample
+  SampleNormalizer normalize_;
   LoaderPosition position_;
   std::vector<int64_t> order_;         // sample order of position_.epoch
   int64_t order_epoch_ = -1;

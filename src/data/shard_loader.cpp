@@ -39,7 +39,11 @@ ShardLoader::ShardLoader(const std::filesystem::path& dir, ShardLoaderOptions op
   plan_.limit = options_.memory_limit > 0 ? options_.memory_limit : default_data_memory_limit();
   plan_.shard_buffers = options_.read_ahead + 1;
   plan_.shard_bytes = static_cast<uint64_t>(plan_.shard_buffers) * split_->max_shard_bytes();
-  plan_.batch_buffers = options_.prefetch_depth + 2;
+  // Prefetch as deep as asked while batches take at most an eighth of the limit, never below 2.
+  const auto fit = static_cast<int64_t>(plan_.limit / 8 / std::max<uint64_t>(one_batch, 1)) - 2;
+  plan_.prefetch_depth = static_cast<int>(std::clamp<int64_t>(fit, std::min(options_.prefetch_depth, 2),
+                                                              options_.prefetch_depth));
+  plan_.batch_buffers = plan_.prefetch_depth + 2;
   plan_.batch_bytes = static_cast<uint64_t>(plan_.batch_buffers) * one_batch;
   const uint64_t fixed = plan_.shard_bytes + plan_.batch_bytes;
   const uint64_t per_slot = record_bytes + 8;

@@ -37,7 +37,7 @@ struct ShardLoaderOptions {
   uint64_t memory_limit = 0;    // bytes of host memory for data; 0: default_data_memory_limit()
   int64_t shuffle_buffer = 0;   // records; 0: all the limit leaves after read-ahead and batches
   int read_ahead = 2;           // shards read ahead of the one being shuffled in
-  int prefetch_depth = 2;       // batches kept ready
+  int prefetch_depth = 8;       // batches kept ready
   bool drop_page_cache = false; // advise the kernel to drop each shard's pages after reading it
   Normalization normalization;  // as DataLoader's: y = ((x * scale + shift) - mean[c]) / std[c]
 };
@@ -49,6 +49,7 @@ struct ShardMemoryPlan {
   uint64_t shuffle_bytes = 0;   // its slots plus their ids
   int64_t shard_buffers = 0;    // read_ahead + 1
   uint64_t shard_bytes = 0;     // shard_buffers * the largest shard
+  int prefetch_depth = 0;       // batches kept ready: options' depth, lower (>= 2) under a tight limit
   int64_t batch_buffers = 0;    // prefetch_depth + 2 (one being built, one held by the caller)
   uint64_t batch_bytes = 0;
   uint64_t total() const { return shuffle_bytes + shard_bytes + batch_bytes; }

@@ -12,7 +12,10 @@
 
 namespace gpuml::data {
 
-ShardLoader::Pipeline::Pipeline(PipelineConfig config, LoaderPosition start) : config_(config), start_(start) {
+ShardLoader::Pipeline::Pipeline(PipelineConfig config, LoaderPosition start)
+    : config_(config), start_(start),
+      normalize_(config.options->normalization, config.dataset->manifest().field("x").shape,
+                 config.dataset->manifest().field("x").dtype, "ShardLoader") {
   const ShardLoaderOptions& o = *config_.options;
   const ShardManifest& m = config_.dataset->manifest();
   const ShardSplit& split = *config_.split;
@@ -26,30 +29,10 @@ ShardLoader::Pipeline::Pipeline(PipelineConfig config, LoaderPosition start) : c
   first_record_.push_back(0);
   for (const ShardFile& f : split.shards) first_record_.push_back(first_record_.back() + f.records);
 
-  // Normalisation, computed as DataLoader does, so both loaders give the same values.
-  const ShardField& x = m.field("x");
-  x_dtype_ = x.dtype;
   y_dtype_ = m.field("y").dtype;
   x_offset_ = m.field_offset("x");
   y_offset_ = m.field_offset("y");
-  sample_elems_ = numel(x.shape);
-  const Normalization& norm = o.normalization;
-  GPUML_CHECK(norm.mean.size() == norm.std.size(), "ShardLoader: {} normalisation means but {} stds",
-              norm.mean.size(), norm.std.size());
-  size_t channels = std::max<size_t>(norm.mean.size(), 1);
-  if (channels > 1)
-    GPUML_CHECK_SHAPE(!x.shape.empty() && x.shape[0] == static_cast<int64_t>(channels),
-                      "ShardLoader: {} per-channel means for samples of shape {}", channels, shape_str(x.shape));
-  channel_size_ = channels > 1 ? sample_elems_ / static_cast<int64_t>(channels) : std::max<int64_t>(sample_elems_, 1);
-  for (size_t c = 0; c < channels; ++c) {
-    double mean = norm.mean.empty() ? 0.0 : norm.mean[c];
-    double std = norm.std.empty() ? 1.0 : norm.std[c];
-    GPUML_CHECK(std > 0.0 && std::isfinite(std), "ShardLoader: normalisation std[{}] = {} must be positive", c, std);
-    scale_.push_back(norm.scale / std);
-    shift_.push_back((norm.shift - mean) / std);
-    if (x_dtype_ == DType::u8)
-      for (int v = 0; v < 256; ++v) u8_table_.push_back(static_cast<float>(double(v) * scale_[c] + shift_[c]));
-  }
+  sample_elems_ = normalize_.sample_elems();
 
   buffers_.resize(static_cast<size_t>(config_.plan->shard_buffers));
   for (int b = 0; b < static_cast<int>(buffers_.size()); ++b) free_buffers_.push_back(b);
@@ -75,8 +58,12 @@ Batch ShardLoader::Pipeline::next() {
   }
   Batch batch = std::move(ready_.front());
   ready_.pop_front();
+  // Wake the producer only once the queue is half empty. Woken on every batch, it preempted the
+  // training thread right here on a 2-core machine (while the other OpenMP thread spun at its
+  // barrier): that cost ~65 us a step, counted as data wait with batches ready. See BENCHMARKS.md.
+  const bool wake = ready_.size() <= static_cast<size_t>(config_.plan->prefetch_depth) / 2;
   lock.unlock();
-  changed_.notify_all();
+  if (wake) changed_.notify_all();
   return batch;
 }
 
@@ -97,20 +84,7 @@ void ShardLoader::Pipeline::assemble() {
 }
 
 void ShardLoader::Pipeline::decode_record(const uint8_t* record, float* x, int64_t* y) const {
-  const uint8_t* src = record + x_offset_;
-  if (x_dtype_ == DType::u8) {
-    for (int64_t e = 0; e < sample_elems_; ++e)
-      x[e] = u8_table_[static_cast<size_t>(e / channel_size_) * 256 + src[e]];
-  } else {
-    dispatch_dtype(x_dtype_, [&]<typename T>(T) {
-      for (int64_t e = 0; e < sample_elems_; ++e) {
-        T v;
-        std::memcpy(&v, src + static_cast<size_t>(e) * sizeof(T), sizeof(T));
-        size_t c = static_cast<size_t>(e / channel_size_);
-        x[e] = static_cast<float>(to_double(v) * scale_[c] + shift_[c]);
-      }
-    });
-  }
+  normalize_(record + x_offset_, x);
   *y = dispatch_dtype(y_dtype_, [&]<typename T>(T) {
     T v;
     std::memcpy(&v, record + y_offset_, sizeof(T));
@@ -120,7 +94,7 @@ void ShardLoader::Pipeline::decode_record(const uint8_t* record, float* x, int64
 
 void ShardLoader::Pipeline::push_ready(Batch batch) {
   std::unique_lock<std::mutex> lock(mutex_);
-  changed_.wait(lock, [&] { return stop_ || ready_.size() < static_cast<size_t>(config_.options->prefetch_depth); });
+  changed_.wait(lock, [&] { return stop_ || ready_.size() < static_cast<size_t>(config_.plan->prefetch_depth); });
   if (stop_) throw Stopped{};
   ready_.push_back(std::move(batch));
   lock.unlock();

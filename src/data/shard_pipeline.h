@@ -56,12 +56,10 @@ struct ShardLoader::Pipeline {
   LoaderPosition start_;
   std::vector<int64_t> order_;        // shard indices in this epoch's order
   std::vector<int64_t> first_record_; // (shards + 1,) record id of each shard's first record
-  // Normalisation: x * scale[c] + shift[c], and for u8 samples a table per channel.
-  int64_t sample_elems_ = 0, channel_size_ = 1;
-  std::vector<double> scale_, shift_;
-  std::vector<float> u8_table_;       // (channels, 256)
+  SampleNormalizer normalize_;        // field x of a record -> normalised floats, as DataLoader's
+  int64_t sample_elems_ = 0;
   size_t x_offset_ = 0, y_offset_ = 0;
-  DType x_dtype_ = DType::u8, y_dtype_ = DType::i64;
+  DType y_dtype_ = DType::i64;
 
   std::mutex mutex_;
   std::condition_variable changed_;

@@ -52,6 +52,7 @@ class ShuffleBuffer {
     int64_t slot = static_cast<int64_t>(draw() % static_cast<uint64_t>(capacity_));
     emit(ids_[static_cast<size_t>(slot)], bytes ? slot_data(slot) : nullptr);
     store(slot, id, bytes);
+    if (bytes) prefetch_next_eviction();
   }
 
   // After the stream ends: emits one held record, chosen uniformly; the last slot fills the gap.
@@ -71,9 +72,22 @@ class ShuffleBuffer {
     ids_[static_cast<size_t>(slot)] = id;
     if (bytes) std::memcpy(slot_data(slot), bytes, record_bytes_);
   }
+  // Draws are taken one ahead (the sequence is unchanged), so that the slot the next push evicts
+  // can be fetched from memory while this record is decoded: a large buffer is a cache miss per
+  // record otherwise.
   uint64_t draw() {
+    if (drawn_ahead_) {
+      drawn_ahead_ = false;
+      return ahead_;
+    }
     PhiloxBlock b = philox4x32_10(next_block_++, seed_);
     return (static_cast<uint64_t>(b.v[1]) << 32) | b.v[0];
+  }
+  void prefetch_next_eviction() {
+    ahead_ = draw();
+    drawn_ahead_ = true;
+    const uint8_t* p = slot_data(static_cast<int64_t>(ahead_ % static_cast<uint64_t>(capacity_)));
+    for (size_t line = 0; line < record_bytes_; line += 64) __builtin_prefetch(p + line);
   }
 
   int64_t capacity_;
@@ -81,6 +95,8 @@ class ShuffleBuffer {
   uint64_t seed_;
   uint64_t next_block_;
   int64_t size_ = 0;
+  uint64_t ahead_ = 0;       // the next draw, when drawn_ahead_
+  bool drawn_ahead_ = false;
   std::vector<int64_t> ids_;    // (capacity,) record id per slot
   std::vector<uint8_t>& data_;  // (capacity, record_bytes)
 };

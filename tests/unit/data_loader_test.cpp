@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <random>
 #include <set>
@@ -226,6 +227,36 @@ TEST_F(DataLoaderTest, NormalisationPerChannelAndScalar) {
   EXPECT_THROW(DataLoader(data, opt), Error);  // 3 channel means for samples (2, 3)
   opt.normalization = {.scale = 1.0, .shift = 0.0, .mean = {0}, .std = {0}};
   EXPECT_THROW(DataLoader(data, opt), Error);
+}
+
+// The shared normaliser against the formula in double, for each stored dtype, per channel, from
+// an unaligned source (shard records pack fields at any byte offset).
+TEST_F(DataLoaderTest, SampleNormalizerMatchesTheFormulaForEveryDType) {
+  const Normalization norm{.scale = 0.5, .shift = -1.0, .mean = {0.25, -3.0, 7.0}, .std = {0.5, 2.0, 3.5}};
+  const Shape sample{3, 5, 2};
+  std::uniform_real_distribution<double> value(-100.0, 100.0);
+  for (DType dtype : {DType::u8, DType::i32, DType::i64, DType::f32, DType::f64}) {
+    SCOPED_TRACE(fmt::format("{}", dtype));
+    const size_t size = dtype_size(dtype);
+    std::vector<uint8_t> bytes(1 + 30 * size);  // byte 0 pads: the sample starts unaligned
+    std::vector<double> raw(30);
+    for (size_t e = 0; e < 30; ++e) {
+      dispatch_dtype(dtype, [&]<typename T>(T) {
+        T v = static_cast<T>(dtype == DType::u8 ? double(rng_() % 256) : value(rng_));
+        raw[e] = to_double(v);
+        std::memcpy(bytes.data() + 1 + e * size, &v, size);
+      });
+    }
+    SampleNormalizer normalize(norm, sample, dtype, "test");
+    ASSERT_EQ(normalize.sample_elems(), 30);
+    std::vector<float> out(30);
+    normalize(bytes.data() + 1, out.data());
+    for (size_t e = 0; e < 30; ++e) {
+      const size_t c = e / 10;
+      const float want = static_cast<float>(((raw[e] * norm.scale + norm.shift) - norm.mean[c]) / norm.std[c]);
+      EXPECT_NEAR(out[e], want, 1e-5 * std::max(1.0f, std::abs(want))) << "element " << e;
+    }
+  }
 }
 
 TEST_F(DataLoaderTest, DatasetReshapeAndLabelChecks) {
