@@ -24,10 +24,16 @@
 #include <string>
 
 #include "data/batch_source.h"
+#include "data/huge_buffer.h"
 #include "data/loader.h"
 #include "data/shard_reader.h"
 
 namespace gpuml::data {
+
+// How shards are read. automatic: direct when the split is larger than the memory limit (it
+// would not stay in the page cache, and caching it would spend more host memory than the limit
+// allows), through the page cache otherwise (later epochs then come from RAM).
+enum class ShardIo { automatic, direct, buffered };
 
 struct ShardLoaderOptions {
   std::string split = "train";
@@ -38,7 +44,7 @@ struct ShardLoaderOptions {
   int64_t shuffle_buffer = 0;   // records; 0: all the limit leaves after read-ahead and batches
   int read_ahead = 2;           // shards read ahead of the one being shuffled in
   int prefetch_depth = 8;       // batches kept ready
-  bool drop_page_cache = false; // advise the kernel to drop each shard's pages after reading it
+  ShardIo io = ShardIo::automatic;
   Normalization normalization;  // as DataLoader's: y = ((x * scale + shift) - mean[c]) / std[c]
 };
 
@@ -52,6 +58,7 @@ struct ShardMemoryPlan {
   int prefetch_depth = 0;       // batches kept ready: options' depth, lower (>= 2) under a tight limit
   int64_t batch_buffers = 0;    // prefetch_depth + 2 (one being built, one held by the caller)
   uint64_t batch_bytes = 0;
+  bool direct_io = false;       // shards read with O_DIRECT (ShardIo)
   uint64_t total() const { return shuffle_bytes + shard_bytes + batch_bytes; }
 };
 
@@ -87,7 +94,7 @@ class ShardLoader : public BatchSource {
   ShardMemoryPlan plan_;
   LoaderPosition position_;
   std::unique_ptr<Pipeline> pipeline_;
-  std::vector<uint8_t> shuffle_storage_;  // the shuffle buffer's slots, reused across epochs
+  HugeBuffer shuffle_storage_;        // the shuffle buffer's slots, reused across epochs
 };
 
 }  // namespace gpuml::data

@@ -34,7 +34,7 @@ ShardLoader::Pipeline::Pipeline(PipelineConfig config, LoaderPosition start)
   y_offset_ = m.field_offset("y");
   sample_elems_ = normalize_.sample_elems();
 
-  buffers_.resize(static_cast<size_t>(config_.plan->shard_buffers));
+  buffers_ = std::vector<HugeBuffer>(static_cast<size_t>(config_.plan->shard_buffers));
   for (int b = 0; b < static_cast<int>(buffers_.size()); ++b) free_buffers_.push_back(b);
   assembler_ = std::thread([this] { assemble(); });
 }
@@ -131,7 +131,7 @@ void ShardLoader::Pipeline::read_shards(int64_t first_position) {
         free_buffers_.pop_back();
       }
       config_.dataset->read_shard(*config_.split, static_cast<size_t>(order_[static_cast<size_t>(pos)]),
-                                  buffers_[static_cast<size_t>(buffer)], config_.options->drop_page_cache);
+                                  buffers_[static_cast<size_t>(buffer)], config_.plan->direct_io);
       {
         std::lock_guard<std::mutex> lock(mutex_);
         filled_.push_back({pos, buffer});
@@ -194,10 +194,10 @@ void ShardLoader::Pipeline::materialise(ShuffleBuffer& buffer) {
     slots_by_shard[static_cast<int64_t>(it - first_record_.begin()) - 1].push_back(s);
   }
   const size_t record_bytes = config_.dataset->manifest().record_bytes();
-  std::vector<uint8_t>& scratch = buffers_[0];  // the reader has not started: its buffers are free
+  HugeBuffer& scratch = buffers_[0];  // the reader has not started: its buffers are free
   for (const auto& [shard, slots] : slots_by_shard) {
     if (stop_) throw Stopped{};
-    config_.dataset->read_shard(*config_.split, static_cast<size_t>(shard), scratch, config_.options->drop_page_cache);
+    config_.dataset->read_shard(*config_.split, static_cast<size_t>(shard), scratch, config_.plan->direct_io);
     for (int64_t s : slots) {
       int64_t r = buffer.slot_id(s) - first_record_[static_cast<size_t>(shard)];
       std::memcpy(buffer.slot_data(s), scratch.data() + static_cast<size_t>(r) * record_bytes, record_bytes);

@@ -25,7 +25,7 @@ struct PipelineConfig {
   const ShardSplit* split;
   const ShardLoaderOptions* options;
   const ShardMemoryPlan* plan;
-  std::vector<uint8_t>* shuffle_storage;
+  HugeBuffer* shuffle_storage;
 };
 
 struct ShardLoader::Pipeline {
@@ -67,7 +67,7 @@ struct ShardLoader::Pipeline {
   std::deque<Batch> ready_;
   bool assembler_done_ = false;
   std::exception_ptr error_;
-  std::vector<std::vector<uint8_t>> buffers_;
+  std::vector<HugeBuffer> buffers_;  // read-ahead shards
   std::vector<int> free_buffers_;
   std::deque<FilledShard> filled_;
   std::exception_ptr reader_error_;

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 
@@ -39,26 +40,65 @@ ShardDataset::ShardDataset(fs::path dir) : dir_(std::move(dir)), manifest_(read_
     }
 }
 
+namespace {
+
+constexpr uint64_t kDirectAlign = 4096;  // O_DIRECT: buffer address, file offset and length
+
+void check_crc(const fs::path& path, const ShardFile& shard, const uint8_t* data) {
+  uint32_t crc = shard_crc32c(data, shard.bytes);
+  GPUML_CHECK_KIND(ErrorKind::Io, crc == shard.crc32c,
+                   "{}: damaged shard: CRC-32C is {:08x}, the manifest says {:08x}; re-pack or restore this file",
+                   path.string(), crc, shard.crc32c);
+}
+
+// pread()s [done, shard.bytes) of `fd` into out + done, asking for up to `end` bytes (a direct
+// read asks past the end of the file, rounded up to the alignment, and gets a short read there).
+// Returns the bytes read so far: a direct read stops early if the kernel returns an unaligned
+// count before the end, and the caller finishes with a buffered descriptor.
+uint64_t read_range(int fd, const fs::path& path, const ShardFile& shard, uint8_t* out, uint64_t done, uint64_t end,
+                    bool direct) {
+  while (done < shard.bytes) {
+    ssize_t n = ::pread(fd, out + done, end - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    GPUML_CHECK_KIND(ErrorKind::Io, n >= 0, "{}: read failed: {}", path.string(), std::strerror(errno));
+    GPUML_CHECK_KIND(ErrorKind::Io, n > 0, "{}: damaged shard: ends after {} of {} bytes", path.string(), done,
+                     shard.bytes);
+    done += static_cast<uint64_t>(n);
+    if (direct && done % kDirectAlign != 0) break;
+  }
+  return std::min(done, shard.bytes);
+}
+
+}  // namespace
+
 void read_shard_file(const fs::path& dir, const ShardFile& shard, std::vector<uint8_t>& out, bool drop_page_cache) {
   fs::path path = dir / shard.file;
   FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   GPUML_CHECK_KIND(ErrorKind::Io, file.fd >= 0, "{}: cannot open shard: {}", path.string(), std::strerror(errno));
   ::posix_fadvise(file.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
   out.resize(shard.bytes);
-  uint64_t done = 0;
-  while (done < shard.bytes) {
-    ssize_t n = ::pread(file.fd, out.data() + done, shard.bytes - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    GPUML_CHECK_KIND(ErrorKind::Io, n >= 0, "{}: read failed: {}", path.string(), std::strerror(errno));
-    GPUML_CHECK_KIND(ErrorKind::Io, n > 0, "{}: damaged shard: ends after {} of {} bytes", path.string(), done,
-                     shard.bytes);
-    done += static_cast<uint64_t>(n);
-  }
+  read_range(file.fd, path, shard, out.data(), 0, shard.bytes, /*direct=*/false);
   if (drop_page_cache) ::posix_fadvise(file.fd, 0, 0, POSIX_FADV_DONTNEED);
-  uint32_t crc = shard_crc32c(out.data(), out.size());
-  GPUML_CHECK_KIND(ErrorKind::Io, crc == shard.crc32c,
-                   "{}: damaged shard: CRC-32C is {:08x}, the manifest says {:08x}; re-pack or restore this file",
-                   path.string(), crc, shard.crc32c);
+  check_crc(path, shard, out.data());
+}
+
+const uint8_t* read_shard_file(const fs::path& dir, const ShardFile& shard, HugeBuffer& out, bool direct) {
+  fs::path path = dir / shard.file;
+  const uint64_t aligned = (shard.bytes + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
+  out.reserve(aligned);
+  uint64_t done = 0;
+  if (direct) {
+    FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT)};
+    if (file.fd >= 0) done = read_range(file.fd, path, shard, out.data(), 0, aligned, /*direct=*/true);
+  }
+  if (done < shard.bytes) {  // buffered, or O_DIRECT refused (tmpfs, some network filesystems) or cut short
+    FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+    GPUML_CHECK_KIND(ErrorKind::Io, file.fd >= 0, "{}: cannot open shard: {}", path.string(), std::strerror(errno));
+    ::posix_fadvise(file.fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    read_range(file.fd, path, shard, out.data(), done, shard.bytes, /*direct=*/false);
+  }
+  check_crc(path, shard, out.data());
+  return out.data();
 }
 
 void ShardDataset::read_shard(const ShardSplit& split, size_t index, std::vector<uint8_t>& out,
@@ -66,6 +106,12 @@ void ShardDataset::read_shard(const ShardSplit& split, size_t index, std::vector
   GPUML_CHECK(index < split.shards.size(), "split '{}' has {} shards, asked for shard {}", split.name,
               split.shards.size(), index);
   read_shard_file(dir_, split.shards[index], out, drop_page_cache);
+}
+
+const uint8_t* ShardDataset::read_shard(const ShardSplit& split, size_t index, HugeBuffer& out, bool direct) const {
+  GPUML_CHECK(index < split.shards.size(), "split '{}' has {} shards, asked for shard {}", split.name,
+              split.shards.size(), index);
+  return read_shard_file(dir_, split.shards[index], out, direct);
 }
 
 InMemoryDataset ShardDataset::load_split(const std::string& name, const std::string& x, const std::string& y) const {

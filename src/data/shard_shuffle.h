@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "core/philox.h"
+#include "data/huge_buffer.h"
 
 namespace gpuml::data {
 
@@ -23,14 +24,14 @@ class ShuffleBuffer {
  public:
   // `storage` holds the slots' bytes (capacity * record_bytes, grown here if needed) and outlives
   // the buffer, so that an epoch reuses the memory of the one before.
-  ShuffleBuffer(int64_t capacity, size_t record_bytes, uint64_t seed, int64_t epoch, std::vector<uint8_t>& storage)
+  ShuffleBuffer(int64_t capacity, size_t record_bytes, uint64_t seed, int64_t epoch, HugeBuffer& storage)
       : capacity_(capacity), record_bytes_(record_bytes), seed_(seed),
         // Draw blocks start half-way into the epoch's 2^32-block Philox stream; the first half
         // is the shard-order permutation's (data/permutation.h).
         next_block_((static_cast<uint64_t>(epoch) << 32) + (uint64_t{1} << 31)),
         data_(storage) {
     ids_.resize(static_cast<size_t>(capacity));
-    if (data_.size() < static_cast<size_t>(capacity) * record_bytes) data_.resize(static_cast<size_t>(capacity) * record_bytes);
+    data_.reserve(static_cast<size_t>(capacity) * record_bytes, /*huge_pages=*/true);
   }
 
   int64_t size() const { return size_; }
@@ -98,7 +99,7 @@ class ShuffleBuffer {
   uint64_t ahead_ = 0;       // the next draw, when drawn_ahead_
   bool drawn_ahead_ = false;
   std::vector<int64_t> ids_;    // (capacity,) record id per slot
-  std::vector<uint8_t>& data_;  // (capacity, record_bytes)
+  HugeBuffer& data_;            // (capacity, record_bytes)
 };
 
 }  // namespace gpuml::data

@@ -181,21 +181,47 @@ TEST(ShardLoader, NormalisesAsTheInMemoryLoader) {
   for (int64_t i = 0; i < a.x.numel(); ++i) ASSERT_EQ(a.x.data<float>()[i], b.x.data<float>()[i]) << i;
 }
 
+// O_DIRECT reads (shards of odd sizes, so the last block is partial) give what page-cache reads
+// give; `automatic` reads directly exactly when the split is larger than the memory limit.
+TEST(ShardLoader, DirectAndBufferedReadsGiveTheSameBatches) {
+  TempDir dir;
+  write_id_dataset(dir.path(), 2003, 333);  // shards of 5328 bytes: not a multiple of 4096
+  ShardLoaderOptions direct = small_options(150), buffered = small_options(150);
+  direct.io = ShardIo::direct;
+  buffered.io = ShardIo::buffered;
+  ShardLoader a(dir.path(), direct), b(dir.path(), buffered);
+  EXPECT_TRUE(a.memory_plan().direct_io);
+  EXPECT_FALSE(b.memory_plan().direct_io);
+  std::vector<std::vector<int64_t>> from_direct = epoch_batches(a, {1, 0});
+  EXPECT_EQ(from_direct, epoch_batches(b, {1, 0}));
+  EXPECT_EQ(epoch_batches(a, {1, 17}), std::vector<std::vector<int64_t>>(from_direct.begin() + 17, from_direct.end()));
+
+  ShardLoaderOptions automatic = small_options(150);
+  automatic.memory_limit = 2003 * 16 - 1;
+  EXPECT_TRUE(ShardLoader(dir.path(), automatic).memory_plan().direct_io);
+  automatic.memory_limit = 2003 * 16;
+  EXPECT_FALSE(ShardLoader(dir.path(), automatic).memory_plan().direct_io);
+}
+
 TEST(ShardLoader, ADamagedShardStopsTheEpochNamingIt) {
   TempDir dir;
   write_id_dataset(dir.path(), 300, 30);
   std::string bytes = read_file_bytes(dir.path() / "train-00004.shard");
   bytes[5] = static_cast<char>(bytes[5] ^ 1);
   write_file_atomically(dir.path() / "train-00004.shard", bytes);
-  ShardLoader loader(dir.path(), small_options(20));
-  loader.start_epoch(0);
-  try {
-    while (loader.next()) {
+  for (ShardIo io : {ShardIo::direct, ShardIo::buffered}) {
+    ShardLoaderOptions o = small_options(20);
+    o.io = io;
+    ShardLoader loader(dir.path(), o);
+    loader.start_epoch(0);
+    try {
+      while (loader.next()) {
+      }
+      ADD_FAILURE() << "the damaged shard was not noticed (direct: " << (io == ShardIo::direct) << ")";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::Io);
+      EXPECT_NE(e.message().find("train-00004.shard: damaged shard"), std::string::npos) << e.message();
     }
-    FAIL() << "the damaged shard was not noticed";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::Io);
-    EXPECT_NE(e.message().find("train-00004.shard: damaged shard"), std::string::npos) << e.message();
   }
 }
 
