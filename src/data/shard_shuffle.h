@@ -1,7 +1,10 @@
 // The shuffle buffer of the streaming loader (as in WebDataset and tf.data): records arrive in
 // shard order; once `capacity` are held, each arriving record evicts a uniformly drawn slot
 // (that slot's record is emitted) and takes its place; when the stream ends the rest are emitted
-// in random order. Draws come from Philox keyed by (seed, epoch), so an epoch's output order is
+// in random order. While it fills, the buffer already emits (as WebDataset's `initial`): past
+// kInitialRecords held, every second arriving record also releases a uniformly drawn one, so it
+// grows by one record per record emitted. A full-size buffer (gigabytes) would otherwise hold up
+// the first batch of every epoch for as long as it takes to read that much from disk. Draws come from Philox keyed by (seed, epoch), so an epoch's output order is
 // a pure function of (seed, epoch, shard order) and can be replayed on record ids alone, without
 // touching data: that is how a resumed loader finds what the buffer held at a given batch.
 //
@@ -11,6 +14,7 @@
 // With bytes == nullptr only ids are tracked (replay); slot_data() is then filled by the caller.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -34,12 +38,14 @@ class ShuffleBuffer {
     data_.reserve(static_cast<size_t>(capacity) * record_bytes, /*huge_pages=*/true);
   }
 
+  static constexpr int64_t kInitialRecords = 1024;  // held before the first record leaves
+
   int64_t size() const { return size_; }
   int64_t capacity() const { return capacity_; }
   int64_t slot_id(int64_t slot) const { return ids_[static_cast<size_t>(slot)]; }
   uint8_t* slot_data(int64_t slot) { return data_.data() + static_cast<size_t>(slot) * record_bytes_; }
 
-  // Offers the stream's next record; emits at most one record (none while filling).
+  // Offers the stream's next record; emits at most one record (none before kInitialRecords).
   template <typename Emit>
   void push(int64_t id, const uint8_t* bytes, Emit&& emit) {
     if (capacity_ == 0) {  // no shuffling: records pass straight through
@@ -48,6 +54,8 @@ class ShuffleBuffer {
     }
     if (size_ < capacity_) {
       store(size_++, id, bytes);
+      if (size_ > std::min(kInitialRecords, capacity_) && size_ < capacity_ && (++growth_pushes_ & 1) == 0)
+        drain_one(emit);
       return;
     }
     int64_t slot = static_cast<int64_t>(draw() % static_cast<uint64_t>(capacity_));
@@ -96,6 +104,7 @@ class ShuffleBuffer {
   uint64_t seed_;
   uint64_t next_block_;
   int64_t size_ = 0;
+  int64_t growth_pushes_ = 0;  // records pushed past kInitialRecords while filling
   uint64_t ahead_ = 0;       // the next draw, when drawn_ahead_
   bool drawn_ahead_ = false;
   std::vector<int64_t> ids_;    // (capacity,) record id per slot
