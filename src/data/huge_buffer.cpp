@@ -24,7 +24,7 @@ void HugeBuffer::release() {
   size_ = mapped_ = 0;
 }
 
-void HugeBuffer::reserve(size_t bytes, bool huge_pages) {
+void HugeBuffer::reserve(size_t bytes, bool huge_pages, bool populate) {
   if (bytes <= size_) return;
   release();
   // Huge pages only where the buffer is large: a 2 MiB page under a small buffer would be
@@ -48,6 +48,12 @@ void HugeBuffer::reserve(size_t bytes, bool huge_pages) {
 #else
   (void)huge_pages;
 #endif
+  if (populate) {
+#ifdef MADV_POPULATE_WRITE
+    if (::madvise(data_, size_, MADV_POPULATE_WRITE) == 0) return;  // Linux 5.14+
+#endif
+    for (size_t page = 0; page < size_; page += kPage) data_[page] = 0;
+  }
 }
 
 }  // namespace gpuml::data

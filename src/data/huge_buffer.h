@@ -21,8 +21,10 @@ class HugeBuffer {
   HugeBuffer& operator=(const HugeBuffer&) = delete;
 
   // Makes the buffer at least `bytes` long. Growing discards the contents. huge_pages: ask for
-  // 2 MiB pages (honoured from 64 MiB up), for buffers read at random.
-  void reserve(size_t bytes, bool huge_pages = false);
+  // 2 MiB pages (honoured from 64 MiB up), for buffers read at random. populate: fault every
+  // page in now (zeroing gigabytes takes seconds, on a VM more: better before the first epoch
+  // than in the middle of it).
+  void reserve(size_t bytes, bool huge_pages = false, bool populate = false);
   uint8_t* data() { return data_; }
   size_t size() const { return size_; }
 

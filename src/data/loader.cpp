@@ -4,6 +4,7 @@
 #include <cmath>
 #include <numeric>
 
+#include "data/batch_allocator.h"
 #include "data/permutation.h"
 
 namespace gpuml::data {
@@ -41,7 +42,8 @@ Batch DataLoader::assemble(const std::vector<int64_t>& order, int64_t epoch, int
   int64_t rows = std::min(options_.batch_size, dataset_.size() - first);
   Shape shape = dataset_.features().shape();
   shape[0] = rows;
-  Batch batch{Tensor::empty(shape, DType::f32), Tensor::empty({rows}, DType::i64), epoch, index};
+  Batch batch{Tensor::empty(shape, DType::f32, batch_allocator()), Tensor::empty({rows}, DType::i64, batch_allocator()),
+              epoch, index};
   const int64_t sample_elems = normalize_.sample_elems();
   const size_t sample_bytes = static_cast<size_t>(sample_elems) * dtype_size(dataset_.features().dtype());
   const auto* features = static_cast<const uint8_t*>(dataset_.features().raw_data());  // (N, sample_elems)

@@ -67,6 +67,9 @@ ShardLoader::ShardLoader(const std::filesystem::path& dir, ShardLoaderOptions op
     plan_.shuffle_records = std::min<int64_t>(static_cast<int64_t>((plan_.limit - fixed) / per_slot), split_->records);
   }
   plan_.shuffle_bytes = static_cast<uint64_t>(plan_.shuffle_records) * per_slot;
+  // The shuffle slots are faulted in here, at setup, rather than by the first epoch's records.
+  shuffle_storage_.reserve(static_cast<size_t>(plan_.shuffle_records) * record_bytes, /*huge_pages=*/true,
+                           /*populate=*/true);
   plan_.direct_io = options_.io == ShardIo::direct ||
                     (options_.io == ShardIo::automatic && split_->records * record_bytes > plan_.limit);
 }

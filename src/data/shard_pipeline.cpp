@@ -7,6 +7,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "data/batch_allocator.h"
 #include "data/permutation.h"
 #include "data/shard_shuffle.h"
 
@@ -227,7 +228,8 @@ void ShardLoader::Pipeline::run_epoch() {
       int64_t rows = std::min(o.batch_size, n - batch_index * o.batch_size);
       Shape shape = x_shape;
       shape.insert(shape.begin(), rows);
-      current = Batch{Tensor::empty(shape, DType::f32), Tensor::empty({rows}, DType::i64), start_.epoch, batch_index};
+      current = Batch{Tensor::empty(shape, DType::f32, batch_allocator()),
+                      Tensor::empty({rows}, DType::i64, batch_allocator()), start_.epoch, batch_index};
     }
     decode_record(bytes, current.x.data<float>() + filled * sample_elems_, current.y.data<int64_t>() + filled);
     if (++filled == current.y.dim(0)) {
@@ -245,7 +247,13 @@ void ShardLoader::Pipeline::run_epoch() {
     int64_t index = order_[static_cast<size_t>(pos)];
     const uint8_t* data = buffers_[static_cast<size_t>(shard.buffer)].data();
     const std::vector<int64_t> records = record_order(index);
-    for (int64_t i = pos == position ? record : 0; i < split.shards[static_cast<size_t>(index)].records; ++i) {
+    const int64_t count = split.shards[static_cast<size_t>(index)].records;
+    for (int64_t i = pos == position ? record : 0; i < count; ++i) {
+      // Records are taken in a permuted order: fetch the one after next while this one is copied.
+      if (i + 2 < count) {
+        const uint8_t* ahead = data + static_cast<size_t>(records[static_cast<size_t>(i + 2)]) * record_bytes;
+        for (size_t line = 0; line < record_bytes; line += 64) __builtin_prefetch(ahead + line);
+      }
       int64_t r = records[static_cast<size_t>(i)];
       buffer.push(first_record_[static_cast<size_t>(index)] + r, data + static_cast<size_t>(r) * record_bytes, emit);
     }

@@ -85,7 +85,7 @@ void read_shard_file(const fs::path& dir, const ShardFile& shard, std::vector<ui
 const uint8_t* read_shard_file(const fs::path& dir, const ShardFile& shard, HugeBuffer& out, bool direct) {
   fs::path path = dir / shard.file;
   const uint64_t aligned = (shard.bytes + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
-  out.reserve(aligned);
+  out.reserve(aligned, /*huge_pages=*/true);  // its records are then taken in a permuted order
   uint64_t done = 0;
   if (direct) {
     FileDescriptor file{::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_DIRECT)};

@@ -264,6 +264,8 @@ TEST(ShardLoader, PeakMemoryStaysWithinTheLimitOnADatasetFourTimesLarger) {
     w.finish();
   }
   const uint64_t limit = 16 << 20;
+  // Before the loader exists: it faults its shuffle slots in when it is constructed.
+  int64_t baseline = status_kib("VmRSS:");
   ShardLoaderOptions o;
   o.batch_size = 128;
   o.memory_limit = limit;
@@ -274,10 +276,9 @@ TEST(ShardLoader, PeakMemoryStaysWithinTheLimitOnADatasetFourTimesLarger) {
 
   // Peak resident memory: VmHWM after resetting it (clear_refs 5), and VmRSS sampled meanwhile
   // in case the reset is not allowed here.
-  int64_t baseline = status_kib("VmRSS:");
   bool hwm_reset = static_cast<bool>(std::ofstream("/proc/self/clear_refs") << "5");
   std::atomic<bool> done = false;
-  std::atomic<int64_t> sampled_peak = baseline;
+  std::atomic<int64_t> sampled_peak = status_kib("VmRSS:");
   std::thread sampler([&] {
     while (!done) {
       sampled_peak = std::max<int64_t>(sampled_peak, status_kib("VmRSS:"));
