@@ -12,6 +12,33 @@
 
 namespace gpuml::cli {
 
+namespace {
+
+// CLI11's NonNegativeNumber/PositiveNumber state their range as "0.000000 to 1.797...e308" in
+// full; these say it in words ("--max-steps: must be >= 0, got -1").
+CLI::Validator number_at_least(double low, bool inclusive) {
+  const std::string bound = fmt::format("{} {}", inclusive ? ">=" : ">", low);
+  return CLI::Validator(
+      [=](std::string& text) -> std::string {
+        double value = 0;
+        try {
+          size_t used = 0;
+          value = std::stod(text, &used);
+          if (used != text.size()) throw std::invalid_argument(text);
+        } catch (const std::exception&) {
+          return fmt::format("'{}' is not a number", text);
+        }
+        const bool ok = inclusive ? value >= low : value > low;
+        return ok ? std::string() : fmt::format("must be {}, got {}", bound, text);
+      },
+      inclusive && low == 0 ? "NONNEGATIVE" : low == 0 ? "POSITIVE" : "NUMBER " + bound);
+}
+
+const CLI::Validator kNonNegative = number_at_least(0, true);
+const CLI::Validator kPositive = number_at_least(0, false);
+
+}  // namespace
+
 Command add_train_command(CLI::App& app) {
   auto cfg = std::make_shared<TrainConfig>();
   auto schedule = std::make_shared<std::string>("constant");
@@ -26,12 +53,12 @@ Command add_train_command(CLI::App& app) {
                   "Sharded data: host memory for data, e.g. 512M, 4G (default: a quarter of the available memory)");
   cmd->add_option("--shuffle-buffer", cfg->shuffle_buffer,
                   "Sharded data: records in the shuffle buffer (default: as many as the memory limit allows)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_option("--model", cfg->model, "A preset (mlp, cnn), a JSON file listing layers, or an .onnx model to fine-tune")
       ->capture_default_str();
-  cmd->add_option("--epochs", cfg->epochs, "Epochs to train")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--batch-size", cfg->batch_size, "Samples per step")->capture_default_str()->check(CLI::PositiveNumber);
-  cmd->add_option("--lr", cfg->optimizer.lr, "Learning rate")->capture_default_str()->check(CLI::PositiveNumber);
+  cmd->add_option("--epochs", cfg->epochs, "Epochs to train")->capture_default_str()->check(kPositive);
+  cmd->add_option("--batch-size", cfg->batch_size, "Samples per step")->capture_default_str()->check(kPositive);
+  cmd->add_option("--lr", cfg->optimizer.lr, "Learning rate")->capture_default_str()->check(kPositive);
   cmd->add_option("--optimizer", cfg->optimizer.kind, "sgd, adam or adamw")
       ->capture_default_str()
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
@@ -43,7 +70,7 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--schedule", *schedule, "constant, step[:EPOCHS[:GAMMA]] or cosine[:MIN_LR], plus ,warmup:STEPS")
       ->capture_default_str();
   cmd->add_option("--seed", cfg->seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
-  cmd->add_option("--threads", cfg->threads, "CPU threads (0: all cores)")->capture_default_str()->check(CLI::NonNegativeNumber);
+  cmd->add_option("--threads", cfg->threads, "CPU threads (0: all cores)")->capture_default_str()->check(kNonNegative);
   cmd->add_option("--device", cfg->device, "auto, cpu, ref or cuda[:N]")->capture_default_str();
   cmd->add_option("--out", cfg->out, "Run directory (default runs/<model>-<time>)");
   cmd->add_option("--resume", cfg->resume, "Continue a run: its directory or a checkpoint file");
@@ -58,15 +85,15 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--checkpoint-every", cfg->checkpoint_every,
                   "Also checkpoint every N steps inside an epoch, so --resume continues mid-epoch (0: epoch ends)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_option("--max-steps", cfg->max_steps, "Stop after N optimizer steps in all, checkpointed (0: no limit)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   cmd->add_flag("--quiet", cfg->quiet, "No summary, no progress bar");
   auto gpu_memory_mib = std::make_shared<int64_t>(0);
   cmd->add_option("--gpu-memory-limit", *gpu_memory_mib, "Cap on the GPU memory gpuml holds, in MiB (0: none)")
       ->capture_default_str()
-      ->check(CLI::NonNegativeNumber);
+      ->check(kNonNegative);
   return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_mib] {
             // Device backends take the cap before anything is allocated on them.
             for (Backend* b : backend_registry().all())
