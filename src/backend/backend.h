@@ -68,6 +68,9 @@ class Backend : public Allocator {
   virtual void synchronize(Stream* stream = nullptr) {}
   // Caps the memory this backend may hold (--gpu-memory-limit); 0 = no cap. Host backends ignore it.
   virtual void set_memory_limit(size_t bytes) {}
+  // Page-locked host memory this device can copy from asynchronously (cudaHostAlloc), for host
+  // buffers copied to it over and over (the loaders' batches); nullptr on host backends.
+  virtual Allocator* pinned_host_allocator() { return nullptr; }
 
   bool supports(OpId op, DType dtype) const;
   // Whether the kernel for `op` reads strided (non-contiguous) inputs; if not, the planner

@@ -12,6 +12,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "data/batch_allocator.h"
 #include "data/shard_format.h"
 #include "graph/planner.h"
 #include "io/metrics_csv.h"
@@ -248,6 +249,8 @@ TrainResult train(const TrainConfig& requested) {
   optim::validate(cfg.schedule);
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
   PlanOptions plan = plan_options_for_device(cfg.device);
+  // On a GPU the loaders build batches in its pinned host memory (nullptr on CPU: plain memory).
+  data::set_batch_memory(plan.backends.front()->pinned_host_allocator());
 
   // Data and model, checked against each other before anything is written.
   TrainingData loaded = data::is_shard_dataset(cfg.data) ? open_shard_data(cfg) : in_memory_data(cfg);

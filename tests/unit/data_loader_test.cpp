@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "data/batch_allocator.h"
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "data/permutation.h"
@@ -257,6 +258,47 @@ TEST_F(DataLoaderTest, SampleNormalizerMatchesTheFormulaForEveryDType) {
       EXPECT_NEAR(out[e], want, 1e-5 * std::max(1.0f, std::abs(want))) << "element " << e;
     }
   }
+}
+
+// An upstream that counts what it hands out (as the CUDA plugin's pinned allocator would be).
+class CountingAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes) override {
+    ++allocations;
+    live += 1;
+    return host_allocator().allocate(bytes);
+  }
+  void deallocate(void* ptr, size_t bytes) override {
+    live -= 1;
+    host_allocator().deallocate(ptr, bytes);
+  }
+  Device device() const override { return {}; }
+  int allocations = 0, live = 0;
+};
+
+// Batch blocks are recycled by size, come from the upstream set for them, and always go back to
+// the upstream they came from, even after it was replaced.
+TEST(BatchAllocator, RecyclesBlocksAndReturnsThemToTheirUpstream) {
+  CountingAllocator pinned, other;
+  set_batch_memory(&pinned);
+  {
+    Tensor a = Tensor::empty({128, 784}, DType::f32, batch_allocator());
+    const void* first = a.raw_data();
+    a = Tensor();
+    Tensor b = Tensor::empty({128, 784}, DType::f32, batch_allocator());
+    EXPECT_EQ(b.raw_data(), first);  // the freed block, not a new one
+    EXPECT_EQ(pinned.allocations, 1);
+    Tensor c = Tensor::empty({7, 784}, DType::f32, batch_allocator());  // another size: a new block
+    EXPECT_EQ(pinned.allocations, 2);
+    set_batch_memory(&other);
+    Tensor d = Tensor::empty({128, 784}, DType::f32, batch_allocator());
+    EXPECT_EQ(other.allocations, 1);
+    EXPECT_EQ(pinned.allocations, 2);
+  }  // b and c freed after the switch: back to `pinned`, not cached for `other`
+  EXPECT_EQ(pinned.live, 0);
+  EXPECT_EQ(other.live, 1);  // d is cached for reuse
+  set_batch_memory(nullptr);  // plain host memory again; other's cached block is released
+  EXPECT_EQ(other.live, 0);
 }
 
 TEST_F(DataLoaderTest, DatasetReshapeAndLabelChecks) {

@@ -93,6 +93,17 @@ void CudaBackend::throw_out_of_memory(const char* op, size_t bytes) const {
              mib(free_bytes), mib(total));
 }
 
+void* PinnedHostAllocator::allocate(size_t bytes) {
+  if (bytes == 0) return nullptr;
+  void* p = nullptr;
+  GPUML_CUDA_CHECK(cudaHostAlloc(&p, bytes, cudaHostAllocPortable), "pinned host memory for batches");
+  return p;
+}
+
+void PinnedHostAllocator::deallocate(void* ptr, size_t) {
+  if (ptr) cudaFreeHost(ptr);  // no throw: may run at exit, after the context is gone
+}
+
 void* CudaBackend::allocate(size_t bytes) {
   if (bytes == 0) return nullptr;
   std::lock_guard<std::mutex> lock(mutex_);
@@ -134,7 +145,9 @@ void* CudaBackend::workspace(size_t bytes, const char* op) {
 
 // Pageable host memory cannot be copied asynchronously; going through two pinned buffers lets
 // the memcpy into one overlap the DMA out of the other, and the caller may reuse `host_src` as
-// soon as this returns.
+// soon as this returns. Pinned `host_src` (pinned_host_allocator(), the loaders' batches on a
+// GPU) is copied directly and asynchronously: it must stay unchanged until the stream has done
+// the copy (the trainer frees a batch only after the step's results were read back).
 void CudaBackend::copy_to_device(void* dst, const void* host_src, size_t bytes, Stream* stream) {
   if (bytes == 0) return;
   activate();

@@ -23,6 +23,15 @@
 
 namespace gpuml::cuda {
 
+// Page-locked host memory (cudaHostAlloc, portable across devices): copies from it are a DMA
+// that does not hold up the host, with no staging memcpy (copy_to_device checks for it).
+class PinnedHostAllocator final : public Allocator {
+ public:
+  void* allocate(size_t bytes) override;
+  void deallocate(void* ptr, size_t bytes) override;
+  Device device() const override { return {DeviceType::cpu, 0}; }
+};
+
 class CudaBackend final : public Backend {
  public:
   explicit CudaBackend(int device_index);
@@ -34,6 +43,7 @@ class CudaBackend final : public Backend {
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr, size_t bytes) override;
   void set_memory_limit(size_t bytes) override { limit_ = bytes; }
+  Allocator* pinned_host_allocator() override { return &pinned_; }
 
   void copy_to_device(void* dst, const void* host_src, size_t bytes, Stream* stream = nullptr) override;
   void copy_to_host(void* host_dst, const void* src, size_t bytes, Stream* stream = nullptr) override;
@@ -68,6 +78,7 @@ class CudaBackend final : public Backend {
   cudaMemPool_t pool_ = nullptr;
   cudaStream_t copy_stream_ = nullptr;
   size_t limit_ = 0, in_use_ = 0;
+  PinnedHostAllocator pinned_;
   // Two pinned staging buffers: one is filled while the other is copied (copy_to_device).
   static constexpr size_t kStagingBytes = size_t{8} << 20;
   void* staging_[2] = {nullptr, nullptr};
