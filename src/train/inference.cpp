@@ -6,9 +6,11 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "data/npy.h"
+#include "data/shard_format.h"
 #include "interop/onnx_import.h"
 #include "train/dataset_source.h"
 #include "train/model_runner.h"
+#include "train/shard_source.h"
 #include "train/trainer.h"
 
 namespace gpuml {
@@ -70,6 +72,14 @@ void check_input_shape(const LoadedModel& m, const Shape& sample, const std::str
 EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device) {
   std::string path = data_path.empty() ? m.data : data_path;
   GPUML_CHECK(!path.empty(), "no --data given and the checkpoint does not say what it trained on");
+  if (data::is_shard_dataset(path)) {  // trained from shards (gpuml data pack): its test split
+    data::InMemoryDataset test = load_shard_test_split(path);
+    check_input_shape(m, test.sample_shape(), path);
+    check_labels(test, m.model.num_classes(), path);
+    Tensor x = normalised_features(test, shard_normalization(path));
+    EvalStats s = make_runner(m, device)->evaluate(x, test.labels());
+    return {s.loss_sum / s.count, double(s.correct) / s.count, s.count, "test"};
+  }
   LoadedData d = load_training_data({path, "", "", true});
   check_input_shape(m, d.sample_shape, path);
   const data::InMemoryDataset& set = d.test ? *d.test : d.train;

@@ -1,9 +1,32 @@
 #include "train/shard_source.h"
 
+#include <fmt/ranges.h>
+
+#include <string>
+#include <vector>
+
 #include "core/error.h"
 #include "data/shard_loader.h"
 
 namespace gpuml {
+
+data::Normalization shard_normalization(const std::string& dir) {
+  data::Normalization n;
+  // Integer images are scaled to [0, 1], as for in-memory data.
+  if (data::read_shard_manifest(dir).field("x").dtype == DType::u8) n.scale = 1.0 / 255.0;
+  return n;
+}
+
+data::InMemoryDataset load_shard_test_split(const std::string& dir) {
+  data::ShardDataset ds(dir);
+  std::vector<std::string> names;
+  for (const data::ShardSplit& split : ds.manifest().splits) names.push_back(split.name);
+  GPUML_CHECK(ds.manifest().has_split("test"),
+              "--data {}: this sharded dataset has no test split to evaluate on (it has: {}); pack data that has a "
+              "test part, or evaluate on in-memory data",
+              dir, fmt::join(names, ", "));
+  return ds.load_split("test");
+}
 
 TrainingData open_shard_training_data(const ShardSourceOptions& o) {
   data::ShardLoaderOptions lo;
@@ -12,8 +35,7 @@ TrainingData open_shard_training_data(const ShardSourceOptions& o) {
   lo.memory_limit = o.memory_limit;
   lo.shuffle_buffer = o.shuffle_buffer;
   TrainingData d;
-  // Integer images are scaled to [0, 1], as for in-memory data.
-  if (data::read_shard_manifest(o.dir).field("x").dtype == DType::u8) d.normalization.scale = 1.0 / 255.0;
+  d.normalization = shard_normalization(o.dir);
   lo.normalization = d.normalization;
   auto loader = std::make_unique<data::ShardLoader>(o.dir, lo);
   const data::ShardManifest& m = loader->dataset().manifest();

@@ -39,4 +39,12 @@ struct ShardSourceOptions {
 
 TrainingData open_shard_training_data(const ShardSourceOptions& options);
 
+// How samples of the sharded dataset in `dir` are normalised (u8 images scaled to [0, 1], as for
+// in-memory data): what training used, so that evaluation gives the model the same inputs.
+data::Normalization shard_normalization(const std::string& dir);
+
+// The "test" split of the sharded dataset in `dir`, in memory, for `gpuml eval`; refused with a
+// clear message when the dataset has none (the train split may not fit in memory).
+data::InMemoryDataset load_shard_test_split(const std::string& dir);
+
 }  // namespace gpuml

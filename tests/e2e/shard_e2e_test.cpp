@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include <fstream>
+#include <sstream>
 
 #include "e2e_support.h"
 #include "train/checkpoint.h"
@@ -47,6 +48,26 @@ TEST_F(ShardE2E, PackInfoVerifyTrainResume) {
   std::getline(metrics, row);
   EXPECT_NE(header.find("test_accuracy"), std::string::npos) << header;
   EXPECT_NE(header.find("data_wait_fraction"), std::string::npos);
+  // `gpuml eval` on the checkpoint finds the shards it trained on and scores their test split as
+  // the trainer did at the end of the epoch.
+  auto column = [](const std::string& line, size_t index) {
+    std::stringstream ss(line);
+    std::string cell;
+    for (size_t i = 0; i <= index && std::getline(ss, cell, ','); ++i) {
+    }
+    return cell;
+  };
+  size_t acc_index = 0;
+  {
+    std::stringstream ss(header);
+    std::string cell;
+    while (std::getline(ss, cell, ',') && cell != "test_accuracy") ++acc_index;
+  }
+  auto e = run_gpuml("eval --checkpoint " + q(run / "last.safetensors"));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  EXPECT_NE(e.output.find("(test split): loss"), std::string::npos) << e.output;
+  EXPECT_NE(e.output.find(fmt::format("accuracy {:.4f}", std::stod(column(row, acc_index)))), std::string::npos)
+      << e.output << "\nmetrics: " << row;
   auto r = run_gpuml("train --epochs 2 --quiet --resume " + q(run));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("done: 1 epochs"), std::string::npos) << r.output;  // the one epoch left
