@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <fmt/format.h>
 
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -14,36 +13,16 @@
 
 #include "core/error.h"
 #include "data/csv.h"
+#include "data_test_fixture.h"
 
 namespace gpuml::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-class DataCsvTest : public ::testing::Test {
+class DataCsvTest : public testing::SeededDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("gpuml_csv_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    seed_ = std::random_device{}();  // fresh inputs each run; the seed is logged for replay
-    rng_.seed(seed_);
-    RecordProperty("seed", std::to_string(seed_));
-  }
-  void TearDown() override {
-    if (HasFailure()) ADD_FAILURE() << "inputs came from seed " << seed_;
-    fs::remove_all(dir_);
-  }
-  std::string write(const std::string& name, const std::string& text) {
-    std::string path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary) << text;
-    return path;
-  }
   float random_value() { return std::uniform_real_distribution<float>(-100, 100)(rng_); }
-  fs::path dir_;
-  uint32_t seed_ = 0;
-  std::mt19937 rng_;
 };
 
 template <typename Fn>

@@ -3,7 +3,6 @@
 #include <gtest/gtest.h>
 #include <zlib.h>
 
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -14,6 +13,7 @@
 #include "core/error.h"
 #include "data/idx.h"
 #include "data/idx_dataset.h"
+#include "data_test_fixture.h"
 
 namespace gpuml::data {
 namespace {
@@ -21,28 +21,11 @@ namespace {
 namespace fs = std::filesystem;
 using Bytes = std::vector<uint8_t>;
 
-class DataIdxTest : public ::testing::Test {
+class DataIdxTest : public testing::SeededDirTest {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() /
-           ("gpuml_idx_" + std::to_string(::getpid()) + "_" +
-            ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    seed_ = std::random_device{}();  // fresh inputs each run; the seed is logged for replay
-    rng_.seed(seed_);
-    RecordProperty("seed", std::to_string(seed_));
-  }
-  void TearDown() override {
-    if (HasFailure()) ADD_FAILURE() << "inputs came from seed " << seed_;
-    fs::remove_all(dir_);
-  }
-
+  using SeededDirTest::write;
   std::string write(const std::string& name, const Bytes& bytes) {
-    std::string path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary).write(reinterpret_cast<const char*>(bytes.data()),
-                                                static_cast<std::streamsize>(bytes.size()));
-    return path;
+    return write(name, std::string_view(reinterpret_cast<const char*>(bytes.data()), bytes.size()));
   }
   std::string write_gz(const std::string& name, const Bytes& bytes) {
     std::string path = (dir_ / name).string();
@@ -52,9 +35,6 @@ class DataIdxTest : public ::testing::Test {
     gzclose(f);
     return path;
   }
-  fs::path dir_;
-  uint32_t seed_ = 0;
-  std::mt19937 rng_;
 };
 
 Bytes idx_header(uint8_t type, const std::vector<uint32_t>& dims) {
@@ -161,7 +141,7 @@ TEST_F(DataIdxTest, RejectsMalformedFiles) {
   trailing.push_back(9);
   expect_io_error([&] { read_idx(write("trailing", trailing)); }, {"trailing", "trailing garbage"});
   expect_io_error([&] { read_idx(write_gz("trailing.gz", trailing)); }, {"trailing.gz", "trailing garbage"});
-  expect_io_error([&] { read_idx(write("empty", {})); }, {"empty", "truncated IDX header"});
+  expect_io_error([&] { read_idx(write("empty", Bytes{})); }, {"empty", "truncated IDX header"});
   expect_io_error([&] { read_idx((dir_ / "absent").string()); }, {"absent", "cannot open"});
 }
 

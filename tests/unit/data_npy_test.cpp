@@ -5,7 +5,6 @@
 #include <zip.h>
 
 #include <cstring>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -16,36 +15,14 @@
 #include "core/error.h"
 #include "data/npy.h"
 #include "data/npz.h"
+#include "data_test_fixture.h"
 
 namespace gpuml::data {
 namespace {
 
 namespace fs = std::filesystem;
 
-class DataNpyTest : public ::testing::Test {
- protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("gpuml_npy_" + std::to_string(::getpid()) + "_" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    seed_ = std::random_device{}();  // fresh inputs each run; the seed is logged for replay
-    rng_.seed(seed_);
-    RecordProperty("seed", std::to_string(seed_));
-  }
-  void TearDown() override {
-    if (HasFailure()) ADD_FAILURE() << "inputs came from seed " << seed_;
-    fs::remove_all(dir_);
-  }
-  std::string write(const std::string& name, const std::string& bytes) {
-    std::string path = (dir_ / name).string();
-    std::ofstream(path, std::ios::binary).write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    return path;
-  }
-  fs::path dir_;
-  uint32_t seed_ = 0;
-  std::mt19937 rng_;
-};
+class DataNpyTest : public testing::SeededDirTest {};
 
 // An NPY file of `version` with the dict literal padded like NumPy does.
 std::string npy_bytes(int version, const std::string& dict, const std::string& payload) {
