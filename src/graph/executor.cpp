@@ -36,6 +36,7 @@ Executor::Executor(Plan plan) : plan_(std::move(plan)) {
 }
 
 Executor::~Executor() {
+  for (auto it = staged_.begin(); it != staged_.end();) drop_staged((it++)->first);
   if (!profile_ || op_seconds_.empty()) return;
   double total = 0;
   for (const auto& [op, t] : op_seconds_) total += t.first;
@@ -55,6 +56,37 @@ size_t Executor::arena_bytes() const {
 }
 
 // Feeds the plan does not use (pruned inputs) are ignored: one feed dict serves several plans.
+void Executor::drop_staged(int value) {
+  auto it = staged_.find(value);
+  if (it == staged_.end()) return;
+  // Freeing is ordered on the backend's default stream: make that stream wait for the copy first.
+  plan_.values[value].backend->wait_event(nullptr, *it->second.copied);
+  staged_.erase(it);
+}
+
+void Executor::stage(const std::map<std::string, Tensor>& feeds) {
+  for (size_t i = 0; i < plan_.values.size(); ++i) {
+    const PlanValue& v = plan_.values[i];
+    if (v.home != ValueHome::External || v.backend->device().is_host()) continue;
+    auto it = feeds.find(v.name);
+    if (it == feeds.end()) continue;
+    const Tensor& t = it->second;
+    if (!t.defined() || !t.device().is_host() || !t.is_contiguous() || t.shape() != v.type.shape ||
+        t.dtype() != v.type.dtype)
+      continue;  // run() will say what is wrong, or copy it as usual
+    drop_staged(static_cast<int>(i));
+    Backend& backend = *v.backend;
+    std::unique_ptr<Stream>& stream = copy_streams_[&backend];
+    if (!stream) stream = backend.create_stream();
+    Staged s{t.raw_data(), t.shape(), Tensor::empty(t.shape(), t.dtype(), backend), nullptr};
+    // The memory was allocated in order on the default stream; the copy stream waits for that.
+    backend.wait_event(stream.get(), *backend.record_event(nullptr));
+    backend.copy_to_device(s.device.raw_data(), t.raw_data(), t.nbytes(), stream.get());
+    s.copied = backend.record_event(stream.get());
+    staged_.emplace(static_cast<int>(i), std::move(s));
+  }
+}
+
 void Executor::bind_feeds(const std::map<std::string, Tensor>& feeds) {
   for (size_t i = 0; i < plan_.values.size(); ++i) {
     const PlanValue& v = plan_.values[i];
@@ -68,6 +100,14 @@ void Executor::bind_feeds(const std::map<std::string, Tensor>& feeds) {
                       shape_str(t.shape()), shape_str(v.type.shape));
     GPUML_CHECK_KIND(ErrorKind::DType, t.dtype() == v.type.dtype, "executor: feed '{}' is {}, the graph expects {}",
                      v.name, t.dtype(), v.type.dtype);
+    auto staged = staged_.find(static_cast<int>(i));
+    if (staged != staged_.end() && staged->second.host == t.raw_data() && staged->second.shape == t.shape()) {
+      v.backend->wait_event(nullptr, *staged->second.copied);  // the steps run after the copy
+      values_[i] = staged->second.device;
+      staged_.erase(staged);
+      continue;
+    }
+    drop_staged(static_cast<int>(i));  // staged for another batch: not this one
     // The plan assumed contiguous feeds in the memory of their home backend.
     bool in_place = t.is_contiguous() && t.device() == v.backend->device();
     values_[i] = in_place ? t : to_backend(t, *v.backend);

@@ -38,6 +38,16 @@ class Executor {
   // strided or live on another device (they are copied to where the plan wants them).
   std::vector<Tensor> run(const std::map<std::string, Tensor>& feeds, const RunOptions& options = {});
 
+  // Starts copying the feeds that the plan keeps on a device (a training step's next batch)
+  // there, on that device's copy stream and into memory of their own, so that the copy overlaps
+  // whatever the device runs meanwhile. A later run() fed the same host tensor (same memory and
+  // shape) makes the device wait for that copy instead of copying again. The host tensor must stay
+  // unchanged until that run() returns. Feeds the plan keeps on the host are ignored: on CPU this
+  // does nothing.
+  void stage(const std::map<std::string, Tensor>& feeds);
+  // Feeds copied by stage() and not yet consumed by run(), for tests.
+  size_t staged_count() const { return staged_.size(); }
+
   const Plan& plan() const { return plan_; }
   // Bytes held by the arenas: what plan().peak_bytes() promised.
   size_t arena_bytes() const;
@@ -48,7 +58,17 @@ class Executor {
   // Points donated outputs at the caller's buffers; returns the outputs to copy in afterwards.
   std::map<int, Tensor> bind_output_buffers(const RunOptions& options, const std::map<std::string, Tensor>& feeds);
 
+  struct Staged {
+    const void* host = nullptr;  // the feed's memory, which identifies it in run()
+    Shape shape;
+    Tensor device;               // its copy, on the value's backend
+    std::unique_ptr<Event> copied;
+  };
+  void drop_staged(int value);  // orders the copy before the memory can be reused
+
   Plan plan_;
+  std::map<int, Staged> staged_;              // plan value -> its staged copy
+  std::map<Backend*, std::unique_ptr<Stream>> copy_streams_;
   std::vector<std::shared_ptr<Storage>> arenas_;
   std::vector<Tensor> values_;  // one per plan value; arena tensors made once, the rest per run
   std::vector<Tensor> arena_values_;  // the arena tensors, to restore after a donated-output run

@@ -132,6 +132,10 @@ StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, i
   return {scalar_of(out[0]), static_cast<int64_t>(scalar_of(out[1]))};
 }
 
+void ModelRunner::stage_train_batch(const Tensor& x, const Tensor& y) {
+  compiled(Mode::Train, x.shape()).executor->stage({{"x", x}, {"y", y}});
+}
+
 EvalStats ModelRunner::evaluate(const Tensor& x, const Tensor& y, int64_t batch_size) {
   EvalStats stats;
   int64_t n = x.dim(0);

@@ -43,6 +43,10 @@ class ModelRunner {
   // One optimizer step on a batch x (B, ...) f32, y (B,) i64. `step` counts from 1 (Adam's bias
   // correction); `rng_offset` moves every dropout mask.
   StepStats train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
+  // Starts copying the batch a later train_step() will take to the device, on a copy stream, so
+  // that it travels while the current step computes (Executor::stage; nothing on CPU). x and y
+  // must stay unchanged until that train_step() returns.
+  void stage_train_batch(const Tensor& x, const Tensor& y);
   // Loss and accuracy in eval mode, in batches of `batch_size`.
   EvalStats evaluate(const Tensor& x, const Tensor& y, int64_t batch_size = 1000);
   // Class probabilities (N, C) in eval mode.

@@ -342,7 +342,11 @@ TrainResult train(const TrainConfig& requested) {
     auto epoch_start = Clock::now();
     auto epoch_elapsed = [&] { return earlier_seconds + std::chrono::duration<double>(Clock::now() - epoch_start).count(); };
     bool stop_mid_epoch = false;
-    while (std::optional<data::Batch> batch = loader.next()) {
+    // One batch ahead: the next batch goes to the device on its copy stream while this step
+    // computes (on CPU staging does nothing).
+    for (std::optional<data::Batch> batch = loader.next(), upcoming; batch; batch = std::move(upcoming)) {
+      upcoming = loader.next();
+      if (upcoming) runner.stage_train_batch(upcoming->x, upcoming->y);
       double lr = optim::lr_at(cfg.schedule, cfg.optimizer.lr, progress.step, steps_per_epoch, total_steps);
       auto t0 = Clock::now();
       // Each step moves the dropout stream by 2^32 Philox blocks: masks never repeat.

@@ -172,6 +172,17 @@ class PartialBackend final : public Backend {
   Device device() const override { return device_; }
   void* allocate(size_t bytes) override { return host_allocator().allocate(bytes); }
   void deallocate(void* p, size_t bytes) override { host_allocator().deallocate(p, bytes); }
+  // Counted, so that tests see which copies went on a side stream and what waited for them.
+  void copy_to_device(void* dst, const void* src, size_t bytes, Stream* stream) override {
+    ++(stream ? copies_on_streams : copies_on_default);
+    Backend::copy_to_device(dst, src, bytes, stream);
+  }
+  std::unique_ptr<Stream> create_stream() override {
+    ++streams;
+    return Backend::create_stream();
+  }
+  void wait_event(Stream* stream, const Event& event) override { ++waits; }
+  int copies_on_streams = 0, copies_on_default = 0, streams = 0, waits = 0;
 
  private:
   static void relu_kernel(const KernelCall& call) {
@@ -227,6 +238,41 @@ TEST(Planner, OpMissingOnFirstBackendFallsBackWithAnExplicitTransferOnTheSameDev
 
 TEST(Planner, TransfersBetweenDevicesCopyIntoTheDestinationArena) {
   check_fallback(Device{DeviceType::cuda, 7}, /*expect_copy_transfer*/ true);
+}
+
+// Executor::stage copies a device-homed feed on a copy stream ahead of run(); run() fed the same
+// tensor waits for that copy instead of copying again, and a different tensor is copied as usual.
+TEST(Executor, StagedFeedsAreCopiedAheadOnASideStreamAndUsedOnce) {
+  PartialBackend device(Device{DeviceType::cuda, 3});
+  Graph g;
+  Sym x = g.input("x", {{4, 6}, DType::f64});
+  Sym out = relu(x);
+  PlanOptions options;
+  options.backends = {&device, &backend_registry().reference()};
+  Executor ex(plan_graph(g, {out}, options));
+  std::mt19937_64 rng(std::random_device{}());
+  Tensor a = random_tensor({4, 6}, rng, DType::f64), b = random_tensor({4, 6}, rng, DType::f64);
+  auto expect_relu_of = [](const Tensor& got, const Tensor& in) {
+    for (int64_t i = 0; i < 24; ++i) ASSERT_EQ(got.item_as_double(i), std::max(0.0, in.item_as_double(i))) << i;
+  };
+
+  ex.stage({{"x", a}});
+  EXPECT_EQ(ex.staged_count(), 1u);
+  EXPECT_EQ(device.copies_on_streams, 1);
+  EXPECT_EQ(device.streams, 1);
+  expect_relu_of(ex.run({{"x", a}})[0], a);
+  EXPECT_EQ(ex.staged_count(), 0u);
+  EXPECT_EQ(device.copies_on_default, 0) << "run() copied a feed that was staged";
+  EXPECT_GE(device.waits, 2);  // the copy stream on the allocation, the run on the copy
+
+  ex.stage({{"x", b}});  // staged, but the run is fed another tensor
+  expect_relu_of(ex.run({{"x", a}})[0], a);
+  EXPECT_EQ(device.copies_on_default, 1);
+  EXPECT_EQ(ex.staged_count(), 0u);
+  ex.stage({{"x", b}});
+  expect_relu_of(ex.run({{"x", b}})[0], b);
+  EXPECT_EQ(device.copies_on_streams, 3);
+  EXPECT_EQ(device.streams, 1) << "one copy stream per backend, reused";
 }
 
 TEST(Planner, DeadNodesAreNotPlanned) {
