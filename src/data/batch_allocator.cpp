@@ -1,6 +1,5 @@
 #include "data/batch_allocator.h"
 
-#include <map>
 #include <mutex>
 #include <unordered_map>
 #include <utility>
@@ -10,20 +9,22 @@ namespace gpuml::data {
 
 namespace {
 
+// Only blocks of the current upstream are cached: changing upstreams releases the cache, and a
+// block of an earlier upstream goes straight back to it when freed.
 class RecyclingHostAllocator final : public Allocator {
  public:
   void* allocate(size_t bytes) override {
     Allocator* from = nullptr;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      from = upstream_;
-      auto it = free_.find({from, bytes});
+      auto it = free_.find(bytes);
       if (it != free_.end() && !it->second.empty()) {
         void* p = it->second.back();
         it->second.pop_back();
         cached_bytes_ -= bytes;
         return p;
       }
+      from = upstream_;
     }
     void* p = from->allocate(bytes);
     std::lock_guard<std::mutex> lock(mutex_);
@@ -39,7 +40,7 @@ class RecyclingHostAllocator final : public Allocator {
       auto it = origin_.find(ptr);
       from = it != origin_.end() ? it->second : &host_allocator();
       if (from == upstream_ && cached_bytes_ + bytes <= kMaxCachedBytes) {
-        free_[{from, bytes}].push_back(ptr);
+        free_[bytes].push_back(ptr);
         cached_bytes_ += bytes;
         return;
       }
@@ -51,32 +52,28 @@ class RecyclingHostAllocator final : public Allocator {
   Device device() const override { return host_allocator().device(); }
 
   void set_upstream(Allocator* upstream) {
-    std::vector<std::pair<Allocator*, std::pair<void*, size_t>>> release;
+    Allocator* previous = nullptr;
+    std::unordered_map<size_t, std::vector<void*>> release;
     {
       std::lock_guard<std::mutex> lock(mutex_);
-      upstream_ = upstream ? upstream : &host_allocator();
-      for (auto it = free_.begin(); it != free_.end();) {  // cached blocks of other upstreams go back
-        if (it->first.first == upstream_) {
-          ++it;
-          continue;
-        }
-        for (void* p : it->second) {
-          release.push_back({it->first.first, {p, it->first.second}});
-          origin_.erase(p);
-          cached_bytes_ -= it->first.second;
-        }
-        it = free_.erase(it);
-      }
+      Allocator* next = upstream ? upstream : &host_allocator();
+      if (next == upstream_) return;
+      previous = std::exchange(upstream_, next);
+      release.swap(free_);  // every cached block is the previous upstream's
+      for (const auto& [bytes, blocks] : release)
+        for (void* p : blocks) origin_.erase(p);
+      cached_bytes_ = 0;
     }
-    for (auto& [from, block] : release) from->deallocate(block.first, block.second);
+    for (const auto& [bytes, blocks] : release)
+      for (void* p : blocks) previous->deallocate(p, bytes);
   }
 
  private:
   static constexpr size_t kMaxCachedBytes = size_t{64} << 20;
   std::mutex mutex_;
   Allocator* upstream_ = &host_allocator();
-  std::map<std::pair<Allocator*, size_t>, std::vector<void*>> free_;  // (upstream, bytes) -> blocks
-  std::unordered_map<void*, Allocator*> origin_;                      // every block handed out or cached
+  std::unordered_map<size_t, std::vector<void*>> free_;  // bytes -> cached blocks of upstream_
+  std::unordered_map<void*, Allocator*> origin_;         // every block handed out or cached
   size_t cached_bytes_ = 0;
 };
 

@@ -3,9 +3,9 @@
 //
 // The shuffle buffer is gigabytes read at random, one record at a time: with 4 KiB pages nearly
 // every record is a TLB miss and a page walk. With THP in "madvise" mode (Debian's default) the
-// region is backed by 2 MiB pages once it is marked before first touch. Pages are not zeroed up
-// front (std::vector::resize would touch every page before the first batch); they fault in as the
-// buffer fills. Where THP is off the buffer works the same, with 4 KiB pages.
+// region is backed by 2 MiB pages once it is marked before first touch. Pages fault in on first
+// use, or all at once when reserve() is asked to populate them (the ShardLoader does so for its
+// shuffle slots at setup). Where THP is off the buffer works the same, with 4 KiB pages.
 #pragma once
 
 #include <cstddef>

@@ -250,10 +250,8 @@ void ShardLoader::Pipeline::run_epoch() {
     const int64_t count = split.shards[static_cast<size_t>(index)].records;
     for (int64_t i = pos == position ? record : 0; i < count; ++i) {
       // Records are taken in a permuted order: fetch the one after next while this one is copied.
-      if (i + 2 < count) {
-        const uint8_t* ahead = data + static_cast<size_t>(records[static_cast<size_t>(i + 2)]) * record_bytes;
-        for (size_t line = 0; line < record_bytes; line += 64) __builtin_prefetch(ahead + line);
-      }
+      if (i + 2 < count)
+        prefetch_record(data + static_cast<size_t>(records[static_cast<size_t>(i + 2)]) * record_bytes, record_bytes);
       int64_t r = records[static_cast<size_t>(i)];
       buffer.push(first_record_[static_cast<size_t>(index)] + r, data + static_cast<size_t>(r) * record_bytes, emit);
     }

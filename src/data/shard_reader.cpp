@@ -82,7 +82,7 @@ void read_shard_file(const fs::path& dir, const ShardFile& shard, std::vector<ui
   check_crc(path, shard, out.data());
 }
 
-const uint8_t* read_shard_file(const fs::path& dir, const ShardFile& shard, HugeBuffer& out, bool direct) {
+void read_shard_file(const fs::path& dir, const ShardFile& shard, HugeBuffer& out, bool direct) {
   fs::path path = dir / shard.file;
   const uint64_t aligned = (shard.bytes + kDirectAlign - 1) / kDirectAlign * kDirectAlign;
   out.reserve(aligned, /*huge_pages=*/true);  // its records are then taken in a permuted order
@@ -98,7 +98,6 @@ const uint8_t* read_shard_file(const fs::path& dir, const ShardFile& shard, Huge
     read_range(file.fd, path, shard, out.data(), done, shard.bytes, /*direct=*/false);
   }
   check_crc(path, shard, out.data());
-  return out.data();
 }
 
 void ShardDataset::read_shard(const ShardSplit& split, size_t index, std::vector<uint8_t>& out,
@@ -108,10 +107,10 @@ void ShardDataset::read_shard(const ShardSplit& split, size_t index, std::vector
   read_shard_file(dir_, split.shards[index], out, drop_page_cache);
 }
 
-const uint8_t* ShardDataset::read_shard(const ShardSplit& split, size_t index, HugeBuffer& out, bool direct) const {
+void ShardDataset::read_shard(const ShardSplit& split, size_t index, HugeBuffer& out, bool direct) const {
   GPUML_CHECK(index < split.shards.size(), "split '{}' has {} shards, asked for shard {}", split.name,
               split.shards.size(), index);
-  return read_shard_file(dir_, split.shards[index], out, direct);
+  read_shard_file(dir_, split.shards[index], out, direct);
 }
 
 InMemoryDataset ShardDataset::load_split(const std::string& name, const std::string& x, const std::string& y) const {

@@ -38,10 +38,10 @@ class ShardDataset {
   void read_shard(const ShardSplit& split, size_t index, std::vector<uint8_t>& out,
                   bool drop_page_cache = false) const;
 
-  // For streaming: the same into `out` (grown as needed; returns out.data()). direct: read with
+  // For streaming: the same into `out` (grown as needed). direct: read with
   // O_DIRECT, so the disk writes straight into the buffer and the page cache is neither filled nor
   // evicted (no kernel copy either); where the filesystem refuses O_DIRECT, a plain read.
-  const uint8_t* read_shard(const ShardSplit& split, size_t index, HugeBuffer& out, bool direct) const;
+  void read_shard(const ShardSplit& split, size_t index, HugeBuffer& out, bool direct) const;
 
   // A whole split in memory: field `x` as features (N, ...) and field `y` as labels (N,).
   InMemoryDataset load_split(const std::string& split, const std::string& x = "x", const std::string& y = "y") const;
@@ -55,7 +55,7 @@ class ShardDataset {
 void read_shard_file(const std::filesystem::path& dir, const ShardFile& shard, std::vector<uint8_t>& out,
                      bool drop_page_cache = false);
 
-const uint8_t* read_shard_file(const std::filesystem::path& dir, const ShardFile& shard, HugeBuffer& out, bool direct);
+void read_shard_file(const std::filesystem::path& dir, const ShardFile& shard, HugeBuffer& out, bool direct);
 
 // What `gpuml data info` prints: source, schema, record size, classes, and per split the
 // records, shards and bytes. Validates the manifest (not the checksums).

@@ -4,9 +4,10 @@
 // in random order. While it fills, the buffer already emits (as WebDataset's `initial`): past
 // kInitialRecords held, every second arriving record also releases a uniformly drawn one, so it
 // grows by one record per record emitted. A full-size buffer (gigabytes) would otherwise hold up
-// the first batch of every epoch for as long as it takes to read that much from disk. Draws come from Philox keyed by (seed, epoch), so an epoch's output order is
-// a pure function of (seed, epoch, shard order) and can be replayed on record ids alone, without
-// touching data: that is how a resumed loader finds what the buffer held at a given batch.
+// the first batch of every epoch for as long as it takes to read that much from disk.
+// Draws come from Philox keyed by (seed, epoch), so an epoch's output order is a pure function of
+// (seed, epoch, shard order) and can be replayed on record ids alone, without touching data: that
+// is how a resumed loader finds what the buffer held at a given batch.
 //
 //   ShuffleBuffer buf(capacity, record_bytes, seed, epoch, storage);
 //   for (each record id, bytes in stream order) buf.push(id, bytes, emit);   // emit(id, bytes)
@@ -23,6 +24,11 @@
 #include "data/huge_buffer.h"
 
 namespace gpuml::data {
+
+// Asks for a record's cache lines ahead of its use (records are read at random, one at a time).
+inline void prefetch_record(const uint8_t* record, size_t bytes) {
+  for (size_t line = 0; line < bytes; line += 64) __builtin_prefetch(record + line);
+}
 
 class ShuffleBuffer {
  public:
@@ -95,8 +101,7 @@ class ShuffleBuffer {
   void prefetch_next_eviction() {
     ahead_ = draw();
     drawn_ahead_ = true;
-    const uint8_t* p = slot_data(static_cast<int64_t>(ahead_ % static_cast<uint64_t>(capacity_)));
-    for (size_t line = 0; line < record_bytes_; line += 64) __builtin_prefetch(p + line);
+    prefetch_record(slot_data(static_cast<int64_t>(ahead_ % static_cast<uint64_t>(capacity_))), record_bytes_);
   }
 
   int64_t capacity_;

@@ -55,7 +55,6 @@ size_t Executor::arena_bytes() const {
   return total;
 }
 
-// Feeds the plan does not use (pruned inputs) are ignored: one feed dict serves several plans.
 void Executor::drop_staged(int value) {
   auto it = staged_.find(value);
   if (it == staged_.end()) return;
@@ -78,7 +77,7 @@ void Executor::stage(const std::map<std::string, Tensor>& feeds) {
     Backend& backend = *v.backend;
     std::unique_ptr<Stream>& stream = copy_streams_[&backend];
     if (!stream) stream = backend.create_stream();
-    Staged s{t.raw_data(), t.shape(), Tensor::empty(t.shape(), t.dtype(), backend), nullptr};
+    Staged s{t.raw_data(), Tensor::empty(t.shape(), t.dtype(), backend), nullptr};
     // The memory was allocated in order on the default stream; the copy stream waits for that.
     backend.wait_event(stream.get(), *backend.record_event(nullptr));
     backend.copy_to_device(s.device.raw_data(), t.raw_data(), t.nbytes(), stream.get());
@@ -87,6 +86,7 @@ void Executor::stage(const std::map<std::string, Tensor>& feeds) {
   }
 }
 
+// Feeds the plan does not use (pruned inputs) are ignored: one feed dict serves several plans.
 void Executor::bind_feeds(const std::map<std::string, Tensor>& feeds) {
   for (size_t i = 0; i < plan_.values.size(); ++i) {
     const PlanValue& v = plan_.values[i];
@@ -101,7 +101,7 @@ void Executor::bind_feeds(const std::map<std::string, Tensor>& feeds) {
     GPUML_CHECK_KIND(ErrorKind::DType, t.dtype() == v.type.dtype, "executor: feed '{}' is {}, the graph expects {}",
                      v.name, t.dtype(), v.type.dtype);
     auto staged = staged_.find(static_cast<int>(i));
-    if (staged != staged_.end() && staged->second.host == t.raw_data() && staged->second.shape == t.shape()) {
+    if (staged != staged_.end() && staged->second.host == t.raw_data()) {  // shapes were checked both times
       v.backend->wait_event(nullptr, *staged->second.copied);  // the steps run after the copy
       values_[i] = staged->second.device;
       staged_.erase(staged);

@@ -40,8 +40,8 @@ class Executor {
 
   // Starts copying the feeds that the plan keeps on a device (a training step's next batch)
   // there, on that device's copy stream and into memory of their own, so that the copy overlaps
-  // whatever the device runs meanwhile. A later run() fed the same host tensor (same memory and
-  // shape) makes the device wait for that copy instead of copying again. The host tensor must stay
+  // whatever the device runs meanwhile. A later run() fed the same host tensor (same memory)
+  // makes the device wait for that copy instead of copying again. The host tensor must stay
   // unchanged until that run() returns. Feeds the plan keeps on the host are ignored: on CPU this
   // does nothing.
   void stage(const std::map<std::string, Tensor>& feeds);
@@ -60,7 +60,6 @@ class Executor {
 
   struct Staged {
     const void* host = nullptr;  // the feed's memory, which identifies it in run()
-    Shape shape;
     Tensor device;               // its copy, on the value's backend
     std::unique_ptr<Event> copied;
   };

@@ -72,21 +72,16 @@ void check_input_shape(const LoadedModel& m, const Shape& sample, const std::str
 EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device) {
   std::string path = data_path.empty() ? m.data : data_path;
   GPUML_CHECK(!path.empty(), "no --data given and the checkpoint does not say what it trained on");
-  if (data::is_shard_dataset(path)) {  // trained from shards (gpuml data pack): its test split
-    data::InMemoryDataset test = load_shard_test_split(path);
-    check_input_shape(m, test.sample_shape(), path);
-    check_labels(test, m.model.num_classes(), path);
-    Tensor x = normalised_features(test, shard_normalization(path));
-    EvalStats s = make_runner(m, device)->evaluate(x, test.labels());
-    return {s.loss_sum / s.count, double(s.correct) / s.count, s.count, "test"};
-  }
+  auto score = [&](const data::InMemoryDataset& set, const data::Normalization& norm, const char* split) {
+    check_input_shape(m, set.sample_shape(), path);
+    check_labels(set, m.model.num_classes(), path);
+    EvalStats s = make_runner(m, device)->evaluate(normalised_features(set, norm), set.labels());
+    return EvalReport{s.loss_sum / s.count, double(s.correct) / s.count, s.count, split};
+  };
+  if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
+    return score(load_shard_test_split(path), shard_normalization(path), "test");
   LoadedData d = load_training_data({path, "", "", true});
-  check_input_shape(m, d.sample_shape, path);
-  const data::InMemoryDataset& set = d.test ? *d.test : d.train;
-  check_labels(set, m.model.num_classes(), path);
-  Tensor x = normalised_features(set, d.normalization);
-  EvalStats s = make_runner(m, device)->evaluate(x, set.labels());
-  return {s.loss_sum / s.count, double(s.correct) / s.count, s.count, d.test ? "test" : "train"};
+  return d.test ? score(*d.test, d.normalization, "test") : score(d.train, d.normalization, "train");
 }
 
 int64_t write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,

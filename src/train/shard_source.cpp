@@ -19,12 +19,14 @@ data::Normalization shard_normalization(const std::string& dir) {
 
 data::InMemoryDataset load_shard_test_split(const std::string& dir) {
   data::ShardDataset ds(dir);
-  std::vector<std::string> names;
-  for (const data::ShardSplit& split : ds.manifest().splits) names.push_back(split.name);
-  GPUML_CHECK(ds.manifest().has_split("test"),
-              "--data {}: this sharded dataset has no test split to evaluate on (it has: {}); pack data that has a "
-              "test part, or evaluate on in-memory data",
-              dir, fmt::join(names, ", "));
+  if (!ds.manifest().has_split("test")) {
+    std::vector<std::string> names;
+    for (const data::ShardSplit& split : ds.manifest().splits) names.push_back(split.name);
+    GPUML_FAIL(ErrorKind::Invalid,
+               "--data {}: this sharded dataset has no test split to evaluate on (it has: {}); pack data that has a "
+               "test part, or evaluate on in-memory data",
+               dir, fmt::join(names, ", "));
+  }
   return ds.load_split("test");
 }
 
