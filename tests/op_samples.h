@@ -6,6 +6,8 @@
 //     std::vector<Tensor> xs = make_sample_inputs(s, DType::f32, /*seed*/ 7);
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <string>
 #include <vector>
 
@@ -46,5 +48,9 @@ std::vector<Tensor> make_sample_inputs(const OpSample& sample, DType dtype, uint
 
 // Per-dtype tolerance for comparing a backend against ref.
 double tolerance_for(DType dtype);
+
+// |got - want| <= tol * (1 + |want|), NaN only where ref has NaN, infinities equal; the op
+// harness and the CUDA op tests compare a backend's result with ref's through it.
+::testing::AssertionResult all_close(const Tensor& got, const Tensor& want, double tol);
 
 }  // namespace gpuml::testing

@@ -23,23 +23,6 @@ Tensor on_device(const Tensor& t, Backend& gpu) {
   return Tensor(device, t.shape(), t.strides(), t.offset(), t.dtype());
 }
 
-::testing::AssertionResult all_close(const Tensor& got, const Tensor& want, double tol) {
-  if (got.shape() != want.shape() || got.dtype() != want.dtype())
-    return ::testing::AssertionFailure() << "got " << shape_str(got.shape()) << ", ref " << shape_str(want.shape());
-  std::vector<double> g = got.to_doubles(), w = want.to_doubles();
-  int64_t bad = 0;
-  std::string first;
-  for (size_t i = 0; i < g.size(); ++i) {
-    bool ok;
-    if (std::isnan(w[i]) || std::isnan(g[i])) ok = std::isnan(w[i]) && std::isnan(g[i]);
-    else if (std::isinf(w[i]) || std::isinf(g[i])) ok = g[i] == w[i];
-    else ok = std::fabs(g[i] - w[i]) <= tol * (1.0 + std::fabs(w[i]));
-    if (!ok && bad++ < 5) first += fmt::format("\n  [{}] got {} ref {}", i, g[i], w[i]);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " of " << g.size() << " differ (tol " << tol << "):" << first;
-}
-
 class CudaOp : public ::testing::TestWithParam<OpId> {};
 
 TEST_P(CudaOp, MatchesRef) {
@@ -71,7 +54,7 @@ TEST_P(CudaOp, MatchesRef) {
       Tensor got = to_backend(run_op(*gpu, op, device_inputs, sample.attrs), ref);
       double tol = testing::tolerance_for(want.dtype());
       if (op_info(op).kind == OpKind::Random && want.dtype() == DType::f32) tol = 1e-6;
-      EXPECT_TRUE(all_close(got, want, tol));
+      EXPECT_TRUE(testing::all_close(got, want, tol));
       ++ran;
     }
   }

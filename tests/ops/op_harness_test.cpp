@@ -27,6 +27,7 @@ using testing::make_sample_inputs;
 using testing::op_samples;
 using testing::OpSample;
 using testing::tolerance_for;
+using testing::all_close;
 
 // --- cases ------------------------------------------------------------------------------------
 
@@ -127,26 +128,6 @@ Tensor on_backend(const Tensor& t, Backend& backend) {
 
 // --- comparison -------------------------------------------------------------------------------
 
-// |got - want| <= tol * (1 + |want|), NaN only where ref has NaN, infinities equal.
-::testing::AssertionResult all_close(const Tensor& got, const Tensor& want, double tol) {
-  if (got.shape() != want.shape() || got.dtype() != want.dtype())
-    return ::testing::AssertionFailure() << "got " << shape_str(got.shape()) << " " << dtype_name(got.dtype())
-                                         << ", ref gives " << shape_str(want.shape()) << " "
-                                         << dtype_name(want.dtype());
-  std::vector<double> g = got.to_doubles(), w = want.to_doubles();
-  int64_t bad = 0;
-  std::string first;
-  for (size_t i = 0; i < g.size(); ++i) {
-    bool ok;
-    if (std::isnan(w[i]) || std::isnan(g[i])) ok = std::isnan(w[i]) && std::isnan(g[i]);
-    else if (std::isinf(w[i]) || std::isinf(g[i])) ok = g[i] == w[i];
-    else ok = std::fabs(g[i] - w[i]) <= tol * (1.0 + std::fabs(w[i]));
-    if (!ok && bad++ < 5) first += fmt::format("\n  [{}] got {} ref {}", i, g[i], w[i]);
-  }
-  if (bad == 0) return ::testing::AssertionSuccess();
-  return ::testing::AssertionFailure() << bad << " of " << g.size() << " elements differ (tolerance " << tol
-                                       << "):" << first;
-}
 
 // Integer and bool outputs must match exactly (tolerance_for gives 0); random ops draw the same
 // Philox numbers everywhere, so they agree to f32 rounding.

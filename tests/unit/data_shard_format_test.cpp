@@ -10,6 +10,7 @@
 #include "data/shard_reader.h"
 #include "data/shard_writer.h"
 #include "io/crc32c.h"
+#include "data_test_fixture.h"
 #include "io_temp_dir.h"
 
 namespace gpuml::data {
@@ -18,12 +19,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::TempDir;
 
-std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> v(n);
-  for (uint8_t& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
+using testing::random_bytes;
 
 // Records of x u8 (2, 3) and y i64 (): random pixels, labels 0..4.
 std::vector<uint8_t> make_records(int64_t n, uint32_t seed) {

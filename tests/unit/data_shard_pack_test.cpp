@@ -13,6 +13,7 @@
 #include "data/npy_format.h"
 #include "data/pack.h"
 #include "data/shard_reader.h"
+#include "data_test_fixture.h"
 #include "io_temp_dir.h"
 
 namespace gpuml::data {
@@ -21,12 +22,7 @@ namespace {
 namespace fs = std::filesystem;
 using testing::TempDir;
 
-std::vector<uint8_t> random_u8(size_t n, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<uint8_t> v(n);
-  for (uint8_t& b : v) b = static_cast<uint8_t>(rng());
-  return v;
-}
+using testing::random_bytes;
 
 void write_idx(const fs::path& path, uint8_t type, const Shape& shape, const std::vector<uint8_t>& data) {
   std::string bytes = {0, 0, static_cast<char>(type), static_cast<char>(shape.size())};
@@ -56,8 +52,8 @@ TEST(Pack, IdxDirectoryRoundTripsInSmallShards) {
   TempDir dir;
   fs::path in = dir.path() / "idx";
   fs::create_directories(in);
-  std::vector<uint8_t> train_x = random_u8(250 * 20, 1), train_y = random_u8(250, 2), test_x = random_u8(40 * 20, 3),
-                       test_y = random_u8(40, 4);
+  std::vector<uint8_t> train_x = random_bytes(250 * 20, 1), train_y = random_bytes(250, 2), test_x = random_bytes(40 * 20, 3),
+                       test_y = random_bytes(40, 4);
   for (uint8_t& y : train_y) y %= 10;
   for (uint8_t& y : test_y) y %= 10;
   write_idx(in / "train-images-idx3-ubyte", 0x08, {250, 5, 4}, train_x);
@@ -122,7 +118,7 @@ TEST(Pack, NpyPairAndNpzRoundTrip) {
 
   // An .npz with train and test arrays, u8 images (N, H, W) as numpy.savez writes them.
   Tensor images = Tensor::from_values({12, 2, 3}, std::vector<double>(72, 7.0), DType::u8);
-  std::vector<uint8_t> pixels = random_u8(72, 6);
+  std::vector<uint8_t> pixels = random_bytes(72, 6);
   std::memcpy(images.raw_data(), pixels.data(), 72);
   Tensor labels = Tensor::from_values({12}, {0, 1, 2, 3, 0, 1, 2, 3, 0, 1, 2, 3}, DType::u8);
   std::vector<std::string> members;  // kept alive until zip_close
@@ -156,7 +152,7 @@ TEST(Pack, NpzStreamsLargeDeflatedMembersInChunks) {
   TempDir dir;
   const int64_t n = 2600, f = 2000;  // 5.2 MB of u8: two chunks
   Tensor x = Tensor::from_values({n, f}, std::vector<double>(static_cast<size_t>(n * f), 0.0), DType::u8);
-  std::vector<uint8_t> bytes = random_u8(static_cast<size_t>(n * f), 11);
+  std::vector<uint8_t> bytes = random_bytes(static_cast<size_t>(n * f), 11);
   for (size_t i = 0; i < bytes.size(); i += 3) bytes[i] = 0;  // compressible, so deflate is used for real
   std::memcpy(x.raw_data(), bytes.data(), bytes.size());
   std::vector<double> yv(static_cast<size_t>(n));
@@ -203,13 +199,13 @@ TEST(Pack, ImageFolderPngExactJpegAsDecodedAndResized) {
   for (int c = 0; c < 3; ++c) {
     fs::create_directories(root / "train" / fmt::format("class{}", c));
     for (int i = 0; i < 4; ++i) {
-      Image img{6, 5, 1, random_u8(30, static_cast<uint32_t>(10 * c + i))};
+      Image img{6, 5, 1, random_bytes(30, static_cast<uint32_t>(10 * c + i))};
       write_png_file((root / "train" / fmt::format("class{}", c) / fmt::format("{}.png", i)).string(), img);
       expected.push_back({c, img.pixels});  // (1, 5, 6) CHW = HW for one channel
     }
   }
   fs::create_directories(root / "test" / "class1");
-  write_png_file((root / "test" / "class1" / "t.png").string(), Image{6, 5, 1, random_u8(30, 99)});
+  write_png_file((root / "test" / "class1" / "t.png").string(), Image{6, 5, 1, random_bytes(30, 99)});
   PackOptions o;
   o.shard_bytes = 100;
   PackReport r = pack_dataset(root.string(), dir.path() / "png", o);
@@ -267,7 +263,7 @@ TEST(Pack, ImageFolderPngExactJpegAsDecodedAndResized) {
 TEST(Pack, ResizeKeepsConstantsAndIdentity) {
   Image flat{7, 5, 3, std::vector<uint8_t>(105, 77)};
   for (uint8_t v : to_chw_resized(flat, 3, 11)) ASSERT_EQ(v, 77);
-  Image img{4, 3, 3, random_u8(36, 8)};
+  Image img{4, 3, 3, random_bytes(36, 8)};
   std::vector<uint8_t> chw = to_chw_resized(img, 4, 3);
   for (int c = 0; c < 3; ++c)
     for (int i = 0; i < 12; ++i) ASSERT_EQ(chw[static_cast<size_t>(c * 12 + i)], img.pixels[static_cast<size_t>(i * 3 + c)]);

@@ -7,15 +7,25 @@
 
 #include <gtest/gtest.h>
 
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "io_temp_dir.h"
 
 namespace gpuml::testing {
+
+// n bytes from mt19937(seed): reproducible record contents for the shard tests.
+inline std::vector<uint8_t> random_bytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (uint8_t& b : v) b = static_cast<uint8_t>(rng());
+  return v;
+}
 
 class SeededDirTest : public ::testing::Test {
  protected:
