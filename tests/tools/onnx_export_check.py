@@ -58,14 +58,11 @@ def check_onnx(path):
 
 
 def main():
-    gpuml, work = sys.argv[1], sys.argv[2]
     modules = os.path.abspath(sys.argv[3] if len(sys.argv) > 3 else os.environ.get("GPUML_ORT_NODE_MODULES", ""))
-    if not common.have_dataset():
-        print("dataset-fashion-mnist not installed: skipped")
+    started = common.setup(2000, 10000)
+    if started is None:
         return 77
-    os.makedirs(work, exist_ok=True)
-    data = common.write_subset(work, 2000, 10000)
-    x = common.test_images(data)
+    gpuml, work, data, x = started
     have_ort = bool(shutil.which("node")) and os.path.isdir(os.path.join(modules, "onnxruntime-node"))
     if not have_ort:
         print(f"ONNX Runtime check skipped: no node or no onnxruntime-node under '{modules}'")

@@ -1,6 +1,6 @@
 """Helpers shared by the onnx_* interop scripts: a Fashion-MNIST subset as IDX files, running
 gpuml, and reading safetensors by hand (no safetensors package needed)."""
-import gzip, json, os, struct, subprocess
+import gzip, json, os, struct, subprocess, sys
 
 import numpy as np
 
@@ -35,6 +35,18 @@ def write_subset(work, train, test):
                     ("t10k-images-idx3-ubyte", test), ("t10k-labels-idx1-ubyte", test)]:
         write_idx(os.path.join(data, stem), read_idx(os.path.join(DATA, stem + ".gz"))[:n])
     return data
+
+
+def setup(train, test):
+    """The scripts' common start: (gpuml, work) from argv, the first `train`/`test` samples in
+    WORK/data, and the test images; None when the dataset is not installed (exit 77 then)."""
+    gpuml, work = sys.argv[1], sys.argv[2]
+    if not have_dataset():
+        print("dataset-fashion-mnist not installed: skipped")
+        return None
+    os.makedirs(work, exist_ok=True)
+    data = write_subset(work, train, test)
+    return gpuml, work, data, test_images(data)
 
 
 def test_images(data):

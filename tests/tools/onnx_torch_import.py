@@ -45,13 +45,10 @@ def models():
 
 
 def main():
-    gpuml, work = sys.argv[1], sys.argv[2]
-    if not common.have_dataset():
-        print("dataset-fashion-mnist not installed: skipped")
+    started = common.setup(2000, 500)
+    if started is None:
         return 77
-    os.makedirs(work, exist_ok=True)
-    data = common.write_subset(work, 2000, 500)
-    x = common.test_images(data)
+    gpuml, work, data, x = started
     xfile = os.path.join(work, "x.npy")
     np.save(xfile, x)
     ok = True

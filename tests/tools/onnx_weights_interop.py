@@ -49,13 +49,10 @@ def check(name, ours, theirs):
 
 
 def main():
-    gpuml, work = sys.argv[1], sys.argv[2]
-    if not common.have_dataset():
-        print("dataset-fashion-mnist not installed: skipped")
+    started = common.setup(2000, 300)
+    if started is None:
         return 77
-    os.makedirs(work, exist_ok=True)
-    data = common.write_subset(work, 2000, 300)
-    x = common.test_images(data)
+    gpuml, work, data, x = started
     ok = True
 
     # 1. gpuml -> NPZ -> torch.
