@@ -120,5 +120,24 @@ TEST_F(ShardE2E, MaxStepsThenResumeIsBitExact) {
     EXPECT_EQ(a.model[i].second.to_doubles(), b.model[i].second.to_doubles()) << a.model[i].first;
 }
 
+// A dataset packed without a test split (a CSV) trains, but `gpuml eval` has nothing to score it
+// on: it says so, naming the splits there are, and exits non-zero.
+TEST(ShardEval, NoTestSplitIsRefusedNamingTheSplits) {
+  TempDir dir;
+  std::string csv = "a,b,label\n";
+  for (int i = 0; i < 60; ++i) csv += fmt::format("{},{},{}\n", i * 0.01, 1 - i * 0.01, i % 2);
+  std::ofstream(dir.path() / "d.csv") << csv;
+  std::ofstream(dir.path() / "m.json")
+      << R"({"input_shape": [2], "layers": [{"type": "Linear", "in_features": 2, "out_features": 2}]})";
+  auto q = [](const fs::path& p) { return fmt::format("'{}'", p.string()); };
+  ASSERT_EQ(run_gpuml("data pack --quiet " + q(dir.path() / "d.csv") + " " + q(dir.path() / "sh")).exit_code, 0);
+  auto t = run_gpuml("train --quiet --epochs 1 --model " + q(dir.path() / "m.json") + " --data " +
+                     q(dir.path() / "sh") + " --out " + q(dir.path() / "run"));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  auto e = run_gpuml("eval --checkpoint " + q(dir.path() / "run"));
+  EXPECT_EQ(e.exit_code, 1) << e.output;
+  EXPECT_NE(e.output.find("has no test split to evaluate on (it has: train)"), std::string::npos) << e.output;
+}
+
 }  // namespace
 }  // namespace gpuml
