@@ -55,15 +55,14 @@ void cross_entropy_kernel(const KernelCall& call) {  // (logits (N, C), labels (
   dispatch_dtype(logits.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
       const T* px = ptr<const T>(logits);
-      double total = 0.0;
       int64_t kept = 0;
-#pragma omp parallel for reduction(+ : total, kept) schedule(static) if (rows * classes >= kParallelGrain)
-      for (int64_t r = 0; r < rows; ++r) {
-        if (labels[r] < 0) continue;
-        const T* row = px + r * classes;
-        total += log_sum_exp(row, classes) - static_cast<double>(load(row[labels[r]]));
-        ++kept;
-      }
+      for (int64_t label : labels) kept += label >= 0;
+      const double total = ordered_sum<double>(rows, rows * classes, [&](int64_t begin, int64_t end) {
+        double acc = 0.0;
+        for (int64_t r = begin; r < end; ++r)
+          if (labels[r] >= 0) acc += log_sum_exp(px + r * classes, classes) - static_cast<double>(load(px[r * classes + labels[r]]));
+        return acc;
+      });
       ptr<T>(call.output)[0] = from_double<T>(kept == 0 ? kNaN : total / static_cast<double>(kept));
     }
   });

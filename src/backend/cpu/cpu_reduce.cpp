@@ -60,10 +60,13 @@ void reduce_rows(const T* x, T* out, int64_t kept, int64_t count) {  // x (kept,
     }
   };
   if (kept == 1 && count >= kParallelGrain && R != Reduction::max) {
-    // One long row: per-thread partial sums.
-    Acc<T> total = 0;
-#pragma omp parallel for reduction(+ : total) schedule(static)
-    for (int64_t i = 0; i < count; ++i) total += static_cast<Acc<T>>(load(x[i]));
+    // One long row: per-thread partial sums, added in a fixed order.
+    Acc<T> total = ordered_sum<Acc<T>>(count, count, [&](int64_t begin, int64_t end) {
+      Acc<T> acc = 0;
+#pragma omp simd reduction(+ : acc)
+      for (int64_t i = begin; i < end; ++i) acc += static_cast<Acc<T>>(load(x[i]));
+      return acc;
+    });
     out[0] = finish<R, T>(total, count);
     return;
   }
