@@ -90,15 +90,24 @@ Command add_train_command(CLI::App& app) {
       ->capture_default_str()
       ->check(kNonNegative);
   cmd->add_flag("--quiet", cfg->quiet, "No summary, no progress bar");
+  auto precision = std::make_shared<std::string>("fp32");
+  cmd->add_option("--precision", *precision,
+                  "fp32; tf32 (f32 matmul/conv on TF32 tensor cores, GPU only); bf16 (mixed: bf16 matmul/conv "
+                  "and activations, f32 weights, optimizer and losses)")
+      ->capture_default_str()
+      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
+  cmd->add_flag("--deterministic", cfg->deterministic,
+                "Deterministic kernels: two runs with the same seed, device and --threads give identical weights");
   auto gpu_memory_mib = std::make_shared<int64_t>(0);
   cmd->add_option("--gpu-memory-limit", *gpu_memory_mib, "Cap on the GPU memory gpuml holds, in MiB (0: none)")
       ->capture_default_str()
       ->check(kNonNegative);
-  return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_mib] {
+  return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_mib, precision] {
             // Device backends take the cap before anything is allocated on them.
             for (Backend* b : backend_registry().all())
               if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(*gpu_memory_mib) << 20);
             cfg->schedule = optim::parse_schedule(*schedule);
+            cfg->precision = parse_precision(*precision);
             if (!memory_limit->empty())
               cfg->data_memory_limit = data::parse_byte_size(*memory_limit, "--data-memory-limit");
             if (*weight_decay >= 0) cfg->optimizer.weight_decay = *weight_decay;

@@ -55,6 +55,15 @@ std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) 
                      s.id, s.dtype());
   }
 
+  // Gradient rules emit with autocast off, so each gradient has its value's dtype (a bf16
+  // activation gets a bf16 gradient, the f32 parameter behind a cast an f32 one).
+  struct AutocastOff {
+    Graph& g;
+    Autocast saved;
+    explicit AutocastOff(Graph& graph) : g(graph), saved(graph.autocast()) { g.set_autocast(Autocast::off); }
+    ~AutocastOff() { g.set_autocast(saved); }
+  } autocast_off(graph);
+
   const int loss_id = loss.id;
   std::vector<bool> reached = depends_on_wrt(graph, wrt, loss_id);
   std::vector<bool> needed = feeds_loss(graph, loss_id);
@@ -83,6 +92,9 @@ std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) 
       GPUML_CHECK_KIND(ErrorKind::Internal, contribution.shape() == graph.type_of(in).shape,
                        "gradients: the {} rule gave input {} a gradient of shape {}, expected {}", op_name(op), i,
                        shape_str(contribution.shape()), shape_str(graph.type_of(in).shape));
+      GPUML_CHECK_KIND(ErrorKind::Internal, contribution.dtype() == graph.type_of(in).dtype,
+                       "gradients: the {} rule gave input {} a {} gradient, expected {}", op_name(op), i,
+                       contribution.dtype(), graph.type_of(in).dtype);
       grads[in] = grads[in] ? add(*grads[in], contribution) : contribution;
     }
   }

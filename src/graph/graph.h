@@ -39,6 +39,9 @@ class Graph : public Emitter {
   Sym param(const std::string& name, const TensorType& type);
 
   int emit(OpId op, const std::vector<int>& inputs, const Attrs& attrs) override;
+  // Mixed precision for the nodes emitted from now on (ops/build.h); off by default.
+  Autocast autocast() const override { return autocast_; }
+  void set_autocast(Autocast mode) { autocast_ = mode; }
   const TensorType& type_of(int value) const override;
 
   int size() const { return static_cast<int>(nodes_.size()); }
@@ -54,6 +57,7 @@ class Graph : public Emitter {
   // A deque, so that emitting never moves existing nodes: Sym::shape() hands out references
   // that gradient rules hold while they emit more nodes.
   std::deque<Node> nodes_;
+  Autocast autocast_ = Autocast::off;
 };
 
 }  // namespace gpuml

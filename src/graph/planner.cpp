@@ -18,12 +18,20 @@ Tensor layout_tensor(const TensorType& type, const Strides& strides) {
   return Tensor(nullptr, type.shape, strides, 0, type.dtype);
 }
 
+// The ops whose f32 kernels may run on TF32 tensor cores (PlanOptions::allow_tf32).
+bool uses_tensor_cores(OpId op) {
+  return op == OpId::matmul || op == OpId::conv2d || op == OpId::conv2d_backward_data ||
+         op == OpId::conv2d_backward_filter;
+}
+
 class Planner {
  public:
   Planner(const Graph& graph, const PlanOptions& options) : graph_(graph), backends_(options.backends) {
     if (backends_.empty()) backends_ = backend_registry().all();
     GPUML_CHECK(!backends_.empty(), "plan_graph: no backends to place ops on");
     reuse_ = options.reuse_memory;
+    allow_tf32_ = options.allow_tf32;
+    deterministic_ = options.deterministic;
   }
 
   Plan run(const std::vector<Sym>& outputs);
@@ -55,6 +63,8 @@ class Planner {
   const Graph& graph_;
   std::vector<Backend*> backends_;
   bool reuse_ = true;
+  bool allow_tf32_ = false;
+  bool deterministic_ = false;
   Plan plan_;
   std::vector<int> value_of_;                   // graph id -> plan value id
   std::map<std::pair<int, Backend*>, int> homed_;  // (value, backend) -> the value re-homed there
@@ -204,7 +214,10 @@ void Planner::plan_node(int id) {
     in = on_backend(in, backend);
     if (!backend.accepts_strided_inputs(node.op) && !is_contiguous(in)) in = contiguous_copy(in, backend);
   }
-  value_of_[id] = emit_kernel(node.op, node.attrs, std::move(inputs), backend, id);
+  Attrs attrs = node.attrs;
+  attrs.allow_tf32 = allow_tf32_ && uses_tensor_cores(node.op);
+  attrs.deterministic = deterministic_;
+  value_of_[id] = emit_kernel(node.op, attrs, std::move(inputs), backend, id);
 }
 
 void Planner::compute_lifetimes() {

@@ -31,6 +31,12 @@ namespace gpuml {
 struct PlanOptions {
   std::vector<Backend*> backends;  // in order of preference; empty: backend_registry().all()
   bool reuse_memory = true;        // false: every buffer gets its own range (for tests)
+  // f32 matmul and convolutions may use TF32 tensor cores (--precision tf32): the planner sets
+  // Attrs::allow_tf32 on their steps; backends without TF32 (CPUs) compute in f32 as before.
+  bool allow_tf32 = false;
+  // Every step gets Attrs::deterministic (--deterministic): kernels with a non-deterministic fast
+  // form (atomics, timed algorithm choice) take their deterministic form.
+  bool deterministic = false;
 };
 
 enum class StepKind { Kernel, View, Transfer };

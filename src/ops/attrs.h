@@ -39,6 +39,12 @@ struct Attrs {
   uint64_t seed = 0, offset = 0;  // Philox stream for random ops
   int64_t ignore_index = -100;    // cross_entropy
   bool gelu_tanh = false;         // gelu: tanh approximation instead of erf
+  // matmul, conv2d and its backward ops on f32: TF32 tensor cores allowed (10-bit mantissa
+  // inputs, f32 accumulation). Set by the planner (PlanOptions::allow_tf32), not by graph builders.
+  bool allow_tf32 = false;
+  // Kernels with a faster non-deterministic form (cuDNN convolution algorithms, atomic
+  // scatter-adds) take the deterministic one. Set by the planner (PlanOptions::deterministic).
+  bool deterministic = false;
   std::vector<int64_t> starts, ends, steps;  // slice, per entry of `axes`
   std::vector<int64_t> pads;                 // pad: (before, after) per dim, dim 0 first
   // Optimizer updates (sgd_update, adam_update), with torch.optim's meaning and defaults.

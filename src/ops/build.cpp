@@ -19,12 +19,24 @@ Sym emit_on(Emitter& e, OpId op, const std::vector<Sym>& inputs, const Attrs& at
   return Sym{&e, e.emit(op, ids, attrs)};
 }
 
-// NumPy-style promotion: both sides meet in promote_types before a binary op.
+bool autocast_bf16(Sym x) { return x.emitter->autocast() == Autocast::bf16; }
+
+Sym as_dtype(Sym x, DType d) { return x.dtype() == d ? x : cast(x, d); }
+
+// NumPy-style promotion: both sides meet in promote_types before a binary op. Under bf16
+// autocast, bf16 meeting f32 stays bf16 (an activation plus a bias is still an activation).
 std::pair<Sym, Sym> promoted(Sym a, Sym b) {
   if (a.dtype() == b.dtype()) return {a, b};
   DType d = promote_types(a.dtype(), b.dtype());
-  return {a.dtype() == d ? a : cast(a, d), b.dtype() == d ? b : cast(b, d)};
+  if (autocast_bf16(a) && d == DType::f32 && (a.dtype() == DType::bf16 || b.dtype() == DType::bf16)) d = DType::bf16;
+  return {as_dtype(a, d), as_dtype(b, d)};
 }
+
+// Under bf16 autocast: an f32 input of a matmul or conv2d in bf16. As in torch.autocast, f64 is
+// left alone: who asks for f64 wants it.
+Sym autocast_low(Sym x) { return autocast_bf16(x) && x.dtype() == DType::f32 ? cast(x, DType::bf16) : x; }
+// Under bf16 autocast: the input of a reduction, loss or norm back in f32.
+Sym autocast_high(Sym x) { return autocast_bf16(x) && x.dtype() == DType::bf16 ? cast(x, DType::f32) : x; }
 
 Sym binary(OpId op, Sym a, Sym b) {
   auto [pa, pb] = promoted(a, b);
@@ -117,10 +129,10 @@ Sym mul_scalar(Sym x, double s) { return emit(OpId::mul, {x, scalar_like(x, s)})
 Sym add_scalar(Sym x, double s) { return emit(OpId::add, {x, scalar_like(x, s)}); }
 
 Sym sum(Sym x, std::vector<int64_t> axes, bool keepdim) {
-  return emit(OpId::sum, {x}, reduce_attrs(std::move(axes), keepdim));
+  return emit(OpId::sum, {autocast_high(x)}, reduce_attrs(std::move(axes), keepdim));
 }
 Sym mean(Sym x, std::vector<int64_t> axes, bool keepdim) {
-  return emit(OpId::mean, {x}, reduce_attrs(std::move(axes), keepdim));
+  return emit(OpId::mean, {autocast_high(x)}, reduce_attrs(std::move(axes), keepdim));
 }
 Sym max(Sym x, std::vector<int64_t> axes, bool keepdim) {
   return emit(OpId::max, {x}, reduce_attrs(std::move(axes), keepdim));
@@ -134,19 +146,19 @@ Sym argmax(Sym x, int64_t axis, bool keepdim) {
 Sym softmax(Sym x, int64_t axis) {
   Attrs a;
   a.axis = axis;
-  return emit(OpId::softmax, {x}, a);
+  return emit(OpId::softmax, {autocast_high(x)}, a);
 }
 Sym log_softmax(Sym x, int64_t axis) {
   Attrs a;
   a.axis = axis;
-  return emit(OpId::log_softmax, {x}, a);
+  return emit(OpId::log_softmax, {autocast_high(x)}, a);
 }
 
 Sym matmul(Sym a, Sym b, bool trans_a, bool trans_b) {
   Attrs at;
   at.trans_a = trans_a;
   at.trans_b = trans_b;
-  auto [pa, pb] = promoted(a, b);
+  auto [pa, pb] = promoted(autocast_low(a), autocast_low(b));
   return emit(OpId::matmul, {pa, pb}, at);
 }
 
@@ -158,7 +170,9 @@ Attrs conv_attrs(int64_t stride, int64_t padding, int64_t dilation, int64_t grou
   a.groups = groups;
   return a;
 }
-Sym conv2d(Sym x, Sym w, const Attrs& conv) { return emit(OpId::conv2d, {x, w}, conv); }
+Sym conv2d(Sym x, Sym w, const Attrs& conv) {
+  return emit(OpId::conv2d, {autocast_low(x), autocast_low(w)}, conv);
+}
 
 Sym max_pool2d(Sym x, int64_t kernel, int64_t stride, int64_t padding) {
   return emit(OpId::max_pool2d, {x}, window_attrs(kernel, stride, padding));
@@ -172,19 +186,19 @@ Sym avg_pool2d(Sym x, int64_t kernel, int64_t stride, int64_t padding, bool coun
 Sym cross_entropy(Sym logits, Sym labels, int64_t ignore_index) {
   Attrs a;
   a.ignore_index = ignore_index;
-  return emit(OpId::cross_entropy, {logits, labels}, a);
+  return emit(OpId::cross_entropy, {autocast_high(logits), labels}, a);
 }
 Sym layer_norm(Sym x, Sym weight, Sym bias, int64_t first_axis, double eps) {
   Attrs a;
   a.axis = first_axis;
   a.eps = eps;
-  return emit(OpId::layer_norm, {x, weight, bias}, a);
+  return emit(OpId::layer_norm, {autocast_high(x), weight, bias}, a);
 }
 Sym batch_norm(Sym x, Sym weight, Sym bias, Sym running_mean, Sym running_var, bool training, double eps) {
   Attrs a;
   a.training = training;
   a.eps = eps;
-  return emit(OpId::batch_norm, {x, weight, bias, running_mean, running_var}, a);
+  return emit(OpId::batch_norm, {autocast_high(x), weight, bias, running_mean, running_var}, a);
 }
 Sym dropout(Sym x, double p, uint64_t seed, uint64_t offset, bool training) {
   Attrs a;

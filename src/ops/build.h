@@ -16,9 +16,19 @@
 
 namespace gpuml {
 
+// Mixed precision while building, as torch.autocast does it. Under bf16, matmul and conv2d take
+// bf16 inputs (f32 inputs are cast; f64 is left alone) and give bf16 outputs, computed with f32 accumulation by
+// the kernels; a binary op meeting bf16 and f32 stays bf16, so the activations between layers are
+// bf16; sum, mean, softmax, log_softmax, cross_entropy, layer_norm and batch_norm cast bf16 inputs
+// to f32 and compute in f32. Casts are ordinary nodes, so their gradients cast back: a parameter
+// cast from f32 gets an f32 gradient. Autodiff emits with autocast off, so gradient rules see the
+// dtypes the forward graph has.
+enum class Autocast { off, bf16 };
+
 class Emitter {
  public:
   virtual ~Emitter() = default;
+  virtual Autocast autocast() const { return Autocast::off; }
   // Adds a node (after checking its type rule) and returns its value id.
   virtual int emit(OpId op, const std::vector<int>& inputs, const Attrs& attrs) = 0;
   virtual const TensorType& type_of(int value) const = 0;

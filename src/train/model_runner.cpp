@@ -33,8 +33,13 @@ double scalar_of(const Tensor& t) { return t.item_as_double(0); }
 
 }  // namespace
 
-ModelRunner::ModelRunner(const nn::Model& model, optim::OptimizerConfig optimizer, PlanOptions plan, uint64_t seed)
-    : model_(nn::Model::from_json(model.to_json())), optimizer_(std::move(optimizer)), plan_options_(std::move(plan)) {
+ModelRunner::ModelRunner(const nn::Model& model, optim::OptimizerConfig optimizer, PlanOptions plan, uint64_t seed,
+                         Precision precision)
+    : model_(nn::Model::from_json(model.to_json())),
+      optimizer_(std::move(optimizer)),
+      plan_options_(std::move(plan)),
+      precision_(precision) {
+  apply_precision(precision_, plan_options_);
   for (const nn::ParamInfo& p : model_.param_infos()) {
     if (!p.trainable) {
       buffers_.push_back(p);
@@ -61,6 +66,7 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
   auto c = std::make_unique<Compiled>();
   c->graph = std::make_unique<Graph>();
   Graph& g = *c->graph;
+  g.set_autocast(autocast_for(precision_));  // bf16: forward and loss in mixed precision
   Sym x = g.input("x", {x_shape, DType::f32});
   Sym state = g.input("state", {{state_rows_, param_count_}, DType::f32});
   std::map<std::string, Sym> values;
@@ -89,6 +95,7 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     Sym loss = cross_entropy(logits, y);
     Sym correct = sum(cast(eq(argmax(logits, 1), y), DType::f32));
     outputs = {loss, correct};
+    g.set_autocast(Autocast::off);  // gradients, their concatenation and the update stay f32
     if (mode == Mode::Train) {
       Sym hyper = g.input("hyper", {{3}, DType::f32});
       std::vector<Sym> grads = gradients(g, loss, params);

@@ -21,6 +21,7 @@
 #include "io/safetensors.h"
 #include "nn/model.h"
 #include "optim/optimizer.h"
+#include "train/precision.h"
 
 namespace gpuml {
 
@@ -37,7 +38,9 @@ struct EvalStats {
 
 class ModelRunner {
  public:
-  ModelRunner(const nn::Model& model, optim::OptimizerConfig optimizer, PlanOptions plan, uint64_t seed);
+  // `precision` (train/precision.h) applies to every graph it builds: training, eval, predict.
+  ModelRunner(const nn::Model& model, optim::OptimizerConfig optimizer, PlanOptions plan, uint64_t seed,
+              Precision precision = Precision::fp32);
   ~ModelRunner();
 
   // One optimizer step on a batch x (B, ...) f32, y (B,) i64. `step` counts from 1 (Adam's bias
@@ -79,6 +82,7 @@ class ModelRunner {
   nn::Model model_;
   optim::OptimizerConfig optimizer_;
   PlanOptions plan_options_;
+  Precision precision_;
   std::vector<Slot> slots_;            // trainable parameters, state_dict order
   std::vector<nn::ParamInfo> buffers_; // non-trainable (BatchNorm running stats)
   std::map<std::string, Tensor> buffer_values_;

@@ -83,7 +83,9 @@ json config_to_json(const TrainConfig& c) {
           {"csv_fill", c.csv_fill},
           {"data_memory_limit", c.data_memory_limit},
           {"shuffle_buffer", c.shuffle_buffer},
-          {"checkpoint_every", c.checkpoint_every}};
+          {"checkpoint_every", c.checkpoint_every},
+          {"precision", precision_name(c.precision)},
+          {"deterministic", c.deterministic}};
 }
 
 // The saved configuration of a resumed run; only epochs, out, quiet, max_steps and (when given)
@@ -118,6 +120,8 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now) {
   c.data_memory_limit = j.value("data_memory_limit", uint64_t{0});
   c.shuffle_buffer = j.value("shuffle_buffer", int64_t{0});
   if (now.checkpoint_every == 0) c.checkpoint_every = j.value("checkpoint_every", int64_t{0});
+  c.precision = parse_precision(j.value("precision", std::string("fp32")));
+  c.deterministic = j.value("deterministic", false);
   return c;
 }
 
@@ -249,6 +253,7 @@ TrainResult train(const TrainConfig& requested) {
   optim::validate(cfg.schedule);
   if (cfg.threads > 0) omp_set_num_threads(cfg.threads);
   PlanOptions plan = plan_options_for_device(cfg.device);
+  plan.deterministic = cfg.deterministic;
   // On a GPU the loaders build batches in its pinned host memory (nullptr on CPU: plain memory).
   data::set_batch_memory(plan.backends.front()->pinned_host_allocator());
 
@@ -286,7 +291,7 @@ TrainResult train(const TrainConfig& requested) {
   write_file_atomically(run_dir / "model.json", model.to_json().dump(2) + "\n");
   write_file_atomically(run_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
 
-  ModelRunner runner(model, cfg.optimizer, plan, cfg.seed);
+  ModelRunner runner(model, cfg.optimizer, plan, cfg.seed, cfg.precision);
   TrainingProgress progress;
   progress.seed = cfg.seed;
   if (resumed) {
@@ -298,8 +303,11 @@ TrainResult train(const TrainConfig& requested) {
   if (!cfg.quiet) {
     fmt::print("data: {}\n", loaded.description);
     fmt::print("{}", nn::model_summary(model, cfg.batch_size, runner.planned_peak_bytes(cfg.batch_size)));
-    fmt::print("optimizer: {}, {} epochs, batch {}, device {}, run directory {}\n", optim::describe(cfg.optimizer),
-               cfg.epochs, cfg.batch_size, cfg.device, run_dir.string());
+    fmt::print("optimizer: {}, {} epochs, batch {}, device {}, precision {}{}, run directory {}\n",
+               optim::describe(cfg.optimizer), cfg.epochs, cfg.batch_size, cfg.device, precision_name(cfg.precision),
+               cfg.deterministic ? " (deterministic)" : "", run_dir.string());
+    std::string note = precision_note(cfg.precision, *plan.backends.front());
+    if (!note.empty()) fmt::print("note: {}\n", note);
     std::fflush(stdout);  // the summary comes before the progress bar on stderr
   }
 

@@ -17,6 +17,7 @@
 
 #include "optim/optimizer.h"
 #include "optim/schedule.h"
+#include "train/precision.h"
 
 namespace gpuml {
 
@@ -51,6 +52,10 @@ struct TrainConfig {
   // checkpoint at the loader's position and return; a second signal kills as usual.
   bool save_on_interrupt = true;
   bool quiet = false;           // no progress bar, no summary
+  Precision precision = Precision::fp32;  // --precision (train/precision.h)
+  // --deterministic: kernels take their deterministic forms (PlanOptions::deterministic), so two
+  // runs with the same seed, device and thread count end with bitwise-identical weights.
+  bool deterministic = false;
 };
 
 struct TrainResult {
@@ -68,7 +73,6 @@ struct TrainResult {
 TrainResult train(const TrainConfig& config);
 
 // The backends a --device string means, in order of preference; errors say what is available.
-struct PlanOptions;
 PlanOptions plan_options_for_device(const std::string& device);
 
 }  // namespace gpuml

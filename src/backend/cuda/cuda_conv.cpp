@@ -1,7 +1,8 @@
 // conv2d forward, backward-data and backward-filter on cuDNN (NCHW). The algorithm of each
 // (direction, shapes, dtype, attributes) is found once with cudnnFind*, measured on the real
-// shapes, and cached in the backend. f32 uses FMA math (exact f32, as ref) unless
-// GPUML_CUDA_TF32=1; bf16/f16 use tensor cores with f32 accumulation.
+// shapes, and cached in the backend (--deterministic: see find_algorithm). f32 uses FMA math
+// (exact f32, as ref) unless the planner allows TF32 (--precision tf32); bf16/f16 use tensor cores
+// with f32 accumulation.
 #include <fmt/format.h>
 
 #include <cstdlib>
@@ -53,10 +54,9 @@ struct ConvDescriptors {
         static_cast<int>(a.stride[1]), static_cast<int>(a.dilation[0]), static_cast<int>(a.dilation[1]),
         CUDNN_CROSS_CORRELATION, compute));
     GPUML_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, static_cast<int>(a.groups)));
-    const char* tf32 = std::getenv("GPUML_CUDA_TF32");
     cudnnMathType_t math = (dtype == DType::bf16 || dtype == DType::f16) ? CUDNN_TENSOR_OP_MATH
-                           : (dtype == DType::f32 && tf32 && tf32[0] == '1') ? CUDNN_DEFAULT_MATH
-                                                                             : CUDNN_FMA_MATH;
+                           : (dtype == DType::f32 && a.allow_tf32)            ? CUDNN_DEFAULT_MATH
+                                                                              : CUDNN_FMA_MATH;
     GPUML_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, math));
   }
   ~ConvDescriptors() {
@@ -70,34 +70,59 @@ struct ConvDescriptors {
 };
 
 std::string cache_key(Direction dir, const Shape& xs, const Shape& ws, const Attrs& a, DType d) {
-  return fmt::format("{} {} {} {} s{},{} p{},{} d{},{} g{}", static_cast<int>(dir), shape_str(xs), shape_str(ws),
-                     dtype_name(d), a.stride[0], a.stride[1], a.padding[0], a.padding[1], a.dilation[0], a.dilation[1],
-                     a.groups);
+  return fmt::format("{} {} {} {} s{},{} p{},{} d{},{} g{}{}{}", static_cast<int>(dir), shape_str(xs),
+                     shape_str(ws), dtype_name(d), a.stride[0], a.stride[1], a.padding[0], a.padding[1],
+                     a.dilation[0], a.dilation[1], a.groups, a.allow_tf32 ? " tf32" : "",
+                     a.deterministic ? " deterministic" : "");
 }
 
-// The fastest algorithm for this convolution, measured once (cudnnFind*) and cached.
-int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, const std::string& key) {
+// The first algorithm that ran (and, if asked, is deterministic) in cuDNN's ranking.
+template <typename Perf>
+int first_usable(const Perf* perf, int found, bool deterministic) {
+  for (int i = 0; i < found; ++i)
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && (!deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
+      return static_cast<int>(perf[i].algo);
+  return -1;
+}
+
+// The algorithm for this convolution, chosen once and cached. Normally the fastest, measured on
+// the real shapes (cudnnFind*). Under Attrs::deterministic (--deterministic) it is cuDNN's
+// heuristic ranking (cudnnGet*_v7) instead, which needs no timing and so picks the same algorithm
+// in every run, keeping only algorithms cuDNN marks deterministic (no atomics).
+int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, const std::string& key, bool deterministic) {
   std::lock_guard<std::mutex> lock(gpu.mutex());
   auto it = gpu.conv_algorithms().find(key);
   if (it != gpu.conv_algorithms().end()) return it->second;
+  constexpr int kMax = 16;
   int found = 0, algo = -1;
   if (dir == Direction::forward) {
-    cudnnConvolutionFwdAlgoPerf_t perf[8];
-    GPUML_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(gpu.cudnn(), d.x, d.w, d.conv, d.y, 8, &found, perf));
-    for (int i = 0; i < found && algo < 0; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) algo = perf[i].algo;
+    cudnnConvolutionFwdAlgoPerf_t perf[kMax];
+    if (deterministic)
+      GPUML_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(gpu.cudnn(), d.x, d.w, d.conv, d.y, kMax, &found, perf));
+    else
+      GPUML_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(gpu.cudnn(), d.x, d.w, d.conv, d.y, kMax, &found, perf));
+    algo = first_usable(perf, found, deterministic);
   } else if (dir == Direction::backward_data) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[8];
-    GPUML_CUDNN_CHECK(cudnnFindConvolutionBackwardDataAlgorithm(gpu.cudnn(), d.w, d.y, d.conv, d.x, 8, &found, perf));
-    for (int i = 0; i < found && algo < 0; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) algo = perf[i].algo;
+    cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
+    if (deterministic)
+      GPUML_CUDNN_CHECK(
+          cudnnGetConvolutionBackwardDataAlgorithm_v7(gpu.cudnn(), d.w, d.y, d.conv, d.x, kMax, &found, perf));
+    else
+      GPUML_CUDNN_CHECK(
+          cudnnFindConvolutionBackwardDataAlgorithm(gpu.cudnn(), d.w, d.y, d.conv, d.x, kMax, &found, perf));
+    algo = first_usable(perf, found, deterministic);
   } else {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[8];
-    GPUML_CUDNN_CHECK(cudnnFindConvolutionBackwardFilterAlgorithm(gpu.cudnn(), d.x, d.y, d.conv, d.w, 8, &found, perf));
-    for (int i = 0; i < found && algo < 0; ++i)
-      if (perf[i].status == CUDNN_STATUS_SUCCESS) algo = perf[i].algo;
+    cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
+    if (deterministic)
+      GPUML_CUDNN_CHECK(
+          cudnnGetConvolutionBackwardFilterAlgorithm_v7(gpu.cudnn(), d.x, d.y, d.conv, d.w, kMax, &found, perf));
+    else
+      GPUML_CUDNN_CHECK(
+          cudnnFindConvolutionBackwardFilterAlgorithm(gpu.cudnn(), d.x, d.y, d.conv, d.w, kMax, &found, perf));
+    algo = first_usable(perf, found, deterministic);
   }
-  GPUML_CHECK_KIND(ErrorKind::Unsupported, algo >= 0, "cuda conv2d: cuDNN has no algorithm for {}", key);
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, algo >= 0, "cuda conv2d: cuDNN has no {}algorithm for {}{}",
+                   deterministic ? "deterministic " : "", key, deterministic ? "; run without --deterministic" : "");
   gpu.conv_algorithms()[key] = algo;
   return algo;
 }
@@ -112,7 +137,8 @@ void run_conv(const KernelCall& c, Direction dir, const Tensor& x, const Tensor&
   const DType dtype = c.output.dtype();
   ConvDescriptors d(x.shape(), w.shape(), y.shape(), c.attrs, dtype);
   GPUML_CUDNN_CHECK(cudnnSetStream(gpu.cudnn(), gpu.stream_of(c)));
-  const int algo = find_algorithm(gpu, dir, d, cache_key(dir, x.shape(), w.shape(), c.attrs, dtype));
+  const int algo =
+      find_algorithm(gpu, dir, d, cache_key(dir, x.shape(), w.shape(), c.attrs, dtype), c.attrs.deterministic);
   const double one_d = 1.0, zero_d = 0.0;
   const float one_f = 1.f, zero_f = 0.f;
   const void* one = dtype == DType::f64 ? static_cast<const void*>(&one_d) : &one_f;

@@ -102,8 +102,9 @@ void launch_avg_pool_backward(ElemType t, const void* dy, void* dx, const PoolPa
 void launch_embedding(ElemType t, const void* weight, const void* idx, bool idx_i64, void* out, int64_t n,
                       int64_t vocab, int64_t d, int64_t* bad_index, cudaStream_t stream);
 // embedding_backward: dw (vocab, d) zeroed, then dw[idx[i]] += dy[i] (atomics; f32 or f64).
+// deterministic: rows are added in index order (no atomics), for --deterministic.
 void launch_embedding_backward(ElemType t, const void* idx, bool idx_i64, const void* dy, void* dw, int64_t n,
-                               int64_t vocab, int64_t d, cudaStream_t stream);
+                               int64_t vocab, int64_t d, bool deterministic, cudaStream_t stream);
 // Philox draws (core/philox.h): the same numbers as the CPU backends.
 void launch_dropout(ElemType t, const StridedView& x, void* out, const Layout& layout, double p, uint64_t seed,
                     uint64_t offset, cudaStream_t stream);

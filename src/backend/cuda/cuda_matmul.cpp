@@ -1,4 +1,4 @@
-// matmul on cuBLASLt: f32 (tf32 tensor cores when GPUML_CUDA_TF32=1), f64, bf16 and f16 (f32
+// matmul on cuBLASLt: f32 (tf32 tensor cores when the planner allows it), f64, bf16 and f16 (f32
 // accumulation), transposes, and batches as strided batches (a broadcast operand gets stride 0;
 // a partially broadcast one is materialised first). Bias/activation epilogues come later.
 //
@@ -36,11 +36,8 @@ struct TypeInfo {
   cublasComputeType_t compute;
 };
 
-TypeInfo type_info(DType d) {
-  static const bool tf32 = [] {
-    const char* e = std::getenv("GPUML_CUDA_TF32");
-    return e && e[0] == '1';
-  }();
+// allow_tf32 (Attrs, set by the planner for --precision tf32): f32 on TF32 tensor cores.
+TypeInfo type_info(DType d, bool tf32) {
   switch (d) {
     case DType::f32: return {CUDA_R_32F, CUDA_R_32F, tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F};
     case DType::f64: return {CUDA_R_64F, CUDA_R_64F, CUBLAS_COMPUTE_64F};
@@ -90,7 +87,7 @@ void matmul_kernel(const KernelCall& c) {
   Tensor a_mem, b_mem;
   const int64_t a_stride = batch_stride(c, a, dims.batch, batch, a_mem);
   const int64_t b_stride = batch_stride(c, b, dims.batch, batch, b_mem);
-  const TypeInfo ti = type_info(c.output.dtype());
+  const TypeInfo ti = type_info(c.output.dtype(), c.attrs.allow_tf32);
 
   LtHandle<cublasLtMatmulDesc_t, cublasLtMatmulDescDestroy> op;
   GPUML_CUBLAS_CHECK(cublasLtMatmulDescCreate(&op.h, ti.compute, ti.scale));

@@ -136,6 +136,19 @@ __global__ void embedding_backward_kernel(const void* idx, bool i64, const T* dy
   }
 }
 
+// The deterministic form (--deterministic): one thread per feature column adds the rows in index
+// order, so every run sums in the same order. Less parallel (d threads) than the atomic form.
+template <typename T>
+__global__ void embedding_backward_ordered_kernel(const void* idx, bool i64, const T* dy, T* dw, int64_t n,
+                                                  int64_t vocab, int64_t d) {
+  GPUML_GRID_STRIDE(j, d) {
+    for (int64_t r = 0; r < n; ++r) {
+      const int64_t v = index_at(idx, i64, r);
+      if (v >= 0 && v < vocab) dw[v * d + j] += dy[r * d + j];
+    }
+  }
+}
+
 template <typename T>
 __global__ void dropout_kernel(StridedView x, T* out, Layout layout, double p, uint64_t seed, uint64_t offset) {
   const T* in = static_cast<const T*>(x.data);
@@ -209,18 +222,24 @@ void launch_embedding(ElemType t, const void* weight, const void* idx, bool idx_
 }
 
 void launch_embedding_backward(ElemType t, const void* idx, bool idx_i64, const void* dy, void* dw, int64_t n,
-                               int64_t vocab, int64_t d, cudaStream_t stream) {
+                               int64_t vocab, int64_t d, bool deterministic, cudaStream_t stream) {
   const size_t elem = t == ElemType::f64 ? sizeof(double) : sizeof(float);
   if (t != ElemType::f32 && t != ElemType::f64) throw std::runtime_error("embedding_backward: f32/f64 only");
   if (vocab * d > 0 && cudaMemsetAsync(dw, 0, static_cast<size_t>(vocab * d) * elem, stream) != cudaSuccess)
     throw std::runtime_error("embedding_backward: cudaMemsetAsync failed");
   if (n * d == 0) return;
+  auto run = [&]<typename T>(T) {
+    if (deterministic)
+      embedding_backward_ordered_kernel<T><<<blocks_for(d), kThreads, 0, stream>>>(
+          idx, idx_i64, static_cast<const T*>(dy), static_cast<T*>(dw), n, vocab, d);
+    else
+      embedding_backward_kernel<T><<<blocks_for(n * d), kThreads, 0, stream>>>(
+          idx, idx_i64, static_cast<const T*>(dy), static_cast<T*>(dw), n, vocab, d);
+  };
   if (t == ElemType::f64)
-    embedding_backward_kernel<double><<<blocks_for(n * d), kThreads, 0, stream>>>(
-        idx, idx_i64, static_cast<const double*>(dy), static_cast<double*>(dw), n, vocab, d);
+    run(double{});
   else
-    embedding_backward_kernel<float><<<blocks_for(n * d), kThreads, 0, stream>>>(
-        idx, idx_i64, static_cast<const float*>(dy), static_cast<float*>(dw), n, vocab, d);
+    run(float{});
   check_launch("embedding_backward");
 }
 

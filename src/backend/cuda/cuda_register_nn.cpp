@@ -158,7 +158,7 @@ void embedding_kernel(const KernelCall& c) {
                weight.dim(0));
 }
 
-// Scatter-add with atomics in f32/f64; bf16/f16 gradients accumulate in f32 and are cast once.
+// Scatter-add with atomics (in index order under --deterministic) in f32/f64; bf16/f16 gradients accumulate in f32 and are cast once.
 void embedding_backward_kernel(const KernelCall& c) {
   CudaBackend& gpu = cuda_backend_of(c);
   const Tensor &idx = c.inputs[0], &dy = c.inputs[1];  // (...), (..., D)
@@ -175,7 +175,7 @@ void embedding_backward_kernel(const KernelCall& c) {
   }
   launch("embedding_backward", [&] {
     launch_embedding_backward(elem_type(dw_acc.dtype()), idx.raw_data(), idx.dtype() == DType::i64, dy_acc.raw_data(),
-                              dw_acc.raw_data(), idx.numel(), vocab, d, gpu.stream_of(c));
+                              dw_acc.raw_data(), idx.numel(), vocab, d, c.attrs.deterministic, gpu.stream_of(c));
   });
   if (!wide)
     launch("embedding_backward", [&] {
