@@ -1,8 +1,8 @@
 // matmul on the CUDA backend (cuBLASLt) at square sizes, reported as TFLOP/s; tools/gpu-check.sh
 // runs it next to torch.matmul. Without a GPU every case is skipped with the reason.
 //
-//   build/gpuml_bench --benchmark_filter=cuda_matmul      # f32 (exact) and bf16
-//   GPUML_CUDA_TF32=1 build/gpuml_bench --benchmark_filter=cuda_matmul/f32   # tf32 tensor cores
+//   build/gpuml_bench --benchmark_filter=cuda_matmul      # f32 (exact), tf32 (f32 on TF32 tensor
+//                                                         # cores, as --precision tf32) and bf16
 #include <benchmark/benchmark.h>
 
 #include "backend/dispatch.h"
@@ -10,7 +10,7 @@
 namespace gpuml::bench {
 namespace {
 
-void cuda_matmul(benchmark::State& state, DType dtype) {
+void cuda_matmul(benchmark::State& state, DType dtype, bool allow_tf32) {
   Backend* gpu = backend_registry().find("cuda");
   if (!gpu) {
     state.SkipWithError(("no CUDA backend: " + backend_registry().cuda_status()).c_str());
@@ -29,6 +29,7 @@ void cuda_matmul(benchmark::State& state, DType dtype) {
   Tensor out = Tensor::empty({n, n}, dtype, *gpu);
   std::vector<Tensor> inputs{a, b};
   Attrs attrs;
+  attrs.allow_tf32 = allow_tf32;
   KernelCall call{*gpu, inputs, out, attrs};
   gpu->run(OpId::matmul, call);  // warm-up: heuristics, workspace
   gpu->synchronize();
@@ -40,8 +41,9 @@ void cuda_matmul(benchmark::State& state, DType dtype) {
                                                 benchmark::Counter::kIsIterationInvariantRate);
 }
 
-BENCHMARK_CAPTURE(cuda_matmul, f32, DType::f32)->Arg(4096)->Arg(8192)->UseRealTime()->Unit(benchmark::kMillisecond);
-BENCHMARK_CAPTURE(cuda_matmul, bf16, DType::bf16)->Arg(4096)->Arg(8192)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(cuda_matmul, f32, DType::f32, false)->Arg(4096)->Arg(8192)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(cuda_matmul, tf32, DType::f32, true)->Arg(4096)->Arg(8192)->UseRealTime()->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(cuda_matmul, bf16, DType::bf16, false)->Arg(4096)->Arg(8192)->UseRealTime()->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace gpuml::bench

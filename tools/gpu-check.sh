@@ -71,7 +71,7 @@ fi
 
 note "matmul: gpuml (cuBLASLt) vs torch.matmul"
 "$build_dir/gpuml_bench" --benchmark_filter='cuda_matmul/bf16' --benchmark_format=json > "$work/mm_bf16.json"
-GPUML_CUDA_TF32=1 "$build_dir/gpuml_bench" --benchmark_filter='cuda_matmul/f32' --benchmark_format=json > "$work/mm_tf32.json"
+"$build_dir/gpuml_bench" --benchmark_filter='cuda_matmul/tf32' --benchmark_format=json > "$work/mm_tf32.json"
 "$python" - "$work" >> "$work/mm.txt" << 'PY'
 import json, sys, torch
 work = sys.argv[1]

@@ -1,0 +1,164 @@
+// Training on the GPU against the CPU (label `cuda`), and the kernel options the planner passes
+// down (TF32, deterministic). Without a GPU every test is SKIPPED with the reason.
+//
+// The bar for CPU against GPU: the mlp and cnn presets trained one epoch on the GPU land
+// within 0.5 points of test accuracy of the CPU run (full Fashion-MNIST).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+
+#include "backend/dispatch.h"
+#include "e2e_support.h"
+#include "op_samples.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+namespace gpuml {
+namespace {
+
+namespace fs = std::filesystem;
+
+Backend* cuda_or_skip_reason(std::string& reason) {
+  Backend* gpu = backend_registry().find("cuda");
+  if (!gpu) reason = "no CUDA backend: " + backend_registry().cuda_status();
+  return gpu;
+}
+
+#define GPUML_NEED_GPU(var)                                  \
+  std::string skip_reason;                                   \
+  Backend* var = cuda_or_skip_reason(skip_reason);           \
+  if (!var) GTEST_SKIP() << skip_reason
+
+Tensor uniform_on(Backend& b, const Shape& shape, DType dtype, uint64_t seed) {
+  Attrs a;
+  a.shape = shape;
+  a.dtype = dtype;
+  a.alpha = -1.0;
+  a.beta = 1.0;
+  a.seed = seed;
+  return run_op(b, OpId::uniform, {}, a);
+}
+
+std::vector<double> host_values(const Tensor& t) { return to_backend(t, backend_registry().reference()).to_doubles(); }
+
+double relative_rms(const std::vector<double>& got, const std::vector<double>& want) {
+  double diff = 0, norm = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    diff += (got[i] - want[i]) * (got[i] - want[i]);
+    norm += want[i] * want[i];
+  }
+  return std::sqrt(diff / std::max(norm, 1e-300));
+}
+
+// TF32 keeps 10 bits of mantissa: a 1024-deep f32 product moves by about 1e-3 relative with it,
+// and by about 1e-6 without it. Both against ref (float64).
+TEST(CudaPrecision, Tf32MatmulIsWithinTf32RoundingAndF32IsExact) {
+  GPUML_NEED_GPU(gpu);
+  const uint64_t seed = std::random_device{}();
+  Tensor a = uniform_on(*gpu, {256, 1024}, DType::f32, seed), b = uniform_on(*gpu, {1024, 256}, DType::f32, seed + 1);
+  Backend& ref = backend_registry().reference();
+  std::vector<double> want = run_op(ref, OpId::matmul, {to_backend(a, ref), to_backend(b, ref)}).to_doubles();
+  Attrs exact, tf32;
+  tf32.allow_tf32 = true;
+  const double err_exact = relative_rms(host_values(run_op(*gpu, OpId::matmul, {a, b}, exact)), want);
+  const double err_tf32 = relative_rms(host_values(run_op(*gpu, OpId::matmul, {a, b}, tf32)), want);
+  EXPECT_LT(err_exact, 1e-5) << "seed " << seed;
+  EXPECT_LT(err_tf32, 5e-3) << "seed " << seed;
+  // TF32 really was used: its error is far above f32's.
+  EXPECT_GT(err_tf32, 10 * err_exact) << "seed " << seed;
+}
+
+// Deterministic kernels: the same inputs give the same bits, and the values match ref.
+TEST(CudaDeterministic, EmbeddingBackwardAndConvBackwardRepeatBitwise) {
+  GPUML_NEED_GPU(gpu);
+  Backend& ref = backend_registry().reference();
+  std::mt19937_64 rng(std::random_device{}());
+  // Many rows hitting few embedding rows: atomics would add them in a varying order.
+  std::vector<double> ids(4096);
+  for (double& v : ids) v = static_cast<double>(rng() % 7);
+  Tensor idx = to_backend(Tensor::from_values({4096}, ids, DType::i64), *gpu);
+  Tensor dy = uniform_on(*gpu, {4096, 64}, DType::f32, rng());
+  Attrs emb;
+  emb.shape = {7, 64};
+  emb.deterministic = true;
+  std::vector<double> first = host_values(run_op(*gpu, OpId::embedding_backward, {idx, dy}, emb));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(host_values(run_op(*gpu, OpId::embedding_backward, {idx, dy}, emb)), first);
+  Tensor want = run_op(ref, OpId::embedding_backward, {to_backend(idx, ref), to_backend(dy, ref)}, emb);
+  EXPECT_TRUE(testing::all_close(Tensor::from_values({7, 64}, first, DType::f32), want, 1e-4));
+
+  Tensor x = uniform_on(*gpu, {64, 16, 28, 28}, DType::f32, rng());
+  Tensor gy = uniform_on(*gpu, {64, 32, 28, 28}, DType::f32, rng());
+  Attrs conv = conv_attrs(1, 1);
+  conv.shape = {32, 16, 3, 3};
+  conv.deterministic = true;
+  std::vector<double> dw = host_values(run_op(*gpu, OpId::conv2d_backward_filter, {x, gy}, conv));
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(host_values(run_op(*gpu, OpId::conv2d_backward_filter, {x, gy}, conv)), dw);
+}
+
+// Out of memory under --gpu-memory-limit is an error naming the problem and what to try.
+TEST(CudaMemory, OverTheCapIsAnErrorThatSaysWhatToTry) {
+  GPUML_NEED_GPU(gpu);
+  gpu->set_memory_limit(size_t{1} << 20);
+  try {
+    Tensor big = Tensor::empty({1024, 1024}, DType::f32, *gpu);  // 4 MiB
+    gpu->set_memory_limit(0);
+    FAIL() << "4 MiB allocated under a 1 MiB cap";
+  } catch (const Error& e) {
+    gpu->set_memory_limit(0);
+    EXPECT_EQ(e.kind(), ErrorKind::OutOfMemory);
+    const std::string m = e.what();
+    EXPECT_NE(m.find("--batch-size"), std::string::npos) << m;
+    EXPECT_NE(m.find("cap"), std::string::npos) << m;
+  }
+}
+
+class CudaTraining : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string reason;
+    if (!cuda_or_skip_reason(reason)) GTEST_SKIP() << reason;
+    if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+  }
+  TrainConfig config(const std::string& model, const std::string& device, const fs::path& out) {
+    TrainConfig c;
+    c.model = model;
+    c.epochs = 1;
+    c.device = device;
+    c.out = out.string();
+    c.quiet = true;
+    return c;
+  }
+  testing::TempDir dir_;
+};
+
+TEST_F(CudaTraining, MlpAndCnnOneEpochLandWithinHalfAPointOfTheCpuRun) {
+  for (const std::string model : {"mlp", "cnn"}) {
+    TrainResult cpu = train(config(model, "cpu", dir_.path() / (model + "-cpu")));
+    TrainResult gpu = train(config(model, "cuda", dir_.path() / (model + "-cuda")));
+    EXPECT_NEAR(gpu.eval_accuracy, cpu.eval_accuracy, 0.005) << model;
+  }
+}
+
+TEST_F(CudaTraining, Bf16LandsWithinAPointOfFp32AndDeterministicRunsRepeat) {
+  TrainConfig full = config("cnn", "cuda", dir_.path() / "fp32");
+  TrainConfig mixed = config("cnn", "cuda", dir_.path() / "bf16");
+  mixed.precision = Precision::bf16;
+  TrainResult a = train(full), b = train(mixed);
+  EXPECT_NEAR(b.eval_accuracy, a.eval_accuracy, 0.01);
+
+  for (const char* name : {"det1", "det2"}) {
+    TrainConfig c = config("cnn", "cuda", dir_.path() / name);
+    c.deterministic = true;
+    c.max_steps = 100;
+    train(c);
+  }
+  Checkpoint x = load_checkpoint(dir_.path() / "det1" / "last.safetensors");
+  Checkpoint y = load_checkpoint(dir_.path() / "det2" / "last.safetensors");
+  ASSERT_EQ(x.model.size(), y.model.size());
+  for (size_t i = 0; i < x.model.size(); ++i)
+    EXPECT_EQ(x.model[i].second.to_doubles(), y.model[i].second.to_doubles()) << x.model[i].first;
+}
+
+}  // namespace
+}  // namespace gpuml
