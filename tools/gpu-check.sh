@@ -2,7 +2,8 @@
 # The GPU check: on a machine with an NVIDIA GPU, the CUDA toolkit and no network, build gpuml for
 # the local GPU, run the whole test suite (the `cuda` label included), then benchmark side by side
 # with PyTorch (python3 with torch): matmul TFLOP/s (bf16, tf32; 4096^3 and 8192^3) and training
-# seconds per epoch (mlp and cnn, batch 128 and 1024, Adam) against torch eager and torch.compile.
+# seconds per epoch (mlp and cnn, batch 128 and 1024, Adam; fp32, and --precision bf16 against
+# torch.autocast bf16) against torch eager and torch.compile.
 # Prints a summary table last and writes the full results as markdown into the results directory.
 #
 #   bash tools/gpu-check.sh [RESULTS_DIR]          # default bench/results/ (or $GPU_CHECK_RESULTS)
@@ -10,7 +11,8 @@
 #
 # Environment: BUILD_DIR (default build-gpu), DATA (Fashion-MNIST IDX files; default
 # data/fashion-mnist in the working tree, then /usr/share/datasets/fashion-mnist, else synthetic
-# data of the same shapes), EPOCHS (default 1), PYTHON (default python3), SKIP_TESTS=1, JOBS.
+# data of the same shapes), EPOCHS (default 1), PYTHON (default python3), SKIP_TESTS=1, JOBS,
+# PRECISIONS (default "fp32 bf16").
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -121,29 +123,36 @@ PY
 fi
 
 note "training: gpuml --device cuda vs torch eager and torch.compile"
+# bf16: gpuml --precision bf16 against the peer under torch.autocast (bench/torch_autocast_bf16.py).
+precisions="${PRECISIONS:-fp32 bf16}"
 md ""; md "## Training, $epochs epoch(s), Adam 1e-3 (seconds per epoch)"; md ""
-md "| model | batch | gpuml s/epoch | gpuml acc | torch eager | torch.compile | gpuml/eager (<= 0.5) | gpuml/compile (<= 0.8) |"
-md "|---|---:|---:|---:|---:|---:|---:|---:|"
-for model in mlp cnn; do
-  for batch in 128 1024; do
-    run="$work/run-$model-$batch"
-    "$build_dir/gpuml" train --device cuda --model "$model" --epochs "$epochs" --batch-size "$batch" \
-      --data "$data" --out "$run" --quiet > "$run.log" 2>&1 || { tail -n 20 "$run.log"; echo "gpu-check: gpuml train failed" >&2; }
-    read -r g_s g_acc < <("$python" - "$run/metrics.csv" << 'PY' || echo "nan nan"
+md "| precision | model | batch | gpuml s/epoch | gpuml acc | torch eager | torch.compile | gpuml/eager (<= 0.5) | gpuml/compile (<= 0.8) |"
+md "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+for precision in $precisions; do
+  peer_cmd=("$python" "$peer")
+  [[ "$precision" == bf16 ]] && peer_cmd=("$python" "$root/bench/torch_autocast_bf16.py" "$peer")
+  for model in mlp cnn; do
+    for batch in 128 1024; do
+      run="$work/run-$precision-$model-$batch"
+      "$build_dir/gpuml" train --device cuda --model "$model" --epochs "$epochs" --batch-size "$batch" \
+        --precision "$precision" --data "$data" --out "$run" --quiet > "$run.log" 2>&1 \
+        || { tail -n 20 "$run.log"; echo "gpu-check: gpuml train failed" >&2; }
+      read -r g_s g_acc < <("$python" - "$run/metrics.csv" << 'PY' || echo "nan nan"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
 print(sum(float(r["epoch_seconds"]) for r in rows) / len(rows), rows[-1]["test_accuracy"])
 PY
 )
-    peer_s() { "$python" "$peer" "$model" "$epochs" --device cuda --batch-size "$batch" --data "$data" "$@" 2>/dev/null \
-      | sed -n 's/.*s_per_epoch=\([0-9.]*\).*/\1/p'; }
-    e_s="$(peer_s)"; c_s="$(peer_s --compile)"
-    row="$("$python" -c "
+      peer_s() { "${peer_cmd[@]}" "$model" "$epochs" --device cuda --batch-size "$batch" --data "$data" "$@" 2>/dev/null \
+        | sed -n 's/.*s_per_epoch=\([0-9.]*\).*/\1/p'; }
+      e_s="$(peer_s)"; c_s="$(peer_s --compile)"
+      row="$("$python" -c "
 g, e, c = float('$g_s'), float('${e_s:-nan}'), float('${c_s:-nan}')
-print(f'train $model b$batch|{g:.2f}|{e:.2f}|{c:.2f}|{g / e:.2f}|{g / c:.2f}')")"
-    IFS='|' read -r _ gs es cs re rc <<< "$row"
-    md "| $model | $batch | $gs | $g_acc | $es | $cs | $re | $rc |"
-    echo "$row" >> "$summary"
+print(f'train $precision $model b$batch|{g:.2f}|{e:.2f}|{c:.2f}|{g / e:.2f}|{g / c:.2f}')")"
+      IFS='|' read -r _ gs es cs re rc <<< "$row"
+      md "| $precision | $model | $batch | $gs | $g_acc | $es | $cs | $re | $rc |"
+      echo "$row" >> "$summary"
+    done
   done
 done
 
