@@ -40,18 +40,17 @@ void parallel_for(int64_t n, int64_t work, Body&& body) {
   }
 }
 
-// The sum over [0, n) of what `partial(begin, end)` returns for parallel_for's chunks, added in
-// chunk order. An OpenMP `reduction(+)` adds the threads' partials in the order they finish,
-// which with three or more threads changes the last bits from run to run; this does not, for a
-// given thread count.
+// The sum over [0, n) of `partial(begin, end)` over one fixed part per OpenMP thread, added in
+// part order. An OpenMP `reduction(+)` adds the threads' partials in the order they finish,
+// which with three or more threads changes the last bits from run to run. Here the parts depend
+// only on n and the thread count, so serial and parallel runs give the same bits too.
 template <typename Acc, typename Partial>
 Acc ordered_sum(int64_t n, int64_t work, Partial&& partial) {
-  std::vector<Acc> partials(static_cast<size_t>(std::max(1, omp_get_max_threads())), Acc{});
-  const int64_t threads = static_cast<int64_t>(partials.size());
-  const int64_t chunk = (n + threads - 1) / threads;
-  parallel_for(n, work, [&](int64_t begin, int64_t end) {
-    // Serial runs cover [0, n) in one call: slot 0. Parallel chunks start at multiples of chunk.
-    partials[static_cast<size_t>(chunk > 0 && end - begin < n ? begin / chunk : 0)] = partial(begin, end);
+  const int64_t parts = std::max<int64_t>(1, std::min<int64_t>(n, omp_get_max_threads()));
+  std::vector<Acc> partials(static_cast<size_t>(parts), Acc{});
+  parallel_for(parts, work, [&](int64_t first, int64_t last) {
+    for (int64_t k = first; k < last; ++k)
+      partials[static_cast<size_t>(k)] = partial(k * n / parts, (k + 1) * n / parts);
   });
   Acc total{};
   for (const Acc& p : partials) total += p;

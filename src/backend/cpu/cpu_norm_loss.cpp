@@ -59,8 +59,11 @@ void cross_entropy_kernel(const KernelCall& call) {  // (logits (N, C), labels (
       for (int64_t label : labels) kept += label >= 0;
       const double total = ordered_sum<double>(rows, rows * classes, [&](int64_t begin, int64_t end) {
         double acc = 0.0;
-        for (int64_t r = begin; r < end; ++r)
-          if (labels[r] >= 0) acc += log_sum_exp(px + r * classes, classes) - static_cast<double>(load(px[r * classes + labels[r]]));
+        for (int64_t r = begin; r < end; ++r) {
+          if (labels[r] < 0) continue;
+          const T* row = px + r * classes;
+          acc += log_sum_exp(row, classes) - static_cast<double>(load(row[labels[r]]));
+        }
         return acc;
       });
       ptr<T>(call.output)[0] = from_double<T>(kept == 0 ? kNaN : total / static_cast<double>(kept));
