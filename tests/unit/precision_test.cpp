@@ -35,14 +35,14 @@ struct Mlp {
   Graph g;
   Sym x, y, w1, b1, w2, loss;
   std::vector<Sym> grads;
-  explicit Mlp(Autocast mode) {
+  explicit Mlp(Autocast mode, Sym (*activation)(Sym) = relu) {
     x = g.input("x", {{16, 12}, DType::f32});
     y = g.input("y", {{16}, DType::i64});
     w1 = g.param("w1", {{20, 12}, DType::f32});
     b1 = g.param("b1", {{20}, DType::f32});
     w2 = g.param("w2", {{5, 20}, DType::f32});
     g.set_autocast(mode);
-    Sym h = relu(add(matmul(x, w1, false, true), b1));
+    Sym h = activation(add(matmul(x, w1, false, true), b1));
     loss = cross_entropy(matmul(h, w2, false, true), y);
     grads = gradients(g, loss, {w1, b1, w2});
   }
@@ -87,7 +87,10 @@ TEST(Autocast, IntegerAndF64ValuesAreLeftAlone) {
 }
 
 // The bf16 gradients approximate the f32 ones: bf16 keeps 8 bits of mantissa, so a few parts in
-// a hundred, summed over the batch. Both graphs run on the same fresh random inputs.
+// a hundred, summed over the batch. Both graphs run on the same fresh random inputs. The hidden
+// activation is tanh: with relu, a pre-activation that rounds across zero in bf16 switches a
+// whole row of the gradient (a different function, not a gradient error), and 1 run in 3 went
+// past 3%; with tanh the worst of 3000 runs was 1.7%.
 TEST(Autocast, Bf16GradientsAreCloseToF32Gradients) {
   std::mt19937_64 rng(std::random_device{}());
   std::map<std::string, Tensor> feeds{{"x", random_f32({16, 12}, rng)},
@@ -98,7 +101,7 @@ TEST(Autocast, Bf16GradientsAreCloseToF32Gradients) {
   for (double& l : labels) l = static_cast<double>(rng() % 5);
   feeds["y"] = Tensor::from_values({16}, labels, DType::i64);
   auto run = [&](Autocast mode) {
-    Mlp m(mode);
+    Mlp m(mode, [](Sym v) { return gpuml::tanh(v); });
     std::vector<Sym> outputs{m.loss};
     outputs.insert(outputs.end(), m.grads.begin(), m.grads.end());
     return Executor(plan_graph(m.g, outputs)).run(feeds);
