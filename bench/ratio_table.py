@@ -8,6 +8,9 @@ case the table shows each provider's GFLOP/s (median when repetitions were run) 
 speed as a fraction of oneDNN's and OpenBLAS's (1.00 = as fast, above 1 = faster): the kernel
 alone (gpuml_kernel, output preallocated as in the graph executor) and the eager run_op call
 (gpuml, which also allocates the output).
+
+Cases whose providers are `fused` and `unfused` (bench/fusion_bench.cpp: planned steps with and
+without the planner's matmul+bias+activation fusion) get a table of their own with fused/unfused.
 """
 import json
 import sys
@@ -62,6 +65,8 @@ def main():
     table, errors = load(sys.argv[1:])
     header = ["kind", "case", "gpuml kernel", "gpuml eager", "oneDNN", "oneDNN blocked", "OpenBLAS",
               "kernel/oneDNN", "kernel/OpenBLAS", "eager/oneDNN"]
+    fusion = {key: row for key, row in table.items() if "fused" in row or "unfused" in row}
+    table = {key: row for key, row in table.items() if key not in fusion}
     rows = []
     for (kind, case), row in table.items():
         kernel, eager, onednn, _, openblas = vals = [row.get(p, "") for p in PEERS]
@@ -72,6 +77,15 @@ def main():
     print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
     for r in rows:
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    if fusion:
+        print("\nPlanned steps, GFLOP/s of the matmuls (median); fused/unfused above 1: fusion is faster.")
+        frows = [["case", "fused", "unfused", "fused/unfused"]]
+        for (kind, case), row in fusion.items():
+            fused, unfused = row.get("fused", ""), row.get("unfused", "")
+            frows.append([f"{kind}/{case}", fmt_rate(fused), fmt_rate(unfused), ratio(fused, unfused)])
+        fwidths = [max(len(r[i]) for r in frows) for i in range(4)]
+        for r in frows:
+            print("  ".join(c.ljust(w) for c, w in zip(r, fwidths)))
     skipped = sorted({msg for msg in errors.values()})
     if skipped:
         print("\nskipped: " + "; ".join(skipped))

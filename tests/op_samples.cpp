@@ -121,6 +121,25 @@ std::vector<OpSample> build_samples() {
   }
   add(OpId::matmul, "batch_broadcast", {real({2, 1, 3, 4}), real({3, 4, 5})});
   add(OpId::matmul, "strided", {strided({6, 4}), real({4, 5})});
+  // matmul_bias_act, the planner's fused linear layer: every activation, a transposed weight as
+  // nn::Linear has it, a strided input.
+  {
+    auto fused = [](Activation act, bool trans_b, bool gelu_tanh) {
+      Attrs a;
+      a.activation = act;
+      a.trans_b = trans_b;
+      a.gelu_tanh = gelu_tanh;
+      return a;
+    };
+    add(OpId::matmul_bias_act, "bias", {real({7, 5}), real({5, 3}), real({3})}, fused(Activation::none, false, false));
+    add(OpId::matmul_bias_act, "relu_linear", {real({9, 6}), real({4, 6}), real({4})},
+        fused(Activation::relu, true, false));
+    add(OpId::matmul_bias_act, "gelu", {real({5, 8}), real({8, 6}), real({6})}, fused(Activation::gelu, false, false));
+    add(OpId::matmul_bias_act, "gelu_tanh", {real({5, 8}), real({6, 8}), real({6})},
+        fused(Activation::gelu, true, true));
+    add(OpId::matmul_bias_act, "strided", {strided({6, 4}), real({4, 5}), real({5})},
+        fused(Activation::relu, false, false));
+  }
   // Convolution: padding, stride, dilation, groups.
   add(OpId::conv2d, "pad1", {real({2, 3, 7, 6}), real({4, 3, 3, 3})}, conv(1, 1));
   add(OpId::conv2d, "stride2", {real({1, 2, 9, 8}), real({3, 2, 3, 2})}, conv(2, 0));

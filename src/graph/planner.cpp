@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "ops/type_rules.h"
 
 namespace gpuml {
 
@@ -20,7 +21,7 @@ Tensor layout_tensor(const TensorType& type, const Strides& strides) {
 
 // The ops whose f32 kernels may run on TF32 tensor cores (PlanOptions::allow_tf32).
 bool uses_tensor_cores(OpId op) {
-  return op == OpId::matmul || op == OpId::conv2d || op == OpId::conv2d_backward_data ||
+  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::conv2d || op == OpId::conv2d_backward_data ||
          op == OpId::conv2d_backward_filter;
 }
 
@@ -32,6 +33,7 @@ class Planner {
     reuse_ = options.reuse_memory;
     allow_tf32_ = options.allow_tf32;
     deterministic_ = options.deterministic;
+    fuse_ = options.fuse;
   }
 
   Plan run(const std::vector<Sym>& outputs);
@@ -49,7 +51,14 @@ class Planner {
     const PlanValue& v = plan_.values[value];
     return layout_tensor(v.type, v.strides).is_contiguous();
   }
+  // A matmul_bias_act step standing for graph node `at` (the add or the activation).
+  struct Fused {
+    int a, b, bias;  // graph ids of its inputs
+    Attrs attrs;
+  };
+  Backend* first_supporting(OpId op, DType dtype) const;
   Backend& place(OpId op, DType dtype) const;
+  void find_fusions(const std::vector<bool>& needed, const std::vector<Sym>& outputs);
   int new_buffer(const TensorType& type, Backend& backend, int graph_node);
   int emit_kernel(OpId op, const Attrs& attrs, std::vector<int> inputs, Backend& backend, int graph_node);
   int contiguous_copy(int value, Backend& backend);
@@ -65,14 +74,22 @@ class Planner {
   bool reuse_ = true;
   bool allow_tf32_ = false;
   bool deterministic_ = false;
+  bool fuse_ = true;
+  std::map<int, Fused> fused_;   // graph id of the fused chain's last node -> the fused step
+  std::vector<bool> absorbed_;   // graph ids computed inside a fused step, not planned themselves
   Plan plan_;
   std::vector<int> value_of_;                   // graph id -> plan value id
   std::map<std::pair<int, Backend*>, int> homed_;  // (value, backend) -> the value re-homed there
 };
 
-Backend& Planner::place(OpId op, DType dtype) const {
+Backend* Planner::first_supporting(OpId op, DType dtype) const {
   for (Backend* b : backends_)
-    if (b->supports(op, dtype)) return *b;
+    if (b->supports(op, dtype)) return b;
+  return nullptr;
+}
+
+Backend& Planner::place(OpId op, DType dtype) const {
+  if (Backend* b = first_supporting(op, dtype)) return *b;
   std::vector<std::string_view> names;
   for (Backend* b : backends_) names.push_back(b->name());
   GPUML_FAIL(ErrorKind::Unsupported, "plan_graph: no backend among [{}] has a {} kernel for {}", fmt::join(names, ", "),
@@ -187,7 +204,65 @@ int Planner::replay_on(int value, Backend& backend) {
   return emit_view(step.op, step.attrs, moved, -1);
 }
 
+// Finds act(add(matmul(a, b), bias)) chains to run as one matmul_bias_act step.
+void Planner::find_fusions(const std::vector<bool>& needed, const std::vector<Sym>& outputs) {
+  const int n = graph_.size();
+  absorbed_.assign(n, false);
+  if (!fuse_) return;
+  std::vector<int> uses(n, 0), user(n, -1);
+  for (int id = 0; id < n; ++id)
+    if (needed[id])
+      for (int in : graph_.node(id).inputs) ++uses[in], user[in] = id;
+  for (const Sym& s : outputs) ++uses[s.id];  // an output is also read after the last step
+  auto is_op = [&](int id, OpId op) { return graph_.node(id).role == NodeRole::Op && graph_.node(id).op == op; };
+  for (int id = 0; id < n; ++id) {
+    if (!needed[id] || !is_op(id, OpId::add)) continue;
+    const Node& add = graph_.node(id);
+    for (int side = 0; side < 2; ++side) {
+      const int mm = add.inputs[side], bias = add.inputs[1 - side];
+      if (!is_op(mm, OpId::matmul) || uses[mm] != 1 || graph_.type_of(mm) != add.type) continue;
+      const Node& m = graph_.node(mm);
+      const TensorType &ta = graph_.type_of(m.inputs[0]), &tb = graph_.type_of(m.inputs[1]);
+      const TensorType& tbias = graph_.type_of(bias);
+      if (ta.shape.size() != 2 || tb.shape.size() != 2 || tbias.dtype != add.type.dtype) continue;
+      MatmulDims d = matmul_dims(ta.shape, tb.shape, m.attrs);
+      if (d.k == 0 || tbias.shape != Shape{d.n}) continue;
+      // Only where the fused kernel runs on the backend that would run the matmul.
+      if (first_supporting(OpId::matmul_bias_act, add.type.dtype) != first_supporting(OpId::matmul, add.type.dtype))
+        continue;
+      Fused f{m.inputs[0], m.inputs[1], bias, m.attrs};
+      int last = id;
+      const int next = user[id];
+      if (uses[id] == 1 && next >= 0 && (is_op(next, OpId::relu) || is_op(next, OpId::gelu))) {
+        f.attrs.activation = is_op(next, OpId::relu) ? Activation::relu : Activation::gelu;
+        f.attrs.gelu_tanh = graph_.node(next).attrs.gelu_tanh;
+        absorbed_[id] = true;
+        last = next;
+      }
+      absorbed_[mm] = true;
+      fused_[last] = f;
+      break;
+    }
+  }
+}
+
 void Planner::plan_node(int id) {
+  if (absorbed_[id]) return;
+  if (auto it = fused_.find(id); it != fused_.end()) {
+    const Fused& f = it->second;
+    Backend& backend = place(OpId::matmul_bias_act, graph_.type_of(id).dtype);
+    std::vector<int> inputs;
+    for (int in : {f.a, f.b, f.bias}) {
+      int v = on_backend(value_of_[in], backend);
+      if (!backend.accepts_strided_inputs(OpId::matmul_bias_act) && !is_contiguous(v)) v = contiguous_copy(v, backend);
+      inputs.push_back(v);
+    }
+    Attrs attrs = f.attrs;
+    attrs.allow_tf32 = allow_tf32_;
+    attrs.deterministic = deterministic_;
+    value_of_[id] = emit_kernel(OpId::matmul_bias_act, attrs, std::move(inputs), backend, id);
+    return;
+  }
   const Node& node = graph_.node(id);
   if (node.role != NodeRole::Op) {
     PlanValue v;
@@ -312,6 +387,7 @@ Plan Planner::run(const std::vector<Sym>& outputs) {
     if (needed[id])
       for (int in : graph_.node(id).inputs) needed[in] = true;
   value_of_.assign(graph_.size(), -1);
+  find_fusions(needed, outputs);
   for (int id = 0; id < graph_.size(); ++id)
     if (needed[id]) plan_node(id);
   for (const Sym& s : outputs) plan_.outputs.push_back(value_of_[s.id]);

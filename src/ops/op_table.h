@@ -54,6 +54,8 @@
   X(log_softmax, 1, Softmax, true, "axis")                                                        \
   /* matrix and image ops */                                                                      \
   X(matmul, 2, Matmul, true, "trans_a trans_b")                                                   \
+  /* matmul + bias (N,) + activation in one kernel (a library epilogue); made by the planner */   \
+  X(matmul_bias_act, 3, Matmul, false, "trans_a trans_b activation gelu_tanh")                    \
   X(conv2d, 2, Conv, true, "stride padding dilation groups")                                      \
   X(conv2d_backward_data, 2, Backward, false, "shape stride padding dilation groups")            \
   X(conv2d_backward_filter, 2, Backward, false, "shape stride padding dilation groups")          \

@@ -239,6 +239,13 @@ TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
       require_same_dtype(op, in[0], in[1]);
       require_float(op, in[0]);
       MatmulDims d = matmul_dims(in[0].shape, in[1].shape, a);
+      if (op == OpId::matmul_bias_act) {
+        require_rank(op, in[0], 2, "a (M, K)");
+        require_rank(op, in[1], 2, "b (K, N)");
+        require_same_dtype(op, in[0], in[2]);
+        GPUML_CHECK_SHAPE(in[2].shape == Shape{d.n}, "matmul_bias_act: bias must be ({}) for {} columns, got {}",
+                          d.n, d.n, shape_str(in[2].shape));
+      }
       Shape s = d.batch;
       s.push_back(d.m);
       s.push_back(d.n);

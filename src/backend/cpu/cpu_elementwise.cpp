@@ -4,17 +4,14 @@
 // The strided loop merges dims, so a contiguous op is one long vectorisable row and a bias add
 // is rows against one contiguous bias row.
 #include <cmath>
-#include <numbers>
 
+#include "backend/cpu/cpu_activation.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_loops.h"
 
 namespace gpuml::cpu {
 
 namespace {
-
-constexpr double kSqrt2OverPi = 0.7978845608028654;
-constexpr double kGeluCubic = 0.044715;
 
 template <OpId Op, typename C>
 inline C unary_fn(C x) {
@@ -29,24 +26,6 @@ inline C unary_fn(C x) {
   else if constexpr (Op == OpId::sigmoid) return C(1) / (C(1) + std::exp(-x));
   else if constexpr (Op == OpId::relu) return x < C(0) ? C(0) : x;
   else static_assert(Op == OpId::neg, "not a unary op");
-}
-
-template <typename C>
-inline C gelu_fn(C x, bool tanh_form) {
-  if (tanh_form) return C(0.5) * x * (C(1) + std::tanh(C(kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x)));
-  return C(0.5) * x * (C(1) + std::erf(x * C(1.0 / std::numbers::sqrt2)));
-}
-
-template <typename C>
-inline C gelu_grad(C x, bool tanh_form) {
-  if (tanh_form) {
-    C t = std::tanh(C(kSqrt2OverPi) * (x + C(kGeluCubic) * x * x * x));
-    C du = C(kSqrt2OverPi) * (C(1) + C(3 * kGeluCubic) * x * x);
-    return C(0.5) * (C(1) + t) + C(0.5) * x * (C(1) - t * t) * du;
-  }
-  C cdf = C(0.5) * (C(1) + std::erf(x * C(1.0 / std::numbers::sqrt2)));
-  C pdf = std::exp(C(-0.5) * x * x) * C(1.0 / std::sqrt(2.0 * std::numbers::pi));
-  return cdf + x * pdf;
 }
 
 template <OpId Op, typename C>

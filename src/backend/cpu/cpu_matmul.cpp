@@ -1,8 +1,11 @@
 // matmul: oneDNN for f32/bf16, a plain OpenMP loop for f64 (oneDNN has no f64 on CPU).
 // Transposes are read through strides, never copied; batch dims (broadcast) loop over one cached
 // 2-d primitive, or fold into its M dim when b is shared by the whole batch.
+// matmul_bias_act is the same product with oneDNN's bias and an eltwise post-op (relu, gelu), so
+// the output is written once instead of three times; f64 applies them to each row as it is done.
 #include <fmt/format.h>
 
+#include "backend/cpu/cpu_activation.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_dnnl.h"
 #include "backend/cpu/cpu_loops.h"
@@ -35,30 +38,57 @@ MatrixView matrix_of(const Tensor& t, bool transposed) {
   return {r, c, rs, cs};
 }
 
-std::string matmul_key(DType dtype, const MatrixView& a, const MatrixView& b) {
-  return fmt::format("matmul {} {}x{} ({},{}) {}x{} ({},{})", dtype, a.rows, a.cols, a.row_stride,
-                     a.col_stride, b.rows, b.cols, b.row_stride, b.col_stride);
+// What matmul_bias_act adds to the product: a contiguous bias (N,) of the output's dtype, then
+// the activation. No bias: a plain matmul.
+struct Epilogue {
+  const void* bias = nullptr;
+  Activation act = Activation::none;
+  bool gelu_tanh = false;
+};
+
+std::string matmul_key(DType dtype, const MatrixView& a, const MatrixView& b, const Epilogue& ep) {
+  return fmt::format("matmul {} {}x{} ({},{}) {}x{} ({},{}) bias {} act {}{}", dtype, a.rows, a.cols, a.row_stride,
+                     a.col_stride, b.rows, b.cols, b.row_stride, b.col_stride, ep.bias != nullptr,
+                     static_cast<int>(ep.act), ep.gelu_tanh ? " tanh" : "");
 }
 
-// C (M, N) contiguous = A (M, K) * B (K, N), all pointers at element 0.
+dnnl::algorithm eltwise_of(Activation act, bool gelu_tanh) {
+  if (act == Activation::relu) return dnnl::algorithm::eltwise_relu;
+  return gelu_tanh ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
+}
+
+// C (M, N) contiguous = A (M, K) * B (K, N) [+ bias, activation], all pointers at element 0.
 void dnnl_matmul_2d(DnnlContext& ctx, DType dtype, const MatrixView& a, const MatrixView& b,
-                    const void* a_data, const void* b_data, void* c_data) {
+                    const void* a_data, const void* b_data, void* c_data, const Epilogue& ep) {
   using dims = dnnl::memory::dims;
   auto dt = dnnl_type(dtype);
   dnnl::memory::desc a_md(dims{a.rows, a.cols}, dt, dims{a.row_stride, a.col_stride});
   dnnl::memory::desc b_md(dims{b.rows, b.cols}, dt, dims{b.row_stride, b.col_stride});
   dnnl::memory::desc c_md(dims{a.rows, b.cols}, dt, dims{b.cols, 1});
-  dnnl::primitive p = ctx.primitive(matmul_key(dtype, a, b), [&] {
-    return dnnl::matmul(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a_md, b_md, c_md), ctx.engine()));
+  dnnl::memory::desc bias_md(dims{1, b.cols}, dt, dims{b.cols, 1});
+  dnnl::primitive p = ctx.primitive(matmul_key(dtype, a, b, ep), [&] {
+    dnnl::primitive_attr attr;
+    if (ep.act != Activation::none) {
+      dnnl::post_ops ops;
+      ops.append_eltwise(1.f, eltwise_of(ep.act, ep.gelu_tanh), 0.f, 0.f);
+      attr.set_post_ops(ops);
+    }
+    auto desc = ep.bias ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md) : dnnl::matmul::desc(a_md, b_md, c_md);
+    return dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, ctx.engine()));
   });
-  ctx.execute(p, {{DNNL_ARG_SRC, ctx.memory(a_md, a_data)},
-                  {DNNL_ARG_WEIGHTS, ctx.memory(b_md, b_data)},
-                  {DNNL_ARG_DST, ctx.memory(c_md, c_data)}});
+  std::unordered_map<int, dnnl::memory> args{{DNNL_ARG_SRC, ctx.memory(a_md, a_data)},
+                                             {DNNL_ARG_WEIGHTS, ctx.memory(b_md, b_data)},
+                                             {DNNL_ARG_DST, ctx.memory(c_md, c_data)}};
+  if (ep.bias) args.emplace(DNNL_ARG_BIAS, ctx.memory(bias_md, ep.bias));
+  ctx.execute(p, args);
 }
 
-// f64: rows of C in parallel, the k loop outside the n loop so the inner loop streams B's rows.
-void loop_matmul_2d(const MatrixView& a, const MatrixView& b, const double* pa, const double* pb, double* pc) {
+// f64: rows of C in parallel, the k loop outside the n loop so the inner loop streams B's rows;
+// the epilogue runs on each row while it is still in cache.
+void loop_matmul_2d(const MatrixView& a, const MatrixView& b, const double* pa, const double* pb, double* pc,
+                    const Epilogue& ep) {
   int64_t m = a.rows, k = a.cols, n = b.cols;
+  const double* bias = static_cast<const double*>(ep.bias);
   parallel_for(m, m * k * n, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) {
       double* c = pc + i * n;
@@ -73,6 +103,8 @@ void loop_matmul_2d(const MatrixView& a, const MatrixView& b, const double* pa, 
           for (int64_t j = 0; j < n; ++j) c[j] += av * brow[j * b.col_stride];
         }
       }
+      if (bias)
+        for (int64_t j = 0; j < n; ++j) c[j] = activation_fn(ep.act, ep.gelu_tanh, c[j] + bias[j]);
     }
   });
 }
@@ -84,7 +116,7 @@ Strides batch_strides(const Tensor& t, const Shape& batch) {
   return broadcast_strides(s, st, batch);
 }
 
-void matmul_kernel(const KernelCall& call) {
+void run_matmul(const KernelCall& call, const Epilogue& ep) {
   Tensor a = call.inputs[0], b = call.inputs[1];
   const Tensor& out = call.output;
   const Attrs& attrs = call.attrs;
@@ -92,6 +124,7 @@ void matmul_kernel(const KernelCall& call) {
   if (out.numel() == 0) return;
   DType dtype = out.dtype();
   if (d.k == 0) {
+    GPUML_CHECK_KIND(ErrorKind::Internal, !ep.bias, "matmul_bias_act: inner dim 0 (the planner never fuses it)");
     fill_value(out, 0.0);
     return;
   }
@@ -113,9 +146,9 @@ void matmul_kernel(const KernelCall& call) {
   auto run_2d = [&](const MatrixView& va, const char* pa, const char* pb, char* pc) {
     if (dtype == DType::f64) {
       loop_matmul_2d(va, mb, reinterpret_cast<const double*>(pa), reinterpret_cast<const double*>(pb),
-                     reinterpret_cast<double*>(pc));
+                     reinterpret_cast<double*>(pc), ep);
     } else {
-      dnnl_matmul_2d(cpu_backend_of(call).dnnl(), dtype, va, mb, pa, pb, pc);
+      dnnl_matmul_2d(cpu_backend_of(call).dnnl(), dtype, va, mb, pa, pb, pc, ep);
     }
   };
   const char* a0 = static_cast<const char*>(a.raw_data());
@@ -155,13 +188,24 @@ void matmul_kernel(const KernelCall& call) {
   });
 }
 
+void matmul_kernel(const KernelCall& call) { run_matmul(call, {}); }
+
+void matmul_bias_act_kernel(const KernelCall& call) {
+  Tensor bias = call.inputs[2].is_contiguous() ? call.inputs[2] : contiguous_copy(call.inputs[2]);
+  run_matmul(call, {bias.raw_data(), call.attrs.activation, call.attrs.gelu_tanh});
+}
+
 }  // namespace
 
 void register_matmul_kernels(CpuBackend& backend) {
-  if (backend.dnnl().supports_bf16())
-    backend.add_kernel(OpId::matmul, matmul_kernel, {DType::f32, DType::f64, DType::bf16});
-  else
-    backend.add_kernel(OpId::matmul, matmul_kernel, {DType::f32, DType::f64});
+  auto add = [&](OpId op, KernelFn fn) {
+    if (backend.dnnl().supports_bf16())
+      backend.add_kernel(op, fn, {DType::f32, DType::f64, DType::bf16});
+    else
+      backend.add_kernel(op, fn, {DType::f32, DType::f64});
+  };
+  add(OpId::matmul, matmul_kernel);
+  add(OpId::matmul_bias_act, matmul_bias_act_kernel);
 }
 
 }  // namespace gpuml::cpu

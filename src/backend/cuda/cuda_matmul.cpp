@@ -1,6 +1,11 @@
 // matmul on cuBLASLt: f32 (tf32 tensor cores when the planner allows it), f64, bf16 and f16 (f32
 // accumulation), transposes, and batches as strided batches (a broadcast operand gets stride 0;
-// a partially broadcast one is materialised first). Bias/activation epilogues come later.
+// a partially broadcast one is materialised first).
+//
+// matmul_bias_act (made by the planner from matmul + bias add + relu/gelu) runs as one cuBLASLt
+// call with the BIAS, RELU_BIAS or GELU_BIAS epilogue. cuBLASLt's GELU is the tanh form, so the
+// erf form takes the BIAS epilogue and one in-place gelu kernel. If cuBLASLt offers no algorithm
+// with the epilogue, the plain product is followed by in-place bias-add and activation kernels.
 //
 // cuBLASLt is column-major; a row-major (M, N) C is a column-major (N, M) C^T = B^T A^T, so the
 // operands are passed swapped and nothing is transposed in memory.
@@ -72,7 +77,32 @@ int64_t batch_stride(const KernelCall& c, const Tensor& t, const Shape& batch, i
   return matrix;
 }
 
-void matmul_kernel(const KernelCall& c) {
+// The cuBLASLt epilogue for matmul_bias_act's activation; the erf gelu is applied afterwards.
+cublasLtEpilogue_t epilogue_of(const Attrs& a) {
+  if (a.activation == Activation::relu) return CUBLASLT_EPILOGUE_RELU_BIAS;
+  if (a.activation == Activation::gelu && a.gelu_tanh) return CUBLASLT_EPILOGUE_GELU_BIAS;
+  return CUBLASLT_EPILOGUE_BIAS;
+}
+
+// In place on the contiguous output: + bias (broadcast over rows) if `add_bias`, then the
+// activation if `activate`.
+void bias_and_activation(const KernelCall& c, bool add_bias, bool activate) {
+  const Shape& shape = c.output.shape();
+  const cudaStream_t stream = cuda_backend_of(c).stream_of(c);
+  const ElemType t = elem_type(c.output.dtype());
+  const StridedView out = view_of(c.output);
+  launch("matmul_bias_act", [&] {
+    if (add_bias)
+      launch_binary(BinaryOp::add, t, out, view_over(c.inputs[2], shape), c.output.raw_data(),
+                    layout_of(shape, "matmul_bias_act"), stream);
+    if (activate)
+      launch_unary(c.attrs.activation == Activation::relu ? UnaryOp::relu : UnaryOp::gelu, t, out,
+                   c.output.raw_data(), layout_of(shape, "matmul_bias_act"), c.attrs.gelu_tanh, stream);
+  });
+}
+
+// matmul, or matmul_bias_act when `fused`.
+void run_matmul(const KernelCall& c, bool fused) {
   CudaBackend& gpu = cuda_backend_of(c);
   const Tensor &a = c.inputs[0], &b = c.inputs[1];
   MatmulDims dims = matmul_dims(a.shape(), b.shape(), c.attrs);
@@ -82,6 +112,7 @@ void matmul_kernel(const KernelCall& c) {
   if (c.output.numel() == 0) return;
   if (k == 0) {
     GPUML_CUDA_CHECK(cudaMemsetAsync(c.output.raw_data(), 0, c.output.nbytes(), stream), "matmul");
+    if (fused) bias_and_activation(c, true, c.attrs.activation != Activation::none);
     return;
   }
   Tensor a_mem, b_mem;
@@ -96,6 +127,13 @@ void matmul_kernel(const KernelCall& c) {
   cublasOperation_t op_second = c.attrs.trans_a ? CUBLAS_OP_T : CUBLAS_OP_N;
   GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
   GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
+  // The bias is per row of the swapped column-major C^T (n x m): per column of the row-major C.
+  cublasLtEpilogue_t epilogue = fused ? epilogue_of(c.attrs) : CUBLASLT_EPILOGUE_DEFAULT;
+  if (fused) {
+    const void* bias = c.inputs[2].raw_data();
+    GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
 
   // Column-major layouts (rows, cols, leading dim) of the swapped problem C^T (n x m) = B^T A^T.
   LtHandle<cublasLtMatrixLayout_t, cublasLtMatrixLayoutDestroy> la, lb, lc;
@@ -124,8 +162,17 @@ void matmul_kernel(const KernelCall& c) {
                                                           sizeof(ws_bytes)));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
-  GPUML_CUBLAS_CHECK(
-      cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found));
+  // A status other than success with an epilogue means "not with this epilogue": retry plain.
+  cublasStatus_t st =
+      cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found);
+  bool epilogue_done = fused;
+  if (fused && (st != CUBLAS_STATUS_SUCCESS || found == 0)) {
+    epilogue = CUBLASLT_EPILOGUE_DEFAULT;
+    epilogue_done = false;
+    GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    st = cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found);
+  }
+  GPUML_CUBLAS_CHECK(st);
   GPUML_CHECK_KIND(ErrorKind::Unsupported, found > 0, "cuda matmul: cuBLASLt has no algorithm for ({}, {}) x ({}, {}) {}",
                    m, k, k, n, c.output.dtype());
   void* workspace = gpu.workspace(ws_bytes, "matmul");
@@ -136,12 +183,23 @@ void matmul_kernel(const KernelCall& c) {
   GPUML_CUBLAS_CHECK(cublasLtMatmul(gpu.cublaslt(), op.h, alpha, b_mem.raw_data(), la.h, a_mem.raw_data(), lb.h, beta,
                                     c.output.raw_data(), lc.h, c.output.raw_data(), lc.h, &heuristic.algo, workspace,
                                     ws_bytes, stream));
+  if (fused) {
+    const bool erf_gelu = c.attrs.activation == Activation::gelu && !c.attrs.gelu_tanh;
+    bias_and_activation(c, !epilogue_done, c.attrs.activation != Activation::none && (!epilogue_done || erf_gelu));
+  }
 }
+
+void matmul_kernel(const KernelCall& c) { run_matmul(c, false); }
+void matmul_bias_act_kernel(const KernelCall& c) { run_matmul(c, true); }
 
 }  // namespace
 
 void register_matmul_kernels(CudaBackend& b) {
   b.add_kernel(OpId::matmul, matmul_kernel, {DType::f32, DType::f64, DType::bf16, DType::f16}, /*strided_inputs=*/false);
+  // cuBLASLt's bias epilogues take f32, bf16 and f16 outputs; f64 stays unfused (the planner
+  // fuses only where the backend that runs the matmul also has this kernel).
+  b.add_kernel(OpId::matmul_bias_act, matmul_bias_act_kernel, {DType::f32, DType::bf16, DType::f16},
+               /*strided_inputs=*/false);
 }
 
 }  // namespace gpuml::cuda

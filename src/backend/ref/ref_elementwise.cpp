@@ -128,6 +128,15 @@ void where_kernel(const KernelCall& c) {
 
 }  // namespace
 
+double activation_fn(Activation act, bool gelu_tanh_form, double x) {
+  switch (act) {
+    case Activation::none: return x;
+    case Activation::relu: return relu_fn(x);
+    case Activation::gelu: return gelu_tanh_form ? gelu_tanh(x) : gelu_erf(x);
+  }
+  return x;
+}
+
 std::vector<KernelEntry> elementwise_kernels() {
   return {
       {OpId::neg, unary_kernel<neg_fn>, kNumericDTypes},

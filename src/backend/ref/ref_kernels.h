@@ -24,6 +24,7 @@
 #include "core/dtype.h"
 #include "core/shape.h"
 #include "core/tensor.h"
+#include "ops/attrs.h"
 
 namespace gpuml::ref {
 
@@ -111,6 +112,10 @@ inline constexpr DType kEveryDType[] = {DType::f32, DType::f64, DType::bf16, DTy
                                         DType::i32, DType::i64, DType::u8,   DType::boolean};
 inline constexpr DType kIndexDTypes[] = {DType::i32, DType::i64};
 inline constexpr DType kBoolDType[] = {DType::boolean};
+
+// The activations that matmul_bias_act applies after its bias (ref_elementwise.cpp), the same
+// scalar functions as the relu and gelu kernels.
+double activation_fn(Activation act, bool gelu_tanh_form, double x);
 
 // One row of a family's registration list. `dtypes` is keyed like Backend::supports: the first
 // input's dtype (the output's for creation ops).

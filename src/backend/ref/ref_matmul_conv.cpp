@@ -9,7 +9,8 @@ namespace gpuml::ref {
 namespace {
 
 // matmul: a (..., M, K) [(..., K, M) if trans_a], b (..., K, N) [(..., N, K) if trans_b].
-void matmul_kernel(const KernelCall& c) {
+// Returns the (B, M, N) products.
+std::vector<double> matmul_values(const KernelCall& c) {
   const Attrs& attrs = c.attrs;
   MatmulDims dims = matmul_dims(c.inputs[0].shape(), c.inputs[1].shape(), attrs);
   Tensor a = attrs.trans_a ? c.inputs[0].transpose(-1, -2) : c.inputs[0];  // (..., M, K) view
@@ -28,6 +29,18 @@ void matmul_kernel(const KernelCall& c) {
         for (int64_t p = 0; p < k; ++p) acc += av[(bi * m + i) * k + p] * bv[(bi * k + p) * n + j];
         out[(bi * m + i) * n + j] = acc;
       }
+  return out;
+}
+
+void matmul_kernel(const KernelCall& c) { store(c.output, matmul_values(c)); }
+
+// matmul_bias_act(a, b, bias (N,)): activation(a @ b + bias), rounded once into the output.
+void matmul_bias_act_kernel(const KernelCall& c) {
+  std::vector<double> out = matmul_values(c);
+  std::vector<double> bias = load(c.inputs[2]);
+  const size_t n = bias.size();
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = activation_fn(c.attrs.activation, c.attrs.gelu_tanh, out[i] + bias[i % n]);
   store(c.output, out);
 }
 
@@ -100,6 +113,7 @@ void conv2d_backward_filter_kernel(const KernelCall& c) {
 std::vector<KernelEntry> matmul_conv_kernels() {
   return {
       {OpId::matmul, matmul_kernel, kFloatDTypes},
+      {OpId::matmul_bias_act, matmul_bias_act_kernel, kFloatDTypes},
       {OpId::conv2d, conv2d_kernel, kFloatDTypes},
       // The type rules do not restrict the dtypes of the backward ops; ref computes any of them.
       {OpId::conv2d_backward_data, conv2d_backward_data_kernel, kEveryDType},

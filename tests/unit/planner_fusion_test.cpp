@@ -1,0 +1,216 @@
+// The planner's fusion of matmul + bias add [+ relu/gelu] into one matmul_bias_act step: where it
+// fuses, where it must not, and that fused plans compute what unfused plans compute, forward and
+// backward, on fresh random inputs.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+#include "graph/autodiff.h"
+#include "graph/executor.h"
+
+namespace gpuml {
+namespace {
+
+Tensor random_tensor(const Shape& shape, std::mt19937_64& rng, DType dtype) {
+  std::vector<double> v(static_cast<size_t>(numel(shape)));
+  for (double& x : v) x = std::normal_distribution<double>(0.0, 1.0)(rng);
+  return Tensor::from_values(shape, v, dtype);
+}
+
+int count_steps(const Plan& plan, OpId op) {
+  return static_cast<int>(std::count_if(plan.steps.begin(), plan.steps.end(), [&](const PlanStep& s) {
+    return s.kind == StepKind::Kernel && s.op == op;
+  }));
+}
+
+std::vector<const PlanStep*> fused_steps(const Plan& plan) {
+  std::vector<const PlanStep*> out;
+  for (const PlanStep& s : plan.steps)
+    if (s.kind == StepKind::Kernel && s.op == OpId::matmul_bias_act) out.push_back(&s);
+  return out;
+}
+
+PlanOptions unfused() {
+  PlanOptions o;
+  o.fuse = false;
+  return o;
+}
+
+// Three layers as nn::Linear builds them (weight (out, in), trans_b): relu, tanh-gelu, none.
+struct ThreeLayers {
+  Graph g;
+  Sym x, w1, b1, w2, b2, w3, b3, h1, h2, y;
+  explicit ThreeLayers(DType dtype, Autocast autocast = Autocast::off) {
+    g.set_autocast(autocast);
+    x = g.input("x", {{12, 16}, dtype});
+    w1 = g.param("w1", {{32, 16}, dtype});
+    b1 = g.param("b1", {{32}, dtype});
+    w2 = g.param("w2", {{24, 32}, dtype});
+    b2 = g.param("b2", {{24}, dtype});
+    w3 = g.param("w3", {{10, 24}, dtype});
+    b3 = g.param("b3", {{10}, dtype});
+    h1 = relu(add(matmul(x, w1, false, true), b1));
+    h2 = gelu(add(matmul(h1, w2, false, true), b2), /*tanh*/ true);
+    y = add(matmul(h2, w3, false, true), b3);
+  }
+  std::map<std::string, Tensor> feeds(std::mt19937_64& rng, DType dtype) const {
+    std::map<std::string, Tensor> f;
+    for (const char* name : {"x", "w1", "b1", "w2", "b2", "w3", "b3"})
+      f[name] = random_tensor(g.type_of(g.find_leaf(name)).shape, rng, dtype);
+    return f;
+  }
+};
+
+void expect_close(const std::vector<Tensor>& got, const std::vector<Tensor>& want, double tol) {
+  ASSERT_EQ(got.size(), want.size());
+  for (size_t i = 0; i < got.size(); ++i) {
+    ASSERT_EQ(got[i].shape(), want[i].shape()) << "output " << i;
+    std::vector<double> a = got[i].to_doubles(), b = want[i].to_doubles();
+    for (size_t j = 0; j < a.size(); ++j)
+      ASSERT_NEAR(a[j], b[j], tol * (1 + std::fabs(b[j]))) << "output " << i << " element " << j;
+  }
+}
+
+TEST(Fusion, EachLinearLayerOfAForwardPassBecomesOneStep) {
+  ThreeLayers m(DType::f32);
+  Plan fused = plan_graph(m.g, {m.y});
+  SCOPED_TRACE(fused.to_string());
+  std::vector<const PlanStep*> steps = fused_steps(fused);
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps[0]->attrs.activation, Activation::relu);
+  EXPECT_EQ(steps[1]->attrs.activation, Activation::gelu);
+  EXPECT_TRUE(steps[1]->attrs.gelu_tanh);
+  EXPECT_EQ(steps[2]->attrs.activation, Activation::none);
+  for (const PlanStep* s : steps) EXPECT_TRUE(s->attrs.trans_b);
+  EXPECT_EQ(fused.steps.size(), 3u) << "nothing but the three fused steps";
+
+  Plan separate = plan_graph(m.g, {m.y}, unfused());
+  EXPECT_EQ(count_steps(separate, OpId::matmul_bias_act), 0);
+  EXPECT_EQ(count_steps(separate, OpId::matmul), 3);
+  EXPECT_LT(fused.peak_bytes(), separate.peak_bytes());
+
+  std::mt19937_64 rng(std::random_device{}());
+  Executor a(std::move(fused)), b(std::move(separate));
+  for (int run = 0; run < 3; ++run) {
+    auto feeds = m.feeds(rng, DType::f32);
+    expect_close(a.run(feeds), b.run(feeds), 1e-5);
+  }
+}
+
+// Training: relu's backward reads relu's output, so relu fuses; gelu's backward reads gelu's
+// input (the sum), so only the bias fuses into that layer and gelu stays a step of its own.
+TEST(Fusion, TrainingFusesOnlyWhatBackwardDoesNotRead) {
+  ThreeLayers m(DType::f64);
+  Sym loss = mean(mul(tanh(m.y), m.y));
+  std::vector<Sym> outputs{loss};
+  for (Sym s : gradients(m.g, loss, {m.x, m.w1, m.b1, m.w2, m.b2, m.w3, m.b3})) outputs.push_back(s);
+  Plan fused = plan_graph(m.g, outputs);
+  SCOPED_TRACE(fused.to_string());
+  std::vector<const PlanStep*> steps = fused_steps(fused);
+  ASSERT_EQ(steps.size(), 3u);
+  EXPECT_EQ(steps[0]->attrs.activation, Activation::relu);
+  EXPECT_EQ(steps[1]->attrs.activation, Activation::none);
+  EXPECT_EQ(steps[2]->attrs.activation, Activation::none);
+  EXPECT_EQ(count_steps(fused, OpId::gelu), 1);
+  EXPECT_EQ(count_steps(fused, OpId::relu), 0);
+  EXPECT_EQ(count_steps(fused, OpId::gelu_backward), 1);
+  EXPECT_EQ(count_steps(fused, OpId::relu_backward), 1);
+
+  Plan separate = plan_graph(m.g, outputs, unfused());
+  EXPECT_LE(fused.peak_bytes(), separate.peak_bytes());
+  std::mt19937_64 rng(std::random_device{}());
+  Executor a(std::move(fused)), b(std::move(separate));
+  for (int run = 0; run < 3; ++run) {
+    auto feeds = m.feeds(rng, DType::f64);
+    expect_close(a.run(feeds), b.run(feeds), 1e-12);
+  }
+}
+
+TEST(Fusion, Bf16AutocastFusesTheCastBias) {
+  ThreeLayers m(DType::f32, Autocast::bf16);
+  Sym out = cast(m.y, DType::f32);
+  Plan fused = plan_graph(m.g, {out});
+  SCOPED_TRACE(fused.to_string());
+  std::vector<const PlanStep*> steps = fused_steps(fused);
+  ASSERT_EQ(steps.size(), 3u);
+  for (const PlanStep* s : steps) EXPECT_EQ(fused.values[s->output].type.dtype, DType::bf16);
+  std::mt19937_64 rng(std::random_device{}());
+  Executor a(std::move(fused)), b(plan_graph(m.g, {out}, unfused()));
+  // The fused step rounds to bf16 once where the unfused steps round three times, so the two
+  // differ by bf16 rounding: compared as relative RMS over the whole output.
+  for (int run = 0; run < 3; ++run) {
+    auto feeds = m.feeds(rng, DType::f32);
+    std::vector<double> got = a.run(feeds)[0].to_doubles(), want = b.run(feeds)[0].to_doubles();
+    double err = 0, norm = 0;
+    for (size_t i = 0; i < got.size(); ++i) {
+      err += (got[i] - want[i]) * (got[i] - want[i]);
+      norm += want[i] * want[i];
+    }
+    EXPECT_LT(std::sqrt(err / norm), 2e-2);
+  }
+}
+
+TEST(Fusion, NotWhereAnIntermediateIsReadElsewhereOrTheShapesDoNotFit) {
+  Graph g;
+  Sym x = g.input("x", {{6, 8}, DType::f32});
+  Sym w = g.param("w", {{8, 5}, DType::f32});
+  Sym b = g.param("b", {{5}, DType::f32});
+  Sym row = g.param("row", {{1, 5}, DType::f32});
+  Sym x3 = g.input("x3", {{2, 6, 8}, DType::f32});
+
+  Sym product = matmul(x, w);
+  Sym summed = add(product, b);
+  // The product is an output: it must exist, so nothing fuses.
+  EXPECT_EQ(count_steps(plan_graph(g, {relu(summed), product}), OpId::matmul_bias_act), 0);
+  // The sum is an output: the bias fuses, the relu stays.
+  Plan keep_sum = plan_graph(g, {relu(summed), summed});
+  ASSERT_EQ(fused_steps(keep_sum).size(), 1u) << keep_sum.to_string();
+  EXPECT_EQ(fused_steps(keep_sum)[0]->attrs.activation, Activation::none);
+  EXPECT_EQ(count_steps(keep_sum, OpId::relu), 1);
+  // A (1, N) bias is a broadcast add, not a bias vector.
+  EXPECT_EQ(count_steps(plan_graph(g, {add(matmul(x, w), row)}), OpId::matmul_bias_act), 0);
+  // A batched matmul stays a matmul.
+  EXPECT_EQ(count_steps(plan_graph(g, {add(matmul(x3, w), b)}), OpId::matmul_bias_act), 0);
+  // A bias that broadcasts the product to a bigger shape is not a bias.
+  Sym wide = g.param("wide", {{3, 6, 5}, DType::f32});
+  EXPECT_EQ(count_steps(plan_graph(g, {add(matmul(x, w), wide)}), OpId::matmul_bias_act), 0);
+  // Either operand order of the add is a bias add.
+  EXPECT_EQ(count_steps(plan_graph(g, {relu(add(b, matmul(x, w)))}), OpId::matmul_bias_act), 1);
+}
+
+// A backend with matmul but no matmul_bias_act: fusing would move the matmul to the next backend,
+// so the planner keeps it unfused where it is.
+class MatmulOnlyBackend final : public Backend {
+ public:
+  MatmulOnlyBackend() { register_kernel(OpId::matmul, matmul_kernel, {DType::f64}); }
+  std::string_view name() const override { return "matmul-only"; }
+  std::string description() const override { return "test backend"; }
+  Device device() const override { return Device{}; }
+  void* allocate(size_t bytes) override { return host_allocator().allocate(bytes); }
+  void deallocate(void* p, size_t bytes) override { host_allocator().deallocate(p, bytes); }
+
+ private:
+  static void matmul_kernel(const KernelCall& call) { backend_registry().reference().run(OpId::matmul, call); }
+};
+
+TEST(Fusion, NotWhereTheMatmulsBackendLacksTheFusedKernel) {
+  MatmulOnlyBackend only;
+  Graph g;
+  Sym x = g.input("x", {{4, 3}, DType::f64});
+  Sym w = g.param("w", {{3, 2}, DType::f64});
+  Sym b = g.param("b", {{2}, DType::f64});
+  PlanOptions options;
+  options.backends = {&only, &backend_registry().reference()};
+  Plan plan = plan_graph(g, {relu(add(matmul(x, w), b))}, options);
+  SCOPED_TRACE(plan.to_string());
+  EXPECT_EQ(count_steps(plan, OpId::matmul_bias_act), 0);
+  for (const PlanStep& s : plan.steps)
+    if (s.kind == StepKind::Kernel && s.op == OpId::matmul) {
+      EXPECT_EQ(s.backend, &only);
+    }
+}
+
+}  // namespace
+}  // namespace gpuml
