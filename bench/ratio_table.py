@@ -73,10 +73,11 @@ def main():
         rows.append([kind, case] + [fmt_rate(v) for v in vals] +
                     [ratio(kernel, onednn), ratio(kernel, openblas), ratio(eager, onednn)])
     widths = [max(len(str(r[i])) for r in rows + [header]) for i in range(len(header))]
-    print("GFLOP/s, median of the repetitions (higher is better); ratios above 1: gpuml is faster.")
-    print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
-    for r in rows:
-        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
+    if rows:
+        print("GFLOP/s, median of the repetitions (higher is better); ratios above 1: gpuml is faster.")
+        print("  ".join(h.ljust(w) for h, w in zip(header, widths)))
+        for r in rows:
+            print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
     if fusion:
         print("\nPlanned steps, GFLOP/s of the matmuls (median); fused/unfused above 1: fusion is faster.")
         frows = [["case", "fused", "unfused", "fused/unfused"]]
