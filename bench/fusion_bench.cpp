@@ -1,7 +1,7 @@
-// The planner's matmul + bias + activation fusion (PlanOptions::fuse) measured on whole planned
-// steps: the mlp preset's layers (784-256-128-10, relu) as a training step (forward, loss,
-// gradients) and as an inference step, each planned once with fusion and once without, on the
-// cpu backend. Same graph, same feeds, same executor: the ratio is the fusion's effect alone.
+// The planner's matmul/conv2d + bias + activation fusion (PlanOptions::fuse) measured on whole
+// planned steps: the mlp and cnn presets' layers as a training step (forward, loss, gradients)
+// and as an inference step, each planned once with fusion and once without, on the cpu backend.
+// Same graph, same feeds, same executor: the ratio is the fusion's effect alone.
 #include <fmt/format.h>
 
 #include <random>
@@ -15,27 +15,47 @@ namespace gpuml::bench {
 
 namespace {
 
-struct MlpStep {
+// One planned step of a preset's layers, built as nn::Linear and nn::Conv2d build them.
+struct PresetStep {
   Graph g;
   std::vector<Sym> outputs;
   std::map<std::string, Tensor> feeds;
-  double flops = 0;
+  std::vector<Sym> params;
+  double flops = 0;  // of the matmuls and convolutions, forward (x3 for a training step)
 
-  MlpStep(int64_t batch, bool train) {
-    const int64_t sizes[] = {784, 256, 128, 10};
-    Sym h = g.input("x", {{batch, 784}, DType::f32});
-    std::vector<Sym> params;
-    feeds["x"] = random_host_tensor({batch, 784}, 1);
-    for (int l = 0; l < 3; ++l) {
-      const std::string w = fmt::format("w{}", l), b = fmt::format("b{}", l);
-      params.push_back(g.param(w, {{sizes[l + 1], sizes[l]}, DType::f32}));
-      params.push_back(g.param(b, {{sizes[l + 1]}, DType::f32}));
-      feeds[w] = random_host_tensor({sizes[l + 1], sizes[l]}, 10 + l);
-      feeds[b] = random_host_tensor({sizes[l + 1]}, 20 + l);
-      h = add(matmul(h, params[2 * l], false, true), params[2 * l + 1]);
-      if (l < 2) h = relu(h);
-      flops += 2.0 * batch * sizes[l] * sizes[l + 1] * (train ? 3 : 1);
+  Sym param(const Shape& shape) {
+    const std::string name = fmt::format("p{}", params.size());
+    params.push_back(g.param(name, {shape, DType::f32}));
+    feeds[name] = random_host_tensor(shape, static_cast<uint32_t>(10 + params.size()));
+    return params.back();
+  }
+  Sym linear(Sym h, int64_t in, int64_t out, bool act) {
+    h = add(matmul(h, param({out, in}), false, true), param({out}));
+    flops += 2.0 * static_cast<double>(h.shape()[0] * in * out);
+    return act ? relu(h) : h;
+  }
+  Sym conv(Sym h, int64_t in, int64_t out) {
+    Attrs same;
+    same.padding = {1, 1};
+    h = add(conv2d(h, param({out, in, 3, 3}), same), reshape(param({out}), {1, out, 1, 1}));
+    flops += 2.0 * static_cast<double>(numel(h.shape()) * in * 9);
+    return relu(h);
+  }
+
+  PresetStep(const std::string& model, int64_t batch, bool train) {
+    Sym h;
+    if (model == "mlp") {
+      h = g.input("x", {{batch, 784}, DType::f32});
+      feeds["x"] = random_host_tensor({batch, 784}, 1);
+      h = linear(linear(linear(h, 784, 256, true), 256, 128, true), 128, 10, false);
+    } else {
+      h = g.input("x", {{batch, 1, 28, 28}, DType::f32});
+      feeds["x"] = random_host_tensor({batch, 1, 28, 28}, 1);
+      h = max_pool2d(conv(h, 1, 32), 2);
+      h = max_pool2d(conv(h, 32, 64), 2);
+      h = linear(linear(reshape(h, {batch, 64 * 7 * 7}), 64 * 7 * 7, 128, true), 128, 10, false);
     }
+    if (train) flops *= 3;
     if (!train) {
       outputs = {h};
       return;
@@ -51,8 +71,8 @@ struct MlpStep {
   }
 };
 
-void bench_step(benchmark::State& state, int64_t batch, bool train, bool fuse) {
-  MlpStep step(batch, train);
+void bench_step(benchmark::State& state, const std::string& model, int64_t batch, bool train, bool fuse) {
+  PresetStep step(model, batch, train);
   PlanOptions options;
   options.backends = {&backend_registry().get("cpu")};
   options.fuse = fuse;
@@ -67,13 +87,18 @@ void bench_step(benchmark::State& state, int64_t batch, bool train, bool fuse) {
 }  // namespace
 
 void register_fusion_benchmarks() {
-  for (bool train : {true, false})
-    for (int64_t batch : {128, 1024})
-      for (bool fuse : {true, false}) {
-        std::string name = fmt::format("fusion/mlp_{}_b{}/{}", train ? "train" : "infer", batch, fuse ? "fused" : "unfused");
-        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { bench_step(s, batch, train, fuse); })
-            ->UseRealTime()
-            ->Unit(benchmark::kMicrosecond);
+  for (std::string model : {"mlp", "cnn"})
+    for (bool train : {true, false})
+      for (int64_t batch : {128, 1024}) {
+        if (model == "cnn" && batch > 128) continue;  // seconds per step on 2 cores
+        for (bool fuse : {true, false}) {
+          std::string name = fmt::format("fusion/{}_{}_b{}/{}", model, train ? "train" : "infer", batch,
+                                         fuse ? "fused" : "unfused");
+          benchmark::RegisterBenchmark(name.c_str(),
+                                       [=](benchmark::State& s) { bench_step(s, model, batch, train, fuse); })
+              ->UseRealTime()
+              ->Unit(benchmark::kMicrosecond);
+        }
       }
 }
 

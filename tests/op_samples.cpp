@@ -144,6 +144,20 @@ std::vector<OpSample> build_samples() {
   add(OpId::conv2d, "pad1", {real({2, 3, 7, 6}), real({4, 3, 3, 3})}, conv(1, 1));
   add(OpId::conv2d, "stride2", {real({1, 2, 9, 8}), real({3, 2, 3, 2})}, conv(2, 0));
   add(OpId::conv2d, "dilated_groups", {real({2, 4, 8, 8}), real({6, 2, 3, 3})}, conv(1, 2, 2, 2));
+  // conv2d_bias_act, the planner's fused conv layer: with and without an activation, groups.
+  {
+    auto with_act = [](Attrs a, Activation act, bool gelu_tanh = false) {
+      a.activation = act;
+      a.gelu_tanh = gelu_tanh;
+      return a;
+    };
+    add(OpId::conv2d_bias_act, "relu_pad1", {real({2, 3, 7, 6}), real({4, 3, 3, 3}), real({4})},
+        with_act(conv(1, 1), Activation::relu));
+    add(OpId::conv2d_bias_act, "bias_stride2", {real({1, 2, 9, 8}), real({3, 2, 3, 2}), real({3})},
+        with_act(conv(2, 0), Activation::none));
+    add(OpId::conv2d_bias_act, "gelu_groups", {real({2, 4, 8, 8}), real({6, 2, 3, 3}), real({6})},
+        with_act(conv(1, 2, 2, 2), Activation::gelu, true));
+  }
   add(OpId::conv2d_backward_data, "pad1", {real({2, 4, 7, 6}), real({4, 3, 3, 3})},
       with_shape(conv(1, 1), {2, 3, 7, 6}));
   add(OpId::conv2d_backward_data, "stride2_groups", {real({1, 4, 4, 4}), real({4, 1, 3, 3})},

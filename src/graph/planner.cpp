@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <map>
 #include <numeric>
+#include <optional>
 
 #include "core/error.h"
 #include "ops/type_rules.h"
@@ -21,7 +22,7 @@ Tensor layout_tensor(const TensorType& type, const Strides& strides) {
 
 // The ops whose f32 kernels may run on TF32 tensor cores (PlanOptions::allow_tf32).
 bool uses_tensor_cores(OpId op) {
-  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::conv2d || op == OpId::conv2d_backward_data ||
+  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::conv2d || op == OpId::conv2d_bias_act || op == OpId::conv2d_backward_data ||
          op == OpId::conv2d_backward_filter;
 }
 
@@ -51,11 +52,14 @@ class Planner {
     const PlanValue& v = plan_.values[value];
     return layout_tensor(v.type, v.strides).is_contiguous();
   }
-  // A matmul_bias_act step standing for graph node `at` (the add or the activation).
+  // A matmul_bias_act or conv2d_bias_act step standing for the chain's last graph node (the add
+  // or the activation).
   struct Fused {
-    int a, b, bias;  // graph ids of its inputs
+    OpId op;
+    int a, b, bias;  // graph ids of its inputs; the bias may need a reshape to (N,) / (O,)
     Attrs attrs;
   };
+  std::optional<Fused> match_bias_add(int add_id, int side, const std::vector<int>& uses) const;
   Backend* first_supporting(OpId op, DType dtype) const;
   Backend& place(OpId op, DType dtype) const;
   void find_fusions(const std::vector<bool>& needed, const std::vector<Sym>& outputs);
@@ -204,7 +208,36 @@ int Planner::replay_on(int value, Backend& backend) {
   return emit_view(step.op, step.attrs, moved, -1);
 }
 
-// Finds act(add(matmul(a, b), bias)) chains to run as one matmul_bias_act step.
+// The fused step for add(producer, bias) with the producer on `side` of the add: a 2-d matmul
+// and an (N,) bias, or a conv2d and a per-channel bias ((O, 1, 1) or (1, O, 1, 1), as nn::Conv2d
+// adds it). The producer must have no other reader, and its backend must have the fused kernel.
+std::optional<Planner::Fused> Planner::match_bias_add(int add_id, int side, const std::vector<int>& uses) const {
+  const Node& add = graph_.node(add_id);
+  const int producer = add.inputs[side], bias = add.inputs[1 - side];
+  const Node& p = graph_.node(producer);
+  if (p.role != NodeRole::Op || uses[producer] != 1 || p.type != add.type) return std::nullopt;
+  const TensorType& tbias = graph_.type_of(bias);
+  if (tbias.dtype != add.type.dtype) return std::nullopt;
+  OpId fused_op;
+  if (p.op == OpId::matmul) {
+    const TensorType &ta = graph_.type_of(p.inputs[0]), &tb = graph_.type_of(p.inputs[1]);
+    if (ta.shape.size() != 2 || tb.shape.size() != 2) return std::nullopt;
+    MatmulDims d = matmul_dims(ta.shape, tb.shape, p.attrs);
+    if (d.k == 0 || tbias.shape != Shape{d.n}) return std::nullopt;
+    fused_op = OpId::matmul_bias_act;
+  } else if (p.op == OpId::conv2d) {
+    const int64_t o = add.type.shape[1];
+    if (tbias.shape != Shape{1, o, 1, 1} && tbias.shape != Shape{o, 1, 1}) return std::nullopt;
+    fused_op = OpId::conv2d_bias_act;
+  } else {
+    return std::nullopt;
+  }
+  // Only where the fused kernel runs on the backend that would run the unfused op.
+  if (first_supporting(fused_op, add.type.dtype) != first_supporting(p.op, add.type.dtype)) return std::nullopt;
+  return Fused{fused_op, p.inputs[0], p.inputs[1], bias, p.attrs};
+}
+
+// Finds act(add(matmul or conv2d, bias)) chains to run as one fused step.
 void Planner::find_fusions(const std::vector<bool>& needed, const std::vector<Sym>& outputs) {
   const int n = graph_.size();
   absorbed_.assign(n, false);
@@ -214,33 +247,24 @@ void Planner::find_fusions(const std::vector<bool>& needed, const std::vector<Sy
     if (needed[id])
       for (int in : graph_.node(id).inputs) ++uses[in], user[in] = id;
   for (const Sym& s : outputs) ++uses[s.id];  // an output is also read after the last step
-  auto is_op = [&](int id, OpId op) { return graph_.node(id).role == NodeRole::Op && graph_.node(id).op == op; };
+  auto is_op = [&](int id, OpId op) {
+    return id >= 0 && graph_.node(id).role == NodeRole::Op && graph_.node(id).op == op;
+  };
   for (int id = 0; id < n; ++id) {
     if (!needed[id] || !is_op(id, OpId::add)) continue;
-    const Node& add = graph_.node(id);
     for (int side = 0; side < 2; ++side) {
-      const int mm = add.inputs[side], bias = add.inputs[1 - side];
-      if (!is_op(mm, OpId::matmul) || uses[mm] != 1 || graph_.type_of(mm) != add.type) continue;
-      const Node& m = graph_.node(mm);
-      const TensorType &ta = graph_.type_of(m.inputs[0]), &tb = graph_.type_of(m.inputs[1]);
-      const TensorType& tbias = graph_.type_of(bias);
-      if (ta.shape.size() != 2 || tb.shape.size() != 2 || tbias.dtype != add.type.dtype) continue;
-      MatmulDims d = matmul_dims(ta.shape, tb.shape, m.attrs);
-      if (d.k == 0 || tbias.shape != Shape{d.n}) continue;
-      // Only where the fused kernel runs on the backend that would run the matmul.
-      if (first_supporting(OpId::matmul_bias_act, add.type.dtype) != first_supporting(OpId::matmul, add.type.dtype))
-        continue;
-      Fused f{m.inputs[0], m.inputs[1], bias, m.attrs};
+      std::optional<Fused> f = match_bias_add(id, side, uses);
+      if (!f) continue;
       int last = id;
       const int next = user[id];
-      if (uses[id] == 1 && next >= 0 && (is_op(next, OpId::relu) || is_op(next, OpId::gelu))) {
-        f.attrs.activation = is_op(next, OpId::relu) ? Activation::relu : Activation::gelu;
-        f.attrs.gelu_tanh = graph_.node(next).attrs.gelu_tanh;
+      if (uses[id] == 1 && (is_op(next, OpId::relu) || is_op(next, OpId::gelu))) {
+        f->attrs.activation = is_op(next, OpId::relu) ? Activation::relu : Activation::gelu;
+        f->attrs.gelu_tanh = graph_.node(next).attrs.gelu_tanh;
         absorbed_[id] = true;
         last = next;
       }
-      absorbed_[mm] = true;
-      fused_[last] = f;
+      absorbed_[graph_.node(id).inputs[side]] = true;
+      fused_[last] = *f;
       break;
     }
   }
@@ -250,17 +274,27 @@ void Planner::plan_node(int id) {
   if (absorbed_[id]) return;
   if (auto it = fused_.find(id); it != fused_.end()) {
     const Fused& f = it->second;
-    Backend& backend = place(OpId::matmul_bias_act, graph_.type_of(id).dtype);
+    Backend& backend = place(f.op, graph_.type_of(id).dtype);
+    // The bias as the fused op wants it: (N,) or (O,), a view of the added one.
+    int bias = value_of_[f.bias];
+    const TensorType& out = graph_.type_of(id);
+    const Shape flat{f.op == OpId::conv2d_bias_act ? out.shape[1] : out.shape.back()};
+    if (plan_.values[bias].type.shape != flat) {
+      if (!is_contiguous(bias)) bias = contiguous_copy(bias, *plan_.values[bias].backend);
+      Attrs to_flat;
+      to_flat.shape = flat;
+      bias = emit_view(OpId::reshape, to_flat, bias, -1);
+    }
     std::vector<int> inputs;
-    for (int in : {f.a, f.b, f.bias}) {
-      int v = on_backend(value_of_[in], backend);
-      if (!backend.accepts_strided_inputs(OpId::matmul_bias_act) && !is_contiguous(v)) v = contiguous_copy(v, backend);
+    for (int v : {value_of_[f.a], value_of_[f.b], bias}) {
+      v = on_backend(v, backend);
+      if (!backend.accepts_strided_inputs(f.op) && !is_contiguous(v)) v = contiguous_copy(v, backend);
       inputs.push_back(v);
     }
     Attrs attrs = f.attrs;
     attrs.allow_tf32 = allow_tf32_;
     attrs.deterministic = deterministic_;
-    value_of_[id] = emit_kernel(OpId::matmul_bias_act, attrs, std::move(inputs), backend, id);
+    value_of_[id] = emit_kernel(f.op, attrs, std::move(inputs), backend, id);
     return;
   }
   const Node& node = graph_.node(id);

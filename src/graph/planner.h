@@ -15,9 +15,10 @@
 //  - reshape of a contiguous value, permute, slice and broadcast_to are View steps: no kernel, no
 //    buffer; the viewed buffer lives as long as its views are used;
 //  - a kernel registered without strided-input support gets an explicit contiguous `copy` first;
-//  - fusion (PlanOptions::fuse): y = act(matmul(a, b) + bias) with a 2-d matmul, a (N,) bias and
-//    act relu or gelu (or none) becomes one matmul_bias_act step when the product and the sum
-//    are used by nothing else (in training, gelu's backward reads the sum: only the bias fuses);
+//  - fusion (PlanOptions::fuse): y = act(matmul(a, b) + bias) with a 2-d matmul and an (N,) bias,
+//    or act(conv2d(x, w) + bias) with a per-channel bias, act relu or gelu (or none), becomes one
+//    matmul_bias_act / conv2d_bias_act step when the product and the sum are used by nothing else
+//    (in training, gelu's backward reads the sum: only the bias fuses);
 //  - every intermediate gets a 64-byte aligned range of its device's arena; buffers whose lifetimes
 //    (first def to last use, outputs to the end) do not overlap share memory (greedy by size,
 //    best-fit gap). Inputs and params are external: fed at run time, never in the arena.
@@ -40,7 +41,7 @@ struct PlanOptions {
   // Every step gets Attrs::deterministic (--deterministic): kernels with a non-deterministic fast
   // form (atomics, timed algorithm choice) take their deterministic form.
   bool deterministic = false;
-  // Fuse matmul + bias add [+ relu/gelu] into one matmul_bias_act step (a library epilogue) where
+  // Fuse matmul or conv2d + bias add [+ relu/gelu] into one step (a library epilogue) where
   // the intermediates have no other use and the matmul's backend has the fused kernel.
   bool fuse = true;
 };

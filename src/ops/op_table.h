@@ -57,6 +57,8 @@
   /* matmul + bias (N,) + activation in one kernel (a library epilogue); made by the planner */   \
   X(matmul_bias_act, 3, Matmul, false, "trans_a trans_b activation gelu_tanh")                    \
   X(conv2d, 2, Conv, true, "stride padding dilation groups")                                      \
+  /* conv2d + bias (O,) per channel + activation in one kernel (a post-op); made by the planner */ \
+  X(conv2d_bias_act, 3, Conv, false, "stride padding dilation groups activation gelu_tanh")       \
   X(conv2d_backward_data, 2, Backward, false, "shape stride padding dilation groups")            \
   X(conv2d_backward_filter, 2, Backward, false, "shape stride padding dilation groups")          \
   X(max_pool2d, 1, Pool, true, "kernel stride padding dilation")                                  \

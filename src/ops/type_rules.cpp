@@ -256,6 +256,11 @@ TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
       require_float(op, in[0]);
       require_rank(op, in[0], 4, "input (N, C, H, W)");
       require_rank(op, in[1], 4, "weight (O, C/groups, kH, kW)");
+      if (op == OpId::conv2d_bias_act) {
+        require_same_dtype(op, in[0], in[2]);
+        GPUML_CHECK_SHAPE(in[2].shape == Shape{in[1].shape[0]}, "conv2d_bias_act: bias must be ({}) for {} filters, got {}",
+                          in[1].shape[0], in[1].shape[0], shape_str(in[2].shape));
+      }
       return {conv_output(op, in[0].shape, in[1].shape, a), in[0].dtype};
     }
     case OpKind::Pool: {

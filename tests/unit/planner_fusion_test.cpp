@@ -180,6 +180,42 @@ TEST(Fusion, NotWhereAnIntermediateIsReadElsewhereOrTheShapesDoNotFit) {
   EXPECT_EQ(count_steps(plan_graph(g, {relu(add(b, matmul(x, w)))}), OpId::matmul_bias_act), 1);
 }
 
+// A conv layer as nn::Conv2d builds it (bias reshaped to (1, O, 1, 1)) then relu, a second one
+// without activation, in training: both fuse, and the gradients match the unfused plan's.
+TEST(Fusion, ConvLayersFuseTheirChannelBiasAndRelu) {
+  Graph g;
+  Sym x = g.input("x", {{2, 3, 9, 8}, DType::f32});
+  Sym w1 = g.param("w1", {{5, 3, 3, 3}, DType::f32});
+  Sym b1 = g.param("b1", {{5}, DType::f32});
+  Sym w2 = g.param("w2", {{4, 5, 3, 3}, DType::f32});
+  Sym b2 = g.param("b2", {{4}, DType::f32});
+  Attrs same;
+  same.padding = {1, 1};
+  Sym h = relu(add(conv2d(x, w1, same), reshape(b1, {1, 5, 1, 1})));
+  Sym y = add(conv2d(h, w2, Attrs{}), reshape(b2, {4, 1, 1}));
+  Sym loss = mean(mul(tanh(y), y));
+  std::vector<Sym> outputs{loss};
+  for (Sym s : gradients(g, loss, {w1, b1, w2, b2})) outputs.push_back(s);
+  Plan fused = plan_graph(g, outputs);
+  SCOPED_TRACE(fused.to_string());
+  ASSERT_EQ(count_steps(fused, OpId::conv2d_bias_act), 2);
+  EXPECT_EQ(count_steps(fused, OpId::conv2d), 0);
+  EXPECT_EQ(count_steps(fused, OpId::relu), 0);
+  std::vector<Activation> acts;
+  for (const PlanStep& s : fused.steps)
+    if (s.kind == StepKind::Kernel && s.op == OpId::conv2d_bias_act) acts.push_back(s.attrs.activation);
+  EXPECT_EQ(acts, (std::vector<Activation>{Activation::relu, Activation::none}));
+
+  std::mt19937_64 rng(std::random_device{}());
+  Executor a(std::move(fused)), b(plan_graph(g, outputs, unfused()));
+  for (int run = 0; run < 3; ++run) {
+    std::map<std::string, Tensor> feeds;
+    for (const char* name : {"x", "w1", "b1", "w2", "b2"})
+      feeds[name] = random_tensor(g.type_of(g.find_leaf(name)).shape, rng, DType::f32);
+    expect_close(a.run(feeds), b.run(feeds), 1e-4);
+  }
+}
+
 // A backend with matmul but no matmul_bias_act: fusing would move the matmul to the next backend,
 // so the planner keeps it unfused where it is.
 class MatmulOnlyBackend final : public Backend {

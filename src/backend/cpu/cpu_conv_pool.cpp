@@ -6,6 +6,7 @@
 #include <limits>
 #include <type_traits>
 
+#include "backend/cpu/cpu_activation.h"
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_dnnl.h"
 #include "backend/cpu/cpu_loops.h"
@@ -89,6 +90,44 @@ void conv2d_kernel(const KernelCall& call) {
                        {DNNL_ARG_WEIGHTS, g.w_md, w.raw_data(), false},
                        {DNNL_ARG_DST, g.y_md, y.raw_data(), true}});
   });
+}
+
+// conv2d_bias_act: the convolution, then bias and activation in one in-place pass over y, one
+// (n, o) plane per task. Not oneDNN's bias and eltwise post-ops: on the cnn preset's first layer
+// (1 input channel, oneDNN 2.6's gemm convolution, Zen 4) they took 9.5 ms per call against
+// 0.67 ms without them (ONEDNN_VERBOSE), far more than the separate add and relu cost.
+// The activation is a template argument so that the inner loop has no branch and vectorises.
+template <typename T, Activation Act>
+void bias_act_planes(const Tensor& y, const Tensor& bias, bool gelu_tanh) {
+  const int64_t channels = y.shape()[1], plane = y.shape()[2] * y.shape()[3];
+  T* data = y.data<T>();
+  const T* b = bias.data<T>();
+  parallel_for(y.shape()[0] * channels, y.numel(), [&](int64_t begin, int64_t end) {
+    for (int64_t p = begin; p < end; ++p) {
+      const Compute<T> add = load(b[p % channels]);
+      T* row = data + p * plane;
+#pragma omp simd
+      for (int64_t i = 0; i < plane; ++i) row[i] = store<T>(activation_fn(Act, gelu_tanh, load(row[i]) + add));
+    }
+  });
+}
+
+template <typename T>
+void bias_act_planes(const Tensor& y, const Tensor& bias, Activation act, bool gelu_tanh) {
+  switch (act) {
+    case Activation::none: return bias_act_planes<T, Activation::none>(y, bias, gelu_tanh);
+    case Activation::relu: return bias_act_planes<T, Activation::relu>(y, bias, gelu_tanh);
+    case Activation::gelu: return bias_act_planes<T, Activation::gelu>(y, bias, gelu_tanh);
+  }
+}
+
+void conv2d_bias_act_kernel(const KernelCall& call) {
+  conv2d_kernel(call);
+  const Tensor& y = call.output;
+  if (y.dtype() == DType::bf16)
+    bias_act_planes<bf16>(y, call.inputs[2], call.attrs.activation, call.attrs.gelu_tanh);
+  else
+    bias_act_planes<float>(y, call.inputs[2], call.attrs.activation, call.attrs.gelu_tanh);
 }
 
 void conv2d_backward_data_kernel(const KernelCall& call) {  // (dy, w) -> dx
@@ -374,6 +413,7 @@ void register_conv_pool_kernels(CpuBackend& backend) {
   std::initializer_list<DType> f32_only{DType::f32}, with_bf16{DType::f32, DType::bf16};
   auto dtypes = backend.dnnl().supports_bf16() ? with_bf16 : f32_only;
   backend.add_kernel(OpId::conv2d, conv2d_kernel, dtypes, false);
+  backend.add_kernel(OpId::conv2d_bias_act, conv2d_bias_act_kernel, dtypes, false);
   backend.add_kernel(OpId::conv2d_backward_data, conv2d_backward_data_kernel, dtypes, false);
   backend.add_kernel(OpId::conv2d_backward_filter, conv2d_backward_filter_kernel, dtypes, false);
   backend.add_kernel(OpId::max_pool2d, pool_kernel<OpId::max_pool2d>, dtypes, false);

@@ -52,11 +52,6 @@ std::string matmul_key(DType dtype, const MatrixView& a, const MatrixView& b, co
                      static_cast<int>(ep.act), ep.gelu_tanh ? " tanh" : "");
 }
 
-dnnl::algorithm eltwise_of(Activation act, bool gelu_tanh) {
-  if (act == Activation::relu) return dnnl::algorithm::eltwise_relu;
-  return gelu_tanh ? dnnl::algorithm::eltwise_gelu_tanh : dnnl::algorithm::eltwise_gelu_erf;
-}
-
 // C (M, N) contiguous = A (M, K) * B (K, N) [+ bias, activation], all pointers at element 0.
 void dnnl_matmul_2d(DnnlContext& ctx, DType dtype, const MatrixView& a, const MatrixView& b,
                     const void* a_data, const void* b_data, void* c_data, const Epilogue& ep) {
@@ -67,12 +62,7 @@ void dnnl_matmul_2d(DnnlContext& ctx, DType dtype, const MatrixView& a, const Ma
   dnnl::memory::desc c_md(dims{a.rows, b.cols}, dt, dims{b.cols, 1});
   dnnl::memory::desc bias_md(dims{1, b.cols}, dt, dims{b.cols, 1});
   dnnl::primitive p = ctx.primitive(matmul_key(dtype, a, b, ep), [&] {
-    dnnl::primitive_attr attr;
-    if (ep.act != Activation::none) {
-      dnnl::post_ops ops;
-      ops.append_eltwise(1.f, eltwise_of(ep.act, ep.gelu_tanh), 0.f, 0.f);
-      attr.set_post_ops(ops);
-    }
+    dnnl::primitive_attr attr = activation_attr(ep.act, ep.gelu_tanh);
     auto desc = ep.bias ? dnnl::matmul::desc(a_md, b_md, bias_md, c_md) : dnnl::matmul::desc(a_md, b_md, c_md);
     return dnnl::matmul(dnnl::matmul::primitive_desc(desc, attr, ctx.engine()));
   });

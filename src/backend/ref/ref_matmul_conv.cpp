@@ -82,11 +82,24 @@ void for_each_conv_product(const Shape& x,  // (N, C, H, W)
 }
 
 // conv2d(x (N, C, H, W), w (O, C/groups, kH, kW)) -> y (N, O, OH, OW)
-void conv2d_kernel(const KernelCall& c) {
+std::vector<double> conv2d_values(const KernelCall& c) {
   std::vector<double> x = load(c.inputs[0]), w = load(c.inputs[1]);
   std::vector<double> y(static_cast<size_t>(c.output.numel()), 0.0);
   for_each_conv_product(c.inputs[0].shape(), c.inputs[1].shape(), c.output.shape(), c.attrs,
                         [&](int64_t xi, int64_t wi, int64_t yi) { y[yi] += x[xi] * w[wi]; });
+  return y;
+}
+
+void conv2d_kernel(const KernelCall& c) { store(c.output, conv2d_values(c)); }
+
+// conv2d_bias_act(x, w, bias (O,)): activation(conv2d(x, w) + bias[o]), rounded once.
+void conv2d_bias_act_kernel(const KernelCall& c) {
+  std::vector<double> y = conv2d_values(c);
+  std::vector<double> bias = load(c.inputs[2]);
+  const Shape& s = c.output.shape();
+  const int64_t plane = s[2] * s[3], channels = s[1];
+  for (size_t i = 0; i < y.size(); ++i)
+    y[i] = activation_fn(c.attrs.activation, c.attrs.gelu_tanh, y[i] + bias[(static_cast<int64_t>(i) / plane) % channels]);
   store(c.output, y);
 }
 
@@ -115,6 +128,7 @@ std::vector<KernelEntry> matmul_conv_kernels() {
       {OpId::matmul, matmul_kernel, kFloatDTypes},
       {OpId::matmul_bias_act, matmul_bias_act_kernel, kFloatDTypes},
       {OpId::conv2d, conv2d_kernel, kFloatDTypes},
+      {OpId::conv2d_bias_act, conv2d_bias_act_kernel, kFloatDTypes},
       // The type rules do not restrict the dtypes of the backward ops; ref computes any of them.
       {OpId::conv2d_backward_data, conv2d_backward_data_kernel, kEveryDType},
       {OpId::conv2d_backward_filter, conv2d_backward_filter_kernel, kEveryDType},
