@@ -66,6 +66,11 @@ class Backend : public Allocator {
   virtual std::unique_ptr<Event> record_event(Stream* stream) { return std::make_unique<Event>(); }
   virtual void wait_event(Stream* stream, const Event& event) {}
   virtual void synchronize(Stream* stream = nullptr) {}
+  // Throws the first error that kernels found on the device since the last call (a label or an
+  // index out of range) and forgets the rest. Device kernels record such errors in device memory
+  // instead of reading a flag back mid-step (a sync per check); the executor and run_op call this
+  // after their final synchronize. Host backends throw from the kernel itself: nothing to do.
+  virtual void check_deferred_errors() {}
   // Caps the memory this backend may hold (--gpu-memory-limit); 0 = no cap. Host backends ignore it.
   virtual void set_memory_limit(size_t bytes) {}
   // Page-locked host memory this device can copy from asynchronously (cudaHostAlloc), for host

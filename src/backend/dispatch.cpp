@@ -27,6 +27,7 @@ Tensor run_op(Backend& backend, OpId op, const std::vector<Tensor>& inputs, cons
   Tensor out = Tensor::empty(out_type.shape, out_type.dtype, backend);
   backend.run(op, KernelCall{backend, args, out, attrs, nullptr});
   backend.synchronize();
+  backend.check_deferred_errors();
   return out;
 }
 

@@ -216,6 +216,12 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, co
     used.insert(step.backend);
   }
   for (Backend* b : used) b->synchronize();
+  try {
+    for (Backend* b : used) b->check_deferred_errors();
+  } catch (...) {
+    values_ = arena_values_;  // unbind donated buffers: a later run must not write into them
+    throw;
+  }
   std::vector<Tensor> outputs;
   for (size_t i = 0; i < plan_.outputs.size(); ++i) {
     int v = plan_.outputs[i];

@@ -10,6 +10,7 @@
 
 #include "backend/dispatch.h"
 #include "e2e_support.h"
+#include "graph/executor.h"
 #include "op_samples.h"
 #include "train/checkpoint.h"
 #include "train/trainer.h"
@@ -97,6 +98,44 @@ TEST(CudaDeterministic, EmbeddingBackwardAndConvBackwardRepeatBitwise) {
 }
 
 // Out of memory under --gpu-memory-limit is an error naming the problem and what to try.
+// Bad labels and indices are found on the device and reported when the run ends, with the
+// reference backend's message; the next good run is unaffected.
+TEST(CudaChecks, BadLabelsAndIndicesAreReportedAtTheEndOfTheRun) {
+  GPUML_NEED_GPU(gpu);
+  PlanOptions on_gpu;
+  on_gpu.backends = {gpu, &backend_registry().get("cpu")};
+  Graph g;
+  Sym logits = g.input("logits", {{4, 3}, DType::f32});
+  Sym labels = g.input("labels", {{4}, DType::i64});
+  Sym weight = g.input("weight", {{5, 2}, DType::f32});
+  Sym index = g.input("index", {{3}, DType::i64});
+  Executor ex(plan_graph(g, {cross_entropy(logits, labels), sum(embedding(weight, index))}, on_gpu));
+  std::mt19937_64 rng(std::random_device{}());
+  std::vector<double> values(12);
+  for (double& v : values) v = std::normal_distribution<double>()(rng);
+  std::map<std::string, Tensor> feeds{{"logits", Tensor::from_values({4, 3}, values, DType::f32)},
+                                      {"labels", Tensor::from_values({4}, {0, 2, 1, 1}, DType::i64)},
+                                      {"weight", Tensor::from_values({5, 2}, {1, 2, 3, 4, 5, 6, 7, 8, 9, 10}, DType::f32)},
+                                      {"index", Tensor::from_values({3}, {4, 0, 2}, DType::i64)}};
+  auto expect_error = [&](const std::map<std::string, Tensor>& f, const std::string& text) {
+    try {
+      ex.run(f);
+      ADD_FAILURE() << "expected an error containing: " << text;
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(text), std::string::npos) << e.what();
+    }
+  };
+  auto bad_labels = feeds;
+  bad_labels["labels"] = Tensor::from_values({4}, {0, 2, 5, 1}, DType::i64);
+  expect_error(bad_labels, "row 2 has label 5");
+  auto bad_index = feeds;
+  bad_index["index"] = Tensor::from_values({3}, {4, 9, 2}, DType::i64);
+  expect_error(bad_index, "index 9 at position 1");
+  std::vector<Tensor> out = ex.run(feeds);
+  EXPECT_TRUE(std::isfinite(out[0].item_as_double(0)));
+  EXPECT_DOUBLE_EQ(out[1].item_as_double(0), 9 + 10 + 1 + 2 + 5 + 6);
+}
+
 TEST(CudaMemory, OverTheCapIsAnErrorThatSaysWhatToTry) {
   GPUML_NEED_GPU(gpu);
   gpu->set_memory_limit(size_t{1} << 20);

@@ -1,8 +1,12 @@
-// Executor run options: outputs written into caller buffers, and per-run random offsets.
+// Executor run options: outputs written into caller buffers, and per-run random offsets; errors
+// that device kernels defer to the end of a run.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <random>
+#include <utility>
 
+#include "backend/dispatch.h"
 #include "graph/executor.h"
 
 namespace gpuml {
@@ -70,6 +74,67 @@ TEST(ExecutorOptions, RngOffsetShiftsEveryRandomOp) {
   Sym x2 = g2.input("x", {{64}, DType::f32});
   Executor ex2(plan_graph(g2, {dropout(x2, 0.5, 11, 16)}));
   EXPECT_EQ(ex2.run({{"x", xin}})[0].to_doubles(), b);
+}
+
+}  // namespace
+}  // namespace gpuml
+
+namespace gpuml {
+namespace {
+
+// A host backend whose relu kernel, like the CUDA kernels, does not throw on bad input but
+// records it (here: a negative input) for check_deferred_errors.
+class DeferringBackend final : public Backend {
+ public:
+  DeferringBackend() { register_kernel(OpId::relu, relu_kernel, {DType::f64}); }
+  std::string_view name() const override { return "deferring"; }
+  std::string description() const override { return "test backend"; }
+  Device device() const override { return Device{}; }
+  void* allocate(size_t bytes) override { return host_allocator().allocate(bytes); }
+  void deallocate(void* p, size_t bytes) override { host_allocator().deallocate(p, bytes); }
+  void check_deferred_errors() override {
+    int64_t found = std::exchange(bad_, -1);
+    GPUML_CHECK(found < 0, "relu: negative input at position {}", found);
+  }
+  static inline int64_t bad_ = -1;
+
+ private:
+  static void relu_kernel(const KernelCall& call) {
+    const double* in = call.inputs[0].data<double>();
+    double* out = call.output.data<double>();
+    for (int64_t i = 0; i < call.output.numel(); ++i) {
+      if (in[i] < 0 && bad_ < 0) bad_ = i;
+      out[i] = in[i] > 0 ? in[i] : 0.0;
+    }
+  }
+};
+
+TEST(ExecutorOptions, DeferredDeviceErrorsAreRaisedByRunAndLeaveDonatedBuffersAlone) {
+  DeferringBackend backend;
+  Graph g;
+  Sym x = g.input("x", {{4}, DType::f64});
+  PlanOptions options;
+  options.backends = {&backend, &backend_registry().reference()};
+  Executor ex(plan_graph(g, {exp(relu(x))}, options));
+  Tensor good = Tensor::from_values({4}, {1, 2, 3, 4}, DType::f64);
+  Tensor bad = Tensor::from_values({4}, {1, 2, -3, 4}, DType::f64);
+  Tensor donated = Tensor::from_values({4}, {7, 7, 7, 7}, DType::f64);
+  RunOptions into;
+  into.output_buffers[0] = donated;
+  try {
+    ex.run({{"x", bad}}, into);
+    ADD_FAILURE() << "a deferred error must make run() throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("negative input at position 2"), std::string::npos) << e.what();
+  }
+  // Nothing stays pending, and the next run (without the buffer) neither fails nor writes it.
+  const std::vector<double> after_failure = donated.to_doubles();
+  std::vector<Tensor> out = ex.run({{"x", good}});
+  EXPECT_NEAR(out[0].item_as_double(3), std::exp(4.0), 1e-12);
+  EXPECT_EQ(donated.to_doubles(), after_failure);
+  // run_op raises them too.
+  EXPECT_THROW(run_op(backend, OpId::relu, {bad}), Error);
+  EXPECT_NO_THROW(run_op(backend, OpId::relu, {good}));
 }
 
 }  // namespace

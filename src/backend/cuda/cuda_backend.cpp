@@ -226,4 +226,22 @@ void CudaBackend::synchronize(Stream* stream) {
   GPUML_CUDA_CHECK(cudaStreamSynchronize(raw_stream(stream)), "synchronize");
 }
 
+void CudaBackend::defer_check(Tensor flag, DeferredMessage message) {
+  std::lock_guard<std::mutex> lock(mutex_);
+  deferred_.emplace_back(std::move(flag), std::move(message));
+}
+
+void CudaBackend::check_deferred_errors() {
+  std::vector<std::pair<Tensor, DeferredMessage>> checks;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);  // copy_to_host below takes it too
+    checks.swap(deferred_);
+  }
+  for (const auto& [flag, message] : checks) {
+    int64_t found[2] = {-1, 0};
+    copy_to_host(found, flag.raw_data(), sizeof(found));  // ordered after the kernels, then synced
+    if (found[0] >= 0) GPUML_FAIL(ErrorKind::Invalid, "{}", message(found[0], found[1]));
+  }
+}
+
 }  // namespace gpuml::cuda

@@ -14,6 +14,7 @@
 #include <cudnn.h>
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -70,6 +71,13 @@ class CudaBackend final : public Backend {
   // Throws the OutOfMemory error: the op, the bytes asked for, what is free and what to try.
   [[noreturn]] void throw_out_of_memory(const char* op, size_t bytes) const;
 
+  // A check that a kernel made on the device, read at the end of the run (check_deferred_errors):
+  // `flag` holds two int64, the first bad row (or -1) and the bad value there; `message` turns
+  // them into the error.
+  using DeferredMessage = std::function<std::string(int64_t row, int64_t value)>;
+  void defer_check(Tensor flag, DeferredMessage message);
+  void check_deferred_errors() override;
+
  private:
   void activate() const;  // cudaSetDevice: every call may come from any host thread
   int device_index_;
@@ -89,6 +97,7 @@ class CudaBackend final : public Backend {
   cudnnHandle_t cudnn_ = nullptr;
   std::map<std::string, int> conv_algorithms_;
   std::mutex mutex_;
+  std::vector<std::pair<Tensor, DeferredMessage>> deferred_;  // guarded by mutex_
 };
 
 inline CudaBackend& cuda_backend_of(const KernelCall& call) { return static_cast<CudaBackend&>(call.backend); }

@@ -68,8 +68,8 @@ void launch_softmax(ElemType t, bool log, const void* in, void* out, int64_t out
                     cudaStream_t stream);
 
 // --- cuda_loss_norm.cu -------------------------------------------------------------------------
-// cross_entropy(logits (N, C) contiguous, labels (N,)) -> loss (). bad_label (device int64, 2
-// entries) receives the first row with an out-of-range label and the label, or -1.
+// cross_entropy(logits (N, C) contiguous, labels (N,)) -> loss (). bad_label (device int64, set
+// to -1 by the caller) is lowered to the first row with an out-of-range label.
 void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bool labels_i64, void* loss,
                           int64_t n, int64_t c, int64_t ignore_index, int64_t* bad_label, cudaStream_t stream);
 void launch_cross_entropy_backward(ElemType t, const void* logits, const void* labels, bool labels_i64,
@@ -101,6 +101,8 @@ void launch_avg_pool_backward(ElemType t, const void* dy, void* dx, const PoolPa
 // embedding: out (n, d) = weight[idx[i]]; bad_index as in cross_entropy.
 void launch_embedding(ElemType t, const void* weight, const void* idx, bool idx_i64, void* out, int64_t n,
                       int64_t vocab, int64_t d, int64_t* bad_index, cudaStream_t stream);
+// After a kernel lowered flag[0] to the first bad row (or left it -1): flag[1] = idx[flag[0]].
+void launch_record_bad_value(const void* idx, bool idx_i64, int64_t* flag, cudaStream_t stream);
 // embedding_backward: dw (vocab, d) zeroed, then dw[idx[i]] += dy[i] (atomics; f32 or f64).
 // deterministic: rows are added in index order (no atomics), for --deterministic.
 void launch_embedding_backward(ElemType t, const void* idx, bool idx_i64, const void* dy, void* dw, int64_t n,

@@ -221,6 +221,16 @@ void launch_embedding(ElemType t, const void* weight, const void* idx, bool idx_
   check_launch("embedding");
 }
 
+__global__ void record_bad_value_kernel(const void* idx, bool i64, int64_t* flag) {
+  const int64_t row = flag[0];
+  if (row >= 0) flag[1] = index_at(idx, i64, row);
+}
+
+void launch_record_bad_value(const void* idx, bool idx_i64, int64_t* flag, cudaStream_t stream) {
+  record_bad_value_kernel<<<1, 1, 0, stream>>>(idx, idx_i64, flag);
+  check_launch("check");
+}
+
 void launch_embedding_backward(ElemType t, const void* idx, bool idx_i64, const void* dy, void* dw, int64_t n,
                                int64_t vocab, int64_t d, bool deterministic, cudaStream_t stream) {
   const size_t elem = t == ElemType::f64 ? sizeof(double) : sizeof(float);

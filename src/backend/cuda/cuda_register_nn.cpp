@@ -3,6 +3,8 @@
 // contiguous inputs (the planner inserts copies), except dropout.
 #include <fmt/format.h>
 
+#include <functional>
+
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_glue.h"
 
@@ -18,53 +20,39 @@ int64_t product(const Shape& s, size_t from, size_t to) {
   return p;
 }
 
-// A device int64 set to -1 that a kernel lowers to the first bad row; read back (a sync) to
-// report bad labels/indices with the reference backend's message.
-class BadRowFlag {
- public:
-  explicit BadRowFlag(const KernelCall& c) : c_(c), flag_(Tensor::empty({1}, DType::i64, c.backend)) {
-    GPUML_CUDA_CHECK(cudaMemsetAsync(flag_.raw_data(), 0xff, sizeof(int64_t), cuda_backend_of(c).stream_of(c)), "check");
-  }
-  int64_t* device() const { return static_cast<int64_t*>(flag_.raw_data()); }
-  // The first bad row, or -1.
-  int64_t row() const {
-    int64_t r = -1;
-    c_.backend.copy_to_host(&r, flag_.raw_data(), sizeof(r), c_.stream);
-    return r;
-  }
-  // The value of index tensor `t` (i32/i64, contiguous) at `row`.
-  int64_t value_at(const Tensor& t, int64_t row) const {
-    int64_t v = 0;
-    if (t.dtype() == DType::i64) {
-      c_.backend.copy_to_host(&v, static_cast<const int64_t*>(t.raw_data()) + row, sizeof(v), c_.stream);
-    } else {
-      int32_t w = 0;
-      c_.backend.copy_to_host(&w, static_cast<const int32_t*>(t.raw_data()) + row, sizeof(w), c_.stream);
-      v = w;
-    }
-    return v;
-  }
-
- private:
-  const KernelCall& c_;
-  Tensor flag_;
-};
+// Two device int64 set to -1: a kernel lowers the first to the first bad row, then
+// launch_record_bad_value copies the bad value at that row into the second, while the index
+// tensor is still alive. Read at the end of the run (CudaBackend::check_deferred_errors), not
+// here: reading it now would stall the stream once per check per step.
+void defer_bad_row_check(const KernelCall& c, const Tensor& indices, const std::function<void(int64_t*)>& kernel,
+                         CudaBackend::DeferredMessage message) {
+  CudaBackend& gpu = cuda_backend_of(c);
+  const cudaStream_t stream = gpu.stream_of(c);
+  Tensor flag = Tensor::empty({2}, DType::i64, c.backend);
+  int64_t* slots = static_cast<int64_t*>(flag.raw_data());
+  GPUML_CUDA_CHECK(cudaMemsetAsync(slots, 0xff, 2 * sizeof(int64_t), stream), "check");
+  kernel(slots);
+  launch("check", [&] { launch_record_bad_value(indices.raw_data(), indices.dtype() == DType::i64, slots, stream); });
+  gpu.defer_check(std::move(flag), std::move(message));
+}
 
 void cross_entropy_kernel(const KernelCall& c) {
   const Tensor &logits = c.inputs[0], &labels = c.inputs[1];
-  const int64_t n = logits.dim(0), classes = logits.dim(1);
-  BadRowFlag bad(c);
-  launch("cross_entropy", [&] {
-    launch_cross_entropy(elem_type(logits.dtype()), logits.raw_data(), labels.raw_data(), labels.dtype() == DType::i64,
-                         c.output.raw_data(), n, classes, c.attrs.ignore_index, bad.device(),
-                         cuda_backend_of(c).stream_of(c));
+  const int64_t n = logits.dim(0), classes = logits.dim(1), ignore = c.attrs.ignore_index;
+  auto kernel = [&](int64_t* bad) {
+    launch("cross_entropy", [&] {
+      launch_cross_entropy(elem_type(logits.dtype()), logits.raw_data(), labels.raw_data(),
+                           labels.dtype() == DType::i64, c.output.raw_data(), n, classes, ignore, bad,
+                           cuda_backend_of(c).stream_of(c));
+    });
+  };
+  defer_bad_row_check(c, labels, kernel, [classes, ignore](int64_t row, int64_t label) {
+    return fmt::format("cross_entropy: row {} has label {}, outside [0, {}) and not the ignore_index {}", row, label,
+                       classes, ignore);
   });
-  if (int64_t row = bad.row(); row >= 0)
-    GPUML_FAIL(ErrorKind::Invalid, "cross_entropy: row {} has label {}, outside [0, {}) and not the ignore_index {}", row,
-               bad.value_at(labels, row), classes, c.attrs.ignore_index);
 }
 
-// The forward op has checked the labels; the backward op trusts them (no sync per step).
+// The forward op checks the labels; the backward op trusts them.
 void cross_entropy_backward_kernel(const KernelCall& c) {
   const Tensor& logits = c.inputs[0];
   launch("cross_entropy_backward", [&] {
@@ -147,15 +135,16 @@ void avg_pool_backward_kernel(const KernelCall& c) {  // dy -> dx of attrs.shape
 
 void embedding_kernel(const KernelCall& c) {
   const Tensor &weight = c.inputs[0], &idx = c.inputs[1];  // (V, D), (...)
-  BadRowFlag bad(c);
-  launch("embedding", [&] {
-    launch_embedding(elem_type(weight.dtype()), weight.raw_data(), idx.raw_data(), idx.dtype() == DType::i64,
-                     c.output.raw_data(), idx.numel(), weight.dim(0), weight.dim(1), bad.device(),
-                     cuda_backend_of(c).stream_of(c));
+  const int64_t vocab = weight.dim(0);
+  auto kernel = [&](int64_t* bad) {
+    launch("embedding", [&] {
+      launch_embedding(elem_type(weight.dtype()), weight.raw_data(), idx.raw_data(), idx.dtype() == DType::i64,
+                       c.output.raw_data(), idx.numel(), vocab, weight.dim(1), bad, cuda_backend_of(c).stream_of(c));
+    });
+  };
+  defer_bad_row_check(c, idx, kernel, [vocab](int64_t row, int64_t index) {
+    return fmt::format("embedding: index {} at position {} is outside [0, {})", index, row, vocab);
   });
-  if (int64_t row = bad.row(); row >= 0)
-    GPUML_FAIL(ErrorKind::Invalid, "embedding: index {} at position {} is outside [0, {})", bad.value_at(idx, row), row,
-               weight.dim(0));
 }
 
 // Scatter-add with atomics (in index order under --deterministic) in f32/f64; bf16/f16 gradients accumulate in f32 and are cast once.
