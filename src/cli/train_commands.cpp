@@ -37,6 +37,24 @@ CLI::Validator number_at_least(double low, bool inclusive) {
 const CLI::Validator kNonNegative = number_at_least(0, true);
 const CLI::Validator kPositive = number_at_least(0, false);
 
+void add_precision_option(CLI::App* cmd, std::string& target, const std::string& help) {
+  cmd->add_option("--precision", target, help)->capture_default_str()->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
+}
+
+constexpr const char* kInferencePrecisionHelp =
+    "fp32 (the default, whatever the run trained in); tf32 (GPU only); bf16 (bf16 matmul/conv and activations, "
+    "f32 softmax and loss)";
+
+// The parsed --precision of eval/predict, after telling stderr what the user should know about it
+// on this device (as train's header does): TF32 on a CPU, bf16 kernels this CPU lacks.
+Precision inference_precision(const std::string& name, const std::string& device) {
+  const Precision precision = parse_precision(name);
+  const PlanOptions plan = plan_options_for_device(device);
+  if (std::string note = precision_note(precision, *plan.backends.front()); !note.empty())
+    fmt::print(stderr, "note: {}\n", note);
+  return precision;
+}
+
 }  // namespace
 
 Command add_train_command(CLI::App& app) {
@@ -91,11 +109,9 @@ Command add_train_command(CLI::App& app) {
       ->check(kNonNegative);
   cmd->add_flag("--quiet", cfg->quiet, "No summary, no progress bar");
   auto precision = std::make_shared<std::string>("fp32");
-  cmd->add_option("--precision", *precision,
-                  "fp32; tf32 (f32 matmul/conv on TF32 tensor cores, GPU only); bf16 (mixed: bf16 matmul/conv "
-                  "and activations, f32 weights, optimizer and losses)")
-      ->capture_default_str()
-      ->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
+  add_precision_option(cmd, *precision,
+                       "fp32; tf32 (f32 matmul/conv on TF32 tensor cores, GPU only); bf16 (mixed: bf16 matmul/conv "
+                       "and activations, f32 weights, optimizer and losses)");
   cmd->add_flag("--deterministic", cfg->deterministic,
                 "Deterministic kernels: two runs with the same seed, device and --threads give identical weights");
   auto gpu_memory_mib = std::make_shared<int64_t>(0);
@@ -128,16 +144,18 @@ Command add_train_command(CLI::App& app) {
 
 Command add_eval_command(CLI::App& app) {
   struct Args {
-    std::string checkpoint, data, device = "auto";
+    std::string checkpoint, data, device = "auto", precision = "fp32";
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate a trained model on a dataset (its test split if it has one)");
   cmd->add_option("--checkpoint", a->checkpoint, "A run directory or checkpoint file")->required();
   cmd->add_option("--data", a->data, "Dataset (default: the one the run trained on)");
   cmd->add_option("--device", a->device, "auto, cpu, ref or cuda[:N]")->capture_default_str();
+  add_precision_option(cmd, a->precision, kInferencePrecisionHelp);
   return {cmd, [a] {
             LoadedModel m = load_trained_model(a->checkpoint);
-            EvalReport r = evaluate_model(m, a->data, a->device);
+            const Precision precision = inference_precision(a->precision, a->device);
+            EvalReport r = evaluate_model(m, a->data, a->device, precision);
             fmt::print("{} samples ({} split): loss {:.4f}, accuracy {:.4f}\n", r.count, r.split, r.loss, r.accuracy);
             return 0;
           }};
@@ -145,7 +163,7 @@ Command add_eval_command(CLI::App& app) {
 
 Command add_predict_command(CLI::App& app) {
   struct Args {
-    std::string checkpoint, input, output, device = "auto";
+    std::string checkpoint, input, output, device = "auto", precision = "fp32";
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd = app.add_subcommand("predict", "Class probabilities and labels for IDX, CSV or NPY inputs");
@@ -154,10 +172,12 @@ Command add_predict_command(CLI::App& app) {
   cmd->add_option("--input", a->input, "IDX images (.gz or raw), a .csv of features or an .npy array")->required();
   cmd->add_option("--output", a->output, "A .csv (label,p0..) or .npy (probabilities; labels beside it)")->required();
   cmd->add_option("--device", a->device, "auto, cpu, ref or cuda[:N]")->capture_default_str();
+  add_precision_option(cmd, a->precision, kInferencePrecisionHelp);
   return {cmd, [a] {
             GPUML_CHECK(!a->checkpoint.empty(), "predict: give --checkpoint RUN or --model MODEL.onnx");
             LoadedModel m = load_trained_model(a->checkpoint);
-            int64_t n = write_predictions(m, a->input, a->output, a->device);
+            const Precision precision = inference_precision(a->precision, a->device);
+            int64_t n = write_predictions(m, a->input, a->output, a->device, precision);
             fmt::print("wrote {} predictions to {}\n", n, a->output);
             return 0;
           }};

@@ -45,8 +45,10 @@ LoadedModel load_trained_model(const std::string& path) {
 
 namespace {
 
-std::unique_ptr<ModelRunner> make_runner(const LoadedModel& m, const std::string& device) {
-  auto runner = std::make_unique<ModelRunner>(m.model, optim::OptimizerConfig{}, plan_options_for_device(device), 0);
+std::unique_ptr<ModelRunner> make_runner(const LoadedModel& m, const std::string& device, Precision precision) {
+  PlanOptions plan = plan_options_for_device(device);
+  apply_precision(precision, plan);
+  auto runner = std::make_unique<ModelRunner>(m.model, optim::OptimizerConfig{}, plan, 0, precision);
   runner->load(m.checkpoint.model, {});
   return runner;
 }
@@ -69,13 +71,14 @@ void check_input_shape(const LoadedModel& m, const Shape& sample, const std::str
 
 }  // namespace
 
-EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device) {
+EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device,
+                          Precision precision) {
   std::string path = data_path.empty() ? m.data : data_path;
   GPUML_CHECK(!path.empty(), "no --data given and the checkpoint does not say what it trained on");
   auto score = [&](const data::InMemoryDataset& set, const data::Normalization& norm, const char* split) {
     check_input_shape(m, set.sample_shape(), path);
     check_labels(set, m.model.num_classes(), path);
-    EvalStats s = make_runner(m, device)->evaluate(normalised_features(set, norm), set.labels());
+    EvalStats s = make_runner(m, device, precision)->evaluate(normalised_features(set, norm), set.labels());
     return EvalReport{s.loss_sum / s.count, double(s.correct) / s.count, s.count, split};
   };
   if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
@@ -85,7 +88,7 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
 }
 
 int64_t write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
-                          const std::string& device) {
+                          const std::string& device, Precision precision) {
   std::string ext = fs::path(output_path).extension().string();
   GPUML_CHECK(ext == ".csv" || ext == ".npy", "--output {}: expected a .csv or .npy file name", output_path);
   PredictInputs in = load_predict_inputs(input_path);
@@ -98,7 +101,7 @@ int64_t write_predictions(const LoadedModel& m, const std::string& input_path, c
     sample = m.model.input_shape();
   }
   check_input_shape(m, sample, input_path);
-  Tensor probs = make_runner(m, device)->predict(in.x);  // (N, C) f32
+  Tensor probs = make_runner(m, device, precision)->predict(in.x);  // (N, C) f32
   int64_t n = probs.dim(0), classes = probs.dim(1);
   std::vector<double> p = probs.to_doubles();
   std::vector<double> labels(static_cast<size_t>(n));

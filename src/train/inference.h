@@ -3,7 +3,7 @@
 //
 //   LoadedModel m = load_trained_model("runs/cnn-20261122");     // best.safetensors, else last
 //   EvalReport r = evaluate_model(m, "/usr/share/datasets/fashion-mnist", "cpu");
-//   write_predictions(m, "t10k-images-idx3-ubyte.gz", "pred.csv", "cpu");
+//   write_predictions(m, "t10k-images-idx3-ubyte.gz", "pred.csv", "cpu", Precision::bf16);
 #pragma once
 
 #include <memory>
@@ -11,6 +11,7 @@
 
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/precision.h"
 
 namespace gpuml {
 
@@ -31,13 +32,15 @@ struct EvalReport {
   std::string split;  // "test" or "train" (when the dataset has no test split)
 };
 
-EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device);
+// `precision` (train/precision.h) as in training: fp32 by default, whatever the run trained in.
+EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device,
+                          Precision precision = Precision::fp32);
 
 // Writes class probabilities and predicted labels for every input row, atomically:
 //   .csv: header "label,p0,...,pC-1", one row per input;
 //   .npy: probabilities (N, C) f32, and labels (N,) i64 next to it as <stem>.labels.npy.
 // Returns the number of rows written.
 int64_t write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
-                          const std::string& device);
+                          const std::string& device, Precision precision = Precision::fp32);
 
 }  // namespace gpuml

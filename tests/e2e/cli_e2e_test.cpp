@@ -70,6 +70,8 @@ TEST_F(CliE2E, BadInputsFailWithAClearMessageAndNoOutput) {
       {"train --quiet --data '" + csv.string() + "'", "bad.csv:3"},
       {"train --quiet --data '" + ragged.string() + "'", "ragged.csv:3"},
       {"eval --checkpoint /nonexistent", "no checkpoint"},
+      {"eval --checkpoint /nonexistent --precision fp16", "--precision: fp16 not in {fp32,tf32,bf16}"},
+      {"predict --checkpoint x --input x --output y.csv --precision half", "--precision: half not in"},
       {"predict --checkpoint /nonexistent --input x --output y.csv", "no checkpoint"},
   };
   for (const Case& c : cases) {

@@ -7,6 +7,7 @@
 #include "io/safetensors.h"
 #include "nn/model.h"
 #include "train/checkpoint.h"
+#include "train/inference.h"
 #include "train/trainer.h"
 
 namespace gpuml {
@@ -197,6 +198,13 @@ TEST_F(TrainE2E, Bf16TrainsToTheF32AccuracyAndIsRecorded) {
   EXPECT_NE(config.find("\"precision\": \"bf16\""), std::string::npos) << config;
   for (const auto& [name, t] : load_checkpoint(dir_.path() / "bf16" / "last.safetensors").model)
     EXPECT_EQ(t.dtype(), DType::f32) << name;
+  // eval --precision bf16 of the fp32 run scores what fp32 evaluation scores, within bf16 noise.
+  LoadedModel m = load_trained_model((dir_.path() / "fp32").string());
+  EvalReport exact = evaluate_model(m, "", "cpu"), low = evaluate_model(m, "", "cpu", Precision::bf16);
+  EXPECT_EQ(low.count, exact.count);
+  EXPECT_NEAR(low.accuracy, exact.accuracy, 0.01);
+  EXPECT_NEAR(low.loss, exact.loss, 0.02 * exact.loss);
+  EXPECT_NE(low.loss, exact.loss) << "bf16 evaluation computed exactly what fp32 did: was it applied?";
 }
 
 TEST(TrainErrors, NonFiniteLossStopsTrainingNamingTheStep) {
