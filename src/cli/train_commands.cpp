@@ -135,9 +135,12 @@ Command add_train_command(CLI::App& app) {
                          r.run_dir, r.run_dir);
               if (r.interrupted_by != 0) return 128 + r.interrupted_by;  // as a shell reports a signal
             }
-            fmt::print("done: {} epochs, train acc {:.4f}, eval acc {:.4f} (best {:.4f}), {:.1f} s training; run in {}\n",
-                       r.epochs_run, r.train_accuracy, r.eval_accuracy, r.best_accuracy, r.seconds_training,
-                       r.run_dir);
+            if (r.epochs_run == 0)  // stopped (--max-steps) before any epoch ended: no accuracy to report
+              fmt::print("done: no epoch finished in this run, {:.1f} s training; run in {}\n", r.seconds_training, r.run_dir);
+            else
+              fmt::print("done: {} epochs, train acc {:.4f}, eval acc {:.4f} (best {:.4f}), {:.1f} s training; run in {}\n",
+                         r.epochs_run, r.train_accuracy, r.eval_accuracy, r.best_accuracy, r.seconds_training,
+                         r.run_dir);
             return 0;
           }};
 }

@@ -47,6 +47,19 @@ TEST_F(CliE2E, TrainEvalPredict) {
   ASSERT_EQ(q.exit_code, 0) << q.output;
   EXPECT_TRUE(fs::exists(npy));
   EXPECT_TRUE(fs::exists(dir_.path() / "pred.labels.npy"));
+  auto low = run_gpuml("eval --precision bf16 --checkpoint '" + run() + "' " + data());
+  ASSERT_EQ(low.exit_code, 0) << low.output;
+  EXPECT_NE(low.output.find("200 samples (test split)"), std::string::npos) << low.output;
+}
+
+// Stopped by --max-steps before the first epoch ends: no accuracy exists yet, and the summary
+// must not print zeros as if it did.
+TEST_F(CliE2E, StoppedBeforeAnyEpochEndsSaysSoInsteadOfZeroAccuracy) {
+  auto t = run_gpuml("train --model mlp --epochs 1 --max-steps 2 --quiet " + data() + " --out '" + run() + "'");
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  EXPECT_NE(t.output.find("stopped after --max-steps 2"), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("done: no epoch finished in this run"), std::string::npos) << t.output;
+  EXPECT_EQ(t.output.find("acc 0.0000"), std::string::npos) << t.output;
 }
 
 TEST_F(CliE2E, BadInputsFailWithAClearMessageAndNoOutput) {
