@@ -66,6 +66,27 @@ __device__ __forceinline__ int64_t strided_offset(int64_t i, const Layout& layou
   return off;
 }
 
+// A view that walks memory in the layout's own row-major order (contiguous strides; size-1 dims
+// may have any stride): element i is at offset i, no index arithmetic needed.
+inline bool is_dense(const StridedView& v, const Layout& layout) {
+  int64_t expected = 1;
+  for (int d = layout.ndim - 1; d >= 0; --d) {
+    if (layout.shape[d] == 1) continue;
+    if (v.strides[d] != expected) return false;
+    expected *= layout.shape[d];
+  }
+  return true;
+}
+
+inline bool is_aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+
+// 16 bytes of elements, loaded and stored as one vector (LDG.128/STG.128).
+template <typename T>
+struct alignas(16) Pack {
+  static constexpr int kSize = 16 / sizeof(T);
+  T v[kSize];
+};
+
 #define GPUML_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 
