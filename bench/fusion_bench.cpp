@@ -1,11 +1,13 @@
 // The planner's matmul/conv2d + bias + activation fusion (PlanOptions::fuse) measured on whole
 // planned steps: the mlp and cnn presets' layers as a training step (forward, loss, gradients)
-// and as an inference step, each planned once with fusion and once without, on the cpu backend.
-// Same graph, same feeds, same executor: the ratio is the fusion's effect alone.
+// and as an inference step, each planned once with fusion and once without, on the cpu backend
+// and (when there is one) the GPU. Same graph, same feeds, same executor: the ratio is the
+// fusion's effect alone.
 #include <fmt/format.h>
 
 #include <random>
 
+#include "backend/dispatch.h"
 #include "bench_common.h"
 #include "gpuml_op_bench.h"
 #include "graph/autodiff.h"
@@ -71,10 +73,20 @@ struct PresetStep {
   }
 };
 
-void bench_step(benchmark::State& state, const std::string& model, int64_t batch, bool train, bool fuse) {
+void bench_step(benchmark::State& state, const std::string& device, const std::string& model, int64_t batch,
+                bool train, bool fuse) {
   PresetStep step(model, batch, train);
   PlanOptions options;
   options.backends = {&backend_registry().get("cpu")};
+  if (device == "cuda") {
+    Backend* gpu = backend_registry().find("cuda");
+    if (!gpu) {
+      state.SkipWithError(("no CUDA backend: " + backend_registry().cuda_status()).c_str());
+      return;
+    }
+    options.backends = {gpu, &backend_registry().get("cpu"), &backend_registry().reference()};
+    for (auto& [name, t] : step.feeds) t = to_backend(t, *gpu);  // resident, as a trainer keeps them
+  }
   options.fuse = fuse;
   Executor ex(plan_graph(step.g, step.outputs, options));
   ex.run(step.feeds);  // warm-up: oneDNN primitives are created on the first run
@@ -86,20 +98,23 @@ void bench_step(benchmark::State& state, const std::string& model, int64_t batch
 
 }  // namespace
 
+// Names: fusion/<device>_<model>_<train|infer>_b<batch>/<fused|unfused>. The cuda cases are
+// skipped without a GPU (tools/gpu-check.sh runs them).
 void register_fusion_benchmarks() {
-  for (std::string model : {"mlp", "cnn"})
-    for (bool train : {true, false})
-      for (int64_t batch : {128, 1024}) {
-        if (model == "cnn" && batch > 128) continue;  // seconds per step on 2 cores
-        for (bool fuse : {true, false}) {
-          std::string name = fmt::format("fusion/{}_{}_b{}/{}", model, train ? "train" : "infer", batch,
-                                         fuse ? "fused" : "unfused");
-          benchmark::RegisterBenchmark(name.c_str(),
-                                       [=](benchmark::State& s) { bench_step(s, model, batch, train, fuse); })
-              ->UseRealTime()
-              ->Unit(benchmark::kMicrosecond);
+  for (std::string device : {"cpu", "cuda"})
+    for (std::string model : {"mlp", "cnn"})
+      for (bool train : {true, false})
+        for (int64_t batch : {128, 1024}) {
+          if (device == "cpu" && model == "cnn" && batch > 128) continue;  // seconds per step on 2 cores
+          for (bool fuse : {true, false}) {
+            std::string name = fmt::format("fusion/{}_{}_{}_b{}/{}", device, model, train ? "train" : "infer", batch,
+                                           fuse ? "fused" : "unfused");
+            benchmark::RegisterBenchmark(
+                name.c_str(), [=](benchmark::State& s) { bench_step(s, device, model, batch, train, fuse); })
+                ->UseRealTime()
+                ->Unit(benchmark::kMicrosecond);
+          }
         }
-      }
 }
 
 }  // namespace gpuml::bench

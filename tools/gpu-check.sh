@@ -102,6 +102,14 @@ md "| case | gpuml | torch | gpuml/torch | target |"; md "|---|---:|---:|---:|--
 sed 's/^/| /; s/|/ | /g; s/$/ |/' "$work/mm.txt" >> "$report"
 cat "$work/mm.txt" >> "$summary"
 
+note "fusion: planned mlp/cnn steps on the GPU, fused (cuBLASLt epilogues) vs unfused"
+"$build_dir/gpuml_bench" --benchmark_filter='fusion/cuda' --benchmark_min_time=0.2 --benchmark_repetitions=5 \
+  --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
+  --benchmark_format=json > "$work/fusion.json" || echo "gpu-check: fusion benchmark failed" >&2
+"$python" "$root/bench/ratio_table.py" "$work/fusion.json" > "$work/fusion.txt" 2>&1 || true
+md ""; md "## Fusion on the GPU (bench/fusion_bench.cpp)"; md ""; md '```'; cat "$work/fusion.txt" >> "$report"; md '```'
+sed -n 's/^fusion\/\([^ ]*\) *\([^ ]*\) *\([^ ]*\) *\([^ ]*\).*/fusion \1 fused\/unfused|\4/p' "$work/fusion.txt" >> "$summary"
+
 # Fashion-MNIST, or same-shaped synthetic IDX files (timing only: accuracies are then meaningless).
 data="${DATA:-}"
 for d in "$root/data/fashion-mnist" /usr/share/datasets/fashion-mnist; do
