@@ -197,29 +197,42 @@ std::map<int, Tensor> Executor::bind_output_buffers(const RunOptions& options,
   return copy_in;
 }
 
-std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, const RunOptions& options) {
-  bind_feeds(feeds);
-  std::map<int, Tensor> copy_in = bind_output_buffers(options, feeds);
-  std::set<Backend*> used;
+void Executor::run_steps(uint64_t rng_offset, std::set<Backend*>& used) {
   for (const PlanStep& step : plan_.steps) {
+    used.insert(step.backend);
     if (profile_) {
       auto t0 = std::chrono::steady_clock::now();
-      run_step(step, options.rng_offset);
+      run_step(step, rng_offset);
       step.backend->synchronize();
       auto& slot = op_seconds_[step.kind == StepKind::Kernel ? std::string(op_name(step.op))
                                                               : step.kind == StepKind::View ? "(view)" : "(transfer)"];
       slot.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++slot.second;
     } else {
-      run_step(step, options.rng_offset);
+      run_step(step, rng_offset);
     }
-    used.insert(step.backend);
   }
-  for (Backend* b : used) b->synchronize();
+}
+
+std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, const RunOptions& options) {
+  bind_feeds(feeds);
+  std::map<int, Tensor> copy_in = bind_output_buffers(options, feeds);
+  std::set<Backend*> used;
   try {
+    run_steps(options.rng_offset, used);
+    for (Backend* b : used) b->synchronize();
     for (Backend* b : used) b->check_deferred_errors();
   } catch (...) {
-    values_ = arena_values_;  // unbind donated buffers: a later run must not write into them
+    // Errors that kernels deferred belong to this failed run: drop the rest, so that the next
+    // run does not report them. Unbind donated buffers: a later run must not write into them.
+    for (Backend* b : used) {
+      try {
+        b->synchronize();
+        b->check_deferred_errors();
+      } catch (...) {
+      }
+    }
+    values_ = arena_values_;
     throw;
   }
   std::vector<Tensor> outputs;

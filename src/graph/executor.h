@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,8 @@ class Executor {
  private:
   void bind_feeds(const std::map<std::string, Tensor>& feeds);
   void run_step(const PlanStep& step, uint64_t rng_offset);
+  // Runs every step in order; `used` collects the backends that ran one (also when one throws).
+  void run_steps(uint64_t rng_offset, std::set<Backend*>& used);
   // Points donated outputs at the caller's buffers; returns the outputs to copy in afterwards.
   std::map<int, Tensor> bind_output_buffers(const RunOptions& options, const std::map<std::string, Tensor>& feeds);
 

@@ -132,6 +132,17 @@ TEST(ExecutorOptions, DeferredDeviceErrorsAreRaisedByRunAndLeaveDonatedBuffersAl
   std::vector<Tensor> out = ex.run({{"x", good}});
   EXPECT_NEAR(out[0].item_as_double(3), std::exp(4.0), 1e-12);
   EXPECT_EQ(donated.to_doubles(), after_failure);
+  // A run that fails for another reason (a bad label, found by ref on the host) after a deferred
+  // error was recorded: that error is dropped with the run, not reported by the next one.
+  Graph g2;
+  Sym logits = g2.input("logits", {{1, 4}, DType::f64});
+  Sym labels = g2.input("labels", {{1}, DType::i64});
+  Executor ce(plan_graph(g2, {cross_entropy(relu(logits), labels)}, options));
+  Tensor bad_logits = Tensor::from_values({1, 4}, {1, 2, -3, 4}, DType::f64);
+  Tensor good_logits = Tensor::from_values({1, 4}, {1, 2, 3, 4}, DType::f64);
+  Tensor bad_label = Tensor::from_values({1}, {9}, DType::i64), good_label = Tensor::from_values({1}, {1}, DType::i64);
+  EXPECT_THROW(ce.run({{"logits", bad_logits}, {"labels", bad_label}}), Error);
+  EXPECT_NO_THROW(ce.run({{"logits", good_logits}, {"labels", good_label}}));
   // run_op raises them too.
   EXPECT_THROW(run_op(backend, OpId::relu, {bad}), Error);
   EXPECT_NO_THROW(run_op(backend, OpId::relu, {good}));

@@ -128,7 +128,21 @@ void CudaBackend::deallocate(void* ptr, size_t bytes) {
   in_use_ -= std::min(in_use_, bytes);
 }
 
+size_t CudaBackend::memory_budget() const {
+  size_t free_bytes = 0, total = 0;
+  cudaMemGetInfo(&free_bytes, &total);
+  if (limit_ == 0) return free_bytes;
+  return std::min(free_bytes, limit_ > in_use_ ? limit_ - in_use_ : size_t{0});
+}
+
+void CudaBackend::release_cached_memory() {
+  activate();
+  GPUML_CUDA_CHECK(cudaStreamSynchronize(stream_), "release memory");
+  GPUML_CUDA_CHECK(cudaMemPoolTrimTo(pool_, 0), "release memory");
+}
+
 void* CudaBackend::workspace(size_t bytes, const char* op) {
+  std::lock_guard<std::mutex> lock(workspace_mutex_);
   if (bytes <= workspace_bytes_) return workspace_;
   if (workspace_) deallocate(workspace_, workspace_bytes_);
   workspace_ = nullptr;
@@ -184,6 +198,9 @@ void CudaBackend::copy_to_host(void* host_dst, const void* src, size_t bytes, St
   }
   cudaGetLastError();
   std::lock_guard<std::mutex> lock(mutex_);
+  // copy_to_device may have left a DMA out of staging_[0] pending on another stream (a batch
+  // staged on the copy stream): wait for it before overwriting the buffer.
+  GPUML_CUDA_CHECK(cudaEventSynchronize(staging_done_[0]), "copy_to_host");
   for (size_t done = 0; done < bytes; done += kStagingBytes) {
     const size_t n = std::min(kStagingBytes, bytes - done);
     GPUML_CUDA_CHECK(cudaMemcpyAsync(staging_[0], static_cast<const char*>(src) + done, n, cudaMemcpyDeviceToHost, s),

@@ -54,11 +54,21 @@ class CudaBackend final : public Backend {
   void wait_event(Stream* stream, const Event& event) override;
   void synchronize(Stream* stream = nullptr) override;
 
-  cudaStream_t stream_of(const KernelCall& call) const { return raw_stream(call.stream); }
+  // The stream a kernel runs on; also makes this backend's device current for the calling thread
+  // (kernels, cuBLASLt and cuDNN use the current device).
+  cudaStream_t stream_of(const KernelCall& call) const {
+    activate();
+    return raw_stream(call.stream);
+  }
   cudaStream_t raw_stream(Stream* stream) const;
   // Scratch memory for one kernel (cuBLASLt/cuDNN workspaces), grown on demand, ordered on the
   // default stream. `op` names the kernel in the out-of-memory error.
   void* workspace(size_t bytes, const char* op);
+  // Bytes that may still be allocated: free device memory, within --gpu-memory-limit.
+  size_t memory_budget() const;
+  // Returns the pool's cached free memory to the device (before cuDNN's Find, which allocates
+  // with cudaMalloc outside the pool).
+  void release_cached_memory();
   cublasLtHandle_t cublaslt() const { return cublaslt_; }
   cudnnHandle_t cudnn() const { return cudnn_; }
   // cuDNN algorithm choices per convolution shape, found once (conv kernels own the keys).
@@ -97,6 +107,7 @@ class CudaBackend final : public Backend {
   cudnnHandle_t cudnn_ = nullptr;
   std::map<std::string, int> conv_algorithms_;
   std::mutex mutex_;
+  std::mutex workspace_mutex_;  // workspace(): allocate() takes mutex_
   std::vector<std::pair<Tensor, DeferredMessage>> deferred_;  // guarded by mutex_
 };
 

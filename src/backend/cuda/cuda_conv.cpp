@@ -76,11 +76,14 @@ std::string cache_key(Direction dir, const Shape& xs, const Shape& ws, const Att
                      a.deterministic ? " deterministic" : "");
 }
 
-// The first algorithm that ran (and, if asked, is deterministic) in cuDNN's ranking.
+// The first algorithm in cuDNN's ranking that ran, fits its workspace in `budget` bytes and, if
+// asked, is deterministic. (The fastest may want gigabytes of workspace, FFT; one that needs
+// little is then the better choice under --gpu-memory-limit.)
 template <typename Perf>
-int first_usable(const Perf* perf, int found, bool deterministic) {
+int first_usable(const Perf* perf, int found, bool deterministic, size_t budget) {
   for (int i = 0; i < found; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && (!deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= budget &&
+        (!deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
       return static_cast<int>(perf[i].algo);
   return -1;
 }
@@ -95,13 +98,16 @@ int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, co
   if (it != gpu.conv_algorithms().end()) return it->second;
   constexpr int kMax = 16;
   int found = 0, algo = -1;
+  // cudnnFind* allocates its own buffers with cudaMalloc, outside the pool that keeps freed memory.
+  if (!deterministic) gpu.release_cached_memory();
+  const size_t budget = gpu.memory_budget() / 2;  // leave room for the step's own tensors
   if (dir == Direction::forward) {
     cudnnConvolutionFwdAlgoPerf_t perf[kMax];
     if (deterministic)
       GPUML_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(gpu.cudnn(), d.x, d.w, d.conv, d.y, kMax, &found, perf));
     else
       GPUML_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(gpu.cudnn(), d.x, d.w, d.conv, d.y, kMax, &found, perf));
-    algo = first_usable(perf, found, deterministic);
+    algo = first_usable(perf, found, deterministic, budget);
   } else if (dir == Direction::backward_data) {
     cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
     if (deterministic)
@@ -110,7 +116,7 @@ int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, co
     else
       GPUML_CUDNN_CHECK(
           cudnnFindConvolutionBackwardDataAlgorithm(gpu.cudnn(), d.w, d.y, d.conv, d.x, kMax, &found, perf));
-    algo = first_usable(perf, found, deterministic);
+    algo = first_usable(perf, found, deterministic, budget);
   } else {
     cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
     if (deterministic)
@@ -119,10 +125,12 @@ int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, co
     else
       GPUML_CUDNN_CHECK(
           cudnnFindConvolutionBackwardFilterAlgorithm(gpu.cudnn(), d.x, d.y, d.conv, d.w, kMax, &found, perf));
-    algo = first_usable(perf, found, deterministic);
+    algo = first_usable(perf, found, deterministic, budget);
   }
-  GPUML_CHECK_KIND(ErrorKind::Unsupported, algo >= 0, "cuda conv2d: cuDNN has no {}algorithm for {}{}",
-                   deterministic ? "deterministic " : "", key, deterministic ? "; run without --deterministic" : "");
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, algo >= 0,
+                   "cuda conv2d: cuDNN has no {}algorithm for {} with at most {} MiB of workspace{}",
+                   deterministic ? "deterministic " : "", key, budget >> 20,
+                   deterministic ? "; run without --deterministic" : "; try a smaller --batch-size");
   gpu.conv_algorithms()[key] = algo;
   return algo;
 }

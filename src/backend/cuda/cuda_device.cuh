@@ -45,11 +45,20 @@ __device__ __forceinline__ Acc<T> to_acc(T v) {
   else if constexpr (std::is_same_v<T, __half>) return __half2float(v);
   else return static_cast<Acc<T>>(v);
 }
+// Integers as the reference backend stores them (ref_kernels.h to_element): truncate toward zero
+// to int64 (NaN -> 0, beyond the range -> the int64 extremes), then wrap to T's width, so u8
+// 3 - 5 = 254. A plain static_cast<T>(double) saturates on the GPU (and is undefined in C++).
+template <typename T>
+__device__ __forceinline__ T wrap_int(double v) {
+  if (v != v) return T(0);
+  return static_cast<T>(static_cast<unsigned long long>(__double2ll_rz(v)));
+}
 template <typename T, typename A>
 __device__ __forceinline__ T from_acc(A v) {
   if constexpr (std::is_same_v<T, __nv_bfloat16>) return __float2bfloat16_rn(static_cast<float>(v));
   else if constexpr (std::is_same_v<T, __half>) return __float2half_rn(static_cast<float>(v));
   else if constexpr (std::is_same_v<T, bool>) return v != A(0);
+  else if constexpr (std::is_integral_v<T>) return wrap_int<T>(static_cast<double>(v));
   else return static_cast<T>(v);
 }
 template <typename T>

@@ -22,7 +22,7 @@ template <typename A>
 __device__ A unary_value(UnaryOp op, A x, bool gelu_tanh) {
   switch (op) {
     case UnaryOp::neg: return -x;
-    case UnaryOp::abs: return x < A(0) ? -x : x;
+    case UnaryOp::abs: return fabs(x);  // clears the sign of -0.0, as ref's fabs
     case UnaryOp::sign: return x > A(0) ? A(1) : (x < A(0) ? A(-1) : x);  // sign(NaN) = NaN
     case UnaryOp::exp: return exp(x);
     case UnaryOp::log: return log(x);
@@ -144,6 +144,7 @@ __device__ __forceinline__ To cast_value(From x) {
   double v = to_f64(x);
   if constexpr (std::is_same_v<To, bool>) return v != 0.0;
   else if constexpr (std::is_same_v<To, __nv_bfloat16> || std::is_same_v<To, __half>) return from_acc<To>(static_cast<float>(v));
+  else if constexpr (std::is_integral_v<To>) return wrap_int<To>(v);
   else return static_cast<To>(v);
 }
 
@@ -174,6 +175,7 @@ __global__ void arange_kernel(T* out, int64_t n, double start, double step) {
     double v = start + static_cast<double>(i) * step;
     if constexpr (std::is_same_v<T, bool>) out[i] = v != 0.0;
     else if constexpr (std::is_same_v<T, __nv_bfloat16> || std::is_same_v<T, __half>) out[i] = from_acc<T>(static_cast<float>(v));
+    else if constexpr (std::is_integral_v<T>) out[i] = wrap_int<T>(v);
     else out[i] = static_cast<T>(v);
   }
 }

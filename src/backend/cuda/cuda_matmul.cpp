@@ -77,6 +77,16 @@ int64_t batch_stride(const KernelCall& c, const Tensor& t, const Shape& batch, i
   return matrix;
 }
 
+// The largest power of two (up to 256) that divides the address. cuBLASLt assumes 256-byte
+// aligned operands unless told otherwise; ours may sit at any element offset (parameters are
+// slices of one flat buffer, arena values at 64-byte offsets).
+uint32_t alignment_of(const void* p) {
+  const uintptr_t v = reinterpret_cast<uintptr_t>(p);
+  uint32_t a = 256;
+  while (a > 1 && v % a != 0) a /= 2;
+  return a;
+}
+
 // The cuBLASLt epilogue for matmul_bias_act's activation; the erf gelu is applied afterwards.
 cublasLtEpilogue_t epilogue_of(const Attrs& a) {
   if (a.activation == Activation::relu) return CUBLASLT_EPILOGUE_RELU_BIAS;
@@ -128,8 +138,11 @@ void run_matmul(const KernelCall& c, bool fused) {
   GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof(op_first)));
   GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof(op_second)));
   // The bias is per row of the swapped column-major C^T (n x m): per column of the row-major C.
-  cublasLtEpilogue_t epilogue = fused ? epilogue_of(c.attrs) : CUBLASLT_EPILOGUE_DEFAULT;
-  if (fused) {
+  // Epilogue kernels read the bias in 16-byte vectors: a bias at a smaller alignment takes the
+  // in-place kernels after a plain product instead.
+  const bool use_epilogue = fused && alignment_of(c.inputs[2].raw_data()) >= 16;
+  cublasLtEpilogue_t epilogue = use_epilogue ? epilogue_of(c.attrs) : CUBLASLT_EPILOGUE_DEFAULT;
+  if (use_epilogue) {
     const void* bias = c.inputs[2].raw_data();
     GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
     GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
@@ -160,13 +173,21 @@ void run_matmul(const KernelCall& c, bool fused) {
   const size_t ws_bytes = kMatmulWorkspace;
   GPUML_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.h, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws_bytes,
                                                           sizeof(ws_bytes)));
+  // The swapped problem: cuBLASLt's A is our b, its B our a, C and D our output.
+  const uint32_t align_a = alignment_of(b_mem.raw_data()), align_b = alignment_of(a_mem.raw_data());
+  const uint32_t align_c = alignment_of(c.output.raw_data());
+  for (auto [attr, value] : {std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, align_a},
+                             std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, align_b},
+                             std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c},
+                             std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c}})
+    GPUML_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.h, attr, &value, sizeof(value)));
   cublasLtMatmulHeuristicResult_t heuristic{};
   int found = 0;
   // A status other than success with an epilogue means "not with this epilogue": retry plain.
   cublasStatus_t st =
       cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found);
-  bool epilogue_done = fused;
-  if (fused && (st != CUBLAS_STATUS_SUCCESS || found == 0)) {
+  bool epilogue_done = use_epilogue;
+  if (use_epilogue && (st != CUBLAS_STATUS_SUCCESS || found == 0)) {
     epilogue = CUBLASLT_EPILOGUE_DEFAULT;
     epilogue_done = false;
     GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));

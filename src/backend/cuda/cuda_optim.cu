@@ -27,13 +27,15 @@ __global__ void adam_update_kernel(const float* state, const float* grad, const 
                                    OptimParams o) {
   const float lr = hyper[0], bc1 = hyper[1], sqrt_bc2 = sqrtf(hyper[2]);
   const float b1 = static_cast<float>(o.beta1), b2 = static_cast<float>(o.beta2);
+  // 1 - beta in double, then rounded, as the CPU and ref do: 1.0f - float(0.999) is off by 1.3e-5.
+  const float omb1 = static_cast<float>(1.0 - o.beta1), omb2 = static_cast<float>(1.0 - o.beta2);
   const float wd = static_cast<float>(o.weight_decay), eps = static_cast<float>(o.eps);
   GPUML_GRID_STRIDE(i, p) {
     float param = state[i], g = grad[i];
     if (o.decoupled_weight_decay) param *= 1.0f - lr * wd;
     else g += wd * param;
-    const float m = b1 * state[p + i] + (1.0f - b1) * g;
-    const float v = b2 * state[2 * p + i] + (1.0f - b2) * g * g;
+    const float m = b1 * state[p + i] + omb1 * g;
+    const float v = b2 * state[2 * p + i] + omb2 * g * g;
     const float denom = sqrtf(v) / sqrt_bc2 + eps;
     out[i] = param - lr / bc1 * m / denom;
     out[p + i] = m;

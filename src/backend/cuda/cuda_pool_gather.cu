@@ -152,11 +152,10 @@ __global__ void embedding_backward_ordered_kernel(const void* idx, bool i64, con
 template <typename T>
 __global__ void dropout_kernel(StridedView x, T* out, Layout layout, double p, uint64_t seed, uint64_t offset) {
   const T* in = static_cast<const T*>(x.data);
-  const double scale = 1.0 / (1.0 - p);
   GPUML_GRID_STRIDE(i, layout.numel) {
     const bool keep = philox_uniform(seed, offset, static_cast<uint64_t>(i)) >= p;
     const double v = to_f64(in[strided_offset(i, layout, x.strides)]);
-    out[i] = from_acc<T>(static_cast<Acc<T>>(keep ? v * scale : 0.0));
+    out[i] = from_acc<T>(static_cast<Acc<T>>(keep ? v / (1.0 - p) : 0.0));  // divided, as CPU and ref
   }
 }
 
@@ -164,8 +163,9 @@ template <typename T>
 __global__ void random_kernel(bool normal, T* out, int64_t n, double a, double b, uint64_t seed, uint64_t offset) {
   GPUML_GRID_STRIDE(i, n) {
     const uint64_t k = static_cast<uint64_t>(i);
-    const double v = normal ? a + b * philox_normal(seed, offset, k)
-                            : a + (b - a) * static_cast<double>(philox_uniform(seed, offset, k));
+    // Explicit roundings: nvcc would fuse a + b * x into one FMA, which the CPU build does not.
+    const double v = normal ? __dadd_rn(a, __dmul_rn(b, philox_normal(seed, offset, k)))
+                            : __dadd_rn(a, __dmul_rn(b - a, static_cast<double>(philox_uniform(seed, offset, k))));
     out[i] = from_acc<T>(static_cast<Acc<T>>(v));
   }
 }
