@@ -10,7 +10,8 @@
 //   Sym new_state = emit_update(config, state, flat_grad, hyper);
 //   feeds["hyper"] = hyper_values(config, lr_at(schedule, config.lr, step, ...), step + 1);
 //
-// State layout (S, P): row 0 holds every parameter flattened and concatenated; sgd with momentum
+// State layout (S, P): row 0 holds every parameter flattened and concatenated (ModelRunner puts
+// each at a 256-byte aligned column, with zero gaps between); sgd with momentum
 // adds the momentum buffer (row 1), adam/adamw add m and v (rows 1, 2). Rows past 0 start at zero
 // (initial_state). The update op is pure: it returns the new state and the caller swaps buffers.
 #pragma once

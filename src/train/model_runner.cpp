@@ -49,7 +49,10 @@ ModelRunner::ModelRunner(const nn::Model& model, optim::OptimizerConfig optimize
                      p.name, p.dtype);
     int64_t n = numel(p.shape);
     slots_.push_back({p.name, p.shape, param_count_, n});
-    param_count_ += n;
+    // Each parameter starts kParamAlignment floats (256 bytes) into the row: cuBLASLt and cuDNN
+    // pick vectorised and tensor-core kernels only for aligned operands (as PyTorch's allocator
+    // gives them). The gap is zeros with zero gradients, which no optimizer moves.
+    param_count_ += (n + kParamAlignment - 1) / kParamAlignment * kParamAlignment;
   }
   GPUML_CHECK(param_count_ > 0, "the model has no trainable parameters");
   state_rows_ = optim::state_rows(optimizer_);
@@ -99,8 +102,13 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     if (mode == Mode::Train) {
       Sym hyper = g.input("hyper", {{3}, DType::f32});
       std::vector<Sym> grads = gradients(g, loss, params);
-      std::vector<Sym> flat;
-      for (Sym gr : grads) flat.push_back(reshape(gr, {-1}));
+      std::vector<Sym> flat;  // laid out as the state's row: each gradient, then its gap's zeros
+      for (size_t i = 0; i < grads.size(); ++i) {
+        flat.push_back(reshape(grads[i], {-1}));
+        const int64_t end = i + 1 < slots_.size() ? slots_[i + 1].offset : param_count_;
+        const int64_t gap = end - slots_[i].offset - slots_[i].numel;
+        if (gap > 0) flat.push_back(fill(g, {gap}, 0.0, DType::f32));
+      }
       Sym flat_grad = flat.size() == 1 ? flat[0] : concat(flat, 0);
       outputs.push_back(optim::emit_update(optimizer_, state, flat_grad, hyper));
       for (const auto& [name, value] : ctx.buffer_updates) {
@@ -185,6 +193,14 @@ size_t ModelRunner::planned_peak_bytes(int64_t batch_size) {
   Shape x_shape{batch_size};
   for (int64_t d : model_.input_shape()) x_shape.push_back(d);
   return compiled(Mode::Train, x_shape).executor->plan().peak_bytes();
+}
+
+Tensor ModelRunner::state_snapshot() const { return to_backend(state_[current_], backend_registry().reference()); }
+
+int64_t ModelRunner::state_offset(const std::string& name) const {
+  for (const Slot& s : slots_)
+    if (s.name == name) return s.offset;
+  GPUML_FAIL(ErrorKind::Invalid, "no trainable parameter named '{}'", name);
 }
 
 NamedTensors ModelRunner::model_tensors() const {

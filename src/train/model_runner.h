@@ -55,7 +55,10 @@ class ModelRunner {
   // Class probabilities (N, C) in eval mode.
   Tensor predict(const Tensor& x, int64_t batch_size = 1000);
 
-  int64_t parameter_count() const { return param_count_; }
+  // The (S, P) state (parameters, then optimizer slots) as a host copy, and the column where
+  // parameter `name` starts; for tests and tools that check the layout.
+  Tensor state_snapshot() const;
+  int64_t state_offset(const std::string& name) const;
   // Planned peak bytes of the training step for a batch size (plans it if needed).
   size_t planned_peak_bytes(int64_t batch_size);
 
@@ -68,6 +71,7 @@ class ModelRunner {
   void load(const NamedTensors& model, const NamedTensors& optimizer);
 
  private:
+  static constexpr int64_t kParamAlignment = 64;  // floats: each parameter 256-byte aligned in the state
   struct Slot {
     std::string name;
     Shape shape;
@@ -86,7 +90,7 @@ class ModelRunner {
   std::vector<Slot> slots_;            // trainable parameters, state_dict order
   std::vector<nn::ParamInfo> buffers_; // non-trainable (BatchNorm running stats)
   std::map<std::string, Tensor> buffer_values_;
-  int64_t param_count_ = 0;
+  int64_t param_count_ = 0;  // the state's row length: parameters and their alignment gaps
   int64_t state_rows_ = 1;
   Tensor state_[2];  // (S, P) f32, ping-ponged
   int current_ = 0;
