@@ -185,8 +185,21 @@ void conv2d_backward_filter_kernel(const KernelCall& c) {
 
 }  // namespace
 
+// conv2d_bias_act: the convolution, then one in-place pass adding the channel bias and applying
+// the activation (as on CPU), so the sum and the activation get no buffers of their own.
+void conv2d_bias_act_kernel(const KernelCall& c) {
+  run_conv(c, Direction::forward, c.inputs[0], c.inputs[1], c.output);
+  const Shape& y = c.output.shape();
+  const int activation = c.attrs.activation == Activation::relu ? 1 : c.attrs.activation == Activation::gelu ? 2 : 0;
+  launch("conv2d_bias_act", [&] {
+    launch_channel_bias_act(elem_type(c.output.dtype()), c.output.raw_data(), c.inputs[2].raw_data(), y[0], y[1],
+                            y[2] * y[3], activation, c.attrs.gelu_tanh, cuda_backend_of(c).stream_of(c));
+  });
+}
+
 void register_conv_kernels(CudaBackend& b) {
   for (auto [op, fn] : {std::pair{OpId::conv2d, &conv2d_kernel},
+                        std::pair{OpId::conv2d_bias_act, &conv2d_bias_act_kernel},
                         std::pair{OpId::conv2d_backward_data, &conv2d_backward_data_kernel},
                         std::pair{OpId::conv2d_backward_filter, &conv2d_backward_filter_kernel}})
     b.add_kernel(op, fn, {DType::f32, DType::f64, DType::bf16, DType::f16}, /*strided_inputs=*/false);

@@ -201,7 +201,29 @@ __global__ void gelu_backward_kernel(StridedView x, StridedView dy, T* dx, Layou
   }
 }
 
+template <typename T>
+__global__ void channel_bias_act_kernel(T* y, const T* bias, int64_t total, int64_t channels, int64_t plane,
+                                        int activation, bool gelu_tanh) {
+  GPUML_GRID_STRIDE(i, total) {
+    Acc<T> v = to_acc(y[i]) + to_acc(bias[(i / plane) % channels]);
+    if (activation == 1) v = v < Acc<T>(0) ? Acc<T>(0) : v;
+    else if (activation == 2) v = gelu_value(v, gelu_tanh);
+    y[i] = from_acc<T>(v);
+  }
+}
+
 }  // namespace
+
+void launch_channel_bias_act(ElemType t, void* y, const void* bias, int64_t n, int64_t channels, int64_t plane,
+                             int activation, bool gelu_tanh, cudaStream_t stream) {
+  const int64_t total = n * channels * plane;
+  if (total == 0) return;
+  dispatch_float(t, [&]<typename T>(T) {
+    channel_bias_act_kernel<T><<<blocks_for(total), kThreads, 0, stream>>>(
+        static_cast<T*>(y), static_cast<const T*>(bias), total, channels, plane, activation, gelu_tanh);
+  });
+  check_launch("conv2d_bias_act");
+}
 
 void launch_unary(UnaryOp op, ElemType t, const StridedView& x, void* out, const Layout& layout, bool gelu_tanh,
                   cudaStream_t stream) {

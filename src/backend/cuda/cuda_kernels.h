@@ -53,6 +53,10 @@ void launch_strided_copy(int elem_bytes, const StridedView& src, const StridedVi
                          cudaStream_t stream);
 // out[i] = start + i * step over a contiguous range (fill: step 0).
 void launch_arange(ElemType t, void* out, int64_t n, double start, double step, cudaStream_t stream);
+// In place on a contiguous (N, C, plane) tensor: y = act(y + bias[c]), act 0 none, 1 relu, 2 gelu
+// (the epilogue of conv2d_bias_act).
+void launch_channel_bias_act(ElemType t, void* y, const void* bias, int64_t n, int64_t channels, int64_t plane,
+                             int activation, bool gelu_tanh, cudaStream_t stream);
 // dx = dy * relu'(x) or gelu'(x); x and dy strided over the output layout.
 void launch_gelu_backward(ElemType t, const StridedView& x, const StridedView& dy, void* dx, const Layout& layout,
                           bool gelu_tanh, cudaStream_t stream);
