@@ -99,9 +99,12 @@ std::vector<OpSample> build_samples() {
     add(op, "long_row", {real({2, 1037})}, with_axes({1}));
     add(op, "conv_bias", {real({4, 6, 5, 7})}, with_axes({0, 2, 3}));  // a conv bias gradient
     add(op, "columns", {real({9, 13})}, with_axes({0}));                 // a linear bias gradient
+    add(op, "wide_columns", {real({9, 70})}, with_axes({0}));            // one thread per column on CUDA
   }
   add(OpId::sum, "empty", {real({0, 3})}, with_axes({0}));
+  add(OpId::sum, "empty_wide", {real({0, 40})}, with_axes({0}));
   add(OpId::argmax, "last", {real({4, 9})});
+  add(OpId::argmax, "wide_axis0", {real({5, 40})}, with_axis(0));
   add(OpId::argmax, "axis0_keep", {real({5, 3})}, [] { Attrs a = with_axis(0); a.keepdim = true; return a; }());
   for (OpId op : {OpId::softmax, OpId::log_softmax}) {
     add(op, "last", {real({3, 11})});

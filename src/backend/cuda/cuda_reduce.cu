@@ -72,6 +72,26 @@ __global__ void reduce_kernel(ReduceOp op, const T* in, O* out, int64_t outer, i
   }
 }
 
+// One thread per output element, reducing in order r = 0, 1, ...: for inner >= 32 (a bias
+// gradient: the sum over the batch of (N, D)), where consecutive threads then read consecutive
+// addresses. reduce_kernel's threads would stride `inner` apart, one uncoalesced load each.
+template <typename T, typename O>
+__global__ void column_reduce_kernel(ReduceOp op, const T* in, O* out, int64_t outer, int64_t reduce, int64_t inner) {
+  GPUML_GRID_STRIDE(o, outer * inner) {
+    const int64_t base = (o / inner) * reduce * inner + o % inner;
+    double acc = 0.0;
+    int64_t idx = -1;
+    for (int64_t r = 0; r < reduce; ++r) {
+      const double v = to_f64(in[base + r * inner]);
+      if (op == ReduceOp::sum || op == ReduceOp::mean) acc += v;
+      else fold_max(v, r, acc, idx);
+    }
+    if (op == ReduceOp::mean) acc = acc / static_cast<double>(reduce);  // 0 / 0 = NaN for empty
+    if constexpr (std::is_same_v<O, int64_t>) out[o] = idx;
+    else out[o] = from_acc<O>(static_cast<Acc<O>>(acc));
+  }
+}
+
 // One block per (outer, inner) row: max, then the sum of exponentials, then the outputs.
 template <typename T>
 __global__ void softmax_kernel(bool log_out, const T* in, T* out, int64_t outer, int64_t n, int64_t inner) {
@@ -115,6 +135,15 @@ void launch_reduce(ReduceOp op, ElemType t, const void* in, void* out, int64_t o
   if (outer * inner == 0) return;
   dispatch_elem(t, [&]<typename T>(T) {
     const T* x = static_cast<const T*>(in);
+    if (inner >= 32) {
+      const unsigned blocks = blocks_for(outer * inner);
+      if (op == ReduceOp::argmax)
+        column_reduce_kernel<T, int64_t><<<blocks, kThreads, 0, stream>>>(op, x, static_cast<int64_t*>(out), outer,
+                                                                         reduce, inner);
+      else
+        column_reduce_kernel<T, T><<<blocks, kThreads, 0, stream>>>(op, x, static_cast<T*>(out), outer, reduce, inner);
+      return;
+    }
     if (op == ReduceOp::argmax)
       reduce_kernel<T, int64_t><<<row_blocks(outer * inner), kThreads, 0, stream>>>(op, x, static_cast<int64_t*>(out),
                                                                                   outer, reduce, inner);
