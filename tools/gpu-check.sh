@@ -12,7 +12,9 @@
 # Environment: BUILD_DIR (default build-gpu), DATA (Fashion-MNIST IDX files; default
 # data/fashion-mnist in the working tree, then /usr/share/datasets/fashion-mnist, else synthetic
 # data of the same shapes), EPOCHS (default 1), PYTHON (default python3), SKIP_TESTS=1, JOBS,
-# PRECISIONS (default "fp32 bf16").
+# PRECISIONS (default "fp32 bf16"), STAGES (default "test matmul fusion train stream": the parts to
+# run after the build; the report of each call goes to its own file in RESULTS_DIR), and for the
+# train stage MODELS (default "mlp cnn") and BATCHES (default "128 1024").
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -32,6 +34,10 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work" "$summary"' EXIT
 
 note() { echo "== $*"; }
+# STAGES picks what runs after the (incremental) build, so that each part fits in a time-limited
+# session: e.g. STAGES=test, then STAGES="matmul fusion stream", then STAGES=train PRECISIONS=fp32.
+stages="${STAGES:-test matmul fusion train stream}"
+stage() { [[ " $stages " == *" $1 "* ]]; }
 md() { echo "$*" >> "$report"; }
 
 command -v nvidia-smi > /dev/null || { echo "gpu-check: nvidia-smi not found: no NVIDIA driver here" >&2; exit 1; }
@@ -62,7 +68,7 @@ grep -q "^CUDA: *loaded" "$work/info.txt" || { echo "gpu-check: the CUDA plugin 
 md ""; md '```'; cat "$work/info.txt" >> "$report"; md '```'
 
 tests_status="not run"
-if [[ -z "${SKIP_TESTS:-}" ]]; then
+if stage test && [[ -z "${SKIP_TESTS:-}" ]]; then
   note "tests (ctest, every label, cuda included)"
   if ctest --test-dir "$build_dir" -j "$jobs" --output-on-failure > "$work/ctest.log" 2>&1; then tests_status="passed"; else tests_status="FAILED"; fi
   tail -n 5 "$work/ctest.log"
@@ -71,6 +77,7 @@ if [[ -z "${SKIP_TESTS:-}" ]]; then
   echo "tests|$tests_status ($(grep -m1 'tests passed' "$work/ctest.log" || echo '?'); $skipped skipped lines)" >> "$summary"
 fi
 
+if stage matmul; then
 note "matmul: gpuml (cuBLASLt) vs torch.matmul"
 "$build_dir/gpuml_bench" --benchmark_filter='cuda_matmul/bf16' --benchmark_format=json > "$work/mm_bf16.json"
 "$build_dir/gpuml_bench" --benchmark_filter='cuda_matmul/tf32' --benchmark_format=json > "$work/mm_tf32.json"
@@ -102,6 +109,9 @@ md "| case | gpuml | torch | gpuml/torch | target |"; md "|---|---:|---:|---:|--
 sed 's/^/| /; s/|/ | /g; s/$/ |/' "$work/mm.txt" >> "$report"
 cat "$work/mm.txt" >> "$summary"
 
+fi
+
+if stage fusion; then
 note "fusion: planned mlp/cnn steps on the GPU, fused (cuBLASLt epilogues) vs unfused"
 "$build_dir/gpuml_bench" --benchmark_filter='fusion/cuda' --benchmark_min_time=0.2 --benchmark_repetitions=5 \
   --benchmark_enable_random_interleaving=true --benchmark_report_aggregates_only=true \
@@ -110,6 +120,9 @@ note "fusion: planned mlp/cnn steps on the GPU, fused (cuBLASLt epilogues) vs un
 md ""; md "## Fusion on the GPU (bench/fusion_bench.cpp)"; md ""; md '```'; cat "$work/fusion.txt" >> "$report"; md '```'
 sed -n 's/^fusion\/\([^ ]*\) *\([^ ]*\) *\([^ ]*\) *\([^ ]*\).*/fusion \1 fused\/unfused|\4/p' "$work/fusion.txt" >> "$summary"
 
+fi
+
+if stage train; then
 # Fashion-MNIST, or same-shaped synthetic IDX files (timing only: accuracies are then meaningless).
 data="${DATA:-}"
 for d in "$root/data/fashion-mnist" /usr/share/datasets/fashion-mnist; do
@@ -139,8 +152,8 @@ md "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for precision in $precisions; do
   peer_cmd=("$python" "$peer")
   [[ "$precision" == bf16 ]] && peer_cmd=("$python" "$root/bench/torch_autocast_bf16.py" "$peer")
-  for model in mlp cnn; do
-    for batch in 128 1024; do
+  for model in ${MODELS:-mlp cnn}; do
+    for batch in ${BATCHES:-128 1024}; do
       run="$work/run-$precision-$model-$batch"
       "$build_dir/gpuml" train --device cuda --model "$model" --epochs "$epochs" --batch-size "$batch" \
         --precision "$precision" --data "$data" --out "$run" --quiet > "$run.log" 2>&1 \
@@ -164,6 +177,9 @@ print(f'train $precision $model b$batch|{g:.2f}|{e:.2f}|{c:.2f}|{g / e:.2f}|{g /
   done
 done
 
+fi
+
+if stage stream; then
 # Issue 5 on the GPU: a streamed run whose batches are built in pinned memory and copied one step
 # ahead on a copy stream; the target is data wait < 10% of step time.
 note "streaming: 2M synthetic records from shards on cuda"
@@ -182,6 +198,8 @@ PY
 )
 md "| streamed, pinned + copy stream | $st_sps | $st_wait |"
 echo "stream mlp b128|$st_sps samples/s|data wait $st_wait" >> "$summary"
+fi
+
 
 echo
 echo "full results: $report"
