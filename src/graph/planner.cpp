@@ -22,19 +22,15 @@ Tensor layout_tensor(const TensorType& type, const Strides& strides) {
 
 // The ops whose f32 kernels may run on TF32 tensor cores (PlanOptions::allow_tf32).
 bool uses_tensor_cores(OpId op) {
-  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::conv2d || op == OpId::conv2d_bias_act || op == OpId::conv2d_backward_data ||
-         op == OpId::conv2d_backward_filter;
+  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::conv2d || op == OpId::conv2d_bias_act ||
+         op == OpId::conv2d_backward_data || op == OpId::conv2d_backward_filter;
 }
 
 class Planner {
  public:
-  Planner(const Graph& graph, const PlanOptions& options) : graph_(graph), backends_(options.backends) {
-    if (backends_.empty()) backends_ = backend_registry().all();
-    GPUML_CHECK(!backends_.empty(), "plan_graph: no backends to place ops on");
-    reuse_ = options.reuse_memory;
-    allow_tf32_ = options.allow_tf32;
-    deterministic_ = options.deterministic;
-    fuse_ = options.fuse;
+  Planner(const Graph& graph, const PlanOptions& options) : graph_(graph), options_(options) {
+    if (options_.backends.empty()) options_.backends = backend_registry().all();
+    GPUML_CHECK(!options_.backends.empty(), "plan_graph: no backends to place ops on");
   }
 
   Plan run(const std::vector<Sym>& outputs);
@@ -65,6 +61,7 @@ class Planner {
   void find_fusions(const std::vector<bool>& needed, const std::vector<Sym>& outputs);
   int new_buffer(const TensorType& type, Backend& backend, int graph_node);
   int emit_kernel(OpId op, const Attrs& attrs, std::vector<int> inputs, Backend& backend, int graph_node);
+  int emit_placed(OpId op, Attrs attrs, std::vector<int> inputs, Backend& backend, int graph_node);
   int contiguous_copy(int value, Backend& backend);
   int on_backend(int value, Backend& backend);
   int emit_view(OpId op, const Attrs& attrs, int input, int graph_node);
@@ -74,11 +71,7 @@ class Planner {
   void assign_offsets();
 
   const Graph& graph_;
-  std::vector<Backend*> backends_;
-  bool reuse_ = true;
-  bool allow_tf32_ = false;
-  bool deterministic_ = false;
-  bool fuse_ = true;
+  PlanOptions options_;  // backends filled in
   std::map<int, Fused> fused_;   // graph id of the fused chain's last node -> the fused step
   std::vector<bool> absorbed_;   // graph ids computed inside a fused step, not planned themselves
   Plan plan_;
@@ -87,7 +80,7 @@ class Planner {
 };
 
 Backend* Planner::first_supporting(OpId op, DType dtype) const {
-  for (Backend* b : backends_)
+  for (Backend* b : options_.backends)
     if (b->supports(op, dtype)) return b;
   return nullptr;
 }
@@ -95,7 +88,7 @@ Backend* Planner::first_supporting(OpId op, DType dtype) const {
 Backend& Planner::place(OpId op, DType dtype) const {
   if (Backend* b = first_supporting(op, dtype)) return *b;
   std::vector<std::string_view> names;
-  for (Backend* b : backends_) names.push_back(b->name());
+  for (Backend* b : options_.backends) names.push_back(b->name());
   GPUML_FAIL(ErrorKind::Unsupported, "plan_graph: no backend among [{}] has a {} kernel for {}", fmt::join(names, ", "),
              op_name(op), dtype);
 }
@@ -159,7 +152,7 @@ int Planner::on_backend(int value, Backend& backend) {
     if (!is_contiguous(value)) {
       Backend* copier = nullptr;
       DType dtype = v.type.dtype;
-      for (Backend* b : backends_)
+      for (Backend* b : options_.backends)
         if (!copier && b->device() == source->device() && b->supports(OpId::copy, dtype)) copier = b;
       if (!copier) return homed_[key] = replay_on(value, backend);
       src = emit_kernel(OpId::copy, {}, {on_backend(value, *copier)}, *copier, -1);
@@ -241,7 +234,7 @@ std::optional<Planner::Fused> Planner::match_bias_add(int add_id, int side, cons
 void Planner::find_fusions(const std::vector<bool>& needed, const std::vector<Sym>& outputs) {
   const int n = graph_.size();
   absorbed_.assign(n, false);
-  if (!fuse_) return;
+  if (!options_.fuse) return;
   std::vector<int> uses(n, 0), user(n, -1);
   for (int id = 0; id < n; ++id)
     if (needed[id])
@@ -285,16 +278,7 @@ void Planner::plan_node(int id) {
       to_flat.shape = flat;
       bias = emit_view(OpId::reshape, to_flat, bias, -1);
     }
-    std::vector<int> inputs;
-    for (int v : {value_of_[f.a], value_of_[f.b], bias}) {
-      v = on_backend(v, backend);
-      if (!backend.accepts_strided_inputs(f.op) && !is_contiguous(v)) v = contiguous_copy(v, backend);
-      inputs.push_back(v);
-    }
-    Attrs attrs = f.attrs;
-    attrs.allow_tf32 = allow_tf32_;
-    attrs.deterministic = deterministic_;
-    value_of_[id] = emit_kernel(f.op, attrs, std::move(inputs), backend, id);
+    value_of_[id] = emit_placed(f.op, f.attrs, {value_of_[f.a], value_of_[f.b], bias}, backend, id);
     return;
   }
   const Node& node = graph_.node(id);
@@ -302,7 +286,7 @@ void Planner::plan_node(int id) {
     PlanValue v;
     v.type = node.type;
     v.home = ValueHome::External;
-    v.backend = backends_.front();
+    v.backend = options_.backends.front();
     v.graph_node = id;
     v.name = node.name;
     v.strides = contiguous_strides(node.type.shape);
@@ -319,14 +303,19 @@ void Planner::plan_node(int id) {
   std::vector<TensorType> types;
   for (int in : node.inputs) types.push_back(graph_.type_of(in));
   Backend& backend = place(node.op, dispatch_dtype_of(node.op, types, node.type));
+  value_of_[id] = emit_placed(node.op, node.attrs, std::move(inputs), backend, id);
+}
+
+// A kernel step on `backend`: inputs moved there (and made contiguous where its kernel needs
+// that), the plan-wide attributes (TF32, deterministic) set.
+int Planner::emit_placed(OpId op, Attrs attrs, std::vector<int> inputs, Backend& backend, int graph_node) {
   for (int& in : inputs) {
     in = on_backend(in, backend);
-    if (!backend.accepts_strided_inputs(node.op) && !is_contiguous(in)) in = contiguous_copy(in, backend);
+    if (!backend.accepts_strided_inputs(op) && !is_contiguous(in)) in = contiguous_copy(in, backend);
   }
-  Attrs attrs = node.attrs;
-  attrs.allow_tf32 = allow_tf32_ && uses_tensor_cores(node.op);
-  attrs.deterministic = deterministic_;
-  value_of_[id] = emit_kernel(node.op, attrs, std::move(inputs), backend, id);
+  attrs.allow_tf32 = options_.allow_tf32 && uses_tensor_cores(op);
+  attrs.deterministic = options_.deterministic;
+  return emit_kernel(op, attrs, std::move(inputs), backend, graph_node);
 }
 
 void Planner::compute_lifetimes() {
@@ -356,7 +345,7 @@ void Planner::assign_offsets() {
     if (fresh) {
       ArenaPlan a;
       a.device = d;
-      for (Backend* b : backends_)
+      for (Backend* b : options_.backends)
         if (b->device() == d) {
           a.allocator = b;
           break;
@@ -373,7 +362,7 @@ void Planner::assign_offsets() {
     ArenaPlan& arena = plan_.arenas[a];
     std::vector<int>& ids = members[a];
     for (int id : ids) arena.unshared_bytes += plan_.values[id].bytes;
-    if (!reuse_) {
+    if (!options_.reuse_memory) {
       size_t next = 0;
       for (int id : ids) {
         plan_.values[id].offset = next;
