@@ -88,6 +88,18 @@ int first_usable(const Perf* perf, int found, bool deterministic, size_t budget)
   return -1;
 }
 
+// cuDNN's ranking for one direction: `get` (heuristic, cudnnGet*_v7) when deterministic, else
+// `find` (timed, cudnnFind*). Both take the same arguments, which `call` supplies for the
+// direction's descriptors; the result is the first usable algorithm.
+template <typename Perf, typename Fn, typename Call>
+int ranked(bool deterministic, size_t budget, Fn get, Fn find, Call&& call) {
+  constexpr int kMax = 16;
+  Perf perf[kMax];
+  int found = 0;
+  GPUML_CUDNN_CHECK(call(deterministic ? get : find, kMax, &found, perf));
+  return first_usable(perf, found, deterministic, budget);
+}
+
 // The algorithm for this convolution, chosen once and cached. Normally the fastest, measured on
 // the real shapes (cudnnFind*). Under Attrs::deterministic (--deterministic) it is cuDNN's
 // heuristic ranking (cudnnGet*_v7) instead, which needs no timing and so picks the same algorithm
@@ -96,37 +108,23 @@ int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, co
   std::lock_guard<std::mutex> lock(gpu.mutex());
   auto it = gpu.conv_algorithms().find(key);
   if (it != gpu.conv_algorithms().end()) return it->second;
-  constexpr int kMax = 16;
-  int found = 0, algo = -1;
   // cudnnFind* allocates its own buffers with cudaMalloc, outside the pool that keeps freed memory.
   if (!deterministic) gpu.release_cached_memory();
   const size_t budget = gpu.memory_budget() / 2;  // leave room for the step's own tensors
-  if (dir == Direction::forward) {
-    cudnnConvolutionFwdAlgoPerf_t perf[kMax];
-    if (deterministic)
-      GPUML_CUDNN_CHECK(cudnnGetConvolutionForwardAlgorithm_v7(gpu.cudnn(), d.x, d.w, d.conv, d.y, kMax, &found, perf));
-    else
-      GPUML_CUDNN_CHECK(cudnnFindConvolutionForwardAlgorithm(gpu.cudnn(), d.x, d.w, d.conv, d.y, kMax, &found, perf));
-    algo = first_usable(perf, found, deterministic, budget);
-  } else if (dir == Direction::backward_data) {
-    cudnnConvolutionBwdDataAlgoPerf_t perf[kMax];
-    if (deterministic)
-      GPUML_CUDNN_CHECK(
-          cudnnGetConvolutionBackwardDataAlgorithm_v7(gpu.cudnn(), d.w, d.y, d.conv, d.x, kMax, &found, perf));
-    else
-      GPUML_CUDNN_CHECK(
-          cudnnFindConvolutionBackwardDataAlgorithm(gpu.cudnn(), d.w, d.y, d.conv, d.x, kMax, &found, perf));
-    algo = first_usable(perf, found, deterministic, budget);
-  } else {
-    cudnnConvolutionBwdFilterAlgoPerf_t perf[kMax];
-    if (deterministic)
-      GPUML_CUDNN_CHECK(
-          cudnnGetConvolutionBackwardFilterAlgorithm_v7(gpu.cudnn(), d.x, d.y, d.conv, d.w, kMax, &found, perf));
-    else
-      GPUML_CUDNN_CHECK(
-          cudnnFindConvolutionBackwardFilterAlgorithm(gpu.cudnn(), d.x, d.y, d.conv, d.w, kMax, &found, perf));
-    algo = first_usable(perf, found, deterministic, budget);
-  }
+  int algo = -1;
+  if (dir == Direction::forward)
+    algo = ranked<cudnnConvolutionFwdAlgoPerf_t>(
+        deterministic, budget, cudnnGetConvolutionForwardAlgorithm_v7, cudnnFindConvolutionForwardAlgorithm,
+        [&](auto fn, int n, int* found, auto* perf) { return fn(gpu.cudnn(), d.x, d.w, d.conv, d.y, n, found, perf); });
+  else if (dir == Direction::backward_data)
+    algo = ranked<cudnnConvolutionBwdDataAlgoPerf_t>(
+        deterministic, budget, cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnFindConvolutionBackwardDataAlgorithm,
+        [&](auto fn, int n, int* found, auto* perf) { return fn(gpu.cudnn(), d.w, d.y, d.conv, d.x, n, found, perf); });
+  else
+    algo = ranked<cudnnConvolutionBwdFilterAlgoPerf_t>(
+        deterministic, budget, cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+        cudnnFindConvolutionBackwardFilterAlgorithm,
+        [&](auto fn, int n, int* found, auto* perf) { return fn(gpu.cudnn(), d.x, d.y, d.conv, d.w, n, found, perf); });
   GPUML_CHECK_KIND(ErrorKind::Unsupported, algo >= 0,
                    "cuda conv2d: cuDNN has no {}algorithm for {} with at most {} MiB of workspace{}",
                    deterministic ? "deterministic " : "", key, budget >> 20,

@@ -147,7 +147,8 @@ void embedding_kernel(const KernelCall& c) {
   });
 }
 
-// Scatter-add with atomics (in index order under --deterministic) in f32/f64; bf16/f16 gradients accumulate in f32 and are cast once.
+// Scatter-add with atomics (in index order under --deterministic) in f32/f64; bf16/f16 gradients
+// accumulate in f32 and are cast once.
 void embedding_backward_kernel(const KernelCall& c) {
   CudaBackend& gpu = cuda_backend_of(c);
   const Tensor &idx = c.inputs[0], &dy = c.inputs[1];  // (...), (..., D)
