@@ -83,16 +83,4 @@ dnnl::memory::data_type dnnl_type(DType dtype) {
   }
 }
 
-dnnl::primitive_attr activation_attr(Activation act, bool gelu_tanh) {
-  dnnl::primitive_attr attr;
-  if (act == Activation::none) return attr;
-  dnnl::algorithm alg = act == Activation::relu ? dnnl::algorithm::eltwise_relu
-                        : gelu_tanh            ? dnnl::algorithm::eltwise_gelu_tanh
-                                               : dnnl::algorithm::eltwise_gelu_erf;
-  dnnl::post_ops ops;
-  ops.append_eltwise(1.f, alg, 0.f, 0.f);
-  attr.set_post_ops(ops);
-  return attr;
-}
-
 }  // namespace gpuml::cpu

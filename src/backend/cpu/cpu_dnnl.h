@@ -14,7 +14,6 @@
 
 #include "core/dtype.h"
 #include "core/error.h"
-#include "ops/attrs.h"
 
 namespace gpuml::cpu {
 
@@ -63,10 +62,6 @@ class DnnlContext {
 
 // The oneDNN data type of a gpuml dtype (f32, bf16 only here).
 dnnl::memory::data_type dnnl_type(DType dtype);
-
-// Primitive attributes that apply `act` to the output as an eltwise post-op (none: no post-op),
-// for the fused matmul_bias_act and conv2d_bias_act.
-dnnl::primitive_attr activation_attr(Activation act, bool gelu_tanh);
 
 // Runs fn, turning a oneDNN error into a gpuml error that names the op.
 template <typename Fn>

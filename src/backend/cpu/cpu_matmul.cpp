@@ -52,6 +52,19 @@ std::string matmul_key(DType dtype, const MatrixView& a, const MatrixView& b, co
                      static_cast<int>(ep.act), ep.gelu_tanh ? " tanh" : "");
 }
 
+// Primitive attributes that apply `act` to the output as an eltwise post-op (none: no post-op).
+dnnl::primitive_attr activation_attr(Activation act, bool gelu_tanh) {
+  dnnl::primitive_attr attr;
+  if (act == Activation::none) return attr;
+  dnnl::algorithm alg = act == Activation::relu ? dnnl::algorithm::eltwise_relu
+                        : gelu_tanh            ? dnnl::algorithm::eltwise_gelu_tanh
+                                               : dnnl::algorithm::eltwise_gelu_erf;
+  dnnl::post_ops ops;
+  ops.append_eltwise(1.f, alg, 0.f, 0.f);
+  attr.set_post_ops(ops);
+  return attr;
+}
+
 // C (M, N) contiguous = A (M, K) * B (K, N) [+ bias, activation], all pointers at element 0.
 void dnnl_matmul_2d(DnnlContext& ctx, DType dtype, const MatrixView& a, const MatrixView& b,
                     const void* a_data, const void* b_data, void* c_data, const Epilogue& ep) {
