@@ -46,9 +46,8 @@ LoadedModel load_trained_model(const std::string& path) {
 namespace {
 
 std::unique_ptr<ModelRunner> make_runner(const LoadedModel& m, const std::string& device, Precision precision) {
-  PlanOptions plan = plan_options_for_device(device);
-  apply_precision(precision, plan);
-  auto runner = std::make_unique<ModelRunner>(m.model, optim::OptimizerConfig{}, plan, 0, precision);
+  auto runner =
+      std::make_unique<ModelRunner>(m.model, optim::OptimizerConfig{}, plan_options_for_device(device), 0, precision);
   runner->load(m.checkpoint.model, {});
   return runner;
 }

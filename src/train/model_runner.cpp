@@ -204,7 +204,7 @@ int64_t ModelRunner::state_offset(const std::string& name) const {
 }
 
 NamedTensors ModelRunner::model_tensors() const {
-  Tensor host = to_backend(state_[current_], backend_registry().reference());
+  Tensor host = state_snapshot();
   NamedTensors out;
   for (const nn::ParamInfo& p : model_.param_infos()) {
     if (!p.trainable) {
@@ -218,7 +218,7 @@ NamedTensors ModelRunner::model_tensors() const {
 }
 
 NamedTensors ModelRunner::optimizer_tensors() const {
-  Tensor host = to_backend(state_[current_], backend_registry().reference());
+  Tensor host = state_snapshot();
   NamedTensors out;
   std::vector<std::string> names = slot_names(optimizer_);
   for (size_t row = 0; row < names.size(); ++row)
