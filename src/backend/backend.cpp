@@ -20,6 +20,13 @@ void Backend::copy_within(void* dst, const void* src, size_t bytes, Stream*) {
   if (bytes) std::memmove(dst, src, bytes);
 }
 
+void Backend::begin_capture() {
+  GPUML_FAIL(ErrorKind::Unsupported, "backend {} cannot capture work for replay", name());
+}
+std::unique_ptr<CapturedWork> Backend::end_capture() {
+  GPUML_FAIL(ErrorKind::Unsupported, "backend {} cannot capture work for replay", name());
+}
+
 static uint32_t dtype_bit(DType d) { return 1u << static_cast<int>(d); }
 
 void Backend::register_kernel(OpId op, KernelFn fn, std::initializer_list<DType> dtypes, bool strided_inputs) {

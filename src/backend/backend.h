@@ -46,6 +46,23 @@ struct KernelCall {
   const Tensor& output;            // contiguous, allocated by the caller, of infer_type's type
   const Attrs& attrs;
   Stream* stream = nullptr;  // nullptr: the backend's default stream
+  // Random ops (dropout, uniform, normal): a uint64 in this backend's memory added to
+  // attrs.offset, read when the kernel runs rather than when it is enqueued, so that captured
+  // work replays with a new offset each time (Executor, RunOptions::replay). nullptr: none.
+  const void* offset_slot = nullptr;
+};
+
+// attrs.offset plus the slot's value, for host kernels (device kernels read the slot themselves).
+inline uint64_t philox_offset(const KernelCall& call) {
+  return call.attrs.offset + (call.offset_slot ? *static_cast<const uint64_t*>(call.offset_slot) : 0);
+}
+
+// Work recorded once (a CUDA graph) and run again with the same memory bindings by replay().
+class CapturedWork {
+ public:
+  virtual ~CapturedWork() = default;
+  // Enqueues the recorded work on the backend's default stream.
+  virtual void replay() = 0;
 };
 
 using KernelFn = void (*)(const KernelCall& call);
@@ -76,6 +93,16 @@ class Backend : public Allocator {
   // Page-locked host memory this device can copy from asynchronously (cudaHostAlloc), for host
   // buffers copied to it over and over (the loaders' batches); nullptr on host backends.
   virtual Allocator* pinned_host_allocator() { return nullptr; }
+
+  // Capture (CUDA graphs): between begin_capture() and end_capture(), the work that the calling
+  // thread enqueues on the default stream is recorded instead of run; end_capture() returns it
+  // for replay. A kernel that cannot be captured (one that would allocate memory that outlives
+  // the capture, or synchronize) throws; the caller then calls abort_capture(), which discards
+  // the recording. Host backends cannot capture: begin_capture() throws Unsupported.
+  virtual bool can_capture() const { return false; }
+  virtual void begin_capture();
+  virtual std::unique_ptr<CapturedWork> end_capture();
+  virtual void abort_capture() noexcept {}
 
   bool supports(OpId op, DType dtype) const;
   // Whether the kernel for `op` reads strided (non-contiguous) inputs; if not, the planner

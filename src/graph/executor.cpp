@@ -33,6 +33,23 @@ Executor::Executor(Plan plan) : plan_(std::move(plan)) {
   profile_ = profile != nullptr && std::string(profile) == "1";
   producer_.assign(plan_.values.size(), -1);
   for (size_t s = 0; s < plan_.steps.size(); ++s) producer_[plan_.steps[s].output] = static_cast<int>(s);
+  // Replay needs every kernel on one backend that can capture, and no copies between devices
+  // (they synchronize the host).
+  Backend* only = nullptr;
+  bool one_backend = true, copies = false;
+  for (const PlanStep& step : plan_.steps) {
+    if (step.kind == StepKind::Kernel) {
+      if (only == nullptr) only = step.backend;
+      one_backend &= only == step.backend;
+    }
+    copies |= step.kind == StepKind::Transfer && plan_.values[step.output].home != ValueHome::Alias;
+  }
+  if (only == nullptr) replay_note_ = "the plan runs no kernel";
+  else if (!one_backend) replay_note_ = "the plan runs kernels on more than one backend";
+  else if (copies) replay_note_ = "the plan copies values between devices";
+  else if (!only->can_capture()) replay_note_ = fmt::format("backend {} cannot capture work for replay", only->name());
+  else if (profile_) replay_note_ = "GPUML_PROFILE=1 times every step";
+  else capture_backend_ = only;
 }
 
 Executor::~Executor() {
@@ -86,20 +103,26 @@ void Executor::stage(const std::map<std::string, Tensor>& feeds) {
   }
 }
 
+const Tensor& Executor::checked_feed(const std::map<std::string, Tensor>& feeds, size_t i) const {
+  const PlanValue& v = plan_.values[i];
+  auto it = feeds.find(v.name);
+  GPUML_CHECK(it != feeds.end(), "executor: missing feed for '{}' (expected {} {})", v.name,
+              shape_str(v.type.shape), v.type.dtype);
+  const Tensor& t = it->second;
+  GPUML_CHECK(t.defined(), "executor: feed '{}' is an undefined tensor", v.name);
+  GPUML_CHECK_SHAPE(t.shape() == v.type.shape, "executor: feed '{}' has shape {}, the graph expects {}", v.name,
+                    shape_str(t.shape()), shape_str(v.type.shape));
+  GPUML_CHECK_KIND(ErrorKind::DType, t.dtype() == v.type.dtype, "executor: feed '{}' is {}, the graph expects {}",
+                   v.name, t.dtype(), v.type.dtype);
+  return t;
+}
+
 // Feeds the plan does not use (pruned inputs) are ignored: one feed dict serves several plans.
 void Executor::bind_feeds(const std::map<std::string, Tensor>& feeds) {
   for (size_t i = 0; i < plan_.values.size(); ++i) {
     const PlanValue& v = plan_.values[i];
     if (v.home != ValueHome::External) continue;
-    auto it = feeds.find(v.name);
-    GPUML_CHECK(it != feeds.end(), "executor: missing feed for '{}' (expected {} {})", v.name,
-                shape_str(v.type.shape), v.type.dtype);
-    const Tensor& t = it->second;
-    GPUML_CHECK(t.defined(), "executor: feed '{}' is an undefined tensor", v.name);
-    GPUML_CHECK_SHAPE(t.shape() == v.type.shape, "executor: feed '{}' has shape {}, the graph expects {}", v.name,
-                      shape_str(t.shape()), shape_str(v.type.shape));
-    GPUML_CHECK_KIND(ErrorKind::DType, t.dtype() == v.type.dtype, "executor: feed '{}' is {}, the graph expects {}",
-                     v.name, t.dtype(), v.type.dtype);
+    const Tensor& t = checked_feed(feeds, i);
     auto staged = staged_.find(static_cast<int>(i));
     if (staged != staged_.end() && staged->second.host == t.raw_data()) {  // shapes were checked both times
       v.backend->wait_event(nullptr, *staged->second.copied);  // the steps run after the copy
@@ -114,18 +137,62 @@ void Executor::bind_feeds(const std::map<std::string, Tensor>& feeds) {
   }
 }
 
-void Executor::run_step(const PlanStep& step, uint64_t rng_offset) {
+// Captured work reads fixed addresses. A contiguous feed already in device memory is used where
+// it is (its address is part of the run's key); any other feed is copied into its slot, ordered
+// on the default stream before the steps.
+void Executor::bind_feeds_for_replay(const std::map<std::string, Tensor>& feeds, uint64_t rng_offset) {
+  run_key_.clear();
+  for (size_t i = 0; i < plan_.values.size(); ++i) {
+    const PlanValue& v = plan_.values[i];
+    if (v.home != ValueHome::External) continue;
+    const Tensor& t = checked_feed(feeds, i);
+    Backend& home = *v.backend;
+    auto staged = staged_.find(static_cast<int>(i));
+    const bool was_staged = staged != staged_.end() && staged->second.host == t.raw_data();
+    if (!was_staged && !t.device().is_host() && t.is_contiguous() && t.device() == home.device()) {
+      drop_staged(static_cast<int>(i));
+      values_[i] = t;
+      run_key_.push_back(t.raw_data());
+      continue;
+    }
+    Tensor& slot = feed_slots_[static_cast<int>(i)];
+    if (!slot.defined()) slot = Tensor::empty(v.type.shape, v.type.dtype, home);
+    if (was_staged) {
+      home.wait_event(nullptr, *staged->second.copied);
+      home.copy_within(slot.raw_data(), staged->second.device.raw_data(), slot.nbytes());
+      staged_.erase(staged);  // its memory is freed in stream order, after the copy
+    } else {
+      drop_staged(static_cast<int>(i));
+      if (t.device().is_host() && t.is_contiguous()) {
+        home.copy_to_device(slot.raw_data(), t.raw_data(), t.nbytes());
+      } else {
+        Tensor dense = to_backend(t, home);
+        home.copy_within(slot.raw_data(), dense.raw_data(), dense.nbytes());
+      }
+    }
+    values_[i] = slot;
+  }
+  if (!rng_slot_.defined()) rng_slot_ = Tensor::empty({1}, DType::i64, *capture_backend_);
+  capture_backend_->copy_to_device(rng_slot_.raw_data(), &rng_offset, sizeof(rng_offset));
+}
+
+void Executor::run_step(const PlanStep& step, uint64_t rng_offset, bool replay_mode) {
   std::vector<Tensor> inputs;
   for (int in : step.inputs) inputs.push_back(values_[in]);
   switch (step.kind) {
     case StepKind::Kernel: {
-      if (rng_offset != 0 && op_info(step.op).kind == OpKind::Random) {
-        Attrs shifted = step.attrs;
-        shifted.offset += rng_offset;
-        step.backend->run(step.op, KernelCall{*step.backend, inputs, values_[step.output], shifted, nullptr});
-        return;
+      KernelCall call{*step.backend, inputs, values_[step.output], step.attrs, nullptr};
+      if (op_info(step.op).kind == OpKind::Random) {
+        if (replay_mode) {  // captured work must read the offset when it runs
+          call.offset_slot = rng_slot_.raw_data();
+        } else if (rng_offset != 0) {
+          Attrs shifted = step.attrs;
+          shifted.offset += rng_offset;
+          step.backend->run(step.op, KernelCall{*step.backend, inputs, values_[step.output], shifted, nullptr});
+          return;
+        }
       }
-      step.backend->run(step.op, KernelCall{*step.backend, inputs, values_[step.output], step.attrs, nullptr});
+      step.backend->run(step.op, call);
       return;
     }
     case StepKind::View: values_[step.output] = apply_view(inputs[0], step.op, step.attrs); return;
@@ -197,29 +264,73 @@ std::map<int, Tensor> Executor::bind_output_buffers(const RunOptions& options,
   return copy_in;
 }
 
-void Executor::run_steps(uint64_t rng_offset, std::set<Backend*>& used) {
+void Executor::run_steps(uint64_t rng_offset, std::set<Backend*>& used, bool replay_mode) {
   for (const PlanStep& step : plan_.steps) {
     used.insert(step.backend);
     if (profile_) {
       auto t0 = std::chrono::steady_clock::now();
-      run_step(step, rng_offset);
+      run_step(step, rng_offset, replay_mode);
       step.backend->synchronize();
       auto& slot = op_seconds_[step.kind == StepKind::Kernel ? std::string(op_name(step.op))
                                                               : step.kind == StepKind::View ? "(view)" : "(transfer)"];
       slot.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++slot.second;
     } else {
-      run_step(step, rng_offset);
+      run_step(step, rng_offset, replay_mode);
     }
   }
 }
 
+void Executor::run_replayed(std::set<Backend*>& used) {
+  Backend& backend = *capture_backend_;
+  used.insert(&backend);
+  auto found = captures_.find(run_key_);
+  if (found != captures_.end()) {
+    for (const PlanStep& step : plan_.steps)  // views and aliases: bindings on the host
+      if (step.kind != StepKind::Kernel) run_step(step, 0, true);
+    found->second->replay();
+    ++replay_stats_.replays;
+    return;
+  }
+  if (!warmed_up_ || captures_.size() >= kMaxCaptures) {
+    warmed_up_ = true;
+    ++replay_stats_.eager;
+    run_steps(0, used, true);
+    return;
+  }
+  std::unique_ptr<CapturedWork> work;
+  backend.begin_capture();
+  try {
+    run_steps(0, used, true);
+    work = backend.end_capture();
+  } catch (const std::exception& e) {
+    backend.abort_capture();  // nothing ran: redo the run eagerly, and all later ones
+    capture_backend_ = nullptr;
+    const auto* error = dynamic_cast<const Error*>(&e);
+    replay_note_ = fmt::format("capture failed: {}", error ? error->message() : std::string(e.what()));
+    fmt::print(stderr, "gpuml: note: this plan runs eagerly, without replay: {}\n", replay_note_);
+    ++replay_stats_.eager;
+    run_steps(0, used, true);
+    return;
+  }
+  ++replay_stats_.captures;
+  work->replay();
+  ++replay_stats_.replays;
+  captures_.emplace(run_key_, std::move(work));
+}
+
 std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, const RunOptions& options) {
-  bind_feeds(feeds);
+  const bool replay = options.replay && capture_backend_ != nullptr;
+  if (options.replay && !replay) ++replay_stats_.eager;
+  if (replay) bind_feeds_for_replay(feeds, options.rng_offset);
+  else bind_feeds(feeds);
   std::map<int, Tensor> copy_in = bind_output_buffers(options, feeds);
+  if (replay)
+    for (const auto& [index, buffer] : options.output_buffers) run_key_.push_back(buffer.raw_data());
   std::set<Backend*> used;
   try {
-    run_steps(options.rng_offset, used);
+    if (replay) run_replayed(used);
+    else run_steps(options.rng_offset, used);
     for (Backend* b : used) b->synchronize();
     for (Backend* b : used) b->check_deferred_errors();
   } catch (...) {

@@ -27,6 +27,22 @@ struct RunOptions {
   // contiguous, of the output's exact type, on the output's device, and must not share memory
   // with any feed. Outputs that a view or transfer produces are copied into it instead.
   std::map<int, Tensor> output_buffers;
+  // Capture the run's kernels once as one unit of work (a CUDA graph) and replay it on later runs:
+  // one launch per step instead of one per kernel. Takes effect where every kernel step of the
+  // plan runs on one backend that can capture (Backend::can_capture; not CPUs), and not under
+  // GPUML_PROFILE=1; elsewhere the run is eager, as without it. The first such run is eager (it
+  // finds algorithms and grows workspaces), the next one captures. Device-resident contiguous
+  // feeds and donated output buffers are bound by address: each distinct set of addresses gets
+  // its own capture (the optimizer state's two buffers: two), up to kMaxCaptures, then runs are
+  // eager. Other feeds are copied into fixed device slots each run. If a kernel cannot be
+  // captured, the run is redone eagerly and so are later runs (replay_note() says why).
+  bool replay = false;
+};
+
+struct ReplayStats {
+  int64_t captures = 0;  // units of work captured
+  int64_t replays = 0;   // runs served by replaying one (the capturing run included)
+  int64_t eager = 0;     // runs with RunOptions::replay that ran eagerly (warm-up, fallbacks)
 };
 
 class Executor {
@@ -50,14 +66,27 @@ class Executor {
   size_t staged_count() const { return staged_.size(); }
 
   const Plan& plan() const { return plan_; }
+  static constexpr size_t kMaxCaptures = 4;
+  const ReplayStats& replay_stats() const { return replay_stats_; }
+  // Why runs asked to replay run eagerly ("" while replay works): the plan does not suit it, or
+  // a capture failed.
+  const std::string& replay_note() const { return replay_note_; }
   // Bytes held by the arenas: what plan().peak_bytes() promised.
   size_t arena_bytes() const;
 
  private:
   void bind_feeds(const std::map<std::string, Tensor>& feeds);
-  void run_step(const PlanStep& step, uint64_t rng_offset);
+  // Binds feeds for a replayable run: by address or copied into their slots (RunOptions::replay),
+  // and writes the rng offset into its slot.
+  void bind_feeds_for_replay(const std::map<std::string, Tensor>& feeds, uint64_t rng_offset);
+  // A feed, checked against the plan's value `i`.
+  const Tensor& checked_feed(const std::map<std::string, Tensor>& feeds, size_t i) const;
+  // Random kernels get `rng_offset` added to their attrs, or (replay mode) read it from rng_slot_.
+  void run_step(const PlanStep& step, uint64_t rng_offset, bool replay_mode);
   // Runs every step in order; `used` collects the backends that ran one (also when one throws).
-  void run_steps(uint64_t rng_offset, std::set<Backend*>& used);
+  void run_steps(uint64_t rng_offset, std::set<Backend*>& used, bool replay_mode = false);
+  // Replays the capture for the current bindings, or runs eagerly (warm-up) or captures.
+  void run_replayed(std::set<Backend*>& used);
   // Points donated outputs at the caller's buffers; returns the outputs to copy in afterwards.
   std::map<int, Tensor> bind_output_buffers(const RunOptions& options, const std::map<std::string, Tensor>& feeds);
 
@@ -77,6 +106,17 @@ class Executor {
   std::vector<int> producer_;         // plan value -> index of the step that writes it, or -1
   bool profile_ = false;
   std::map<std::string, std::pair<double, int64_t>> op_seconds_;  // op -> (seconds, calls)
+
+  // Replay (RunOptions::replay). The captures read the arenas, slots and bound buffers: they are
+  // declared last so that they are destroyed first.
+  Backend* capture_backend_ = nullptr;  // the backend of every kernel step, if it can capture
+  std::string replay_note_;
+  std::map<int, Tensor> feed_slots_;  // External value -> its fixed copy on capture_backend_
+  Tensor rng_slot_;                   // one uint64 on capture_backend_ (KernelCall::offset_slot)
+  std::vector<const void*> run_key_;  // the current run's bindings
+  bool warmed_up_ = false;
+  ReplayStats replay_stats_;
+  std::map<std::vector<const void*>, std::unique_ptr<CapturedWork>> captures_;
 };
 
 }  // namespace gpuml

@@ -130,6 +130,24 @@ ModelRunner::Compiled& ModelRunner::compiled(Mode mode, const Shape& x_shape) {
 
 std::map<std::string, Tensor> ModelRunner::buffer_feeds() const { return buffer_values_; }
 
+RunOptions ModelRunner::replay_options() const {
+  RunOptions run;
+  run.replay = replay_;
+  return run;
+}
+
+ReplayStats ModelRunner::replay_stats(std::string* note) const {
+  ReplayStats total;
+  for (const auto& [key, c] : cache_) {
+    const ReplayStats& s = c->executor->replay_stats();
+    total.captures += s.captures;
+    total.replays += s.replays;
+    total.eager += s.eager;
+    if (note != nullptr && note->empty()) *note = c->executor->replay_note();
+  }
+  return total;
+}
+
 StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset) {
   Compiled& c = compiled(Mode::Train, x.shape());
   std::map<std::string, Tensor> feeds = buffer_feeds();
@@ -138,6 +156,7 @@ StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, i
   feeds["state"] = state_[current_];
   feeds["hyper"] = optim::hyper_values(optimizer_, lr, step);
   RunOptions run;
+  run.replay = replay_;
   run.rng_offset = rng_offset;
   run.output_buffers[2] = state_[1 - current_];
   std::vector<Tensor> out = c.executor->run(feeds, run);
@@ -162,7 +181,7 @@ EvalStats ModelRunner::evaluate(const Tensor& x, const Tensor& y, int64_t batch_
     feeds["x"] = xb;
     feeds["y"] = yb;
     feeds["state"] = state_[current_];
-    std::vector<Tensor> out = c.executor->run(feeds);
+    std::vector<Tensor> out = c.executor->run(feeds, replay_options());
     stats.loss_sum += scalar_of(out[0]) * static_cast<double>(end - begin);
     stats.correct += static_cast<int64_t>(scalar_of(out[1]));
     stats.count += end - begin;
@@ -179,7 +198,7 @@ Tensor ModelRunner::predict(const Tensor& x, int64_t batch_size) {
     std::map<std::string, Tensor> feeds = buffer_feeds();
     feeds["x"] = xb;
     feeds["state"] = state_[current_];
-    parts.push_back(c.executor->run(feeds)[0]);
+    parts.push_back(c.executor->run(feeds, replay_options())[0]);
   }
   if (parts.size() == 1) return parts[0];
   return run_op(backend_registry().get("cpu"), OpId::concat, parts, [] {

@@ -59,6 +59,11 @@ class ModelRunner {
   // parameter `name` starts; for tests and tools that check the layout.
   Tensor state_snapshot() const;
   int64_t state_offset(const std::string& name) const;
+  // Whether runs capture their steps once and replay them (CUDA graphs; RunOptions::replay).
+  // Where the backend cannot capture (CPUs), runs are eager either way.
+  void set_replay(bool on) { replay_ = on; }
+  // Summed over the cached plans; `note` gets the first reason a plan does not replay.
+  ReplayStats replay_stats(std::string* note = nullptr) const;
   // Planned peak bytes of the training step for a batch size (plans it if needed).
   size_t planned_peak_bytes(int64_t batch_size);
 
@@ -82,6 +87,7 @@ class ModelRunner {
   Compiled& compiled(Mode mode, const Shape& x_shape);
   std::unique_ptr<Compiled> build(Mode mode, const Shape& x_shape);
   std::map<std::string, Tensor> buffer_feeds() const;
+  RunOptions replay_options() const;
 
   nn::Model model_;
   optim::OptimizerConfig optimizer_;
@@ -94,6 +100,7 @@ class ModelRunner {
   int64_t state_rows_ = 1;
   Tensor state_[2];  // (S, P) f32, ping-ponged
   int current_ = 0;
+  bool replay_ = false;
   std::map<std::string, std::unique_ptr<Compiled>> cache_;
 };
 

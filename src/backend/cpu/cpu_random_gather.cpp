@@ -36,7 +36,7 @@ void dropout_kernel(const KernelCall& call) {
       const T* px = ptr<const T>(x);
       T* py = ptr<T>(out);
       const double keep_scale = 1.0 - a.p;
-      for_each_philox(out.numel(), a.seed, a.offset, [&](int64_t i, const PhiloxBlock& b, int64_t lane) {
+      for_each_philox(out.numel(), a.seed, philox_offset(call), [&](int64_t i, const PhiloxBlock& b, int64_t lane) {
         bool keep = static_cast<double>(uniform_of(b.v[lane])) >= a.p;
         py[i] = keep ? from_double<T>(to_double(px[i]) / keep_scale) : from_double<T>(0.0);
       });
@@ -48,7 +48,7 @@ void uniform_kernel(const KernelCall& call) {
   const Attrs& a = call.attrs;
   dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
     T* py = ptr<T>(call.output);
-    for_each_philox(call.output.numel(), a.seed, a.offset, [&](int64_t i, const PhiloxBlock& b, int64_t lane) {
+    for_each_philox(call.output.numel(), a.seed, philox_offset(call), [&](int64_t i, const PhiloxBlock& b, int64_t lane) {
       py[i] = from_double_wrapping<T>(a.alpha + (a.beta - a.alpha) * static_cast<double>(uniform_of(b.v[lane])));
     });
   });
@@ -58,8 +58,9 @@ void normal_kernel(const KernelCall& call) {
   const Attrs& a = call.attrs;
   dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
     T* py = ptr<T>(call.output);
-    for_each_philox(call.output.numel(), a.seed, a.offset, [&](int64_t i, const PhiloxBlock&, int64_t) {
-      py[i] = from_double_wrapping<T>(a.alpha + a.beta * philox_normal(a.seed, a.offset, static_cast<uint64_t>(i)));
+    const uint64_t offset = philox_offset(call);
+    for_each_philox(call.output.numel(), a.seed, offset, [&](int64_t i, const PhiloxBlock&, int64_t) {
+      py[i] = from_double_wrapping<T>(a.alpha + a.beta * philox_normal(a.seed, offset, static_cast<uint64_t>(i)));
     });
   });
 }

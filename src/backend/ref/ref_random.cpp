@@ -14,7 +14,7 @@ void dropout_kernel(const KernelCall& c) {
   std::vector<double> x = load(c.inputs[0]);
   if (a.training && a.p > 0.0) {
     for (size_t i = 0; i < x.size(); ++i) {
-      bool keep = philox_uniform(a.seed, a.offset, i) >= a.p;
+      bool keep = philox_uniform(a.seed, philox_offset(c), i) >= a.p;
       x[i] = keep ? x[i] / (1.0 - a.p) : 0.0;
     }
   }
@@ -26,7 +26,7 @@ void uniform_kernel(const KernelCall& c) {
   const Attrs& a = c.attrs;
   std::vector<double> out(static_cast<size_t>(c.output.numel()));
   for (size_t i = 0; i < out.size(); ++i)
-    out[i] = a.alpha + (a.beta - a.alpha) * static_cast<double>(philox_uniform(a.seed, a.offset, i));
+    out[i] = a.alpha + (a.beta - a.alpha) * static_cast<double>(philox_uniform(a.seed, philox_offset(c), i));
   store(c.output, out);
 }
 
@@ -34,7 +34,7 @@ void uniform_kernel(const KernelCall& c) {
 void normal_kernel(const KernelCall& c) {
   const Attrs& a = c.attrs;
   std::vector<double> out(static_cast<size_t>(c.output.numel()));
-  for (size_t i = 0; i < out.size(); ++i) out[i] = a.alpha + a.beta * philox_normal(a.seed, a.offset, i);
+  for (size_t i = 0; i < out.size(); ++i) out[i] = a.alpha + a.beta * philox_normal(a.seed, philox_offset(c), i);
   store(c.output, out);
 }
 
