@@ -114,6 +114,8 @@ Command add_train_command(CLI::App& app) {
                        "and activations, f32 weights, optimizer and losses)");
   cmd->add_flag("--deterministic", cfg->deterministic,
                 "Deterministic kernels: two runs with the same seed, device and --threads give identical weights");
+  cmd->add_flag("--cuda-graphs,!--no-cuda-graphs", cfg->cuda_graphs,
+                "Capture the training step as a CUDA graph and replay it (default on; GPU only)");
   auto gpu_memory_mib = std::make_shared<int64_t>(0);
   cmd->add_option("--gpu-memory-limit", *gpu_memory_mib, "Cap on the GPU memory gpuml holds, in MiB (0: none)")
       ->capture_default_str()
@@ -135,6 +137,7 @@ Command add_train_command(CLI::App& app) {
                          r.run_dir, r.run_dir);
               if (r.interrupted_by != 0) return 128 + r.interrupted_by;  // as a shell reports a signal
             }
+            if (!r.replay_summary.empty() && !cfg->quiet) fmt::print("{}\n", r.replay_summary);
             if (r.epochs_run == 0)  // stopped (--max-steps) before any epoch ended: no accuracy to report
               fmt::print("done: no epoch finished in this run, {:.1f} s training; run in {}\n", r.seconds_training, r.run_dir);
             else

@@ -292,6 +292,7 @@ TrainResult train(const TrainConfig& requested) {
   write_file_atomically(run_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
 
   ModelRunner runner(model, cfg.optimizer, plan, cfg.seed, cfg.precision);
+  runner.set_replay(cfg.cuda_graphs);
   TrainingProgress progress;
   progress.seed = cfg.seed;
   if (resumed) {
@@ -466,6 +467,16 @@ TrainResult train(const TrainConfig& requested) {
     }
   }
   result.best_accuracy = progress.best_metric;
+  if (plan.backends.front()->can_capture()) {
+    std::string why;
+    ReplayStats replay = runner.replay_stats(&why);
+    result.replay_summary =
+        !cfg.cuda_graphs ? "CUDA graphs off (--no-cuda-graphs)"
+        : replay.captures > 0
+            ? fmt::format("CUDA graphs: {} captured, {} of {} runs replayed", replay.captures, replay.replays,
+                          replay.replays + replay.eager)
+            : fmt::format("CUDA graphs: none replayed{}", why.empty() ? std::string() : ": " + why);
+  }
   return result;
 }
 

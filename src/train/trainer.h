@@ -56,6 +56,9 @@ struct TrainConfig {
   // --deterministic: kernels take their deterministic forms (PlanOptions::deterministic), so two
   // runs with the same seed, device and thread count end with bitwise-identical weights.
   bool deterministic = false;
+  // Capture the training step as a CUDA graph once and replay it (--no-cuda-graphs: eager
+  // launches). Only a GPU backend captures; on CPU this changes nothing.
+  bool cuda_graphs = true;
 };
 
 struct TrainResult {
@@ -68,6 +71,8 @@ struct TrainResult {
   bool stopped_early = false;
   bool stopped_at_max_steps = false;
   int interrupted_by = 0;       // the signal that stopped training (SIGINT, SIGTERM), or 0
+  // On a backend that captures (CUDA): how many steps replayed a CUDA graph, or why none did.
+  std::string replay_summary;
 };
 
 TrainResult train(const TrainConfig& config);

@@ -62,6 +62,17 @@ TEST_F(CliE2E, StoppedBeforeAnyEpochEndsSaysSoInsteadOfZeroAccuracy) {
   EXPECT_EQ(t.output.find("acc 0.0000"), std::string::npos) << t.output;
 }
 
+// --cuda-graphs / --no-cuda-graphs are accepted everywhere; on a CPU they change nothing and
+// no CUDA graph line is printed.
+TEST_F(CliE2E, CudaGraphFlagsAreAcceptedAndSilentOnCpu) {
+  for (const char* flag : {"--cuda-graphs", "--no-cuda-graphs"}) {
+    auto t = run_gpuml(std::string("train --model mlp --epochs 1 --max-steps 1 --device cpu ") + flag + " " + data() +
+                       " --out '" + (dir_.path() / flag).string() + "'");
+    ASSERT_EQ(t.exit_code, 0) << t.output;
+    EXPECT_EQ(t.output.find("CUDA graphs"), std::string::npos) << t.output;
+  }
+}
+
 TEST_F(CliE2E, BadInputsFailWithAClearMessageAndNoOutput) {
   struct Case {
     std::string args, expect;

@@ -27,7 +27,35 @@ class CudaEvent final : public Event {
 
 std::string mib(size_t bytes) { return fmt::format("{:.1f} MiB", static_cast<double>(bytes) / (1 << 20)); }
 
+// The backend the calling thread is capturing on, if any: its kernels enqueue on the capture
+// stream; other threads (loaders freeing their batches) keep using the default stream.
+thread_local const CudaBackend* t_capturing = nullptr;
+
 }  // namespace
+
+// One instantiated graph, with the deferred checks its kernels made (their flags are in
+// `flags`, reset by the graph itself on every replay).
+class CudaGraph final : public CapturedWork {
+ public:
+  CudaGraph(CudaBackend& backend, cudaGraphExec_t exec, Tensor flags,
+            std::vector<std::pair<Tensor, CudaBackend::DeferredMessage>> checks)
+      : backend_(backend), exec_(exec), flags_(std::move(flags)), checks_(std::move(checks)) {
+    ++backend_.live_graphs_;
+  }
+  ~CudaGraph() override {
+    backend_.activate();
+    cudaStreamSynchronize(backend_.stream_);  // no replay still running on what is freed next
+    cudaGraphExecDestroy(exec_);
+    --backend_.live_graphs_;
+  }
+  void replay() override { backend_.launch_graph(exec_, checks_); }
+
+ private:
+  CudaBackend& backend_;
+  cudaGraphExec_t exec_;
+  Tensor flags_;
+  std::vector<std::pair<Tensor, CudaBackend::DeferredMessage>> checks_;
+};
 
 CudaBackend::CudaBackend(int device_index) : device_index_(device_index) {
   name_ = device_index == 0 ? "cuda" : fmt::format("cuda:{}", device_index);
@@ -42,6 +70,7 @@ CudaBackend::CudaBackend(int device_index) : device_index_(device_index) {
                              driver / 1000, driver % 1000 / 10, cublasLtGetVersion(), cudnnGetVersion());
   GPUML_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cuda init");
   GPUML_CUDA_CHECK(cudaStreamCreateWithFlags(&copy_stream_, cudaStreamNonBlocking), "cuda init");
+  GPUML_CUDA_CHECK(cudaStreamCreateWithFlags(&capture_stream_, cudaStreamNonBlocking), "cuda init");
   // The device's default pool, told to keep freed memory: steady-state steps then allocate from
   // the pool without going back to the driver.
   GPUML_CUDA_CHECK(cudaDeviceGetDefaultMemPool(&pool_, device_index), "cuda init");
@@ -66,6 +95,7 @@ CudaBackend::~CudaBackend() {
   activate();
   cudaStreamSynchronize(stream_);
   if (workspace_) cudaFreeAsync(workspace_, stream_);
+  for (const auto& [ptr, bytes] : retired_workspaces_) cudaFreeAsync(ptr, stream_);
   if (cudnn_) cudnnDestroy(cudnn_);
   if (cublaslt_) cublasLtDestroy(cublaslt_);
   for (int i = 0; i < 2; ++i) {
@@ -73,6 +103,7 @@ CudaBackend::~CudaBackend() {
     if (staging_[i]) cudaFreeHost(staging_[i]);
   }
   cudaStreamDestroy(copy_stream_);
+  cudaStreamDestroy(capture_stream_);
   cudaStreamDestroy(stream_);
 }
 
@@ -80,7 +111,69 @@ void CudaBackend::activate() const { cudaSetDevice(device_index_); }
 
 cudaStream_t CudaBackend::raw_stream(Stream* stream) const {
   if (auto* s = dynamic_cast<CudaStream*>(stream)) return s->stream;
-  return stream_;
+  return capturing() ? capture_stream_ : stream_;
+}
+
+bool CudaBackend::capturing() const { return t_capturing == this; }
+
+void CudaBackend::begin_capture() {
+  GPUML_CHECK(t_capturing == nullptr, "{}: this thread is already capturing a CUDA graph", name_);
+  activate();
+  // Ordinary memory, allocated before the capture: the flags outlive every replay.
+  capture_flags_ = Tensor::empty({kCaptureChecks, 2}, DType::i64, *this);
+  capture_flags_used_ = 0;
+  capture_checks_.clear();
+  // Thread-local mode: this thread may not make calls that are unsafe during a capture
+  // (cudaMalloc, synchronizing): they fail, and the executor then runs eagerly.
+  GPUML_CUDA_CHECK(cudaStreamBeginCapture(capture_stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
+  t_capturing = this;
+}
+
+std::unique_ptr<CapturedWork> CudaBackend::end_capture() {
+  GPUML_CHECK(t_capturing == this, "{}: end_capture without begin_capture", name_);
+  t_capturing = nullptr;
+  activate();
+  cudaGraph_t graph = nullptr;
+  cudaError_t e = cudaStreamEndCapture(capture_stream_, &graph);
+  cudaGraphExec_t exec = nullptr;
+  if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
+  if (graph) cudaGraphDestroy(graph);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    capture_checks_.clear();
+    capture_flags_ = Tensor();
+    GPUML_FAIL(ErrorKind::Unsupported, "{}: CUDA graph capture failed: {} ({})", name_, cudaGetErrorString(e),
+               cudaGetErrorName(e));
+  }
+  return std::make_unique<CudaGraph>(*this, exec, std::move(capture_flags_), std::move(capture_checks_));
+}
+
+void CudaBackend::abort_capture() noexcept {
+  if (t_capturing == this) {
+    t_capturing = nullptr;
+    activate();
+    cudaGraph_t graph = nullptr;
+    cudaStreamEndCapture(capture_stream_, &graph);  // fails if the capture was invalidated: fine
+    if (graph) cudaGraphDestroy(graph);
+    cudaGetLastError();
+  }
+  capture_checks_.clear();
+  capture_flags_ = Tensor();
+}
+
+Tensor CudaBackend::check_flag() {
+  if (!capturing()) return Tensor::empty({2}, DType::i64, *this);
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, capture_flags_used_ < kCaptureChecks,
+                   "{}: more than {} deferred checks in one CUDA graph", name_, kCaptureChecks);
+  const int64_t row = capture_flags_used_++;
+  return capture_flags_.slice(0, row, row + 1).reshape({2});
+}
+
+void CudaBackend::launch_graph(cudaGraphExec_t exec, const std::vector<std::pair<Tensor, DeferredMessage>>& checks) {
+  activate();
+  GPUML_CUDA_CHECK(cudaGraphLaunch(exec, stream_), "CUDA graph replay");
+  std::lock_guard<std::mutex> lock(mutex_);
+  deferred_.insert(deferred_.end(), checks.begin(), checks.end());
 }
 
 void CudaBackend::throw_out_of_memory(const char* op, size_t bytes) const {
@@ -110,7 +203,7 @@ void* CudaBackend::allocate(size_t bytes) {
   if (limit_ != 0 && in_use_ + bytes > limit_) throw_out_of_memory("allocate (over --gpu-memory-limit)", bytes);
   activate();
   void* p = nullptr;
-  cudaError_t e = cudaMallocAsync(&p, bytes, pool_, stream_);
+  cudaError_t e = cudaMallocAsync(&p, bytes, pool_, raw_stream(nullptr));  // a graph node while capturing
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // clear it: the context is still usable
     throw_out_of_memory("allocate", bytes);
@@ -124,7 +217,7 @@ void CudaBackend::deallocate(void* ptr, size_t bytes) {
   if (!ptr) return;
   std::lock_guard<std::mutex> lock(mutex_);
   activate();
-  cudaFreeAsync(ptr, stream_);
+  cudaFreeAsync(ptr, raw_stream(nullptr));
   in_use_ -= std::min(in_use_, bytes);
 }
 
@@ -144,7 +237,10 @@ void CudaBackend::release_cached_memory() {
 void* CudaBackend::workspace(size_t bytes, const char* op) {
   std::lock_guard<std::mutex> lock(workspace_mutex_);
   if (bytes <= workspace_bytes_) return workspace_;
-  if (workspace_) deallocate(workspace_, workspace_bytes_);
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, !capturing(),
+                   "{}: {} needs a larger workspace ({}) while capturing a CUDA graph", name_, op, mib(bytes));
+  if (workspace_ && live_graphs_ > 0) retired_workspaces_.emplace_back(workspace_, workspace_bytes_);  // graphs use it
+  else if (workspace_) deallocate(workspace_, workspace_bytes_);
   workspace_ = nullptr;
   workspace_bytes_ = 0;
   try {
@@ -245,7 +341,9 @@ void CudaBackend::synchronize(Stream* stream) {
 
 void CudaBackend::defer_check(Tensor flag, DeferredMessage message) {
   std::lock_guard<std::mutex> lock(mutex_);
-  deferred_.emplace_back(std::move(flag), std::move(message));
+  // While capturing, the check belongs to the graph: registered again on every replay.
+  if (capturing()) capture_checks_.emplace_back(std::move(flag), std::move(message));
+  else deferred_.emplace_back(std::move(flag), std::move(message));
 }
 
 void CudaBackend::check_deferred_errors() {

@@ -54,6 +54,20 @@ class CudaBackend final : public Backend {
   void wait_event(Stream* stream, const Event& event) override;
   void synchronize(Stream* stream = nullptr) override;
 
+  // CUDA graphs: the thread that calls begin_capture() enqueues on a capture stream instead of
+  // the default stream until end_capture(), which instantiates the graph; replay() launches it on
+  // the default stream. Kernels must not allocate memory that outlives the capture (check_flag()
+  // gives deferred checks theirs), grow the workspace, or search for cuDNN algorithms then.
+  bool can_capture() const override { return true; }
+  void begin_capture() override;
+  std::unique_ptr<CapturedWork> end_capture() override;
+  void abort_capture() noexcept override;
+  // Whether the calling thread is capturing on this backend.
+  bool capturing() const;
+  // Two int64 of device memory for a deferred check (defer_check): a fresh tensor, or while
+  // capturing, a slot of memory that the graph keeps for all its replays.
+  Tensor check_flag();
+
   // The stream a kernel runs on; also makes this backend's device current for the calling thread
   // (kernels, cuBLASLt and cuDNN use the current device).
   cudaStream_t stream_of(const KernelCall& call) const {
@@ -89,12 +103,22 @@ class CudaBackend final : public Backend {
   void check_deferred_errors() override;
 
  private:
+  friend class CudaGraph;
   void activate() const;  // cudaSetDevice: every call may come from any host thread
+  // Launches a captured graph and registers its deferred checks (CudaGraph::replay).
+  void launch_graph(cudaGraphExec_t exec, const std::vector<std::pair<Tensor, DeferredMessage>>& checks);
   int device_index_;
   std::string name_, description_;
   cudaStream_t stream_ = nullptr;
   cudaMemPool_t pool_ = nullptr;
   cudaStream_t copy_stream_ = nullptr;
+  cudaStream_t capture_stream_ = nullptr;  // what the capturing thread's kernels enqueue on
+  static constexpr int64_t kCaptureChecks = 64;
+  Tensor capture_flags_;                    // kCaptureChecks flags, allocated before the capture
+  int64_t capture_flags_used_ = 0;
+  std::vector<std::pair<Tensor, DeferredMessage>> capture_checks_;  // the checks the capture made
+  int live_graphs_ = 0;  // while any, a workspace that grows is retired, not freed (graphs use it)
+  std::vector<std::pair<void*, size_t>> retired_workspaces_;
   size_t limit_ = 0, in_use_ = 0;
   PinnedHostAllocator pinned_;
   // Two pinned staging buffers: one is filled while the other is copied (copy_to_device).

@@ -108,6 +108,8 @@ int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, co
   std::lock_guard<std::mutex> lock(gpu.mutex());
   auto it = gpu.conv_algorithms().find(key);
   if (it != gpu.conv_algorithms().end()) return it->second;
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, !gpu.capturing(),
+                   "cuda conv2d: no algorithm chosen yet for {}: cuDNN's search cannot run in a CUDA graph capture", key);
   // cudnnFind* allocates its own buffers with cudaMalloc, outside the pool that keeps freed memory.
   if (!deterministic) gpu.release_cached_memory();
   const size_t budget = gpu.memory_budget() / 2;  // leave room for the step's own tensors

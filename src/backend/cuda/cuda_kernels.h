@@ -111,11 +111,13 @@ void launch_record_bad_value(const void* idx, bool idx_i64, int64_t* flag, cudaS
 // deterministic: rows are added in index order (no atomics), for --deterministic.
 void launch_embedding_backward(ElemType t, const void* idx, bool idx_i64, const void* dy, void* dw, int64_t n,
                                int64_t vocab, int64_t d, bool deterministic, cudaStream_t stream);
-// Philox draws (core/philox.h): the same numbers as the CPU backends.
+// Philox draws (core/philox.h): the same numbers as the CPU backends. The offset drawn at is
+// `offset` plus, when offset_slot is not null, the device uint64 there (read when the kernel runs:
+// captured graphs replay with a new offset).
 void launch_dropout(ElemType t, const StridedView& x, void* out, const Layout& layout, double p, uint64_t seed,
-                    uint64_t offset, cudaStream_t stream);
+                    uint64_t offset, const uint64_t* offset_slot, cudaStream_t stream);
 void launch_random(ElemType t, bool normal, void* out, int64_t n, double a, double b, uint64_t seed, uint64_t offset,
-                   cudaStream_t stream);
+                   const uint64_t* offset_slot, cudaStream_t stream);
 
 // --- cuda_optim.cu -----------------------------------------------------------------------------
 struct OptimParams {

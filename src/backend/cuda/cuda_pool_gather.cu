@@ -150,8 +150,10 @@ __global__ void embedding_backward_ordered_kernel(const void* idx, bool i64, con
 }
 
 template <typename T>
-__global__ void dropout_kernel(StridedView x, T* out, Layout layout, double p, uint64_t seed, uint64_t offset) {
+__global__ void dropout_kernel(StridedView x, T* out, Layout layout, double p, uint64_t seed, uint64_t base,
+                               const uint64_t* offset_slot) {
   const T* in = static_cast<const T*>(x.data);
+  const uint64_t offset = base + (offset_slot != nullptr ? *offset_slot : 0);
   GPUML_GRID_STRIDE(i, layout.numel) {
     const bool keep = philox_uniform(seed, offset, static_cast<uint64_t>(i)) >= p;
     const double v = to_f64(in[strided_offset(i, layout, x.strides)]);
@@ -160,7 +162,9 @@ __global__ void dropout_kernel(StridedView x, T* out, Layout layout, double p, u
 }
 
 template <typename T>
-__global__ void random_kernel(bool normal, T* out, int64_t n, double a, double b, uint64_t seed, uint64_t offset) {
+__global__ void random_kernel(bool normal, T* out, int64_t n, double a, double b, uint64_t seed, uint64_t base,
+                              const uint64_t* offset_slot) {
+  const uint64_t offset = base + (offset_slot != nullptr ? *offset_slot : 0);
   GPUML_GRID_STRIDE(i, n) {
     const uint64_t k = static_cast<uint64_t>(i);
     // Explicit roundings: nvcc would fuse a + b * x into one FMA, which the CPU build does not.
@@ -254,20 +258,21 @@ void launch_embedding_backward(ElemType t, const void* idx, bool idx_i64, const 
 }
 
 void launch_dropout(ElemType t, const StridedView& x, void* out, const Layout& layout, double p, uint64_t seed,
-                    uint64_t offset, cudaStream_t stream) {
+                    uint64_t offset, const uint64_t* offset_slot, cudaStream_t stream) {
   if (layout.numel == 0) return;
   dispatch_float(t, [&]<typename T>(T) {
     dropout_kernel<T><<<blocks_for(layout.numel), kThreads, 0, stream>>>(x, static_cast<T*>(out), layout, p, seed,
-                                                                         offset);
+                                                                         offset, offset_slot);
   });
   check_launch("dropout");
 }
 
 void launch_random(ElemType t, bool normal, void* out, int64_t n, double a, double b, uint64_t seed, uint64_t offset,
-                   cudaStream_t stream) {
+                   const uint64_t* offset_slot, cudaStream_t stream) {
   if (n == 0) return;
   dispatch_float(t, [&]<typename T>(T) {
-    random_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(normal, static_cast<T*>(out), n, a, b, seed, offset);
+    random_kernel<T><<<blocks_for(n), kThreads, 0, stream>>>(normal, static_cast<T*>(out), n, a, b, seed, offset,
+                                                             offset_slot);
   });
   check_launch(normal ? "normal" : "uniform");
 }

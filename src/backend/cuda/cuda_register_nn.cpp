@@ -28,7 +28,7 @@ void defer_bad_row_check(const KernelCall& c, const Tensor& indices, const std::
                          CudaBackend::DeferredMessage message) {
   CudaBackend& gpu = cuda_backend_of(c);
   const cudaStream_t stream = gpu.stream_of(c);
-  Tensor flag = Tensor::empty({2}, DType::i64, c.backend);
+  Tensor flag = gpu.check_flag();
   int64_t* slots = static_cast<int64_t*>(flag.raw_data());
   GPUML_CUDA_CHECK(cudaMemsetAsync(slots, 0xff, 2 * sizeof(int64_t), stream), "check");
   kernel(slots);
@@ -174,6 +174,8 @@ void embedding_backward_kernel(const KernelCall& c) {
     });
 }
 
+const uint64_t* offset_slot(const KernelCall& c) { return static_cast<const uint64_t*>(c.offset_slot); }
+
 void dropout_kernel(const KernelCall& c) {
   const Attrs& a = c.attrs;
   const Shape& shape = c.output.shape();
@@ -186,7 +188,7 @@ void dropout_kernel(const KernelCall& c) {
   }
   launch("dropout", [&] {
     launch_dropout(elem_type(c.output.dtype()), view_over(c.inputs[0], shape), c.output.raw_data(),
-                   layout_of(shape, "dropout"), a.p, a.seed, a.offset, cuda_backend_of(c).stream_of(c));
+                   layout_of(shape, "dropout"), a.p, a.seed, a.offset, offset_slot(c), cuda_backend_of(c).stream_of(c));
   });
 }
 
@@ -195,7 +197,7 @@ void random_kernel(const KernelCall& c) {
   const Attrs& a = c.attrs;
   launch(normal ? "normal" : "uniform", [&] {
     launch_random(elem_type(c.output.dtype()), normal, c.output.raw_data(), c.output.numel(), a.alpha, a.beta, a.seed,
-                  a.offset, cuda_backend_of(c).stream_of(c));
+                  a.offset, offset_slot(c), cuda_backend_of(c).stream_of(c));
   });
 }
 
