@@ -14,7 +14,8 @@
 # data of the same shapes), EPOCHS (default 1), PYTHON (default python3), SKIP_TESTS=1, JOBS,
 # PRECISIONS (default "fp32 bf16"), STAGES (default "test matmul fusion train stream": the parts to
 # run after the build; the report of each call goes to its own file in RESULTS_DIR), and for the
-# train stage MODELS (default "mlp cnn") and BATCHES (default "128 1024").
+# train stage MODELS (default "mlp cnn") and BATCHES (default "128 1024"); GPUML_TRAIN_FLAGS adds
+# train flags (e.g. --no-cuda-graphs, to time eager launches against the default CUDA-graph replay).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -155,9 +156,11 @@ for precision in $precisions; do
   for model in ${MODELS:-mlp cnn}; do
     for batch in ${BATCHES:-128 1024}; do
       run="$work/run-$precision-$model-$batch"
+      # GPUML_TRAIN_FLAGS: extra train flags, e.g. --no-cuda-graphs to time eager launches.
       "$build_dir/gpuml" train --device cuda --model "$model" --epochs "$epochs" --batch-size "$batch" \
-        --precision "$precision" --data "$data" --out "$run" --quiet > "$run.log" 2>&1 \
+        --precision "$precision" --data "$data" --out "$run" --quiet ${GPUML_TRAIN_FLAGS:-} > "$run.log" 2>&1 \
         || { tail -n 20 "$run.log"; echo "gpu-check: gpuml train failed" >&2; }
+      grep -h "CUDA graphs" "$run.log" | sed "s/^/- $precision $model b$batch: /" >> "$work/graph-notes.md" || true
       read -r g_s g_acc < <("$python" - "$run/metrics.csv" << 'PY' || echo "nan nan"
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -176,6 +179,7 @@ print(f'train $precision $model b$batch|{g:.2f}|{e:.2f}|{c:.2f}|{g / e:.2f}|{g /
     done
   done
 done
+if [[ -s "$work/graph-notes.md" ]]; then md ""; md "CUDA graph replay per run:"; md ""; cat "$work/graph-notes.md" >> "$report"; fi
 
 fi
 

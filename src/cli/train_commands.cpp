@@ -137,7 +137,7 @@ Command add_train_command(CLI::App& app) {
                          r.run_dir, r.run_dir);
               if (r.interrupted_by != 0) return 128 + r.interrupted_by;  // as a shell reports a signal
             }
-            if (!r.replay_summary.empty() && !cfg->quiet) fmt::print("{}\n", r.replay_summary);
+            if (!r.replay_summary.empty()) fmt::print("{}\n", r.replay_summary);
             if (r.epochs_run == 0)  // stopped (--max-steps) before any epoch ended: no accuracy to report
               fmt::print("done: no epoch finished in this run, {:.1f} s training; run in {}\n", r.seconds_training, r.run_dir);
             else
