@@ -143,6 +143,19 @@ std::vector<OpSample> build_samples() {
     add(OpId::matmul_bias_act, "strided", {strided({6, 4}), real({4, 5}), real({5})},
         fused(Activation::relu, false, false));
   }
+  // matmul_bgrad, the planner's weight + bias gradient: g as a (nn::Linear, g^T x) or as b (x^T g).
+  {
+    auto bgrad = [](int64_t axis) {
+      Attrs a;
+      a.trans_a = true;
+      a.axis = axis;
+      return a;
+    };
+    add(OpId::matmul_bgrad, "g_first", {real({9, 4}), real({9, 6})}, bgrad(0));
+    add(OpId::matmul_bgrad, "g_second", {real({7, 5}), real({7, 3})}, bgrad(1));
+    add(OpId::matmul_bgrad, "strided", {strided({6, 4}), real({6, 5})}, bgrad(0));
+    add(OpId::matmul_bgrad, "one_row", {real({1, 3}), real({1, 2})}, bgrad(1));
+  }
   // Convolution: padding, stride, dilation, groups.
   add(OpId::conv2d, "pad1", {real({2, 3, 7, 6}), real({4, 3, 3, 3})}, conv(1, 1));
   add(OpId::conv2d, "stride2", {real({1, 2, 9, 8}), real({3, 2, 3, 2})}, conv(2, 0));

@@ -31,6 +31,18 @@ Tensor run_op(Backend& backend, OpId op, const std::vector<Tensor>& inputs, cons
   return out;
 }
 
+void matmul_bgrad_by_parts(const KernelCall& call) {
+  const MatmulDims d = matmul_dims(call.inputs[0].shape(), call.inputs[1].shape(), call.attrs);
+  const int64_t product = d.m * d.n;
+  Tensor weight_grad = call.output.slice(0, 0, product).reshape({d.m, d.n});
+  Tensor bias_grad = call.output.slice(0, product, call.output.numel());
+  call.backend.run(OpId::matmul, KernelCall{call.backend, call.inputs, weight_grad, call.attrs, call.stream});
+  Attrs rows;
+  rows.axes = {0};
+  const Tensor& g = call.inputs[call.attrs.axis];
+  call.backend.run(OpId::sum, KernelCall{call.backend, std::span<const Tensor>(&g, 1), bias_grad, rows, call.stream});
+}
+
 Tensor to_backend(const Tensor& t, Backend& backend) {
   Tensor src = t;
   if (!src.is_contiguous()) {

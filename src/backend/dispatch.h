@@ -19,6 +19,11 @@ Tensor run_op(Backend& backend, OpId op, const std::vector<Tensor>& inputs, cons
 // A contiguous copy of `t` in `backend`'s memory (host <-> device as needed).
 Tensor to_backend(const Tensor& t, Backend& backend);
 
+// matmul_bgrad as its two parts, the backend's own matmul and sum kernels writing into the two
+// views of the output: for backends without a fused kernel (and cuBLASLt without a BGRAD
+// algorithm for the shape), so that fused and unfused plans compute the same numbers.
+void matmul_bgrad_by_parts(const KernelCall& call);
+
 // A contiguous copy of `t` on its own backend.
 Tensor contiguous(const Tensor& t, Backend& backend);
 

@@ -22,7 +22,8 @@ Tensor layout_tensor(const TensorType& type, const Strides& strides) {
 
 // The ops whose f32 kernels may run on TF32 tensor cores (PlanOptions::allow_tf32).
 bool uses_tensor_cores(OpId op) {
-  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::conv2d || op == OpId::conv2d_bias_act ||
+  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::matmul_bgrad || op == OpId::conv2d ||
+         op == OpId::conv2d_bias_act ||
          op == OpId::conv2d_backward_data || op == OpId::conv2d_backward_filter;
 }
 
@@ -56,6 +57,13 @@ class Planner {
     Attrs attrs;
   };
   std::optional<Fused> match_bias_add(int add_id, int side, const std::vector<int>& uses) const;
+  // A weight-gradient matmul and the bias-gradient row sum of the same gradient g, run as one
+  // matmul_bgrad step that both read through views.
+  struct BgradPair {
+    int matmul, sum, axis;  // graph ids; axis: which matmul input is g
+  };
+  void find_bgrad_pairs(const std::vector<bool>& needed);
+  void plan_bgrad(const BgradPair& pair);
   Backend* first_supporting(OpId op, DType dtype) const;
   Backend& place(OpId op, DType dtype) const;
   void find_fusions(const std::vector<bool>& needed, const std::vector<Sym>& outputs);
@@ -73,6 +81,7 @@ class Planner {
   const Graph& graph_;
   PlanOptions options_;  // backends filled in
   std::map<int, Fused> fused_;   // graph id of the fused chain's last node -> the fused step
+  std::map<int, BgradPair> bgrad_;  // graph id of the pair's first node -> the pair
   std::vector<bool> absorbed_;   // graph ids computed inside a fused step, not planned themselves
   Plan plan_;
   std::vector<int> value_of_;                   // graph id -> plan value id
@@ -261,9 +270,77 @@ void Planner::find_fusions(const std::vector<bool>& needed, const std::vector<Sy
       break;
     }
   }
+  find_bgrad_pairs(needed);
+}
+
+// matmul(g, x, trans_a) (an nn::Linear weight's gradient g^T x) or matmul(x, g, trans_a) (x^T g)
+// beside sum(g, axes {0}) (its bias's gradient): both reduce over g's rows, which cuBLASLt's
+// BGRAD epilogue does while it computes the product.
+void Planner::find_bgrad_pairs(const std::vector<bool>& needed) {
+  const int n = graph_.size();
+  auto is_op = [&](int id, OpId op) { return graph_.node(id).role == NodeRole::Op && graph_.node(id).op == op; };
+  std::map<int, std::vector<int>> row_sums;  // g -> the sums over its rows
+  for (int id = 0; id < n; ++id) {
+    if (!needed[id] || !is_op(id, OpId::sum)) continue;
+    const Node& s = graph_.node(id);
+    const std::vector<int64_t>& axes = s.attrs.axes;
+    if (graph_.type_of(s.inputs[0]).shape.size() == 2 && !s.attrs.keepdim && axes.size() == 1 &&
+        (axes[0] == 0 || axes[0] == -2))
+      row_sums[s.inputs[0]].push_back(id);
+  }
+  for (int id = 0; id < n; ++id) {
+    if (!needed[id] || absorbed_[id] || !is_op(id, OpId::matmul)) continue;
+    const Node& m = graph_.node(id);
+    const DType dtype = m.type.dtype;
+    if (m.type.shape.size() != 2 || graph_.type_of(m.inputs[0]).shape.size() != 2 ||
+        graph_.type_of(m.inputs[1]).shape.size() != 2)
+      continue;
+    Backend* fused = first_supporting(OpId::matmul_bgrad, dtype);
+    if (fused == nullptr || fused != first_supporting(OpId::matmul, dtype)) continue;
+    for (int axis = 0; axis < 2; ++axis) {
+      const int g = m.inputs[axis];
+      auto candidates = row_sums.find(g);
+      if ((axis == 0 ? !m.attrs.trans_a : m.attrs.trans_b) || candidates == row_sums.end() ||
+          candidates->second.empty())
+        continue;
+      const int sum = candidates->second.front();
+      // Planned at the first of the two: every input must be there by then.
+      const int first = std::min(id, sum);
+      if (graph_.node(sum).type.dtype != dtype || m.inputs[0] >= first || m.inputs[1] >= first) continue;
+      candidates->second.erase(candidates->second.begin());
+      bgrad_[first] = {id, sum, axis};
+      absorbed_[std::max(id, sum)] = true;
+      break;
+    }
+  }
+}
+
+void Planner::plan_bgrad(const BgradPair& pair) {
+  const Node& m = graph_.node(pair.matmul);
+  Attrs attrs = m.attrs;
+  attrs.axis = pair.axis;
+  Backend& backend = place(OpId::matmul_bgrad, m.type.dtype);
+  const int packed =
+      emit_placed(OpId::matmul_bgrad, attrs, {value_of_[m.inputs[0]], value_of_[m.inputs[1]]}, backend, -1);
+  const int64_t product = m.type.shape[0] * m.type.shape[1];
+  const int64_t total = plan_.values[packed].type.shape[0];
+  auto part = [](int64_t begin, int64_t end) {
+    Attrs a;
+    a.axes = {0};
+    a.starts = {begin};
+    a.ends = {end};
+    a.steps = {1};
+    return a;
+  };
+  Attrs as_matrix;
+  as_matrix.shape = m.type.shape;
+  value_of_[pair.matmul] = emit_view(OpId::reshape, as_matrix, emit_view(OpId::slice, part(0, product), packed, -1),
+                                     pair.matmul);
+  value_of_[pair.sum] = emit_view(OpId::slice, part(product, total), packed, pair.sum);
 }
 
 void Planner::plan_node(int id) {
+  if (auto it = bgrad_.find(id); it != bgrad_.end()) return plan_bgrad(it->second);
   if (absorbed_[id]) return;
   if (auto it = fused_.find(id); it != fused_.end()) {
     const Fused& f = it->second;

@@ -18,7 +18,9 @@
 //  - fusion (PlanOptions::fuse): y = act(matmul(a, b) + bias) with a 2-d matmul and an (N,) bias,
 //    or act(conv2d(x, w) + bias) with a per-channel bias, act relu or gelu (or none), becomes one
 //    matmul_bias_act / conv2d_bias_act step when the product and the sum are used by nothing else
-//    (in training, gelu's backward reads the sum: only the bias fuses);
+//    (in training, gelu's backward reads the sum: only the bias fuses); in the backward, a weight
+//    gradient matmul(g, x, trans_a) or matmul(x, g) beside the bias gradient sum(g, axis 0)
+//    becomes one matmul_bgrad step (cuBLASLt's BGRAD epilogue), read through two views;
 //  - every intermediate gets a 64-byte aligned range of its device's arena; buffers whose lifetimes
 //    (first def to last use, outputs to the end) do not overlap share memory (greedy by size,
 //    best-fit gap). Inputs and params are external: fed at run time, never in the arena.

@@ -246,6 +246,16 @@ TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
         GPUML_CHECK_SHAPE(in[2].shape == Shape{d.n}, "matmul_bias_act: bias must be ({}) for {} columns, got {}",
                           d.n, d.n, shape_str(in[2].shape));
       }
+      if (op == OpId::matmul_bgrad) {
+        // (m * n + m,) or (m * n + n,): the product op(a) @ op(b) flattened, then the row sums of
+        // a's rows (axis 0: a must be (k, m), trans_a) or of b's rows (axis 1: b (k, n), no trans_b).
+        require_rank(op, in[0], 2, "a");
+        require_rank(op, in[1], 2, "b");
+        GPUML_CHECK_SHAPE(a.axis == 0 ? a.trans_a : a.axis == 1 && !a.trans_b,
+                          "matmul_bgrad: axis {} needs the summed operand's rows to be the inner dim (axis 0: "
+                          "trans_a; axis 1: no trans_b)", a.axis);
+        return {Shape{d.m * d.n + (a.axis == 0 ? d.m : d.n)}, in[0].dtype};
+      }
       Shape s = d.batch;
       s.push_back(d.m);
       s.push_back(d.n);

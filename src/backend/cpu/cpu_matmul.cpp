@@ -9,6 +9,7 @@
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_dnnl.h"
 #include "backend/cpu/cpu_loops.h"
+#include "backend/dispatch.h"
 
 namespace gpuml::cpu {
 
@@ -209,6 +210,9 @@ void register_matmul_kernels(CpuBackend& backend) {
   };
   add(OpId::matmul, matmul_kernel);
   add(OpId::matmul_bias_act, matmul_bias_act_kernel);
+  // No faster than its parts on a CPU (oneDNN has no bias-gradient post-op), but fused plans then
+  // run the same steps as on a GPU, with the same numbers as unfused ones.
+  backend.add_kernel(OpId::matmul_bgrad, matmul_bgrad_by_parts, {DType::f32, DType::f64});
 }
 
 }  // namespace gpuml::cpu

@@ -44,6 +44,21 @@ void matmul_bias_act_kernel(const KernelCall& c) {
   store(c.output, out);
 }
 
+// matmul_bgrad(a, b): the 2-d product, flattened, then the sums over rows of the operand `axis`
+// names (a (k, m) with trans_a, or b (k, n)): a weight gradient and its bias gradient.
+void matmul_bgrad_kernel(const KernelCall& c) {
+  std::vector<double> out = matmul_values(c);
+  const Tensor& g = c.inputs[c.attrs.axis];
+  std::vector<double> gv = load(g);
+  const int64_t rows = g.dim(0), cols = g.dim(1);
+  for (int64_t j = 0; j < cols; ++j) {
+    double s = 0;
+    for (int64_t i = 0; i < rows; ++i) s += gv[static_cast<size_t>(i * cols + j)];
+    out.push_back(s);
+  }
+  store(c.output, out);
+}
+
 // Cross-correlation as PyTorch: y[n, o, oh, ow] = sum over (cg, kh, kw) of
 //   x[n, g * C/groups + cg, oh * stride - pad + kh * dil, ow * stride - pad + kw * dil] * w[o, cg, kh, kw]
 // with g = o / (O / groups) and out-of-bounds x taken as 0 (skipped).
@@ -127,6 +142,7 @@ std::vector<KernelEntry> matmul_conv_kernels() {
   return {
       {OpId::matmul, matmul_kernel, kFloatDTypes},
       {OpId::matmul_bias_act, matmul_bias_act_kernel, kFloatDTypes},
+      {OpId::matmul_bgrad, matmul_bgrad_kernel, kFloatDTypes},
       {OpId::conv2d, conv2d_kernel, kFloatDTypes},
       {OpId::conv2d_bias_act, conv2d_bias_act_kernel, kFloatDTypes},
       // The type rules do not restrict the dtypes of the backward ops; ref computes any of them.
