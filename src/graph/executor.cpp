@@ -72,12 +72,44 @@ size_t Executor::arena_bytes() const {
   return total;
 }
 
-void Executor::drop_staged(int value) {
+void Executor::drop_staged(int value, const void* host) {
   auto it = staged_.find(value);
   if (it == staged_.end()) return;
-  // Freeing is ordered on the backend's default stream: make that stream wait for the copy first.
-  plan_.values[value].backend->wait_event(nullptr, *it->second.copied);
-  staged_.erase(it);
+  std::vector<Staged>& copies = it->second;
+  for (auto c = copies.begin(); c != copies.end();) {
+    if (host != nullptr && c->host != host) {
+      ++c;
+      continue;
+    }
+    // Freeing is ordered on the backend's default stream: make that stream wait for the copy first.
+    plan_.values[value].backend->wait_event(nullptr, *c->copied);
+    c = copies.erase(c);
+  }
+  if (copies.empty()) staged_.erase(it);
+}
+
+std::optional<Tensor> Executor::take_staged(int value, const void* host) {
+  auto it = staged_.find(value);
+  if (it == staged_.end()) return std::nullopt;
+  std::vector<Staged>& copies = it->second;
+  for (size_t c = 0; c < copies.size(); ++c) {
+    if (copies[c].host != host) continue;
+    plan_.values[value].backend->wait_event(nullptr, *copies[c].copied);  // the steps run after the copy
+    Tensor device = copies[c].device;
+    // Copies staged before this one were for batches that were not run: dropped. Later ones stay
+    // (the trainer stages batch k + 1 before it runs batch k).
+    for (size_t d = 0; d < c; ++d) plan_.values[value].backend->wait_event(nullptr, *copies[d].copied);
+    copies.erase(copies.begin(), copies.begin() + static_cast<std::ptrdiff_t>(c) + 1);
+    if (copies.empty()) staged_.erase(it);
+    return device;
+  }
+  return std::nullopt;
+}
+
+size_t Executor::staged_count() const {
+  size_t n = 0;
+  for (const auto& [value, copies] : staged_) n += copies.size();
+  return n;
 }
 
 void Executor::stage(const std::map<std::string, Tensor>& feeds) {
@@ -90,7 +122,7 @@ void Executor::stage(const std::map<std::string, Tensor>& feeds) {
     if (!t.defined() || !t.device().is_host() || !t.is_contiguous() || t.shape() != v.type.shape ||
         t.dtype() != v.type.dtype)
       continue;  // run() will say what is wrong, or copy it as usual
-    drop_staged(static_cast<int>(i));
+    drop_staged(static_cast<int>(i), t.raw_data());  // staged again: the newer copy wins
     Backend& backend = *v.backend;
     std::unique_ptr<Stream>& stream = copy_streams_[&backend];
     if (!stream) stream = backend.create_stream();
@@ -99,7 +131,9 @@ void Executor::stage(const std::map<std::string, Tensor>& feeds) {
     backend.wait_event(stream.get(), *backend.record_event(nullptr));
     backend.copy_to_device(s.device.raw_data(), t.raw_data(), t.nbytes(), stream.get());
     s.copied = backend.record_event(stream.get());
-    staged_.emplace(static_cast<int>(i), std::move(s));
+    std::vector<Staged>& copies = staged_[static_cast<int>(i)];
+    copies.push_back(std::move(s));
+    if (copies.size() > kMaxStaged) drop_staged(static_cast<int>(i), copies.front().host);
   }
 }
 
@@ -123,14 +157,10 @@ void Executor::bind_feeds(const std::map<std::string, Tensor>& feeds) {
     const PlanValue& v = plan_.values[i];
     if (v.home != ValueHome::External) continue;
     const Tensor& t = checked_feed(feeds, i);
-    auto staged = staged_.find(static_cast<int>(i));
-    if (staged != staged_.end() && staged->second.host == t.raw_data()) {  // shapes were checked both times
-      v.backend->wait_event(nullptr, *staged->second.copied);  // the steps run after the copy
-      values_[i] = staged->second.device;
-      staged_.erase(staged);
+    if (std::optional<Tensor> staged = take_staged(static_cast<int>(i), t.raw_data())) {  // shapes were checked twice
+      values_[i] = *staged;
       continue;
     }
-    drop_staged(static_cast<int>(i));  // staged for another batch: not this one
     // The plan assumed contiguous feeds in the memory of their home backend.
     bool in_place = t.is_contiguous() && t.device() == v.backend->device();
     values_[i] = in_place ? t : to_backend(t, *v.backend);
@@ -147,22 +177,18 @@ void Executor::bind_feeds_for_replay(const std::map<std::string, Tensor>& feeds,
     if (v.home != ValueHome::External) continue;
     const Tensor& t = checked_feed(feeds, i);
     Backend& home = *v.backend;
-    auto staged = staged_.find(static_cast<int>(i));
-    const bool was_staged = staged != staged_.end() && staged->second.host == t.raw_data();
-    if (!was_staged && !t.device().is_host() && t.is_contiguous() && t.device() == home.device()) {
-      drop_staged(static_cast<int>(i));
+    std::optional<Tensor> staged = take_staged(static_cast<int>(i), t.raw_data());
+    if (!staged && !t.device().is_host() && t.is_contiguous() && t.device() == home.device()) {
       values_[i] = t;
       run_key_.push_back(t.raw_data());
       continue;
     }
+    run_key_.push_back(nullptr);  // in its slot (one entry per feed: the key is positional)
     Tensor& slot = feed_slots_[static_cast<int>(i)];
     if (!slot.defined()) slot = Tensor::empty(v.type.shape, v.type.dtype, home);
-    if (was_staged) {
-      home.wait_event(nullptr, *staged->second.copied);
-      home.copy_within(slot.raw_data(), staged->second.device.raw_data(), slot.nbytes());
-      staged_.erase(staged);  // its memory is freed in stream order, after the copy
+    if (staged) {
+      home.copy_within(slot.raw_data(), staged->raw_data(), slot.nbytes());  // then freed in stream order
     } else {
-      drop_staged(static_cast<int>(i));
       if (t.device().is_host() && t.is_contiguous()) {
         home.copy_to_device(slot.raw_data(), t.raw_data(), t.nbytes());
       } else {
@@ -299,12 +325,15 @@ void Executor::run_replayed(std::set<Backend*>& used) {
     return;
   }
   std::unique_ptr<CapturedWork> work;
-  backend.begin_capture();
   try {
+    backend.begin_capture();
     run_steps(0, used, true);
     work = backend.end_capture();
+    work->replay();  // the first launch reserves the graph's memory: it may fail too
   } catch (const std::exception& e) {
     backend.abort_capture();  // nothing ran: redo the run eagerly, and all later ones
+    work.reset();
+    captures_.clear();  // never replayed again: give their memory back
     capture_backend_ = nullptr;
     const auto* error = dynamic_cast<const Error*>(&e);
     replay_note_ = fmt::format("capture failed: {}", error ? error->message() : std::string(e.what()));
@@ -314,7 +343,6 @@ void Executor::run_replayed(std::set<Backend*>& used) {
     return;
   }
   ++replay_stats_.captures;
-  work->replay();
   ++replay_stats_.replays;
   captures_.emplace(run_key_, std::move(work));
 }
@@ -325,8 +353,9 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, co
   if (replay) bind_feeds_for_replay(feeds, options.rng_offset);
   else bind_feeds(feeds);
   std::map<int, Tensor> copy_in = bind_output_buffers(options, feeds);
-  if (replay)
-    for (const auto& [index, buffer] : options.output_buffers) run_key_.push_back(buffer.raw_data());
+  if (replay)  // the buffers the kernels write directly (the rest are copied into afterwards)
+    for (const auto& [index, buffer] : options.output_buffers)
+      run_key_.push_back(copy_in.count(index) ? nullptr : buffer.raw_data());
   std::set<Backend*> used;
   try {
     if (replay) run_replayed(used);

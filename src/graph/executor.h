@@ -10,6 +10,7 @@
 
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -62,8 +63,10 @@ class Executor {
   // unchanged until that run() returns. Feeds the plan keeps on the host are ignored: on CPU this
   // does nothing.
   void stage(const std::map<std::string, Tensor>& feeds);
-  // Feeds copied by stage() and not yet consumed by run(), for tests.
-  size_t staged_count() const { return staged_.size(); }
+  // Feeds copied by stage() and not yet consumed by run(), for tests. Each feed keeps its
+  // kMaxStaged newest copies; run() takes the one of the tensor it is fed and drops older ones.
+  size_t staged_count() const;
+  static constexpr size_t kMaxStaged = 2;
 
   const Plan& plan() const { return plan_; }
   static constexpr size_t kMaxCaptures = 4;
@@ -95,10 +98,14 @@ class Executor {
     Tensor device;               // its copy, on the value's backend
     std::unique_ptr<Event> copied;
   };
-  void drop_staged(int value);  // orders the copy before the memory can be reused
+  // Drops the value's staged copies (of `host` only, unless null), ordering each copy before its
+  // memory can be reused.
+  void drop_staged(int value, const void* host = nullptr);
+  // The staged copy of `host` for the value, if any (the default stream then waits for it).
+  std::optional<Tensor> take_staged(int value, const void* host);
 
   Plan plan_;
-  std::map<int, Staged> staged_;              // plan value -> its staged copy
+  std::map<int, std::vector<Staged>> staged_;  // plan value -> its staged copies, oldest first
   std::map<Backend*, std::unique_ptr<Stream>> copy_streams_;
   std::vector<std::shared_ptr<Storage>> arenas_;
   std::vector<Tensor> values_;  // one per plan value; arena tensors made once, the rest per run

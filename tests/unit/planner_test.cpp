@@ -265,14 +265,33 @@ TEST(Executor, StagedFeedsAreCopiedAheadOnASideStreamAndUsedOnce) {
   EXPECT_EQ(device.copies_on_default, 0) << "run() copied a feed that was staged";
   EXPECT_GE(device.waits, 2);  // the copy stream on the allocation, the run on the copy
 
-  ex.stage({{"x", b}});  // staged, but the run is fed another tensor
+  ex.stage({{"x", b}});  // staged, but the run is fed another tensor: kept for a later run
   expect_relu_of(ex.run({{"x", a}})[0], a);
   EXPECT_EQ(device.copies_on_default, 1);
-  EXPECT_EQ(ex.staged_count(), 0u);
-  ex.stage({{"x", b}});
+  EXPECT_EQ(ex.staged_count(), 1u);
+  ex.stage({{"x", b}});  // staged again: the newer copy replaces the older
+  EXPECT_EQ(ex.staged_count(), 1u);
   expect_relu_of(ex.run({{"x", b}})[0], b);
+  EXPECT_EQ(ex.staged_count(), 0u);
   EXPECT_EQ(device.copies_on_streams, 3);
+  EXPECT_EQ(device.copies_on_default, 1);
   EXPECT_EQ(device.streams, 1) << "one copy stream per backend, reused";
+
+  // The trainer's order: batch k + 1 is staged before batch k runs, so every run finds its copy.
+  std::vector<Tensor> batches;
+  for (int k = 0; k < 5; ++k) batches.push_back(random_tensor({4, 6}, rng, DType::f64));
+  ex.stage({{"x", batches[0]}});
+  for (int k = 0; k < 5; ++k) {
+    if (k + 1 < 5) ex.stage({{"x", batches[k + 1]}});
+    expect_relu_of(ex.run({{"x", batches[k]}})[0], batches[k]);
+  }
+  EXPECT_EQ(device.copies_on_default, 1) << "a run copied a batch that was staged ahead";
+  EXPECT_EQ(ex.staged_count(), 0u);
+  // At most kMaxStaged copies per feed are kept: the oldest go.
+  for (int k = 0; k < 4; ++k) ex.stage({{"x", batches[k]}});
+  EXPECT_EQ(ex.staged_count(), Executor::kMaxStaged);
+  expect_relu_of(ex.run({{"x", batches[0]}})[0], batches[0]);
+  EXPECT_EQ(device.copies_on_default, 2);
 }
 
 TEST(Planner, DeadNodesAreNotPlanned) {
