@@ -46,7 +46,7 @@ class CudaGraph final : public CapturedWork {
     backend_.activate();
     cudaStreamSynchronize(backend_.stream_);  // no replay still running on what is freed next
     cudaGraphExecDestroy(exec_);
-    --backend_.live_graphs_;
+    backend_.graph_released();
   }
   void replay() override { backend_.launch_graph(exec_, checks_); }
 
@@ -118,23 +118,52 @@ bool CudaBackend::capturing() const { return t_capturing == this; }
 
 void CudaBackend::begin_capture() {
   GPUML_CHECK(t_capturing == nullptr, "{}: this thread is already capturing a CUDA graph", name_);
+  std::unique_lock<std::mutex> one_at_a_time(capture_mutex_);
   activate();
   // Ordinary memory, allocated before the capture: the flags outlive every replay.
   capture_flags_ = Tensor::empty({kCaptureChecks, 2}, DType::i64, *this);
   capture_flags_used_ = 0;
-  capture_checks_.clear();
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    capture_checks_.clear();
+    capture_allocations_.clear();
+  }
   // Thread-local mode: this thread may not make calls that are unsafe during a capture
-  // (cudaMalloc, synchronizing): they fail, and the executor then runs eagerly.
+  // (cudaMalloc, synchronizing): they fail, and the executor then runs eagerly. The capture
+  // stream is non-blocking, so other threads' legacy-stream calls do not join the capture.
   GPUML_CUDA_CHECK(cudaStreamBeginCapture(capture_stream_, cudaStreamCaptureModeThreadLocal), "begin capture");
+  ++live_graphs_;  // the capture may bake in the workspace: keep it
   t_capturing = this;
+  one_at_a_time.release();  // held until end_capture/abort_capture
+}
+
+// The capture is over (kept or not): frees what had to wait for it, lets the next one begin.
+void CudaBackend::finish_capture() {
+  t_capturing = nullptr;
+  std::vector<void*> frees;
+  {
+    std::lock_guard<std::mutex> lock(mutex_);
+    frees.swap(frees_after_capture_);
+    capture_allocations_.clear();
+    for (void* p : frees) cudaFreeAsync(p, stream_);
+  }
+  graph_released();
+  capture_mutex_.unlock();
+}
+
+void CudaBackend::graph_released() {
+  if (--live_graphs_ > 0) return;
+  std::lock_guard<std::mutex> lock(workspace_mutex_);
+  for (const auto& [ptr, bytes] : retired_workspaces_) deallocate(ptr, bytes);
+  retired_workspaces_.clear();
 }
 
 std::unique_ptr<CapturedWork> CudaBackend::end_capture() {
   GPUML_CHECK(t_capturing == this, "{}: end_capture without begin_capture", name_);
-  t_capturing = nullptr;
   activate();
   cudaGraph_t graph = nullptr;
   cudaError_t e = cudaStreamEndCapture(capture_stream_, &graph);
+  finish_capture();
   cudaGraphExec_t exec = nullptr;
   if (e == cudaSuccess) e = cudaGraphInstantiate(&exec, graph, 0);
   if (graph) cudaGraphDestroy(graph);
@@ -150,12 +179,12 @@ std::unique_ptr<CapturedWork> CudaBackend::end_capture() {
 
 void CudaBackend::abort_capture() noexcept {
   if (t_capturing == this) {
-    t_capturing = nullptr;
     activate();
     cudaGraph_t graph = nullptr;
     cudaStreamEndCapture(capture_stream_, &graph);  // fails if the capture was invalidated: fine
     if (graph) cudaGraphDestroy(graph);
     cudaGetLastError();
+    finish_capture();
   }
   capture_checks_.clear();
   capture_flags_ = Tensor();
@@ -204,6 +233,7 @@ void* CudaBackend::allocate(size_t bytes) {
   activate();
   void* p = nullptr;
   cudaError_t e = cudaMallocAsync(&p, bytes, pool_, raw_stream(nullptr));  // a graph node while capturing
+  if (e == cudaSuccess && capturing()) capture_allocations_.insert(p);
   if (e == cudaErrorMemoryAllocation) {
     cudaGetLastError();  // clear it: the context is still usable
     throw_out_of_memory("allocate", bytes);
@@ -217,7 +247,8 @@ void CudaBackend::deallocate(void* ptr, size_t bytes) {
   if (!ptr) return;
   std::lock_guard<std::mutex> lock(mutex_);
   activate();
-  cudaFreeAsync(ptr, raw_stream(nullptr));
+  if (capturing() && capture_allocations_.count(ptr) == 0) frees_after_capture_.push_back(ptr);
+  else cudaFreeAsync(ptr, raw_stream(nullptr));
   in_use_ -= std::min(in_use_, bytes);
 }
 
@@ -232,6 +263,7 @@ void CudaBackend::release_cached_memory() {
   activate();
   GPUML_CUDA_CHECK(cudaStreamSynchronize(stream_), "release memory");
   GPUML_CUDA_CHECK(cudaMemPoolTrimTo(pool_, 0), "release memory");
+  cudaDeviceGraphMemTrim(device_index_);  // graph memory no graph is using (best effort)
 }
 
 void* CudaBackend::workspace(size_t bytes, const char* op) {

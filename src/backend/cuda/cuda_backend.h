@@ -15,9 +15,11 @@
 
 #include <cstdint>
 #include <functional>
+#include <atomic>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <string>
 
 #include "backend/backend.h"
@@ -117,8 +119,19 @@ class CudaBackend final : public Backend {
   Tensor capture_flags_;                    // kCaptureChecks flags, allocated before the capture
   int64_t capture_flags_used_ = 0;
   std::vector<std::pair<Tensor, DeferredMessage>> capture_checks_;  // the checks the capture made
-  int live_graphs_ = 0;  // while any, a workspace that grows is retired, not freed (graphs use it)
-  std::vector<std::pair<void*, size_t>> retired_workspaces_;
+  // Graphs alive or being captured: while any, a workspace that grows is retired, not freed
+  // (graphs use it); the last graph to go frees the retired ones.
+  std::atomic<int> live_graphs_{0};
+  std::vector<std::pair<void*, size_t>> retired_workspaces_;  // guarded by workspace_mutex_
+  void graph_released();
+  // One capture at a time per backend (the capture stream, flags and checks are the backend's):
+  // locked by begin_capture, unlocked by end_capture/abort_capture on the same thread.
+  std::mutex capture_mutex_;
+  std::set<void*> capture_allocations_;  // allocated during the capture: graph memory
+  // Memory from before the capture whose last user let go during it: a graph may not free it
+  // (cudaFreeAsync in a capture takes graph allocations only), so it is freed after.
+  std::vector<void*> frees_after_capture_;
+  void finish_capture();
   size_t limit_ = 0, in_use_ = 0;
   PinnedHostAllocator pinned_;
   // Two pinned staging buffers: one is filled while the other is copied (copy_to_device).

@@ -7,12 +7,16 @@
 // erf form takes the BIAS epilogue and one in-place gelu kernel. If cuBLASLt offers no algorithm
 // with the epilogue, the plain product is followed by in-place bias-add and activation kernels.
 //
+// matmul_bgrad (made by the planner from a weight-gradient matmul and its bias-gradient row sum)
+// is one cuBLASLt call with the BGRADA or BGRADB epilogue, or its two parts where there is none.
+//
 // cuBLASLt is column-major; a row-major (M, N) C is a column-major (N, M) C^T = B^T A^T, so the
 // operands are passed swapped and nothing is transposed in memory.
 #include <cstdlib>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_glue.h"
+#include "backend/dispatch.h"
 
 namespace gpuml::cuda {
 
@@ -111,19 +115,27 @@ void bias_and_activation(const KernelCall& c, bool add_bias, bool activate) {
   });
 }
 
-// matmul, or matmul_bias_act when `fused`.
-void run_matmul(const KernelCall& c, bool fused) {
+// matmul_bgrad's bias gradient: where cuBLASLt writes it, and which operand it sums.
+struct BiasGrad {
+  void* out;
+  int64_t axis;  // 0: our a (cuBLASLt's B, BGRADB); 1: our b (cuBLASLt's A, BGRADA)
+};
+
+// matmul, or matmul_bias_act when `fused`, or the product with a BGRAD epilogue when `bgrad`;
+// false (nothing done) when cuBLASLt has no algorithm with that epilogue.
+bool run_matmul(const KernelCall& c, bool fused, const BiasGrad* bgrad = nullptr) {
   CudaBackend& gpu = cuda_backend_of(c);
   const Tensor &a = c.inputs[0], &b = c.inputs[1];
   MatmulDims dims = matmul_dims(a.shape(), b.shape(), c.attrs);
   const int64_t m = dims.m, n = dims.n, k = dims.k;
   const int64_t batch = numel(dims.batch);
   const cudaStream_t stream = gpu.stream_of(c);
-  if (c.output.numel() == 0) return;
+  if (bgrad != nullptr && (k == 0 || c.output.numel() == 0)) return false;
+  if (c.output.numel() == 0) return true;
   if (k == 0) {
     GPUML_CUDA_CHECK(cudaMemsetAsync(c.output.raw_data(), 0, c.output.nbytes(), stream), "matmul");
     if (fused) bias_and_activation(c, true, c.attrs.activation != Activation::none);
-    return;
+    return true;
   }
   Tensor a_mem, b_mem;
   const int64_t a_stride = batch_stride(c, a, dims.batch, batch, a_mem);
@@ -146,6 +158,12 @@ void run_matmul(const KernelCall& c, bool fused) {
     const void* bias = c.inputs[2].raw_data();
     GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
     GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof(bias)));
+  }
+  if (bgrad != nullptr) {  // the sum over k of the summed operand, written beside the product
+    epilogue = bgrad->axis == 0 ? CUBLASLT_EPILOGUE_BGRADB : CUBLASLT_EPILOGUE_BGRADA;
+    GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    GPUML_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bgrad->out, sizeof(bgrad->out)));
   }
 
   // Column-major layouts (rows, cols, leading dim) of the swapped problem C^T (n x m) = B^T A^T.
@@ -186,6 +204,7 @@ void run_matmul(const KernelCall& c, bool fused) {
   // A status other than success with an epilogue means "not with this epilogue": retry plain.
   cublasStatus_t st =
       cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found);
+  if (bgrad != nullptr && (st != CUBLAS_STATUS_SUCCESS || found == 0)) return false;
   bool epilogue_done = use_epilogue;
   if (use_epilogue && (st != CUBLAS_STATUS_SUCCESS || found == 0)) {
     epilogue = CUBLASLT_EPILOGUE_DEFAULT;
@@ -208,10 +227,25 @@ void run_matmul(const KernelCall& c, bool fused) {
     const bool erf_gelu = c.attrs.activation == Activation::gelu && !c.attrs.gelu_tanh;
     bias_and_activation(c, !epilogue_done, c.attrs.activation != Activation::none && (!epilogue_done || erf_gelu));
   }
+  return true;
 }
 
 void matmul_kernel(const KernelCall& c) { run_matmul(c, false); }
 void matmul_bias_act_kernel(const KernelCall& c) { run_matmul(c, true); }
+
+// matmul_bgrad: the weight gradient with cuBLASLt's BGRADA/BGRADB epilogue writing the bias
+// gradient after it; where cuBLASLt offers no such algorithm (or the bias gradient's address is
+// below 16-byte alignment), the matmul and sum kernels as two steps.
+void matmul_bgrad_kernel(const KernelCall& c) {
+  const MatmulDims d = matmul_dims(c.inputs[0].shape(), c.inputs[1].shape(), c.attrs);
+  const int64_t product = d.m * d.n;
+  Tensor weight_grad = c.output.slice(0, 0, product).reshape({d.m, d.n});
+  BiasGrad bgrad{static_cast<char*>(c.output.raw_data()) + product * static_cast<int64_t>(dtype_size(c.output.dtype())),
+                 c.attrs.axis};
+  const bool fused = alignment_of(bgrad.out) >= 16 &&
+                     run_matmul(KernelCall{c.backend, c.inputs, weight_grad, c.attrs, c.stream, nullptr}, false, &bgrad);
+  if (!fused) matmul_bgrad_by_parts(c);
+}
 
 }  // namespace
 
@@ -221,6 +255,7 @@ void register_matmul_kernels(CudaBackend& b) {
   // fuses only where the backend that runs the matmul also has this kernel).
   b.add_kernel(OpId::matmul_bias_act, matmul_bias_act_kernel, {DType::f32, DType::bf16, DType::f16},
                /*strided_inputs=*/false);
+  b.add_kernel(OpId::matmul_bgrad, matmul_bgrad_kernel, {DType::f32, DType::bf16, DType::f16}, /*strided_inputs=*/false);
 }
 
 }  // namespace gpuml::cuda
