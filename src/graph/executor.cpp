@@ -94,11 +94,11 @@ std::optional<Tensor> Executor::take_staged(int value, const void* host) {
   std::vector<Staged>& copies = it->second;
   for (size_t c = 0; c < copies.size(); ++c) {
     if (copies[c].host != host) continue;
-    plan_.values[value].backend->wait_event(nullptr, *copies[c].copied);  // the steps run after the copy
     Tensor device = copies[c].device;
-    // Copies staged before this one were for batches that were not run: dropped. Later ones stay
-    // (the trainer stages batch k + 1 before it runs batch k).
-    for (size_t d = 0; d < c; ++d) plan_.values[value].backend->wait_event(nullptr, *copies[d].copied);
+    // The steps run after this copy. Copies staged before it were for batches that were not run:
+    // dropped, once their copies are done. Later ones stay (the trainer stages batch k + 1 before
+    // it runs batch k).
+    for (size_t d = 0; d <= c; ++d) plan_.values[value].backend->wait_event(nullptr, *copies[d].copied);
     copies.erase(copies.begin(), copies.begin() + static_cast<std::ptrdiff_t>(c) + 1);
     if (copies.empty()) staged_.erase(it);
     return device;
@@ -188,13 +188,11 @@ void Executor::bind_feeds_for_replay(const std::map<std::string, Tensor>& feeds,
     if (!slot.defined()) slot = Tensor::empty(v.type.shape, v.type.dtype, home);
     if (staged) {
       home.copy_within(slot.raw_data(), staged->raw_data(), slot.nbytes());  // then freed in stream order
+    } else if (t.device().is_host() && t.is_contiguous()) {
+      home.copy_to_device(slot.raw_data(), t.raw_data(), t.nbytes());
     } else {
-      if (t.device().is_host() && t.is_contiguous()) {
-        home.copy_to_device(slot.raw_data(), t.raw_data(), t.nbytes());
-      } else {
-        Tensor dense = to_backend(t, home);
-        home.copy_within(slot.raw_data(), dense.raw_data(), dense.nbytes());
-      }
+      Tensor dense = to_backend(t, home);
+      home.copy_within(slot.raw_data(), dense.raw_data(), dense.nbytes());
     }
     values_[i] = slot;
   }
@@ -207,17 +205,16 @@ void Executor::run_step(const PlanStep& step, uint64_t rng_offset, bool replay_m
   for (int in : step.inputs) inputs.push_back(values_[in]);
   switch (step.kind) {
     case StepKind::Kernel: {
-      KernelCall call{*step.backend, inputs, values_[step.output], step.attrs, nullptr};
-      if (op_info(step.op).kind == OpKind::Random) {
-        if (replay_mode) {  // captured work must read the offset when it runs
-          call.offset_slot = rng_slot_.raw_data();
-        } else if (rng_offset != 0) {
-          Attrs shifted = step.attrs;
-          shifted.offset += rng_offset;
-          step.backend->run(step.op, KernelCall{*step.backend, inputs, values_[step.output], shifted, nullptr});
-          return;
-        }
+      const bool random = op_info(step.op).kind == OpKind::Random;
+      // Captured work reads the offset from its slot when it runs; eager work gets it in attrs.
+      const bool shift = random && !replay_mode && rng_offset != 0;
+      Attrs shifted;
+      if (shift) {
+        shifted = step.attrs;
+        shifted.offset += rng_offset;
       }
+      KernelCall call{*step.backend, inputs, values_[step.output], shift ? shifted : step.attrs, nullptr};
+      if (random && replay_mode) call.offset_slot = rng_slot_.raw_data();
       step.backend->run(step.op, call);
       return;
     }

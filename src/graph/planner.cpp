@@ -57,6 +57,10 @@ class Planner {
     Attrs attrs;
   };
   std::optional<Fused> match_bias_add(int add_id, int side, const std::vector<int>& uses) const;
+  // Whether graph node `id` (-1: none) is an `op` node.
+  bool is_op(int id, OpId op) const {
+    return id >= 0 && graph_.node(id).role == NodeRole::Op && graph_.node(id).op == op;
+  }
   // A weight-gradient matmul and the bias-gradient row sum of the same gradient g, run as one
   // matmul_bgrad step that both read through views.
   struct BgradPair {
@@ -249,9 +253,6 @@ void Planner::find_fusions(const std::vector<bool>& needed, const std::vector<Sy
     if (needed[id])
       for (int in : graph_.node(id).inputs) ++uses[in], user[in] = id;
   for (const Sym& s : outputs) ++uses[s.id];  // an output is also read after the last step
-  auto is_op = [&](int id, OpId op) {
-    return id >= 0 && graph_.node(id).role == NodeRole::Op && graph_.node(id).op == op;
-  };
   for (int id = 0; id < n; ++id) {
     if (!needed[id] || !is_op(id, OpId::add)) continue;
     for (int side = 0; side < 2; ++side) {
@@ -278,7 +279,6 @@ void Planner::find_fusions(const std::vector<bool>& needed, const std::vector<Sy
 // BGRAD epilogue does while it computes the product.
 void Planner::find_bgrad_pairs(const std::vector<bool>& needed) {
   const int n = graph_.size();
-  auto is_op = [&](int id, OpId op) { return graph_.node(id).role == NodeRole::Op && graph_.node(id).op == op; };
   std::map<int, std::vector<int>> row_sums;  // g -> the sums over its rows
   for (int id = 0; id < n; ++id) {
     if (!needed[id] || !is_op(id, OpId::sum)) continue;

@@ -155,8 +155,7 @@ StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, i
   feeds["y"] = y;
   feeds["state"] = state_[current_];
   feeds["hyper"] = optim::hyper_values(optimizer_, lr, step);
-  RunOptions run;
-  run.replay = replay_;
+  RunOptions run = replay_options();
   run.rng_offset = rng_offset;
   run.output_buffers[2] = state_[1 - current_];
   std::vector<Tensor> out = c.executor->run(feeds, run);

@@ -33,13 +33,12 @@ thread_local const CudaBackend* t_capturing = nullptr;
 
 }  // namespace
 
-// One instantiated graph, with the deferred checks its kernels made (their flags are in
-// `flags`, reset by the graph itself on every replay).
+// One instantiated graph, with the deferred checks its kernels made (their flags, views of the
+// capture's flag memory, are reset by the graph itself on every replay).
 class CudaGraph final : public CapturedWork {
  public:
-  CudaGraph(CudaBackend& backend, cudaGraphExec_t exec, Tensor flags,
-            std::vector<std::pair<Tensor, CudaBackend::DeferredMessage>> checks)
-      : backend_(backend), exec_(exec), flags_(std::move(flags)), checks_(std::move(checks)) {
+  CudaGraph(CudaBackend& backend, cudaGraphExec_t exec, std::vector<std::pair<Tensor, CudaBackend::DeferredMessage>> checks)
+      : backend_(backend), exec_(exec), checks_(std::move(checks)) {
     ++backend_.live_graphs_;
   }
   ~CudaGraph() override {
@@ -53,7 +52,6 @@ class CudaGraph final : public CapturedWork {
  private:
   CudaBackend& backend_;
   cudaGraphExec_t exec_;
-  Tensor flags_;
   std::vector<std::pair<Tensor, CudaBackend::DeferredMessage>> checks_;
 };
 
@@ -140,12 +138,11 @@ void CudaBackend::begin_capture() {
 // The capture is over (kept or not): frees what had to wait for it, lets the next one begin.
 void CudaBackend::finish_capture() {
   t_capturing = nullptr;
-  std::vector<void*> frees;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    frees.swap(frees_after_capture_);
+    for (void* p : frees_after_capture_) cudaFreeAsync(p, stream_);
+    frees_after_capture_.clear();
     capture_allocations_.clear();
-    for (void* p : frees) cudaFreeAsync(p, stream_);
   }
   graph_released();
   capture_mutex_.unlock();
@@ -174,7 +171,8 @@ std::unique_ptr<CapturedWork> CudaBackend::end_capture() {
     GPUML_FAIL(ErrorKind::Unsupported, "{}: CUDA graph capture failed: {} ({})", name_, cudaGetErrorString(e),
                cudaGetErrorName(e));
   }
-  return std::make_unique<CudaGraph>(*this, exec, std::move(capture_flags_), std::move(capture_checks_));
+  capture_flags_ = Tensor();  // the checks' flags keep what they use of it
+  return std::make_unique<CudaGraph>(*this, exec, std::move(capture_checks_));
 }
 
 void CudaBackend::abort_capture() noexcept {
