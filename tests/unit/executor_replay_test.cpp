@@ -13,6 +13,7 @@
 
 #include "backend/dispatch.h"
 #include "graph/executor.h"
+#include "host_test_backend.h"
 #include "nn/model.h"
 #include "train/model_runner.h"
 
@@ -20,18 +21,13 @@ namespace gpuml {
 namespace {
 
 // The cpu backend's kernels, run through slots that record instead while capturing.
-class CapturingBackend final : public Backend {
+class CapturingBackend final : public HostTestBackend {
  public:
   // `missing`: an op left out (to make plans that need a second backend).
   explicit CapturingBackend(std::string name, OpId missing = static_cast<OpId>(kNumOps - 1), bool leave_out = false)
-      : name_(std::move(name)), cpu_(backend_registry().get("cpu")) {
+      : HostTestBackend(std::move(name)), cpu_(backend_registry().get("cpu")) {
     register_all(std::make_integer_sequence<int, kNumOps>{}, leave_out ? static_cast<int>(missing) : -1);
   }
-  std::string_view name() const override { return name_; }
-  std::string description() const override { return "test backend that captures"; }
-  Device device() const override { return Device{}; }
-  void* allocate(size_t bytes) override { return host_allocator().allocate(bytes); }
-  void deallocate(void* p, size_t bytes) override { host_allocator().deallocate(p, bytes); }
 
   bool can_capture() const override { return true; }
   void begin_capture() override {
@@ -94,7 +90,6 @@ class CapturingBackend final : public Backend {
     for (DType d : cpu_.supported_dtypes(op)) register_kernel(op, &slot<I>, {d}, cpu_.accepts_strided_inputs(op));
   }
 
-  std::string name_;
   Backend& cpu_;
   bool capturing_ = false;
   std::vector<Call> recorded_;

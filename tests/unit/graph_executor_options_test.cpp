@@ -8,6 +8,7 @@
 
 #include "backend/dispatch.h"
 #include "graph/executor.h"
+#include "host_test_backend.h"
 
 namespace gpuml {
 namespace {
@@ -84,14 +85,9 @@ namespace {
 
 // A host backend whose relu kernel, like the CUDA kernels, does not throw on bad input but
 // records it (here: a negative input) for check_deferred_errors.
-class DeferringBackend final : public Backend {
+class DeferringBackend final : public HostTestBackend {
  public:
-  DeferringBackend() { register_kernel(OpId::relu, relu_kernel, {DType::f64}); }
-  std::string_view name() const override { return "deferring"; }
-  std::string description() const override { return "test backend"; }
-  Device device() const override { return Device{}; }
-  void* allocate(size_t bytes) override { return host_allocator().allocate(bytes); }
-  void deallocate(void* p, size_t bytes) override { host_allocator().deallocate(p, bytes); }
+  DeferringBackend() : HostTestBackend("deferring") { register_kernel(OpId::relu, relu_kernel, {DType::f64}); }
   void check_deferred_errors() override {
     int64_t found = std::exchange(bad_, -1);
     GPUML_CHECK(found < 0, "relu: negative input at position {}", found);

@@ -9,6 +9,7 @@
 
 #include "graph/autodiff.h"
 #include "graph/executor.h"
+#include "host_test_backend.h"
 
 namespace gpuml {
 namespace {
@@ -73,6 +74,16 @@ void expect_close(const std::vector<Tensor>& got, const std::vector<Tensor>& wan
   }
 }
 
+// The fused and the unfused plan of `m`, run on three fresh sets of its feeds, agree within tol.
+void expect_plans_agree(Plan fused, Plan separate, const ThreeLayers& m, DType dtype, double tol) {
+  std::mt19937_64 rng(std::random_device{}());
+  Executor a(std::move(fused)), b(std::move(separate));
+  for (int run = 0; run < 3; ++run) {
+    auto feeds = m.feeds(rng, dtype);
+    expect_close(a.run(feeds), b.run(feeds), tol);
+  }
+}
+
 TEST(Fusion, EachLinearLayerOfAForwardPassBecomesOneStep) {
   ThreeLayers m(DType::f32);
   Plan fused = plan_graph(m.g, {m.y});
@@ -90,13 +101,7 @@ TEST(Fusion, EachLinearLayerOfAForwardPassBecomesOneStep) {
   EXPECT_EQ(count_steps(separate, OpId::matmul_bias_act), 0);
   EXPECT_EQ(count_steps(separate, OpId::matmul), 3);
   EXPECT_LT(fused.peak_bytes(), separate.peak_bytes());
-
-  std::mt19937_64 rng(std::random_device{}());
-  Executor a(std::move(fused)), b(std::move(separate));
-  for (int run = 0; run < 3; ++run) {
-    auto feeds = m.feeds(rng, DType::f32);
-    expect_close(a.run(feeds), b.run(feeds), 1e-5);
-  }
+  expect_plans_agree(std::move(fused), std::move(separate), m, DType::f32, 1e-5);
 }
 
 // Training: relu's backward reads relu's output, so relu fuses; gelu's backward reads gelu's
@@ -124,12 +129,7 @@ TEST(Fusion, TrainingFusesOnlyWhatBackwardDoesNotRead) {
   EXPECT_EQ(count_steps(separate, OpId::sum) - count_steps(fused, OpId::sum), 3);
   EXPECT_EQ(count_steps(separate, OpId::matmul) - count_steps(fused, OpId::matmul), 3 + 3);  // 3 forward, 3 dW
   EXPECT_LE(fused.peak_bytes(), separate.peak_bytes());
-  std::mt19937_64 rng(std::random_device{}());
-  Executor a(std::move(fused)), b(std::move(separate));
-  for (int run = 0; run < 3; ++run) {
-    auto feeds = m.feeds(rng, DType::f64);
-    expect_close(a.run(feeds), b.run(feeds), 1e-12);
-  }
+  expect_plans_agree(std::move(fused), std::move(separate), m, DType::f64, 1e-12);
 }
 
 TEST(Fusion, Bf16AutocastFusesTheCastBias) {
@@ -222,14 +222,9 @@ TEST(Fusion, ConvLayersFuseTheirChannelBiasAndRelu) {
 
 // A backend with matmul but no matmul_bias_act: fusing would move the matmul to the next backend,
 // so the planner keeps it unfused where it is.
-class MatmulOnlyBackend final : public Backend {
+class MatmulOnlyBackend final : public HostTestBackend {
  public:
-  MatmulOnlyBackend() { register_kernel(OpId::matmul, matmul_kernel, {DType::f64}); }
-  std::string_view name() const override { return "matmul-only"; }
-  std::string description() const override { return "test backend"; }
-  Device device() const override { return Device{}; }
-  void* allocate(size_t bytes) override { return host_allocator().allocate(bytes); }
-  void deallocate(void* p, size_t bytes) override { host_allocator().deallocate(p, bytes); }
+  MatmulOnlyBackend() : HostTestBackend("matmul-only") { register_kernel(OpId::matmul, matmul_kernel, {DType::f64}); }
 
  private:
   static void matmul_kernel(const KernelCall& call) { backend_registry().reference().run(OpId::matmul, call); }

@@ -6,6 +6,7 @@
 #include "graph/autodiff.h"
 #include "graph/compiled_graph.h"
 #include "graph/executor.h"
+#include "host_test_backend.h"
 
 namespace gpuml {
 namespace {
@@ -162,16 +163,11 @@ TEST(Planner, ViewsMakeNoBufferAndKeepTheirBaseAlive) {
 
 // A backend with only a relu kernel for f64 that reads contiguous inputs only. With a non-host
 // device it stands in for a GPU: its memory is host memory, but the planner cannot know that.
-class PartialBackend final : public Backend {
+class PartialBackend final : public HostTestBackend {
  public:
-  explicit PartialBackend(Device device) : device_(device) {
+  explicit PartialBackend(Device device) : HostTestBackend("partial", device) {
     register_kernel(OpId::relu, relu_kernel, {DType::f64}, /*strided_inputs*/ false);
   }
-  std::string_view name() const override { return "partial"; }
-  std::string description() const override { return "test backend"; }
-  Device device() const override { return device_; }
-  void* allocate(size_t bytes) override { return host_allocator().allocate(bytes); }
-  void deallocate(void* p, size_t bytes) override { host_allocator().deallocate(p, bytes); }
   // Counted, so that tests see which copies went on a side stream and what waited for them.
   void copy_to_device(void* dst, const void* src, size_t bytes, Stream* stream) override {
     ++(stream ? copies_on_streams : copies_on_default);
@@ -192,7 +188,6 @@ class PartialBackend final : public Backend {
     double* out = static_cast<double*>(call.output.raw_data());
     for (int64_t i = 0; i < x.numel(); ++i) out[i] = in[i] > 0 ? in[i] : 0.0;
   }
-  Device device_;
 };
 
 // x (4, 6) -> permute (view) -> relu (partial, needs contiguous) -> exp (ref)
