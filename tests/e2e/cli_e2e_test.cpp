@@ -90,6 +90,7 @@ TEST_F(CliE2E, BadInputsFailWithAClearMessageAndNoOutput) {
       {"train --data-memory-limit lots " + data(), "--data-memory-limit"},
       {"train --optimizer rmsprop " + data(), "rmsprop"},
       {"train --precision fp16 " + data(), "--precision: fp16 not in {fp32,tf32,bf16}"},
+      {"train --cuda-graphs=maybe " + data(), "--cuda-graphs = maybe"},
       {"train --device cuda --quiet " + data(), "no CUDA backend"},
       {"train --quiet --data '" + csv.string() + "'", "bad.csv:3"},
       {"train --quiet --data '" + ragged.string() + "'", "ragged.csv:3"},
