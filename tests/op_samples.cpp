@@ -156,6 +156,26 @@ std::vector<OpSample> build_samples() {
     add(OpId::matmul_bgrad, "strided", {strided({6, 4}), real({6, 5})}, bgrad(0));
     add(OpId::matmul_bgrad, "one_row", {real({1, 3}), real({1, 2})}, bgrad(1));
   }
+  // matmul_dact, the planner's product meeting an activation's backward: relu (aux: relu's
+  // output; negatives stand for its zeros) and both gelu forms (aux: gelu's input). 16 columns
+  // let cuBLASLt's DGELU take the aux (its leading dim must divide by 8); 150 columns make the
+  // DRELU mask's rows padded to 256 bits.
+  {
+    auto dact = [](Activation act, bool trans_b, bool gelu_tanh) {
+      Attrs a;
+      a.activation = act;
+      a.trans_b = trans_b;
+      a.gelu_tanh = gelu_tanh;
+      return a;
+    };
+    add(OpId::matmul_dact, "relu", {real({9, 6}), real({16, 6}), real({9, 16})}, dact(Activation::relu, true, false));
+    add(OpId::matmul_dact, "relu_wide", {real({5, 7}), real({7, 150}), real({5, 150})},
+        dact(Activation::relu, false, false));
+    add(OpId::matmul_dact, "gelu_tanh", {real({12, 8}), real({16, 8}), real({12, 16})}, dact(Activation::gelu, true, true));
+    add(OpId::matmul_dact, "gelu", {real({5, 8}), real({8, 6}), real({5, 6})}, dact(Activation::gelu, false, false));
+    add(OpId::matmul_dact, "strided", {strided({6, 4}), real({4, 5}), real({6, 5})},
+        dact(Activation::relu, false, false));
+  }
   // Convolution: padding, stride, dilation, groups.
   add(OpId::conv2d, "pad1", {real({2, 3, 7, 6}), real({4, 3, 3, 3})}, conv(1, 1));
   add(OpId::conv2d, "stride2", {real({1, 2, 9, 8}), real({3, 2, 3, 2})}, conv(2, 0));

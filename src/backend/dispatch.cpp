@@ -1,5 +1,7 @@
 #include "backend/dispatch.h"
 
+#include <array>
+
 #include "core/error.h"
 
 namespace gpuml {
@@ -41,6 +43,15 @@ void matmul_bgrad_by_parts(const KernelCall& call) {
   rows.axes = {0};
   const Tensor& g = call.inputs[call.attrs.axis];
   call.backend.run(OpId::sum, KernelCall{call.backend, std::span<const Tensor>(&g, 1), bias_grad, rows, call.stream});
+}
+
+void matmul_dact_by_parts(const KernelCall& call) {
+  call.backend.run(OpId::matmul, KernelCall{call.backend, call.inputs.first(2), call.output, call.attrs, call.stream});
+  // In place: the backward reads the product and the aux element by element and writes each
+  // result over the product's element.
+  const std::array<Tensor, 2> args{call.inputs[2], call.output};
+  const OpId backward = call.attrs.activation == Activation::relu ? OpId::relu_backward : OpId::gelu_backward;
+  call.backend.run(backward, KernelCall{call.backend, args, call.output, call.attrs, call.stream});
 }
 
 Tensor to_backend(const Tensor& t, Backend& backend) {

@@ -24,6 +24,10 @@ Tensor to_backend(const Tensor& t, Backend& backend);
 // algorithm for the shape), so that fused and unfused plans compute the same numbers.
 void matmul_bgrad_by_parts(const KernelCall& call);
 
+// matmul_dact as its two parts: the backend's matmul into the output, then its relu_backward or
+// gelu_backward over the output in place (the same numbers as the unfused plan).
+void matmul_dact_by_parts(const KernelCall& call);
+
 // A contiguous copy of `t` on its own backend.
 Tensor contiguous(const Tensor& t, Backend& backend);
 

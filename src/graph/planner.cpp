@@ -22,8 +22,8 @@ Tensor layout_tensor(const TensorType& type, const Strides& strides) {
 
 // The ops whose f32 kernels may run on TF32 tensor cores (PlanOptions::allow_tf32).
 bool uses_tensor_cores(OpId op) {
-  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::matmul_bgrad || op == OpId::conv2d ||
-         op == OpId::conv2d_bias_act ||
+  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::matmul_bgrad || op == OpId::matmul_dact ||
+         op == OpId::conv2d || op == OpId::conv2d_bias_act ||
          op == OpId::conv2d_backward_data || op == OpId::conv2d_backward_filter;
 }
 
@@ -50,10 +50,11 @@ class Planner {
     return layout_tensor(v.type, v.strides).is_contiguous();
   }
   // A matmul_bias_act or conv2d_bias_act step standing for the chain's last graph node (the add
-  // or the activation).
+  // or the activation), or a matmul_dact step standing for an activation's backward.
   struct Fused {
     OpId op;
-    int a, b, bias;  // graph ids of its inputs; the bias may need a reshape to (N,) / (O,)
+    int a, b, extra;  // graph ids of its inputs; extra: the bias, which may need a reshape to
+                      // (N,) / (O,), or matmul_dact's aux
     Attrs attrs;
   };
   std::optional<Fused> match_bias_add(int add_id, int side, const std::vector<int>& uses) const;
@@ -67,6 +68,7 @@ class Planner {
     int matmul, sum, axis;  // graph ids; axis: which matmul input is g
   };
   void find_bgrad_pairs(const std::vector<bool>& needed);
+  void find_dact(const std::vector<bool>& needed, const std::vector<int>& uses);
   void plan_bgrad(const BgradPair& pair);
   Backend* first_supporting(OpId op, DType dtype) const;
   Backend& place(OpId op, DType dtype) const;
@@ -271,7 +273,35 @@ void Planner::find_fusions(const std::vector<bool>& needed, const std::vector<Sy
       break;
     }
   }
+  find_dact(needed, uses);
   find_bgrad_pairs(needed);
+}
+
+// relu_backward(y, matmul(a, b)) or gelu_backward(x, matmul(a, b)) (the gradient reaching an
+// activation from the next layer, g W) where nothing else reads the product: one matmul_dact
+// step, cuBLASLt's DRELU/DGELU epilogue. Runs before the BGRAD pairing, which then sees the
+// product as gone.
+void Planner::find_dact(const std::vector<bool>& needed, const std::vector<int>& uses) {
+  const int n = graph_.size();
+  for (int id = 0; id < n; ++id) {
+    const bool relu_grad = is_op(id, OpId::relu_backward);
+    if (!needed[id] || (!relu_grad && !is_op(id, OpId::gelu_backward))) continue;
+    const Node& r = graph_.node(id);
+    const int product = r.inputs[1], aux = r.inputs[0];
+    if (!is_op(product, OpId::matmul) || absorbed_[product] || uses[product] != 1 || product == aux) continue;
+    const Node& m = graph_.node(product);
+    const DType dtype = m.type.dtype;
+    if (m.type != r.type || graph_.type_of(aux) != r.type || m.type.shape.size() != 2 ||
+        graph_.type_of(m.inputs[0]).shape.size() != 2 || graph_.type_of(m.inputs[1]).shape.size() != 2)
+      continue;
+    Backend* fused = first_supporting(OpId::matmul_dact, dtype);
+    if (fused == nullptr || fused != first_supporting(OpId::matmul, dtype)) continue;
+    Attrs attrs = m.attrs;
+    attrs.activation = relu_grad ? Activation::relu : Activation::gelu;
+    attrs.gelu_tanh = r.attrs.gelu_tanh;
+    absorbed_[product] = true;
+    fused_[id] = Fused{OpId::matmul_dact, m.inputs[0], m.inputs[1], aux, attrs};
+  }
 }
 
 // matmul(g, x, trans_a) (an nn::Linear weight's gradient g^T x) or matmul(x, g, trans_a) (x^T g)
@@ -346,16 +376,16 @@ void Planner::plan_node(int id) {
     const Fused& f = it->second;
     Backend& backend = place(f.op, graph_.type_of(id).dtype);
     // The bias as the fused op wants it: (N,) or (O,), a view of the added one.
-    int bias = value_of_[f.bias];
+    int extra = value_of_[f.extra];
     const TensorType& out = graph_.type_of(id);
     const Shape flat{f.op == OpId::conv2d_bias_act ? out.shape[1] : out.shape.back()};
-    if (plan_.values[bias].type.shape != flat) {
-      if (!is_contiguous(bias)) bias = contiguous_copy(bias, *plan_.values[bias].backend);
+    if (f.op != OpId::matmul_dact && plan_.values[extra].type.shape != flat) {
+      if (!is_contiguous(extra)) extra = contiguous_copy(extra, *plan_.values[extra].backend);
       Attrs to_flat;
       to_flat.shape = flat;
-      bias = emit_view(OpId::reshape, to_flat, bias, -1);
+      extra = emit_view(OpId::reshape, to_flat, extra, -1);
     }
-    value_of_[id] = emit_placed(f.op, f.attrs, {value_of_[f.a], value_of_[f.b], bias}, backend, id);
+    value_of_[id] = emit_placed(f.op, f.attrs, {value_of_[f.a], value_of_[f.b], extra}, backend, id);
     return;
   }
   const Node& node = graph_.node(id);
@@ -448,32 +478,62 @@ void Planner::assign_offsets() {
       arena.peak_bytes = next;
       continue;
     }
-    // Greedy by size: big buffers first, each into the smallest gap left by buffers whose
-    // lifetimes overlap its own, else after the highest of them.
-    std::stable_sort(ids.begin(), ids.end(),
-                     [&](int x, int y) { return plan_.values[x].bytes > plan_.values[y].bytes; });
-    std::vector<int> placed;
-    for (int id : ids) {
-      PlanValue& v = plan_.values[id];
-      std::vector<int> live;
-      for (int p : placed) {
-        const PlanValue& o = plan_.values[p];
-        if (o.first_step <= v.last_step && v.first_step <= o.last_step) live.push_back(p);
-      }
-      std::sort(live.begin(), live.end(), [&](int x, int y) { return plan_.values[x].offset < plan_.values[y].offset; });
-      size_t end = 0, best = SIZE_MAX, best_gap = SIZE_MAX;
-      for (int p : live) {
-        const PlanValue& o = plan_.values[p];
-        if (o.offset > end && o.offset - end >= v.bytes && o.offset - end < best_gap) {
-          best_gap = o.offset - end;
-          best = end;
+    // Greedy: buffers in some order, each into the smallest gap left by the already placed
+    // buffers whose lifetimes overlap its own, else after the highest of them. Which order packs
+    // best depends on the graph (a fused step that removes a buffer can leave a worse gap for
+    // one order), so five are tried and the lowest peak kept: biggest first, longest-lived
+    // first, largest bytes x lifetime first, in the order the steps write them, and last-read
+    // first.
+    auto place = [&](std::vector<int> order, std::vector<size_t>& offsets) {
+      size_t peak = 0;
+      std::vector<int> placed;
+      for (int id : order) {
+        const PlanValue& v = plan_.values[id];
+        std::vector<std::pair<size_t, size_t>> live;  // (offset, end) of overlapping placed buffers
+        for (int p : placed) {
+          const PlanValue& o = plan_.values[p];
+          if (o.first_step <= v.last_step && v.first_step <= o.last_step)
+            live.emplace_back(offsets[p], offsets[p] + o.bytes);
         }
-        end = std::max(end, o.offset + o.bytes);
+        std::sort(live.begin(), live.end());
+        size_t end = 0, best = SIZE_MAX, best_gap = SIZE_MAX;
+        for (auto [begin, stop] : live) {
+          if (begin > end && begin - end >= v.bytes && begin - end < best_gap) {
+            best_gap = begin - end;
+            best = end;
+          }
+          end = std::max(end, stop);
+        }
+        offsets[id] = best != SIZE_MAX ? best : end;
+        peak = std::max(peak, offsets[id] + v.bytes);
+        placed.push_back(id);
       }
-      v.offset = best != SIZE_MAX ? best : end;
-      arena.peak_bytes = std::max(arena.peak_bytes, v.offset + v.bytes);
-      placed.push_back(id);
+      return peak;
+    };
+    auto bytes = [&](int x) { return plan_.values[x].bytes; };
+    auto span = [&](int x) { return static_cast<size_t>(plan_.values[x].last_step - plan_.values[x].first_step); };
+    std::vector<std::vector<int>> orders(5, ids);
+    std::stable_sort(orders[3].begin(), orders[3].end(), [&](int x, int y) {
+      return bytes(x) * (span(x) + 1) > bytes(y) * (span(y) + 1);
+    });
+    std::stable_sort(orders[4].begin(), orders[4].end(),
+                     [&](int x, int y) { return plan_.values[x].last_step > plan_.values[y].last_step; });
+    std::stable_sort(orders[0].begin(), orders[0].end(), [&](int x, int y) { return bytes(x) > bytes(y); });
+    std::stable_sort(orders[1].begin(), orders[1].end(), [&](int x, int y) {
+      return std::pair(span(x), bytes(x)) > std::pair(span(y), bytes(y));
+    });
+    std::stable_sort(orders[2].begin(), orders[2].end(),
+                     [&](int x, int y) { return plan_.values[x].first_step < plan_.values[y].first_step; });
+    std::vector<size_t> offsets(plan_.values.size()), best_offsets;
+    arena.peak_bytes = SIZE_MAX;
+    for (const std::vector<int>& order : orders) {
+      const size_t peak = place(order, offsets);
+      if (peak < arena.peak_bytes) {
+        arena.peak_bytes = peak;
+        best_offsets = offsets;
+      }
     }
+    for (int id : ids) plan_.values[id].offset = best_offsets[id];
   }
 }
 

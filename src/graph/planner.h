@@ -20,10 +20,13 @@
 //    matmul_bias_act / conv2d_bias_act step when the product and the sum are used by nothing else
 //    (in training, gelu's backward reads the sum: only the bias fuses); in the backward, a weight
 //    gradient matmul(g, x, trans_a) or matmul(x, g) beside the bias gradient sum(g, axis 0)
-//    becomes one matmul_bgrad step (cuBLASLt's BGRAD epilogue), read through two views;
+//    becomes one matmul_bgrad step (cuBLASLt's BGRAD epilogue), read through two views; and the
+//    gradient g W reaching a relu or gelu, read only by relu_backward / gelu_backward, becomes
+//    one matmul_dact step (cuBLASLt's DRELU / DGELU epilogue);
 //  - every intermediate gets a 64-byte aligned range of its device's arena; buffers whose lifetimes
-//    (first def to last use, outputs to the end) do not overlap share memory (greedy by size,
-//    best-fit gap). Inputs and params are external: fed at run time, never in the arena.
+//    (first def to last use, outputs to the end) do not overlap share memory (greedy best-fit
+//    gap, in five orders of the buffers; the lowest peak is kept). Inputs and params are
+//    external: fed at run time, never in the arena.
 #pragma once
 
 #include <string>

@@ -14,7 +14,8 @@
 
 namespace gpuml {
 
-// matmul_bias_act, conv2d_bias_act: what follows the bias add (gelu reads gelu_tanh for its form).
+// matmul_bias_act, conv2d_bias_act: what follows the bias add (gelu reads gelu_tanh for its form);
+// matmul_dact: whose derivative multiplies the product.
 enum class Activation : uint8_t { none, relu, gelu };
 
 struct Attrs {
@@ -42,7 +43,7 @@ struct Attrs {
   uint64_t seed = 0, offset = 0;  // Philox stream for random ops
   int64_t ignore_index = -100;    // cross_entropy
   bool gelu_tanh = false;         // gelu: tanh approximation instead of erf
-  Activation activation = Activation::none;  // matmul_bias_act, conv2d_bias_act
+  Activation activation = Activation::none;  // matmul_bias_act, conv2d_bias_act, matmul_dact
   // matmul, conv2d and its backward ops on f32: TF32 tensor cores allowed (10-bit mantissa
   // inputs, f32 accumulation). Set by the planner (PlanOptions::allow_tf32), not by graph builders.
   bool allow_tf32 = false;

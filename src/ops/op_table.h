@@ -58,6 +58,9 @@
   X(matmul_bias_act, 3, Matmul, false, "trans_a trans_b activation gelu_tanh")                    \
   /* a weight gradient and its bias gradient in one kernel (cuBLASLt BGRAD); made by the planner */ \
   X(matmul_bgrad, 2, Matmul, false, "trans_a trans_b axis")                                       \
+  /* a matmul whose product meets relu's or gelu's backward in one kernel (cuBLASLt DRELU/DGELU): */ \
+  /* (a, b, aux) -> act'(aux) * (a @ b), aux relu's output or gelu's input; made by the planner */  \
+  X(matmul_dact, 3, Matmul, false, "trans_a trans_b activation gelu_tanh")                        \
   X(conv2d, 2, Conv, true, "stride padding dilation groups")                                      \
   /* conv2d + bias (O,) per channel + activation in one kernel (a post-op); made by the planner */ \
   X(conv2d_bias_act, 3, Conv, false, "stride padding dilation groups activation gelu_tanh")       \

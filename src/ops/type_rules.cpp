@@ -246,6 +246,14 @@ TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
         GPUML_CHECK_SHAPE(in[2].shape == Shape{d.n}, "matmul_bias_act: bias must be ({}) for {} columns, got {}",
                           d.n, d.n, shape_str(in[2].shape));
       }
+      if (op == OpId::matmul_dact) {
+        require_rank(op, in[0], 2, "a (M, K)");
+        require_rank(op, in[1], 2, "b (K, N)");
+        require_same_dtype(op, in[0], in[2]);
+        GPUML_CHECK_SHAPE(in[2].shape == (Shape{d.m, d.n}), "matmul_dact: aux must be the product's shape ({}, {}), got {}",
+                          d.m, d.n, shape_str(in[2].shape));
+        GPUML_CHECK(a.activation != Activation::none, "matmul_dact: activation must be relu or gelu");
+      }
       if (op == OpId::matmul_bgrad) {
         // (m * n + m,) or (m * n + n,): the product op(a) @ op(b) flattened, then the row sums of
         // a's rows (axis 0: a must be (k, m), trans_a) or of b's rows (axis 1: b (k, n), no trans_b).

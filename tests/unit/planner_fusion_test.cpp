@@ -33,6 +33,19 @@ std::vector<const PlanStep*> fused_steps(const Plan& plan) {
   return out;
 }
 
+// The most bytes of arena buffers live at any one step: what any packing needs at least. Fusion
+// must not raise it; the planner's packing (peak_bytes) sits at or above it.
+size_t live_bytes_bound(const Plan& plan) {
+  size_t most = 0;
+  for (int s = 0; s < static_cast<int>(plan.steps.size()); ++s) {
+    size_t live = 0;
+    for (const PlanValue& v : plan.values)
+      if (v.home == ValueHome::Arena && v.first_step <= s && s <= v.last_step) live += v.bytes;
+    most = std::max(most, live);
+  }
+  return most;
+}
+
 PlanOptions unfused() {
   PlanOptions o;
   o.fuse = false;
@@ -105,7 +118,9 @@ TEST(Fusion, EachLinearLayerOfAForwardPassBecomesOneStep) {
 }
 
 // Training: relu's backward reads relu's output, so relu fuses; gelu's backward reads gelu's
-// input (the sum), so only the bias fuses into that layer and gelu stays a step of its own.
+// input (the sum), so only the bias fuses into that layer and gelu stays a step of its own. In
+// the backward, weight and bias gradients pair (BGRAD) and the gradients reaching the two
+// activations meet their derivatives in the product (DRELU/DGELU).
 TEST(Fusion, TrainingFusesOnlyWhatBackwardDoesNotRead) {
   ThreeLayers m(DType::f64);
   Sym loss = mean(mul(tanh(m.y), m.y));
@@ -120,14 +135,20 @@ TEST(Fusion, TrainingFusesOnlyWhatBackwardDoesNotRead) {
   EXPECT_EQ(steps[2]->attrs.activation, Activation::none);
   EXPECT_EQ(count_steps(fused, OpId::gelu), 1);
   EXPECT_EQ(count_steps(fused, OpId::relu), 0);
-  EXPECT_EQ(count_steps(fused, OpId::gelu_backward), 1);
-  EXPECT_EQ(count_steps(fused, OpId::relu_backward), 1);
+  // The gradients reaching gelu and relu (g3 w3, g2 w2) meet their backward in the product.
+  EXPECT_EQ(count_steps(fused, OpId::matmul_dact), 2);
+  EXPECT_EQ(count_steps(fused, OpId::gelu_backward), 0);
+  EXPECT_EQ(count_steps(fused, OpId::relu_backward), 0);
   // Each layer's weight and bias gradients: one matmul_bgrad instead of a matmul and a sum.
   EXPECT_EQ(count_steps(fused, OpId::matmul_bgrad), 3);
 
   Plan separate = plan_graph(m.g, outputs, unfused());
   EXPECT_EQ(count_steps(separate, OpId::sum) - count_steps(fused, OpId::sum), 3);
-  EXPECT_EQ(count_steps(separate, OpId::matmul) - count_steps(fused, OpId::matmul), 3 + 3);  // 3 forward, 3 dW
+  // 3 forward, 3 dW, 2 input gradients in matmul_dact; x's gradient g1 w1 stays a matmul.
+  EXPECT_EQ(count_steps(separate, OpId::matmul) - count_steps(fused, OpId::matmul), 3 + 3 + 2);
+  EXPECT_EQ(count_steps(fused, OpId::matmul), 1);
+  EXPECT_LT(fused.unshared_bytes(), separate.unshared_bytes());
+  EXPECT_LE(live_bytes_bound(fused), live_bytes_bound(separate));
   EXPECT_LE(fused.peak_bytes(), separate.peak_bytes());
   expect_plans_agree(std::move(fused), std::move(separate), m, DType::f64, 1e-12);
 }
@@ -295,6 +316,61 @@ TEST(Fusion, WeightAndBiasGradientsBecomeOneStepReadThroughViews) {
   EXPECT_EQ(count_steps(plan_graph(g, {dw, sum(gr, {0}, true)}), OpId::matmul_bgrad), 0);
   EXPECT_EQ(count_steps(plan_graph(g, {dw, sum(gr, {1})}), OpId::matmul_bgrad), 0);
   EXPECT_EQ(count_steps(plan_graph(g, {dw, sum(gr, {0})}), OpId::matmul_bgrad), 1);
+}
+
+// g W^T reaching a relu (or gelu) and read by nothing else: one matmul_dact step whose numbers are
+// the unfused plan's, f32 bitwise on cpu (its kernel runs the same two kernels there) and f64 to
+// 1e-12 on ref; not where the product is read elsewhere.
+TEST(Fusion, TheGradientReachingAnActivationMeetsItsDerivativeInTheProduct) {
+  std::mt19937_64 rng(std::random_device{}());
+  for (bool gelu_act : {false, true}) {
+    for (DType dtype : {DType::f32, DType::f64}) {
+      SCOPED_TRACE(fmt::format("{} {}", gelu_act ? "gelu" : "relu", dtype));
+      Graph g;
+      Sym x = g.input("x", {{10, 7}, dtype});
+      Sym w1 = g.param("w1", {{6, 7}, dtype});
+      Sym w2 = g.param("w2", {{4, 6}, dtype});
+      Sym pre = matmul(x, w1, false, true);
+      Sym h = gelu_act ? gelu(pre, /*tanh*/ true) : relu(pre);
+      Sym y = matmul(h, w2, false, true);
+      Sym loss = mean(mul(y, tanh(y)));
+      std::vector<Sym> outputs = gradients(g, loss, {x, w1, w2});
+      Plan fused = plan_graph(g, outputs);
+      SCOPED_TRACE(fused.to_string());
+      ASSERT_EQ(count_steps(fused, OpId::matmul_dact), 1);
+      EXPECT_EQ(count_steps(fused, gelu_act ? OpId::gelu_backward : OpId::relu_backward), 0);
+      for (const PlanStep& s : fused.steps) {
+        if (s.kind == StepKind::Kernel && s.op == OpId::matmul_dact) {
+          EXPECT_EQ(s.attrs.activation, gelu_act ? Activation::gelu : Activation::relu);
+          EXPECT_TRUE(s.attrs.trans_b == false && s.attrs.trans_a == false);  // g (10, 4) @ w2 (4, 6)
+          EXPECT_EQ(s.attrs.gelu_tanh, gelu_act);
+        }
+      }
+      std::map<std::string, Tensor> feeds{{"x", random_tensor({10, 7}, rng, dtype)},
+                                          {"w1", random_tensor({6, 7}, rng, dtype)},
+                                          {"w2", random_tensor({4, 6}, rng, dtype)}};
+      Plan separate = plan_graph(g, outputs, unfused());
+      EXPECT_LT(fused.unshared_bytes(), separate.unshared_bytes());  // the product's buffer is gone
+      EXPECT_LE(live_bytes_bound(fused), live_bytes_bound(separate));
+      EXPECT_LE(fused.peak_bytes(), separate.peak_bytes());
+      Executor a(std::move(fused)), c(std::move(separate));
+      std::vector<Tensor> got = a.run(feeds), want = c.run(feeds);
+      if (dtype == DType::f32) {
+        for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].to_doubles(), want[i].to_doubles()) << i;
+      } else {
+        expect_close(got, want, 1e-12);
+      }
+    }
+  }
+  // Not fused: the product is an output too, or the activation's backward reads it as its aux.
+  Graph g;
+  Sym gr = g.input("g", {{6, 3}, DType::f32});
+  Sym w = g.param("w", {{3, 5}, DType::f32});
+  Sym y = g.input("y", {{6, 5}, DType::f32});
+  Sym product = matmul(gr, w);
+  EXPECT_EQ(count_steps(plan_graph(g, {emit(OpId::relu_backward, {y, product}), product}), OpId::matmul_dact), 0);
+  EXPECT_EQ(count_steps(plan_graph(g, {emit(OpId::relu_backward, {product, y})}), OpId::matmul_dact), 0);
+  EXPECT_EQ(count_steps(plan_graph(g, {emit(OpId::relu_backward, {y, product})}), OpId::matmul_dact), 1);
 }
 
 }  // namespace

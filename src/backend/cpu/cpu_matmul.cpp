@@ -213,6 +213,7 @@ void register_matmul_kernels(CpuBackend& backend) {
   // No faster than its parts on a CPU (oneDNN has no bias-gradient post-op), but fused plans then
   // run the same steps as on a GPU, with the same numbers as unfused ones.
   backend.add_kernel(OpId::matmul_bgrad, matmul_bgrad_by_parts, {DType::f32, DType::f64});
+  add(OpId::matmul_dact, matmul_dact_by_parts);
 }
 
 }  // namespace gpuml::cpu

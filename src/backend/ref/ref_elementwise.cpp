@@ -96,23 +96,14 @@ void gelu_kernel(const KernelCall& c) {
   store(c.output, x);
 }
 
-// gelu_backward(x, dy) -> dy * gelu'(x)
-void gelu_backward_kernel(const KernelCall& c) {
-  std::vector<double> x = load(c.inputs[0]);
+// gelu_backward(x, dy) -> dy * gelu'(x); relu_backward(y, dy) -> dy where y > 0, else 0 (y is
+// relu's output; NaN counts as not > 0).
+template <Activation Act>
+void activation_backward_kernel(const KernelCall& c) {
+  std::vector<double> aux = load(c.inputs[0]);
   std::vector<double> dy = load(c.inputs[1]);
-  std::vector<double> dx(x.size());
-  for (size_t i = 0; i < x.size(); ++i)
-    dx[i] = dy[i] * (c.attrs.gelu_tanh ? gelu_tanh_grad(x[i]) : gelu_erf_grad(x[i]));
-  store(c.output, dx);
-}
-
-// relu_backward(y, dy) -> dy where y > 0, else 0 (y is relu's output; NaN counts as not > 0).
-void relu_backward_kernel(const KernelCall& c) {
-  std::vector<double> y = load(c.inputs[0]);
-  std::vector<double> dy = load(c.inputs[1]);
-  std::vector<double> dx(y.size());
-  for (size_t i = 0; i < y.size(); ++i) dx[i] = y[i] > 0 ? dy[i] : 0.0;
-  store(c.output, dx);
+  for (size_t i = 0; i < aux.size(); ++i) dy[i] = activation_backward_fn(Act, c.attrs.gelu_tanh, aux[i], dy[i]);
+  store(c.output, dy);
 }
 
 // where(cond, a, b): a where cond is true, else b; all three broadcast to the output shape.
@@ -127,6 +118,15 @@ void where_kernel(const KernelCall& c) {
 }
 
 }  // namespace
+
+double activation_backward_fn(Activation act, bool gelu_tanh_form, double aux, double dy) {
+  switch (act) {
+    case Activation::none: return dy;
+    case Activation::relu: return aux > 0 ? dy : 0.0;  // a select: NaN/inf dy where y <= 0 gives 0
+    case Activation::gelu: return dy * (gelu_tanh_form ? gelu_tanh_grad(aux) : gelu_erf_grad(aux));
+  }
+  return dy;
+}
 
 double activation_fn(Activation act, bool gelu_tanh_form, double x) {
   switch (act) {
@@ -167,8 +167,8 @@ std::vector<KernelEntry> elementwise_kernels() {
       {OpId::ge, binary_kernel<ge_fn>, kEveryDType},
       // Keyed on the condition's dtype (always bool); the data may be any dtype.
       {OpId::where, where_kernel, kBoolDType},
-      {OpId::gelu_backward, gelu_backward_kernel, kFloatDTypes},
-      {OpId::relu_backward, relu_backward_kernel, kNumericDTypes},
+      {OpId::gelu_backward, activation_backward_kernel<Activation::gelu>, kFloatDTypes},
+      {OpId::relu_backward, activation_backward_kernel<Activation::relu>, kNumericDTypes},
   };
 }
 

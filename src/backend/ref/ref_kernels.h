@@ -116,6 +116,9 @@ inline constexpr DType kBoolDType[] = {DType::boolean};
 // The activations that matmul_bias_act applies after its bias (ref_elementwise.cpp), the same
 // scalar functions as the relu and gelu kernels.
 double activation_fn(Activation act, bool gelu_tanh_form, double x);
+// An activation's backward, as relu_backward, gelu_backward and matmul_dact compute it: relu's
+// from its output (dy where aux > 0, else 0), gelu's from its input (dy * gelu'(aux)).
+double activation_backward_fn(Activation act, bool gelu_tanh_form, double aux, double dy);
 
 // One row of a family's registration list. `dtypes` is keyed like Backend::supports: the first
 // input's dtype (the output's for creation ops).

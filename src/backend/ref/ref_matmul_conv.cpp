@@ -44,6 +44,15 @@ void matmul_bias_act_kernel(const KernelCall& c) {
   store(c.output, out);
 }
 
+// matmul_dact(a, b, aux): act'(aux) * (a @ b), rounded once into the output.
+void matmul_dact_kernel(const KernelCall& c) {
+  std::vector<double> out = matmul_values(c);
+  std::vector<double> aux = load(c.inputs[2]);
+  for (size_t i = 0; i < out.size(); ++i)
+    out[i] = activation_backward_fn(c.attrs.activation, c.attrs.gelu_tanh, aux[i], out[i]);
+  store(c.output, out);
+}
+
 // matmul_bgrad(a, b): the 2-d product, flattened, then the sums over rows of the operand `axis`
 // names (a (k, m) with trans_a, or b (k, n)): a weight gradient and its bias gradient.
 void matmul_bgrad_kernel(const KernelCall& c) {
@@ -143,6 +152,7 @@ std::vector<KernelEntry> matmul_conv_kernels() {
       {OpId::matmul, matmul_kernel, kFloatDTypes},
       {OpId::matmul_bias_act, matmul_bias_act_kernel, kFloatDTypes},
       {OpId::matmul_bgrad, matmul_bgrad_kernel, kFloatDTypes},
+      {OpId::matmul_dact, matmul_dact_kernel, kFloatDTypes},
       {OpId::conv2d, conv2d_kernel, kFloatDTypes},
       {OpId::conv2d_bias_act, conv2d_bias_act_kernel, kFloatDTypes},
       // The type rules do not restrict the dtypes of the backward ops; ref computes any of them.
