@@ -212,7 +212,32 @@ __global__ void channel_bias_act_kernel(T* y, const T* bias, int64_t total, int6
   }
 }
 
+// One 32-bit word of the mask per thread: bits b of word w in row i stand for column 32 w + b.
+template <typename T>
+__global__ void relu_mask_kernel(const T* y, uint32_t* mask, int64_t rows, int64_t cols, int64_t words_per_row) {
+  GPUML_GRID_STRIDE(w, rows * words_per_row) {
+    const int64_t row = w / words_per_row, first = (w % words_per_row) * 32;
+    const T* in = y + row * cols;
+    uint32_t bits = 0;
+    for (int b = 0; b < 32 && first + b < cols; ++b)
+      if (to_acc(in[first + b]) > Acc<T>(0)) bits |= 1u << b;
+    mask[w] = bits;
+  }
+}
+
 }  // namespace
+
+void launch_relu_mask(ElemType t, const void* y, void* mask, int64_t rows, int64_t cols, int64_t ld_bits,
+                      cudaStream_t stream) {
+  const int64_t words = rows * (ld_bits / 32);
+  if (words == 0) return;
+  dispatch_float(t, [&]<typename T>(T) {
+    relu_mask_kernel<T><<<blocks_for(words), kThreads, 0, stream>>>(static_cast<const T*>(y),
+                                                                      static_cast<uint32_t*>(mask), rows, cols,
+                                                                      ld_bits / 32);
+  });
+  check_launch("relu mask");
+}
 
 void launch_channel_bias_act(ElemType t, void* y, const void* bias, int64_t n, int64_t channels, int64_t plane,
                              int activation, bool gelu_tanh, cudaStream_t stream) {

@@ -57,6 +57,11 @@ void launch_arange(ElemType t, void* out, int64_t n, double start, double step, 
 // (the epilogue of conv2d_bias_act).
 void launch_channel_bias_act(ElemType t, void* y, const void* bias, int64_t n, int64_t channels, int64_t plane,
                              int activation, bool gelu_tanh, cudaStream_t stream);
+// The bit mask of y > 0 over a contiguous (rows, cols) y, as cuBLASLt's DRELU epilogue reads it:
+// bit (i, j) is bit j + i * ld_bits of the mask, LSB first in each byte (ld_bits a multiple of
+// 128). The matmul file checks that layout against the library once before trusting it.
+void launch_relu_mask(ElemType t, const void* y, void* mask, int64_t rows, int64_t cols, int64_t ld_bits,
+                      cudaStream_t stream);
 // dx = dy * relu'(x) or gelu'(x); x and dy strided over the output layout.
 void launch_gelu_backward(ElemType t, const StridedView& x, const StridedView& dy, void* dx, const Layout& layout,
                           bool gelu_tanh, cudaStream_t stream);

@@ -10,9 +10,18 @@
 // matmul_bgrad (made by the planner from a weight-gradient matmul and its bias-gradient row sum)
 // is one cuBLASLt call with the BGRADA or BGRADB epilogue, or its two parts where there is none.
 //
+// matmul_dact (made by the planner from the gradient g W reaching a relu or gelu and that
+// activation's backward) is one cuBLASLt call with the DRELU or DGELU epilogue, or its two parts.
+//
 // cuBLASLt is column-major; a row-major (M, N) C is a column-major (N, M) C^T = B^T A^T, so the
 // operands are passed swapped and nothing is transposed in memory.
+#include <fmt/format.h>
+
+#include <array>
+#include <atomic>
 #include <cstdlib>
+#include <mutex>
+#include <string>
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_glue.h"
@@ -121,16 +130,24 @@ struct BiasGrad {
   int64_t axis;  // 0: our a (cuBLASLt's B, BGRADB); 1: our b (cuBLASLt's A, BGRADA)
 };
 
-// matmul, or matmul_bias_act when `fused`, or the product with a BGRAD epilogue when `bgrad`;
-// false (nothing done) when cuBLASLt has no algorithm with that epilogue.
-bool run_matmul(const KernelCall& c, bool fused, const BiasGrad* bgrad = nullptr) {
+// matmul_dact's epilogue and what it reads: DGELU gelu's input, DRELU a bit mask of relu's output.
+struct DactAux {
+  cublasLtEpilogue_t epilogue;
+  const void* aux;
+  int64_t ld;  // the aux's leading dim: elements (DGELU), bits (DRELU)
+};
+
+// matmul, or matmul_bias_act when `fused`, or the product with a BGRAD epilogue when `bgrad` or a
+// DRELU/DGELU epilogue when `dact`; false (nothing done) when cuBLASLt has no algorithm with the
+// BGRAD/DRELU/DGELU epilogue.
+bool run_matmul(const KernelCall& c, bool fused, const BiasGrad* bgrad = nullptr, const DactAux* dact = nullptr) {
   CudaBackend& gpu = cuda_backend_of(c);
   const Tensor &a = c.inputs[0], &b = c.inputs[1];
   MatmulDims dims = matmul_dims(a.shape(), b.shape(), c.attrs);
   const int64_t m = dims.m, n = dims.n, k = dims.k;
   const int64_t batch = numel(dims.batch);
   const cudaStream_t stream = gpu.stream_of(c);
-  if (bgrad != nullptr && (k == 0 || c.output.numel() == 0)) return false;
+  if ((bgrad != nullptr || dact != nullptr) && (k == 0 || c.output.numel() == 0)) return false;
   if (c.output.numel() == 0) return true;
   if (k == 0) {
     GPUML_CUDA_CHECK(cudaMemsetAsync(c.output.raw_data(), 0, c.output.nbytes(), stream), "matmul");
@@ -164,6 +181,14 @@ bool run_matmul(const KernelCall& c, bool fused, const BiasGrad* bgrad = nullptr
     GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
     GPUML_CUBLAS_CHECK(
         cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bgrad->out, sizeof(bgrad->out)));
+  }
+  if (dact != nullptr) {  // the product times the activation's derivative, read from the aux
+    epilogue = dact->epilogue;
+    GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
+    GPUML_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &dact->aux, sizeof(dact->aux)));
+    GPUML_CUBLAS_CHECK(
+        cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &dact->ld, sizeof(dact->ld)));
   }
 
   // Column-major layouts (rows, cols, leading dim) of the swapped problem C^T (n x m) = B^T A^T.
@@ -204,7 +229,7 @@ bool run_matmul(const KernelCall& c, bool fused, const BiasGrad* bgrad = nullptr
   // A status other than success with an epilogue means "not with this epilogue": retry plain.
   cublasStatus_t st =
       cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found);
-  if (bgrad != nullptr && (st != CUBLAS_STATUS_SUCCESS || found == 0)) return false;
+  if ((bgrad != nullptr || dact != nullptr) && (st != CUBLAS_STATUS_SUCCESS || found == 0)) return false;
   bool epilogue_done = use_epilogue;
   if (use_epilogue && (st != CUBLAS_STATUS_SUCCESS || found == 0)) {
     epilogue = CUBLASLT_EPILOGUE_DEFAULT;
@@ -247,6 +272,96 @@ void matmul_bgrad_kernel(const KernelCall& c) {
   if (!fused) matmul_bgrad_by_parts(c);
 }
 
+// DRELU with the mask of relu's output y > 0 (launch_relu_mask); false where cuBLASLt has no
+// algorithm for it.
+bool run_drelu(const KernelCall& c) {
+  const MatmulDims d = matmul_dims(c.inputs[0].shape(), c.inputs[1].shape(), c.attrs);
+  const int64_t ld_bits = (d.n + 127) / 128 * 128;
+  Tensor mask = Tensor::empty({d.m * ld_bits / 8}, DType::u8, c.backend);
+  launch("matmul_dact", [&] {
+    launch_relu_mask(elem_type(c.inputs[2].dtype()), c.inputs[2].raw_data(), mask.raw_data(), d.m, d.n, ld_bits,
+                     cuda_backend_of(c).stream_of(c));
+  });
+  const DactAux drelu{CUBLASLT_EPILOGUE_DRELU, mask.raw_data(), ld_bits};
+  return run_matmul(c, false, nullptr, &drelu);
+}
+
+// cuBLASLt documents DRELU's mask only as bits with a leading dim divisible by 128;
+// launch_relu_mask writes our reading of it (bit j + i * ld of row-major (i, j), LSB first).
+// Before the first DRELU a small product of integers (exact in f32) runs with the mask and must
+// equal the relu_backward of the plain product bit for bit. If it does not, or cuBLASLt has no
+// DRELU algorithm here, relu's backward runs as its two parts for the rest of the process.
+enum class DreluState { untried, trusted, refused };
+std::atomic<DreluState> g_drelu{DreluState::untried};
+std::mutex g_drelu_mutex;
+
+// Empty where the probe agrees, else why not.
+std::string drelu_probe(Backend& gpu) {
+  const int64_t m = 3, k = 4, n = 130;  // 130 columns: two 128-bit words per mask row, one padded
+  std::vector<double> a, b, y, want;
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t p = 0; p < k; ++p) a.push_back(static_cast<double>((i * 3 + p) % 5 - 2));
+  for (int64_t p = 0; p < k; ++p)
+    for (int64_t j = 0; j < n; ++j) b.push_back(static_cast<double>((p * 7 + j) % 7 - 3));
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t j = 0; j < n; ++j) {
+      y.push_back(static_cast<double>((i * 11 + j * 5) % 3 - 1));  // -1, 0, 1: 0 is not > 0
+      double dot = 0;
+      for (int64_t p = 0; p < k; ++p) dot += a[i * k + p] * b[p * n + j];
+      want.push_back(y.back() > 0 ? dot : 0.0);
+    }
+  const std::array<Tensor, 3> in{to_backend(Tensor::from_values({m, k}, a, DType::f32), gpu),
+                                  to_backend(Tensor::from_values({k, n}, b, DType::f32), gpu),
+                                  to_backend(Tensor::from_values({m, n}, y, DType::f32), gpu)};
+  Tensor out = Tensor::empty({m, n}, DType::f32, gpu);
+  Attrs attrs;
+  attrs.activation = Activation::relu;
+  if (!run_drelu(KernelCall{gpu, in, out, attrs, nullptr})) return "no DRELU algorithm for the probe";
+  gpu.synchronize();
+  if (to_backend(out, backend_registry().reference()).to_doubles() != want)
+    return "its result on a probe differs from a matmul and relu_backward";
+  return {};
+}
+
+bool drelu_trusted(const KernelCall& c) {
+  DreluState state = g_drelu.load();
+  if (state != DreluState::untried) return state == DreluState::trusted;
+  // The probe synchronises, which a capture forbids; the eager first run of a plan probes.
+  if (cuda_backend_of(c).capturing()) return false;
+  std::lock_guard lock(g_drelu_mutex);
+  if (g_drelu.load() == DreluState::untried) {
+    std::string why;
+    try {
+      why = drelu_probe(c.backend);
+    } catch (const Error& e) {
+      why = e.what();
+    }
+    g_drelu = why.empty() ? DreluState::trusted : DreluState::refused;
+    if (!why.empty())
+      fmt::print(stderr, "gpuml: not using cuBLASLt's DRELU epilogue ({}); relu's backward runs as two kernels\n",
+                 why);
+  }
+  return g_drelu.load() == DreluState::trusted;
+}
+
+// matmul_dact: the product with cuBLASLt's DGELU (tanh gelu; the aux, gelu's input, needs a
+// leading dim divisible by 8 and 16-byte alignment) or DRELU epilogue, else its two parts (the erf
+// gelu, no algorithm, an untrusted mask layout).
+void matmul_dact_kernel(const KernelCall& c) {
+  const MatmulDims d = matmul_dims(c.inputs[0].shape(), c.inputs[1].shape(), c.attrs);
+  const Tensor& aux = c.inputs[2];
+  bool fused = false;
+  if (c.attrs.activation == Activation::gelu) {
+    if (c.attrs.gelu_tanh && d.n % 8 == 0 && alignment_of(aux.raw_data()) >= 16) {
+      const DactAux dgelu{CUBLASLT_EPILOGUE_DGELU, aux.raw_data(), d.n};
+      fused = run_matmul(c, false, nullptr, &dgelu);
+    }
+  } else if (drelu_trusted(c)) {
+    fused = run_drelu(c);
+  }
+  if (!fused) matmul_dact_by_parts(c);
+}
+
 }  // namespace
 
 void register_matmul_kernels(CudaBackend& b) {
@@ -256,6 +371,7 @@ void register_matmul_kernels(CudaBackend& b) {
   b.add_kernel(OpId::matmul_bias_act, matmul_bias_act_kernel, {DType::f32, DType::bf16, DType::f16},
                /*strided_inputs=*/false);
   b.add_kernel(OpId::matmul_bgrad, matmul_bgrad_kernel, {DType::f32, DType::bf16, DType::f16}, /*strided_inputs=*/false);
+  b.add_kernel(OpId::matmul_dact, matmul_dact_kernel, {DType::f32, DType::bf16, DType::f16}, /*strided_inputs=*/false);
 }
 
 }  // namespace gpuml::cuda
