@@ -64,5 +64,35 @@ TEST_P(CudaOp, MatchesRef) {
 INSTANTIATE_TEST_SUITE_P(Cuda, CudaOp, ::testing::ValuesIn(all_ops()),
                          [](const ::testing::TestParamInfo<OpId>& info) { return std::string(op_name(info.param)); });
 
+// matmul_dact with relu takes cuBLASLt's DRELU epilogue only after a one-time probe agrees with
+// the two-kernel path; if the probe refuses, the numbers are still right (the op test above
+// passes) but the fusion is silently lost. This test makes that visible: the probe must not say
+// it refused, and a mask row longer than 128 bits (150 columns) and a zero in y must come out
+// right.
+TEST(CudaEpilogues, DreluMaskLayoutIsTrustedAndRight) {
+  Backend* gpu = cuda_backend();
+  if (!gpu) GTEST_SKIP() << "no CUDA backend: " << backend_registry().cuda_status();
+  Backend& ref = backend_registry().reference();
+  std::mt19937_64 rng(std::random_device{}());
+  auto random = [&](const Shape& shape) {
+    std::vector<double> v(static_cast<size_t>(numel(shape)));
+    for (double& x : v) x = std::normal_distribution<double>(0.0, 1.0)(rng);
+    return Tensor::from_values(shape, v, DType::f32);
+  };
+  Tensor a = random({33, 20}), b = random({20, 150});
+  std::vector<double> yv = random({33, 150}).to_doubles();
+  yv[7] = 0.0;  // relu's output is 0 where it cut: not > 0
+  Tensor y = Tensor::from_values({33, 150}, yv, DType::f32);
+  Attrs attrs;
+  attrs.activation = Activation::relu;
+  ::testing::internal::CaptureStderr();
+  Tensor got = to_backend(run_op(*gpu, OpId::matmul_dact, {to_backend(a, *gpu), to_backend(b, *gpu), to_backend(y, *gpu)},
+                                 attrs),
+                          ref);
+  const std::string said = ::testing::internal::GetCapturedStderr();
+  EXPECT_EQ(said.find("not using cuBLASLt's DRELU"), std::string::npos) << said;
+  EXPECT_TRUE(testing::all_close(got, run_op(ref, OpId::matmul_dact, {a, b, y}, attrs), 1e-4));
+}
+
 }  // namespace
 }  // namespace gpuml
