@@ -97,6 +97,7 @@ std::vector<OpSample> build_samples() {
     add(op, "axes02_keep", {real({3, 5, 7})}, with_axes({0, -1}, true));
     add(op, "strided", {strided({6, 9})}, with_axes({0}));
     add(op, "long_row", {real({2, 1037})}, with_axes({1}));
+    add(op, "aligned_rows", {real({4, 76})}, with_axes({1}));  // 16-byte packs (and a bf16 tail) on CUDA
     add(op, "conv_bias", {real({4, 6, 5, 7})}, with_axes({0, 2, 3}));  // a conv bias gradient
     add(op, "columns", {real({9, 13})}, with_axes({0}));                 // a linear bias gradient
     add(op, "wide_columns", {real({9, 70})}, with_axes({0}));            // one thread per column on CUDA
@@ -104,10 +105,12 @@ std::vector<OpSample> build_samples() {
   add(OpId::sum, "empty", {real({0, 3})}, with_axes({0}));
   add(OpId::sum, "empty_wide", {real({0, 40})}, with_axes({0}));
   add(OpId::argmax, "last", {real({4, 9})});
+  add(OpId::argmax, "aligned_rows", {real({3, 136})});
   add(OpId::argmax, "wide_axis0", {real({5, 40})}, with_axis(0));
   add(OpId::argmax, "axis0_keep", {real({5, 3})}, [] { Attrs a = with_axis(0); a.keepdim = true; return a; }());
   for (OpId op : {OpId::softmax, OpId::log_softmax}) {
     add(op, "last", {real({3, 11})});
+    add(op, "aligned_rows", {real({4, 76})});
     add(op, "axis0", {real({5, 4})}, with_axis(0));
     add(op, "strided", {strided({4, 7})});
   }
@@ -223,8 +226,10 @@ std::vector<OpSample> build_samples() {
     add(OpId::cross_entropy_backward, "ignore", {real({9, 4}), label({9}, 4, true), real({})}, ig);
   }
   add(OpId::layer_norm, "last", {real({3, 5, 16}), real({16}), real({16})});
+  add(OpId::layer_norm, "wide", {real({4, 72}), real({72}), real({72})});
   add(OpId::layer_norm, "last2", {real({4, 3, 5}), real({3, 5}), real({3, 5})}, with_axis(1));
   add(OpId::layer_norm_backward, "last", {real({3, 5, 16}), real({16}), real({3, 5, 16})});
+  add(OpId::layer_norm_backward, "wide", {real({4, 72}), real({72}), real({4, 72})});
   {
     Attrs train;
     train.training = true;

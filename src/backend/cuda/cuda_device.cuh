@@ -96,6 +96,27 @@ struct alignas(16) Pack {
   T v[kSize];
 };
 
+// This thread's share of a block-stride walk over a contiguous row of n elements: f(j, row[j]).
+// Where the row starts 16-byte aligned, the body is read in 16-byte packs (thread t takes packs t,
+// t + blockDim.x, ...) and the tail element by element; otherwise element by element. Either
+// way the j a thread sees increase, so first-index tie rules (argmax) hold.
+template <typename T, typename Fn>
+__device__ __forceinline__ void block_row_walk(const T* row, int64_t n, Fn&& f) {
+  constexpr int K = Pack<T>::kSize;
+  int64_t done = 0;
+  if (reinterpret_cast<uintptr_t>(row) % 16 == 0) {
+    const int64_t packs = n / K;
+    const Pack<T>* p = reinterpret_cast<const Pack<T>*>(row);
+    for (int64_t q = threadIdx.x; q < packs; q += blockDim.x) {
+      const Pack<T> v = p[q];
+#pragma unroll
+      for (int e = 0; e < K; ++e) f(q * K + e, v.v[e]);
+    }
+    done = packs * K;
+  }
+  for (int64_t j = done + threadIdx.x; j < n; j += blockDim.x) f(j, row[j]);
+}
+
 #define GPUML_GRID_STRIDE(i, n) \
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < (n); i += static_cast<int64_t>(gridDim.x) * blockDim.x)
 

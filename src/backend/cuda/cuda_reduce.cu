@@ -1,5 +1,6 @@
 // Reductions over the middle dim of a contiguous (outer, reduce, inner) tensor (sum, mean, max,
-// argmax) and softmax / log_softmax. The host side permutes any set of axes into that form.
+// argmax) and softmax / log_softmax. The host side permutes any set of axes into that form. Rows
+// that are contiguous (inner 1) are read in 16-byte packs where aligned (block_row_walk).
 // Sums accumulate in double, like ref: f32 results then agree to the last bit or two.
 #include <cfloat>
 
@@ -40,10 +41,15 @@ __global__ void reduce_kernel(ReduceOp op, const T* in, O* out, int64_t outer, i
     const int64_t base = (o / inner) * reduce * inner + o % inner;
     double acc = 0.0;
     int64_t idx = -1;
-    for (int64_t r = threadIdx.x; r < reduce; r += blockDim.x) {
-      double v = to_f64(in[base + r * inner]);
+    auto fold = [&](int64_t r, T x) {
+      const double v = to_f64(x);
       if (op == ReduceOp::sum || op == ReduceOp::mean) acc += v;
       else fold_max(v, r, acc, idx);
+    };
+    if (inner == 1) {
+      block_row_walk(in + base, reduce, fold);  // a contiguous row: 16-byte loads where aligned
+    } else {
+      for (int64_t r = threadIdx.x; r < reduce; r += blockDim.x) fold(r, in[base + r * inner]);
     }
     s_value[threadIdx.x] = acc;
     s_index[threadIdx.x] = idx;
@@ -98,8 +104,16 @@ __global__ void softmax_kernel(bool log_out, const T* in, T* out, int64_t outer,
   __shared__ double s_part[kThreads];
   for (int64_t row = blockIdx.x; row < outer * inner; row += gridDim.x) {
     const int64_t base = (row / inner) * n * inner + row % inner;
+    // Every element of the row in this thread's share: 16-byte loads where the row is contiguous.
+    auto walk = [&](auto&& f) {
+      if (inner == 1) {
+        block_row_walk(in + base, n, f);
+      } else {
+        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) f(j, in[base + j * inner]);
+      }
+    };
     double m = -DBL_MAX;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) m = fmax(m, to_f64(in[base + j * inner]));
+    walk([&](int64_t, T x) { m = fmax(m, to_f64(x)); });
     s_part[threadIdx.x] = m;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s /= 2) {
@@ -109,7 +123,7 @@ __global__ void softmax_kernel(bool log_out, const T* in, T* out, int64_t outer,
     m = s_part[0];
     __syncthreads();
     double sum = 0.0;
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) sum += exp(to_f64(in[base + j * inner]) - m);
+    walk([&](int64_t, T x) { sum += exp(to_f64(x) - m); });
     s_part[threadIdx.x] = sum;
     __syncthreads();
     for (int s = blockDim.x / 2; s > 0; s /= 2) {
@@ -118,10 +132,10 @@ __global__ void softmax_kernel(bool log_out, const T* in, T* out, int64_t outer,
     }
     sum = s_part[0];
     const double log_sum = log(sum);
-    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) {
-      double z = to_f64(in[base + j * inner]) - m;
+    walk([&](int64_t j, T x) {
+      const double z = to_f64(x) - m;
       out[base + j * inner] = from_acc<T>(static_cast<Acc<T>>(log_out ? z - log_sum : exp(z) / sum));
-    }
+    });
     __syncthreads();
   }
 }
