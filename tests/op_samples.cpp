@@ -45,6 +45,14 @@ Attrs pool(int64_t kernel, int64_t stride, int64_t padding, bool count_include_p
   a.count_include_pad = count_include_pad;
   return a;
 }
+// The planner's fused matmul ops: the activation, a transposed weight, gelu's form.
+Attrs fused(Activation act, bool trans_b, bool gelu_tanh) {
+  Attrs a;
+  a.activation = act;
+  a.trans_b = trans_b;
+  a.gelu_tanh = gelu_tanh;
+  return a;
+}
 Attrs with_shape(Attrs a, Shape s) {
   a.shape = std::move(s);
   return a;
@@ -130,13 +138,6 @@ std::vector<OpSample> build_samples() {
   // matmul_bias_act, the planner's fused linear layer: every activation, a transposed weight as
   // nn::Linear has it, a strided input.
   {
-    auto fused = [](Activation act, bool trans_b, bool gelu_tanh) {
-      Attrs a;
-      a.activation = act;
-      a.trans_b = trans_b;
-      a.gelu_tanh = gelu_tanh;
-      return a;
-    };
     add(OpId::matmul_bias_act, "bias", {real({7, 5}), real({5, 3}), real({3})}, fused(Activation::none, false, false));
     add(OpId::matmul_bias_act, "relu_linear", {real({9, 6}), real({4, 6}), real({4})},
         fused(Activation::relu, true, false));
@@ -164,20 +165,13 @@ std::vector<OpSample> build_samples() {
   // let cuBLASLt's DGELU take the aux (its leading dim must divide by 8); 150 columns make the
   // DRELU mask's rows padded to 256 bits.
   {
-    auto dact = [](Activation act, bool trans_b, bool gelu_tanh) {
-      Attrs a;
-      a.activation = act;
-      a.trans_b = trans_b;
-      a.gelu_tanh = gelu_tanh;
-      return a;
-    };
-    add(OpId::matmul_dact, "relu", {real({9, 6}), real({16, 6}), real({9, 16})}, dact(Activation::relu, true, false));
+    add(OpId::matmul_dact, "relu", {real({9, 6}), real({16, 6}), real({9, 16})}, fused(Activation::relu, true, false));
     add(OpId::matmul_dact, "relu_wide", {real({5, 7}), real({7, 150}), real({5, 150})},
-        dact(Activation::relu, false, false));
-    add(OpId::matmul_dact, "gelu_tanh", {real({12, 8}), real({16, 8}), real({12, 16})}, dact(Activation::gelu, true, true));
-    add(OpId::matmul_dact, "gelu", {real({5, 8}), real({8, 6}), real({5, 6})}, dact(Activation::gelu, false, false));
+        fused(Activation::relu, false, false));
+    add(OpId::matmul_dact, "gelu_tanh", {real({12, 8}), real({16, 8}), real({12, 16})}, fused(Activation::gelu, true, true));
+    add(OpId::matmul_dact, "gelu", {real({5, 8}), real({8, 6}), real({5, 6})}, fused(Activation::gelu, false, false));
     add(OpId::matmul_dact, "strided", {strided({6, 4}), real({4, 5}), real({6, 5})},
-        dact(Activation::relu, false, false));
+        fused(Activation::relu, false, false));
   }
   // Convolution: padding, stride, dilation, groups.
   add(OpId::conv2d, "pad1", {real({2, 3, 7, 6}), real({4, 3, 3, 3})}, conv(1, 1));

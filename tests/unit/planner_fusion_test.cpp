@@ -87,6 +87,18 @@ void expect_close(const std::vector<Tensor>& got, const std::vector<Tensor>& wan
   }
 }
 
+// A backward fusion whose cpu kernel runs the unfused kernels: f32 bitwise equal to the unfused
+// plan (cpu), f64 to 1e-12 (ref computes the fused op in one rounding).
+void expect_same_as_unfused(Plan fused, Plan separate, const std::map<std::string, Tensor>& feeds, DType dtype) {
+  Executor a(std::move(fused)), c(std::move(separate));
+  std::vector<Tensor> got = a.run(feeds), want = c.run(feeds);
+  if (dtype == DType::f32) {
+    for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].to_doubles(), want[i].to_doubles()) << i;
+  } else {
+    expect_close(got, want, 1e-12);
+  }
+}
+
 // The fused and the unfused plan of `m`, run on three fresh sets of its feeds, agree within tol.
 void expect_plans_agree(Plan fused, Plan separate, const ThreeLayers& m, DType dtype, double tol) {
   std::mt19937_64 rng(std::random_device{}());
@@ -299,13 +311,7 @@ TEST(Fusion, WeightAndBiasGradientsBecomeOneStepReadThroughViews) {
       std::map<std::string, Tensor> feeds{{"x", random_tensor({10, 7}, rng, dtype)},
                                           {"w", random_tensor(g.type_of(w.id).shape, rng, dtype)},
                                           {"b", random_tensor({5}, rng, dtype)}};
-      Executor a(std::move(fused)), c(plan_graph(g, outputs, unfused()));
-      std::vector<Tensor> got = a.run(feeds), want = c.run(feeds);
-      if (dtype == DType::f32) {
-        for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].to_doubles(), want[i].to_doubles()) << i;
-      } else {
-        expect_close(got, want, 1e-12);
-      }
+      expect_same_as_unfused(std::move(fused), plan_graph(g, outputs, unfused()), feeds, dtype);
     }
   }
   // Not paired: a sum that keeps its dims, or over the other axis.
@@ -353,13 +359,7 @@ TEST(Fusion, TheGradientReachingAnActivationMeetsItsDerivativeInTheProduct) {
       EXPECT_LT(fused.unshared_bytes(), separate.unshared_bytes());  // the product's buffer is gone
       EXPECT_LE(live_bytes_bound(fused), live_bytes_bound(separate));
       EXPECT_LE(fused.peak_bytes(), separate.peak_bytes());
-      Executor a(std::move(fused)), c(std::move(separate));
-      std::vector<Tensor> got = a.run(feeds), want = c.run(feeds);
-      if (dtype == DType::f32) {
-        for (size_t i = 0; i < got.size(); ++i) EXPECT_EQ(got[i].to_doubles(), want[i].to_doubles()) << i;
-      } else {
-        expect_close(got, want, 1e-12);
-      }
+      expect_same_as_unfused(std::move(fused), std::move(separate), feeds, dtype);
     }
   }
   // Not fused: the product is an output too, or the activation's backward reads it as its aux.
