@@ -71,6 +71,17 @@ class Planner {
   void find_dact(const std::vector<bool>& needed, const std::vector<int>& uses);
   void plan_bgrad(const BgradPair& pair);
   Backend* first_supporting(OpId op, DType dtype) const;
+  // Whether `fused` runs on the backend that would run the unfused `op`: fusing must not move work
+  // to another backend.
+  bool fuses_in_place(OpId fused, OpId op, DType dtype) const {
+    Backend* b = first_supporting(fused, dtype);
+    return b != nullptr && b == first_supporting(op, dtype);
+  }
+  // Whether graph node `id` is a matmul of two matrices (the only kind the epilogues take).
+  bool is_2d_matmul(int id) const {
+    return is_op(id, OpId::matmul) && graph_.type_of(graph_.node(id).inputs[0]).shape.size() == 2 &&
+           graph_.type_of(graph_.node(id).inputs[1]).shape.size() == 2;
+  }
   Backend& place(OpId op, DType dtype) const;
   void find_fusions(const std::vector<bool>& needed, const std::vector<Sym>& outputs);
   int new_buffer(const TensorType& type, Backend& backend, int graph_node);
@@ -228,9 +239,8 @@ std::optional<Planner::Fused> Planner::match_bias_add(int add_id, int side, cons
   if (tbias.dtype != add.type.dtype) return std::nullopt;
   OpId fused_op;
   if (p.op == OpId::matmul) {
-    const TensorType &ta = graph_.type_of(p.inputs[0]), &tb = graph_.type_of(p.inputs[1]);
-    if (ta.shape.size() != 2 || tb.shape.size() != 2) return std::nullopt;
-    MatmulDims d = matmul_dims(ta.shape, tb.shape, p.attrs);
+    if (!is_2d_matmul(producer)) return std::nullopt;
+    MatmulDims d = matmul_dims(graph_.type_of(p.inputs[0]).shape, graph_.type_of(p.inputs[1]).shape, p.attrs);
     if (d.k == 0 || tbias.shape != Shape{d.n}) return std::nullopt;
     fused_op = OpId::matmul_bias_act;
   } else if (p.op == OpId::conv2d) {
@@ -240,8 +250,7 @@ std::optional<Planner::Fused> Planner::match_bias_add(int add_id, int side, cons
   } else {
     return std::nullopt;
   }
-  // Only where the fused kernel runs on the backend that would run the unfused op.
-  if (first_supporting(fused_op, add.type.dtype) != first_supporting(p.op, add.type.dtype)) return std::nullopt;
+  if (!fuses_in_place(fused_op, p.op, add.type.dtype)) return std::nullopt;
   return Fused{fused_op, p.inputs[0], p.inputs[1], bias, p.attrs};
 }
 
@@ -288,14 +297,12 @@ void Planner::find_dact(const std::vector<bool>& needed, const std::vector<int>&
     if (!needed[id] || (!relu_grad && !is_op(id, OpId::gelu_backward))) continue;
     const Node& r = graph_.node(id);
     const int product = r.inputs[1], aux = r.inputs[0];
-    if (!is_op(product, OpId::matmul) || absorbed_[product] || uses[product] != 1 || product == aux) continue;
+    // One use: the product is read by nothing else (not even as this backward's aux).
+    if (!is_2d_matmul(product) || absorbed_[product] || uses[product] != 1) continue;
     const Node& m = graph_.node(product);
-    const DType dtype = m.type.dtype;
-    if (m.type != r.type || graph_.type_of(aux) != r.type || m.type.shape.size() != 2 ||
-        graph_.type_of(m.inputs[0]).shape.size() != 2 || graph_.type_of(m.inputs[1]).shape.size() != 2)
+    if (m.type != r.type || graph_.type_of(aux) != r.type ||
+        !fuses_in_place(OpId::matmul_dact, OpId::matmul, m.type.dtype))
       continue;
-    Backend* fused = first_supporting(OpId::matmul_dact, dtype);
-    if (fused == nullptr || fused != first_supporting(OpId::matmul, dtype)) continue;
     Attrs attrs = m.attrs;
     attrs.activation = relu_grad ? Activation::relu : Activation::gelu;
     attrs.gelu_tanh = r.attrs.gelu_tanh;
@@ -319,14 +326,10 @@ void Planner::find_bgrad_pairs(const std::vector<bool>& needed) {
       row_sums[s.inputs[0]].push_back(id);
   }
   for (int id = 0; id < n; ++id) {
-    if (!needed[id] || absorbed_[id] || !is_op(id, OpId::matmul)) continue;
+    if (!needed[id] || absorbed_[id] || !is_2d_matmul(id)) continue;
     const Node& m = graph_.node(id);
     const DType dtype = m.type.dtype;
-    if (m.type.shape.size() != 2 || graph_.type_of(m.inputs[0]).shape.size() != 2 ||
-        graph_.type_of(m.inputs[1]).shape.size() != 2)
-      continue;
-    Backend* fused = first_supporting(OpId::matmul_bgrad, dtype);
-    if (fused == nullptr || fused != first_supporting(OpId::matmul, dtype)) continue;
+    if (!fuses_in_place(OpId::matmul_bgrad, OpId::matmul, dtype)) continue;
     for (int axis = 0; axis < 2; ++axis) {
       const int g = m.inputs[axis];
       auto candidates = row_sums.find(g);
@@ -375,15 +378,16 @@ void Planner::plan_node(int id) {
   if (auto it = fused_.find(id); it != fused_.end()) {
     const Fused& f = it->second;
     Backend& backend = place(f.op, graph_.type_of(id).dtype);
-    // The bias as the fused op wants it: (N,) or (O,), a view of the added one.
     int extra = value_of_[f.extra];
-    const TensorType& out = graph_.type_of(id);
-    const Shape flat{f.op == OpId::conv2d_bias_act ? out.shape[1] : out.shape.back()};
-    if (f.op != OpId::matmul_dact && plan_.values[extra].type.shape != flat) {
-      if (!is_contiguous(extra)) extra = contiguous_copy(extra, *plan_.values[extra].backend);
-      Attrs to_flat;
-      to_flat.shape = flat;
-      extra = emit_view(OpId::reshape, to_flat, extra, -1);
+    if (f.op != OpId::matmul_dact) {  // the bias as the fused op wants it: (N,) or (O,), a view
+      const TensorType& out = graph_.type_of(id);
+      const Shape flat{f.op == OpId::conv2d_bias_act ? out.shape[1] : out.shape.back()};
+      if (plan_.values[extra].type.shape != flat) {
+        if (!is_contiguous(extra)) extra = contiguous_copy(extra, *plan_.values[extra].backend);
+        Attrs to_flat;
+        to_flat.shape = flat;
+        extra = emit_view(OpId::reshape, to_flat, extra, -1);
+      }
     }
     value_of_[id] = emit_placed(f.op, f.attrs, {value_of_[f.a], value_of_[f.b], extra}, backend, id);
     return;
@@ -481,10 +485,10 @@ void Planner::assign_offsets() {
     // Greedy: buffers in some order, each into the smallest gap left by the already placed
     // buffers whose lifetimes overlap its own, else after the highest of them. Which order packs
     // best depends on the graph (a fused step that removes a buffer can leave a worse gap for
-    // one order), so five are tried and the lowest peak kept: biggest first, longest-lived
-    // first, largest bytes x lifetime first, in the order the steps write them, and last-read
-    // first.
-    auto place = [&](std::vector<int> order, std::vector<size_t>& offsets) {
+    // one order), so five are tried and the lowest peak kept (the first of equals): biggest
+    // first, longest-lived first, in the order the steps write them, largest bytes x lifetime
+    // first, and last-read first.
+    auto pack = [&](const std::vector<int>& order, std::vector<size_t>& offsets) {
       size_t peak = 0;
       std::vector<int> placed;
       for (int id : order) {
@@ -510,24 +514,25 @@ void Planner::assign_offsets() {
       }
       return peak;
     };
+    // The five orders, each by a key, largest key first (stable: ties keep value order).
+    auto by = [&](auto key) {
+      std::vector<int> order = ids;
+      std::stable_sort(order.begin(), order.end(), [&](int x, int y) { return key(x) > key(y); });
+      return order;
+    };
     auto bytes = [&](int x) { return plan_.values[x].bytes; };
     auto span = [&](int x) { return static_cast<size_t>(plan_.values[x].last_step - plan_.values[x].first_step); };
-    std::vector<std::vector<int>> orders(5, ids);
-    std::stable_sort(orders[3].begin(), orders[3].end(), [&](int x, int y) {
-      return bytes(x) * (span(x) + 1) > bytes(y) * (span(y) + 1);
-    });
-    std::stable_sort(orders[4].begin(), orders[4].end(),
-                     [&](int x, int y) { return plan_.values[x].last_step > plan_.values[y].last_step; });
-    std::stable_sort(orders[0].begin(), orders[0].end(), [&](int x, int y) { return bytes(x) > bytes(y); });
-    std::stable_sort(orders[1].begin(), orders[1].end(), [&](int x, int y) {
-      return std::pair(span(x), bytes(x)) > std::pair(span(y), bytes(y));
-    });
-    std::stable_sort(orders[2].begin(), orders[2].end(),
-                     [&](int x, int y) { return plan_.values[x].first_step < plan_.values[y].first_step; });
+    const std::vector<std::vector<int>> orders{
+        by(bytes),
+        by([&](int x) { return std::pair(span(x), bytes(x)); }),
+        by([&](int x) { return -plan_.values[x].first_step; }),
+        by([&](int x) { return bytes(x) * (span(x) + 1); }),
+        by([&](int x) { return plan_.values[x].last_step; }),
+    };
     std::vector<size_t> offsets(plan_.values.size()), best_offsets;
     arena.peak_bytes = SIZE_MAX;
     for (const std::vector<int>& order : orders) {
-      const size_t peak = place(order, offsets);
+      const size_t peak = pack(order, offsets);
       if (peak < arena.peak_bytes) {
         arena.peak_bytes = peak;
         best_offsets = offsets;

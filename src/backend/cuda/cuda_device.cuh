@@ -87,7 +87,7 @@ inline bool is_dense(const StridedView& v, const Layout& layout) {
   return true;
 }
 
-inline bool is_aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
+__host__ __device__ inline bool is_aligned16(const void* p) { return reinterpret_cast<uintptr_t>(p) % 16 == 0; }
 
 // 16 bytes of elements, loaded and stored as one vector (LDG.128/STG.128).
 template <typename T>
@@ -104,7 +104,7 @@ template <typename T, typename Fn>
 __device__ __forceinline__ void block_row_walk(const T* row, int64_t n, Fn&& f) {
   constexpr int K = Pack<T>::kSize;
   int64_t done = 0;
-  if (reinterpret_cast<uintptr_t>(row) % 16 == 0) {
+  if (is_aligned16(row)) {
     const int64_t packs = n / K;
     const Pack<T>* p = reinterpret_cast<const Pack<T>*>(row);
     for (int64_t q = threadIdx.x; q < packs; q += blockDim.x) {
@@ -115,6 +115,16 @@ __device__ __forceinline__ void block_row_walk(const T* row, int64_t n, Fn&& f) 
     done = packs * K;
   }
   for (int64_t j = done + threadIdx.x; j < n; j += blockDim.x) f(j, row[j]);
+}
+
+// The same walk over n elements `stride` apart: block_row_walk where they are contiguous.
+template <typename T, typename Fn>
+__device__ __forceinline__ void block_walk(const T* first, int64_t n, int64_t stride, Fn&& f) {
+  if (stride == 1) {
+    block_row_walk(first, n, f);
+  } else {
+    for (int64_t j = threadIdx.x; j < n; j += blockDim.x) f(j, first[j * stride]);
+  }
 }
 
 #define GPUML_GRID_STRIDE(i, n) \

@@ -46,11 +46,7 @@ __global__ void reduce_kernel(ReduceOp op, const T* in, O* out, int64_t outer, i
       if (op == ReduceOp::sum || op == ReduceOp::mean) acc += v;
       else fold_max(v, r, acc, idx);
     };
-    if (inner == 1) {
-      block_row_walk(in + base, reduce, fold);  // a contiguous row: 16-byte loads where aligned
-    } else {
-      for (int64_t r = threadIdx.x; r < reduce; r += blockDim.x) fold(r, in[base + r * inner]);
-    }
+    block_walk(in + base, reduce, inner, fold);  // a contiguous row (inner 1): 16-byte loads where aligned
     s_value[threadIdx.x] = acc;
     s_index[threadIdx.x] = idx;
     __syncthreads();
@@ -105,13 +101,7 @@ __global__ void softmax_kernel(bool log_out, const T* in, T* out, int64_t outer,
   for (int64_t row = blockIdx.x; row < outer * inner; row += gridDim.x) {
     const int64_t base = (row / inner) * n * inner + row % inner;
     // Every element of the row in this thread's share: 16-byte loads where the row is contiguous.
-    auto walk = [&](auto&& f) {
-      if (inner == 1) {
-        block_row_walk(in + base, n, f);
-      } else {
-        for (int64_t j = threadIdx.x; j < n; j += blockDim.x) f(j, in[base + j * inner]);
-      }
-    };
+    auto walk = [&](auto&& f) { block_walk(in + base, n, inner, f); };
     double m = -DBL_MAX;
     walk([&](int64_t, T x) { m = fmax(m, to_f64(x)); });
     s_part[threadIdx.x] = m;
