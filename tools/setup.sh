@@ -15,10 +15,13 @@ build_type="${BUILD_TYPE:-Release}"
 werror="${GPUML_WERROR:-OFF}"
 jobs="${JOBS:-$(nproc)}"
 
-# Everything comes from the distribution; nothing is downloaded at build time.
+# Everything comes from the distribution; nothing is downloaded at build time. Recommends are not
+# installed, so a package that another one only recommends is named here: oneDNN's CMake config
+# needs the OpenCL headers and loader (ocl-icd-opencl-dev), a Recommends of libdnnl-dev. CI
+# (.ci/run) runs this script in a fresh Debian root, so a missing entry fails there.
 packages=(
   build-essential cmake ninja-build pkg-config
-  libdnnl-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libzip-dev
+  libdnnl-dev ocl-icd-opencl-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libzip-dev
   libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev
   libgtest-dev libbenchmark-dev
   python3 dataset-fashion-mnist
