@@ -1,32 +1,36 @@
 #!/usr/bin/python3
 """gpuml's ONNX export is valid ONNX and runs in ONNX Runtime with gpuml's outputs.
 
-Usage: onnx_export_check.py GPUML_BINARY WORK_DIR [ORT_NODE_MODULES]
+Usage: onnx_export_check.py GPUML_BINARY WORK_DIR
 For the mlp and cnn presets (one epoch on a 2000-image Fashion-MNIST subset) and a JSON model
 with the other exportable layers (BatchNorm2d, AvgPool2d, LayerNorm, GELU both forms, Tanh,
 Sigmoid, Dropout, BatchNorm1d):
   1. `gpuml export --onnx` passes onnx.checker.check_model(full_check=True) (Debian's python3-onnx),
      with opset 17, IR version 8 and a dynamic batch dimension;
-  2. when ORT_NODE_MODULES holds onnxruntime-node (`npm install --ignore-scripts onnxruntime-node`)
-     and node is installed, ONNX Runtime (CPU execution provider) runs the model on the whole
-     Fashion-MNIST test set (10000 images, batches of 1000 and 999 to vary the batch) and its
+  2. ONNX Runtime (the `onnxruntime` package from PyPI, CPU execution provider) runs the model on
+     the whole Fashion-MNIST test set (10000 images, batches of 999 to vary the batch) and its
      probabilities equal `gpuml predict`'s within 1e-4.
-Exits 77 (skipped) when onnx/numpy or the dataset is missing. A missing onnxruntime-node skips
-only step 2, and says so.
+Skips (exit 77) when onnx/numpy, onnxruntime or the dataset is missing; under CI=true a missing
+tool is a failure instead (ci_skip.py).
 """
-import json, os, shutil, subprocess, sys
+import json, os, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ci_skip import skip  # noqa: E402
 
 try:
     import numpy as np
     import onnx
-except ImportError:
-    print("onnx/numpy (python3-onnx, python3-numpy) not installed: skipped")
-    sys.exit(77)
+except ImportError as e:
+    skip(f"onnx/numpy (python3-onnx, python3-numpy) not installed ({e})")
+try:
+    import onnxruntime as ort
+except ImportError as e:
+    skip(f"onnxruntime (pip install onnxruntime) not installed ({e})")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import onnx_fmnist_common as common
 
-HERE = os.path.dirname(os.path.abspath(__file__))
 
 # Every other exportable layer, in one model that still trains on Fashion-MNIST.
 ZOO = {"input_shape": [1, 28, 28], "layers": [
@@ -57,17 +61,16 @@ def check_onnx(path):
     return [n.op_type for n in m.graph.node]
 
 
+def run_onnxruntime(path, x, batch):
+    """The model's probabilities from ONNX Runtime, in batches of `batch` (the last one shorter)."""
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    parts = [session.run(["probabilities"], {name: x[i:i + batch]})[0] for i in range(0, len(x), batch)]
+    return np.concatenate(parts)
+
+
 def main():
-    modules = os.path.abspath(sys.argv[3] if len(sys.argv) > 3 else os.environ.get("GPUML_ORT_NODE_MODULES", ""))
-    started = common.setup(2000, 10000)
-    if started is None:
-        return 77
-    gpuml, work, data, x = started
-    have_ort = bool(shutil.which("node")) and os.path.isdir(os.path.join(modules, "onnxruntime-node"))
-    if not have_ort:
-        print(f"ONNX Runtime check skipped: no node or no onnxruntime-node under '{modules}'")
-    xfile = os.path.join(work, "x.f32")
-    x.astype("<f4").tofile(xfile)
+    gpuml, work, data, x = common.setup(2000, 10000)
     with open(os.path.join(work, "zoo.json"), "w") as f:
         json.dump(ZOO, f)
     ok = True
@@ -77,17 +80,11 @@ def main():
         path = os.path.join(work, name + ".onnx")
         common.run([gpuml, "export", "--checkpoint", run, "--onnx", path])
         print(f"{name}: onnx.checker (full_check) passed; nodes {check_onnx(path)}")
-        if not have_ort:
-            continue
         pred = os.path.join(work, name + ".npy")
         common.run([gpuml, "predict", "--checkpoint", run, "--input", os.path.join(data, "t10k-images-idx3-ubyte"),
                     "--output", pred])
         ours = np.load(pred)
-        out = os.path.join(work, name + ".ort.f32")
-        r = common.run(["node", os.path.join(HERE, "onnx_ort_run.js"), modules, path, xfile,
-                        ",".join(map(str, x.shape)), "probabilities", out, "999"])
-        print(r.stdout.strip())
-        theirs = np.fromfile(out, dtype="<f4").reshape(ours.shape)
+        theirs = run_onnxruntime(path, x, 999)
         err = float(np.abs(ours - theirs).max())
         agree = float((ours.argmax(1) == theirs.argmax(1)).mean())
         print(f"{name}: max |onnxruntime - gpuml predict| = {err:.3g} over {ours.shape}, argmax agreement {agree}")

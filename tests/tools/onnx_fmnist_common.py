@@ -42,8 +42,8 @@ def setup(train, test):
     WORK/data, and the test images; None when the dataset is not installed (exit 77 then)."""
     gpuml, work = sys.argv[1], sys.argv[2]
     if not have_dataset():
-        print("dataset-fashion-mnist not installed: skipped")
-        return None
+        from ci_skip import skip
+        skip("dataset-fashion-mnist not installed")
     os.makedirs(work, exist_ok=True)
     data = write_subset(work, train, test)
     return gpuml, work, data, test_images(data)

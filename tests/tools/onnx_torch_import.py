@@ -12,14 +12,16 @@ numpy, or without the dataset.
 """
 import os, sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ci_skip import skip  # noqa: E402
+
 try:
     import numpy as np
     import onnx  # noqa: F401  (torch.onnx.export needs it)
     import torch
     import torch.nn as nn
-except ImportError:
-    print("torch/onnx/numpy not installed: skipped")
-    sys.exit(77)
+except ImportError as e:
+    skip(f"torch/onnx/numpy not installed ({e})")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import onnx_fmnist_common as common

@@ -14,13 +14,15 @@ Exits 77 (skipped) when torch, numpy or the dataset is missing.
 """
 import os, sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ci_skip import skip  # noqa: E402
+
 try:
     import numpy as np
     import torch
     import torch.nn as nn
-except ImportError:
-    print("torch/numpy not installed: skipped")
-    sys.exit(77)
+except ImportError as e:
+    skip(f"torch/numpy not installed ({e})")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import onnx_fmnist_common as common

@@ -9,13 +9,15 @@ torch or the dataset is missing.
 """
 import os, subprocess, sys
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from ci_skip import skip  # noqa: E402
+
 try:
     import numpy as np
     import torch
     import torch.nn as nn
-except ImportError:
-    print("torch/numpy not installed: skipped")
-    sys.exit(77)
+except ImportError as e:
+    skip(f"torch/numpy not installed ({e})")
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from onnx_fmnist_common import have_dataset, read_idx, write_subset  # noqa: E402
@@ -41,8 +43,7 @@ def load_safetensors(path):
 def main():
     gpuml, work = sys.argv[1], sys.argv[2]
     if not have_dataset():
-        print("dataset-fashion-mnist not installed: skipped")
-        return 77
+        skip("dataset-fashion-mnist not installed")
     data = write_subset(work, 2000, 300)
     run = os.path.join(work, "run")
     subprocess.run([gpuml, "train", "--model", "mlp", "--epochs", "1", "--quiet", "--data", data, "--out", run],
