@@ -145,14 +145,14 @@ PY
 fi
 
 note "training: gpuml --device cuda vs torch eager and torch.compile"
-# bf16: gpuml --precision bf16 against the peer under torch.autocast (bench/torch_autocast_bf16.py).
+# bf16: gpuml --precision bf16 against the peer under torch.autocast (bench/torch_peer.py --bf16).
 precisions="${PRECISIONS:-fp32 bf16}"
 md ""; md "## Training, $epochs epoch(s), Adam 1e-3 (seconds per epoch)"; md ""
 md "| precision | model | batch | gpuml s/epoch | gpuml acc | torch eager | torch.compile | gpuml/eager (<= 0.5) | gpuml/compile (<= 0.8) |"
 md "|---|---|---:|---:|---:|---:|---:|---:|---:|"
 for precision in $precisions; do
   peer_cmd=("$python" "$peer")
-  [[ "$precision" == bf16 ]] && peer_cmd=("$python" "$root/bench/torch_autocast_bf16.py" "$peer")
+  [[ "$precision" == bf16 ]] && peer_cmd=("$python" "$root/bench/torch_peer.py" --bf16 "$peer")
   for model in ${MODELS:-mlp cnn}; do
     for batch in ${BATCHES:-128 1024}; do
       run="$work/run-$precision-$model-$batch"
