@@ -41,6 +41,12 @@ if(NOT GPUML_CUDA STREQUAL "OFF")
       set(CMAKE_CUDA20_STANDARD_COMPILE_OPTION "-std=c++20")
       set(CMAKE_CUDA20_EXTENSION_COMPILE_OPTION "-std=c++20")
     endif()
+    # Debian 12's CMake 3.25.1 sets a property on CUDA::nvToolsExt without checking that the target
+    # exists, and CUDA 12+ ships no libnvToolsExt (NVTX 3 is header-only), so find_package fails on
+    # a stock machine. An empty placeholder target (nothing links it) lets the module finish.
+    if(CMAKE_VERSION VERSION_LESS 3.26 AND NOT TARGET CUDA::nvToolsExt)
+      add_library(CUDA::nvToolsExt INTERFACE IMPORTED)
+    endif()
     find_package(CUDAToolkit)
     find_path(GPUML_CUDNN_INCLUDE_DIR cudnn.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include)
     find_library(GPUML_CUDNN_LIBRARY cudnn HINTS ${CUDAToolkit_LIBRARY_DIR} /usr/lib/x86_64-linux-gnu)
