@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/system_info.h"
 
 namespace gpuml {
 
@@ -35,7 +36,16 @@ std::string precision_note(Precision precision, const Backend& backend) {
   std::vector<std::string_view> missing;
   for (OpId op : {OpId::matmul, OpId::conv2d})
     if (!backend.supports(op, DType::bf16)) missing.push_back(op_name(op));
-  if (missing.empty()) return "";
+  if (missing.empty()) {
+    // The cpu backend's oneDNN runs bf16 on any AVX-512 CPU, but without bf16 arithmetic it
+    // converts every operand to f32 and back: 5x slower than fp32 on such a machine (BENCHMARKS.md).
+    CpuFeatures cpu = detect_cpu_features();
+    if (backend.name() == "cpu" && !cpu.avx512_bf16 && !cpu.amx_bf16)
+      return fmt::format("bf16: this CPU has no bf16 arithmetic (AVX-512 BF16 or AMX), so {} emulates it and "
+                         "--precision fp32 is likely faster here",
+                         backend.name());
+    return "";
+  }
   return fmt::format("bf16: {} has no bf16 {} on this machine; they run on another backend (slowly on the "
                      "reference one), so --precision fp32 is likely faster here",
                      backend.name(), fmt::join(missing, " or "));

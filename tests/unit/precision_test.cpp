@@ -12,6 +12,7 @@
 #include "graph/executor.h"
 #include "nn/model.h"
 #include "train/model_runner.h"
+#include "core/system_info.h"
 #include "train/precision.h"
 
 namespace gpuml {
@@ -140,6 +141,16 @@ TEST(Precision, Tf32OnACpuIsNamedInTheNote) {
   EXPECT_NE(precision_note(Precision::tf32, cpu).find("no TF32"), std::string::npos);
   // The reference backend has every bf16 kernel, so there is nothing to say about bf16 on it.
   EXPECT_EQ(precision_note(Precision::bf16, backend_registry().reference()), "");
+}
+
+// On a CPU without bf16 arithmetic the cpu backend emulates it, slower than fp32: the note says so.
+TEST(Precision, Bf16WithoutBf16ArithmeticIsNamedInTheNote) {
+  CpuFeatures f = detect_cpu_features();
+  std::string note = precision_note(Precision::bf16, backend_registry().get("cpu"));
+  if (f.avx512_bf16 || f.amx_bf16)
+    EXPECT_EQ(note, "") << cpu_features_str(f);
+  else
+    EXPECT_NE(note.find("no bf16 arithmetic"), std::string::npos) << note;
 }
 
 // The planner sets allow_tf32 on f32 matmul/conv steps only and deterministic on every step.
