@@ -22,6 +22,7 @@ struct LoadedModel {
   std::string path;      // the checkpoint file read
   std::string data;      // the dataset the run trained on (from its config), may be empty
   std::vector<std::string> class_names;  // class id -> name, when the run's data named them
+  std::string csv_label, csv_fill;       // how the run read a CSV (--csv-label, --csv-fill), for eval
 };
 
 // `path`: a run directory (best.safetensors, else last.safetensors), a checkpoint file, or an

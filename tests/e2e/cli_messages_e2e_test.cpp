@@ -157,6 +157,23 @@ TEST_F(CliMessages, CsvWithAnImagePresetOrTheLabelFirstSaysWhatToGive) {
   EXPECT_NE(f.output.find("--csv-label NAME"), std::string::npos) << f.output;
 }
 
+// eval reads a CSV as the run read it (its --csv-label): before, it took the last column as the
+// label whatever the run was told, and has no --csv-label of its own to be pointed to.
+TEST_F(CliMessages, EvalReadsACsvWithTheRunsLabelColumn) {
+  fs::path csv = dir_.path() / "label-first.csv", model = dir_.path() / "model.json", run = dir_.path() / "run";
+  std::ofstream out(csv);
+  out << "label,p1,p2\n";
+  for (int i = 0; i < 30; ++i) out << i % 3 << "," << 100 * (i % 3) << "," << 255 - i << "\n";
+  out.close();
+  write_linear_model(model, 2, 3);
+  auto t = run_gpuml("train --quiet --epochs 1 --csv-label label --data " + q(csv) + " --model " + q(model) +
+                     " --out " + q(run));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  auto e = run_gpuml("eval --checkpoint " + q(run));
+  EXPECT_EQ(e.exit_code, 0) << e.output;
+  EXPECT_NE(e.output.find("30 samples (train split)"), std::string::npos) << e.output;
+}
+
 // What the user sees: the device actually used, "1 epoch", a note for a flag that does not apply
 // to in-memory data, and which checkpoint eval and export loaded.
 TEST_F(CliMessages, HeaderNamesTheDeviceUsedAndCountsEpochsInWords) {
