@@ -80,7 +80,8 @@ Command add_data_command(CLI::App& app) {
   p->add_option("INPUT", pack->input, "The dataset to convert")->required();
   p->add_option("OUTDIR", pack->output, "The directory to write (new, empty, or an earlier pack)")->required();
   p->add_option("--shard-size", pack->shard_size, "Bytes per shard: 4096, 512K, 64M, 1G")->capture_default_str();
-  p->add_option("--image-size", pack->image_size, "Image folders: resize to WIDTHxHEIGHT (default: the most common size)");
+  p->add_option("--image-size", pack->image_size,
+                "Image folders: resize to WIDTHxHEIGHT (default: the most common size)");
   p->add_option("--image-channels", pack->channels, "Image folders: 1 (gray) or 3 (RGB) (default: the most common)")
       ->check(CLI::IsMember({0, 1, 3}));
   p->add_option("--labels", pack->labels, "Labels for a single IDX or .npy samples file");

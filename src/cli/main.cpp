@@ -82,7 +82,8 @@ int main(int argc, char** argv) {
     // CLI11 reports an unknown command as a missing one; name the word the user typed instead.
     std::string first = argc > 1 ? argv[1] : "";
     std::vector<std::string> commands = command_names(app);
-    std::string unknown_flag = dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr ? unknown_flag_message(app, argc, argv) : "";
+    const bool extras = dynamic_cast<const CLI::ExtrasError*>(&e) != nullptr;
+    std::string unknown_flag = extras ? unknown_flag_message(app, argc, argv) : "";
     if (!first.empty() && first[0] != '-' &&
         std::find(commands.begin(), commands.end(), first) == commands.end())
       std::cerr << "gpuml: error: unknown command '" << first << "' (commands: "

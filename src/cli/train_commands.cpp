@@ -148,8 +148,9 @@ Command add_train_command(CLI::App& app) {
                 "Deterministic kernels: two runs with the same seed, device and --threads give identical weights");
   // Two flags rather than CLI11's "--cuda-graphs,!--no-cuda-graphs", whose help reads
   // "--no-cuda-graphs{false}", as if graphs were off by default.
-  CLI::Option* graphs = cmd->add_flag("--cuda-graphs", cfg->cuda_graphs,
-                                      "Capture the training step as a CUDA graph and replay it (the default; GPU only)");
+  CLI::Option* graphs =
+      cmd->add_flag("--cuda-graphs", cfg->cuda_graphs,
+                    "Capture the training step as a CUDA graph and replay it (the default; GPU only)");
   cmd->add_flag_callback("--no-cuda-graphs", [cfg] { cfg->cuda_graphs = false; },
                          "Launch each op of the step instead of replaying a CUDA graph")
       ->excludes(graphs);
@@ -165,7 +166,8 @@ Command add_train_command(CLI::App& app) {
               if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(gpu_cap));
             cfg->schedule = optim::parse_schedule(*schedule);
             cfg->precision = parse_precision(*precision);
-            if (!memory_limit->empty()) cfg->data_memory_limit = memory_size_bytes(*memory_limit, "--data-memory-limit");
+            if (!memory_limit->empty())
+              cfg->data_memory_limit = memory_size_bytes(*memory_limit, "--data-memory-limit");
             if (*weight_decay >= 0) cfg->optimizer.weight_decay = *weight_decay;
             if (!betas->empty()) std::tie(cfg->optimizer.beta1, cfg->optimizer.beta2) = parse_betas(*betas);
             if (!betas->empty() && cfg->optimizer.kind == "sgd")
@@ -184,8 +186,8 @@ Command add_train_command(CLI::App& app) {
               fmt::print("done: no epoch finished in this run, {:.1f} s training; run in {}\n", r.seconds_training, r.run_dir);
             else
               fmt::print("done: {}, train acc {:.4f}, eval acc {:.4f} (best {:.4f}), {:.1f} s training; run in {}\n",
-                         count_of(r.epochs_run, "epoch"), r.train_accuracy, r.eval_accuracy, r.best_accuracy, r.seconds_training,
-                         r.run_dir);
+                         count_of(r.epochs_run, "epoch"), r.train_accuracy, r.eval_accuracy, r.best_accuracy,
+                         r.seconds_training, r.run_dir);
             return 0;
           }};
 }

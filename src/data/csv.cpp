@@ -134,8 +134,8 @@ void parse_record(const CsvRecord& rec, const CsvLayout& l, const CsvOptions& op
         out.raw_labels->emplace_back(label);
       } else {
         std::optional<int64_t> id = parse_integer(field);
-        GPUML_CHECK_KIND(ErrorKind::Io, id.has_value(), "{}:{}:{}: label '{}' is not an integer class id (column '{}'){}",
-                         path, rec.line, c + 1, field, l.label_name, label_hint(field, out.raw_labels == nullptr));
+        GPUML_CHECK_KIND(ErrorKind::Io, id.has_value(),
+                         "{}:{}:{}: label '{}' is not an integer class id (column '{}'){}", path, rec.line, c + 1, field, l.label_name, label_hint(field, out.raw_labels == nullptr));
         out.int_labels->push_back(*id);
       }
       continue;

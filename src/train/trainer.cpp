@@ -386,7 +386,9 @@ TrainResult train(const TrainConfig& requested) {
       // Each step moves the dropout stream by 2^32 Philox blocks: masks never repeat.
       StepStats s = runner.train_step(batch->x, batch->y, lr, progress.step + 1, (progress.step + 1) << 32);
       step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
-      GPUML_CHECK(std::isfinite(s.loss), "the loss became {} at step {} (epoch {}, batch {}); training stopped. {}. Try a lower --lr or --clip-grad-norm",
+      GPUML_CHECK(std::isfinite(s.loss),
+                  "the loss became {} at step {} (epoch {}, batch {}); training stopped. {}. Try a lower --lr or "
+                  "--clip-grad-norm",
                   s.loss, progress.step + 1, epoch + 1, batch->index + 1,
                   fs::exists(run_dir / "last.safetensors")
                       ? fmt::format("The last good checkpoint is {}", (run_dir / "last.safetensors").string())
