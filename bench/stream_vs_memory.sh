@@ -74,7 +74,7 @@ PY
   fi
   echo "== streaming: --data-memory-limit $LIMIT"
   /usr/bin/time -v "$GPUML" train --data "$WORK/shards" --model mlp --epochs 1 --batch-size "$BATCH" --seed 0 \
-      --data-memory-limit "$LIMIT" --quiet --out "$WORK/run-stream" 2> "$WORK/time-stream.txt" >"$WORK/stream.log"
+      --data-memory-limit "${LIMIT}B" --quiet --out "$WORK/run-stream" 2> "$WORK/time-stream.txt" >"$WORK/stream.log"
   train_mem "-again"
   rm -rf "$WORK/mem-idx"
   mem_sps=$(python3 -c "print(($(metric "$WORK/run-mem" samples_per_second) + $(metric "$WORK/run-mem-again" samples_per_second)) / 2)")

@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "cli/commands.h"
+#include "cli/flag_checks.h"
 #include "core/error.h"
 #include "data/pack.h"
 #include "data/shard_reader.h"
@@ -15,7 +16,7 @@ namespace gpuml::cli {
 namespace {
 
 struct PackArgs {
-  std::string input, output, shard_size = "64M", image_size, labels, csv_label;
+  std::string input, output, shard_size = "64M", image_size, labels, csv_label, csv_fill;
   int channels = 0;
   uint64_t seed = 0;
   bool quiet = false;
@@ -41,17 +42,22 @@ int run_pack(const PackArgs& a) {
   o.image_channels = a.channels;
   o.labels = a.labels;
   o.csv_label = a.csv_label;
+  o.csv_fill = a.csv_fill;
   o.seed = a.seed;
-  std::optional<ProgressBar> bar;
+  // Made before packing starts, so that its clock (and the rate it shows) includes the first records.
+  ProgressBar bar("pack", 0, "records");
+  bool shown_any = false;
   int64_t shown = 0;
   if (!a.quiet)
     o.on_progress = [&](int64_t done, int64_t total) {
-      if (!bar) bar.emplace("pack", total, "records");
-      bar->advance(done - shown, done - shown);
+      bar.set_total(total);
+      bar.advance(done - shown, done - shown);
       shown = done;
+      shown_any = true;
     };
   data::PackReport r = data::pack_dataset(a.input, a.output, o);
-  if (bar) bar->finish();
+  if (shown_any) bar.finish();
+  for (const std::string& note : r.notes) fmt::print("{}\n", note);
   uint64_t bytes = 0;
   size_t shards = 0;
   for (const data::ShardSplit& s : r.manifest.splits) {
@@ -74,11 +80,14 @@ Command add_data_command(CLI::App& app) {
   p->add_option("INPUT", pack->input, "The dataset to convert")->required();
   p->add_option("OUTDIR", pack->output, "The directory to write (new, empty, or an earlier pack)")->required();
   p->add_option("--shard-size", pack->shard_size, "Bytes per shard: 4096, 512K, 64M, 1G")->capture_default_str();
-  p->add_option("--image-size", pack->image_size, "Image folders: resize to WIDTHxHEIGHT (default: the first image's)");
-  p->add_option("--image-channels", pack->channels, "Image folders: 1 (gray) or 3 (RGB) (default: the first image's)")
+  p->add_option("--image-size", pack->image_size,
+                "Image folders: resize to WIDTHxHEIGHT (default: the most common size)");
+  p->add_option("--image-channels", pack->channels, "Image folders: 1 (gray) or 3 (RGB) (default: the most common)")
       ->check(CLI::IsMember({0, 1, 3}));
   p->add_option("--labels", pack->labels, "Labels for a single IDX or .npy samples file");
   p->add_option("--csv-label", pack->csv_label, "CSV: the label column's name (default: the last column)");
+  p->add_option("--csv-fill", pack->csv_fill, "CSV: fill missing values with this number (default: they are errors)")
+      ->check(csv_fill_value());
   p->add_option("--seed", pack->seed, "Image folders: the file order; synthetic: the data")->capture_default_str();
   p->add_flag("--quiet", pack->quiet, "No progress bar");
 
@@ -97,15 +106,17 @@ Command add_data_command(CLI::App& app) {
               fmt::print("{}", data::describe_shard_dataset(*dir));
               return 0;
             }
-            std::optional<ProgressBar> bar;
+            ProgressBar bar("verify", 0, "shards");
+            bool shown_any = false;
             auto on_shard = [&](int64_t done, int64_t total) {
               if (*verify_quiet) return;
-              if (!bar) bar.emplace("verify", total, "shards");
-              bar->advance(1, 1);
+              bar.set_total(total);
+              bar.advance(1, 1);
+              shown_any = true;
               (void)done;
             };
             std::vector<data::ShardProblem> problems = data::verify_shard_dataset(*verify_dir, on_shard);
-            if (bar) bar->finish();
+            if (shown_any) bar.finish();
             for (const data::ShardProblem& problem : problems) fmt::print(stderr, "damaged: {}\n", problem.message);
             if (!problems.empty()) {
               fmt::print(stderr, "gpuml: error: {}: {} problem(s) found\n", *verify_dir, problems.size());

@@ -24,6 +24,7 @@ Command add_export_command(CLI::App& app) {
   return {cmd, [a] {
             GPUML_CHECK(!a->npz.empty() || !a->onnx.empty(), "export: give --npz FILE and/or --onnx FILE");
             LoadedModel m = load_trained_model(a->checkpoint);
+            fmt::print("model: {}\n", m.path);
             if (!a->npz.empty()) {
               interop::save_npz_weights(a->npz, m.checkpoint.model);
               fmt::print("wrote {} tensors to {}\n", m.checkpoint.model.size(), a->npz);

@@ -5,7 +5,9 @@
 
 #include "backend/backend.h"
 #include "cli/commands.h"
+#include "cli/flag_checks.h"
 #include "core/error.h"
+#include "core/spelling.h"
 #include "data/shard_format.h"
 #include "train/inference.h"
 #include "train/trainer.h"
@@ -14,28 +16,49 @@ namespace gpuml::cli {
 
 namespace {
 
-// CLI11's NonNegativeNumber/PositiveNumber state their range as "0.000000 to 1.797...e308" in
-// full; these say it in words ("--max-steps: must be >= 0, got -1").
-CLI::Validator number_at_least(double low, bool inclusive) {
-  const std::string bound = fmt::format("{} {}", inclusive ? ">=" : ">", low);
-  return CLI::Validator(
-      [=](std::string& text) -> std::string {
-        double value = 0;
-        try {
-          size_t used = 0;
-          value = std::stod(text, &used);
-          if (used != text.size()) throw std::invalid_argument(text);
-        } catch (const std::exception&) {
-          return fmt::format("'{}' is not a number", text);
-        }
-        const bool ok = inclusive ? value >= low : value > low;
-        return ok ? std::string() : fmt::format("must be {}, got {}", bound, text);
-      },
-      inclusive && low == 0 ? "NONNEGATIVE" : low == 0 ? "POSITIVE" : "NUMBER " + bound);
-}
-
 const CLI::Validator kNonNegative = number_at_least(0, true);
 const CLI::Validator kPositive = number_at_least(0, false);
+
+// "0.9,0.999" -> (0.9, 0.999); false when the text is not two numbers in [0, 1).
+bool split_betas(const std::string& text, double& beta1, double& beta2) {
+  const size_t comma = text.find(',');
+  if (comma == std::string::npos) return false;
+  try {
+    size_t used1 = 0, used2 = 0;
+    beta1 = std::stod(text.substr(0, comma), &used1);
+    beta2 = std::stod(text.substr(comma + 1), &used2);
+    if (used1 != comma || used2 != text.size() - comma - 1) return false;
+  } catch (const std::exception&) {
+    return false;
+  }
+  return beta1 >= 0 && beta1 < 1 && beta2 >= 0 && beta2 < 1;
+}
+
+CLI::Validator betas_value() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        double beta1 = 0, beta2 = 0;
+        return split_betas(text, beta1, beta2)
+                   ? std::string()
+                   : fmt::format("'{}': expected BETA1,BETA2, two numbers in [0, 1), e.g. 0.9,0.999", text);
+      },
+      "BETA1,BETA2");
+}
+
+std::pair<double, double> parse_betas(const std::string& text) {
+  double beta1 = 0, beta2 = 0;
+  GPUML_CHECK(split_betas(text, beta1, beta2), "--betas '{}': expected BETA1,BETA2 in [0, 1)", text);
+  return {beta1, beta2};
+}
+
+// Flags that were given but do not apply to the data at hand: say so rather than ignore them.
+void print_flag_notes(const TrainConfig& cfg, const CLI::App& cmd) {
+  if (!cfg.resume.empty() || data::is_shard_dataset(cfg.data)) return;
+  for (const char* flag : {"--data-memory-limit", "--shuffle-buffer"})
+    if (cmd.count(flag) > 0)
+      fmt::print(stderr, "note: {} applies to sharded data (gpuml data pack); {} is read into memory whole\n", flag,
+                 cfg.data);
+}
 
 void add_precision_option(CLI::App* cmd, std::string& target, const std::string& help) {
   cmd->add_option("--precision", target, help)->capture_default_str()->check(CLI::IsMember({"fp32", "tf32", "bf16"}));
@@ -68,7 +91,8 @@ Command add_train_command(CLI::App& app) {
                   "A directory of IDX files, a .csv or an .npz file, or a sharded dataset (gpuml data pack)")
       ->capture_default_str();
   cmd->add_option("--data-memory-limit", *memory_limit,
-                  "Sharded data: host memory for data, e.g. 512M, 4G (default: a quarter of the available memory)");
+                  "Sharded data: host memory for data, e.g. 512M, 4G (default: a quarter of the available memory)")
+      ->check(memory_size(false));
   cmd->add_option("--shuffle-buffer", cfg->shuffle_buffer,
                   "Sharded data: records in the shuffle buffer (default: as many as the memory limit allows)")
       ->check(kNonNegative);
@@ -80,7 +104,12 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--optimizer", cfg->optimizer.kind, "sgd, adam or adamw")
       ->capture_default_str()
       ->check(CLI::IsMember({"sgd", "adam", "adamw"}));
-  cmd->add_option("--momentum", cfg->optimizer.momentum, "SGD momentum")->capture_default_str();
+  cmd->add_option("--momentum", cfg->optimizer.momentum, "SGD momentum (adam/adamw: see --betas)")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  auto betas = std::make_shared<std::string>();
+  cmd->add_option("--betas", *betas, "Adam/AdamW: BETA1,BETA2, the decay of the moment estimates (default 0.9,0.999)")
+      ->check(betas_value());
   cmd->add_flag("--nesterov", cfg->optimizer.nesterov, "SGD with Nesterov momentum");
   cmd->add_option("--weight-decay", *weight_decay, "Weight decay (default 0; 0.01 for adamw)");
   cmd->add_option("--clip-grad-norm", cfg->optimizer.clip_grad_norm, "Clip the global gradient norm (0: off)")
@@ -89,17 +118,20 @@ Command add_train_command(CLI::App& app) {
       ->capture_default_str();
   cmd->add_option("--seed", cfg->seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
   cmd->add_option("--threads", cfg->threads, "CPU threads (0: all cores)")->capture_default_str()->check(kNonNegative);
-  cmd->add_option("--device", cfg->device, "auto, cpu, ref or cuda[:N]")->capture_default_str();
-  cmd->add_option("--out", cfg->out, "Run directory (default runs/<model>-<time>)");
+  cmd->add_option("--device", cfg->device, "auto, cpu, ref or cuda[:N]")->capture_default_str()->check(device_name());
+  cmd->add_option("--out", cfg->out, "Run directory (default runs/<model>-<time>)")->check(directory_to_write());
   cmd->add_option("--resume", cfg->resume, "Continue a run: its directory or a checkpoint file");
   cmd->add_option("--init-from", cfg->init_from,
                   "Start from these weights (.safetensors or .npz with PyTorch state_dict names)");
   cmd->add_option("--val-split", cfg->val_split, "Hold out this fraction of the training set for validation")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(number_in_range(0, 1));
   cmd->add_option("--patience", cfg->patience, "Stop after this many epochs without a better accuracy (0: never)")
-      ->capture_default_str();
+      ->capture_default_str()
+      ->check(kNonNegative);
   cmd->add_option("--csv-label", cfg->csv_label, "CSV: the label column's name (default: the last column)");
-  cmd->add_option("--csv-fill", cfg->csv_fill, "CSV: fill missing values with 'mean' or a number");
+  cmd->add_option("--csv-fill", cfg->csv_fill, "CSV: fill missing values with 'mean' or a number")
+      ->check(csv_fill_value());
   cmd->add_option("--checkpoint-every", cfg->checkpoint_every,
                   "Also checkpoint every N steps inside an epoch, so --resume continues mid-epoch (0: epoch ends)")
       ->capture_default_str()
@@ -114,21 +146,33 @@ Command add_train_command(CLI::App& app) {
                        "and activations, f32 weights, optimizer and losses)");
   cmd->add_flag("--deterministic", cfg->deterministic,
                 "Deterministic kernels: two runs with the same seed, device and --threads give identical weights");
-  cmd->add_flag("--cuda-graphs,!--no-cuda-graphs", cfg->cuda_graphs,
-                "Capture the training step as a CUDA graph and replay it (default on; GPU only)");
-  auto gpu_memory_mib = std::make_shared<int64_t>(0);
-  cmd->add_option("--gpu-memory-limit", *gpu_memory_mib, "Cap on the GPU memory gpuml holds, in MiB (0: none)")
+  // Two flags rather than CLI11's "--cuda-graphs,!--no-cuda-graphs", whose help reads
+  // "--no-cuda-graphs{false}", as if graphs were off by default.
+  CLI::Option* graphs =
+      cmd->add_flag("--cuda-graphs", cfg->cuda_graphs,
+                    "Capture the training step as a CUDA graph and replay it (the default; GPU only)");
+  cmd->add_flag_callback("--no-cuda-graphs", [cfg] { cfg->cuda_graphs = false; },
+                         "Launch each op of the step instead of replaying a CUDA graph")
+      ->excludes(graphs);
+  auto gpu_memory_limit = std::make_shared<std::string>("0");
+  cmd->add_option("--gpu-memory-limit", *gpu_memory_limit,
+                  "Cap on the GPU memory gpuml holds, with a unit: 512M, 8G (0: none)")
       ->capture_default_str()
-      ->check(kNonNegative);
-  return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_mib, precision] {
+      ->check(memory_size(true));
+  return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_limit, precision, betas, cmd] {
             // Device backends take the cap before anything is allocated on them.
+            const uint64_t gpu_cap = memory_size_bytes(*gpu_memory_limit, "--gpu-memory-limit");
             for (Backend* b : backend_registry().all())
-              if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(*gpu_memory_mib) << 20);
+              if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(gpu_cap));
             cfg->schedule = optim::parse_schedule(*schedule);
             cfg->precision = parse_precision(*precision);
             if (!memory_limit->empty())
-              cfg->data_memory_limit = data::parse_byte_size(*memory_limit, "--data-memory-limit");
+              cfg->data_memory_limit = memory_size_bytes(*memory_limit, "--data-memory-limit");
             if (*weight_decay >= 0) cfg->optimizer.weight_decay = *weight_decay;
+            if (!betas->empty()) std::tie(cfg->optimizer.beta1, cfg->optimizer.beta2) = parse_betas(*betas);
+            if (!betas->empty() && cfg->optimizer.kind == "sgd")
+              GPUML_FAIL(ErrorKind::Invalid, "--betas {}: betas are adam/adamw settings; sgd uses --momentum", *betas);
+            print_flag_notes(*cfg, *cmd);
             TrainResult r = train(*cfg);
             if (r.interrupted_by != 0 || r.stopped_at_max_steps) {
               fmt::print(stderr, "{}: checkpoint written to {}/last.safetensors; continue with: gpuml train --resume {}\n",
@@ -141,9 +185,9 @@ Command add_train_command(CLI::App& app) {
             if (r.epochs_run == 0)  // stopped (--max-steps) before any epoch ended: no accuracy to report
               fmt::print("done: no epoch finished in this run, {:.1f} s training; run in {}\n", r.seconds_training, r.run_dir);
             else
-              fmt::print("done: {} epochs, train acc {:.4f}, eval acc {:.4f} (best {:.4f}), {:.1f} s training; run in {}\n",
-                         r.epochs_run, r.train_accuracy, r.eval_accuracy, r.best_accuracy, r.seconds_training,
-                         r.run_dir);
+              fmt::print("done: {}, train acc {:.4f}, eval acc {:.4f} (best {:.4f}), {:.1f} s training; run in {}\n",
+                         count_of(r.epochs_run, "epoch"), r.train_accuracy, r.eval_accuracy, r.best_accuracy,
+                         r.seconds_training, r.run_dir);
             return 0;
           }};
 }
@@ -156,10 +200,11 @@ Command add_eval_command(CLI::App& app) {
   CLI::App* cmd = app.add_subcommand("eval", "Evaluate a trained model on a dataset (its test split if it has one)");
   cmd->add_option("--checkpoint", a->checkpoint, "A run directory or checkpoint file")->required();
   cmd->add_option("--data", a->data, "Dataset (default: the one the run trained on)");
-  cmd->add_option("--device", a->device, "auto, cpu, ref or cuda[:N]")->capture_default_str();
+  cmd->add_option("--device", a->device, "auto, cpu, ref or cuda[:N]")->capture_default_str()->check(device_name());
   add_precision_option(cmd, a->precision, kInferencePrecisionHelp);
   return {cmd, [a] {
             LoadedModel m = load_trained_model(a->checkpoint);
+            fmt::print("model: {}\n", m.path);
             const Precision precision = inference_precision(a->precision, a->device);
             EvalReport r = evaluate_model(m, a->data, a->device, precision);
             fmt::print("{} samples ({} split): loss {:.4f}, accuracy {:.4f}\n", r.count, r.split, r.loss, r.accuracy);
@@ -176,12 +221,15 @@ Command add_predict_command(CLI::App& app) {
   CLI::Option* checkpoint = cmd->add_option("--checkpoint", a->checkpoint, "A run directory or checkpoint file");
   cmd->add_option("--model", a->checkpoint, "An ONNX model (.onnx) instead of a checkpoint")->excludes(checkpoint);
   cmd->add_option("--input", a->input, "IDX images (.gz or raw), a .csv of features or an .npy array")->required();
-  cmd->add_option("--output", a->output, "A .csv (label,p0..) or .npy (probabilities; labels beside it)")->required();
-  cmd->add_option("--device", a->device, "auto, cpu, ref or cuda[:N]")->capture_default_str();
+  cmd->add_option("--output", a->output, "A .csv (label,p0..) or .npy (probabilities; labels beside it)")
+      ->required()
+      ->check(file_extension({".csv", ".npy"}));
+  cmd->add_option("--device", a->device, "auto, cpu, ref or cuda[:N]")->capture_default_str()->check(device_name());
   add_precision_option(cmd, a->precision, kInferencePrecisionHelp);
   return {cmd, [a] {
             GPUML_CHECK(!a->checkpoint.empty(), "predict: give --checkpoint RUN or --model MODEL.onnx");
             LoadedModel m = load_trained_model(a->checkpoint);
+            fmt::print("model: {}\n", m.path);
             const Precision precision = inference_precision(a->precision, a->device);
             int64_t n = write_predictions(m, a->input, a->output, a->device, precision);
             fmt::print("wrote {} predictions to {}\n", n, a->output);

@@ -75,7 +75,8 @@ bool looks_like_header(const CsvRecord& first, const CsvOptions& opt) {
   for (int64_t c = 0; c < columns; ++c) {
     const std::string& f = first.fields[c];
     if (trim(f).empty()) continue;
-    bool numeric = c == label ? (opt.map_string_labels || parse_integer(f).has_value()) : parse_number(f).has_value();
+    bool numeric = c == label ? (opt.map_string_labels || opt.detect_string_labels || parse_integer(f).has_value())
+                              : parse_number(f).has_value();
     if (!numeric) return true;
   }
   return false;
@@ -94,6 +95,17 @@ CsvLayout layout_of(const CsvRecord& first, const CsvOptions& opt, const std::st
     else l.feature_names.push_back(name);
   }
   return l;
+}
+
+// Why a label is not an id, and what to do: a number that is not an integer is a feature (the
+// label is in another column); a word is a class name, which the whole-file reader maps to ids.
+std::string label_hint(std::string_view field, bool streaming) {
+  if (parse_number(field).has_value())
+    return "; is the label in another column? --csv-label NAME names it (default: the last column)";
+  if (streaming)
+    return "; `gpuml data pack` streams the file and needs integer labels: train from the .csv directly "
+           "(gpuml train --data FILE.csv maps class names to ids), or replace the names by ids 0..C-1";
+  return "; string labels are mapped to ids when CsvOptions::map_string_labels or detect_string_labels is set";
 }
 
 // Where one parsed record goes: its features, and per feature whether it is missing (to be
@@ -116,15 +128,14 @@ void parse_record(const CsvRecord& rec, const CsvLayout& l, const CsvOptions& op
   for (int64_t c = 0; c < l.columns; ++c) {
     const std::string& field = rec.fields[c];
     if (c == l.label_column) {
-      if (opt.map_string_labels) {
+      if (opt.map_string_labels || (opt.detect_string_labels && out.raw_labels)) {
         std::string_view label = rec.quoted[c] ? std::string_view(field) : trim(field);
         GPUML_CHECK_KIND(ErrorKind::Io, !label.empty(), "{}:{}:{}: missing label", path, rec.line, c + 1);
         out.raw_labels->emplace_back(label);
       } else {
         std::optional<int64_t> id = parse_integer(field);
         GPUML_CHECK_KIND(ErrorKind::Io, id.has_value(),
-                         "{}:{}:{}: label '{}' is not an integer class id (set map_string_labels to map string "
-                         "labels to ids)", path, rec.line, c + 1, field);
+                         "{}:{}:{}: label '{}' is not an integer class id (column '{}'){}", path, rec.line, c + 1, field, l.label_name, label_hint(field, out.raw_labels == nullptr));
         out.int_labels->push_back(*id);
       }
       continue;
@@ -133,7 +144,8 @@ void parse_record(const CsvRecord& rec, const CsvLayout& l, const CsvOptions& op
     bool ok = v.has_value() && std::isfinite(*v);
     out.missing[f] = !ok;
     if (!ok) {
-      GPUML_CHECK_KIND(ErrorKind::Io, opt.fill != FillPolicy::none, "{}:{}:{}: {} (column '{}'; set a fill policy to fill it)",
+      GPUML_CHECK_KIND(ErrorKind::Io, opt.fill != FillPolicy::none,
+                       "{}:{}:{}: {} (column '{}'; --csv-fill mean or --csv-fill NUMBER fills missing values)",
                        path, rec.line, c + 1,
                        trim(field).empty() ? std::string("missing value")
                        : v.has_value()     ? fmt::format("value '{}' is not finite", field)
@@ -202,10 +214,26 @@ CsvData read_csv(const std::string& path, const CsvOptions& opt) {
     }
   }
 
+  bool map_strings = opt.map_string_labels;
+  if (opt.has_label && opt.detect_string_labels && !opt.map_string_labels) {
+    // Integers stay ids; words become classes; a fractional number means the wrong column.
+    bool all_integers = true;
+    for (int64_t r = 0; r < rows && all_integers; ++r) all_integers = parse_integer(raw_labels[r]).has_value();
+    if (all_integers) {
+      for (const std::string& label : raw_labels) int_labels.push_back(*parse_integer(label));
+    } else {
+      for (int64_t r = 0; r < rows; ++r)
+        GPUML_CHECK_KIND(ErrorKind::Io, parse_integer(raw_labels[r]).has_value() || !parse_number(raw_labels[r]),
+                         "{}:{}:{}: label '{}' is not an integer class id (column '{}'){}", path,
+                         records[first_row + r].line, l.label_column + 1, raw_labels[r], l.label_name,
+                         label_hint(raw_labels[r], false));
+      map_strings = true;
+    }
+  }
   if (opt.has_label) {
     out.labels = Tensor::empty({rows}, DType::i64);
     int64_t* y = out.labels.data<int64_t>();
-    if (opt.map_string_labels) {
+    if (map_strings) {
       out.label_classes = raw_labels;
       std::sort(out.label_classes.begin(), out.label_classes.end());
       out.label_classes.erase(std::unique(out.label_classes.begin(), out.label_classes.end()), out.label_classes.end());
@@ -223,9 +251,9 @@ void stream_csv(const std::string& path, const CsvOptions& opt, size_t block_byt
                 const std::function<void(const CsvLayout&)>& on_layout,
                 const std::function<void(const float*, const int64_t*, int64_t)>& on_rows) {
   GPUML_CHECK(opt.has_label, "{}: streaming a CSV needs a label column", path);
-  GPUML_CHECK(opt.fill != FillPolicy::mean && !opt.map_string_labels,
-              "{}: filling with the column mean and mapping string labels need the whole file; they are not "
-              "available when streaming", path);
+  GPUML_CHECK(opt.fill != FillPolicy::mean && !opt.map_string_labels && !opt.detect_string_labels,
+              "{}: filling with the column mean (--csv-fill mean) and mapping string labels need the whole file; "
+              "streaming (gpuml data pack) takes --csv-fill NUMBER and integer labels", path);
   std::ifstream in(path, std::ios::binary);
   GPUML_CHECK_KIND(ErrorKind::Io, in.good(), "{}: cannot open the CSV file", path);
   std::vector<char> block(std::max<size_t>(block_bytes, 1));

@@ -3,6 +3,7 @@
 //   data::CsvOptions opt;
 //   opt.label_name = "species";           // or opt.label_index = 0; default: the last column
 //   opt.map_string_labels = true;         // "setosa", "virginica" -> 0, 1 (sorted unique order)
+//   opt.detect_string_labels = true;      // ... only when the labels are not all integers
 //   opt.fill = data::FillPolicy::mean;    // missing/non-numeric/NaN/inf -> the column mean
 //   data::CsvData d = data::read_csv("iris.csv", opt);
 //   // d.features (N, F) f32, d.labels (N,) i64, d.label_classes {"setosa", ...}
@@ -31,6 +32,10 @@ struct CsvOptions {
   int64_t label_index = -1;    // negative counts from the end
   bool has_label = true;       // false: every column is a feature (inputs for prediction)
   bool map_string_labels = false;
+  // Map string labels to ids (as map_string_labels) when a label is not a number; integer labels
+  // stay ids, and a label that is a number but not an integer (a feature column, not a label) is
+  // an error naming it. read_csv only: streaming has not seen every label when it must choose.
+  bool detect_string_labels = false;
   FillPolicy fill = FillPolicy::none;
   double fill_value = 0.0;     // for FillPolicy::constant
   char delimiter = ',';

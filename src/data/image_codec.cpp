@@ -90,19 +90,59 @@ Image decode_jpeg(const std::string& path, int requested_channels) {
   return std::move(*img);
 }
 
-}  // namespace
+ImageInfo png_info(const std::string& path) {
+  png_image png;
+  std::memset(&png, 0, sizeof png);
+  png.version = PNG_IMAGE_VERSION;
+  GPUML_CHECK_KIND(ErrorKind::Io, png_image_begin_read_from_file(&png, path.c_str()) != 0, "{}: bad PNG: {}", path,
+                   png.message);
+  ImageInfo info{png.width, png.height, (png.format & PNG_FORMAT_FLAG_COLOR) ? 3 : 1};
+  png_image_free(&png);
+  return info;
+}
 
-Image decode_image_file(const std::string& path, int channels) {
-  GPUML_CHECK(channels == 0 || channels == 1 || channels == 3, "{}: channels must be 1 or 3, got {}", path, channels);
+ImageInfo jpeg_info(const std::string& path) {
+  FilePtr file = open_file(path, "rb");
+  jpeg_decompress_struct cinfo;
+  JpegError err;
+  cinfo.err = jpeg_std_error(&err.base);
+  err.base.error_exit = jpeg_error_exit;
+  auto info = std::make_unique<ImageInfo>();  // on the heap: survives the longjmp unchanged
+  if (setjmp(err.jump)) {
+    jpeg_destroy_decompress(&cinfo);
+    GPUML_FAIL(ErrorKind::Io, "{}: bad JPEG: {}", path, err.message);
+  }
+  jpeg_create_decompress(&cinfo);
+  jpeg_stdio_src(&cinfo, file.get());
+  jpeg_read_header(&cinfo, TRUE);
+  *info = {cinfo.image_width, cinfo.image_height, cinfo.num_components == 1 ? 1 : 3};
+  jpeg_destroy_decompress(&cinfo);
+  return *info;
+}
+
+enum class ImageKind { png, jpeg };
+
+ImageKind image_kind(const std::string& path) {
   uint8_t magic[8] = {};
   {
     FilePtr f = open_file(path, "rb");
     size_t got = std::fread(magic, 1, sizeof magic, f.get());
     GPUML_CHECK_KIND(ErrorKind::Io, got >= 3, "{}: too short to be an image", path);
   }
-  if (magic[0] == 0x89 && magic[1] == 'P' && magic[2] == 'N' && magic[3] == 'G') return decode_png(path, channels);
-  if (magic[0] == 0xFF && magic[1] == 0xD8 && magic[2] == 0xFF) return decode_jpeg(path, channels);
+  if (magic[0] == 0x89 && magic[1] == 'P' && magic[2] == 'N' && magic[3] == 'G') return ImageKind::png;
+  if (magic[0] == 0xFF && magic[1] == 0xD8 && magic[2] == 0xFF) return ImageKind::jpeg;
   GPUML_FAIL(ErrorKind::Io, "{}: not a PNG or JPEG file (by its first bytes)", path);
+}
+
+}  // namespace
+
+Image decode_image_file(const std::string& path, int channels) {
+  GPUML_CHECK(channels == 0 || channels == 1 || channels == 3, "{}: channels must be 1 or 3, got {}", path, channels);
+  return image_kind(path) == ImageKind::png ? decode_png(path, channels) : decode_jpeg(path, channels);
+}
+
+ImageInfo read_image_info(const std::string& path) {
+  return image_kind(path) == ImageKind::png ? png_info(path) : jpeg_info(path);
 }
 
 std::vector<uint8_t> to_chw_resized(const Image& img, int64_t width, int64_t height) {

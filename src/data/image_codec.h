@@ -24,6 +24,14 @@ struct Image {
 // Errors are ErrorKind::Io and name the file.
 Image decode_image_file(const std::string& path, int channels = 0);
 
+// The size of a PNG or JPEG and the channels decode_image_file(path, 0) gives, from its header
+// alone (no pixels decoded): for choosing a folder's common size before decoding every image.
+struct ImageInfo {
+  int64_t width = 0, height = 0;
+  int channels = 0;
+};
+ImageInfo read_image_info(const std::string& path);
+
 // Bilinear resize with half-pixel centres (as PIL/OpenCV's INTER_LINEAR without antialias),
 // rounding to nearest; returns (C, height, width).
 std::vector<uint8_t> to_chw_resized(const Image& image, int64_t width, int64_t height);

@@ -58,6 +58,19 @@ std::vector<int64_t> labels_of(const Tensor& y, const std::string& what) {
 PackReport pack_csv(const std::string& path, const fs::path& out, const PackOptions& o) {
   CsvOptions c;
   if (!o.csv_label.empty()) c.label_name = o.csv_label;
+  if (!o.csv_fill.empty()) {
+    GPUML_CHECK(o.csv_fill != "mean",
+                "--csv-fill mean: `gpuml data pack` streams the CSV and cannot take a column's mean before "
+                "writing; give --csv-fill NUMBER, or train from the .csv directly (gpuml train --csv-fill mean)");
+    c.fill = FillPolicy::constant;
+    try {
+      size_t used = 0;
+      c.fill_value = std::stod(o.csv_fill, &used);
+      GPUML_CHECK(used == o.csv_fill.size(), "--csv-fill '{}': expected a number", o.csv_fill);
+    } catch (const std::logic_error&) {
+      GPUML_FAIL(ErrorKind::Invalid, "--csv-fill '{}': expected a number", o.csv_fill);
+    }
+  }
   // Streamed a block of rows at a time; the writer is made once the first block tells the schema.
   // The record count is not known up front: progress counts against an estimate from the file
   // size and the first block.
@@ -79,7 +92,7 @@ PackReport pack_csv(const std::string& path, const fs::path& out, const PackOpti
                sink->add_many(x, y, n);
              });
   sink->flush();
-  PackReport r{w->finish(), ""};
+  PackReport r{w->finish(), "", {}};
   r.description = fmt::format("CSV {}: {} rows, {} features, label '{}'", path, r.manifest.split("train").records,
                               layout.features, layout.label_name);
   return r;
@@ -128,7 +141,7 @@ PackReport pack_synthetic(const std::string& spec, const fs::path& out, const Pa
     }
     sink.flush();
   }
-  PackReport r{w.finish(), ""};
+  PackReport r{w.finish(), "", {}};
   r.description = fmt::format("{}: {} train, {} test records of u8 {}", spec, n, test, shape_str(shape));
   return r;
 }

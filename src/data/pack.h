@@ -12,7 +12,9 @@
 //   - a .csv (label column as options.csv_label, default the last): read whole; x f32 (F,).
 //   - a directory with one sub-folder of PNG/JPEG images per class (class ids in sorted folder
 //     order), or with train/ and test/ folders laid out that way: images decoded one at a time,
-//     resized (bilinear) to options.image_width x image_height, x u8 (C, H, W). Files are packed
+//     resized (bilinear) to options.image_width x image_height (default: the most common size and
+//     channel count, reported in PackReport::notes), x u8 (C, H, W); the class folder names are
+//     the manifest's class_names. Files are packed
 //     in an order shuffled by options.seed, so shards do not hold one class each.
 //   - "synthetic:N[:CxHxW]": N random u8 records (default 1x28x28) with labels 0..9 (Philox,
 //     options.seed) and a test split of min(N/10, 10000), for benchmarks.
@@ -27,6 +29,7 @@
 #include <filesystem>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "data/shard_format.h"
 
@@ -36,9 +39,10 @@ struct PackOptions {
   uint64_t shard_bytes = uint64_t{64} << 20;
   std::string labels;            // labels file for a single IDX or .npy samples file
   std::string csv_label;         // CSV: label column name; empty: the last column
-  int64_t image_width = 0;       // image folders: output size; 0 = the first image's size
+  std::string csv_fill;          // CSV: "" (a missing value is an error) or a number to fill it with
+  int64_t image_width = 0;       // image folders: output size; 0 = the most common size
   int64_t image_height = 0;
-  int image_channels = 0;        // image folders: 1 (gray) or 3 (RGB); 0 = as the first image
+  int image_channels = 0;        // image folders: 1 (gray) or 3 (RGB); 0 = the most common
   uint64_t seed = 0;             // image file order, synthetic data
   // Called as records are written: (records done, records in all splits). May be empty.
   std::function<void(int64_t, int64_t)> on_progress;
@@ -47,6 +51,9 @@ struct PackOptions {
 struct PackReport {
   ShardManifest manifest;
   std::string description;  // "IDX /data/fmnist: 60000 train, 10000 test"
+  // What the user should know about the conversion, one line each: for image folders the size
+  // and channels chosen and why, how many images were resized or converted, files skipped.
+  std::vector<std::string> notes;
 };
 
 PackReport pack_dataset(const std::string& input, const std::filesystem::path& out_dir, const PackOptions& options);

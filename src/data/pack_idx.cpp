@@ -152,7 +152,7 @@ PackReport pack_idx_dir(const std::string& dir, const fs::path& out, const PackO
   RecordSink sink(w, xs.sample_bytes(), xs.count() + xt.count(), o);
   pack_stream_pair(xs, ys, w, sink, "train", paths[0], paths[1]);
   pack_stream_pair(xt, yt, w, sink, "test", paths[2], paths[3]);
-  PackReport r{w.finish(), ""};
+  PackReport r{w.finish(), "", {}};
   r.description = fmt::format("IDX {}: {} train, {} test", dir, xs.count(), xt.count());
   return r;
 }
@@ -163,7 +163,7 @@ PackReport pack_idx_pair(const std::string& images, const fs::path& out, const P
   w.set_source("IDX " + images);
   RecordSink sink(w, xs.sample_bytes(), xs.count(), o);
   pack_stream_pair(xs, ys, w, sink, "train", images, o.labels);
-  PackReport r{w.finish(), ""};
+  PackReport r{w.finish(), "", {}};
   r.description = fmt::format("IDX {} + {}: {} train", images, o.labels, xs.count());
   return r;
 }

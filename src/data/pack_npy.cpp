@@ -79,7 +79,7 @@ PackReport pack_npy_pair(const std::string& samples, const fs::path& out, const 
   RecordSink sink(w, sample_bytes, n, o);
   w.begin_split("train");
   write_npy_rows(sink, *src, h, labels, sample_bytes, [&] { return read_npy(samples); });
-  PackReport r{w.finish(), ""};
+  PackReport r{w.finish(), "", {}};
   r.description = fmt::format("NPY {} + {}: {} train", samples, o.labels, n);
   return r;
 }
@@ -125,7 +125,7 @@ PackReport pack_npz(const std::string& path, const fs::path& out, const PackOpti
   };
   write_split(xn, yn, "train");
   if (has_test) write_split("x_test", "y_test", "test");
-  PackReport r{w.finish(), ""};
+  PackReport r{w.finish(), "", {}};
   r.description = fmt::format("NPZ {}: {} train{}", path, r.manifest.split("train").records,
                               has_test ? fmt::format(", {} test", r.manifest.split("test").records) : "");
   return r;

@@ -131,6 +131,14 @@ ShardManifest parse_shard_manifest(const std::string& text, const std::string& w
   m.num_classes = j.value("num_classes", int64_t{0});
   MANIFEST_CHECK(m.num_classes >= 0, "{}: num_classes {} is negative", where, m.num_classes);
   m.source = j.value("source", std::string());
+  if (j.contains("class_names")) {
+    const json& names = j.at("class_names");
+    MANIFEST_CHECK(names.is_array(), "{}: \"class_names\" must be an array of strings", where);
+    for (const json& n : names) {
+      MANIFEST_CHECK(n.is_string(), "{}: \"class_names\" must be an array of strings", where);
+      m.class_names.push_back(n.get<std::string>());
+    }
+  }
 
   const json& fields = j.contains("fields") ? j.at("fields") : json();
   MANIFEST_CHECK(fields.is_array() && !fields.empty(), "{}: \"fields\" must be a non-empty array", where);
@@ -206,6 +214,7 @@ std::string shard_manifest_json(const ShardManifest& m) {
   json j = {{"format", kShardFormatName}, {"version", kShardFormatVersion}, {"compression", m.compression},
             {"source", m.source},         {"num_classes", m.num_classes},   {"record_bytes", m.record_bytes()},
             {"fields", fields},           {"splits", splits}};
+  if (!m.class_names.empty()) j["class_names"] = m.class_names;
   return j.dump(1) + "\n";
 }
 

@@ -52,6 +52,8 @@ struct ShardManifest {
   int64_t num_classes = 0;     // 1 + the largest label of field "y" over all splits; 0 if none
   std::string compression = "none";
   std::string source;          // what was packed, for `gpuml data info`
+  // Class id -> name (image folders: the class folder names), empty when the input has none.
+  std::vector<std::string> class_names;
 
   size_t record_bytes() const;
   // Byte offset of a field within a record; throws naming the field and the schema if absent.

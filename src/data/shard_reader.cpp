@@ -147,7 +147,9 @@ std::string describe_shard_dataset(const fs::path& dir) {
   out += fmt::format("record: {} bytes\n", m.record_bytes());
   for (const ShardField& f : m.fields)
     out += fmt::format("  field {} {} {}\n", f.name, dtype_name(f.dtype), shape_str(f.shape));
-  if (m.num_classes > 0) out += fmt::format("classes: {}\n", m.num_classes);
+  if (m.num_classes > 0)
+    out += fmt::format("classes: {}{}\n", m.num_classes,
+                       m.class_names.empty() ? std::string() : fmt::format(" ({})", fmt::join(m.class_names, ", ")));
   for (const ShardSplit& s : m.splits) {
     uint64_t bytes = 0;
     for (const ShardFile& f : s.shards) bytes += f.bytes;

@@ -30,6 +30,7 @@ class ShardWriter {
   ShardWriter& operator=(const ShardWriter&) = delete;
 
   void set_source(std::string source) { manifest_.source = std::move(source); }
+  void set_class_names(std::vector<std::string> names) { manifest_.class_names = std::move(names); }
   // Starts a new split; later records go to it. Split names are plain words ("train", "test").
   void begin_split(const std::string& name);
   // `count` records of record_bytes() each, fields back to back (see ShardManifest).

@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/spelling.h"
 
 namespace gpuml::nn {
 
@@ -18,7 +19,16 @@ bool JsonFields::has(const std::string& key) const {
 
 const nlohmann::json& JsonFields::field(const std::string& key) {
   known_.insert(key);
-  GPUML_CHECK(object_.contains(key), "{}: missing field '{}'", where_, key);
+  if (!object_.contains(key)) {
+    // A field given under a misspelt name is missing under the right one: name both.
+    std::vector<std::string> unknown;
+    for (const auto& [name, value] : object_.items())
+      if (known_.count(name) == 0) unknown.push_back(name);
+    const std::string near = nearest_name(key, unknown);
+    GPUML_FAIL(ErrorKind::Invalid, "{}: missing field '{}'{}", where_, key,
+               near.empty() ? std::string()
+                            : fmt::format(" (unknown field '{}' given: did you mean '{}'?)", near, key));
+  }
   return object_.at(key);
 }
 
@@ -93,8 +103,8 @@ const nlohmann::json& JsonFields::required_array(const std::string& key) {
 
 void JsonFields::finish() const {
   for (const auto& [key, value] : object_.items())
-    GPUML_CHECK(known_.count(key) != 0, "{}: unknown field '{}' (known fields: {})", where_, key,
-                fmt::join(known_, ", "));
+    GPUML_CHECK(known_.count(key) != 0, "{}: unknown field '{}'{} (known fields: {})", where_, key,
+                did_you_mean(key, std::vector<std::string>(known_.begin(), known_.end())), fmt::join(known_, ", "));
 }
 
 }  // namespace gpuml::nn

@@ -4,6 +4,7 @@
 
 #include <functional>
 
+#include "core/spelling.h"
 #include "nn/activations.h"
 #include "nn/batch_norm.h"
 #include "nn/conv2d.h"
@@ -142,8 +143,8 @@ NamedLayer layer_from_json(const nlohmann::json& spec, const std::string& where)
   const auto& table = layer_table();
   auto it = std::find_if(table.begin(), table.end(),
                          [&](const auto& row) { return row.first == type_name; });
-  GPUML_CHECK(it != table.end(), "{}: unknown layer type '{}' (known types: {})", where, type_name,
-              fmt::join(known_layer_types(), ", "));
+  GPUML_CHECK(it != table.end(), "{}: unknown layer type '{}'{} (known types: {})", where, type_name,
+              did_you_mean(type_name, known_layer_types()), fmt::join(known_layer_types(), ", "));
 
   JsonFields fields(spec, fmt::format("{} ({})", where, type_name), {"type", "name"});
   NamedLayer layer;

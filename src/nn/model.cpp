@@ -2,6 +2,8 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -42,13 +44,35 @@ Model Model::from_json(const nlohmann::json& spec) {
 }
 
 Model Model::from_json_file(const std::string& path) {
+  std::error_code ec;
+  GPUML_CHECK_KIND(ErrorKind::Io, !std::filesystem::is_directory(path, ec),
+                   "model file '{}' is a directory, not a JSON or ONNX file", path);
   std::ifstream in(path, std::ios::binary);
   GPUML_CHECK_KIND(ErrorKind::Io, in.good(), "cannot open model file '{}'", path);
   std::stringstream text;
   text << in.rdbuf();
   GPUML_CHECK_KIND(ErrorKind::Io, !in.bad(), "cannot read model file '{}'", path);
-  nlohmann::json spec = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions*/ false);
-  GPUML_CHECK(!spec.is_discarded(), "model file '{}' is not valid JSON", path);
+  nlohmann::json spec;
+  try {
+    spec = nlohmann::json::parse(text.str());
+  } catch (const nlohmann::json::parse_error& e) {
+    // The place as line:column (an editor's terms), counted from the byte the parser stopped at.
+    const std::string s = text.str();
+    const size_t stop = std::min(e.byte > 0 ? e.byte - 1 : 0, s.size());
+    int64_t line = 1, column = 1;
+    for (size_t i = 0; i < stop; ++i) {
+      if (s[i] == '\n') {
+        ++line;
+        column = 1;
+      } else {
+        ++column;
+      }
+    }
+    // nlohmann's text: "[json.exception.parse_error.101] parse error at line 3, column 5: syntax error ..."
+    std::string why = e.what();
+    if (size_t colon = why.find(": "); colon != std::string::npos) why = why.substr(colon + 2);
+    GPUML_FAIL(ErrorKind::Invalid, "model file '{}':{}:{}: not valid JSON: {}", path, line, column, why);
+  }
   try {
     return from_json(spec);
   } catch (const Error& e) {

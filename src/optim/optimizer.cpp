@@ -40,7 +40,8 @@ void validate(const OptimizerConfig& c) {
                 c.momentum);
   } else {
     GPUML_CHECK(c.momentum == 0.0 && !c.nesterov,
-                "optimizer {}: momentum/nesterov are sgd settings; adam uses beta1 instead", c.kind);
+                "optimizer {}: momentum/nesterov are sgd settings; adam and adamw take betas instead "
+                "(--betas BETA1,BETA2)", c.kind);
     GPUML_CHECK(c.beta1 >= 0.0 && c.beta1 < 1.0, "optimizer {}: beta1 must be in [0, 1), got {}", c.kind, c.beta1);
     GPUML_CHECK(c.beta2 >= 0.0 && c.beta2 < 1.0, "optimizer {}: beta2 must be in [0, 1), got {}", c.kind, c.beta2);
     GPUML_CHECK(std::isfinite(c.eps) && c.eps >= 0.0, "optimizer {}: eps must be >= 0, got {}", c.kind, c.eps);

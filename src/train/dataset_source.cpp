@@ -1,6 +1,7 @@
 #include "train/dataset_source.h"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 
 #include "core/error.h"
@@ -38,7 +39,7 @@ data::InMemoryDataset with_channel(const data::InMemoryDataset& d) {
 
 LoadedData from_idx_dir(const std::string& dir) {
   data::IdxDataset raw = data::load_idx_dataset(dir);
-  LoadedData out{with_channel(data::InMemoryDataset(raw.train_x, raw.train_y)), std::nullopt, {}, 0, {}, ""};
+  LoadedData out{with_channel(data::InMemoryDataset(raw.train_x, raw.train_y)), std::nullopt, {}, 0, {}, "", {}};
   out.test = with_channel(data::InMemoryDataset(raw.test_x, raw.test_y));
   out.description = fmt::format("IDX {}: {} train, {} test", dir, out.train.size(), out.test->size());
   return out;
@@ -57,10 +58,25 @@ LoadedData from_csv(const DatasetOptions& o) {
       GPUML_FAIL(ErrorKind::Invalid, "--csv-fill '{}': expected 'mean' or a number", o.csv_fill);
     }
   }
+  c.detect_string_labels = true;
   data::CsvData csv = data::read_csv(o.path, c);
-  LoadedData out{data::InMemoryDataset(csv.features, csv.labels), std::nullopt, {}, 0, {}, ""};
-  out.description = fmt::format("CSV {}: {} rows, {} features, label '{}'", o.path, out.train.size(),
-                                csv.features.dim(1), csv.label_name);
+  // A label-first file (MNIST as CSV: label,pixel1,...) read with the default last column would
+  // train on a pixel as the label: refuse it, naming the flag that picks the column.
+  if (o.csv_label.empty() && csv.had_header && !csv.feature_names.empty()) {
+    std::string first = csv.feature_names.front();
+    for (char& ch : first) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    GPUML_CHECK(first != "label" && first != "labels" && first != "class" && first != "target" && first != "y",
+                "--data {}: the label column defaults to the last one ('{}'), but the first column is named '{}': "
+                "give --csv-label {} to train on it",
+                o.path, csv.label_name, csv.feature_names.front(), csv.feature_names.front());
+  }
+  LoadedData out{data::InMemoryDataset(csv.features, csv.labels), std::nullopt, {}, 0, {}, "", csv.label_classes};
+  out.description = fmt::format("CSV {}: {} rows, {} features, label '{}'{}", o.path, out.train.size(),
+                                csv.features.dim(1), csv.label_name,
+                                csv.label_classes.empty()
+                                    ? std::string()
+                                    : fmt::format(" ({} classes by name: {})", csv.label_classes.size(),
+                                                  fmt::join(csv.label_classes, ", ")));
   return out;
 }
 
@@ -74,7 +90,7 @@ LoadedData from_npz(const std::string& path) {
   std::optional<Tensor> x = pick({"x_train", "x"}), y = pick({"y_train", "y"});
   GPUML_CHECK(x && y, "{}: expected arrays x_train and y_train (or x and y); it has: {}", path,
               fmt::join(npz.names(), ", "));
-  LoadedData out{with_channel(data::InMemoryDataset(*x, *y)), std::nullopt, {}, 0, {}, ""};
+  LoadedData out{with_channel(data::InMemoryDataset(*x, *y)), std::nullopt, {}, 0, {}, "", {}};
   std::optional<Tensor> xt = pick({"x_test"}), yt = pick({"y_test"});
   GPUML_CHECK(xt.has_value() == yt.has_value(), "{}: has one of x_test/y_test but not the other", path);
   if (xt) out.test = with_channel(data::InMemoryDataset(*xt, *yt));
@@ -132,19 +148,82 @@ LoadedData load_training_data(const DatasetOptions& o) {
   return out;
 }
 
+namespace {
+
+// What predict reads, for the message when it cannot.
+constexpr const char* kPredictFormats =
+    "predict reads IDX images (raw or .gz), a .csv of feature rows, an .npy array, or an .npz (array x, x_test or "
+    "its only array)";
+
+enum class InputKind { idx, idx_gz, npy, npz, csv, png, jpeg, unknown };
+
+// By the first bytes, then by the name (a CSV has no magic).
+InputKind input_kind(const std::string& path) {
+  unsigned char magic[6] = {};
+  size_t got = 0;
+  if (std::FILE* f = std::fopen(path.c_str(), "rb")) {
+    got = std::fread(magic, 1, sizeof magic, f);
+    std::fclose(f);
+  }
+  auto starts = [&](std::initializer_list<int> bytes) {
+    size_t i = 0;
+    for (int b : bytes)
+      if (i >= got || magic[i++] != b) return false;
+    return true;
+  };
+  if (starts({0x93, 'N', 'U', 'M', 'P', 'Y'})) return InputKind::npy;
+  if (starts({'P', 'K', 0x03, 0x04}) || starts({'P', 'K', 0x05, 0x06})) return InputKind::npz;
+  if (starts({0x89, 'P', 'N', 'G'})) return InputKind::png;
+  if (starts({0xFF, 0xD8, 0xFF})) return InputKind::jpeg;
+  if (starts({0x1F, 0x8B})) return InputKind::idx_gz;
+  if (got >= 4 && magic[0] == 0 && magic[1] == 0 && magic[2] >= 0x08 && magic[2] <= 0x0E) return InputKind::idx;
+  if (lower_extension(path) == ".csv") return InputKind::csv;
+  return InputKind::unknown;
+}
+
+Tensor read_npz_inputs(const std::string& path) {
+  data::NpzReader npz(path);
+  for (const char* name : {"x", "x_test"})
+    if (npz.contains(name)) return npz.read(name);
+  std::vector<std::string> names = npz.names();
+  GPUML_CHECK_KIND(ErrorKind::Io, names.size() == 1,
+                   "{}: an .npz to predict on needs an array named x or x_test, or a single array; it has: {}", path,
+                   fmt::join(names, ", "));
+  return npz.read(names.front());
+}
+
+}  // namespace
+
 PredictInputs load_predict_inputs(const std::string& path) {
   GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(path), "{}: no such file", path);
-  std::string ext = lower_extension(path);
+  GPUML_CHECK_KIND(ErrorKind::Io, !fs::is_directory(path), "{}: is a directory; {}", path, kPredictFormats);
   Tensor x;
-  if (ext == ".csv") {
-    data::CsvOptions c;
-    c.has_label = false;
-    x = data::read_csv(path, c).features;
-  } else if (ext == ".npy") {
-    x = data::read_npy(path);
-  } else {
-    x = data::read_idx(path);  // IDX, raw or .gz: the reader checks the magic
-    if (x.ndim() == 3) x = x.reshape({x.dim(0), 1, x.dim(1), x.dim(2)});
+  switch (input_kind(path)) {
+    case InputKind::csv: {
+      data::CsvOptions c;
+      c.has_label = false;
+      x = data::read_csv(path, c).features;
+      break;
+    }
+    case InputKind::npy:
+      x = data::read_npy(path);
+      break;
+    case InputKind::npz:
+      x = read_npz_inputs(path);
+      break;
+    case InputKind::idx:
+    case InputKind::idx_gz:
+      x = data::read_idx(path);
+      if (x.ndim() == 3) x = x.reshape({x.dim(0), 1, x.dim(1), x.dim(2)});
+      break;
+    case InputKind::png:
+    case InputKind::jpeg:
+      GPUML_FAIL(ErrorKind::Io, "{}: is a {} image, not a batch of inputs; {}. Pack images with `gpuml data pack` "
+                 "or save them as an .npy (N, C, H, W) u8 array",
+                 path, input_kind(path) == InputKind::png ? "PNG" : "JPEG", kPredictFormats);
+    case InputKind::unknown:
+      GPUML_FAIL(ErrorKind::Io, "{}: not a format predict recognises (by its first bytes or its name); {}", path,
+                 kPredictFormats);
   }
   GPUML_CHECK(x.ndim() >= 1 && x.dim(0) > 0, "{}: no rows to predict", path);
   GPUML_CHECK_KIND(ErrorKind::DType, x.dtype() != DType::boolean && x.dtype() != DType::bf16,

@@ -1,6 +1,7 @@
 // Where training data comes from: one --data argument, resolved by what it names.
 //   - a directory with the four IDX files of MNIST/Fashion-MNIST (raw or .gz): train + test;
-//   - a .csv file (label column by name or index; numeric features): train only;
+//   - a .csv file (label column by name or index; numeric features): train only; string labels
+//     ("setosa") become ids in sorted order, their names kept in class_names;
 //   - a .npz archive with arrays x_train/y_train[/x_test/y_test] or x/y: train [+ test].
 // Images (u8) are scaled to [0, 1] as the PyTorch reference does; labels are checked to be
 // class ids 0..C-1 and the class count is inferred from them.
@@ -11,6 +12,7 @@
 
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "data/dataset.h"
 #include "data/loader.h"
@@ -31,6 +33,7 @@ struct LoadedData {
   int64_t num_classes = 0;  // 1 + the largest label seen
   data::Normalization normalization;
   std::string description;  // one line for the log: "fashion-mnist IDX: 60000 train, 10000 test"
+  std::vector<std::string> class_names;  // class id -> name: a CSV's string labels (sorted), else empty
 };
 
 LoadedData load_training_data(const DatasetOptions& options);

@@ -24,7 +24,7 @@ LoadedModel load_trained_model(const std::string& path) {
     Checkpoint c;
     c.model = std::move(imported.weights);
     c.model_json = imported.model.to_json().dump();
-    return {std::move(imported.model), std::move(c), p.string(), ""};
+    return {std::move(imported.model), std::move(c), p.string(), "", {}, "", ""};
   }
   if (fs::is_directory(p)) p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
   GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--checkpoint {}: no checkpoint at {}", path, p.string());
@@ -35,10 +35,15 @@ LoadedModel load_trained_model(const std::string& path) {
   } catch (const std::exception& e) {
     GPUML_FAIL(ErrorKind::Invalid, "{}: the model description is not valid JSON: {}", p.string(), e.what());
   }
-  LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), ""};
+  LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", ""};
   if (!m.checkpoint.config_json.empty()) {
     auto cfg = nlohmann::json::parse(m.checkpoint.config_json, nullptr, false);
     if (cfg.is_object() && cfg.contains("data") && cfg["data"].is_string()) m.data = cfg["data"];
+    if (cfg.is_object() && cfg.contains("csv_label") && cfg["csv_label"].is_string()) m.csv_label = cfg["csv_label"];
+    if (cfg.is_object() && cfg.contains("csv_fill") && cfg["csv_fill"].is_string()) m.csv_fill = cfg["csv_fill"];
+    if (cfg.is_object() && cfg.contains("class_names") && cfg["class_names"].is_array())
+      for (const auto& name : cfg["class_names"])
+        if (name.is_string()) m.class_names.push_back(name.get<std::string>());
   }
   return m;
 }
@@ -63,6 +68,14 @@ Tensor normalised_features(const data::InMemoryDataset& d, const data::Normaliza
   return loader.next()->x;
 }
 
+// A class name as one CSV field: quoted when it holds a comma, quote or newline (RFC 4180).
+std::string csv_field(const std::string& text) {
+  if (text.find_first_of(",\"\r\n") == std::string::npos) return text;
+  std::string quoted = "\"";
+  for (char c : text) quoted += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return quoted + "\"";
+}
+
 void check_input_shape(const LoadedModel& m, const Shape& sample, const std::string& what) {
   GPUML_CHECK_SHAPE(sample == m.model.input_shape(), "{}: samples have shape {} but the model takes {}", what,
                     shape_str(sample), shape_str(m.model.input_shape()));
@@ -82,7 +95,8 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
   };
   if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
     return score(load_shard_test_split(path), shard_normalization(path), "test");
-  LoadedData d = load_training_data({path, "", "", true});
+  // A CSV is read as the run read it: the same label column, the same fill.
+  LoadedData d = load_training_data({path, m.csv_label, m.csv_fill, true});
   return d.test ? score(*d.test, d.normalization, "test") : score(d.train, d.normalization, "train");
 }
 
@@ -111,11 +125,17 @@ int64_t write_predictions(const LoadedModel& m, const std::string& input_path, c
     labels[i] = static_cast<double>(best);
   }
   if (ext == ".csv") {
-    std::string text = "label";
+    const bool named = !m.class_names.empty();
+    std::string text = named ? "label,class" : "label";
     for (int64_t c = 0; c < classes; ++c) text += fmt::format(",p{}", c);
     text += '\n';
     for (int64_t i = 0; i < n; ++i) {
-      text += fmt::format("{}", static_cast<int64_t>(labels[i]));
+      const auto id = static_cast<int64_t>(labels[i]);
+      text += fmt::format("{}", id);
+      if (named) {
+        text += ',';
+        if (id < static_cast<int64_t>(m.class_names.size())) text += csv_field(m.class_names[static_cast<size_t>(id)]);
+      }
       for (int64_t c = 0; c < classes; ++c) text += fmt::format(",{:.6g}", p[i * classes + c]);
       text += '\n';
     }

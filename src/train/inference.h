@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "nn/model.h"
 #include "train/checkpoint.h"
@@ -20,6 +21,8 @@ struct LoadedModel {
   Checkpoint checkpoint;
   std::string path;      // the checkpoint file read
   std::string data;      // the dataset the run trained on (from its config), may be empty
+  std::vector<std::string> class_names;  // class id -> name, when the run's data named them
+  std::string csv_label, csv_fill;       // how the run read a CSV (--csv-label, --csv-fill), for eval
 };
 
 // `path`: a run directory (best.safetensors, else last.safetensors), a checkpoint file, or an
@@ -37,7 +40,8 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
                           Precision precision = Precision::fp32);
 
 // Writes class probabilities and predicted labels for every input row, atomically:
-//   .csv: header "label,p0,...,pC-1", one row per input;
+//   .csv: header "label,p0,...,pC-1", one row per input ("label,class,p0,..." with the class
+//         names when the run has them: CSV string labels, image folder names);
 //   .npy: probabilities (N, C) f32, and labels (N,) i64 next to it as <stem>.labels.npy.
 // Returns the number of rows written.
 int64_t write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,

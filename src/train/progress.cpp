@@ -26,11 +26,14 @@ std::string ProgressBar::format_duration(double seconds) {
 std::string ProgressBar::line(const std::string& extra) const {
   double t = elapsed();
   double remaining = done_ > 0 ? t * static_cast<double>(total_ - done_) / static_cast<double>(done_) : NAN;
-  double rate = t > 0 ? static_cast<double>(units_) / t : 0.0;
+  // Below 10 ms the rate is noise (a first update right after the clock started): say "?".
+  constexpr double kShortestRateSeconds = 0.01;
+  const std::string rate =
+      t >= kShortestRateSeconds ? fmt::format("{:.0f}", static_cast<double>(units_) / t) : std::string("?");
   int width = 24;
   int filled = total_ > 0 ? static_cast<int>(width * done_ / total_) : width;
   std::string bar = std::string(filled, '#') + std::string(width - filled, '.');
-  std::string text = fmt::format("{} [{}] {}/{} {}<{} {:.0f} {}/s", label_, bar, done_, total_, format_duration(t),
+  std::string text = fmt::format("{} [{}] {}/{} {}<{} {} {}/s", label_, bar, done_, total_, format_duration(t),
                                  format_duration(remaining), rate, unit_);
   if (!extra.empty()) text += "  " + extra;
   return text;

@@ -20,6 +20,9 @@ class ProgressBar {
   ProgressBar(std::string label, int64_t total, std::string unit = "it", std::FILE* out = stderr);
   // Forces the plain (non-TTY) style, e.g. for tests.
   void set_interactive(bool interactive) { interactive_ = interactive; }
+  // For loops that learn their length once they run (gpuml data pack's CSV estimate): create the
+  // bar before the work starts, so its clock and rate include the first items, then set the total.
+  void set_total(int64_t total) { total_ = total; }
   void advance(int64_t steps, int64_t units, const std::string& extra = "");
   void finish(const std::string& extra = "");
   // "1:05" or "12.3s"

@@ -43,6 +43,7 @@ TrainingData open_shard_training_data(const ShardSourceOptions& o) {
   const data::ShardManifest& m = loader->dataset().manifest();
   d.sample_shape = loader->sample_shape();
   d.num_classes = m.num_classes;
+  d.class_names = m.class_names;
   GPUML_CHECK(d.num_classes > 0, "--data {}: the manifest has no num_classes (no label field y was packed)", o.dir);
   const data::ShardMemoryPlan& plan = loader->memory_plan();
   d.description = fmt::format(

@@ -27,6 +27,7 @@ struct TrainingData {
   int64_t num_classes = 0;
   data::Normalization normalization;
   std::string description;
+  std::vector<std::string> class_names;  // class id -> name, when the data names its classes
 };
 
 struct ShardSourceOptions {

@@ -12,6 +12,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/spelling.h"
 #include "data/batch_allocator.h"
 #include "data/shard_format.h"
 #include "graph/planner.h"
@@ -125,6 +126,22 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now) {
   return c;
 }
 
+// The device the run computes on, as the user would name it ("cpu", "cuda:0"); "cpu (--device
+// auto)" when it was chosen for them.
+std::string device_used(const PlanOptions& plan, const std::string& requested) {
+  const Backend& b = *plan.backends.front();
+  const std::string used = b.device().is_host() ? std::string(b.name()) : b.device().str();
+  return used == requested ? used : fmt::format("{} (--device {})", used, requested);
+}
+
+// The run's configuration as saved in config.json and the checkpoints, with the class names
+// (CSV string labels, image folder names) that predict writes beside the ids.
+json run_config_json(const TrainConfig& c, const std::vector<std::string>& class_names) {
+  json j = config_to_json(c);
+  if (!class_names.empty()) j["class_names"] = class_names;
+  return j;
+}
+
 std::string default_run_dir(const std::string& model) {
   std::time_t t = std::time(nullptr);
   char stamp[32];
@@ -135,7 +152,8 @@ std::string default_run_dir(const std::string& model) {
 
 nn::Model load_model(const std::string& spec) {
   if (spec == "mlp" || spec == "cnn") return nn::Model::preset(spec);
-  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset (mlp, cnn) and no such JSON or ONNX file", spec);
+  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset (mlp, cnn){} and no such JSON or ONNX file", spec,
+              did_you_mean(spec, nn::Model::preset_names()));
   return nn::Model::from_json_file(spec);
 }
 
@@ -173,6 +191,7 @@ TrainingData in_memory_data(const TrainConfig& cfg) {
   d.num_classes = loaded.num_classes;
   d.normalization = loaded.normalization;
   d.description = loaded.description;
+  d.class_names = loaded.class_names;
   data::InMemoryDataset fit = loaded.train;
   d.eval = loaded.test;
   if (cfg.val_split > 0) {
@@ -265,9 +284,14 @@ TrainResult train(const TrainConfig& requested) {
   nn::Model model = resumed    ? nn::Model::from_json(json::parse(resumed->model_json))
                     : imported ? nn::Model::from_json(imported->model.to_json())
                                : load_model(cfg.model);
-  GPUML_CHECK_SHAPE(model.input_shape() == loaded.sample_shape,
-                    "the model takes samples of shape {} but {} holds {}", shape_str(model.input_shape()), cfg.data,
-                    shape_str(loaded.sample_shape));
+  GPUML_CHECK_SHAPE(model.input_shape() == loaded.sample_shape, "the model takes samples of shape {} but {} holds {}{}",
+                    shape_str(model.input_shape()), cfg.data, shape_str(loaded.sample_shape),
+                    loaded.sample_shape.size() == 1 && model.input_shape().size() > 1
+                        ? fmt::format(". Rows of {0} features need a model that takes them: a JSON file such as "
+                                      "{{\"input_shape\": [{0}], \"layers\": [{{\"type\": \"Linear\", "
+                                      "\"in_features\": {0}, \"out_features\": {1}}}]}} given as --model FILE.json",
+                                      loaded.sample_shape[0], std::max<int64_t>(loaded.num_classes, 2))
+                        : std::string());
   GPUML_CHECK(model.num_classes() >= loaded.num_classes,
               "the model predicts {} classes but {} has labels up to {}", model.num_classes(), cfg.data,
               loaded.num_classes - 1);
@@ -289,7 +313,7 @@ TrainResult train(const TrainConfig& requested) {
   fs::path run_dir = cfg.out.empty() ? default_run_dir(cfg.model) : cfg.out;
   fs::create_directories(run_dir);
   write_file_atomically(run_dir / "model.json", model.to_json().dump(2) + "\n");
-  write_file_atomically(run_dir / "config.json", config_to_json(cfg).dump(2) + "\n");
+  write_file_atomically(run_dir / "config.json", run_config_json(cfg, loaded.class_names).dump(2) + "\n");
 
   ModelRunner runner(model, cfg.optimizer, plan, cfg.seed, cfg.precision);
   runner.set_replay(cfg.cuda_graphs);
@@ -304,8 +328,9 @@ TrainResult train(const TrainConfig& requested) {
   if (!cfg.quiet) {
     fmt::print("data: {}\n", loaded.description);
     fmt::print("{}", nn::model_summary(model, cfg.batch_size, runner.planned_peak_bytes(cfg.batch_size)));
-    fmt::print("optimizer: {}, {} epochs, batch {}, device {}, precision {}{}, run directory {}\n",
-               optim::describe(cfg.optimizer), cfg.epochs, cfg.batch_size, cfg.device, precision_name(cfg.precision),
+    fmt::print("optimizer: {}, {}, batch {}, device {}, precision {}{}, run directory {}\n",
+               optim::describe(cfg.optimizer), count_of(cfg.epochs, "epoch"), cfg.batch_size,
+               device_used(plan, cfg.device), precision_name(cfg.precision),
                cfg.deterministic ? " (deterministic)" : "", run_dir.string());
     std::string note = precision_note(cfg.precision, *plan.backends.front());
     if (!note.empty()) fmt::print("note: {}\n", note);
@@ -337,7 +362,7 @@ TrainResult train(const TrainConfig& requested) {
   auto save_last = [&] {
     save_checkpoint(run_dir / "last.safetensors", Checkpoint{runner.model_tensors(), runner.optimizer_tensors(),
                                                              progress, model.to_json().dump(),
-                                                             config_to_json(cfg).dump()});
+                                                             run_config_json(cfg, loaded.class_names).dump()});
   };
   for (int64_t epoch = progress.epoch; epoch < cfg.epochs; ++epoch) {
     const bool mid_epoch = progress.loader_epoch == epoch && progress.loader_batch > 0;
@@ -362,9 +387,12 @@ TrainResult train(const TrainConfig& requested) {
       StepStats s = runner.train_step(batch->x, batch->y, lr, progress.step + 1, (progress.step + 1) << 32);
       step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
       GPUML_CHECK(std::isfinite(s.loss),
-                  "the loss became {} at step {} (epoch {}, batch {}); training stopped. The last good "
-                  "checkpoint is in {}. Try a lower --lr or --clip-grad-norm",
-                  s.loss, progress.step + 1, epoch + 1, batch->index + 1, run_dir.string());
+                  "the loss became {} at step {} (epoch {}, batch {}); training stopped. {}. Try a lower --lr or "
+                  "--clip-grad-norm",
+                  s.loss, progress.step + 1, epoch + 1, batch->index + 1,
+                  fs::exists(run_dir / "last.safetensors")
+                      ? fmt::format("The last good checkpoint is {}", (run_dir / "last.safetensors").string())
+                      : fmt::format("No checkpoint was written before it (none is in {})", run_dir.string()));
       ++progress.step;
       int64_t b = batch->y.dim(0);
       loss_sum += s.loss * static_cast<double>(b);
@@ -451,7 +479,7 @@ TrainResult train(const TrainConfig& requested) {
       ++progress.epochs_without_improvement;
     }
     Checkpoint ck{runner.model_tensors(), runner.optimizer_tensors(), progress, model.to_json().dump(),
-                  config_to_json(cfg).dump()};
+                  run_config_json(cfg, loaded.class_names).dump()};
     save_checkpoint(run_dir / "last.safetensors", ck);
     if (improved) {
       save_checkpoint(run_dir / "best.safetensors", ck);

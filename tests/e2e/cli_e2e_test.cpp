@@ -26,7 +26,7 @@ class CliE2E : public ::testing::Test {
 TEST_F(CliE2E, TrainEvalPredict) {
   auto t = run_gpuml("train --model mlp --epochs 1 --quiet " + data() + " --out '" + run() + "'");
   ASSERT_EQ(t.exit_code, 0) << t.output;
-  EXPECT_NE(t.output.find("done: 1 epochs"), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("done: 1 epoch,"), std::string::npos) << t.output;
   auto e = run_gpuml("eval --checkpoint '" + run() + "' " + data());
   ASSERT_EQ(e.exit_code, 0) << e.output;
   EXPECT_NE(e.output.find("200 samples (test split)"), std::string::npos) << e.output;

@@ -70,7 +70,7 @@ TEST_F(ShardE2E, PackInfoVerifyTrainResume) {
       << e.output << "\nmetrics: " << row;
   auto r = run_gpuml("train --epochs 2 --quiet --resume " + q(run));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("done: 1 epochs"), std::string::npos) << r.output;  // the one epoch left
+  EXPECT_NE(r.output.find("done: 1 epoch,"), std::string::npos) << r.output;  // the one epoch left
 
   auto small = run_gpuml("train --model mlp --epochs 1 --quiet --data " + q(shards()) +
                          " --data-memory-limit 100K --out " + q(dir_.path() / "r2"));

@@ -111,7 +111,7 @@ TEST_F(DataCsvTest, BadValuesNameFileLineColumn) {
   expect_io_error([&] { read_csv(write("bad.csv", header + "1,nan,0\n")); }, {"bad.csv:3:2", "'nan' is not finite"});
   expect_io_error([&] { read_csv(write("bad.csv", header + "1,inf,0\n")); }, {"bad.csv:3:2", "not finite"});
   expect_io_error([&] { read_csv(write("bad.csv", header + "1,2,0\n3,4,1.5\n")); },
-                  {"bad.csv:4:3", "label '1.5' is not an integer", "map_string_labels"});
+                  {"bad.csv:4:3", "label '1.5' is not an integer", "--csv-label NAME"});
   expect_io_error([&] { read_csv(write("bad.csv", header + "1,2,0\n3,4\n")); }, {"bad.csv:4:", "2 fields, expected 3"});
   expect_io_error([&] { read_csv(write("bad.csv", header + "1,2,0\n3,4,5,6\n")); }, {"bad.csv:4:", "4 fields"});
   expect_io_error([&] { read_csv(write("empty.csv", "")); }, {"empty.csv", "empty"});
@@ -197,6 +197,30 @@ TEST_F(DataCsvTest, StringLabelsMapToSortedIds) {
   d = read_csv(write("n.csv", "1,cat\n2,dog\n"), auto_header);
   EXPECT_FALSE(d.had_header);
   EXPECT_EQ(d.labels.to_doubles(), (std::vector<double>{0, 1}));
+}
+
+// Issue 18: string class labels (iris) are common; detect_string_labels (what `gpuml train` sets)
+// maps them without being asked, keeps integer labels as ids, and refuses a fractional "label"
+// (a feature column) naming --csv-label.
+TEST_F(DataCsvTest, DetectedStringLabelsMapIntegersStayFractionsAreRefused) {
+  CsvOptions detect;
+  detect.detect_string_labels = true;
+  CsvData d = read_csv(write("iris.csv", "5.1,3.5,setosa\n6.3,2.9,virginica\n5.9,3.0,versicolor\n"), detect);
+  EXPECT_FALSE(d.had_header);  // the names in the label column do not make the first row a header
+  EXPECT_EQ(d.label_classes, (std::vector<std::string>{"setosa", "versicolor", "virginica"}));
+  EXPECT_EQ(d.labels.to_doubles(), (std::vector<double>{0, 2, 1}));
+  d = read_csv(write("ints.csv", "a,label\n1,7\n2,3\n"), detect);
+  EXPECT_TRUE(d.label_classes.empty());
+  EXPECT_EQ(d.labels.to_doubles(), (std::vector<double>{7, 3}));
+  expect_io_error([&] { read_csv(write("frac.csv", "label,a\n1,0.5\n0,0.25\n"), detect); },
+                  {"frac.csv:2:2", "label '0.5' is not an integer class id", "--csv-label NAME"});
+  // Streaming (gpuml data pack) cannot see every label first: it says what to do instead.
+  expect_io_error(
+      [&] {
+        stream_csv(write("s.csv", "a,label\n1,cat\n"), {}, 1 << 20, [](const CsvLayout&) {},
+                   [](const float*, const int64_t*, int64_t) {});
+      },
+      {"s.csv:2:2", "'cat' is not an integer", "gpuml train --data FILE.csv"});
 }
 
 TEST_F(DataCsvTest, OtherDelimiter) {

@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <zip.h>
 
+#include <fmt/ranges.h>
+
 #include <fstream>
 #include <random>
 
@@ -258,6 +260,37 @@ TEST(Pack, ImageFolderPngExactJpegAsDecodedAndResized) {
   std::sort(small.begin(), small.end());
   std::sort(want.begin(), want.end());
   EXPECT_EQ(small, want);
+}
+
+// Issue 18 (6): without --image-size/--image-channels the shape was the first image's after the
+// seeded shuffle, so two seeds gave two shapes for one folder. Now the most common size and
+// channel count win whatever the order; conversions and skipped files are reported; the class
+// folder names are kept in the manifest.
+TEST(Pack, ImageFolderShapeIsTheMostCommonWhateverTheSeed) {
+  TempDir dir;
+  fs::path root = dir.path() / "imgs";
+  for (const char* cls : {"cat", "dog"}) {
+    fs::create_directories(root / cls);
+    for (int i = 0; i < 3; ++i)
+      write_png_file((root / cls / fmt::format("{}.png", i)).string(), Image{16, 16, 3, random_bytes(768, static_cast<uint32_t>(i))});
+  }
+  write_png_file((root / "dog" / "odd.png").string(), Image{24, 20, 1, random_bytes(480, 7)});  // gray 24x20
+  std::ofstream(root / "cat" / "notes.txt") << "not an image";
+  for (uint64_t seed = 0; seed < 6; ++seed) {
+    PackOptions o;
+    o.seed = seed;
+    PackReport r = pack_dataset(root.string(), dir.path() / fmt::format("out{}", seed), o);
+    EXPECT_EQ(r.manifest.field("x").shape, (Shape{3, 16, 16})) << "seed " << seed;
+    EXPECT_EQ(r.manifest.class_names, (std::vector<std::string>{"cat", "dog"}));
+    std::string notes = fmt::format("{}", fmt::join(r.notes, "\n"));
+    EXPECT_NE(notes.find("image size 16x16: the most common, 6 of 7 images"), std::string::npos) << notes;
+    EXPECT_NE(notes.find("channels 3 (RGB): the most common, 6 of 7 images"), std::string::npos) << notes;
+    EXPECT_NE(notes.find("1 of 7 images resized to 16x16, 1 gray to RGB"), std::string::npos) << notes;
+    EXPECT_NE(notes.find("skipped 1 files that are not .png/.jpg/.jpeg"), std::string::npos) << notes;
+    EXPECT_NE(notes.find("notes.txt"), std::string::npos) << notes;
+  }
+  EXPECT_EQ(read_shard_manifest(dir.path() / "out1").class_names, (std::vector<std::string>{"cat", "dog"}));
+  EXPECT_NE(describe_shard_dataset(dir.path() / "out1").find("classes: 2 (cat, dog)"), std::string::npos);
 }
 
 TEST(Pack, ResizeKeepsConstantsAndIdentity) {
