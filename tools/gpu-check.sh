@@ -201,7 +201,7 @@ done
 # cuDNN 9 opens its sub-libraries (ops, cnn, engines, graph) itself, from its own folder.
 cudnn_path="$(ldd "$lib/libgpuml_cuda.so" | sed -n 's/.*libcudnn\.so[.0-9]* => \([^ ]*\) .*/\1/p' | head -n1)"
 md "CUDA libraries (LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}):"; md ""; md '```'
-for so in libcudart libcublasLt libcublas libcudnn; do
+for so in libcudart libcublasLt libcudnn; do  # what the plugin links (cuBLAS proper: not used)
   p="$(ldd "$lib/libgpuml_cuda.so" | sed -n "s/^[[:space:]]*$so\.so[.0-9]* => \([^ ]*\) .*/\1/p" | head -n1)"
   line="$so: ${p:-not found} $( [[ -n "$p" ]] && echo "-> $(readlink -f "$p")")"
   echo "$line"; md "$line"
@@ -266,8 +266,9 @@ end_stage env
 gtest_counts() {
   local p f s
   p="$(sed -n 's/^\[  PASSED  \] \([0-9]*\) test.*/\1/p' "$1" | tail -n1)"
-  f="$(sed -n 's/^\[  FAILED  \] \([0-9]*\) test.*, listed below.*/\1/p' "$1" | tail -n1)"
-  s="$(sed -n 's/^\[  SKIPPED \] \([0-9]*\) test.*, listed below.*/\1/p' "$1" | tail -n1)"
+  # "[  SKIPPED ] 3 tests." (--gtest_brief) or "..., listed below:"; the list's lines name tests.
+  f="$(sed -n 's/^\[  FAILED  \] \([0-9][0-9]*\) test.*/\1/p' "$1" | tail -n1)"
+  s="$(sed -n 's/^\[  SKIPPED \] \([0-9][0-9]*\) test.*/\1/p' "$1" | tail -n1)"
   echo "passed ${p:-0}, failed ${f:-0}, skipped ${s:-0}"
 }
 run_gtest() {  # run_gtest NAME [gtest args]: runs bin/NAME, reports, returns its status
