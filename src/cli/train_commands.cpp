@@ -122,8 +122,10 @@ Command add_train_command(CLI::App& app) {
       ->check(kNonNegative);
   return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_mib, precision] {
             // Device backends take the cap before anything is allocated on them.
-            for (Backend* b : backend_registry().all())
-              if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(*gpu_memory_mib) << 20);
+            // Only a cap loads the CUDA plugin here (--device cpu without one never does).
+            if (*gpu_memory_mib > 0)
+              for (Backend* b : backend_registry().all())
+                if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(*gpu_memory_mib) << 20);
             cfg->schedule = optim::parse_schedule(*schedule);
             cfg->precision = parse_precision(*precision);
             if (!memory_limit->empty())
