@@ -156,6 +156,9 @@ PY
   echo "CUDA toolkit: $(nvcc --version 2> /dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p'); architectures: $archs"
   echo "cuDNN headers: $(sed -n 's/^#define CUDNN_\(MAJOR\|MINOR\|PATCHLEVEL\) *\([0-9]*\).*/\2/p' /usr/local/cuda/include/cudnn_version.h /usr/include/cudnn_version.h 2> /dev/null | head -n3 | paste -sd.)"
   echo "provided by the GPU machine (not bundled): glibc, libcuda, cudart, cublas, cublasLt, cudnn*, nccl"
+  # The newest glibc symbol version any bundled file asks for: the GPU machine's glibc must be as new.
+  echo "needs glibc >= $(for f in "$bundle"/bin/* "$bundle"/lib/*; do objdump -T "$f" 2> /dev/null; done \
+    | grep -o 'GLIBC_2\.[0-9]*' | sort -t. -k2 -n -u | tail -n1 | sed 's/GLIBC_//')"
   echo
   (cd "$bundle" && find . -type f | sort | xargs ls -l | awk '{printf "%10d %s\n", $5, $9}')
 } > "$bundle/MANIFEST"

@@ -155,7 +155,7 @@ fail() {
   echo "# gpuml GPU check: $call, $stamp$([[ -n "$dry" ]] && echo ' (DRY RUN, no GPU)')"
   echo
   echo '```'
-  head -n 6 "$bundle/MANIFEST" 2> /dev/null
+  head -n 7 "$bundle/MANIFEST" 2> /dev/null
   echo '```'
 } > "$report"
 
