@@ -76,6 +76,9 @@ python="${PYTHON:-python3}"
 epochs="${EPOCHS:-3}"
 stages="${STAGES:-$default_stages}"
 data="${DATA:-$bundle/data/fashion-mnist}"
+# GPU_CHECK_DEVICE=cpu rehearses the train and stream stages on a machine without a GPU (the
+# figures then mean nothing; the script's parsing and reports are what is checked).
+device="${GPU_CHECK_DEVICE:-cuda}"
 export GPUML_FASHION_MNIST="$data"  # the test executables read the dataset from here
 stamp="$(date -u +%Y%m%d-%H%M%S)"
 report="$results/gpu-check-$call-$stamp.md"
@@ -145,6 +148,7 @@ PY
   exit "$rc"
 }
 fail() {
+  end_stage "$current_stage"
   echo "gpu-check: $*" >&2
   md ""; md "**STOPPED: $***"
   summary_row "env|stopped|$*|"
@@ -251,6 +255,8 @@ if [[ -n "$dry" ]]; then
   summary_row "env|gpuml info|$cuda_line|(dry run: not loaded is expected)"
 elif grep -q "^CUDA: *loaded" "$work/info.txt"; then
   summary_row "env|plugin|$cuda_line|loaded"
+elif [[ "$device" == cpu ]]; then
+  summary_row "env|plugin|$cuda_line|(GPU_CHECK_DEVICE=cpu: a rehearsal of the stages on the CPU)"
 else
   fail "the CUDA plugin did not load: $cuda_line"
 fi
@@ -381,7 +387,7 @@ if stage_on train; then
       for batch in ${BATCHES:-128 1024}; do
         run="$work/run-$precision-$model-$batch"
         t0=$(date +%s)
-        sample_gpu_memory "$run.gmem" "$bin/gpuml" train --device cuda --model "$model" --epochs "$epochs" --batch-size "$batch" \
+        sample_gpu_memory "$run.gmem" "$bin/gpuml" train --device "$device" --model "$model" --epochs "$epochs" --batch-size "$batch" \
           --precision "$precision" --data "$data" --out "$run" --quiet ${GPUML_TRAIN_FLAGS:-} > "$run.log" 2>&1 \
           || { tail -n 20 "$run.log"; md "- gpuml train $precision $model b$batch FAILED: $(tail -n 2 "$run.log" | tr '\n' ' ')"; }
         read -r g_s g_acc < <("$python" - "$run/metrics.csv" << 'PY' 2> /dev/null || echo "nan nan"
@@ -391,7 +397,7 @@ print(sum(float(r["epoch_seconds"]) for r in rows) / len(rows), rows[-1]["test_a
 PY
 )
         peer=("$python" "$bundle/bench/torch_peer.py" --precision "$precision" "$bundle/bench/torch_fmnist.py" "$model" "$epochs"
-              --device cuda --batch-size "$batch" --data "$data")
+              --device "$device" --batch-size "$batch" --data "$data")
         sample_gpu_memory "$run.emem" "${peer[@]}" > "$run.eager" 2> "$run.eager.err" || tail -n 5 "$run.eager.err"
         e_s="$(sed -n 's/.*s_per_epoch=\([0-9.]*\).*/\1/p' "$run.eager")"; e_acc="$(sed -n 's/.*test_acc=\([0-9.]*\).*/\1/p' "$run.eager")"
         c_s=nan
@@ -424,7 +430,7 @@ if stage_on stream; then
   "$bin/gpuml" data pack "synthetic:$records" "$work/shards" --shard-size 64M --quiet > "$work/pack.log" 2>&1 \
     || { tail -n 5 "$work/pack.log"; md "data pack failed"; }
   md "mlp, batch 128, 1 epoch of $records synthetic records from shards, --data-memory-limit 512M"; md ""
-  "$bin/gpuml" train --device cuda --model mlp --epochs 1 --batch-size 128 --data "$work/shards" \
+  "$bin/gpuml" train --device "$device" --model mlp --epochs 1 --batch-size 128 --data "$work/shards" \
     --data-memory-limit 512M --out "$work/run-stream" --quiet > "$work/run-stream.log" 2>&1 \
     || { tail -n 20 "$work/run-stream.log"; md "streamed gpuml train FAILED: $(tail -n 2 "$work/run-stream.log" | tr '\n' ' ')"; }
   read -r st_sps st_wait < <("$python" - "$work/run-stream/metrics.csv" << 'PY' 2> /dev/null || echo "nan nan"
