@@ -16,7 +16,7 @@
 #   torch2          PyTorch 2.x from PyPI, eager, in a venv made by bench/torch2_venv.sh (outside
 #                   the checkout, under ~/.cache/gpuml; also on Debian's /usr/bin/python3)
 #   torch2-compile  the same with torch.compile (inductor, CPU); its graphs are compiled before the
-#                   timed loop (bench/torch_peer.py --warm-compile), the compile time is reported
+#                   timed loop (bench/torch_peer.py), the compile time is reported
 # The peer script runs through bench/torch_peer.py (bf16 autocast, compile warm-up).
 set -euo pipefail
 
@@ -77,8 +77,8 @@ PY
   for p in $peers; do
     wrapper=("$root/bench/torch_peer.py")
     extra=()
-    [[ "$precision" == bf16 ]] && wrapper+=(--bf16)
-    [[ "$p" == torch2-compile ]] && wrapper+=(--warm-compile) && extra+=(--compile)
+    [[ "$precision" == bf16 ]] && wrapper+=(--precision bf16)
+    [[ "$p" == torch2-compile ]] && extra+=(--compile)
     best_s=""; best_t=""; best_acc=""
     for t in $torch_threads; do
       line="$("${python_of[$p]}" "${wrapper[@]}" "$peer" "$model" "$epochs" --threads "$t" --batch-size "$batch" \

@@ -62,14 +62,44 @@ DType dispatch_dtype_of(OpId op, std::span<const TensorType> inputs, const Tenso
 }
 
 void BackendRegistry::add(std::unique_ptr<Backend> backend) {
-  GPUML_CHECK(find(backend->name()) == nullptr, "backend '{}' registered twice", backend->name());
+  for (const auto& b : backends_) GPUML_CHECK(b->name() != backend->name(), "backend '{}' registered twice", backend->name());
   backends_.push_back(std::move(backend));
 }
 
 Backend* BackendRegistry::find(std::string_view name) const {
+  if (name.starts_with("cuda")) load_cuda();
+  if (cuda_tried_.load())
+    for (const auto& b : cuda_backends_)
+      if (b->name() == name) return b.get();
   for (const auto& b : backends_)
     if (b->name() == name) return b.get();
   return nullptr;
+}
+
+void BackendRegistry::load_cuda() const {
+  std::call_once(cuda_once_, [this] {
+    PluginLoad cuda = load_cuda_plugin();
+    if (cuda.backends.empty()) {
+      cuda_status_ = "not used: " + cuda.reason;
+    } else {
+      cuda_status_ = "loaded from " + cuda.path;
+      cuda_backends_ = std::move(cuda.backends);
+    }
+    cuda_tried_.store(true);
+  });
+}
+
+const std::string& BackendRegistry::cuda_status() const {
+  load_cuda();
+  return cuda_status_;
+}
+
+std::vector<Backend*> BackendRegistry::loaded() const {
+  std::vector<Backend*> out;
+  if (cuda_tried_.load())
+    for (const auto& b : cuda_backends_) out.push_back(b.get());  // fastest first
+  for (const auto& b : backends_) out.push_back(b.get());
+  return out;
 }
 
 Backend& BackendRegistry::get(std::string_view name) const {
@@ -83,22 +113,14 @@ Backend& BackendRegistry::get(std::string_view name) const {
 }
 
 std::vector<Backend*> BackendRegistry::all() const {
-  std::vector<Backend*> out;
-  for (const auto& b : backends_) out.push_back(b.get());
-  return out;
+  load_cuda();
+  return loaded();
 }
 
 BackendRegistry& backend_registry() {
   static BackendRegistry* registry = [] {
     auto* r = new BackendRegistry();
-    // Fastest first: the GPU when the plugin loads and finds a device.
-    PluginLoad cuda = load_cuda_plugin();
-    if (cuda.backends.empty()) {
-      r->set_cuda_status("not used: " + cuda.reason);
-    } else {
-      r->set_cuda_status("loaded from " + cuda.path);
-      for (auto& b : cuda.backends) r->add(std::move(b));
-    }
+    // The CUDA plugin's backends come first once loaded (load_cuda), on first need.
     r->add(make_cpu_backend());
     r->add(make_ref_backend());
     return r;

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <array>
+#include <atomic>
+#include <mutex>
 #include <initializer_list>
 #include <memory>
 #include <span>
@@ -129,22 +131,32 @@ class Backend : public Allocator {
 DType dispatch_dtype_of(OpId op, std::span<const TensorType> inputs, const TensorType& output);
 
 // The one global: backends by name, in order of preference (fastest first).
+// The backends of this process: cpu and ref from the start, the CUDA plugin's (one per GPU, first
+// in order) loaded on first need only: when a name "cuda..." is asked for, or every backend
+// (all(), which --device auto and `gpuml info` use), or the CUDA status. --device cpu never
+// loads it, so it gets no CUDA context, handles or pinned memory on every GPU.
 class BackendRegistry {
  public:
   void add(std::unique_ptr<Backend> backend);
   Backend& get(std::string_view name) const;  // throws Invalid, listing the names there are
-  Backend* find(std::string_view name) const;
-  std::vector<Backend*> all() const;
+  Backend* find(std::string_view name) const;  // loads the CUDA plugin for a "cuda..." name
+  std::vector<Backend*> all() const;           // loads the CUDA plugin
+  std::vector<Backend*> loaded() const;        // what is loaded now (loads nothing)
   // The reference backend, which supports every op: where everything can fall back to.
   Backend& reference() const { return get("ref"); }
   // Why the CUDA backend is or is not there ("loaded from ...", "not used: no CUDA driver ..."),
-  // set once when the registry is created; `gpuml info` and --device cuda report it.
-  const std::string& cuda_status() const { return cuda_status_; }
-  void set_cuda_status(std::string status) { cuda_status_ = std::move(status); }
+  // after trying to load it; `gpuml info` and --device cuda report it.
+  const std::string& cuda_status() const;
+  bool cuda_tried() const { return cuda_tried_.load(); }
 
  private:
-  std::vector<std::unique_ptr<Backend>> backends_;
-  std::string cuda_status_ = "not tried";
+  void load_cuda() const;
+  std::vector<std::unique_ptr<Backend>> backends_;  // host backends, in order
+  // Written once under cuda_once_, read only after it (cuda_tried_).
+  mutable std::vector<std::unique_ptr<Backend>> cuda_backends_;
+  mutable std::string cuda_status_ = "not tried";
+  mutable std::once_flag cuda_once_;
+  mutable std::atomic<bool> cuda_tried_{false};
 };
 
 // Registers, on first use, the CUDA plugin's backends when it loads (backend/plugin_loader.h),

@@ -59,7 +59,7 @@ Tensor to_backend(const Tensor& t, Backend& backend) {
   if (!src.is_contiguous()) {
     // Make it contiguous where it lives: on the host directly, else on a backend of its device.
     Backend* owner = nullptr;
-    for (Backend* b : backend_registry().all())
+    for (Backend* b : backend_registry().loaded())  // the tensor's own backend is loaded
       if (b->device() == t.device() && b->supports(OpId::copy, t.dtype())) owner = b;
     GPUML_CHECK(owner != nullptr, "no backend can copy a {} tensor on {}", t.dtype(), t.device().str());
     src = run_op(*owner, OpId::copy, {t});
@@ -72,7 +72,7 @@ Tensor to_backend(const Tensor& t, Backend& backend) {
   } else {
     // Device -> host or device -> other device: go through the owning backend.
     Backend* owner = nullptr;
-    for (Backend* b : backend_registry().all())
+    for (Backend* b : backend_registry().loaded())  // the tensor's own backend is loaded
       if (b->device() == src.device()) owner = b;
     GPUML_CHECK(owner != nullptr, "no backend owns device {}", src.device().str());
     if (backend.device().is_host()) {

@@ -12,6 +12,8 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <string>
 #include <vector>
@@ -20,8 +22,28 @@
 
 namespace gpuml {
 
-// Bump when Backend, KernelCall, Attrs or the op table change layout: a stale plugin is refused.
-inline constexpr int kPluginAbiVersion = 1000 + kNumOps;
+// The plugin ABI: a plugin built from other headers is refused, not called. The number folds in
+// the op count and the size and alignment of every type that crosses the boundary, so a layout
+// change of Attrs, KernelCall, Tensor, Shape or Backend changes it by itself; what sizes cannot
+// see (a virtual function of Backend or Allocator added, removed or reordered; a field replaced by
+// one of the same size) needs kBackendInterfaceRevision bumped by hand.
+inline constexpr int kBackendInterfaceRevision = 2;
+
+// FNV-1a over the parts, folded into a positive int (pure, so a test can show that each part counts).
+constexpr int plugin_abi_fingerprint(std::initializer_list<size_t> parts) {
+  uint64_t h = 1469598103934665603ull;
+  for (size_t p : parts) {
+    for (int byte = 0; byte < 8; ++byte) {
+      h ^= (static_cast<uint64_t>(p) >> (8 * byte)) & 0xff;
+      h *= 1099511628211ull;
+    }
+  }
+  return static_cast<int>((h ^ (h >> 32)) & 0x3fffffff);
+}
+
+inline constexpr int kPluginAbiVersion = plugin_abi_fingerprint(
+    {kBackendInterfaceRevision, static_cast<size_t>(kNumOps), sizeof(Attrs), alignof(Attrs), sizeof(KernelCall),
+     alignof(KernelCall), sizeof(Tensor), sizeof(Shape), sizeof(Backend), alignof(Backend), sizeof(Device)});
 
 struct PluginLoad {
   std::string path;  // the file tried (or the names searched)

@@ -161,9 +161,11 @@ Command add_train_command(CLI::App& app) {
       ->check(memory_size(true));
   return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_limit, precision, betas, cmd] {
             // Device backends take the cap before anything is allocated on them.
+            // Only a cap loads the CUDA plugin here (--device cpu without one never does).
             const uint64_t gpu_cap = memory_size_bytes(*gpu_memory_limit, "--gpu-memory-limit");
-            for (Backend* b : backend_registry().all())
-              if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(gpu_cap));
+            if (gpu_cap > 0)
+              for (Backend* b : backend_registry().all())
+                if (!b->device().is_host()) b->set_memory_limit(static_cast<size_t>(gpu_cap));
             cfg->schedule = optim::parse_schedule(*schedule);
             cfg->precision = parse_precision(*precision);
             if (!memory_limit->empty())

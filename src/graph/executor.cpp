@@ -129,7 +129,19 @@ void Executor::stage(const std::map<std::string, Tensor>& feeds) {
     Staged s{t.raw_data(), Tensor::empty(t.shape(), t.dtype(), backend), nullptr};
     // The memory was allocated in order on the default stream; the copy stream waits for that.
     backend.wait_event(stream.get(), *backend.record_event(nullptr));
-    backend.copy_to_device(s.device.raw_data(), t.raw_data(), t.nbytes(), stream.get());
+    try {
+      backend.copy_to_device(s.device.raw_data(), t.raw_data(), t.nbytes(), stream.get());
+    } catch (...) {
+      // Chunks may already be queued on the copy stream, and s.device is freed in order on the
+      // default stream: that stream waits for the copy stream first. If even that fails, the
+      // buffer is leaked rather than handed back while a copy may still write into it.
+      try {
+        backend.wait_event(nullptr, *backend.record_event(stream.get()));
+      } catch (...) {
+        new Tensor(std::move(s.device));
+      }
+      throw;
+    }
     s.copied = backend.record_event(stream.get());
     std::vector<Staged>& copies = staged_[static_cast<int>(i)];
     copies.push_back(std::move(s));

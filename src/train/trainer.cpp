@@ -37,16 +37,22 @@ using json = nlohmann::json;
 PlanOptions plan_options_for_device(const std::string& device) {
   BackendRegistry& registry = backend_registry();
   PlanOptions p;
+  if (device == "cpu") {  // never loads the CUDA plugin (no context, handles or pinned memory on the GPUs)
+    p.backends = {&registry.get("cpu"), &registry.reference()};
+    return p;
+  }
+  if (device == "ref") {
+    p.backends = {&registry.reference()};
+    return p;
+  }
   Backend* gpu = nullptr;  // the first device backend (the CUDA plugin's), if it loaded
   for (Backend* b : registry.all())
     if (!gpu && !b->device().is_host()) gpu = b;
   if (device == "auto" && gpu) {
     // The GPU when there is one (a cost-based choice comes later); cpu and ref fill its gaps.
     p.backends = {gpu, &registry.get("cpu"), &registry.reference()};
-  } else if (device == "auto" || device == "cpu") {
+  } else if (device == "auto") {
     p.backends = {&registry.get("cpu"), &registry.reference()};
-  } else if (device == "ref") {
-    p.backends = {&registry.reference()};
   } else {
     Device d = Device::parse(device);  // throws on anything that is not cpu/cuda[:N]
     Backend* cuda = nullptr;

@@ -94,5 +94,29 @@ TEST(CudaEpilogues, DreluMaskLayoutIsTrustedAndRight) {
   EXPECT_TRUE(testing::all_close(got, run_op(ref, OpId::matmul_dact, {a, b, y}, attrs), 1e-4));
 }
 
+// cross_entropy over a vocabulary-sized row (one block per row) and its backward with bf16 logits
+// and an f32 dloss (read as its own dtype, not as the logits').
+TEST(CudaLoss, WideCrossEntropyAndBf16LogitsWithAnF32Dloss) {
+  Backend* gpu = cuda_backend();
+  if (!gpu) GTEST_SKIP() << "no CUDA backend: " << backend_registry().cuda_status();
+  Backend& ref = backend_registry().reference();
+  std::mt19937_64 rng(7);
+  const int64_t n = 9, c = 50000;
+  std::vector<double> x(static_cast<size_t>(n * c)), y(static_cast<size_t>(n));
+  for (double& v : x) v = std::normal_distribution<double>(0.0, 2.0)(rng);
+  for (double& v : y) v = static_cast<double>(rng() % static_cast<uint64_t>(c));
+  y[3] = -100;  // ignored
+  Tensor logits = Tensor::from_values({n, c}, x, DType::f32), labels = Tensor::from_values({n}, y, DType::i64);
+  Tensor got = to_backend(run_op(*gpu, OpId::cross_entropy, {to_backend(logits, *gpu), to_backend(labels, *gpu)}), ref);
+  EXPECT_TRUE(testing::all_close(got, run_op(ref, OpId::cross_entropy, {logits, labels}), 1e-5));
+
+  Tensor logits_bf16 = Tensor::from_values({n, c}, x, DType::bf16);
+  Tensor dloss = Tensor::from_values({}, {1024.0}, DType::f32);
+  Tensor grad = to_backend(run_op(*gpu, OpId::cross_entropy_backward,
+                                  {to_backend(logits_bf16, *gpu), to_backend(labels, *gpu), to_backend(dloss, *gpu)}),
+                           ref);
+  EXPECT_TRUE(testing::all_close(grad, run_op(ref, OpId::cross_entropy_backward, {logits_bf16, labels, dloss}), 2e-2));
+}
+
 }  // namespace
 }  // namespace gpuml

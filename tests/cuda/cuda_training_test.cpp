@@ -210,17 +210,56 @@ class CudaTraining : public ::testing::Test {
     c.epochs = 1;
     c.device = device;
     c.out = out.string();
+    c.data = testing::fashion_mnist_dir();  // the bundle's subset where there is one
     c.quiet = true;
     return c;
   }
   testing::TempDir dir_;
 };
 
-TEST_F(CudaTraining, MlpAndCnnOneEpochLandWithinHalfAPointOfTheCpuRun) {
+// The GPU trains the model the CPU trains. Two one-epoch accuracies within 0.005 of each other
+// is no test of that: float rounding sends the two runs along different trajectories, and their
+// accuracies differ by about as much as runs of different seeds. So:
+//  - step for step: from the same seed (same initial weights, batch order, dropout draws), after
+//    a few steps (before Adam amplifies rounding) the weights agree to rounding. Adam moves a
+//    weight by at most about lr per step, so every weight is within 2 * lr * steps, and all but
+//    0.1% (those whose near-zero gradient changed sign) within 1e-4; the test-set loss, smooth in
+//    the weights, within 0.1%;
+//  - end to end: one epoch on the GPU reaches the accuracy of a trained model and stays within
+//    the spread of one-epoch runs (0.02) of the CPU's.
+TEST_F(CudaTraining, MlpAndCnnFollowTheCpuStepForStep) {
+  constexpr int64_t kSteps = 5;
+  for (const std::string model : {"mlp", "cnn"}) {
+    TrainConfig on_cpu = config(model, "cpu", dir_.path() / (model + "-steps-cpu"));
+    TrainConfig on_gpu = config(model, "cuda", dir_.path() / (model + "-steps-cuda"));
+    on_cpu.max_steps = on_gpu.max_steps = kSteps;
+    TrainResult cpu = train(on_cpu), gpu = train(on_gpu);
+    EXPECT_NEAR(gpu.eval_loss, cpu.eval_loss, 1e-3 * cpu.eval_loss) << model;
+    Checkpoint x = load_checkpoint(fs::path(on_cpu.out) / "last.safetensors");
+    Checkpoint y = load_checkpoint(fs::path(on_gpu.out) / "last.safetensors");
+    ASSERT_EQ(x.model.size(), y.model.size());
+    const double bound = 2 * on_cpu.optimizer.lr * kSteps;
+    int64_t total = 0, loose = 0;
+    for (size_t i = 0; i < x.model.size(); ++i) {
+      std::vector<double> a = x.model[i].second.to_doubles(), b = y.model[i].second.to_doubles();
+      ASSERT_EQ(a.size(), b.size()) << x.model[i].first;
+      for (size_t j = 0; j < a.size(); ++j) {
+        const double d = std::abs(a[j] - b[j]);
+        ASSERT_LE(d, bound) << model << " " << x.model[i].first << "[" << j << "]";
+        loose += d > 1e-4;
+        ++total;
+      }
+    }
+    EXPECT_LE(loose, total / 1000) << model << ": " << loose << " of " << total << " weights differ by more than 1e-4";
+  }
+}
+
+TEST_F(CudaTraining, MlpAndCnnOneEpochReachATrainedAccuracyOnTheGpu) {
   for (const std::string model : {"mlp", "cnn"}) {
     TrainResult cpu = train(config(model, "cpu", dir_.path() / (model + "-cpu")));
     TrainResult gpu = train(config(model, "cuda", dir_.path() / (model + "-cuda")));
-    EXPECT_NEAR(gpu.eval_accuracy, cpu.eval_accuracy, 0.005) << model;
+    EXPECT_GT(gpu.eval_accuracy, 0.70) << model;  // chance is 0.10; one epoch of 10,000 images gives ~0.8
+    EXPECT_NEAR(gpu.eval_accuracy, cpu.eval_accuracy, 0.02) << model;
   }
 }
 

@@ -1,6 +1,7 @@
 // The gpuml binary: train, eval, predict, and its errors (message, non-zero exit, no partial file).
 #include <gtest/gtest.h>
 
+#include <cstdio>
 #include <fstream>
 
 #include "e2e_support.h"
@@ -22,6 +23,32 @@ class CliE2E : public ::testing::Test {
   std::string run() const { return (dir_.path() / "run").string(); }
   TempDir dir_;
 };
+
+// --device cpu never loads the CUDA plugin (no context, handles or pinned memory on the GPUs).
+// Seen from outside with the loader's own trace: `gpuml info` (a positive control) looks for the
+// driver, libcuda.so.1, before it opens the plugin; a CPU training run must not look for it.
+TEST_F(CliE2E, DeviceCpuDoesNotLoadTheCudaPlugin) {
+  auto info = run_gpuml("info");
+  if (info.output.find("plugin not built") != std::string::npos || info.output.find(" not found (searched") != std::string::npos)
+    GTEST_SKIP() << "no CUDA plugin in this build";
+  // The loader's trace (LD_DEBUG=libs, glibc) of one gpuml command, stdout dropped.
+  auto trace = [](const std::string& args) {
+    std::string out;
+    const std::string cli = testing::gpuml_cli_path();
+    const std::string command = std::string("LD_DEBUG=libs '") + cli + "' " + args + " 2>&1 > /dev/null";
+    if (FILE* pipe = popen(command.c_str(), "r")) {
+      char buffer[4096];
+      while (size_t n = fread(buffer, 1, sizeof(buffer), pipe)) out.append(buffer, n);
+      pclose(pipe);
+    }
+    return out;
+  };
+  ASSERT_NE(trace("info").find("libcuda.so.1"), std::string::npos) << "the trace does not show the driver lookup";
+  const std::string t = trace("train --device cpu --model mlp --epochs 1 --max-steps 2 --quiet " + data() + " --out '" + run() + "'");
+  EXPECT_NE(t.find("libgpuml.so"), std::string::npos) << "the trace is empty:\n" << t.substr(0, 2000);
+  EXPECT_EQ(t.find("libcuda.so.1"), std::string::npos) << "--device cpu looked for the CUDA driver";
+  EXPECT_EQ(t.find("libgpuml_cuda"), std::string::npos) << "--device cpu opened the CUDA plugin";
+}
 
 TEST_F(CliE2E, TrainEvalPredict) {
   auto t = run_gpuml("train --model mlp --epochs 1 --quiet " + data() + " --out '" + run() + "'");

@@ -24,7 +24,7 @@ TempDir::~TempDir() {
   fs::remove_all(path_, ec);
 }
 
-bool have_fashion_mnist() { return fs::exists(fs::path(kFashionMnistDir) / "train-images-idx3-ubyte.gz"); }
+bool have_fashion_mnist() { return fs::exists(fs::path(fashion_mnist_dir()) / "train-images-idx3-ubyte.gz"); }
 
 namespace {
 
@@ -51,7 +51,7 @@ void write_subset(const fs::path& from, const fs::path& to, int64_t rows) {
 
 void write_fashion_subset(const fs::path& dir, int64_t train, int64_t test) {
   fs::create_directories(dir);
-  fs::path src = kFashionMnistDir;
+  fs::path src = fashion_mnist_dir();
   write_subset(src / "train-images-idx3-ubyte.gz", dir / "train-images-idx3-ubyte", train);
   write_subset(src / "train-labels-idx1-ubyte.gz", dir / "train-labels-idx1-ubyte", train);
   write_subset(src / "t10k-images-idx3-ubyte.gz", dir / "t10k-images-idx3-ubyte", test);
@@ -59,7 +59,9 @@ void write_fashion_subset(const fs::path& dir, int64_t train, int64_t test) {
 }
 
 CommandResult run_gpuml(const std::string& args) {
-  std::string command = std::string("'") + GPUML_CLI_PATH + "' " + args + " 2>&1";
+  std::string command = "'";  // appended: GCC 12 warns (-Wrestrict) on "'" + std::string&&
+  command += gpuml_cli_path();
+  command += "' " + args + " 2>&1";
   CommandResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;

@@ -6,6 +6,8 @@
 #include <filesystem>
 #include <string>
 
+#include "test_paths.h"
+
 namespace gpuml::testing {
 
 // A fresh directory under the system temp dir, removed when the object goes.
@@ -19,7 +21,7 @@ class TempDir {
   std::filesystem::path path_;
 };
 
-inline const char* kFashionMnistDir = "/usr/share/datasets/fashion-mnist";
+// Fashion-MNIST: $GPUML_FASHION_MNIST, the bundle's subset, or the Debian package (test_paths.h).
 bool have_fashion_mnist();
 // The first `train` and `test` samples of Fashion-MNIST written as raw IDX files into `dir`.
 void write_fashion_subset(const std::filesystem::path& dir, int64_t train, int64_t test);

@@ -9,6 +9,7 @@
 #include "backend/backend.h"
 #include "backend/info.h"
 #include "core/system_info.h"
+#include "test_paths.h"
 
 namespace gpuml {
 namespace {
@@ -20,7 +21,10 @@ struct CommandResult {
 
 // Runs the built gpuml binary (its path comes from CMake) with `args`.
 CommandResult run_gpuml(const std::string& args) {
-  std::string command = std::string("'") + GPUML_CLI_PATH + "' " + args + " 2>&1";
+  // Built by appending: GCC 12 warns (-Wrestrict, a false positive) on "'" + std::string&&.
+  std::string command = "'";
+  command += testing::gpuml_cli_path();
+  command += "' " + args + " 2>&1";
   CommandResult result;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return result;

@@ -1,5 +1,6 @@
 // The CUDA plugin seen from a machine with or without a GPU: the executable links no CUDA
 // library, the loader turns every failure into a reason, and the registry reports it.
+#include <dlfcn.h>
 #include <gtest/gtest.h>
 
 #include <cstdio>
@@ -9,6 +10,7 @@
 #include "backend/plugin_loader.h"
 #include "core/error.h"
 #include "graph/planner.h"
+#include "test_paths.h"
 #include "train/trainer.h"
 
 namespace gpuml {
@@ -26,7 +28,8 @@ std::string command_output(const std::string& command) {
 
 // ldd lists every library the binary pulls in, transitively (libgpuml.so's too).
 TEST(CudaPlugin, GpumlExecutableLinksNoCudaLibrary) {
-  std::string deps = command_output(std::string("ldd '") + GPUML_CLI_PATH + "' 2>&1");
+  const std::string cli = testing::gpuml_cli_path();
+  std::string deps = command_output(std::string("ldd '") + cli + "' 2>&1");
   ASSERT_NE(deps.find("libgpuml.so"), std::string::npos) << deps;  // the output is what we think it is
   for (const char* lib : {"libcuda.so", "libcudart", "libcublas", "libcudnn"})
     EXPECT_EQ(deps.find(lib), std::string::npos) << "gpuml depends on " << lib << ":\n" << deps;
@@ -45,6 +48,17 @@ TEST(CudaPlugin, LibraryWithoutEntryPointsIsNotAPlugin) {
   EXPECT_NE(load.reason.find("is not a gpuml plugin"), std::string::npos) << load.reason;
 }
 
+// The ABI number moves with every part it folds in (a layout change of Attrs, a new op, a bumped
+// interface revision), so a plugin built from other headers is refused rather than called.
+TEST(CudaPlugin, AbiNumberChangesWithEachPart) {
+  const int base = plugin_abi_fingerprint({2, 120, 512, 8, 96});
+  EXPECT_NE(base, plugin_abi_fingerprint({3, 120, 512, 8, 96}));  // interface revision
+  EXPECT_NE(base, plugin_abi_fingerprint({2, 121, 512, 8, 96}));  // one more op
+  EXPECT_NE(base, plugin_abi_fingerprint({2, 120, 520, 8, 96}));  // Attrs grew
+  EXPECT_NE(base, plugin_abi_fingerprint({2, 120, 512, 8, 104}));  // KernelCall grew
+  EXPECT_GT(kPluginAbiVersion, 0);
+}
+
 TEST(CudaPlugin, PluginPathVariableIsSearchedFirst) {
   ASSERT_EQ(setenv("GPUML_PLUGIN_PATH", "/tmp/gpuml-a:/tmp/gpuml-b", 1), 0);
   std::vector<std::string> paths = plugin_search_paths();
@@ -54,15 +68,20 @@ TEST(CudaPlugin, PluginPathVariableIsSearchedFirst) {
   EXPECT_EQ(paths[1], "/tmp/gpuml-b");
 }
 
-#ifdef GPUML_CUDA_PLUGIN_PATH
 // The real plugin, opened directly (past the loader's own driver check): on a machine without a
 // driver or GPU it must return the reason, not crash; with a GPU it must return a backend.
 TEST(CudaPlugin, BuiltPluginLoadsOrSaysWhyNot) {
-  PluginLoad load = load_backend_plugin(GPUML_CUDA_PLUGIN_PATH);
+  const std::string plugin = testing::cuda_plugin_path();
+  if (plugin.empty()) GTEST_SKIP() << "this build has no CUDA plugin";
+  PluginLoad load = load_backend_plugin(plugin);
   if (load.backends.empty()) {
     bool known = load.reason.find("no CUDA driver (libcuda.so.1 not found)") != std::string::npos ||
                  load.reason.find("no CUDA device") != std::string::npos ||
-                 load.reason.find("cannot use the driver") != std::string::npos;
+                 load.reason.find("cannot use the driver") != std::string::npos ||
+                 // the bundle on a machine without the CUDA toolkit (the GPU machine provides it)
+                 (load.reason.find("cannot load ") != std::string::npos &&
+                  (load.reason.find("libcudart") != std::string::npos || load.reason.find("libcublas") != std::string::npos ||
+                   load.reason.find("libcudnn") != std::string::npos));
     EXPECT_TRUE(known) << load.reason;
   } else {
     EXPECT_EQ(load.backends[0]->name(), "cuda");
@@ -70,7 +89,19 @@ TEST(CudaPlugin, BuiltPluginLoadsOrSaysWhyNot) {
     EXPECT_GT(load.backends[0]->supported_dtypes(OpId::matmul).size(), 0u);
   }
 }
-#endif
+
+// cuDNN's sub-libraries and cuBLASLt's version are checked when the plugin loads (no GPU needed):
+// on a machine with the toolkit they pass; a partial cuDNN would be a load-time reason.
+TEST(CudaPlugin, PluginChecksItsCudaLibrariesWithoutAGpu) {
+  const std::string plugin = testing::cuda_plugin_path();
+  if (plugin.empty()) GTEST_SKIP() << "this build has no CUDA plugin";
+  void* handle = dlopen(plugin.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) GTEST_SKIP() << "the CUDA libraries are not on this machine: " << dlerror();
+  auto check = reinterpret_cast<const char* (*)()>(dlsym(handle, "gpuml_plugin_library_problem"));
+  ASSERT_NE(check, nullptr);
+  EXPECT_STREQ(check(), "");
+  // No dlclose: the CUDA runtime does not like being unmapped.
+}
 
 TEST(CudaPlugin, RegistryRecordsWhatHappened) {
   const std::string& status = backend_registry().cuda_status();

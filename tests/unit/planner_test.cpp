@@ -1,7 +1,11 @@
+#include <fmt/format.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
 #include <random>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "graph/autodiff.h"
 #include "graph/compiled_graph.h"
@@ -171,13 +175,28 @@ class PartialBackend final : public HostTestBackend {
   // Counted, so that tests see which copies went on a side stream and what waited for them.
   void copy_to_device(void* dst, const void* src, size_t bytes, Stream* stream) override {
     ++(stream ? copies_on_streams : copies_on_default);
+    if (stream) log.push_back("copy on stream");
+    if (fail_copies) throw std::runtime_error("copy failed after queuing a chunk");
     Backend::copy_to_device(dst, src, bytes, stream);
   }
+  std::unique_ptr<Event> record_event(Stream* stream) override {
+    log.push_back(stream ? "record on stream" : "record on default");
+    return Backend::record_event(stream);
+  }
+  void deallocate(void* p, size_t bytes) override {
+    if (p) log.push_back("free");
+    HostTestBackend::deallocate(p, bytes);
+  }
+  bool fail_copies = false;
+  std::vector<std::string> log;
   std::unique_ptr<Stream> create_stream() override {
     ++streams;
     return Backend::create_stream();
   }
-  void wait_event(Stream* stream, const Event& event) override { ++waits; }
+  void wait_event(Stream* stream, const Event& event) override {
+    ++waits;
+    log.push_back(stream ? "wait on stream" : "wait on default");
+  }
   int copies_on_streams = 0, copies_on_default = 0, streams = 0, waits = 0;
 
  private:
@@ -287,6 +306,37 @@ TEST(Executor, StagedFeedsAreCopiedAheadOnASideStreamAndUsedOnce) {
   EXPECT_EQ(ex.staged_count(), Executor::kMaxStaged);
   expect_relu_of(ex.run({{"x", batches[0]}})[0], batches[0]);
   EXPECT_EQ(device.copies_on_default, 2);
+}
+
+// A copy that fails after queuing part of its chunks on the copy stream: the staged buffer is
+// freed (stream-ordered, on the default stream) only after the default stream waits for the copy
+// stream, so the copy still in flight never writes into reused memory.
+TEST(Executor, AFailedStagedCopyIsWaitedForBeforeItsBufferIsFreed) {
+  PartialBackend device(Device{DeviceType::cuda, 3});
+  Graph g;
+  Sym x = g.input("x", {{4, 6}, DType::f64});
+  Sym out = relu(x);
+  PlanOptions options;
+  options.backends = {&device, &backend_registry().reference()};
+  Executor ex(plan_graph(g, {out}, options));
+  std::mt19937_64 rng(1);
+  Tensor a = random_tensor({4, 6}, rng, DType::f64);
+  device.fail_copies = true;
+  device.log.clear();
+  EXPECT_THROW(ex.stage({{"x", a}}), std::runtime_error);
+  EXPECT_EQ(ex.staged_count(), 0u);
+  auto at = [&](const std::string& what, size_t from = 0) {
+    for (size_t i = from; i < device.log.size(); ++i)
+      if (device.log[i] == what) return i;
+    return device.log.size();
+  };
+  const size_t copy = at("copy on stream"), recorded = at("record on stream", copy), waited = at("wait on default", recorded),
+               freed = at("free", copy);
+  ASSERT_LT(copy, device.log.size()) << fmt::format("{}", fmt::join(device.log, ", "));
+  EXPECT_LT(recorded, waited) << fmt::format("{}", fmt::join(device.log, ", "));
+  EXPECT_LT(waited, freed) << "the buffer was freed before the default stream waited for the copy: "
+                           << fmt::format("{}", fmt::join(device.log, ", "));
+  EXPECT_LT(freed, device.log.size()) << "the buffer was never freed";
 }
 
 TEST(Planner, DeadNodesAreNotPlanned) {

@@ -122,6 +122,14 @@ TEST(RefKnownValues, CrossEntropyWithIgnoredRow) {
   Tensor dloss = values({}, {2});
   expect_values(run(OpId::cross_entropy_backward, {logits, labels, dloss}), {3, 2},
                 {0.25, -0.25, 0, 0, -0.5, 0.5});
+  // dloss keeps its own dtype: bf16 logits with an f32 dloss (a loss scale) on ref and cpu alike.
+  Tensor dloss_f32 = values({}, {1024});
+  Tensor logits_bf16 = values({3, 2}, {0, std::log(3.0), 5, 5, 1, 1}, DType::bf16);
+  for (const char* name : {"ref", "cpu"}) {
+    Tensor g = run_op(backend_registry().get(name), OpId::cross_entropy_backward, {logits_bf16, labels, dloss_f32});
+    EXPECT_EQ(g.dtype(), DType::bf16) << name;
+    expect_values(g, {3, 2}, {128, -128, 0, 0, -256, 256}, 1.0);
+  }
   // Every row ignored: NaN.
   Tensor all_ignored = values({3}, {-100, -100, -100}, DType::i32);
   expect_values(run(OpId::cross_entropy, {logits, all_ignored}), {},

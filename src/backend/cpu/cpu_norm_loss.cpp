@@ -83,7 +83,8 @@ void cross_entropy_backward_kernel(const KernelCall& call) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
       const T* px = ptr<const T>(logits);
       T* pg = ptr<T>(call.output);
-      const double scale = to_double(ptr<const T>(call.inputs[2])[0]) / static_cast<double>(kept);
+      // dloss may have another dtype than the logits (bf16 logits, an f32 loss scale): read it as its own.
+      const double scale = call.inputs[2].item_as_double(0) / static_cast<double>(kept);
       parallel_for(rows, rows * classes * 4, [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           const T* row = px + r * classes;

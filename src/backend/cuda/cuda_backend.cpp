@@ -3,7 +3,9 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "backend/cuda/cuda_glue.h"
 
@@ -90,7 +92,7 @@ CudaBackend::CudaBackend(int device_index) : device_index_(device_index) {
 
 CudaBackend::~CudaBackend() {
   // The registry lives until exit, when the driver may already be shutting down: errors ignored.
-  activate();
+  cudaSetDevice(device_index_);
   cudaStreamSynchronize(stream_);
   if (workspace_) cudaFreeAsync(workspace_, stream_);
   for (const auto& [ptr, bytes] : retired_workspaces_) cudaFreeAsync(ptr, stream_);
@@ -105,11 +107,27 @@ CudaBackend::~CudaBackend() {
   cudaStreamDestroy(stream_);
 }
 
-void CudaBackend::activate() const { cudaSetDevice(device_index_); }
+void CudaBackend::activate() const { GPUML_CUDA_CHECK(cudaSetDevice(device_index_), name_); }
+
+// A failed call that may not throw (a free in a destructor, a best-effort trim) leaves its error as
+// the runtime's "last error", which the next kernel launch would then report as its own
+// (check_launch): take it off and keep it for check_deferred_errors, named after the call.
+void CudaBackend::note_unthrown_error(const char* what, cudaError_t e) {
+  if (e == cudaSuccess) return;
+  cudaGetLastError();
+  std::lock_guard<std::mutex> lock(unthrown_mutex_);
+  if (unthrown_error_.empty())
+    unthrown_error_ = fmt::format("{}: {} failed: {} ({})", name_, what, cudaGetErrorString(e), cudaGetErrorName(e));
+}
 
 cudaStream_t CudaBackend::raw_stream(Stream* stream) const {
   if (auto* s = dynamic_cast<CudaStream*>(stream)) return s->stream;
   return capturing() ? capture_stream_ : stream_;
+}
+
+bool CudaBackend::can_capture() const {
+  const char* e = std::getenv("GPUML_CUDA_SYNC");
+  return e == nullptr || *e == '\0' || std::string_view(e) == "0";
 }
 
 bool CudaBackend::capturing() const { return t_capturing == this; }
@@ -140,7 +158,7 @@ void CudaBackend::finish_capture() {
   t_capturing = nullptr;
   {
     std::lock_guard<std::mutex> lock(mutex_);
-    for (void* p : frees_after_capture_) cudaFreeAsync(p, stream_);
+    for (void* p : frees_after_capture_) note_unthrown_error("cudaFreeAsync after a capture", cudaFreeAsync(p, stream_));
     frees_after_capture_.clear();
     capture_allocations_.clear();
   }
@@ -205,7 +223,9 @@ void CudaBackend::launch_graph(cudaGraphExec_t exec, const std::vector<std::pair
 
 void CudaBackend::throw_out_of_memory(const char* op, size_t bytes) const {
   size_t free_bytes = 0, total = 0;
-  cudaMemGetInfo(&free_bytes, &total);
+  if (cudaError_t e = cudaMemGetInfo(&free_bytes, &total); e != cudaSuccess) {
+    cudaGetLastError();  // the figures below are then 0; the out-of-memory error is the one to report
+  }
   GPUML_FAIL(ErrorKind::OutOfMemory,
              "{}: out of memory in {}: asked for {}, {} held by gpuml{}, {} free of {} on the device. Try a smaller "
              "--batch-size, --precision bf16, activation recompute, or a larger --gpu-memory-limit",
@@ -244,15 +264,16 @@ void* CudaBackend::allocate(size_t bytes) {
 void CudaBackend::deallocate(void* ptr, size_t bytes) {
   if (!ptr) return;
   std::lock_guard<std::mutex> lock(mutex_);
-  activate();
+  note_unthrown_error("cudaSetDevice", cudaSetDevice(device_index_));  // no throw: runs in destructors
   if (capturing() && capture_allocations_.count(ptr) == 0) frees_after_capture_.push_back(ptr);
-  else cudaFreeAsync(ptr, raw_stream(nullptr));
+  else note_unthrown_error("cudaFreeAsync", cudaFreeAsync(ptr, raw_stream(nullptr)));  // may run in a destructor
   in_use_ -= std::min(in_use_, bytes);
 }
 
 size_t CudaBackend::memory_budget() const {
   size_t free_bytes = 0, total = 0;
-  cudaMemGetInfo(&free_bytes, &total);
+  activate();
+  GPUML_CUDA_CHECK(cudaMemGetInfo(&free_bytes, &total), "memory budget");
   if (limit_ == 0) return free_bytes;
   return std::min(free_bytes, limit_ > in_use_ ? limit_ - in_use_ : size_t{0});
 }
@@ -261,7 +282,8 @@ void CudaBackend::release_cached_memory() {
   activate();
   GPUML_CUDA_CHECK(cudaStreamSynchronize(stream_), "release memory");
   GPUML_CUDA_CHECK(cudaMemPoolTrimTo(pool_, 0), "release memory");
-  cudaDeviceGraphMemTrim(device_index_);  // graph memory no graph is using (best effort)
+  // Graph memory no graph is using (best effort: a failure is kept, not blamed on the next kernel).
+  note_unthrown_error("cudaDeviceGraphMemTrim", cudaDeviceGraphMemTrim(device_index_));
 }
 
 void* CudaBackend::workspace(size_t bytes, const char* op) {
@@ -377,6 +399,14 @@ void CudaBackend::defer_check(Tensor flag, DeferredMessage message) {
 }
 
 void CudaBackend::check_deferred_errors() {
+  {
+    std::lock_guard<std::mutex> lock(unthrown_mutex_);
+    if (!unthrown_error_.empty()) {
+      std::string message;
+      message.swap(unthrown_error_);
+      GPUML_FAIL(ErrorKind::Internal, "{}", message);
+    }
+  }
   std::vector<std::pair<Tensor, DeferredMessage>> checks;
   {
     std::lock_guard<std::mutex> lock(mutex_);  // copy_to_host below takes it too

@@ -16,6 +16,7 @@
 #include <cstdint>
 #include <functional>
 #include <atomic>
+#include <compare>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -33,6 +34,29 @@ class PinnedHostAllocator final : public Allocator {
   void* allocate(size_t bytes) override;
   void deallocate(void* ptr, size_t bytes) override;
   Device device() const override { return {DeviceType::cpu, 0}; }
+};
+
+// A convolution's algorithm and the math type cuDNN's search ran it with (cudnnMathType_t): the
+// math type must be set on the descriptor too, or the algorithm runs otherwise than it was timed
+// (or is refused).
+// What decides cuBLASLt's algorithm for a product: shapes, batch strides, dtype, TF32, transposes,
+// the operands' alignment and the epilogue asked for. The heuristic runs once per key.
+struct MatmulAlgoKey {
+  int64_t m = 0, n = 0, k = 0, batch = 0, a_stride = 0, b_stride = 0, aux_ld = 0;
+  int dtype = 0, epilogue = 0;
+  bool tf32 = false, trans_a = false, trans_b = false;
+  uint32_t align_a = 0, align_b = 0, align_c = 0;
+  auto operator<=>(const MatmulAlgoKey&) const = default;
+};
+struct MatmulAlgoChoice {
+  bool found = false;             // false: no algorithm (with the epilogue asked for, or at all)
+  bool epilogue_dropped = false;  // the fused epilogue had none: the plain product's algorithm
+  cublasLtMatmulAlgo_t algo{};
+};
+
+struct ConvChoice {
+  int algo = -1;
+  int math = 0;
 };
 
 class CudaBackend final : public Backend {
@@ -60,7 +84,7 @@ class CudaBackend final : public Backend {
   // the default stream until end_capture(), which instantiates the graph; replay() launches it on
   // the default stream. Kernels must not allocate memory that outlives the capture (check_flag()
   // gives deferred checks theirs), grow the workspace, or search for cuDNN algorithms then.
-  bool can_capture() const override { return true; }
+  bool can_capture() const override;  // not under GPUML_CUDA_SYNC (a capture cannot synchronize)
   void begin_capture() override;
   std::unique_ptr<CapturedWork> end_capture() override;
   void abort_capture() noexcept override;
@@ -88,7 +112,9 @@ class CudaBackend final : public Backend {
   cublasLtHandle_t cublaslt() const { return cublaslt_; }
   cudnnHandle_t cudnn() const { return cudnn_; }
   // cuDNN algorithm choices per convolution shape, found once (conv kernels own the keys).
-  std::map<std::string, int>& conv_algorithms() { return conv_algorithms_; }
+  std::map<std::string, ConvChoice>& conv_algorithms() { return conv_algorithms_; }
+  // cuBLASLt's choices per product (guarded by mutex()).
+  std::map<MatmulAlgoKey, MatmulAlgoChoice>& matmul_algorithms() { return matmul_algorithms_; }
   std::mutex& mutex() { return mutex_; }
 
   void add_kernel(OpId op, KernelFn fn, std::initializer_list<DType> dtypes, bool strided_inputs = true) {
@@ -103,6 +129,7 @@ class CudaBackend final : public Backend {
   using DeferredMessage = std::function<std::string(int64_t row, int64_t value)>;
   void defer_check(Tensor flag, DeferredMessage message);
   void check_deferred_errors() override;
+  void note_unthrown_error(const char* what, cudaError_t e);
 
  private:
   friend class CudaGraph;
@@ -142,9 +169,12 @@ class CudaBackend final : public Backend {
   size_t workspace_bytes_ = 0;
   cublasLtHandle_t cublaslt_ = nullptr;
   cudnnHandle_t cudnn_ = nullptr;
-  std::map<std::string, int> conv_algorithms_;
+  std::map<std::string, ConvChoice> conv_algorithms_;
+  std::map<MatmulAlgoKey, MatmulAlgoChoice> matmul_algorithms_;
   std::mutex mutex_;
   std::mutex workspace_mutex_;  // workspace(): allocate() takes mutex_
+  std::mutex unthrown_mutex_;
+  std::string unthrown_error_;  // the first error of a call that could not throw (note_unthrown_error)
   std::vector<std::pair<Tensor, DeferredMessage>> deferred_;  // guarded by mutex_
 };
 

@@ -38,6 +38,7 @@ struct ConvDescriptors {
   cudnnTensorDescriptor_t x = nullptr, y = nullptr;
   cudnnFilterDescriptor_t w = nullptr;
   cudnnConvolutionDescriptor_t conv = nullptr;
+  cudnnMathType_t math = CUDNN_DEFAULT_MATH;  // what the precision asks for; the search may refine it
   ConvDescriptors(const Shape& xs, const Shape& ws, const Shape& ys, const Attrs& a, DType dtype) {
     const cudnnDataType_t t = cudnn_type(dtype);
     GPUML_CUDNN_CHECK(cudnnCreateTensorDescriptor(&x));
@@ -54,7 +55,7 @@ struct ConvDescriptors {
         static_cast<int>(a.stride[1]), static_cast<int>(a.dilation[0]), static_cast<int>(a.dilation[1]),
         CUDNN_CROSS_CORRELATION, compute));
     GPUML_CUDNN_CHECK(cudnnSetConvolutionGroupCount(conv, static_cast<int>(a.groups)));
-    cudnnMathType_t math = (dtype == DType::bf16 || dtype == DType::f16) ? CUDNN_TENSOR_OP_MATH
+    math = (dtype == DType::bf16 || dtype == DType::f16) ? CUDNN_TENSOR_OP_MATH
                            : (dtype == DType::f32 && a.allow_tf32)            ? CUDNN_DEFAULT_MATH
                                                                               : CUDNN_FMA_MATH;
     GPUML_CUDNN_CHECK(cudnnSetConvolutionMathType(conv, math));
@@ -79,32 +80,37 @@ std::string cache_key(Direction dir, const Shape& xs, const Shape& ws, const Att
 // The first algorithm in cuDNN's ranking that ran, fits its workspace in `budget` bytes and, if
 // asked, is deterministic. (The fastest may want gigabytes of workspace, FFT; one that needs
 // little is then the better choice under --gpu-memory-limit.)
+// Exact f32 (FMA math asked for) never takes an algorithm that ran with tensor-op conversion.
 template <typename Perf>
-int first_usable(const Perf* perf, int found, bool deterministic, size_t budget) {
-  for (int i = 0; i < found; ++i)
-    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= budget &&
+ConvChoice first_usable(const Perf* perf, int found, bool deterministic, size_t budget, cudnnMathType_t wanted) {
+  for (int i = 0; i < found; ++i) {
+    const bool math_ok = wanted != CUDNN_FMA_MATH || perf[i].mathType == CUDNN_FMA_MATH ||
+                         perf[i].mathType == CUDNN_DEFAULT_MATH;
+    if (perf[i].status == CUDNN_STATUS_SUCCESS && perf[i].memory <= budget && math_ok &&
         (!deterministic || perf[i].determinism == CUDNN_DETERMINISTIC))
-      return static_cast<int>(perf[i].algo);
-  return -1;
+      return {static_cast<int>(perf[i].algo), wanted == CUDNN_FMA_MATH ? CUDNN_FMA_MATH : perf[i].mathType};
+  }
+  return {};
 }
 
 // cuDNN's ranking for one direction: `get` (heuristic, cudnnGet*_v7) when deterministic, else
 // `find` (timed, cudnnFind*). Both take the same arguments, which `call` supplies for the
 // direction's descriptors; the result is the first usable algorithm.
 template <typename Perf, typename Fn, typename Call>
-int ranked(bool deterministic, size_t budget, Fn get, Fn find, Call&& call) {
+ConvChoice ranked(bool deterministic, size_t budget, cudnnMathType_t wanted, Fn get, Fn find, Call&& call) {
   constexpr int kMax = 16;
   Perf perf[kMax];
   int found = 0;
   GPUML_CUDNN_CHECK(call(deterministic ? get : find, kMax, &found, perf));
-  return first_usable(perf, found, deterministic, budget);
+  return first_usable(perf, found, deterministic, budget, wanted);
 }
 
 // The algorithm for this convolution, chosen once and cached. Normally the fastest, measured on
 // the real shapes (cudnnFind*). Under Attrs::deterministic (--deterministic) it is cuDNN's
 // heuristic ranking (cudnnGet*_v7) instead, which needs no timing and so picks the same algorithm
 // in every run, keeping only algorithms cuDNN marks deterministic (no atomics).
-int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, const std::string& key, bool deterministic) {
+ConvChoice find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, const std::string& key,
+                          bool deterministic) {
   std::lock_guard<std::mutex> lock(gpu.mutex());
   auto it = gpu.conv_algorithms().find(key);
   if (it != gpu.conv_algorithms().end()) return it->second;
@@ -113,21 +119,21 @@ int find_algorithm(CudaBackend& gpu, Direction dir, const ConvDescriptors& d, co
   // cudnnFind* allocates its own buffers with cudaMalloc, outside the pool that keeps freed memory.
   if (!deterministic) gpu.release_cached_memory();
   const size_t budget = gpu.memory_budget() / 2;  // leave room for the step's own tensors
-  int algo = -1;
+  ConvChoice algo;
   if (dir == Direction::forward)
     algo = ranked<cudnnConvolutionFwdAlgoPerf_t>(
-        deterministic, budget, cudnnGetConvolutionForwardAlgorithm_v7, cudnnFindConvolutionForwardAlgorithm,
+        deterministic, budget, d.math, cudnnGetConvolutionForwardAlgorithm_v7, cudnnFindConvolutionForwardAlgorithm,
         [&](auto fn, int n, int* found, auto* perf) { return fn(gpu.cudnn(), d.x, d.w, d.conv, d.y, n, found, perf); });
   else if (dir == Direction::backward_data)
     algo = ranked<cudnnConvolutionBwdDataAlgoPerf_t>(
-        deterministic, budget, cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnFindConvolutionBackwardDataAlgorithm,
+        deterministic, budget, d.math, cudnnGetConvolutionBackwardDataAlgorithm_v7, cudnnFindConvolutionBackwardDataAlgorithm,
         [&](auto fn, int n, int* found, auto* perf) { return fn(gpu.cudnn(), d.w, d.y, d.conv, d.x, n, found, perf); });
   else
     algo = ranked<cudnnConvolutionBwdFilterAlgoPerf_t>(
-        deterministic, budget, cudnnGetConvolutionBackwardFilterAlgorithm_v7,
+        deterministic, budget, d.math, cudnnGetConvolutionBackwardFilterAlgorithm_v7,
         cudnnFindConvolutionBackwardFilterAlgorithm,
         [&](auto fn, int n, int* found, auto* perf) { return fn(gpu.cudnn(), d.x, d.y, d.conv, d.w, n, found, perf); });
-  GPUML_CHECK_KIND(ErrorKind::Unsupported, algo >= 0,
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, algo.algo >= 0,
                    "cuda conv2d: cuDNN has no {}algorithm for {} with at most {} MiB of workspace{}",
                    deterministic ? "deterministic " : "", key, budget >> 20,
                    deterministic ? "; run without --deterministic" : "; try a smaller --batch-size");
@@ -145,8 +151,11 @@ void run_conv(const KernelCall& c, Direction dir, const Tensor& x, const Tensor&
   const DType dtype = c.output.dtype();
   ConvDescriptors d(x.shape(), w.shape(), y.shape(), c.attrs, dtype);
   GPUML_CUDNN_CHECK(cudnnSetStream(gpu.cudnn(), gpu.stream_of(c)));
-  const int algo =
+  const ConvChoice choice =
       find_algorithm(gpu, dir, d, cache_key(dir, x.shape(), w.shape(), c.attrs, dtype), c.attrs.deterministic);
+  const int algo = choice.algo;
+  // The math type the search ran the algorithm with (cuDNN's Find may pick another than asked).
+  GPUML_CUDNN_CHECK(cudnnSetConvolutionMathType(d.conv, static_cast<cudnnMathType_t>(choice.math)));
   const double one_d = 1.0, zero_d = 0.0;
   const float one_f = 1.f, zero_f = 0.f;
   const void* one = dtype == DType::f64 ? static_cast<const void*>(&one_d) : &one_f;

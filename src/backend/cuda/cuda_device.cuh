@@ -8,6 +8,7 @@
 #include <cuda_fp16.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -26,9 +27,48 @@ inline unsigned blocks_for(int64_t n) {
 }
 
 // Every launch is checked (the host side turns the exception into a gpuml::Error).
+// GPUML_CUDA_SYNC=1 (debugging only; slow): every launch waits for its kernel, so a fault
+// that surfaces asynchronously (an illegal address, a trap) is reported against the kernel that
+// made it. CudaBackend::can_capture() is false then (a capture cannot synchronize).
+inline bool sync_after_each_kernel() {
+  static const bool on = [] {
+    const char* e = std::getenv("GPUML_CUDA_SYNC");
+    return e != nullptr && *e != '\0' && !(e[0] == '0' && e[1] == '\0');
+  }();
+  return on;
+}
+
+// Errors that a kernel makes while it runs, after its launch returned: they stay in the context
+// and every later call returns them, so they say nothing about the launch that reports them.
+inline bool is_asynchronous_fault(cudaError_t e) {
+  switch (e) {
+    case cudaErrorIllegalAddress: case cudaErrorLaunchFailure: case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction: case cudaErrorMisalignedAddress: case cudaErrorInvalidAddressSpace:
+    case cudaErrorInvalidPc: case cudaErrorAssert: case cudaErrorLaunchTimeout: case cudaErrorECCUncorrectable:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// After a launch: cudaGetLastError holds this launch's own error (bad configuration, no kernel
+// image for this GPU, too many resources) or an earlier kernel's asynchronous fault; say which.
 inline void check_launch(const char* what) {
   cudaError_t e = cudaGetLastError();
-  if (e != cudaSuccess) throw std::runtime_error(std::string(what) + ": kernel launch failed: " + cudaGetErrorString(e));
+  if (e == cudaSuccess && sync_after_each_kernel()) {
+    e = cudaDeviceSynchronize();
+    if (e != cudaSuccess)
+      throw std::runtime_error(std::string(what) + ": kernel failed while running (GPUML_CUDA_SYNC): " +
+                               cudaGetErrorName(e) + ": " + cudaGetErrorString(e));
+  }
+  if (e == cudaSuccess) return;
+  if (is_asynchronous_fault(e))
+    throw std::runtime_error(std::string(what) + ": the GPU reported " + cudaGetErrorName(e) + " (" +
+                             cudaGetErrorString(e) +
+                             ") from a kernel that ran earlier, not necessarily this one; rerun with GPUML_CUDA_SYNC=1 "
+                             "to name the kernel that caused it");
+  throw std::runtime_error(std::string(what) + ": kernel launch failed: " + cudaGetErrorName(e) + ": " +
+                           cudaGetErrorString(e));
 }
 
 // The type arithmetic happens in: float for f32/bf16/f16, double for f64 and the integers (as the

@@ -12,41 +12,72 @@ __device__ __forceinline__ int64_t label_at(const void* labels, bool i64, int64_
   return i64 ? static_cast<const int64_t*>(labels)[r] : static_cast<const int32_t*>(labels)[r];
 }
 
-// One block over all rows (a loss is one number; a fixed order keeps it deterministic).
+// A float scalar of a type known only at run time (dloss may differ from the logits' dtype).
+__device__ __forceinline__ double scalar_f64(const void* p, ElemType t) {
+  switch (t) {
+    case ElemType::f64: return *static_cast<const double*>(p);
+    case ElemType::bf16: return to_f64(*static_cast<const __nv_bfloat16*>(p));
+    case ElemType::f16: return to_f64(*static_cast<const __half*>(p));
+    default: return *static_cast<const float*>(p);
+  }
+}
+
+// One block per row (a 50,000-word vocabulary is one row's work for 256 threads, not one
+// thread's): row_loss[r] = logsumexp(row) - row[label], kept[r] = 1; ignored rows 0 and 0.
 template <typename T>
-__global__ void cross_entropy_kernel(const T* logits, const void* labels, bool i64, T* loss, int64_t n, int64_t c,
-                                     int64_t ignore_index, int64_t* bad_label) {
+__global__ void cross_entropy_rows_kernel(const T* logits, const void* labels, bool i64, double* row_loss,
+                                          double* kept, int64_t n, int64_t c, int64_t ignore_index,
+                                          int64_t* bad_label) {
   __shared__ double scratch[kThreads];
-  double total = 0.0, kept = 0.0;
-  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
-    int64_t label = label_at(labels, i64, r);
-    if (label == ignore_index) continue;
-    if (label < 0 || label >= c) {
-      atomicMin(reinterpret_cast<unsigned long long*>(bad_label), static_cast<unsigned long long>(r));
+  for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
+    const int64_t label = label_at(labels, i64, r);  // the same for the whole block
+    if (label == ignore_index || label < 0 || label >= c) {
+      if (threadIdx.x == 0) {
+        if (label != ignore_index)
+          atomicMin(reinterpret_cast<unsigned long long*>(bad_label), static_cast<unsigned long long>(r));
+        row_loss[r] = 0.0;
+        kept[r] = 0.0;
+      }
       continue;
     }
     const T* row = logits + r * c;
     double m = -DBL_MAX;
-    for (int64_t j = 0; j < c; ++j) m = fmax(m, to_f64(row[j]));
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) m = fmax(m, to_f64(row[j]));
+    m = block_max(m, scratch);
     double s = 0.0;
-    for (int64_t j = 0; j < c; ++j) s += exp(to_f64(row[j]) - m);
-    total += m + log(s) - to_f64(row[label]);
-    kept += 1.0;
+    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) s += exp(to_f64(row[j]) - m);
+    s = block_sum(s, scratch);
+    if (threadIdx.x == 0) {
+      row_loss[r] = m + log(s) - to_f64(row[label]);
+      kept[r] = 1.0;
+    }
+  }
+}
+
+// The mean over kept rows, summed by one block in a fixed order: deterministic run to run.
+template <typename T>
+__global__ void cross_entropy_mean_kernel(const double* row_loss, const double* kept, T* loss, int64_t n) {
+  __shared__ double scratch[kThreads];
+  double total = 0.0, count = 0.0;
+  for (int64_t r = threadIdx.x; r < n; r += blockDim.x) {
+    total += row_loss[r];
+    count += kept[r];
   }
   total = block_sum(total, scratch);
-  kept = block_sum(kept, scratch);
-  if (threadIdx.x == 0) *loss = from_acc<T>(static_cast<Acc<T>>(kept == 0.0 ? __longlong_as_double(0x7ff8000000000000LL) : total / kept));
+  count = block_sum(count, scratch);
+  if (threadIdx.x == 0) *loss = from_acc<T>(static_cast<Acc<T>>(count == 0.0 ? __longlong_as_double(0x7ff8000000000000LL) : total / count));
 }
 
 // One block per row; each block also counts the kept rows (cheap next to the row's work).
 template <typename T>
-__global__ void cross_entropy_backward_kernel(const T* logits, const void* labels, bool i64, const T* dloss,
-                                              T* dlogits, int64_t n, int64_t c, int64_t ignore_index) {
+__global__ void cross_entropy_backward_kernel(const T* logits, const void* labels, bool i64, const void* dloss,
+                                              ElemType dloss_type, T* dlogits, int64_t n, int64_t c,
+                                              int64_t ignore_index) {
   __shared__ double scratch[kThreads];
   double kept = 0.0;
   for (int64_t r = threadIdx.x; r < n; r += blockDim.x) kept += label_at(labels, i64, r) != ignore_index;
   kept = block_sum(kept, scratch);
-  const double scale = to_f64(*dloss) / kept;
+  const double scale = scalar_f64(dloss, dloss_type) / kept;
   for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
     const int64_t label = label_at(labels, i64, r);
     const T* row = logits + r * c;
@@ -153,22 +184,28 @@ __global__ void normalize_backward_kernel(const T* x, const T* w, const T* dy, T
 }  // namespace
 
 void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bool labels_i64, void* loss, int64_t n,
-                          int64_t c, int64_t ignore_index, int64_t* bad_label, cudaStream_t stream) {
+                          int64_t c, int64_t ignore_index, int64_t* bad_label, double* row_scratch,
+                          cudaStream_t stream) {
   dispatch_float(t, [&]<typename T>(T) {
-    cross_entropy_kernel<T><<<1, kThreads, 0, stream>>>(static_cast<const T*>(logits), labels, labels_i64,
-                                                        static_cast<T*>(loss), n, c, ignore_index, bad_label);
+    if (n > 0) {
+      cross_entropy_rows_kernel<T><<<capped_blocks(n), kThreads, 0, stream>>>(
+          static_cast<const T*>(logits), labels, labels_i64, row_scratch, row_scratch + n, n, c, ignore_index,
+          bad_label);
+      check_launch("cross_entropy (rows)");
+    }
+    cross_entropy_mean_kernel<T><<<1, kThreads, 0, stream>>>(row_scratch, row_scratch + n, static_cast<T*>(loss), n);
   });
-  check_launch("cross_entropy");
+  check_launch("cross_entropy (mean)");
 }
 
 void launch_cross_entropy_backward(ElemType t, const void* logits, const void* labels, bool labels_i64,
-                                   const void* dloss, void* dlogits, int64_t n, int64_t c, int64_t ignore_index,
+                                   const void* dloss, ElemType dloss_type, void* dlogits, int64_t n, int64_t c, int64_t ignore_index,
                                    cudaStream_t stream) {
   if (n * c == 0) return;
   dispatch_float(t, [&]<typename T>(T) {
     cross_entropy_backward_kernel<T><<<capped_blocks(n), kThreads, 0, stream>>>(
-        static_cast<const T*>(logits), labels, labels_i64, static_cast<const T*>(dloss), static_cast<T*>(dlogits), n,
-        c, ignore_index);
+        static_cast<const T*>(logits), labels, labels_i64, dloss, dloss_type, static_cast<T*>(dlogits), n, c,
+        ignore_index);
   });
   check_launch("cross_entropy_backward");
 }

@@ -25,6 +25,7 @@
 
 #include "backend/cuda/cuda_backend.h"
 #include "backend/cuda/cuda_glue.h"
+#include "backend/cuda/drelu_probe.h"
 #include "backend/dispatch.h"
 
 namespace gpuml::cuda {
@@ -224,21 +225,46 @@ bool run_matmul(const KernelCall& c, bool fused, const BiasGrad* bgrad = nullptr
                              std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, align_c},
                              std::pair{CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, align_c}})
     GPUML_CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref.h, attr, &value, sizeof(value)));
-  cublasLtMatmulHeuristicResult_t heuristic{};
-  int found = 0;
-  // A status other than success with an epilogue means "not with this epilogue": retry plain.
-  cublasStatus_t st =
-      cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found);
-  if ((bgrad != nullptr || dact != nullptr) && (st != CUBLAS_STATUS_SUCCESS || found == 0)) return false;
+  // The heuristic's choice, once per key (it costs more host time than the launch itself).
+  const MatmulAlgoKey key{m, n, k, batch, a_stride, b_stride, dact != nullptr ? dact->ld : 0,
+                          static_cast<int>(c.output.dtype()), static_cast<int>(epilogue), c.attrs.allow_tf32,
+                          c.attrs.trans_a, c.attrs.trans_b, align_a, align_b, align_c};
+  MatmulAlgoChoice choice;
+  bool cached = false;
+  {
+    std::lock_guard<std::mutex> lock(gpu.mutex());
+    auto it = gpu.matmul_algorithms().find(key);
+    if (it != gpu.matmul_algorithms().end()) {
+      choice = it->second;
+      cached = true;
+    }
+  }
+  if (!cached) {
+    cublasLtMatmulHeuristicResult_t heuristic{};
+    int found = 0;
+    // A status other than success with an epilogue means "not with this epilogue": retry plain.
+    cublasStatus_t st =
+        cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found);
+    if (use_epilogue && (st != CUBLAS_STATUS_SUCCESS || found == 0)) {
+      const cublasLtEpilogue_t plain = CUBLASLT_EPILOGUE_DEFAULT;
+      GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &plain, sizeof(plain)));
+      choice.epilogue_dropped = true;
+      st = cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found);
+    }
+    if (bgrad == nullptr && dact == nullptr) GPUML_CUBLAS_CHECK(st);
+    choice.found = st == CUBLAS_STATUS_SUCCESS && found > 0;
+    if (choice.found) choice.algo = heuristic.algo;
+    std::lock_guard<std::mutex> lock(gpu.mutex());
+    gpu.matmul_algorithms().emplace(key, choice);
+  }
+  if ((bgrad != nullptr || dact != nullptr) && !choice.found) return false;
   bool epilogue_done = use_epilogue;
-  if (use_epilogue && (st != CUBLAS_STATUS_SUCCESS || found == 0)) {
+  if (use_epilogue && choice.epilogue_dropped) {
     epilogue = CUBLASLT_EPILOGUE_DEFAULT;
     epilogue_done = false;
     GPUML_CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(op.h, CUBLASLT_MATMUL_DESC_EPILOGUE, &epilogue, sizeof(epilogue)));
-    st = cublasLtMatmulAlgoGetHeuristic(gpu.cublaslt(), op.h, la.h, lb.h, lc.h, lc.h, pref.h, 1, &heuristic, &found);
   }
-  GPUML_CUBLAS_CHECK(st);
-  GPUML_CHECK_KIND(ErrorKind::Unsupported, found > 0, "cuda matmul: cuBLASLt has no algorithm for ({}, {}) x ({}, {}) {}",
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, choice.found, "cuda matmul: cuBLASLt has no algorithm for ({}, {}) x ({}, {}) {}",
                    m, k, k, n, c.output.dtype());
   void* workspace = gpu.workspace(ws_bytes, "matmul");
   const double one_d = 1.0, zero_d = 0.0;
@@ -246,7 +272,7 @@ bool run_matmul(const KernelCall& c, bool fused, const BiasGrad* bgrad = nullptr
   const void* alpha = ti.scale == CUDA_R_64F ? static_cast<const void*>(&one_d) : &one_f;
   const void* beta = ti.scale == CUDA_R_64F ? static_cast<const void*>(&zero_d) : &zero_f;
   GPUML_CUBLAS_CHECK(cublasLtMatmul(gpu.cublaslt(), op.h, alpha, b_mem.raw_data(), la.h, a_mem.raw_data(), lb.h, beta,
-                                    c.output.raw_data(), lc.h, c.output.raw_data(), lc.h, &heuristic.algo, workspace,
+                                    c.output.raw_data(), lc.h, c.output.raw_data(), lc.h, &choice.algo, workspace,
                                     ws_bytes, stream));
   if (fused) {
     const bool erf_gelu = c.attrs.activation == Activation::gelu && !c.attrs.gelu_tanh;
@@ -297,28 +323,17 @@ std::mutex g_drelu_mutex;
 
 // Empty where the probe agrees, else why not.
 std::string drelu_probe(Backend& gpu) {
-  const int64_t m = 3, k = 4, n = 130;  // 130 columns: two 128-bit words per mask row, one padded
-  std::vector<double> a, b, y, want;
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t p = 0; p < k; ++p) a.push_back(static_cast<double>((i * 3 + p) % 5 - 2));
-  for (int64_t p = 0; p < k; ++p)
-    for (int64_t j = 0; j < n; ++j) b.push_back(static_cast<double>((p * 7 + j) % 7 - 3));
-  for (int64_t i = 0; i < m; ++i)
-    for (int64_t j = 0; j < n; ++j) {
-      y.push_back(static_cast<double>((i * 11 + j * 5) % 3 - 1));  // -1, 0, 1: 0 is not > 0
-      double dot = 0;
-      for (int64_t p = 0; p < k; ++p) dot += a[i * k + p] * b[p * n + j];
-      want.push_back(y.back() > 0 ? dot : 0.0);
-    }
-  const std::array<Tensor, 3> in{to_backend(Tensor::from_values({m, k}, a, DType::f32), gpu),
-                                  to_backend(Tensor::from_values({k, n}, b, DType::f32), gpu),
-                                  to_backend(Tensor::from_values({m, n}, y, DType::f32), gpu)};
+  const DreluProbe p = make_drelu_probe();
+  const int64_t m = p.m, k = p.k, n = p.n;
+  const std::array<Tensor, 3> in{to_backend(Tensor::from_values({m, k}, p.a, DType::f32), gpu),
+                                  to_backend(Tensor::from_values({k, n}, p.b, DType::f32), gpu),
+                                  to_backend(Tensor::from_values({m, n}, p.y, DType::f32), gpu)};
   Tensor out = Tensor::empty({m, n}, DType::f32, gpu);
   Attrs attrs;
   attrs.activation = Activation::relu;
   if (!run_drelu(KernelCall{gpu, in, out, attrs, nullptr})) return "no DRELU algorithm for the probe";
   gpu.synchronize();
-  if (to_backend(out, backend_registry().reference()).to_doubles() != want)
+  if (to_backend(out, backend_registry().reference()).to_doubles() != p.want)
     return "its result on a probe differs from a matmul and relu_backward";
   return {};
 }

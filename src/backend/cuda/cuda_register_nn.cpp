@@ -3,6 +3,7 @@
 // contiguous inputs (the planner inserts copies), except dropout.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <functional>
 
 #include "backend/cuda/cuda_backend.h"
@@ -39,11 +40,13 @@ void defer_bad_row_check(const KernelCall& c, const Tensor& indices, const std::
 void cross_entropy_kernel(const KernelCall& c) {
   const Tensor &logits = c.inputs[0], &labels = c.inputs[1];
   const int64_t n = logits.dim(0), classes = logits.dim(1), ignore = c.attrs.ignore_index;
+  // Per-row losses and kept flags (2 * N doubles), freed in stream order after the kernels.
+  Tensor rows = Tensor::empty({std::max<int64_t>(2 * n, 1)}, DType::f64, c.backend);
   auto kernel = [&](int64_t* bad) {
     launch("cross_entropy", [&] {
       launch_cross_entropy(elem_type(logits.dtype()), logits.raw_data(), labels.raw_data(),
                            labels.dtype() == DType::i64, c.output.raw_data(), n, classes, ignore, bad,
-                           cuda_backend_of(c).stream_of(c));
+                           static_cast<double*>(rows.raw_data()), cuda_backend_of(c).stream_of(c));
     });
   };
   defer_bad_row_check(c, labels, kernel, [classes, ignore](int64_t row, int64_t label) {
@@ -57,7 +60,8 @@ void cross_entropy_backward_kernel(const KernelCall& c) {
   const Tensor& logits = c.inputs[0];
   launch("cross_entropy_backward", [&] {
     launch_cross_entropy_backward(elem_type(logits.dtype()), logits.raw_data(), c.inputs[1].raw_data(),
-                                  c.inputs[1].dtype() == DType::i64, c.inputs[2].raw_data(), c.output.raw_data(),
+                                  c.inputs[1].dtype() == DType::i64, c.inputs[2].raw_data(),
+                                  elem_type(c.inputs[2].dtype()), c.output.raw_data(),
                                   logits.dim(0), logits.dim(1), c.attrs.ignore_index, cuda_backend_of(c).stream_of(c));
   });
 }
