@@ -9,6 +9,7 @@
 
 #include "backend/dispatch.h"
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace gpuml::interop {
 namespace {
@@ -233,8 +234,8 @@ std::string attr_string(const onnx::NodeProto& node, const std::string& name, co
 }
 
 std::string node_label(const onnx::NodeProto& node) {
-  return fmt::format("{} '{}'", node.op_type(), node.name().empty() ? (node.output_size() ? node.output(0) : "?")
-                                                                    : node.name());
+  return fmt::format("{} '{}'", text_excerpt(node.op_type()),
+                     text_excerpt(node.name().empty() ? (node.output_size() ? node.output(0) : "?") : node.name()));
 }
 
 }  // namespace gpuml::interop

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/json_read.h"
 #include "nn/json_fields.h"
 #include "nn/layer_json.h"
 
@@ -35,7 +36,7 @@ Model Model::from_json(const nlohmann::json& spec) {
     std::string name = layer.name.empty() ? std::to_string(i) : layer.name;
     for (const Sequential::Child& c : root->children())
       GPUML_CHECK(c.name != name, "layer {} ({}): name '{}' is already used by an earlier layer", i,
-                  layer.module->type_name(), name);
+                  layer.module->type_name(), text_excerpt(name));
     root->add(name, std::move(layer.module));
   }
   return Model(std::move(input_shape), std::move(root));
@@ -47,8 +48,7 @@ Model Model::from_json_file(const std::string& path) {
   std::stringstream text;
   text << in.rdbuf();
   GPUML_CHECK_KIND(ErrorKind::Io, !in.bad(), "cannot read model file '{}'", path);
-  nlohmann::json spec = nlohmann::json::parse(text.str(), nullptr, /*allow_exceptions*/ false);
-  GPUML_CHECK(!spec.is_discarded(), "model file '{}' is not valid JSON", path);
+  nlohmann::json spec = parse_json(text.str(), fmt::format("model file '{}'", path));
   try {
     return from_json(spec);
   } catch (const Error& e) {
