@@ -1,6 +1,9 @@
 #include "data/shard_format.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 #include <set>
 
@@ -26,14 +29,36 @@ bool is_plain_file_name(const std::string& name) {
   return true;
 }
 
+// An integer that T holds: nlohmann would cast 1e300 or 2^63 into T (undefined or wrapped).
+template <typename T>
+bool fits(const json& v) {
+  if (!v.is_number_integer()) return false;
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+  int64_t i = v.get<int64_t>();
+  return i >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+         (i < 0 || static_cast<uint64_t>(i) <= static_cast<uint64_t>(std::numeric_limits<T>::max()));
+}
+
 template <typename T>
 T get_field(const json& obj, const char* key, const std::string& where) {
   MANIFEST_CHECK(obj.is_object() && obj.contains(key), "{}: missing \"{}\"", where, key);
-  try {
-    return obj.at(key).get<T>();
-  } catch (const json::exception&) {
-    GPUML_FAIL(ErrorKind::Io, "{}: \"{}\" has the wrong type ({})", where, key, json_excerpt(obj.at(key)));
+  const json& v = obj.at(key);
+  bool ok = true;
+  if constexpr (std::is_integral_v<T>) {
+    ok = fits<T>(v);
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    ok = v.is_array() && std::all_of(v.begin(), v.end(), [](const json& e) { return fits<int64_t>(e); });
+  } else {
+    ok = v.is_string();
   }
+  MANIFEST_CHECK(ok, "{}: \"{}\" has the wrong type or range ({})", where, key, json_excerpt(v));
+  return v.get<T>();
+}
+
+// An optional field: absent is `fallback`, present must have the type.
+template <typename T>
+T optional_field(const json& obj, const char* key, T fallback, const std::string& where) {
+  return obj.contains(key) ? get_field<T>(obj, key, where) : fallback;
 }
 
 ShardField parse_field(const json& j, size_t index, const std::string& where) {
@@ -121,12 +146,12 @@ ShardManifest parse_shard_manifest(const std::string& text, const std::string& w
                  where, version, kShardFormatVersion);
 
   ShardManifest m;
-  m.compression = j.value("compression", std::string("none"));
+  m.compression = optional_field<std::string>(j, "compression", "none", where);
   MANIFEST_CHECK(m.compression == "none", "{}: compression '{}' is not supported (this gpuml reads 'none')", where,
                  text_excerpt(m.compression));
-  m.num_classes = j.value("num_classes", int64_t{0});
+  m.num_classes = optional_field<int64_t>(j, "num_classes", 0, where);
   MANIFEST_CHECK(m.num_classes >= 0, "{}: num_classes {} is negative", where, m.num_classes);
-  m.source = j.value("source", std::string());
+  m.source = optional_field<std::string>(j, "source", "", where);
 
   const json& fields = j.contains("fields") ? j.at("fields") : json();
   MANIFEST_CHECK(fields.is_array() && !fields.empty(), "{}: \"fields\" must be a non-empty array", where);
@@ -165,10 +190,13 @@ ShardManifest parse_shard_manifest(const std::string& text, const std::string& w
                      "{}: crc32c '{}' is not 8 lowercase hex digits", shard_at, text_excerpt(crc));
       f.crc32c = static_cast<uint32_t>(std::stoul(crc, nullptr, 16));
       MANIFEST_CHECK(f.records > 0, "{}: records must be positive, got {}", shard_at, f.records);
-      MANIFEST_CHECK(f.bytes == static_cast<uint64_t>(f.records) * record_bytes,
+      uint64_t needed = 0;
+      MANIFEST_CHECK(!__builtin_mul_overflow(static_cast<uint64_t>(f.records), record_bytes, &needed) &&
+                         f.bytes == needed,
                      "{}: {} bytes, but {} records of {} bytes need {}", shard_at, f.bytes, f.records, record_bytes,
                      static_cast<uint64_t>(f.records) * record_bytes);
-      split.records += f.records;
+      MANIFEST_CHECK(!__builtin_add_overflow(split.records, f.records, &split.records),
+                     "{}: the split's record count passes 2^63", shard_at);
       split.shards.push_back(std::move(f));
     }
     int64_t declared = get_field<int64_t>(splits[s], "records", at);
