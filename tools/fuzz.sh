@@ -19,7 +19,7 @@ cores="$(nproc)"
 # What the fuzz step needs beyond the project's usual packages (tools/setup.sh installs those).
 clang_packages="clang libclang-rt-14-dev"
 project_packages="cmake make pkg-config libdnnl-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev \
-libzip-dev libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev libomp-14-dev"
+libzip-dev libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev"
 missing=()
 for tool in clang clang++ cmake pkg-config; do
   command -v "$tool" > /dev/null || missing+=("$tool")
@@ -42,11 +42,12 @@ if [[ ${#missing[@]} -gt 0 ]]; then
 fi
 
 if [[ "${FUZZ_CLEAN:-1}" == 1 ]]; then rm -rf "$build"; fi
+mkdir -p "$build"
 start=$(date +%s)
 # Only what the fuzz targets need: no CUDA plugin, no tests, no benchmarks.
 CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DGPUML_FUZZ=ON -DGPUML_CUDA=OFF -DGPUML_BUILD_TESTS=OFF \
-  -DGPUML_BUILD_BENCH=OFF -DGPUML_FUZZ_SECONDS="$seconds" > "$build.configure.log" ||
-  { cat "$build.configure.log" >&2; echo "fuzz: configure failed (packages: $project_packages)" >&2; exit 2; }
+  -DGPUML_BUILD_BENCH=OFF -DGPUML_FUZZ_SECONDS="$seconds" > "$build/configure.log" ||
+  { cat "$build/configure.log" >&2; echo "fuzz: configure failed (packages: $project_packages)" >&2; exit 2; }
 cmake --build "$build" --target gpuml_fuzz -j "${BUILD_JOBS:-$cores}"
 built=$(date +%s)
 echo "fuzz: built the targets in $((built - start)) s; running each for $seconds s"
