@@ -8,7 +8,8 @@
 #   FUZZ_SECONDS=300 FUZZ_JOBS=1 bash tools/fuzz.sh   # longer, one target at a time
 #
 # FUZZ_BUILD_DIR (default build-fuzz), FUZZ_JOBS (targets run at once, default: all cores),
-# BUILD_JOBS (compile jobs, default: all cores), FUZZ_CLEAN=0 to reuse an existing build.
+# BUILD_JOBS (compile jobs, default: all cores), FUZZ_CLEAN=0 to reuse an existing build,
+# FUZZ_STAGE=build|run (default both: e.g. build under a shared lock, then run outside it).
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -41,16 +42,23 @@ if [[ ${#missing[@]} -gt 0 ]]; then
   exit 2
 fi
 
-if [[ "${FUZZ_CLEAN:-1}" == 1 ]]; then rm -rf "$build"; fi
-mkdir -p "$build"
+stage="${FUZZ_STAGE:-all}"
 start=$(date +%s)
-# Only what the fuzz targets need: no CUDA plugin, no tests, no benchmarks.
-CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DGPUML_FUZZ=ON -DGPUML_CUDA=OFF -DGPUML_BUILD_TESTS=OFF \
-  -DGPUML_BUILD_BENCH=OFF -DGPUML_FUZZ_SECONDS="$seconds" > "$build/configure.log" ||
-  { cat "$build/configure.log" >&2; echo "fuzz: configure failed (packages: $project_packages)" >&2; exit 2; }
-cmake --build "$build" --target gpuml_fuzz -j "${BUILD_JOBS:-$cores}"
+if [[ "$stage" != run ]]; then
+  if [[ "${FUZZ_CLEAN:-1}" == 1 ]]; then rm -rf "$build"; fi
+  mkdir -p "$build"
+  # Only what the fuzz targets need: no CUDA plugin, no tests, no benchmarks.
+  CC=clang CXX=clang++ cmake -S "$root" -B "$build" -DGPUML_FUZZ=ON -DGPUML_CUDA=OFF -DGPUML_BUILD_TESTS=OFF \
+    -DGPUML_BUILD_BENCH=OFF -DGPUML_FUZZ_SECONDS="$seconds" > "$build/configure.log" ||
+    { cat "$build/configure.log" >&2; echo "fuzz: configure failed (packages: $project_packages)" >&2; exit 2; }
+  cmake --build "$build" --target gpuml_fuzz -j "${BUILD_JOBS:-$cores}"
+  echo "fuzz: built the targets in $(($(date +%s) - start)) s"
+  [[ "$stage" == build ]] && exit 0
+else
+  cmake -S "$root" -B "$build" -DGPUML_FUZZ_SECONDS="$seconds" > "$build/configure.log"
+fi
 built=$(date +%s)
-echo "fuzz: built the targets in $((built - start)) s; running each for $seconds s"
+echo "fuzz: running each target for $seconds s"
 status=0
 ctest --test-dir "$build" -L fuzz --output-on-failure -j "${FUZZ_JOBS:-$cores}" || status=$?
 echo "fuzz: build $((built - start)) s, runs $(($(date +%s) - built)) s"

@@ -27,18 +27,28 @@ namespace {
 
 // One directory per process, emptied before each input: files from the previous input must not
 // leak into the next one (a shard the manifest no longer lists, say).
-const fs::path& work_dir() {
-  static const fs::path dir = [] {
+// Removed at exit (a crash leaves it, next to the crashing input's artifact).
+struct WorkDir {
+  fs::path path;
+  WorkDir() {
     fs::path base = fs::exists("/dev/shm") ? fs::path("/dev/shm") : fs::temp_directory_path();
-    fs::path d = base / ("gpuml-fuzz-" + std::to_string(::getpid()));
-    fs::create_directories(d);
-    return d;
-  }();
-  return dir;
+    path = base / ("gpuml-fuzz-" + std::to_string(::getpid()));
+    fs::create_directories(path);
+  }
+  ~WorkDir() {
+    std::error_code ignored;
+    fs::remove_all(path, ignored);
+  }
+};
+
+const fs::path& work_dir() {
+  static const WorkDir dir;
+  return dir.path;
 }
 
 fs::path fresh_dir() {
   const fs::path& d = work_dir();
+  fs::create_directories(d);  // in case something outside removed it
   for (const auto& entry : fs::directory_iterator(d)) fs::remove_all(entry.path());
   return d;
 }
