@@ -4,18 +4,23 @@
 
 namespace gpuml {
 
+// Shapes come from files (IDX dims, NPY headers, ONNX dims): a product past int64 is an error, not
+// undefined behaviour that wraps into a small, plausible size.
 int64_t numel(const Shape& shape) {
   int64_t n = 1;
-  for (int64_t d : shape) n *= d;
+  for (int64_t d : shape)
+    GPUML_CHECK_SHAPE(!__builtin_mul_overflow(n, d, &n), "shape {} has more than 2^63 elements", shape_str(shape));
   return n;
 }
 
+// A zero dim makes numel 0 but not the strides of the other dims: (0, 2^40, 2^40) is checked too.
 Strides contiguous_strides(const Shape& shape) {
   Strides strides(shape.size());
   int64_t s = 1;
   for (size_t i = shape.size(); i-- > 0;) {
     strides[i] = s;
-    s *= shape[i] > 0 ? shape[i] : 1;
+    GPUML_CHECK_SHAPE(!__builtin_mul_overflow(s, shape[i] > 0 ? shape[i] : 1, &s),
+                      "shape {} is too large: its strides pass 2^63 elements", shape_str(shape));
   }
   return strides;
 }

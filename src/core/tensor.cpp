@@ -13,8 +13,11 @@ Tensor::Tensor(std::shared_ptr<Storage> storage, Shape shape, Strides strides, i
 
 Tensor Tensor::empty(const Shape& shape, DType dtype, Allocator& allocator) {
   for (int64_t d : shape) GPUML_CHECK_SHAPE(d >= 0, "negative dimension in shape {}", shape_str(shape));
-  size_t bytes = static_cast<size_t>(gpuml::numel(shape)) * dtype_size(dtype);
-  return Tensor(Storage::make(allocator, bytes), shape, contiguous_strides(shape), 0, dtype);
+  size_t bytes = 0;
+  GPUML_CHECK_SHAPE(!__builtin_mul_overflow(static_cast<size_t>(gpuml::numel(shape)), dtype_size(dtype), &bytes),
+                    "shape {} of {} needs more than 2^64 bytes", shape_str(shape), dtype);
+  Strides strides = contiguous_strides(shape);  // checked before anything is allocated
+  return Tensor(Storage::make(allocator, bytes), shape, std::move(strides), 0, dtype);
 }
 
 Tensor Tensor::from_values(const Shape& shape, const std::vector<double>& values, DType dtype) {

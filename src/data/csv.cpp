@@ -8,6 +8,7 @@
 #include <optional>
 #include <sstream>
 
+#include "core/json_read.h"
 #include "data/csv_records.h"
 
 namespace gpuml::data {
@@ -58,7 +59,7 @@ int64_t resolve_label_column(const CsvOptions& opt, const std::vector<std::strin
                      opt.label_name);
     for (size_t i = 0; i < header->size(); ++i)
       if (trim((*header)[i]) == opt.label_name) return static_cast<int64_t>(i);
-    GPUML_FAIL(ErrorKind::Io, "{}: no column named '{}' (columns: {})", path, opt.label_name, fmt::join(*header, ", "));
+    GPUML_FAIL(ErrorKind::Io, "{}: no column named '{}' (columns: {})", path, opt.label_name, text_excerpt(fmt::format("{}", fmt::join(*header, ", ")), 4 * kExcerptChars));
   }
   int64_t index = opt.label_index < 0 ? opt.label_index + columns : opt.label_index;
   GPUML_CHECK_KIND(ErrorKind::Io, index >= 0 && index < columns, "{}: label column {} is out of range for {} columns",
@@ -135,7 +136,7 @@ void parse_record(const CsvRecord& rec, const CsvLayout& l, const CsvOptions& op
       } else {
         std::optional<int64_t> id = parse_integer(field);
         GPUML_CHECK_KIND(ErrorKind::Io, id.has_value(),
-                         "{}:{}:{}: label '{}' is not an integer class id (column '{}'){}", path, rec.line, c + 1, field, l.label_name, label_hint(field, out.raw_labels == nullptr));
+                         "{}:{}:{}: label '{}' is not an integer class id (column '{}'){}", path, rec.line, c + 1, text_excerpt(field), l.label_name, label_hint(field, out.raw_labels == nullptr));
         out.int_labels->push_back(*id);
       }
       continue;
@@ -148,9 +149,9 @@ void parse_record(const CsvRecord& rec, const CsvLayout& l, const CsvOptions& op
                        "{}:{}:{}: {} (column '{}'; --csv-fill mean or --csv-fill NUMBER fills missing values)",
                        path, rec.line, c + 1,
                        trim(field).empty() ? std::string("missing value")
-                       : v.has_value()     ? fmt::format("value '{}' is not finite", field)
-                                           : fmt::format("value '{}' is not a number", field),
-                       l.feature_names[f]);
+                       : v.has_value()     ? fmt::format("value '{}' is not finite", text_excerpt(field))
+                                           : fmt::format("value '{}' is not a number", text_excerpt(field)),
+                       text_excerpt(l.feature_names[f]));
     } else {
       out.x[f] = static_cast<float>(*v);
       if (out.column_sum) {
@@ -206,7 +207,7 @@ CsvData read_csv(const std::string& path, const CsvOptions& opt) {
       double fill = opt.fill_value;
       if (opt.fill == FillPolicy::mean) {
         GPUML_CHECK_KIND(ErrorKind::Io, column_count[f] > 0,
-                         "{}: column '{}' has no numeric value to take the mean of", path, out.feature_names[f]);
+                         "{}: column '{}' has no numeric value to take the mean of", path, text_excerpt(out.feature_names[f]));
         fill = column_sum[f] / static_cast<double>(column_count[f]);
       }
       for (int64_t r = 0; r < rows; ++r)

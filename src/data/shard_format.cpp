@@ -1,11 +1,15 @@
 #include "data/shard_format.h"
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
+#include <type_traits>
 #include <nlohmann/json.hpp>
 #include <set>
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace gpuml::data {
 
@@ -25,27 +29,49 @@ bool is_plain_file_name(const std::string& name) {
   return true;
 }
 
+// An integer that T holds: nlohmann would cast 1e300 or 2^63 into T (undefined or wrapped).
+template <typename T>
+bool fits(const json& v) {
+  if (!v.is_number_integer()) return false;
+  if (v.is_number_unsigned()) return v.get<uint64_t>() <= static_cast<uint64_t>(std::numeric_limits<T>::max());
+  int64_t i = v.get<int64_t>();
+  return i >= static_cast<int64_t>(std::numeric_limits<T>::min()) &&
+         (i < 0 || static_cast<uint64_t>(i) <= static_cast<uint64_t>(std::numeric_limits<T>::max()));
+}
+
 template <typename T>
 T get_field(const json& obj, const char* key, const std::string& where) {
   MANIFEST_CHECK(obj.is_object() && obj.contains(key), "{}: missing \"{}\"", where, key);
-  try {
-    return obj.at(key).get<T>();
-  } catch (const json::exception&) {
-    GPUML_FAIL(ErrorKind::Io, "{}: \"{}\" has the wrong type ({})", where, key, obj.at(key).dump());
+  const json& v = obj.at(key);
+  bool ok = true;
+  if constexpr (std::is_integral_v<T>) {
+    ok = fits<T>(v);
+  } else if constexpr (std::is_same_v<T, std::vector<int64_t>>) {
+    ok = v.is_array() && std::all_of(v.begin(), v.end(), [](const json& e) { return fits<int64_t>(e); });
+  } else {
+    ok = v.is_string();
   }
+  MANIFEST_CHECK(ok, "{}: \"{}\" has the wrong type or range ({})", where, key, json_excerpt(v));
+  return v.get<T>();
+}
+
+// An optional field: absent is `fallback`, present must have the type.
+template <typename T>
+T optional_field(const json& obj, const char* key, T fallback, const std::string& where) {
+  return obj.contains(key) ? get_field<T>(obj, key, where) : fallback;
 }
 
 ShardField parse_field(const json& j, size_t index, const std::string& where) {
   std::string at = fmt::format("{}: fields[{}]", where, index);
   ShardField f;
   f.name = get_field<std::string>(j, "name", at);
-  at += fmt::format(" ({})", f.name);
+  at += fmt::format(" ({})", text_excerpt(f.name));
   MANIFEST_CHECK(!f.name.empty(), "{}: empty field name", at);
   std::string dtype = get_field<std::string>(j, "dtype", at);
   try {
     f.dtype = dtype_from_name(dtype);
   } catch (const Error&) {
-    GPUML_FAIL(ErrorKind::Io, "{}: unknown dtype '{}' (expected f32 f64 bf16 f16 i32 i64 u8 bool)", at, dtype);
+    GPUML_FAIL(ErrorKind::Io, "{}: unknown dtype '{}' (expected f32 f64 bf16 f16 i32 i64 u8 bool)", at, text_excerpt(dtype));
   }
   f.shape = get_field<std::vector<int64_t>>(j, "shape", at);
   for (int64_t d : f.shape) MANIFEST_CHECK(d > 0 && d < (int64_t{1} << 31), "{}: bad shape {}", at, shape_str(f.shape));
@@ -111,26 +137,21 @@ bool is_shard_dataset(const fs::path& dir) {
 }
 
 ShardManifest parse_shard_manifest(const std::string& text, const std::string& where) {
-  json j;
-  try {
-    j = json::parse(text);
-  } catch (const json::parse_error& e) {
-    GPUML_FAIL(ErrorKind::Io, "{}: not valid JSON (truncated or damaged?): {}", where, e.what());
-  }
+  json j = parse_json(text, where, ErrorKind::Io, "truncated or damaged?");
   MANIFEST_CHECK(j.is_object(), "{}: expected a JSON object", where);
   std::string format = get_field<std::string>(j, "format", where);
-  MANIFEST_CHECK(format == kShardFormatName, "{}: format is '{}', expected '{}'", where, format, kShardFormatName);
+  MANIFEST_CHECK(format == kShardFormatName, "{}: format is '{}', expected '{}'", where, text_excerpt(format), kShardFormatName);
   int version = get_field<int>(j, "version", where);
   MANIFEST_CHECK(version == kShardFormatVersion, "{}: format version {} is not supported (this gpuml reads {})",
                  where, version, kShardFormatVersion);
 
   ShardManifest m;
-  m.compression = j.value("compression", std::string("none"));
+  m.compression = optional_field<std::string>(j, "compression", "none", where);
   MANIFEST_CHECK(m.compression == "none", "{}: compression '{}' is not supported (this gpuml reads 'none')", where,
-                 m.compression);
-  m.num_classes = j.value("num_classes", int64_t{0});
+                 text_excerpt(m.compression));
+  m.num_classes = optional_field<int64_t>(j, "num_classes", 0, where);
   MANIFEST_CHECK(m.num_classes >= 0, "{}: num_classes {} is negative", where, m.num_classes);
-  m.source = j.value("source", std::string());
+  m.source = optional_field<std::string>(j, "source", "", where);
   if (j.contains("class_names")) {
     const json& names = j.at("class_names");
     MANIFEST_CHECK(names.is_array(), "{}: \"class_names\" must be an array of strings", where);
@@ -146,7 +167,7 @@ ShardManifest parse_shard_manifest(const std::string& text, const std::string& w
   for (size_t i = 0; i < fields.size(); ++i) {
     m.fields.push_back(parse_field(fields[i], i, where));
     MANIFEST_CHECK(field_names.insert(m.fields.back().name).second, "{}: fields[{}]: field '{}' appears twice", where,
-                   i, m.fields.back().name);
+                   i, text_excerpt(m.fields.back().name));
   }
   const uint64_t record_bytes = m.record_bytes();
 
@@ -157,7 +178,7 @@ ShardManifest parse_shard_manifest(const std::string& text, const std::string& w
     std::string at = fmt::format("{}: splits[{}]", where, s);
     ShardSplit split;
     split.name = get_field<std::string>(splits[s], "name", at);
-    at += fmt::format(" ({})", split.name);
+    at += fmt::format(" ({})", text_excerpt(split.name));
     MANIFEST_CHECK(!split.name.empty() && split_names.insert(split.name).second, "{}: empty or repeated split name",
                    at);
     const json& shards = splits[s].contains("shards") ? splits[s].at("shards") : json();
@@ -166,7 +187,7 @@ ShardManifest parse_shard_manifest(const std::string& text, const std::string& w
       std::string shard_at = fmt::format("{} shards[{}]", at, k);
       ShardFile f;
       f.file = get_field<std::string>(shards[k], "file", shard_at);
-      shard_at += fmt::format(" ({})", f.file);
+      shard_at += fmt::format(" ({})", text_excerpt(f.file));
       MANIFEST_CHECK(is_plain_file_name(f.file), "{}: a shard must be a plain file name in the dataset directory",
                      shard_at);
       MANIFEST_CHECK(files.insert(f.file).second, "{}: the same file is listed twice", shard_at);
@@ -174,13 +195,16 @@ ShardManifest parse_shard_manifest(const std::string& text, const std::string& w
       f.bytes = get_field<uint64_t>(shards[k], "bytes", shard_at);
       std::string crc = get_field<std::string>(shards[k], "crc32c", shard_at);
       MANIFEST_CHECK(crc.size() == 8 && crc.find_first_not_of("0123456789abcdef") == std::string::npos,
-                     "{}: crc32c '{}' is not 8 lowercase hex digits", shard_at, crc);
+                     "{}: crc32c '{}' is not 8 lowercase hex digits", shard_at, text_excerpt(crc));
       f.crc32c = static_cast<uint32_t>(std::stoul(crc, nullptr, 16));
       MANIFEST_CHECK(f.records > 0, "{}: records must be positive, got {}", shard_at, f.records);
-      MANIFEST_CHECK(f.bytes == static_cast<uint64_t>(f.records) * record_bytes,
+      uint64_t needed = 0;
+      MANIFEST_CHECK(!__builtin_mul_overflow(static_cast<uint64_t>(f.records), record_bytes, &needed) &&
+                         f.bytes == needed,
                      "{}: {} bytes, but {} records of {} bytes need {}", shard_at, f.bytes, f.records, record_bytes,
                      static_cast<uint64_t>(f.records) * record_bytes);
-      split.records += f.records;
+      MANIFEST_CHECK(!__builtin_add_overflow(split.records, f.records, &split.records),
+                     "{}: the split's record count passes 2^63", shard_at);
       split.shards.push_back(std::move(f));
     }
     int64_t declared = get_field<int64_t>(splits[s], "records", at);

@@ -148,16 +148,21 @@ class Matcher {
       auto it = v_.constants.find(name);
       return it != v_.constants.end() && std::abs(scalar_of(it->second) - want) < 1e-4 * std::max(1.0, std::abs(want));
     };
-    auto out = [&](size_t i) { return node(k + i).output(0); };
+    auto out = [&](size_t i) { return node(k + i).output(0); };  // every node has one (onnx_import.cpp)
+    // Input j of path node k + i, or "" when the node has fewer inputs (a Div or Erf with none).
+    auto in = [&](size_t i, int j) {
+      const onnx::NodeProto& n = node(k + i);
+      return j < n.input_size() ? n.input(j) : std::string();
+    };
     const std::string& x = current_;
     // PyTorch (erf): Div(x, sqrt2) -> Erf -> Add(., 1) -> Mul(x, .) -> Mul(., 0.5)
     if (is(0, "Div") && is(1, "Erf") && is(2, "Add") && is(3, "Mul") && is(4, "Mul") &&
-        node(k).input(0) == x && near(node(k).input(1), std::numbers::sqrt2) && node(k + 1).input(0) == out(0) &&
+        in(0, 0) == x && near(in(0, 1), std::numbers::sqrt2) && in(1, 0) == out(0) &&
         near(other(2, out(1)), 1.0) && other(3, out(2)) == x && near(other(4, out(3)), 0.5))
       return push({{"type", "GELU"}}, {}, node(k + 4), 5);
     // gpuml (tanh): Mul(x,x) Mul(.,x) Mul(.,0.044715) Add(x,.) Mul(.,sqrt(2/pi)) Tanh Add(.,1) Mul(x,.) Mul(.,0.5)
     if (is(0, "Mul") && is(1, "Mul") && is(2, "Mul") && is(3, "Add") && is(4, "Mul") && is(5, "Tanh") &&
-        is(6, "Add") && is(7, "Mul") && is(8, "Mul") && node(k).input(0) == x && node(k).input(1) == x && other(1, out(0)) == x &&
+        is(6, "Add") && is(7, "Mul") && is(8, "Mul") && in(0, 0) == x && in(0, 1) == x && other(1, out(0)) == x &&
         near(other(2, out(1)), 0.044715) && other(3, out(2)) == x &&
         near(other(4, out(3)), std::sqrt(2.0 / std::numbers::pi)) && near(other(6, out(5)), 1.0) &&
         other(7, out(6)) == x && near(other(8, out(7)), 0.5))
@@ -309,7 +314,10 @@ class Matcher {
   size_t reshape(const onnx::NodeProto& n, const std::string& what) {
     const Tensor& target = constant(n, 1, what, "shape");
     std::vector<int64_t> s;
-    for (double d : target.to_doubles()) s.push_back(static_cast<int64_t>(d));
+    for (double d : target.to_doubles()) {  // casting a double past int64 is undefined
+      GPUML_CHECK(std::abs(d) < 0x1p62, "{}: Reshape target dim {} is out of range", what, d);
+      s.push_back(static_cast<int64_t>(d));
+    }
     int64_t flat = numel(shape_);
     bool batch_first = !s.empty() && (s[0] == 0 || s[0] == -1);
     if (s.size() == 2 && batch_first && (s[1] == flat || (s[1] == -1 && s[0] == 0)))

@@ -9,6 +9,7 @@
 
 #include "backend/dispatch.h"
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace gpuml::interop {
 namespace {
@@ -79,18 +80,22 @@ std::string typed_field_bytes(const onnx::TensorProto& p, DType dtype, int64_t c
     GPUML_CHECK(have == count, "{}: holds {} values, its dims need {}", what, have, count);
   };
   std::string out(static_cast<size_t>(count) * dtype_size(dtype), '\0');
+  // An empty repeated field's data() is null, and memcpy from null is undefined even for 0 bytes.
+  auto copy_from = [&](const void* values) {
+    if (!out.empty()) std::memcpy(out.data(), values, out.size());
+  };
   switch (dtype) {
     case DType::f32:
       check_count(p.float_data_size());
-      std::memcpy(out.data(), p.float_data().data(), out.size());
+      copy_from(p.float_data().data());
       break;
     case DType::f64:
       check_count(p.double_data_size());
-      std::memcpy(out.data(), p.double_data().data(), out.size());
+      copy_from(p.double_data().data());
       break;
     case DType::i64:
       check_count(p.int64_data_size());
-      std::memcpy(out.data(), p.int64_data().data(), out.size());
+      copy_from(p.int64_data().data());
       break;
     default: {
       check_count(p.int32_data_size());
@@ -233,8 +238,8 @@ std::string attr_string(const onnx::NodeProto& node, const std::string& name, co
 }
 
 std::string node_label(const onnx::NodeProto& node) {
-  return fmt::format("{} '{}'", node.op_type(), node.name().empty() ? (node.output_size() ? node.output(0) : "?")
-                                                                    : node.name());
+  return fmt::format("{} '{}'", text_excerpt(node.op_type()),
+                     text_excerpt(node.name().empty() ? (node.output_size() ? node.output(0) : "?") : node.name()));
 }
 
 }  // namespace gpuml::interop

@@ -13,6 +13,7 @@
 #include <set>
 
 #include "core/atomic_file.h"
+#include "core/json_read.h"
 
 namespace gpuml {
 
@@ -163,11 +164,14 @@ struct Entry {
 // JSON allows repeated keys and nlohmann keeps one silently; safetensors names must be unique,
 // so a parser callback watches every object's keys.
 struct DuplicateKeyWatch {
+  std::string where;  // for the depth check (core/json_read.h)
   std::vector<std::set<std::string>> open_objects;
   std::optional<std::pair<std::string, int>> duplicate;  // key, depth (1 = a tensor name)
 
   bool operator()(int depth, Json::parse_event_t event, Json& parsed) {
     using Event = Json::parse_event_t;
+    if (event == Event::object_start || event == Event::array_start)
+      check_json_depth(depth, where, ErrorKind::Invalid);
     if (event == Event::object_start)
       open_objects.emplace_back();
     else if (event == Event::object_end && !open_objects.empty())
@@ -181,48 +185,49 @@ struct DuplicateKeyWatch {
 };
 
 uint64_t checked_byte_count(const Shape& shape, DType dtype, const std::string& file,
-                            const std::string& name) {
+                            const std::string& shown) {
   uint64_t count = dtype_size(dtype);
   for (int64_t d : shape) {
     GPUML_CHECK(!__builtin_mul_overflow(count, static_cast<uint64_t>(d), &count),
-                "safetensors '{}': tensor '{}': shape {} is too large", file, name,
+                "safetensors '{}': tensor '{}': shape {} is too large", file, shown,
                 shape_str(shape));
   }
   return count;
 }
 
 Entry parse_entry(const std::string& file, const std::string& name, const Json& value) {
+  const std::string shown = text_excerpt(name);  // names can be megabytes long
   GPUML_CHECK(value.is_object(), "safetensors '{}': tensor '{}': entry is not a JSON object", file,
               name);
   for (const char* key : {"dtype", "shape", "data_offsets"})
-    GPUML_CHECK(value.contains(key), "safetensors '{}': tensor '{}': missing \"{}\"", file, name,
+    GPUML_CHECK(value.contains(key), "safetensors '{}': tensor '{}': missing \"{}\"", file, shown,
                 key);
   Entry e;
   e.name = name;
 
   const Json& dtype = value["dtype"];
   GPUML_CHECK(dtype.is_string(),
-              "safetensors '{}': tensor '{}': \"dtype\" must be a string, got {}", file, name,
-              dtype.dump());
+              "safetensors '{}': tensor '{}': \"dtype\" must be a string, got {}", file, shown,
+              json_excerpt(dtype));
   std::optional<DType> d = dtype_from_safetensors_name(dtype.get_ref<const std::string&>());
   GPUML_CHECK(d.has_value(),
               "safetensors '{}': tensor '{}': unknown or unsupported dtype {} (gpuml reads F32 F64 "
               "BF16 F16 "
               "I32 I64 U8 BOOL)",
-              file, name, dtype.dump());
+              file, shown, json_excerpt(dtype));
   e.dtype = *d;
 
   const Json& shape = value["shape"];
   GPUML_CHECK(shape.is_array(), "safetensors '{}': tensor '{}': \"shape\" must be an array, got {}",
-              file, name, shape.dump());
+              file, shown, json_excerpt(shape));
   for (size_t i = 0; i < shape.size(); ++i) {
     // A non-negative integer literal parses as unsigned; -1 as integer; 2.0 or 1e3 as float.
     GPUML_CHECK(shape[i].is_number_unsigned(),
                 "safetensors '{}': tensor '{}': dim {} is {}; dims must be non-negative integers",
-                file, name, i, shape[i].dump());
+                file, shown, i, json_excerpt(shape[i]));
     uint64_t dim = shape[i].get<uint64_t>();
     GPUML_CHECK(dim <= static_cast<uint64_t>(INT64_MAX),
-                "safetensors '{}': tensor '{}': dim {} is too large", file, name, dim);
+                "safetensors '{}': tensor '{}': dim {} is too large", file, shown, dim);
     e.shape.push_back(static_cast<int64_t>(dim));
   }
 
@@ -232,17 +237,17 @@ Entry parse_entry(const std::string& file, const std::string& name, const Json& 
           offsets[1].is_number_unsigned(),
       "safetensors '{}': tensor '{}': \"data_offsets\" must be [begin, end] with non-negative "
       "integers, got {}",
-      file, name, offsets.dump());
+      file, shown, json_excerpt(offsets));
   e.begin = offsets[0].get<uint64_t>();
   e.end = offsets[1].get<uint64_t>();
   GPUML_CHECK(e.begin <= e.end,
-              "safetensors '{}': tensor '{}': data_offsets [{}, {}] has begin > end", file, name,
+              "safetensors '{}': tensor '{}': data_offsets [{}, {}] has begin > end", file, shown,
               e.begin, e.end);
-  uint64_t expected = checked_byte_count(e.shape, e.dtype, file, name);
+  uint64_t expected = checked_byte_count(e.shape, e.dtype, file, shown);
   GPUML_CHECK(
       e.end - e.begin == expected,
       "safetensors '{}': tensor '{}': data_offsets [{}, {}] hold {} bytes but {} {} needs {}", file,
-      name, e.begin, e.end, e.end - e.begin, safetensors_dtype_name(e.dtype), shape_str(e.shape),
+      shown, e.begin, e.end, e.end - e.begin, safetensors_dtype_name(e.dtype), shape_str(e.shape),
       expected);
   return e;
 }
@@ -250,11 +255,11 @@ Entry parse_entry(const std::string& file, const std::string& name, const Json& 
 SafetensorsMetadata parse_metadata(const std::string& file, const Json& value) {
   GPUML_CHECK(value.is_object(),
               "safetensors '{}': \"__metadata__\" must be an object of strings, got {}", file,
-              value.dump());
+              json_excerpt(value));
   SafetensorsMetadata metadata;
   for (const auto& [key, v] : value.items()) {
     GPUML_CHECK(v.is_string(), "safetensors '{}': metadata '{}' must be a string, got {}", file,
-                key, v.dump());
+                text_excerpt(key), json_excerpt(v));
     metadata[key] = v.get<std::string>();
   }
   return metadata;
@@ -272,14 +277,14 @@ void check_coverage(const std::string& file, std::vector<Entry>& entries, uint64
     GPUML_CHECK(
         e.end <= data_bytes,
         "safetensors '{}': tensor '{}': data_offsets [{}, {}] run past the data section ({} bytes)",
-        file, e.name, e.begin, e.end, data_bytes);
+        file, text_excerpt(e.name), e.begin, e.end, data_bytes);
     GPUML_CHECK(e.begin >= cursor,
                 "safetensors '{}': tensor '{}': data_offsets [{}, {}] overlap tensor '{}' (which "
                 "ends at {})",
-                file, e.name, e.begin, e.end, previous ? previous->name : "", cursor);
+                file, text_excerpt(e.name), e.begin, e.end, previous ? text_excerpt(previous->name) : "", cursor);
     GPUML_CHECK(e.begin == cursor,
                 "safetensors '{}': tensor '{}': gap of {} unindexed bytes before it (at {})", file,
-                e.name, e.begin - cursor, cursor);
+                text_excerpt(e.name), e.begin - cursor, cursor);
     cursor = e.end;
     previous = &e;
   }
@@ -361,19 +366,20 @@ SafetensorsFile load_safetensors(const std::filesystem::path& path) {
               "safetensors '{}': header is not a JSON object (it must begin with '{{')", file);
 
   DuplicateKeyWatch watch;
+  watch.where = fmt::format("safetensors '{}': header", file);
   Json header;
   try {
     header = Json::parse(header_text, std::ref(watch));
   } catch (const Json::exception& e) {
     GPUML_FAIL(ErrorKind::Invalid, "safetensors '{}': header is not valid JSON: {}", file,
-               e.what());
+               text_excerpt(e.what(), 2 * kExcerptChars));
   }
   GPUML_CHECK(header.is_object(), "safetensors '{}': header is not a JSON object", file);
   if (watch.duplicate) {
     GPUML_CHECK(watch.duplicate->second != 1, "safetensors '{}': duplicate tensor name '{}'", file,
-                watch.duplicate->first);
+                text_excerpt(watch.duplicate->first));
     GPUML_FAIL(ErrorKind::Invalid, "safetensors '{}': duplicate key '{}' in the header", file,
-               watch.duplicate->first);
+               text_excerpt(watch.duplicate->first));
   }
 
   SafetensorsFile result;
@@ -390,13 +396,13 @@ SafetensorsFile load_safetensors(const std::filesystem::path& path) {
   for (const Entry& e : entries) {
     Tensor t = Tensor::empty(e.shape, e.dtype);
     in.read_at(data_start + e.begin, t.raw_data(), e.end - e.begin,
-               fmt::format("tensor '{}'", e.name));
+               fmt::format("tensor '{}'", text_excerpt(e.name)));
     if (e.dtype == DType::boolean) {  // any byte but 0/1 would be an invalid C++ bool
       const uint8_t* bytes = static_cast<const uint8_t*>(t.raw_data());
       for (uint64_t i = 0; i < e.end - e.begin; ++i)
         GPUML_CHECK(bytes[i] <= 1,
                     "safetensors '{}': tensor '{}': BOOL element {} is {}, not 0 or 1", file,
-                    e.name, i, bytes[i]);
+                    text_excerpt(e.name), i, bytes[i]);
     }
     result.tensors.emplace_back(e.name, std::move(t));
   }

@@ -4,13 +4,14 @@
 
 #include "core/error.h"
 #include "core/spelling.h"
+#include "core/json_read.h"
 
 namespace gpuml::nn {
 
 JsonFields::JsonFields(const nlohmann::json& object, std::string where,
                        std::vector<std::string> always_known)
     : object_(object), where_(std::move(where)), known_(always_known.begin(), always_known.end()) {
-  GPUML_CHECK(object_.is_object(), "{}: expected a JSON object, got {}", where_, object_.dump());
+  GPUML_CHECK(object_.is_object(), "{}: expected a JSON object, got {}", where_, json_excerpt(object_));
 }
 
 bool JsonFields::has(const std::string& key) const {
@@ -34,10 +35,10 @@ const nlohmann::json& JsonFields::field(const std::string& key) {
 
 int64_t JsonFields::as_int(const std::string& key, const nlohmann::json& v, int64_t min) const {
   GPUML_CHECK(v.is_number_integer(), "{}: field '{}' must be an integer, got {}", where_, key,
-              v.dump());
+              json_excerpt(v));
   if (v.is_number_unsigned())
     GPUML_CHECK(v.get<uint64_t>() <= static_cast<uint64_t>(INT64_MAX),
-                "{}: field '{}' is too large: {}", where_, key, v.dump());
+                "{}: field '{}' is too large: {}", where_, key, json_excerpt(v));
   int64_t value = v.get<int64_t>();
   GPUML_CHECK(value >= min, "{}: field '{}' must be >= {}, got {}", where_, key, min, value);
   return value;
@@ -57,7 +58,7 @@ bool JsonFields::optional_bool(const std::string& key, bool fallback) {
   if (!has(key)) return fallback;
   const nlohmann::json& v = object_.at(key);
   GPUML_CHECK(v.is_boolean(), "{}: field '{}' must be true or false, got {}", where_, key,
-              v.dump());
+              json_excerpt(v));
   return v.get<bool>();
 }
 
@@ -66,7 +67,7 @@ double JsonFields::optional_number(const std::string& key, double fallback, doub
   known_.insert(key);
   if (!has(key)) return fallback;
   const nlohmann::json& v = object_.at(key);
-  GPUML_CHECK(v.is_number(), "{}: field '{}' must be a number, got {}", where_, key, v.dump());
+  GPUML_CHECK(v.is_number(), "{}: field '{}' must be a number, got {}", where_, key, json_excerpt(v));
   double value = v.get<double>();
   GPUML_CHECK(value >= min && value <= max, "{}: field '{}' must be in [{}, {}], got {}", where_,
               key, min, max, value);
@@ -78,11 +79,11 @@ std::string JsonFields::optional_choice(const std::string& key, const std::strin
   known_.insert(key);
   if (!has(key)) return fallback;
   const nlohmann::json& v = object_.at(key);
-  GPUML_CHECK(v.is_string(), "{}: field '{}' must be a string, got {}", where_, key, v.dump());
+  GPUML_CHECK(v.is_string(), "{}: field '{}' must be a string, got {}", where_, key, json_excerpt(v));
   std::string value = v.get<std::string>();
   GPUML_CHECK(std::find(choices.begin(), choices.end(), value) != choices.end(),
               "{}: field '{}' must be one of {}, got \"{}\"", where_, key, fmt::join(choices, ", "),
-              value);
+              text_excerpt(value));
   return value;
 }
 
@@ -97,13 +98,13 @@ Shape JsonFields::required_int_list(const std::string& key, int64_t min) {
 
 const nlohmann::json& JsonFields::required_array(const std::string& key) {
   const nlohmann::json& v = field(key);
-  GPUML_CHECK(v.is_array(), "{}: field '{}' must be a list, got {}", where_, key, v.dump());
+  GPUML_CHECK(v.is_array(), "{}: field '{}' must be a list, got {}", where_, key, json_excerpt(v));
   return v;
 }
 
 void JsonFields::finish() const {
   for (const auto& [key, value] : object_.items())
-    GPUML_CHECK(known_.count(key) != 0, "{}: unknown field '{}'{} (known fields: {})", where_, key,
+    GPUML_CHECK(known_.count(key) != 0, "{}: unknown field '{}'{} (known fields: {})", where_, text_excerpt(key),
                 did_you_mean(key, std::vector<std::string>(known_.begin(), known_.end())), fmt::join(known_, ", "));
 }
 

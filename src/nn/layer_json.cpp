@@ -5,6 +5,7 @@
 #include <functional>
 
 #include "core/spelling.h"
+#include "core/json_read.h"
 #include "nn/activations.h"
 #include "nn/batch_norm.h"
 #include "nn/conv2d.h"
@@ -134,16 +135,16 @@ std::vector<std::string> known_layer_types() {
 
 NamedLayer layer_from_json(const nlohmann::json& spec, const std::string& where) {
   GPUML_CHECK(spec.is_object(), "{}: expected an object like {{\"type\": \"Linear\", ...}}, got {}",
-              where, spec.dump());
+              where, json_excerpt(spec));
   GPUML_CHECK(spec.contains("type"), "{}: missing field 'type' (known types: {})", where,
               fmt::join(known_layer_types(), ", "));
   const nlohmann::json& type = spec.at("type");
-  GPUML_CHECK(type.is_string(), "{}: field 'type' must be a string, got {}", where, type.dump());
+  GPUML_CHECK(type.is_string(), "{}: field 'type' must be a string, got {}", where, json_excerpt(type));
   std::string type_name = type.get<std::string>();
   const auto& table = layer_table();
   auto it = std::find_if(table.begin(), table.end(),
                          [&](const auto& row) { return row.first == type_name; });
-  GPUML_CHECK(it != table.end(), "{}: unknown layer type '{}'{} (known types: {})", where, type_name,
+  GPUML_CHECK(it != table.end(), "{}: unknown layer type '{}'{} (known types: {})", where, text_excerpt(type_name),
               did_you_mean(type_name, known_layer_types()), fmt::join(known_layer_types(), ", "));
 
   JsonFields fields(spec, fmt::format("{} ({})", where, type_name), {"type", "name"});
@@ -153,7 +154,7 @@ NamedLayer layer_from_json(const nlohmann::json& spec, const std::string& where)
     GPUML_CHECK(name.is_string() && !name.get<std::string>().empty() &&
                     name.get<std::string>().find('.') == std::string::npos,
                 "{}: field 'name' must be a non-empty string without '.', got {}", fields.where(),
-                name.dump());
+                json_excerpt(name));
     layer.name = name.get<std::string>();
   }
   try {

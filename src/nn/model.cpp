@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "core/json_read.h"
 #include "nn/json_fields.h"
 #include "nn/layer_json.h"
 
@@ -37,7 +38,7 @@ Model Model::from_json(const nlohmann::json& spec) {
     std::string name = layer.name.empty() ? std::to_string(i) : layer.name;
     for (const Sequential::Child& c : root->children())
       GPUML_CHECK(c.name != name, "layer {} ({}): name '{}' is already used by an earlier layer", i,
-                  layer.module->type_name(), name);
+                  layer.module->type_name(), text_excerpt(name));
     root->add(name, std::move(layer.module));
   }
   return Model(std::move(input_shape), std::move(root));
@@ -53,8 +54,16 @@ Model Model::from_json_file(const std::string& path) {
   text << in.rdbuf();
   GPUML_CHECK_KIND(ErrorKind::Io, !in.bad(), "cannot read model file '{}'", path);
   nlohmann::json spec;
+  const std::string where = fmt::format("model file '{}'", path);
   try {
-    spec = nlohmann::json::parse(text.str());
+    // nlohmann's parser is iterative; the guard refuses nesting past kJsonMaxDepth (json_read.h)
+    // before anything recursive (an error message's dump, the layer reader) meets the value.
+    const std::string s = text.str();
+    spec = nlohmann::json::parse(s.begin(), s.end(), [&](int depth, nlohmann::json::parse_event_t event, nlohmann::json&) {
+      if (event == nlohmann::json::parse_event_t::array_start || event == nlohmann::json::parse_event_t::object_start)
+        check_json_depth(depth, where, ErrorKind::Invalid);
+      return true;
+    });
   } catch (const nlohmann::json::parse_error& e) {
     // The place as line:column (an editor's terms), counted from the byte the parser stopped at.
     const std::string s = text.str();
@@ -71,7 +80,8 @@ Model Model::from_json_file(const std::string& path) {
     // nlohmann's text: "[json.exception.parse_error.101] parse error at line 3, column 5: syntax error ..."
     std::string why = e.what();
     if (size_t colon = why.find(": "); colon != std::string::npos) why = why.substr(colon + 2);
-    GPUML_FAIL(ErrorKind::Invalid, "model file '{}':{}:{}: not valid JSON: {}", path, line, column, why);
+    GPUML_FAIL(ErrorKind::Invalid, "model file '{}':{}:{}: not valid JSON: {}", path, line, column,
+               text_excerpt(why, 2 * kExcerptChars));
   }
   try {
     return from_json(spec);

@@ -1,23 +1,38 @@
 #include "train/checkpoint.h"
 
+#include <charconv>
+
 #include "core/error.h"
+#include "core/json_read.h"
 
 namespace gpuml {
 
 namespace {
 
+// Counters and positions are never negative; a checkpoint that says so was not written by gpuml.
 int64_t parse_int(const SafetensorsMetadata& m, const std::string& key, const std::filesystem::path& path) {
   auto it = m.find(key);
   GPUML_CHECK(it != m.end(), "{}: checkpoint metadata lacks '{}' (not a gpuml checkpoint?)", path.string(), key);
-  try {
-    size_t used = 0;
-    int64_t v = std::stoll(it->second, &used);
-    GPUML_CHECK(used == it->second.size(), "");
-    return v;
-  } catch (const std::exception&) {
-    GPUML_FAIL(ErrorKind::Invalid, "{}: checkpoint metadata '{}' = '{}' is not an integer", path.string(), key,
-               it->second);
-  }
+  const std::string& text = it->second;
+  int64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  GPUML_CHECK(ec == std::errc() && end == text.data() + text.size() && v >= 0,
+              "{}: checkpoint metadata '{}' = '{}' is not a non-negative integer", path.string(), key,
+              text_excerpt(text));
+  return v;
+}
+
+// Seeds span all of uint64 (std::to_string wrote them so).
+uint64_t parse_seed(const SafetensorsMetadata& m, const std::filesystem::path& path) {
+  auto it = m.find("gpuml.seed");
+  GPUML_CHECK(it != m.end(), "{}: checkpoint metadata lacks 'gpuml.seed' (not a gpuml checkpoint?)", path.string());
+  const std::string& text = it->second;
+  uint64_t v = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  GPUML_CHECK(ec == std::errc() && end == text.data() + text.size(),
+              "{}: checkpoint metadata 'gpuml.seed' = '{}' is not an unsigned integer", path.string(),
+              text_excerpt(text));
+  return v;
 }
 
 double parse_double_or(const SafetensorsMetadata& m, const std::string& key, double fallback) {
@@ -65,7 +80,7 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   p.step = parse_int(m, "gpuml.step", path);
   p.loader_epoch = parse_int(m, "gpuml.loader_epoch", path);
   p.loader_batch = parse_int(m, "gpuml.loader_batch", path);
-  p.seed = static_cast<uint64_t>(parse_int(m, "gpuml.seed", path));
+  p.seed = parse_seed(m, path);
   p.best_epoch = parse_int(m, "gpuml.best_epoch", path);
   p.epochs_without_improvement = parse_int(m, "gpuml.epochs_without_improvement", path);
   auto best = m.find("gpuml.best_metric");

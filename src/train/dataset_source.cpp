@@ -23,10 +23,17 @@ std::string lower_extension(const std::string& path) {
   return ext;
 }
 
-int64_t max_label(const Tensor& labels) {
+// Class ids index the model's outputs; a file's label of 2^63 - 1 made `max + 1` overflow.
+constexpr int64_t kMaxClassId = INT32_MAX - 1;
+
+int64_t max_label(const Tensor& labels, const std::string& what) {
   const int64_t* y = labels.data<int64_t>();
   int64_t best = -1;
-  for (int64_t i = 0; i < labels.numel(); ++i) best = std::max(best, y[i]);
+  for (int64_t i = 0; i < labels.numel(); ++i) {
+    GPUML_CHECK(y[i] <= kMaxClassId, "{}: label {} in row {} is too large for a class id (at most {})", what, y[i], i,
+                kMaxClassId);
+    best = std::max(best, y[i]);
+  }
   return best;
 }
 
@@ -134,12 +141,12 @@ LoadedData load_training_data(const DatasetOptions& o) {
   GPUML_CHECK(out.train.size() > 0, "--data {}: the training set is empty", o.path);
   out.sample_shape = out.train.sample_shape();
   check_finite(out.train.features(), o.path);
-  out.num_classes = max_label(out.train.labels()) + 1;
+  out.num_classes = max_label(out.train.labels(), o.path) + 1;
   if (out.test) {
     GPUML_CHECK_SHAPE(out.test->sample_shape() == out.sample_shape, "{}: test samples are {}, train samples {}",
                       o.path, shape_str(out.test->sample_shape()), shape_str(out.sample_shape));
     check_finite(out.test->features(), o.path + " (test)");
-    out.num_classes = std::max(out.num_classes, max_label(out.test->labels()) + 1);
+    out.num_classes = std::max(out.num_classes, max_label(out.test->labels(), o.path + " (test)") + 1);
     check_labels(*out.test, out.num_classes, o.path + " (test)");
   }
   check_labels(out.train, out.num_classes, o.path);

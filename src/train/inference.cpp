@@ -5,6 +5,7 @@
 
 #include "core/atomic_file.h"
 #include "core/error.h"
+#include "core/json_read.h"
 #include "data/npy.h"
 #include "data/shard_format.h"
 #include "interop/onnx_import.h"
@@ -29,12 +30,7 @@ LoadedModel load_trained_model(const std::string& path) {
   if (fs::is_directory(p)) p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
   GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--checkpoint {}: no checkpoint at {}", path, p.string());
   Checkpoint c = load_checkpoint(p);
-  nlohmann::json model_json;
-  try {
-    model_json = nlohmann::json::parse(c.model_json);
-  } catch (const std::exception& e) {
-    GPUML_FAIL(ErrorKind::Invalid, "{}: the model description is not valid JSON: {}", p.string(), e.what());
-  }
+  nlohmann::json model_json = parse_json(c.model_json, p.string() + ": the model description");
   LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", ""};
   if (!m.checkpoint.config_json.empty()) {
     auto cfg = nlohmann::json::parse(m.checkpoint.config_json, nullptr, false);

@@ -27,6 +27,7 @@
 #include "train/dataset_source.h"
 #include "train/model_runner.h"
 #include "train/progress.h"
+#include "train/resume.h"
 #include "train/shard_source.h"
 
 namespace gpuml {
@@ -67,70 +68,6 @@ PlanOptions plan_options_for_device(const std::string& device) {
 }
 
 namespace {
-
-json config_to_json(const TrainConfig& c) {
-  const optim::OptimizerConfig& o = c.optimizer;
-  return {{"data", c.data},
-          {"model", c.model},
-          {"epochs", c.epochs},
-          {"batch_size", c.batch_size},
-          {"optimizer",
-           {{"kind", o.kind}, {"lr", o.lr}, {"momentum", o.momentum}, {"nesterov", o.nesterov},
-            {"weight_decay", optim::weight_decay_of(o)}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
-            {"clip_grad_norm", o.clip_grad_norm}}},
-          {"schedule",
-           {{"kind", c.schedule.kind}, {"step_size", c.schedule.step_size}, {"gamma", c.schedule.gamma},
-            {"warmup_steps", c.schedule.warmup_steps}, {"min_lr", c.schedule.min_lr}}},
-          {"seed", c.seed},
-          {"init_from", c.init_from},
-          {"device", c.device},
-          {"val_split", c.val_split},
-          {"patience", c.patience},
-          {"csv_label", c.csv_label},
-          {"csv_fill", c.csv_fill},
-          {"data_memory_limit", c.data_memory_limit},
-          {"shuffle_buffer", c.shuffle_buffer},
-          {"checkpoint_every", c.checkpoint_every},
-          {"precision", precision_name(c.precision)},
-          {"deterministic", c.deterministic}};
-}
-
-// The saved configuration of a resumed run; only epochs, out, quiet, max_steps and (when given)
-// checkpoint_every come from the new command.
-TrainConfig config_from_json(const json& j, const TrainConfig& now) {
-  TrainConfig c = now;
-  c.data = j.at("data");
-  c.model = j.at("model");
-  c.batch_size = j.at("batch_size");
-  const json& o = j.at("optimizer");
-  c.optimizer.kind = o.at("kind");
-  c.optimizer.lr = o.at("lr");
-  c.optimizer.momentum = o.at("momentum");
-  c.optimizer.nesterov = o.at("nesterov");
-  c.optimizer.weight_decay = o.at("weight_decay").get<double>();
-  c.optimizer.beta1 = o.at("beta1");
-  c.optimizer.beta2 = o.at("beta2");
-  c.optimizer.eps = o.at("eps");
-  c.optimizer.clip_grad_norm = o.at("clip_grad_norm");
-  const json& s = j.at("schedule");
-  c.schedule.kind = s.at("kind");
-  c.schedule.step_size = s.at("step_size");
-  c.schedule.gamma = s.at("gamma");
-  c.schedule.warmup_steps = s.at("warmup_steps");
-  c.schedule.min_lr = s.at("min_lr");
-  c.seed = j.at("seed");
-  c.device = now.device == "auto" ? j.at("device").get<std::string>() : now.device;
-  c.val_split = j.at("val_split");
-  c.patience = j.at("patience");
-  c.csv_label = j.at("csv_label");
-  c.csv_fill = j.at("csv_fill");
-  c.data_memory_limit = j.value("data_memory_limit", uint64_t{0});
-  c.shuffle_buffer = j.value("shuffle_buffer", int64_t{0});
-  if (now.checkpoint_every == 0) c.checkpoint_every = j.value("checkpoint_every", int64_t{0});
-  c.precision = parse_precision(j.value("precision", std::string("fp32")));
-  c.deterministic = j.value("deterministic", false);
-  return c;
-}
 
 // The device the run computes on, as the user would name it ("cpu", "cuda:0"); "cpu (--device
 // auto)" when it was chosen for them.
@@ -259,15 +196,13 @@ class StopSignals {
 TrainResult train(const TrainConfig& requested) {
   using Clock = std::chrono::steady_clock;
   TrainConfig cfg = requested;
-  std::optional<Checkpoint> resumed;
+  std::optional<ResumePoint> resume_point;
+  const Checkpoint* resumed = nullptr;
   if (!cfg.resume.empty()) {
-    fs::path p = cfg.resume;
-    if (fs::is_directory(p)) p /= "last.safetensors";
-    GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--resume {}: no checkpoint at {}", cfg.resume, p.string());
-    resumed = load_checkpoint(p);
-    GPUML_CHECK(!resumed->config_json.empty(), "{}: the checkpoint holds no training configuration", p.string());
-    cfg = config_from_json(json::parse(resumed->config_json), requested);
-    if (cfg.out.empty()) cfg.out = p.parent_path().string();
+    resume_point.emplace(read_resume_point(cfg.resume, requested));
+    resumed = &resume_point->checkpoint;
+    cfg = resume_point->config;
+    if (cfg.out.empty()) cfg.out = fs::path(resume_point->path).parent_path().string();
   }
   GPUML_CHECK(cfg.epochs >= 1, "--epochs must be >= 1, got {}", cfg.epochs);
   GPUML_CHECK(cfg.batch_size >= 1, "--batch-size must be >= 1, got {}", cfg.batch_size);
@@ -287,7 +222,7 @@ TrainResult train(const TrainConfig& requested) {
   // An ONNX file brings its weights: training fine-tunes them (unless --init-from replaces them).
   std::optional<interop::ImportedModel> imported;
   if (!resumed && fs::path(cfg.model).extension() == ".onnx") imported = interop::import_onnx_file(cfg.model);
-  nn::Model model = resumed    ? nn::Model::from_json(json::parse(resumed->model_json))
+  nn::Model model = resumed    ? std::move(resume_point->model)
                     : imported ? nn::Model::from_json(imported->model.to_json())
                                : load_model(cfg.model);
   GPUML_CHECK_SHAPE(model.input_shape() == loaded.sample_shape, "the model takes samples of shape {} but {} holds {}{}",

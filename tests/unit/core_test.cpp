@@ -82,6 +82,24 @@ TEST(Shape, BroadcastAndErrors) {
   EXPECT_EQ(normalize_axis(-1, 3, "sum"), 2);
 }
 
+// Found by fuzzing IDX (issue 16): dims from a file whose product, or whose strides beside a zero
+// dim, pass int64 were signed overflow (UB) instead of an error.
+TEST(Shape, ElementCountsAndStridesThatOverflowAreErrors) {
+  const int64_t big = int64_t{1} << 40;
+  EXPECT_EQ(numel({0, big, big}), 0);
+  EXPECT_THROW(numel({big, big}), Error);
+  EXPECT_THROW(contiguous_strides({0, big, big}), Error);
+  try {
+    Tensor::empty({84606976, 0, 123492934656}, DType::u8);  // the IDX fuzzer's dims
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Shape);
+    EXPECT_NE(e.message().find("too large"), std::string::npos) << e.message();
+  }
+  EXPECT_THROW(Tensor::empty({int64_t{1} << 62}, DType::f64), Error);  // 2^65 bytes
+  EXPECT_EQ(Tensor::empty({0, big}, DType::f32).numel(), 0);
+}
+
 TEST(Tensor, StorageIs64ByteAligned) {
   for (int64_t n : {1, 3, 17, 1000}) {
     Tensor t = Tensor::empty({n}, DType::u8);

@@ -13,6 +13,7 @@
 
 #include "core/error.h"
 #include "data/csv.h"
+#include "train/dataset_source.h"
 #include "data_test_fixture.h"
 
 namespace gpuml::data {
@@ -232,6 +233,22 @@ TEST_F(DataCsvTest, OtherDelimiter) {
   EXPECT_EQ(d.features.to_doubles(), (std::vector<double>{1.5, 0}));
   EXPECT_EQ(d.labels.to_doubles(), (std::vector<double>{2}));
   expect_io_error([&] { read_csv(write("s.csv", "a;label\n1,5;2\n"), opt); }, {"s.csv:2:1", "'1,5' is not a number"});
+}
+
+// Found while fuzzing CSV (issue 16): a label of 2^63 - 1 made the class count (max + 1) overflow.
+TEST_F(DataCsvTest, LabelsTooLargeForAClassIdAreRefused) {
+  DatasetOptions o;
+  o.path = write("big.csv", "a,label\n1,9223372036854775807\n2,0\n");
+  try {
+    load_training_data(o);
+    ADD_FAILURE();
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("label 9223372036854775807 in row 0 is too large for a class id"), std::string::npos)
+        << e.message();
+  }
+  // A long non-numeric label is quoted as a short prefix.
+  expect_io_error([&] { read_csv(write("long.csv", "a,label\n1," + std::string(10000, 'q') + "\n")); },
+                  {"long.csv:2:2", "(10000 bytes)"});
 }
 
 }  // namespace

@@ -1,0 +1,37 @@
+// What `gpuml train --resume` reads before anything runs: the checkpoint, the training
+// configuration and the model description in its metadata, all validated.
+//
+//   ResumePoint r = read_resume_point("runs/cnn-20261203", requested);   // or a .safetensors file
+//   TrainConfig cfg = r.config;              // the saved run's settings, epochs etc. from `requested`
+//   runner.load(r.checkpoint.model, r.checkpoint.optimizer);
+//
+// The metadata is the user's file like any other (a checkpoint may come from anywhere): a wrong
+// type, a missing field or deep nesting is an Error naming the file, never a crash.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+
+#include "nn/model.h"
+#include "train/checkpoint.h"
+#include "train/trainer.h"
+
+namespace gpuml {
+
+struct ResumePoint {
+  std::string path;       // the checkpoint file (a run directory's last.safetensors)
+  Checkpoint checkpoint;
+  TrainConfig config;     // the saved configuration; only epochs, out, quiet, max_steps and
+                          // (when given) checkpoint_every come from the new command
+  nn::Model model;
+};
+
+ResumePoint read_resume_point(const std::string& resume, const TrainConfig& requested);
+
+// The configuration as saved in a checkpoint, and back (the `requested` fields that a resumed
+// run takes from the new command are kept).
+nlohmann::json config_to_json(const TrainConfig& config);
+TrainConfig config_from_json(const nlohmann::json& saved, const TrainConfig& requested,
+                             const std::string& where);
+
+}  // namespace gpuml
