@@ -58,6 +58,10 @@ if [[ "$call" == dry-run ]]; then
   if [[ "$(id -u)" -eq 0 ]] && unshare --mount --propagation private true 2> /dev/null; then
     echo "== dry run: unpacked into $tmp; hidden: ${hide[*]}"
     unshare --mount --propagation private bash -c "$inner"
+  elif [[ "${CI:-}" == true ]]; then
+    echo "gpu-check: dry run under CI=true needs a private mount namespace (root, and a chroot whose / is a" \
+         "mount point) to hide the build tree; unshare --mount failed here" >&2
+    exit 1
   else
     echo "== dry run: unpacked into $tmp (no private mount namespace here: the build tree stays visible)"
     GPU_CHECK_DRY_RUN=1 bash "$tmp/gpuml-gpu/tools/gpu-check.sh" verify "$tmp/results"
