@@ -64,10 +64,15 @@ Model Model::from_json_file(const std::string& path) {
         check_json_depth(depth, where, ErrorKind::Invalid);
       return true;
     });
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {
+    // Syntax errors (parse_error) and numbers past a double (out_of_range 406, "4e707") alike.
     // The place as line:column (an editor's terms), counted from the byte the parser stopped at.
     const std::string s = text.str();
-    const size_t stop = std::min(e.byte > 0 ? e.byte - 1 : 0, s.size());
+    const auto* syntax = dynamic_cast<const nlohmann::json::parse_error*>(&e);
+    const size_t byte = syntax != nullptr ? syntax->byte : 0;
+    if (syntax == nullptr)
+      GPUML_FAIL(ErrorKind::Invalid, "model file '{}': not valid JSON: {}", path, text_excerpt(e.what(), 2 * kExcerptChars));
+    const size_t stop = std::min(byte > 0 ? byte - 1 : 0, s.size());
     int64_t line = 1, column = 1;
     for (size_t i = 0; i < stop; ++i) {
       if (s[i] == '\n') {
