@@ -13,6 +13,7 @@
 #include "core/json_read.h"
 #include "io_temp_dir.h"
 #include "nn/model.h"
+#include "test_paths.h"
 
 namespace gpuml {
 namespace {
@@ -97,7 +98,7 @@ TEST(JsonRead, TrainWithADeeplyNestedModelFileExitsWithAnError) {
   std::string model = (dir.path() / "deep.json").string(), csv = (dir.path() / "d.csv").string();
   std::ofstream(model) << nested_arrays(100'000);
   std::ofstream(csv) << "a,b,label\n1,2,0\n3,4,1\n";
-  std::string command = std::string("'") + GPUML_CLI_PATH + "' train --quiet --device cpu --data '" + csv +
+  std::string command = std::string("'") + testing::gpuml_cli_path() + "' train --quiet --device cpu --data '" + csv +
                         "' --model '" + model + "' --out '" + (dir.path() / "run").string() + "' 2>&1";
   FILE* pipe = popen(command.c_str(), "r");
   ASSERT_NE(pipe, nullptr);
