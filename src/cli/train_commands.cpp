@@ -10,6 +10,7 @@
 #include "core/spelling.h"
 #include "data/shard_format.h"
 #include "train/inference.h"
+#include "train/callbacks.h"
 #include "train/trainer.h"
 
 namespace gpuml::cli {

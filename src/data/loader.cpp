@@ -15,6 +15,7 @@ DataLoader::DataLoader(InMemoryDataset dataset, DataLoaderOptions options)
   GPUML_CHECK(options_.batch_size > 0, "DataLoader: batch size must be positive, got {}", options_.batch_size);
   GPUML_CHECK(options_.prefetch_depth >= 0, "DataLoader: prefetch depth must be >= 0, got {}",
               options_.prefetch_depth);
+  if (!options_.memory) options_.memory = BatchMemory::create();
 }
 
 DataLoader::~DataLoader() { stop_producer(); }
@@ -42,7 +43,7 @@ Batch DataLoader::assemble(const std::vector<int64_t>& order, int64_t epoch, int
   int64_t rows = std::min(options_.batch_size, dataset_.size() - first);
   Shape shape = dataset_.features().shape();
   shape[0] = rows;
-  Batch batch{Tensor::empty(shape, DType::f32, batch_allocator()), Tensor::empty({rows}, DType::i64, batch_allocator()),
+  Batch batch{options_.memory->empty(shape, DType::f32), options_.memory->empty({rows}, DType::i64),
               epoch, index};
   const int64_t sample_elems = normalize_.sample_elems();
   const size_t sample_bytes = static_cast<size_t>(sample_elems) * dtype_size(dataset_.features().dtype());

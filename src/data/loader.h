@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "core/tensor.h"
+#include "data/batch_allocator.h"
 #include "data/batch_source.h"
 #include "data/dataset.h"
 #include "data/normalize.h"
@@ -38,6 +39,8 @@ struct DataLoaderOptions {
   bool drop_last = false;   // drop the last partial batch of an epoch
   int prefetch_depth = 8;   // 0: build batches on the caller's thread; refilled from half empty
   Normalization normalization;
+  // Where batches are built (data/batch_allocator.h); nullptr: a pool of plain host memory of its own.
+  std::shared_ptr<BatchMemory> memory;
 };
 
 class DataLoader : public BatchSource {

@@ -22,6 +22,7 @@ ShardLoader::ShardLoader(const std::filesystem::path& dir, ShardLoaderOptions op
     : dataset_(dir), options_(std::move(options)) {
   const ShardManifest& m = dataset_.manifest();
   split_ = &m.split(options_.split);
+  if (!options_.memory) options_.memory = BatchMemory::create();
   GPUML_CHECK(options_.batch_size > 0, "ShardLoader: batch size must be positive, got {}", options_.batch_size);
   GPUML_CHECK(options_.read_ahead >= 0 && options_.prefetch_depth >= 1,
               "ShardLoader: read_ahead must be >= 0 and prefetch_depth >= 1, got {} and {}", options_.read_ahead,

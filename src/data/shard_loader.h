@@ -46,6 +46,7 @@ struct ShardLoaderOptions {
   int prefetch_depth = 8;       // batches kept ready
   ShardIo io = ShardIo::automatic;
   Normalization normalization;  // as DataLoader's: y = ((x * scale + shift) - mean[c]) / std[c]
+  std::shared_ptr<BatchMemory> memory;  // where batches are built; nullptr: plain host memory of its own
 };
 
 // How the memory limit is spent; every term is an upper bound on bytes the loader allocates.

@@ -228,8 +228,8 @@ void ShardLoader::Pipeline::run_epoch() {
       int64_t rows = std::min(o.batch_size, n - batch_index * o.batch_size);
       Shape shape = x_shape;
       shape.insert(shape.begin(), rows);
-      current = Batch{Tensor::empty(shape, DType::f32, batch_allocator()),
-                      Tensor::empty({rows}, DType::i64, batch_allocator()), start_.epoch, batch_index};
+      current = Batch{o.memory->empty(shape, DType::f32), o.memory->empty({rows}, DType::i64), start_.epoch,
+                      batch_index};
     }
     decode_record(bytes, current.x.data<float>() + filled * sample_elems_, current.y.data<int64_t>() + filled);
     if (++filled == current.y.dim(0)) {

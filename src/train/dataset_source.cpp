@@ -139,17 +139,22 @@ LoadedData load_training_data(const DatasetOptions& o) {
                "--data {}: not a dataset gpuml reads (a directory of IDX files, a .csv or an .npz file)", o.path);
   }();
   GPUML_CHECK(out.train.size() > 0, "--data {}: the training set is empty", o.path);
+  return checked_training_data(std::move(out), o.path);
+}
+
+LoadedData checked_training_data(LoadedData out, const std::string& path) {
+  GPUML_CHECK(out.train.size() > 0, "{}: the training set is empty", path);
   out.sample_shape = out.train.sample_shape();
-  check_finite(out.train.features(), o.path);
-  out.num_classes = max_label(out.train.labels(), o.path) + 1;
+  check_finite(out.train.features(), path);
+  out.num_classes = max_label(out.train.labels(), path) + 1;
   if (out.test) {
     GPUML_CHECK_SHAPE(out.test->sample_shape() == out.sample_shape, "{}: test samples are {}, train samples {}",
-                      o.path, shape_str(out.test->sample_shape()), shape_str(out.sample_shape));
-    check_finite(out.test->features(), o.path + " (test)");
-    out.num_classes = std::max(out.num_classes, max_label(out.test->labels(), o.path + " (test)") + 1);
-    check_labels(*out.test, out.num_classes, o.path + " (test)");
+                      path, shape_str(out.test->sample_shape()), shape_str(out.sample_shape));
+    check_finite(out.test->features(), path + " (test)");
+    out.num_classes = std::max(out.num_classes, max_label(out.test->labels(), path + " (test)") + 1);
+    check_labels(*out.test, out.num_classes, path + " (test)");
   }
-  check_labels(out.train, out.num_classes, o.path);
+  check_labels(out.train, out.num_classes, path);
   // Integer images are scaled to [0, 1], as the PyTorch reference does; floats are used as they are.
   if (out.train.features().dtype() == DType::u8) out.normalization.scale = 1.0 / 255.0;
   return out;

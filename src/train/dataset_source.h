@@ -37,6 +37,11 @@ struct LoadedData {
 };
 
 LoadedData load_training_data(const DatasetOptions& options);
+// The checks load_training_data applies to what it read (a non-empty train set, finite features,
+// test samples shaped as train's, labels 0..C-1), the class count and the normalisation (u8
+// images scaled to [0, 1]): for data that came from elsewhere (arrays given to a Trainer).
+// `path` names the data in errors.
+LoadedData checked_training_data(LoadedData data, const std::string& path);
 
 // Inputs for `gpuml predict`: IDX images, CSV rows (no label column) or an .npy array, as f32
 // (N, ...) normalised like training data of the same kind.

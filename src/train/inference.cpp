@@ -12,7 +12,7 @@
 #include "train/dataset_source.h"
 #include "train/model_runner.h"
 #include "train/shard_source.h"
-#include "train/trainer.h"
+#include "train/device_choice.h"
 
 namespace gpuml {
 

@@ -14,7 +14,7 @@
 
 #include "nn/model.h"
 #include "train/checkpoint.h"
-#include "train/trainer.h"
+#include "train/train_config.h"
 
 namespace gpuml {
 

@@ -36,6 +36,7 @@ TrainingData open_shard_training_data(const ShardSourceOptions& o) {
   lo.seed = o.seed;
   lo.memory_limit = o.memory_limit;
   lo.shuffle_buffer = o.shuffle_buffer;
+  lo.memory = o.memory;
   TrainingData d;
   d.normalization = shard_normalization(o.dir);
   lo.normalization = d.normalization;

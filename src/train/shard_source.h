@@ -36,6 +36,7 @@ struct ShardSourceOptions {
   uint64_t seed = 0;
   uint64_t memory_limit = 0;   // 0: data::default_data_memory_limit()
   int64_t shuffle_buffer = 0;  // records; 0: as many as the limit allows
+  std::shared_ptr<data::BatchMemory> memory;  // where batches are built (nullptr: plain memory)
 };
 
 TrainingData open_shard_training_data(const ShardSourceOptions& options);

@@ -1,65 +1,38 @@
-// The training loop behind `gpuml train`: data, model, optimizer and schedule from one
-// TrainConfig; per epoch a progress bar, evaluation (test set or --val-split), metrics.csv, a
-// TensorBoard event file, an SVG plot, and checkpoints (last, best, and model.safetensors that
-// PyTorch loads); early stopping; a NaN/Inf loss stops training naming the step; --resume
-// continues from last.safetensors exactly where the run stopped.
+// The training loop: data, model, optimizer and schedule from one TrainConfig (or a model and
+// arrays given in memory); fit() steps through the epochs, evaluates on the test set or the
+// --val-split, keeps its progress (best accuracy, loader position) and calls its callbacks,
+// which do everything a run leaves behind (train/callback.h, train/callbacks.h). The library
+// prints nothing and installs no signal handler; the command line adds callbacks that do.
+// A NaN/Inf loss stops training naming the step.
+//
+// A Trainer holds no process-wide state: its thread count applies to the threads that call it,
+// its batches come from its own memory, so two trainers may run at once on two threads.
 //
 //   TrainConfig cfg;
 //   cfg.data = "/usr/share/datasets/fashion-mnist";
 //   cfg.model = "cnn";
 //   cfg.epochs = 3;
-//   TrainResult r = train(cfg);   // r.test_accuracy, r.run_dir
+//   Trainer trainer(cfg);
+//   add_command_line_callbacks(trainer, {});   // files and checkpoints, as `gpuml train` writes
+//   TrainResult r = trainer.fit();             // r.eval_accuracy, r.run_dir
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 
-#include "optim/optimizer.h"
-#include "optim/schedule.h"
-#include "train/precision.h"
+#include "data/dataset.h"
+#include "graph/planner.h"
+#include "io/safetensors.h"
+#include "nn/model.h"
+#include "train/callback.h"
+#include "train/device_choice.h"
+#include "train/model_runner.h"
+#include "train/train_config.h"
 
 namespace gpuml {
-
-struct TrainConfig {
-  std::string data = "/usr/share/datasets/fashion-mnist";
-  std::string model = "cnn";  // a preset (mlp, cnn) or a JSON file describing layers
-  int64_t epochs = 5;
-  int64_t batch_size = 128;
-  optim::OptimizerConfig optimizer;  // lr lives here
-  optim::ScheduleConfig schedule;
-  uint64_t seed = 0;
-  int threads = 0;              // 0: OpenMP's default (all cores)
-  std::string device = "auto";  // auto | cpu | ref | cuda[:N]
-  std::string out;              // run directory; empty: runs/<model>-<time>
-  std::string resume;           // a run directory or a checkpoint file
-  std::string init_from;        // start from these weights (.safetensors or .npz, PyTorch names)
-  double val_split = 0.0;       // > 0: hold out this fraction of train for validation
-  int64_t patience = 0;         // > 0: stop after this many epochs without a better val accuracy
-  std::string csv_label, csv_fill;
-  // Sharded datasets (--data DIR with a manifest.json) stream within this many bytes of host
-  // memory (0: a quarter of the available memory), through a shuffle buffer of this many
-  // records (0: as many as the limit allows).
-  uint64_t data_memory_limit = 0;
-  int64_t shuffle_buffer = 0;
-  // Mid-epoch checkpoints: every this many steps last.safetensors also records the loader's
-  // position, so --resume continues inside the epoch (0: at epoch ends only).
-  int64_t checkpoint_every = 0;
-  // Stop after this many optimizer steps in all (0: no limit), writing a checkpoint where it
-  // stopped; --resume continues from there.
-  int64_t max_steps = 0;
-  // SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption) finish the current step, write a
-  // checkpoint at the loader's position and return; a second signal kills as usual.
-  bool save_on_interrupt = true;
-  bool quiet = false;           // no progress bar, no summary
-  Precision precision = Precision::fp32;  // --precision (train/precision.h)
-  // --deterministic: kernels take their deterministic forms (PlanOptions::deterministic), so two
-  // runs with the same seed, device and thread count end with bitwise-identical weights.
-  bool deterministic = false;
-  // Capture the training step as a CUDA graph once and replay it (--no-cuda-graphs: eager
-  // launches). Only a GPU backend captures; on CPU this changes nothing.
-  bool cuda_graphs = true;
-};
 
 struct TrainResult {
   std::string run_dir;
@@ -71,13 +44,55 @@ struct TrainResult {
   bool stopped_early = false;
   bool stopped_at_max_steps = false;
   int interrupted_by = 0;       // the signal that stopped training (SIGINT, SIGTERM), or 0
+  bool stop_requested = false;  // Trainer::request_stop
   // On a backend that captures (CUDA): how many steps replayed a CUDA graph, or why none did.
   std::string replay_summary;
 };
 
-TrainResult train(const TrainConfig& config);
+// What a Trainer takes from memory instead of from the files its TrainConfig names.
+struct TrainerInputs {
+  std::optional<nn::Model> model;              // instead of config.model
+  std::optional<data::InMemoryDataset> train;  // instead of config.data: features (N, ...), labels (N,) class ids
+  std::optional<data::InMemoryDataset> eval;   // with `train`: the evaluation set (else --val-split or none)
+};
 
-// The backends a --device string means, in order of preference; errors say what is available.
-PlanOptions plan_options_for_device(const std::string& device);
+class Trainer {
+ public:
+  // Reads the data and the model (or the checkpoint config.resume names) and checks them against
+  // each other; writes nothing. Throws gpuml::Error naming what does not fit.
+  explicit Trainer(TrainConfig config, TrainerInputs inputs = {});
+  ~Trainer();
+  Trainer(const Trainer&) = delete;
+  Trainer& operator=(const Trainer&) = delete;
+
+  void add_callback(std::shared_ptr<Callback> callback);
+  // Whether this process writes files and progress (callbacks read TrainState::primary).
+  void set_primary(bool primary);
+  // Trains config().epochs epochs (from where a resumed run stopped).
+  TrainResult fit();
+  // Asks fit() to stop after the current step; safe from any thread.
+  void request_stop();
+
+  // Loss and accuracy on a dataset normalised as the training data is.
+  EvalStats evaluate(const data::InMemoryDataset& data);
+  // Class probabilities (N, C) for features (N, ...) as the training data holds them.
+  Tensor predict(const Tensor& features);
+
+  // After --resume: the saved run's configuration (with this command's epochs etc.).
+  const TrainConfig& config() const;
+  const nn::Model& model() const;
+  const std::filesystem::path& run_dir() const;
+  // The parameters and buffers under their PyTorch names (host copies).
+  NamedTensors weights() const;
+  // "cpu", "cuda:0"; "cpu (--device auto)" when the choice was made for the user.
+  std::string device_used() const;
+  const PlanOptions& plan() const;
+  size_t planned_peak_bytes();
+  const std::string& data_description() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 }  // namespace gpuml

@@ -16,7 +16,7 @@
 #include "op_samples.h"
 #include "train/checkpoint.h"
 #include "train/model_runner.h"
-#include "train/trainer.h"
+#include "train/callbacks.h"
 
 namespace gpuml {
 namespace {

@@ -8,7 +8,7 @@
 #include "nn/model.h"
 #include "train/checkpoint.h"
 #include "train/inference.h"
-#include "train/trainer.h"
+#include "train/callbacks.h"
 
 namespace gpuml {
 namespace {

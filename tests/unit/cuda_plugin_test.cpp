@@ -11,7 +11,7 @@
 #include "core/error.h"
 #include "graph/planner.h"
 #include "test_paths.h"
-#include "train/trainer.h"
+#include "train/callbacks.h"
 
 namespace gpuml {
 namespace {

@@ -276,29 +276,34 @@ class CountingAllocator final : public Allocator {
   int allocations = 0, live = 0;
 };
 
-// Batch blocks are recycled by size, come from the upstream set for them, and always go back to
-// the upstream they came from, even after it was replaced.
-TEST(BatchAllocator, RecyclesBlocksAndReturnsThemToTheirUpstream) {
+// Batch blocks are recycled by size and come from the pool's upstream; two pools (two trainers)
+// never share blocks; a batch that outlives its pool's owner still goes back to the upstream.
+TEST(BatchMemory, RecyclesBlocksPerPoolAndOutlivesItsOwner) {
   CountingAllocator pinned, other;
-  set_batch_memory(&pinned);
+  Tensor survivor;
   {
-    Tensor a = Tensor::empty({128, 784}, DType::f32, batch_allocator());
+    std::shared_ptr<BatchMemory> memory = BatchMemory::create(&pinned);
+    std::shared_ptr<BatchMemory> second = BatchMemory::create(&other);
+    Tensor a = memory->empty({128, 784}, DType::f32);
     const void* first = a.raw_data();
     a = Tensor();
-    Tensor b = Tensor::empty({128, 784}, DType::f32, batch_allocator());
+    Tensor b = memory->empty({128, 784}, DType::f32);
     EXPECT_EQ(b.raw_data(), first);  // the freed block, not a new one
     EXPECT_EQ(pinned.allocations, 1);
-    Tensor c = Tensor::empty({7, 784}, DType::f32, batch_allocator());  // another size: a new block
+    Tensor c = memory->empty({7, 784}, DType::f32);  // another size: a new block
     EXPECT_EQ(pinned.allocations, 2);
-    set_batch_memory(&other);
-    Tensor d = Tensor::empty({128, 784}, DType::f32, batch_allocator());
+    Tensor d = second->empty({128, 784}, DType::f32);
     EXPECT_EQ(other.allocations, 1);
     EXPECT_EQ(pinned.allocations, 2);
-  }  // b and c freed after the switch: back to `pinned`, not cached for `other`
+    d = Tensor();
+    EXPECT_EQ(second->cached_bytes(), size_t{128 * 784 * 4});
+    EXPECT_EQ(memory->cached_bytes(), 0u);  // second's free block is not memory's
+    survivor = c;
+  }  // the pools' owners are gone; `survivor` keeps its pool alive
+  EXPECT_EQ(other.live, 0);   // second's cached block was released with it
+  EXPECT_EQ(pinned.live, 2);  // survivor's block, and b's, cached in the pool survivor keeps alive
+  survivor = Tensor();        // the pool's last user: it goes, and both blocks go back
   EXPECT_EQ(pinned.live, 0);
-  EXPECT_EQ(other.live, 1);  // d is cached for reuse
-  set_batch_memory(nullptr);  // plain host memory again; other's cached block is released
-  EXPECT_EQ(other.live, 0);
 }
 
 TEST_F(DataLoaderTest, DatasetReshapeAndLabelChecks) {

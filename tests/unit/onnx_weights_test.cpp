@@ -11,7 +11,7 @@
 #include "io_temp_dir.h"
 #include "nn/model.h"
 #include "train/model_runner.h"
-#include "train/trainer.h"
+#include "train/callbacks.h"
 
 namespace gpuml {
 namespace {

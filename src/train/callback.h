@@ -1,0 +1,114 @@
+// The training loop's extension points (train/trainer.h). The loop itself only steps, evaluates
+// and keeps its progress; everything a run leaves behind is a callback: the progress bar and
+// summary, metrics.csv, TensorBoard, the SVG curves, checkpoints, early stopping and the stop on
+// SIGINT/SIGTERM (train/callbacks.h has those, and the set the command line installs).
+//
+// Callbacks run in the order they were added, each hook after the loop has updated the state it
+// describes. A callback may ask the loop to stop (the stop fields of TrainState); the loop stops
+// after the current step, and a callback later in the order sees the request in the same hook.
+//
+//   struct LossPrinter : Callback {
+//     void on_epoch_end(TrainState& s) override { fmt::print("{}\n", s.epoch_summary.train_loss); }
+//   };
+//   trainer.add_callback(std::make_shared<LossPrinter>());
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <filesystem>
+#include <string>
+#include <vector>
+
+#include "train/checkpoint.h"
+#include "train/train_config.h"
+
+namespace gpuml {
+
+namespace nn {
+class Model;
+}
+class ModelRunner;
+
+// One finished epoch's figures.
+struct EpochSummary {
+  int64_t epoch = 0;  // 1-based: the epoch that just finished
+  double train_loss = 0, train_accuracy = 0;
+  double eval_loss = 0, eval_accuracy = 0;  // on the evaluation set (the training figures without one)
+  double lr = 0;                            // the learning rate of the epoch's last step
+  double seconds = 0;       // wall time of the epoch's training loop (steps and waiting for data)
+  double step_seconds = 0;  // of which in steps
+  double data_wait = 0;     // the share of the loop not spent in steps
+  double samples_per_second = 0;
+  bool improved = false;    // a new best evaluation accuracy
+};
+
+struct TrainState {
+  using Clock = std::chrono::steady_clock;
+
+  // The run: fixed for its length.
+  const TrainConfig* config = nullptr;
+  const nn::Model* model = nullptr;
+  ModelRunner* runner = nullptr;
+  std::filesystem::path run_dir;
+  std::string eval_name = "test";   // "test" or "val" (--val-split)
+  std::string data_description;     // one line: "fashion-mnist IDX: 60000 train, 10000 test"
+  std::vector<std::string> class_names;
+  bool resumed = false;
+  // The process that writes files and progress (false on the other ranks of data parallelism).
+  bool primary = true;
+  int64_t steps_per_epoch = 0;
+
+  // Where the loop is. `progress` is what a checkpoint saves: at an epoch's end it counts that
+  // epoch as done.
+  TrainingProgress progress;
+  int64_t epoch = 0;        // 0-based, the epoch being trained
+  int64_t first_batch = 0;  // of this epoch in this process (> 0 when resumed mid-epoch)
+
+  // The step just taken (on_step_end).
+  int64_t batch_index = 0, batch_rows = 0;
+  bool last_batch = false;  // of the epoch
+  double lr = 0, step_loss = 0;
+
+  // Sums over the epoch so far (including a resumed epoch's first part).
+  double loss_sum = 0, step_seconds = 0;
+  int64_t correct = 0, seen = 0;
+  double earlier_seconds = 0;  // the epoch's time before it was resumed
+  Clock::time_point epoch_start;
+
+  EpochSummary epoch_summary;  // on_epoch_end
+
+  // Why the loop stops after this step (any of them set): a signal (StopOnSignals), the
+  // --max-steps budget, early stopping, or Trainer::request_stop.
+  int stop_signal = 0;
+  bool at_max_steps = false, stop_early = false, stop_requested = false;
+  bool stopping() const { return stop_signal != 0 || at_max_steps || stop_early || stop_requested; }
+
+  // What the run reports about itself (the command line's summary prints them).
+  std::string device_used;     // "cpu", "cuda:0"
+  std::string precision_note;  // a warning about the precision on this device, or empty
+
+  // Wall time of this epoch's training loop so far, a resumed epoch's earlier part included.
+  double epoch_seconds() const;
+  // `progress` with the loader's position after the current step and the epoch's partial sums:
+  // what a mid-epoch checkpoint saves, so that --resume continues inside the epoch.
+  TrainingProgress mid_epoch_progress() const;
+  // The run's configuration as saved in config.json and the checkpoints, with the class names.
+  std::string config_json(int indent = -1) const;
+  // Everything --resume needs, with `p` as the progress.
+  Checkpoint checkpoint(const TrainingProgress& p) const;
+};
+
+class Callback {
+ public:
+  virtual ~Callback() = default;
+  virtual void on_train_begin(TrainState&) {}
+  virtual void on_epoch_begin(TrainState&) {}
+  virtual void on_step_begin(TrainState&) {}
+  virtual void on_step_end(TrainState&) {}
+  // The epoch was left before its end (a stop request); on_epoch_end does not follow.
+  virtual void on_epoch_stopped(TrainState&) {}
+  virtual void on_epoch_end(TrainState&) {}
+  virtual void on_train_end(TrainState&) {}
+};
+
+}  // namespace gpuml

@@ -1,0 +1,22 @@
+#include "train/callbacks.h"
+
+namespace gpuml {
+
+void add_command_line_callbacks(Trainer& trainer, const CommandLineOutput& output) {
+  const TrainConfig& cfg = trainer.config();
+  if (cfg.save_on_interrupt) trainer.add_callback(std::make_shared<StopOnSignals>());
+  trainer.add_callback(std::make_shared<ProgressPrinter>(trainer, output.log, output.progress));
+  trainer.add_callback(std::make_shared<RunLogs>());
+  trainer.add_callback(std::make_shared<Checkpoints>());
+  if (cfg.patience > 0) trainer.add_callback(std::make_shared<EarlyStopping>(cfg.patience));
+}
+
+TrainResult train(const TrainConfig& config) {
+  Trainer trainer(config);
+  CommandLineOutput output;
+  if (trainer.config().quiet) output = {nullptr, nullptr};
+  add_command_line_callbacks(trainer, output);
+  return trainer.fit();
+}
+
+}  // namespace gpuml

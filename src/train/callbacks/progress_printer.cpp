@@ -1,0 +1,50 @@
+#include "core/spelling.h"
+#include "nn/summary.h"
+#include "train/callbacks.h"
+
+namespace gpuml {
+
+void ProgressPrinter::on_train_begin(TrainState& st) {
+  if (!st.primary || !log_) return;
+  const TrainConfig& cfg = *st.config;
+  fmt::print(log_, "data: {}\n", st.data_description);
+  fmt::print(log_, "{}", nn::model_summary(*st.model, cfg.batch_size, trainer_.planned_peak_bytes()));
+  fmt::print(log_, "optimizer: {}, {}, batch {}, device {}, precision {}{}, run directory {}\n",
+             optim::describe(cfg.optimizer), count_of(cfg.epochs, "epoch"), cfg.batch_size, st.device_used,
+             precision_name(cfg.precision), cfg.deterministic ? " (deterministic)" : "", st.run_dir.string());
+  if (!st.precision_note.empty()) fmt::print(log_, "note: {}\n", st.precision_note);
+  std::fflush(log_);  // the summary comes before the progress bar (on stderr)
+}
+
+void ProgressPrinter::on_epoch_begin(TrainState& st) {
+  if (!st.primary || !out_) return;
+  bar_.emplace(fmt::format("epoch {}/{}", st.epoch + 1, st.config->epochs), st.steps_per_epoch - st.first_batch,
+               "samples", out_);
+}
+
+void ProgressPrinter::on_step_end(TrainState& st) {
+  if (bar_)
+    bar_->advance(1, st.batch_rows, fmt::format("loss {:.4f} acc {:.4f}", st.loss_sum / st.seen,
+                                                double(st.correct) / st.seen));
+}
+
+void ProgressPrinter::on_epoch_stopped(TrainState&) {
+  if (bar_) bar_->finish("stopped");
+  bar_.reset();
+}
+
+void ProgressPrinter::on_epoch_end(TrainState& st) {
+  const EpochSummary& e = st.epoch_summary;
+  if (bar_)
+    bar_->finish(fmt::format("loss {:.4f} acc {:.4f} | {} loss {:.4f} acc {:.4f} | data wait {:.1f}%", e.train_loss,
+                             e.train_accuracy, st.eval_name, e.eval_loss, e.eval_accuracy, 100.0 * e.data_wait));
+  bar_.reset();
+}
+
+void ProgressPrinter::on_train_end(TrainState& st) {
+  if (!st.primary || !log_ || !st.stop_early) return;
+  fmt::print(log_, "early stop: no better {} accuracy for {} epochs (best {:.4f} at epoch {})\n", st.eval_name,
+             st.config->patience, st.progress.best_metric, st.progress.best_epoch);
+}
+
+}  // namespace gpuml

@@ -1,0 +1,54 @@
+// Everything that defines a training run: what `gpuml train`'s flags set, what config.json and
+// every checkpoint save, and what --resume restores (train/resume.h).
+#pragma once
+
+#include <cstdint>
+#include <string>
+
+#include "optim/optimizer.h"
+#include "optim/schedule.h"
+#include "train/precision.h"
+
+namespace gpuml {
+
+struct TrainConfig {
+  std::string data = "/usr/share/datasets/fashion-mnist";
+  std::string model = "cnn";  // a preset (mlp, cnn) or a JSON file describing layers
+  int64_t epochs = 5;
+  int64_t batch_size = 128;
+  optim::OptimizerConfig optimizer;  // lr lives here
+  optim::ScheduleConfig schedule;
+  uint64_t seed = 0;
+  int threads = 0;              // 0: OpenMP's default (all cores)
+  std::string device = "auto";  // auto | cpu | ref | cuda[:N]
+  std::string out;              // run directory; empty: runs/<model>-<time>
+  std::string resume;           // a run directory or a checkpoint file
+  std::string init_from;        // start from these weights (.safetensors or .npz, PyTorch names)
+  double val_split = 0.0;       // > 0: hold out this fraction of train for validation
+  int64_t patience = 0;         // > 0: stop after this many epochs without a better val accuracy
+  std::string csv_label, csv_fill;
+  // Sharded datasets (--data DIR with a manifest.json) stream within this many bytes of host
+  // memory (0: a quarter of the available memory), through a shuffle buffer of this many
+  // records (0: as many as the limit allows).
+  uint64_t data_memory_limit = 0;
+  int64_t shuffle_buffer = 0;
+  // Mid-epoch checkpoints: every this many steps last.safetensors also records the loader's
+  // position, so --resume continues inside the epoch (0: at epoch ends only).
+  int64_t checkpoint_every = 0;
+  // Stop after this many optimizer steps in all (0: no limit), writing a checkpoint where it
+  // stopped; --resume continues from there.
+  int64_t max_steps = 0;
+  // SIGINT/SIGTERM (Ctrl-C, a scheduler's preemption) finish the current step, write a
+  // checkpoint at the loader's position and return; a second signal kills as usual.
+  bool save_on_interrupt = true;
+  bool quiet = false;           // the command line installs no progress bar or summary (train/callbacks.h)
+  Precision precision = Precision::fp32;  // --precision (train/precision.h)
+  // --deterministic: kernels take their deterministic forms (PlanOptions::deterministic), so two
+  // runs with the same seed, device and thread count end with bitwise-identical weights.
+  bool deterministic = false;
+  // Capture the training step as a CUDA graph once and replay it (--no-cuda-graphs: eager
+  // launches). Only a GPU backend captures; on CPU this changes nothing.
+  bool cuda_graphs = true;
+};
+
+}  // namespace gpuml

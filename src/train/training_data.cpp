@@ -1,0 +1,73 @@
+#include "train/training_data.h"
+
+#include "core/error.h"
+#include "data/shard_format.h"
+#include "train/dataset_source.h"
+
+namespace gpuml {
+
+namespace {
+
+// In-memory data (IDX, CSV, NPZ, or arrays) batched by data::DataLoader, with the optional
+// --val-split.
+TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, std::shared_ptr<data::BatchMemory> memory) {
+  TrainingData d;
+  d.sample_shape = loaded.sample_shape;
+  d.num_classes = loaded.num_classes;
+  d.normalization = loaded.normalization;
+  d.description = loaded.description;
+  d.class_names = loaded.class_names;
+  data::InMemoryDataset fit = loaded.train;
+  d.eval = loaded.test;
+  if (cfg.val_split > 0) {
+    data::TrainValSplit split = data::split_train_val(loaded.train, cfg.val_split, cfg.seed);
+    fit = split.train;
+    d.eval = split.val;
+    d.eval_name = "val";
+  }
+  data::DataLoaderOptions lo;
+  lo.batch_size = cfg.batch_size;
+  lo.seed = cfg.seed;
+  lo.normalization = loaded.normalization;
+  lo.memory = std::move(memory);
+  d.train = std::make_unique<data::DataLoader>(fit, lo);
+  return d;
+}
+
+// A sharded dataset streamed by data::ShardLoader; its test split (if packed) is the eval set.
+TrainingData open_shard_data(const TrainConfig& cfg, std::shared_ptr<data::BatchMemory> memory) {
+  GPUML_CHECK(cfg.val_split == 0, "--val-split is not supported for the sharded dataset {}: pack a test split instead",
+              cfg.data);
+  return open_shard_training_data(
+      {cfg.data, cfg.batch_size, cfg.seed, cfg.data_memory_limit, cfg.shuffle_buffer, std::move(memory)});
+}
+
+}  // namespace
+
+TrainingData load_run_data(const TrainConfig& cfg, std::optional<data::InMemoryDataset> train,
+                           std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory) {
+  if (train) {
+    GPUML_CHECK(!eval || cfg.val_split == 0, "a Trainer given an evaluation set takes no --val-split");
+    LoadedData loaded{*train, std::move(eval), {}, 0, {}, "", {}};
+    loaded = checked_training_data(std::move(loaded), "the training arrays");
+    loaded.description = fmt::format("arrays in memory: {} train{}", loaded.train.size(),
+                                     loaded.test ? fmt::format(", {} test", loaded.test->size()) : "");
+    return in_memory_data(cfg, std::move(loaded), std::move(memory));
+  }
+  if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, std::move(memory));
+  return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true}), std::move(memory));
+}
+
+std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& d, const data::Normalization& norm) {
+  data::DataLoaderOptions o;
+  o.batch_size = d.size();
+  o.shuffle = false;
+  o.prefetch_depth = 0;
+  o.normalization = norm;
+  data::DataLoader loader(d, o);
+  loader.start_epoch(0);
+  std::optional<data::Batch> b = loader.next();
+  return {b->x, b->y};
+}
+
+}  // namespace gpuml

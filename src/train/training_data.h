@@ -1,0 +1,24 @@
+// A training run's data, as the Trainer consumes it (TrainingData, train/shard_source.h): from the
+// file or directory TrainConfig::data names, or from arrays given in memory; with the optional
+// --val-split held out of the training rows. Batches are built in the run's own BatchMemory.
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <utility>
+
+#include "data/batch_allocator.h"
+#include "data/dataset.h"
+#include "train/shard_source.h"
+#include "train/train_config.h"
+
+namespace gpuml {
+
+// `train` (and `eval`) given: those arrays instead of config.data.
+TrainingData load_run_data(const TrainConfig& config, std::optional<data::InMemoryDataset> train,
+                           std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory);
+
+// The whole dataset normalised once: (N, ...) f32 and (N,) i64, for evaluation.
+std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& data, const data::Normalization& norm);
+
+}  // namespace gpuml
