@@ -13,6 +13,7 @@
 #include "train/model_runner.h"
 #include "train/shard_source.h"
 #include "train/device_choice.h"
+#include "train/training_data.h"
 
 namespace gpuml {
 
@@ -44,25 +45,15 @@ LoadedModel load_trained_model(const std::string& path) {
   return m;
 }
 
-namespace {
-
-std::unique_ptr<ModelRunner> make_runner(const LoadedModel& m, const std::string& device, Precision precision) {
+std::unique_ptr<ModelRunner> make_inference_runner(const LoadedModel& m, const std::string& device,
+                                                   Precision precision) {
   auto runner =
       std::make_unique<ModelRunner>(m.model, optim::OptimizerConfig{}, plan_options_for_device(device), 0, precision);
   runner->load(m.checkpoint.model, {});
   return runner;
 }
 
-Tensor normalised_features(const data::InMemoryDataset& d, const data::Normalization& norm) {
-  data::DataLoaderOptions o;
-  o.batch_size = d.size();
-  o.shuffle = false;
-  o.prefetch_depth = 0;
-  o.normalization = norm;
-  data::DataLoader loader(d, o);
-  loader.start_epoch(0);
-  return loader.next()->x;
-}
+namespace {
 
 // A class name as one CSV field: quoted when it holds a comma, quote or newline (RFC 4180).
 std::string csv_field(const std::string& text) {
@@ -86,7 +77,7 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
   auto score = [&](const data::InMemoryDataset& set, const data::Normalization& norm, const char* split) {
     check_input_shape(m, set.sample_shape(), path);
     check_labels(set, m.model.num_classes(), path);
-    EvalStats s = make_runner(m, device, precision)->evaluate(normalised_features(set, norm), set.labels());
+    EvalStats s = make_inference_runner(m, device, precision)->evaluate(normalised(set, norm).first, set.labels());
     return EvalReport{s.loss_sum / s.count, double(s.correct) / s.count, s.count, split};
   };
   if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
@@ -110,7 +101,7 @@ int64_t write_predictions(const LoadedModel& m, const std::string& input_path, c
     sample = m.model.input_shape();
   }
   check_input_shape(m, sample, input_path);
-  Tensor probs = make_runner(m, device, precision)->predict(in.x);  // (N, C) f32
+  Tensor probs = make_inference_runner(m, device, precision)->predict(in.x);  // (N, C) f32
   int64_t n = probs.dim(0), classes = probs.dim(1);
   std::vector<double> p = probs.to_doubles();
   std::vector<double> labels(static_cast<size_t>(n));

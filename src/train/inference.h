@@ -35,6 +35,11 @@ struct EvalReport {
   std::string split;  // "test" or "train" (when the dataset has no test split)
 };
 
+class ModelRunner;
+// A runner for the model with the checkpoint's weights, on `device`, for eval and predict.
+std::unique_ptr<ModelRunner> make_inference_runner(const LoadedModel& m, const std::string& device,
+                                                   Precision precision = Precision::fp32);
+
 // `precision` (train/precision.h) as in training: fp32 by default, whatever the run trained in.
 EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device,
                           Precision precision = Precision::fp32);

@@ -120,6 +120,7 @@ struct Trainer::Impl {
   std::vector<std::shared_ptr<Callback>> callbacks;
   bool primary = true;
   std::atomic<bool> stop_asked{false};
+  std::optional<TrainingProgress> fitted;  // the progress where the last fit() ended
 
   void read_config(const TrainConfig& requested);
   void build_model(TrainerInputs& inputs);
@@ -203,6 +204,11 @@ const TrainConfig& Trainer::config() const { return impl_->cfg; }
 const nn::Model& Trainer::model() const { return *impl_->model; }
 const fs::path& Trainer::run_dir() const { return impl_->run_dir; }
 NamedTensors Trainer::weights() const { return impl_->runner->model_tensors(); }
+
+Checkpoint Trainer::checkpoint() const {
+  TrainState st = impl_->initial_state();
+  return st.checkpoint(impl_->fitted.value_or(st.progress));
+}
 std::string Trainer::device_used() const { return gpuml::device_used(impl_->plan, impl_->cfg.device); }
 const PlanOptions& Trainer::plan() const { return impl_->plan; }
 const std::string& Trainer::data_description() const { return impl_->data.description; }
@@ -258,6 +264,7 @@ TrainResult Trainer::fit() {
     if (st.stopping()) break;
   }
   m.finish(st, result);
+  m.fitted = st.progress;
   m.call(&Callback::on_train_end, st);
   return result;
 }

@@ -84,6 +84,9 @@ class Trainer {
   const std::filesystem::path& run_dir() const;
   // The parameters and buffers under their PyTorch names (host copies).
   NamedTensors weights() const;
+  // What a checkpoint saves now (weights, optimizer state, progress, model, configuration):
+  // save_checkpoint() it for `gpuml eval|predict|export` and --resume.
+  Checkpoint checkpoint() const;
   // "cpu", "cuda:0"; "cpu (--device auto)" when the choice was made for the user.
   std::string device_used() const;
   const PlanOptions& plan() const;

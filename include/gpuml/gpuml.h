@@ -1,0 +1,165 @@
+// gpuml's public C++ API: train, evaluate and run neural networks on arrays in your memory or on
+// datasets on disk, on a GPU (CUDA) or the CPU. Only standard C++ types cross this header; the
+// engine behind it (src/) is not part of the API and may change.
+//
+//   #include <gpuml/gpuml.h>
+//   namespace ga = gpuml::api;
+//   ga::Array x = ga::Array::copy_of(features.data(), {n, 20});   // float features (N, 20)
+//   ga::Array y = ga::Array::copy_of(labels.data(), {n});         // int64 class ids (N,)
+//   ga::Settings s;  s.epochs = 10;  s.lr = 0.01;
+//   ga::Trainer trainer(s, ga::Model::from_json(json), x, y);
+//   ga::FitReport r = trainer.fit();                              // r.train_accuracy
+//   trainer.save("mlp.safetensors");                              // gpuml predict reads it too
+//   ga::Array p = ga::Predictor::load("mlp.safetensors").predict(x);   // (N, C) probabilities
+//
+// Build with CMake: find_package(gpuml REQUIRED) and target_link_libraries(app PRIVATE
+// gpuml::gpuml). Errors are gpuml::api::Error, with gpuml's message (the file, flag or shape).
+// Objects are safe to use from one thread at a time each; two Trainers may run on two threads.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace gpuml::api {
+
+class Error : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+enum class DType { f32, f64, i32, i64, u8 };
+
+// An array in host memory: a shape, a dtype and its elements. Copies share the elements.
+class Array {
+ public:
+  Array();
+  // A copy of the product(shape) elements at `data`.
+  static Array copy_of(const float* data, const std::vector<int64_t>& shape);
+  static Array copy_of(const double* data, const std::vector<int64_t>& shape);
+  static Array copy_of(const int32_t* data, const std::vector<int64_t>& shape);
+  static Array copy_of(const int64_t* data, const std::vector<int64_t>& shape);
+  static Array copy_of(const uint8_t* data, const std::vector<int64_t>& shape);
+
+  const std::vector<int64_t>& shape() const;
+  DType dtype() const;
+  int64_t size() const;  // elements
+  // The elements, converted.
+  std::vector<float> to_float() const;
+  std::vector<int64_t> to_int64() const;
+
+  struct Impl;
+  explicit Array(std::shared_ptr<Impl> impl);
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::shared_ptr<Impl> impl_;
+};
+
+// A network: a preset, or a description in gpuml's JSON model format (README, "Models").
+class Model {
+ public:
+  static Model preset(const std::string& name);     // "mlp", "cnn" (Fashion-MNIST sized)
+  static Model from_json(const std::string& json);
+  static Model from_file(const std::string& path);  // a .json description or an .onnx model
+  std::string to_json() const;
+  std::vector<int64_t> input_shape() const;  // per sample
+  int64_t num_classes() const;
+  int64_t num_parameters() const;
+
+  struct Impl;
+  explicit Model(std::shared_ptr<const Impl> impl);
+  const Impl& impl() const { return *impl_; }
+
+ private:
+  std::shared_ptr<const Impl> impl_;
+};
+
+// What `gpuml train`'s flags set (README, "gpuml train flags"), with the same defaults.
+struct Settings {
+  std::string model = "cnn";  // with Trainer(settings): a preset, .json or .onnx file
+  std::string data = "/usr/share/datasets/fashion-mnist";  // with Trainer(settings): the dataset
+  int64_t epochs = 5;
+  int64_t batch_size = 128;
+  std::string optimizer = "adam";  // sgd, adam, adamw
+  double lr = 1e-3;
+  uint64_t seed = 0;
+  int threads = 0;                 // 0: all cores
+  std::string device = "auto";     // auto, cpu, ref, cuda[:N]
+  std::string precision = "fp32";  // fp32, tf32, bf16
+  double val_split = 0;            // hold out this fraction of the training rows for evaluation
+  bool deterministic = false;
+  // A run directory: when set, fit() writes what `gpuml train` writes there (metrics.csv,
+  // TensorBoard, checkpoints), and progress goes to stderr. Empty: nothing is written.
+  std::string out;
+};
+
+struct EpochReport {
+  int64_t epoch = 0;  // 1-based
+  double train_loss = 0, train_accuracy = 0;
+  double eval_loss = 0, eval_accuracy = 0;  // the training figures when there is no evaluation set
+  double seconds = 0;
+};
+
+struct FitReport {
+  int64_t epochs = 0;
+  double train_loss = 0, train_accuracy = 0, eval_loss = 0, eval_accuracy = 0, best_accuracy = 0;
+  double seconds = 0;  // training loops only
+  std::string device;  // "cpu", "cuda:0"
+};
+
+struct Evaluation {
+  int64_t count = 0;
+  double loss = 0, accuracy = 0;
+};
+
+class Trainer {
+ public:
+  // Model and data from the files `settings` names, as `gpuml train` does.
+  explicit Trainer(const Settings& settings);
+  // `model` on arrays: x (N, ...) features (float, or uint8 images scaled to [0, 1]), y (N,) class
+  // ids; eval_x/eval_y (optional, both or neither) are evaluated after each epoch.
+  Trainer(const Settings& settings, const Model& model, const Array& x, const Array& y, const Array& eval_x = {},
+          const Array& eval_y = {});
+  ~Trainer();
+  Trainer(Trainer&&) noexcept;
+  Trainer& operator=(Trainer&&) noexcept;
+
+  // Called after each epoch, on the thread that called fit().
+  void on_epoch_end(std::function<void(const EpochReport&)> callback);
+  FitReport fit();
+  Evaluation evaluate(const Array& x, const Array& y);
+  Array predict(const Array& x);  // (N, C) class probabilities
+  // A checkpoint (.safetensors: weights, optimizer state, the model and settings) that
+  // Predictor::load, `gpuml eval|predict|export` and `gpuml train --resume` read.
+  void save(const std::string& path) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// A trained model for inference.
+class Predictor {
+ public:
+  // A run directory (its best checkpoint), a checkpoint file, or an .onnx model.
+  static Predictor load(const std::string& path, const std::string& device = "auto");
+  ~Predictor();
+  Predictor(Predictor&&) noexcept;
+  Predictor& operator=(Predictor&&) noexcept;
+
+  Array predict(const Array& x);  // (N, C) class probabilities
+  Model model() const;
+
+ private:
+  struct Impl;
+  explicit Predictor(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
+};
+
+std::string version();
+
+}  // namespace gpuml::api

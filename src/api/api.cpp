@@ -1,0 +1,292 @@
+// The public API (include/gpuml/gpuml.h) over the engine: Array wraps a host Tensor, Model an
+// nn::Model, Trainer a train/trainer.h Trainer, Predictor a loaded checkpoint and its runner.
+// Every entry point turns the engine's errors into gpuml::api::Error with the same message.
+#include "gpuml/gpuml.h"
+
+#include <cstring>
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "io/safetensors.h"
+#include "nn/model.h"
+#include "train/callbacks.h"
+#include "train/inference.h"
+#include "train/model_runner.h"
+#include "train/trainer.h"
+
+namespace gpuml::api {
+
+struct Array::Impl {
+  Tensor tensor;  // host, contiguous
+  std::vector<int64_t> shape;
+};
+
+struct Model::Impl {
+  nn::Model model;
+};
+
+namespace {
+
+template <typename F>
+auto guarded(F&& f) -> decltype(f()) {
+  try {
+    return f();
+  } catch (const gpuml::Error& e) {
+    throw api::Error(e.what());
+  } catch (const nlohmann::json::exception& e) {
+    throw api::Error(std::string("JSON: ") + e.what());
+  }
+}
+
+Array wrap(Tensor t) {
+  auto impl = std::make_shared<Array::Impl>();
+  impl->shape.assign(t.shape().begin(), t.shape().end());
+  impl->tensor = std::move(t);
+  return Array(std::move(impl));
+}
+
+template <typename T>
+Array copy_elements(const T* data, const std::vector<int64_t>& shape, gpuml::DType dtype) {
+  return guarded([&] {
+    Tensor t = Tensor::empty(Shape(shape.begin(), shape.end()), dtype);
+    if (t.nbytes()) {
+      GPUML_CHECK(data != nullptr, "Array::copy_of: null data for shape {}", shape_str(t.shape()));
+      std::memcpy(t.raw_data(), data, t.nbytes());
+    }
+    return wrap(std::move(t));
+  });
+}
+
+const Tensor& tensor_of(const Array& a, const char* what) {
+  GPUML_CHECK(a.impl().tensor.defined(), "{}: an empty Array", what);
+  return a.impl().tensor;
+}
+
+// The elements of a host array of one of the public dtypes, as D.
+template <typename D>
+void convert(const Tensor& t, D* out) {
+  auto copy = [&](const auto* src) {
+    for (int64_t i = 0; i < t.numel(); ++i) out[i] = static_cast<D>(src[i]);
+  };
+  switch (t.dtype()) {
+    case gpuml::DType::f32: return copy(static_cast<const float*>(t.raw_data()));
+    case gpuml::DType::f64: return copy(static_cast<const double*>(t.raw_data()));
+    case gpuml::DType::i32: return copy(static_cast<const int32_t*>(t.raw_data()));
+    case gpuml::DType::i64: return copy(static_cast<const int64_t*>(t.raw_data()));
+    case gpuml::DType::u8: return copy(static_cast<const uint8_t*>(t.raw_data()));
+    default: GPUML_FAIL(ErrorKind::DType, "an array of dtype {} has no public form", t.dtype());
+  }
+}
+
+Tensor converted(const Tensor& t, gpuml::DType to) {
+  Tensor out = Tensor::empty(t.shape(), to);
+  if (to == gpuml::DType::f32) convert(t, out.data<float>());
+  else convert(t, out.data<int64_t>());
+  return out;
+}
+
+data::InMemoryDataset dataset_of(const Array& x, const Array& y) {
+  return data::InMemoryDataset(tensor_of(x, "features"), tensor_of(y, "labels"));
+}
+
+// Host features as the runner takes them: f32, uint8 images scaled to [0, 1] (as training does).
+Tensor model_input(const Array& x) {
+  const Tensor& t = tensor_of(x, "predict");
+  Tensor f = converted(t, gpuml::DType::f32);
+  if (t.dtype() == gpuml::DType::u8)
+    for (int64_t i = 0; i < f.numel(); ++i) f.data<float>()[i] /= 255.0f;
+  return f;
+}
+
+TrainConfig config_of(const Settings& s) {
+  TrainConfig c;
+  c.model = s.model;
+  c.data = s.data;
+  c.epochs = s.epochs;
+  c.batch_size = s.batch_size;
+  c.optimizer.kind = s.optimizer;
+  c.optimizer.lr = s.lr;
+  c.seed = s.seed;
+  c.threads = s.threads;
+  c.device = s.device;
+  c.precision = parse_precision(s.precision);
+  c.val_split = s.val_split;
+  c.deterministic = s.deterministic;
+  c.out = s.out;
+  return c;
+}
+
+// Reports each epoch to the user's function.
+class EpochHook : public Callback {
+ public:
+  explicit EpochHook(std::function<void(const EpochReport&)> f) : f_(std::move(f)) {}
+  void on_epoch_end(TrainState& st) override {
+    const EpochSummary& e = st.epoch_summary;
+    f_({e.epoch, e.train_loss, e.train_accuracy, e.eval_loss, e.eval_accuracy, e.seconds});
+  }
+
+ private:
+  std::function<void(const EpochReport&)> f_;
+};
+
+}  // namespace
+
+Array::Array() : impl_(std::make_shared<Impl>()) {}
+Array::Array(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Array Array::copy_of(const float* d, const std::vector<int64_t>& s) { return copy_elements(d, s, gpuml::DType::f32); }
+Array Array::copy_of(const double* d, const std::vector<int64_t>& s) { return copy_elements(d, s, gpuml::DType::f64); }
+Array Array::copy_of(const int32_t* d, const std::vector<int64_t>& s) { return copy_elements(d, s, gpuml::DType::i32); }
+Array Array::copy_of(const int64_t* d, const std::vector<int64_t>& s) { return copy_elements(d, s, gpuml::DType::i64); }
+Array Array::copy_of(const uint8_t* d, const std::vector<int64_t>& s) { return copy_elements(d, s, gpuml::DType::u8); }
+const std::vector<int64_t>& Array::shape() const { return impl_->shape; }
+int64_t Array::size() const { return impl_->tensor.defined() ? impl_->tensor.numel() : 0; }
+
+DType Array::dtype() const {
+  switch (impl_->tensor.dtype()) {
+    case gpuml::DType::f64: return DType::f64;
+    case gpuml::DType::i32: return DType::i32;
+    case gpuml::DType::i64: return DType::i64;
+    case gpuml::DType::u8: return DType::u8;
+    default: return DType::f32;
+  }
+}
+
+std::vector<float> Array::to_float() const {
+  return guarded([&] {
+    Tensor f = converted(tensor_of(*this, "to_float"), gpuml::DType::f32);
+    return std::vector<float>(f.data<float>(), f.data<float>() + f.numel());
+  });
+}
+
+std::vector<int64_t> Array::to_int64() const {
+  return guarded([&] {
+    Tensor f = converted(tensor_of(*this, "to_int64"), gpuml::DType::i64);
+    return std::vector<int64_t>(f.data<int64_t>(), f.data<int64_t>() + f.numel());
+  });
+}
+
+Model::Model(std::shared_ptr<const Impl> impl) : impl_(std::move(impl)) {}
+Model Model::preset(const std::string& name) {
+  return guarded([&] { return Model(std::make_shared<Impl>(Impl{nn::Model::preset(name)})); });
+}
+Model Model::from_json(const std::string& json) {
+  return guarded([&] { return Model(std::make_shared<Impl>(Impl{nn::Model::from_json(nlohmann::json::parse(json))})); });
+}
+Model Model::from_file(const std::string& path) {
+  return guarded([&] { return Model(std::make_shared<Impl>(Impl{load_trained_model(path).model})); });
+}
+std::string Model::to_json() const { return impl_->model.to_json().dump(2); }
+std::vector<int64_t> Model::input_shape() const {
+  const Shape& s = impl_->model.input_shape();
+  return {s.begin(), s.end()};
+}
+int64_t Model::num_classes() const { return impl_->model.num_classes(); }
+int64_t Model::num_parameters() const {
+  int64_t n = 0;
+  for (const auto& p : impl_->model.param_infos()) n += numel(p.shape);
+  return n;
+}
+
+struct Trainer::Impl {
+  std::unique_ptr<gpuml::Trainer> trainer;
+};
+
+namespace {
+
+std::unique_ptr<gpuml::Trainer> make_trainer(const Settings& s, TrainerInputs inputs) {
+  auto t = std::make_unique<gpuml::Trainer>(config_of(s), std::move(inputs));
+  // A run directory gets what `gpuml train` writes; the library prints nothing otherwise.
+  if (!s.out.empty()) add_command_line_callbacks(*t, {nullptr, stderr});
+  return t;
+}
+
+}  // namespace
+
+Trainer::Trainer(const Settings& s) : impl_(std::make_unique<Impl>()) {
+  impl_->trainer = guarded([&] { return make_trainer(s, {}); });
+}
+
+Trainer::Trainer(const Settings& s, const Model& model, const Array& x, const Array& y, const Array& eval_x,
+                 const Array& eval_y)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->trainer = guarded([&] {
+    TrainerInputs in;
+    in.model = nn::Model::from_json(model.impl().model.to_json());  // a Model may serve many trainers
+    in.train = dataset_of(x, y);
+    const bool has_eval = eval_x.size() > 0 || eval_y.size() > 0;
+    if (has_eval) in.eval = dataset_of(eval_x, eval_y);
+    Settings arrays = s;
+    arrays.data.clear();  // the run's data are the arrays: a checkpoint names no dataset file
+    return make_trainer(arrays, std::move(in));
+  });
+}
+
+Trainer::~Trainer() = default;
+Trainer::Trainer(Trainer&&) noexcept = default;
+Trainer& Trainer::operator=(Trainer&&) noexcept = default;
+
+void Trainer::on_epoch_end(std::function<void(const EpochReport&)> callback) {
+  impl_->trainer->add_callback(std::make_shared<EpochHook>(std::move(callback)));
+}
+
+FitReport Trainer::fit() {
+  return guarded([&] {
+    TrainResult r = impl_->trainer->fit();
+    return FitReport{r.epochs_run,    r.train_loss,       r.train_accuracy,
+                     r.eval_loss,     r.eval_accuracy,    r.best_accuracy,
+                     r.seconds_training, impl_->trainer->device_used()};
+  });
+}
+
+Evaluation Trainer::evaluate(const Array& x, const Array& y) {
+  return guarded([&] {
+    EvalStats e = impl_->trainer->evaluate(dataset_of(x, y));
+    return Evaluation{e.count, e.loss_sum / std::max<int64_t>(e.count, 1), double(e.correct) / std::max<int64_t>(e.count, 1)};
+  });
+}
+
+Array Trainer::predict(const Array& x) {
+  return guarded([&] { return wrap(impl_->trainer->predict(tensor_of(x, "predict"))); });
+}
+
+void Trainer::save(const std::string& path) const {
+  guarded([&] { save_checkpoint(path, impl_->trainer->checkpoint()); });
+}
+
+struct Predictor::Impl {
+  LoadedModel loaded;
+  std::unique_ptr<ModelRunner> runner;
+};
+
+Predictor::Predictor(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Predictor::~Predictor() = default;
+Predictor::Predictor(Predictor&&) noexcept = default;
+Predictor& Predictor::operator=(Predictor&&) noexcept = default;
+
+Predictor Predictor::load(const std::string& path, const std::string& device) {
+  return guarded([&] {
+    auto impl = std::make_unique<Impl>(Impl{load_trained_model(path), nullptr});
+    impl->runner = make_inference_runner(impl->loaded, device);
+    return Predictor(std::move(impl));
+  });
+}
+
+Array Predictor::predict(const Array& x) {
+  return guarded([&] {
+    Tensor in = model_input(x);
+    const Shape& want = impl_->loaded.model.input_shape();
+    GPUML_CHECK_SHAPE(in.ndim() == static_cast<int>(want.size()) + 1 &&
+                          Shape(in.shape().begin() + 1, in.shape().end()) == want,
+                      "predict: the model takes samples of shape {}, got an array of shape {}", shape_str(want),
+                      shape_str(in.shape()));
+    return wrap(impl_->runner->predict(in));
+  });
+}
+
+Model Predictor::model() const {
+  return Model(std::make_shared<Model::Impl>(Model::Impl{nn::Model::from_json(impl_->loaded.model.to_json())}));
+}
+
+std::string version() { return GPUML_VERSION; }
+
+}  // namespace gpuml::api
