@@ -10,6 +10,7 @@
 #include "core/spelling.h"
 #include "data/shard_format.h"
 #include "train/inference.h"
+#include "train/run_dir.h"
 #include "train/trainer.h"
 
 namespace gpuml::cli {
@@ -119,7 +120,10 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--seed", cfg->seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
   cmd->add_option("--threads", cfg->threads, "CPU threads (0: all cores)")->capture_default_str()->check(kNonNegative);
   cmd->add_option("--device", cfg->device, "auto, cpu, ref or cuda[:N]")->capture_default_str()->check(device_name());
-  cmd->add_option("--out", cfg->out, "Run directory (default runs/<model>-<time>)")->check(directory_to_write());
+  cmd->add_option("--out", cfg->out, "Run directory: new or empty (default runs/<model>-<time>)")
+      ->check(directory_to_write());
+  cmd->add_flag("--overwrite", cfg->overwrite,
+                "Clear an earlier run from --out first (a non-empty --out is refused without it)");
   cmd->add_option("--resume", cfg->resume, "Continue a run: its directory or a checkpoint file");
   cmd->add_option("--init-from", cfg->init_from,
                   "Start from these weights (.safetensors or .npz with PyTorch state_dict names)");
@@ -175,6 +179,12 @@ Command add_train_command(CLI::App& app) {
             if (!betas->empty() && cfg->optimizer.kind == "sgd")
               GPUML_FAIL(ErrorKind::Invalid, "--betas {}: betas are adam/adamw settings; sgd uses --momentum", *betas);
             print_flag_notes(*cfg, *cmd);
+            // A non-empty --out is a command line that cannot run as given: exit 2 before any work.
+            try {
+              check_run_dir(*cfg);
+            } catch (const Error& e) {
+              throw UsageError(e.message());
+            }
             TrainResult r = train(*cfg);
             if (r.interrupted_by != 0 || r.stopped_at_max_steps) {
               fmt::print(stderr, "{}: checkpoint written to {}/last.safetensors; continue with: gpuml train --resume {}\n",

@@ -28,6 +28,7 @@
 #include "train/model_runner.h"
 #include "train/progress.h"
 #include "train/resume.h"
+#include "train/run_dir.h"
 #include "train/shard_source.h"
 
 namespace gpuml {
@@ -83,14 +84,6 @@ json run_config_json(const TrainConfig& c, const std::vector<std::string>& class
   json j = config_to_json(c);
   if (!class_names.empty()) j["class_names"] = class_names;
   return j;
-}
-
-std::string default_run_dir(const std::string& model) {
-  std::time_t t = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&t));
-  std::string stem = fs::path(model).stem().string();
-  return (fs::path("runs") / fmt::format("{}-{}", stem, stamp)).string();
 }
 
 nn::Model load_model(const std::string& spec) {
@@ -251,8 +244,7 @@ TrainResult train(const TrainConfig& requested) {
   const std::optional<data::InMemoryDataset>& eval_set = loaded.eval;
   const std::string eval_name = loaded.eval_name;
 
-  fs::path run_dir = cfg.out.empty() ? default_run_dir(cfg.model) : cfg.out;
-  fs::create_directories(run_dir);
+  fs::path run_dir = open_run_dir(cfg);  // train/run_dir.h: new, empty, cleared (--overwrite) or resumed
   write_file_atomically(run_dir / "model.json", model.to_json().dump(2) + "\n");
   write_file_atomically(run_dir / "config.json", run_config_json(cfg, loaded.class_names).dump(2) + "\n");
 
