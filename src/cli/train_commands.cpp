@@ -229,10 +229,13 @@ Command add_predict_command(CLI::App& app) {
     std::string checkpoint, input, output, device = "auto", precision = "fp32";
   };
   auto a = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("predict", "Class probabilities and labels for IDX, CSV or NPY inputs");
+  CLI::App* cmd =
+      app.add_subcommand("predict", "Class probabilities and labels for IDX, PNG/JPEG, CSV, NPY or NPZ inputs");
   CLI::Option* checkpoint = cmd->add_option("--checkpoint", a->checkpoint, "A run directory or checkpoint file");
   cmd->add_option("--model", a->checkpoint, "An ONNX model (.onnx) instead of a checkpoint")->excludes(checkpoint);
-  cmd->add_option("--input", a->input, "IDX images (.gz or raw), a .csv of features or an .npy array")->required();
+  cmd->add_option("--input", a->input,
+                  "IDX images (.gz or raw), a PNG/JPEG image or a directory of them, a .csv of features, an .npy or .npz")
+      ->required();
   cmd->add_option("--output", a->output, "A .csv (label,p0..) or .npy (probabilities; labels beside it)")
       ->required()
       ->check(file_extension({".csv", ".npy"}));
@@ -243,8 +246,9 @@ Command add_predict_command(CLI::App& app) {
             LoadedModel m = load_trained_model(a->checkpoint);
             fmt::print("model: {}\n", m.path);
             const Precision precision = inference_precision(a->precision, a->device);
-            int64_t n = write_predictions(m, a->input, a->output, a->device, precision);
-            fmt::print("wrote {} predictions to {}\n", n, a->output);
+            PredictReport r = write_predictions(m, a->input, a->output, a->device, precision);
+            if (!r.notes.empty()) fmt::print(stderr, "note: {}: {}\n", a->input, r.notes);
+            fmt::print("wrote {} predictions to {}\n", r.count, a->output);
             return 0;
           }};
 }
