@@ -58,7 +58,7 @@ PY
   # samples/s on a shared VM moves by +-15% from run to run, and the ratio uses the mean of both.
   train_mem() {
     /usr/bin/time -v "$GPUML" train --data "$WORK/mem-idx" --model mlp --epochs 1 --batch-size "$BATCH" --seed 0 \
-        --quiet --out "$WORK/run-mem$1" 2> "$WORK/time-mem$1.txt" >/dev/null
+        --quiet --overwrite --out "$WORK/run-mem$1" 2> "$WORK/time-mem$1.txt" >/dev/null
   }
   train_mem ""
 
@@ -74,7 +74,7 @@ PY
   fi
   echo "== streaming: --data-memory-limit $LIMIT"
   /usr/bin/time -v "$GPUML" train --data "$WORK/shards" --model mlp --epochs 1 --batch-size "$BATCH" --seed 0 \
-      --data-memory-limit "${LIMIT}B" --quiet --out "$WORK/run-stream" 2> "$WORK/time-stream.txt" >"$WORK/stream.log"
+      --data-memory-limit "${LIMIT}B" --quiet --overwrite --out "$WORK/run-stream" 2> "$WORK/time-stream.txt" >"$WORK/stream.log"
   train_mem "-again"
   rm -rf "$WORK/mem-idx"
   mem_sps=$(python3 -c "print(($(metric "$WORK/run-mem" samples_per_second) + $(metric "$WORK/run-mem-again" samples_per_second)) / 2)")
@@ -102,9 +102,9 @@ echo "| seed | in memory | shards | shards - memory (points) |"
 echo "|---|---|---|---|"
 for seed in $SEEDS; do
   "$GPUML" train --data "$FMNIST" --model "$FMNIST_MODEL" --epochs "$FMNIST_EPOCHS" --seed "$seed" --threads 1 --quiet \
-      --out "$WORK/fm-mem-$seed" >/dev/null
+      --overwrite --out "$WORK/fm-mem-$seed" >/dev/null
   "$GPUML" train --data "$WORK/fmnist-shards" --model "$FMNIST_MODEL" --epochs "$FMNIST_EPOCHS" --seed "$seed" \
-      --threads 1 --quiet --shuffle-buffer 6000 --data-memory-limit 256M --out "$WORK/fm-stream-$seed" >/dev/null
+      --threads 1 --quiet --shuffle-buffer 6000 --data-memory-limit 256M --overwrite --out "$WORK/fm-stream-$seed" >/dev/null
   mem=$(metric "$WORK/fm-mem-$seed" test_accuracy)
   stream=$(metric "$WORK/fm-stream-$seed" test_accuracy)
   printf "| %s | %.4f | %.4f | %+.2f |\n" "$seed" "$mem" "$stream" "$(python3 -c "print(100 * ($stream - $mem))")"

@@ -5,8 +5,15 @@
 #include <CLI/CLI.hpp>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 
 namespace gpuml::cli {
+
+// A command line that cannot run as given, found after parsing (a non-empty `train --out`):
+// main reports it as it reports a flag CLI11 refused, with exit status 2.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
 
 struct Command {
   CLI::App* app = nullptr;

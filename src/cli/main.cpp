@@ -100,6 +100,9 @@ int main(int argc, char** argv) {
   try {
     for (const gpuml::cli::Command& c : commands)
       if (c.app->parsed()) return c.run();
+  } catch (const gpuml::cli::UsageError& e) {
+    std::cerr << "gpuml: error: " << e.what() << "\n";
+    return kExitUsage;
   } catch (const gpuml::Error& e) {
     std::cerr << "gpuml: error (" << gpuml::error_kind_name(e.kind()) << "): " << e.message()
               << "\n";

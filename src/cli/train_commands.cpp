@@ -11,6 +11,7 @@
 #include "data/shard_format.h"
 #include "train/inference.h"
 #include "train/callbacks.h"
+#include "train/run_dir.h"
 #include "train/trainer.h"
 
 namespace gpuml::cli {
@@ -120,7 +121,10 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--seed", cfg->seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
   cmd->add_option("--threads", cfg->threads, "CPU threads (0: all cores)")->capture_default_str()->check(kNonNegative);
   cmd->add_option("--device", cfg->device, "auto, cpu, ref or cuda[:N]")->capture_default_str()->check(device_name());
-  cmd->add_option("--out", cfg->out, "Run directory (default runs/<model>-<time>)")->check(directory_to_write());
+  cmd->add_option("--out", cfg->out, "Run directory: new or empty (default runs/<model>-<time>)")
+      ->check(directory_to_write());
+  cmd->add_flag("--overwrite", cfg->overwrite,
+                "Clear an earlier run from --out first (a non-empty --out is refused without it)");
   cmd->add_option("--resume", cfg->resume, "Continue a run: its directory or a checkpoint file");
   cmd->add_option("--init-from", cfg->init_from,
                   "Start from these weights (.safetensors or .npz with PyTorch state_dict names)");
@@ -176,6 +180,12 @@ Command add_train_command(CLI::App& app) {
             if (!betas->empty() && cfg->optimizer.kind == "sgd")
               GPUML_FAIL(ErrorKind::Invalid, "--betas {}: betas are adam/adamw settings; sgd uses --momentum", *betas);
             print_flag_notes(*cfg, *cmd);
+            // A non-empty --out is a command line that cannot run as given: exit 2 before any work.
+            try {
+              check_run_dir(*cfg);
+            } catch (const Error& e) {
+              throw UsageError(e.message());
+            }
             TrainResult r = train(*cfg);
             if (r.interrupted_by != 0 || r.stopped_at_max_steps) {
               fmt::print(stderr, "{}: checkpoint written to {}/last.safetensors; continue with: gpuml train --resume {}\n",
@@ -220,10 +230,13 @@ Command add_predict_command(CLI::App& app) {
     std::string checkpoint, input, output, device = "auto", precision = "fp32";
   };
   auto a = std::make_shared<Args>();
-  CLI::App* cmd = app.add_subcommand("predict", "Class probabilities and labels for IDX, CSV or NPY inputs");
+  CLI::App* cmd =
+      app.add_subcommand("predict", "Class probabilities and labels for IDX, PNG/JPEG, CSV, NPY or NPZ inputs");
   CLI::Option* checkpoint = cmd->add_option("--checkpoint", a->checkpoint, "A run directory or checkpoint file");
   cmd->add_option("--model", a->checkpoint, "An ONNX model (.onnx) instead of a checkpoint")->excludes(checkpoint);
-  cmd->add_option("--input", a->input, "IDX images (.gz or raw), a .csv of features or an .npy array")->required();
+  cmd->add_option("--input", a->input,
+                  "IDX images (.gz or raw), a PNG/JPEG image or a directory of them, a .csv of features, an .npy or .npz")
+      ->required();
   cmd->add_option("--output", a->output, "A .csv (label,p0..) or .npy (probabilities; labels beside it)")
       ->required()
       ->check(file_extension({".csv", ".npy"}));
@@ -234,8 +247,9 @@ Command add_predict_command(CLI::App& app) {
             LoadedModel m = load_trained_model(a->checkpoint);
             fmt::print("model: {}\n", m.path);
             const Precision precision = inference_precision(a->precision, a->device);
-            int64_t n = write_predictions(m, a->input, a->output, a->device, precision);
-            fmt::print("wrote {} predictions to {}\n", n, a->output);
+            PredictReport r = write_predictions(m, a->input, a->output, a->device, precision);
+            if (!r.notes.empty()) fmt::print(stderr, "note: {}: {}\n", a->input, r.notes);
+            fmt::print("wrote {} predictions to {}\n", r.count, a->output);
             return 0;
           }};
 }

@@ -38,8 +38,10 @@ class ProgressPrinter : public Callback {
   std::optional<ProgressBar> bar_;
 };
 
-// The run directory's model.json and config.json, and per epoch metrics.csv, a TensorBoard event
-// file and curves.svg; a resumed run continues the table and the plot.
+// The run directory (train/run_dir.h: made ready, or named and created when config.out is empty;
+// TrainState::run_dir then holds it for the callbacks after this one), its model.json and
+// config.json, and per epoch metrics.csv, a TensorBoard event file and curves.svg; a resumed
+// run continues the table and the plot.
 class RunLogs : public Callback {
  public:
   void on_train_begin(TrainState& st) override;
@@ -95,8 +97,8 @@ struct CommandLineOutput {
   std::FILE* progress = stderr;  // the progress bars; nullptr: none
 };
 
-// What `gpuml train` installs: StopOnSignals (if config.save_on_interrupt), ProgressPrinter,
-// RunLogs, Checkpoints, EarlyStopping (if config.patience > 0).
+// What `gpuml train` installs: StopOnSignals (if config.save_on_interrupt), RunLogs,
+// ProgressPrinter, Checkpoints, EarlyStopping (if config.patience > 0).
 void add_command_line_callbacks(Trainer& trainer, const CommandLineOutput& output);
 
 // A Trainer with the command line's callbacks, run: `gpuml train` (quiet: no header, no bars).

@@ -10,6 +10,7 @@
 #include "data/idx_dataset.h"
 #include "data/npy.h"
 #include "data/npz.h"
+#include "train/predict_images.h"
 
 namespace gpuml {
 
@@ -164,8 +165,8 @@ namespace {
 
 // What predict reads, for the message when it cannot.
 constexpr const char* kPredictFormats =
-    "predict reads IDX images (raw or .gz), a .csv of feature rows, an .npy array, or an .npz (array x, x_test or "
-    "its only array)";
+    "predict reads IDX images (raw or .gz), PNG or JPEG images (a file, or a directory of .png/.jpg/.jpeg files), a "
+    ".csv of feature rows, an .npy array, or an .npz (array x, x_test or its only array)";
 
 enum class InputKind { idx, idx_gz, npy, npz, csv, png, jpeg, unknown };
 
@@ -206,9 +207,22 @@ Tensor read_npz_inputs(const std::string& path) {
 
 }  // namespace
 
-PredictInputs load_predict_inputs(const std::string& path) {
+PredictInputs load_predict_inputs(const std::string& path, const Shape& model_input) {
   GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(path), "{}: no such file", path);
-  GPUML_CHECK_KIND(ErrorKind::Io, !fs::is_directory(path), "{}: is a directory; {}", path, kPredictFormats);
+  // Images are made into the model's input shape, as `data pack` makes an image folder into records.
+  auto images = [&] {
+    ImageInputs in = load_image_inputs(path, model_input);
+    std::string description = fmt::format("{} {}", path, shape_str(in.x.shape()));
+    return PredictInputs{std::move(in.x), std::move(description), std::move(in.files), std::move(in.notes)};
+  };
+  if (fs::is_directory(path)) {
+    bool any_image = false;
+    for (const fs::directory_entry& e : fs::directory_iterator(path))
+      any_image |= has_image_extension(e.path().string());
+    GPUML_CHECK_KIND(ErrorKind::Io, any_image, "{}: is a directory without .png/.jpg/.jpeg files; {}", path,
+                     kPredictFormats);
+    return images();
+  }
   Tensor x;
   switch (input_kind(path)) {
     case InputKind::csv: {
@@ -230,9 +244,7 @@ PredictInputs load_predict_inputs(const std::string& path) {
       break;
     case InputKind::png:
     case InputKind::jpeg:
-      GPUML_FAIL(ErrorKind::Io, "{}: is a {} image, not a batch of inputs; {}. Pack images with `gpuml data pack` "
-                 "or save them as an .npy (N, C, H, W) u8 array",
-                 path, input_kind(path) == InputKind::png ? "PNG" : "JPEG", kPredictFormats);
+      return images();
     case InputKind::unknown:
       GPUML_FAIL(ErrorKind::Io, "{}: not a format predict recognises (by its first bytes or its name); {}", path,
                  kPredictFormats);
@@ -245,7 +257,8 @@ PredictInputs load_predict_inputs(const std::string& path) {
   std::vector<double> values = x.to_doubles();
   if (is_image)
     for (double& v : values) v /= 255.0;
-  return {Tensor::from_values(x.shape(), values, DType::f32), fmt::format("{} {}", path, shape_str(x.shape()))};
+  return {Tensor::from_values(x.shape(), values, DType::f32), fmt::format("{} {}", path, shape_str(x.shape())),
+          {}, {}};
 }
 
 }  // namespace gpuml

@@ -43,13 +43,18 @@ LoadedData load_training_data(const DatasetOptions& options);
 // `path` names the data in errors.
 LoadedData checked_training_data(LoadedData data, const std::string& path);
 
-// Inputs for `gpuml predict`: IDX images, CSV rows (no label column) or an .npy array, as f32
-// (N, ...) normalised like training data of the same kind.
+// Inputs for `gpuml predict`, told apart by their first bytes (a CSV by its name): IDX images,
+// CSV rows (no label column), an .npy or .npz array, as f32 (N, ...) normalised like training
+// data of the same kind; or PNG/JPEG images, a file or a directory of them, made into
+// `model_input`'s (C, H, W) as `data pack` makes an image folder (train/predict_images.h).
+// Anything else is refused with the list of what predict reads.
 struct PredictInputs {
   Tensor x;  // (N, ...) f32
   std::string description;
+  std::vector<std::string> files;  // image inputs: the file of each row; else empty
+  std::string notes;               // image inputs: what was resized, converted or skipped
 };
-PredictInputs load_predict_inputs(const std::string& path);
+PredictInputs load_predict_inputs(const std::string& path, const Shape& model_input);
 
 // Throws Invalid naming the row and value when a label is outside [0, num_classes).
 void check_labels(const data::InMemoryDataset& data, int64_t num_classes, const std::string& what);

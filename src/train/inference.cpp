@@ -87,11 +87,11 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
   return d.test ? score(*d.test, d.normalization, "test") : score(d.train, d.normalization, "train");
 }
 
-int64_t write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
-                          const std::string& device, Precision precision) {
+PredictReport write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
+                                const std::string& device, Precision precision) {
   std::string ext = fs::path(output_path).extension().string();
   GPUML_CHECK(ext == ".csv" || ext == ".npy", "--output {}: expected a .csv or .npy file name", output_path);
-  PredictInputs in = load_predict_inputs(input_path);
+  PredictInputs in = load_predict_inputs(input_path, m.model.input_shape());
   Shape sample(in.x.shape().begin() + 1, in.x.shape().end());
   // CSV rows are flat; a model on images takes them when the sizes agree.
   if (sample != m.model.input_shape() && numel(sample) == numel(m.model.input_shape())) {
@@ -112,12 +112,14 @@ int64_t write_predictions(const LoadedModel& m, const std::string& input_path, c
     labels[i] = static_cast<double>(best);
   }
   if (ext == ".csv") {
-    const bool named = !m.class_names.empty();
-    std::string text = named ? "label,class" : "label";
+    const bool named = !m.class_names.empty(), from_files = !in.files.empty();
+    std::string text = from_files ? "file," : "";
+    text += named ? "label,class" : "label";
     for (int64_t c = 0; c < classes; ++c) text += fmt::format(",p{}", c);
     text += '\n';
     for (int64_t i = 0; i < n; ++i) {
       const auto id = static_cast<int64_t>(labels[i]);
+      if (from_files) text += csv_field(in.files[static_cast<size_t>(i)]) + ",";
       text += fmt::format("{}", id);
       if (named) {
         text += ',';
@@ -132,7 +134,7 @@ int64_t write_predictions(const LoadedModel& m, const std::string& input_path, c
     data::write_npy(labels_path.string(), Tensor::from_values({n}, labels, DType::i64));
     data::write_npy(output_path, probs);
   }
-  return n;
+  return {n, std::move(in.notes)};
 }
 
 }  // namespace gpuml

@@ -44,12 +44,19 @@ std::unique_ptr<ModelRunner> make_inference_runner(const LoadedModel& m, const s
 EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device,
                           Precision precision = Precision::fp32);
 
-// Writes class probabilities and predicted labels for every input row, atomically:
+struct PredictReport {
+  int64_t count = 0;  // rows written
+  std::string notes;  // image inputs: what was resized, converted or skipped (empty: nothing)
+};
+
+// Writes class probabilities and predicted labels for every input row (load_predict_inputs in
+// train/dataset_source.h says what it reads), atomically:
 //   .csv: header "label,p0,...,pC-1", one row per input ("label,class,p0,..." with the class
-//         names when the run has them: CSV string labels, image folder names);
-//   .npy: probabilities (N, C) f32, and labels (N,) i64 next to it as <stem>.labels.npy.
-// Returns the number of rows written.
-int64_t write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
+//         names when the run has them: CSV string labels, image folder names; image files get a
+//         first column "file");
+//   .npy: probabilities (N, C) f32, and labels (N,) i64 next to it as <stem>.labels.npy (rows in
+//         the order of the files: a directory's in name order).
+PredictReport write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
                           const std::string& device, Precision precision = Precision::fp32);
 
 }  // namespace gpuml

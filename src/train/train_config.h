@@ -21,7 +21,8 @@ struct TrainConfig {
   uint64_t seed = 0;
   int threads = 0;              // 0: OpenMP's default (all cores)
   std::string device = "auto";  // auto | cpu | ref | cuda[:N]
-  std::string out;              // run directory; empty: runs/<model>-<time>
+  std::string out;              // run directory; empty: runs/<model>-<time> (train/run_dir.h)
+  bool overwrite = false;       // a non-empty `out` holding an earlier run: clear it (else refused)
   std::string resume;           // a run directory or a checkpoint file
   std::string init_from;        // start from these weights (.safetensors or .npz, PyTorch names)
   double val_split = 0.0;       // > 0: hold out this fraction of train for validation

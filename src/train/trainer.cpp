@@ -4,7 +4,6 @@
 
 #include <atomic>
 #include <cmath>
-#include <ctime>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -65,14 +64,6 @@ class ThreadScope {
   int previous_;
   bool set_;
 };
-
-std::string default_run_dir(const std::string& model) {
-  std::time_t t = std::time(nullptr);
-  char stamp[32];
-  std::strftime(stamp, sizeof stamp, "%Y%m%d-%H%M%S", std::localtime(&t));
-  std::string stem = fs::path(model).stem().string();
-  return (fs::path("runs") / fmt::format("{}-{}", stem, stamp)).string();
-}
 
 nn::Model load_model(const std::string& spec) {
   if (spec == "mlp" || spec == "cnn") return nn::Model::preset(spec);
@@ -187,7 +178,7 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_uni
   m.build_model(inputs);
   check_model_fits_data(*m.model, m.data, inputs.train ? "the training arrays" : m.cfg.data);
   m.read_initial_weights();
-  m.run_dir = m.cfg.out.empty() ? default_run_dir(m.cfg.model) : m.cfg.out;
+  m.run_dir = m.cfg.out;  // RunLogs makes it ready (train/run_dir.h), or names one when it is empty
   m.runner = std::make_unique<ModelRunner>(*m.model, m.cfg.optimizer, m.plan, m.cfg.seed, m.cfg.precision);
   m.runner->set_replay(m.cfg.cuda_graphs);
   if (m.resumed) m.runner->load(m.resumed->checkpoint.model, m.resumed->checkpoint.optimizer);
@@ -256,8 +247,9 @@ TrainResult Trainer::fit() {
   m.stop_asked.store(false);
   TrainState st = m.initial_state();
   TrainResult result;
-  result.run_dir = m.run_dir.string();
   m.call(&Callback::on_train_begin, st);
+  m.run_dir = st.run_dir;  // where the callbacks write, if they do
+  result.run_dir = m.run_dir.string();
   for (st.epoch = st.progress.epoch; st.epoch < m.cfg.epochs; ++st.epoch) {
     if (!m.run_epoch(st, result)) break;  // stopped inside the epoch
     m.end_epoch(st, result);

@@ -29,6 +29,12 @@ std::string read_text(const fs::path& p) {
   return s.str();
 }
 
+// A path as predict writes it in its "file" column (quoted only when it must be).
+std::string csv_field_of(const fs::path& p) {
+  const std::string text = p.string();
+  return text.find_first_of(",\"\r\n") == std::string::npos ? text : "\"" + text + "\"";
+}
+
 // Iris-like rows: two features, a class name as the label; the classes are separable by a.
 void write_named_csv(const fs::path& path, int rows) {
   std::ofstream out(path);
@@ -226,7 +232,8 @@ TEST_F(CliMessages, ModelFileMistakesArePlacedAndNamed) {
 }
 
 // predict tells inputs apart by their first bytes and lists what it reads (before: a PNG was
-// "not an IDX file: magic starts with 89 50"); an .npz with x is read.
+// "not an IDX file: magic starts with 89 50"); an image for a model that does not take images
+// says what the model takes.
 TEST_F(CliMessages, PredictRecognisesItsInputsAndListsTheFormats) {
   fs::path csv = dir_.path() / "named.csv", model = dir_.path() / "model.json", run = dir_.path() / "run";
   write_named_csv(csv, 30);
@@ -237,14 +244,22 @@ TEST_F(CliMessages, PredictRecognisesItsInputsAndListsTheFormats) {
   data::write_png_file(png.string(), data::Image{2, 1, 1, {1, 2}});
   auto r = run_gpuml("predict --checkpoint " + q(run) + " --input " + q(png) + " --output " + q(dir_.path() / "p.csv"));
   EXPECT_EQ(r.exit_code, 1);
-  EXPECT_NE(r.output.find("is a PNG image"), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("predict reads IDX images (raw or .gz), a .csv of feature rows, an .npy array"),
+  EXPECT_NE(r.output.find("images become (C, H, W) samples with C 1 (gray) or 3 (RGB), but the model takes samples "
+                          "of shape (2,)"),
             std::string::npos)
       << r.output;
   fs::path junk = dir_.path() / "inputs.bin";
   std::ofstream(junk) << "hello";
   auto j = run_gpuml("predict --checkpoint " + q(run) + " --input " + q(junk) + " --output " + q(dir_.path() / "p.csv"));
   EXPECT_NE(j.output.find("not a format predict recognises"), std::string::npos) << j.output;
+  EXPECT_NE(j.output.find("predict reads IDX images (raw or .gz), PNG or JPEG images (a file, or a directory of "
+                          ".png/.jpg/.jpeg files), a .csv of feature rows, an .npy array, or an .npz"),
+            std::string::npos)
+      << j.output;
+  auto d = run_gpuml("predict --checkpoint " + q(run) + " --input " + q(run) + " --output " +
+                     q(dir_.path() / "p.csv"));
+  EXPECT_EQ(d.exit_code, 1);
+  EXPECT_NE(d.output.find("is a directory without .png/.jpg/.jpeg files; predict reads"), std::string::npos) << d.output;
   EXPECT_FALSE(fs::exists(dir_.path() / "p.csv"));
 }
 
@@ -296,6 +311,41 @@ TEST_F(CliMessages, ImageFolderClassNamesReachPredict) {
   std::string text = read_text(out);
   EXPECT_EQ(text.rfind("label,class,p0,p1\n0,cat,", 0), 0u) << text;
   EXPECT_NE(text.find("\n1,dog,"), std::string::npos) << text;
+
+  // The same pixels as PNG files (a directory, in name order) give the same probabilities: the
+  // images get the preprocessing the pack gave the training images. A gray 8x8 image is made RGB
+  // 4x4 as the pack would; a JPEG file is read alone; other files are skipped.
+  fs::path images = dir_.path() / "to-predict";
+  fs::create_directories(images);
+  data::write_png_file((images / "a.png").string(), data::Image{4, 4, 3, std::vector<uint8_t>(48, 10)});
+  data::write_png_file((images / "b.png").string(), data::Image{4, 4, 3, std::vector<uint8_t>(48, 240)});
+  data::write_png_file((images / "c.png").string(), data::Image{8, 8, 1, std::vector<uint8_t>(64, 240)});
+  std::ofstream(images / "notes.txt") << "not an image";
+  fs::path from_images = dir_.path() / "images.csv";
+  auto i = run_gpuml("predict --checkpoint " + q(run) + " --input " + q(images) + " --output " + q(from_images));
+  ASSERT_EQ(i.exit_code, 0) << i.output;
+  EXPECT_NE(i.output.find("1 image resized to 4x4, 1 image converted to RGB, 1 other entries skipped"),
+            std::string::npos)
+      << i.output;
+  std::istringstream npy_rows(text), image_rows(read_text(from_images));
+  std::string header, cat, dog, a, b, c;
+  std::getline(npy_rows, header);
+  std::getline(npy_rows, cat);
+  std::getline(npy_rows, dog);
+  std::getline(image_rows, header);
+  std::getline(image_rows, a);
+  std::getline(image_rows, b);
+  std::getline(image_rows, c);
+  EXPECT_EQ(header, "file,label,class,p0,p1");
+  EXPECT_EQ(a, csv_field_of(images / "a.png") + "," + cat);
+  EXPECT_EQ(b, csv_field_of(images / "b.png") + "," + dog);
+  EXPECT_EQ(c, csv_field_of(images / "c.png") + "," + dog);
+  fs::path jpeg = dir_.path() / "dog.jpg";
+  data::write_jpeg_file(jpeg.string(), data::Image{4, 4, 3, std::vector<uint8_t>(48, 240)});
+  auto j = run_gpuml("predict --checkpoint " + q(run) + " --input " + q(jpeg) + " --output " + q(dir_.path() / "j.csv"));
+  ASSERT_EQ(j.exit_code, 0) << j.output;
+  EXPECT_NE(read_text(dir_.path() / "j.csv").find(jpeg.string() + ",1,dog,"), std::string::npos)
+      << read_text(dir_.path() / "j.csv");
 }
 
 // Item 5: a NaN stop before any checkpoint must not name one (it said "The last good checkpoint

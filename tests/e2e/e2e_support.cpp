@@ -61,7 +61,12 @@ void write_fashion_subset(const fs::path& dir, int64_t train, int64_t test) {
 CommandResult run_gpuml(const std::string& args) {
   std::string command = "'";  // appended: GCC 12 warns (-Wrestrict) on "'" + std::string&&
   command += gpuml_cli_path();
-  command += "' " + args + " 2>&1";
+  command += "' " + args;
+  return run_shell(command);
+}
+
+CommandResult run_shell(const std::string& command_line) {
+  const std::string command = "{ " + command_line + "\n} 2>&1";
   CommandResult r;
   FILE* pipe = popen(command.c_str(), "r");
   if (!pipe) return r;

@@ -31,5 +31,7 @@ struct CommandResult {
   std::string output;  // stdout and stderr
 };
 CommandResult run_gpuml(const std::string& args);
+// A /bin/sh command line, stdout and stderr captured.
+CommandResult run_shell(const std::string& command);
 
 }  // namespace gpuml::testing

@@ -91,16 +91,20 @@ std::pair<unsigned, std::string_view> option_byte(std::string_view bytes) {
 
 // ---- the entries ---------------------------------------------------------------------------
 
+// The sample shape of the model predict is asked to feed (the cnn preset's): images are made
+// into it, other inputs are read as they are.
+const Shape kPredictModelInput = {1, 28, 28};
+
 // `gpuml predict --input images-idx3-ubyte` (IDX raw; gzip when the bytes say so).
 void run_idx(std::string_view bytes) {
   fs::path p = write_file(fresh_dir() / "input-idx3-ubyte", bytes);
-  expect_clean([&] { load_predict_inputs(p.string()); });
+  expect_clean([&] { load_predict_inputs(p.string(), kPredictModelInput); });
 }
 
 // The same reader through gzip: the fuzzer mutates what lies inside the compression.
 void run_idx_gzip(std::string_view bytes) {
   fs::path p = write_file(fresh_dir() / "input-idx3-ubyte.gz", gzip(bytes));
-  expect_clean([&] { load_predict_inputs(p.string()); });
+  expect_clean([&] { load_predict_inputs(p.string(), kPredictModelInput); });
 }
 
 // `gpuml train --data x.csv [--csv-label NAME] [--csv-fill mean|NUMBER]` and `predict --input x.csv`.
@@ -108,7 +112,7 @@ void run_csv(std::string_view bytes) {
   auto [option, text] = option_byte(bytes);
   fs::path p = write_file(fresh_dir() / "data.csv", text);
   if ((option & 3) == 3) {
-    expect_clean([&] { load_predict_inputs(p.string()); });
+    expect_clean([&] { load_predict_inputs(p.string(), kPredictModelInput); });
     return;
   }
   DatasetOptions o;
@@ -122,7 +126,7 @@ void run_csv(std::string_view bytes) {
 // `gpuml predict --input x.npy`.
 void run_npy(std::string_view bytes) {
   fs::path p = write_file(fresh_dir() / "input.npy", bytes);
-  expect_clean([&] { load_predict_inputs(p.string()); });
+  expect_clean([&] { load_predict_inputs(p.string(), kPredictModelInput); });
 }
 
 // `gpuml train --data x.npz`.

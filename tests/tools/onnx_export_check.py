@@ -76,7 +76,7 @@ def main():
     ok = True
     for name, model in [("mlp", "mlp"), ("cnn", "cnn"), ("zoo", os.path.join(work, "zoo.json"))]:
         run = os.path.join(work, "run-" + name)
-        common.run([gpuml, "train", "--model", model, "--epochs", "1", "--quiet", "--data", data, "--out", run])
+        common.run([gpuml, "train", "--overwrite", "--model", model, "--epochs", "1", "--quiet", "--data", data, "--out", run])
         path = os.path.join(work, name + ".onnx")
         common.run([gpuml, "export", "--checkpoint", run, "--onnx", path])
         print(f"{name}: onnx.checker (full_check) passed; nodes {check_onnx(path)}")

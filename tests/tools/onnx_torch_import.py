@@ -67,7 +67,7 @@ def main():
         print(f"{name}: torch.onnx.export -> gpuml predict: max |gpuml - torch| = {err:.3g} over {got.shape}")
         ok &= err < 1e-4
     run = os.path.join(work, "finetune")
-    r = common.run([gpuml, "train", "--model", os.path.join(work, "mlp.onnx"), "--epochs", "1", "--quiet",
+    r = common.run([gpuml, "train", "--overwrite", "--model", os.path.join(work, "mlp.onnx"), "--epochs", "1", "--quiet",
                     "--data", data, "--out", run])
     print("fine-tune:", r.stdout.strip().splitlines()[-1])
     acc = float(r.stdout.split("eval acc ")[1].split()[0])

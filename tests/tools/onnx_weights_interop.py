@@ -59,7 +59,7 @@ def main():
 
     # 1. gpuml -> NPZ -> torch.
     run = os.path.join(work, "run")
-    common.run([gpuml, "train", "--model", "mlp", "--epochs", "1", "--quiet", "--data", data, "--out", run])
+    common.run([gpuml, "train", "--overwrite", "--model", "mlp", "--epochs", "1", "--quiet", "--data", data, "--out", run])
     npz = os.path.join(work, "weights.npz")
     common.run([gpuml, "export", "--checkpoint", run, "--npz", npz])
     arrays = np.load(npz)
@@ -76,7 +76,7 @@ def main():
     expected = torch_probs(fresh, x)
     for file in ["torch.npz", "torch.safetensors"]:
         run2 = os.path.join(work, "run-" + file)
-        common.run([gpuml, "train", "--model", "mlp", "--epochs", "1", "--lr", "1e-12", "--quiet", "--data", data,
+        common.run([gpuml, "train", "--overwrite", "--model", "mlp", "--epochs", "1", "--lr", "1e-12", "--quiet", "--data", data,
                     "--out", run2, "--init-from", os.path.join(work, file)])
         ok &= check("--init-from " + file, expected, gpuml_probs(gpuml, run2, data, os.path.join(work, "p2.npy")))
 

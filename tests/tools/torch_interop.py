@@ -46,7 +46,7 @@ def main():
         skip("dataset-fashion-mnist not installed")
     data = write_subset(work, 2000, 300)
     run = os.path.join(work, "run")
-    subprocess.run([gpuml, "train", "--model", "mlp", "--epochs", "1", "--quiet", "--data", data, "--out", run],
+    subprocess.run([gpuml, "train", "--overwrite", "--model", "mlp", "--epochs", "1", "--quiet", "--data", data, "--out", run],
                    check=True)
     pred = os.path.join(work, "pred.npy")
     subprocess.run([gpuml, "predict", "--checkpoint", run, "--input", os.path.join(data, "t10k-images-idx3-ubyte"),

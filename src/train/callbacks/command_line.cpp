@@ -5,8 +5,8 @@ namespace gpuml {
 void add_command_line_callbacks(Trainer& trainer, const CommandLineOutput& output) {
   const TrainConfig& cfg = trainer.config();
   if (cfg.save_on_interrupt) trainer.add_callback(std::make_shared<StopOnSignals>());
+  trainer.add_callback(std::make_shared<RunLogs>());  // first: it names the run directory the others use
   trainer.add_callback(std::make_shared<ProgressPrinter>(trainer, output.log, output.progress));
-  trainer.add_callback(std::make_shared<RunLogs>());
   trainer.add_callback(std::make_shared<Checkpoints>());
   if (cfg.patience > 0) trainer.add_callback(std::make_shared<EarlyStopping>(cfg.patience));
 }

@@ -5,6 +5,7 @@
 #include "io/svg_plot.h"
 #include "nn/model.h"
 #include "train/callbacks.h"
+#include "train/run_dir.h"
 
 namespace gpuml {
 
@@ -12,7 +13,7 @@ namespace fs = std::filesystem;
 
 void RunLogs::on_train_begin(TrainState& st) {
   if (!st.primary) return;
-  fs::create_directories(st.run_dir);
+  st.run_dir = open_run_dir(*st.config);  // new, empty, cleared (--overwrite), or the resumed run's
   write_file_atomically(st.run_dir / "model.json", st.model->to_json().dump(2) + "\n");
   write_file_atomically(st.run_dir / "config.json", st.config_json(2) + "\n");
   metrics_.emplace(st.run_dir / "metrics.csv");
