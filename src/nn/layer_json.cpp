@@ -15,6 +15,7 @@
 #include "nn/json_fields.h"
 #include "nn/layer_norm.h"
 #include "nn/linear.h"
+#include "nn/merge.h"
 #include "nn/pooling.h"
 #include "nn/sequential.h"
 
@@ -28,10 +29,7 @@ std::unique_ptr<Module> parse_sequential(JsonFields& f) {
   const nlohmann::json& layers = f.required_array("layers");
   for (size_t i = 0; i < layers.size(); ++i) {
     NamedLayer child = layer_from_json(layers[i], fmt::format("{}: layer {}", f.where(), i));
-    if (child.name.empty())
-      seq->add(std::move(child.module));
-    else
-      seq->add(child.name, std::move(child.module));
+    seq->add(child.name.empty() ? std::to_string(i) : child.name, std::move(child.module), std::move(child.inputs));
   }
   return seq;
 }
@@ -120,6 +118,8 @@ const std::vector<std::pair<std::string, Parser>>& layer_table() {
       {"Tanh", [](JsonFields&) { return std::make_unique<Tanh>(); }},
       {"Sigmoid", [](JsonFields&) { return std::make_unique<Sigmoid>(); }},
       {"Flatten", [](JsonFields&) { return std::make_unique<Flatten>(); }},
+      {"Add", [](JsonFields&) { return std::make_unique<Add>(); }},
+      {"Concat", [](JsonFields& f) { return std::make_unique<Concat>(f.optional_int("dim", 1, -64)); }},
       {"Sequential", parse_sequential},
   };
   return table;
@@ -147,7 +147,7 @@ NamedLayer layer_from_json(const nlohmann::json& spec, const std::string& where)
   GPUML_CHECK(it != table.end(), "{}: unknown layer type '{}'{} (known types: {})", where, text_excerpt(type_name),
               did_you_mean(type_name, known_layer_types()), fmt::join(known_layer_types(), ", "));
 
-  JsonFields fields(spec, fmt::format("{} ({})", where, type_name), {"type", "name"});
+  JsonFields fields(spec, fmt::format("{} ({})", where, type_name), {"type", "name", "inputs"});
   NamedLayer layer;
   if (spec.contains("name")) {
     const nlohmann::json& name = spec.at("name");
@@ -156,6 +156,17 @@ NamedLayer layer_from_json(const nlohmann::json& spec, const std::string& where)
                 "{}: field 'name' must be a non-empty string without '.', got {}", fields.where(),
                 json_excerpt(name));
     layer.name = name.get<std::string>();
+  }
+  if (spec.contains("inputs")) {
+    const nlohmann::json& inputs = spec.at("inputs");
+    GPUML_CHECK(inputs.is_array() && !inputs.empty() && inputs.size() <= 64,
+                "{}: field 'inputs' must be a list of layer names like [\"a\", \"b\"], got {}", fields.where(),
+                json_excerpt(inputs));
+    for (const nlohmann::json& in : inputs) {
+      GPUML_CHECK(in.is_string() && !in.get<std::string>().empty(),
+                  "{}: field 'inputs' must hold layer names (strings), got {}", fields.where(), json_excerpt(in));
+      layer.inputs.push_back(in.get<std::string>());
+    }
   }
   try {
     layer.module = it->second(fields);

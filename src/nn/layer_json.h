@@ -18,6 +18,7 @@ namespace gpuml::nn {
 struct NamedLayer {
   std::string name;  // "" when the spec has no "name"
   std::unique_ptr<Module> module;
+  std::vector<std::string> inputs;  // "inputs": the earlier outputs it takes (nn/merge.h); empty: the previous
 };
 
 // `where` starts every error message ("layer 3"); the type is appended once known. Throws

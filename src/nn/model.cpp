@@ -39,7 +39,11 @@ Model Model::from_json(const nlohmann::json& spec) {
     for (const Sequential::Child& c : root->children())
       GPUML_CHECK(c.name != name, "layer {} ({}): name '{}' is already used by an earlier layer", i,
                   layer.module->type_name(), text_excerpt(name));
-    root->add(name, std::move(layer.module));
+    try {
+      root->add(name, std::move(layer.module), std::move(layer.inputs));
+    } catch (const Error& e) {
+      GPUML_FAIL(e.kind(), "layer {}: {}", i, e.message());
+    }
   }
   return Model(std::move(input_shape), std::move(root));
 }

@@ -1,6 +1,10 @@
 #include "nn/sequential.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
+
+#include "core/spelling.h"
+#include "nn/merge.h"
 
 namespace gpuml::nn {
 
@@ -8,18 +12,54 @@ void Sequential::add(std::unique_ptr<Module> module) {
   add(std::to_string(children_.size()), std::move(module));
 }
 
-void Sequential::add(const std::string& name, std::unique_ptr<Module> module) {
+void Sequential::add(const std::string& name, std::unique_ptr<Module> module) { add(name, std::move(module), {}); }
+
+void Sequential::add(const std::string& name, std::unique_ptr<Module> module, std::vector<std::string> inputs) {
   GPUML_CHECK(module != nullptr, "Sequential: child '{}' is null", name);
-  GPUML_CHECK(!name.empty() && name.find('.') == std::string::npos,
-              "Sequential: child name '{}' must be non-empty and contain no '.'", name);
+  GPUML_CHECK(!name.empty() && name.find('.') == std::string::npos && name != "input",
+              "Sequential: child name '{}' must be non-empty, contain no '.' and not be 'input'", name);
   for (const Child& c : children_)
     GPUML_CHECK(c.name != name, "Sequential: two children named '{}'", name);
-  children_.push_back({name, std::move(module)});
+  for (const std::string& in : inputs) {
+    const bool known = in == "input" || std::any_of(children_.begin(), children_.end(),
+                                                     [&](const Child& c) { return c.name == in; });
+    GPUML_CHECK(known, "{} '{}': input '{}' is not an earlier layer's name (or 'input')", module->type_name(), name,
+                in);
+  }
+  const bool merges = dynamic_cast<const Merge*>(module.get()) != nullptr;
+  GPUML_CHECK(!merges || inputs.size() >= 2,
+              "{} '{}' combines two or more earlier outputs: give it \"inputs\", e.g. [\"a\", \"b\"] (got {})",
+              module->type_name(), name, count_of(static_cast<int64_t>(inputs.size()), "input"));
+  GPUML_CHECK(merges || inputs.size() <= 1, "{} '{}' takes one input, got {}", module->type_name(), name,
+              inputs.size());
+  children_.push_back({name, std::move(module), std::move(inputs)});
+}
+
+template <typename T, typename Apply>
+std::vector<T> Sequential::run(const T& in, Apply&& apply) const {
+  std::vector<T> values;
+  values.reserve(children_.size());
+  auto value_of = [&](const std::string& name) -> const T& {
+    if (name == "input") return in;
+    for (size_t i = 0; i < values.size(); ++i)
+      if (children_[i].name == name) return values[i];
+    GPUML_FAIL(ErrorKind::Internal, "Sequential: no earlier child '{}'", name);
+  };
+  for (const Child& c : children_) {
+    std::vector<T> args;
+    if (c.inputs.empty()) args.push_back(values.empty() ? in : values.back());
+    for (const std::string& name : c.inputs) args.push_back(value_of(name));
+    values.push_back(apply(c, args));
+  }
+  return values;
 }
 
 Sym Sequential::forward(Sym x, ForwardContext& ctx, const std::string& prefix) const {
-  for (const Child& c : children_) x = c.module->forward(x, ctx, join_name(prefix, c.name));
-  return x;
+  std::vector<Sym> values = run(x, [&](const Child& c, const std::vector<Sym>& args) {
+    if (const auto* m = dynamic_cast<const Merge*>(c.module.get())) return m->merge(args, ctx);
+    return c.module->forward(args[0], ctx, join_name(prefix, c.name));
+  });
+  return values.empty() ? x : values.back();
 }
 
 void Sequential::params(const std::string& prefix, std::vector<ParamInfo>& out) const {
@@ -31,18 +71,17 @@ void Sequential::init(const std::string& prefix, ParamInitializer& initializer) 
 }
 
 std::vector<Shape> Sequential::child_output_shapes(const Shape& in) const {
-  std::vector<Shape> shapes;
-  Shape s = in;
-  for (size_t i = 0; i < children_.size(); ++i) {
-    const Module& m = *children_[i].module;
+  size_t index = 0;
+  return run(in, [&](const Child& c, const std::vector<Shape>& args) {
     try {
-      s = m.output_shape(s);
+      const auto* m = dynamic_cast<const Merge*>(c.module.get());
+      Shape out = m ? m->merged_shape(args) : c.module->output_shape(args[0]);
+      ++index;
+      return out;
     } catch (const Error& e) {
-      GPUML_FAIL(e.kind(), "layer {} ({}): {}", i, m.type_name(), e.message());
+      GPUML_FAIL(e.kind(), "layer {} ({}): {}", index, c.module->type_name(), e.message());
     }
-    shapes.push_back(s);
-  }
-  return shapes;
+  });
 }
 
 Shape Sequential::output_shape(const Shape& in) const {
@@ -52,11 +91,12 @@ Shape Sequential::output_shape(const Shape& in) const {
 
 int64_t Sequential::flops(const Shape& in) const {
   int64_t total = 0;
-  Shape s = in;
-  for (const Child& c : children_) {
-    total += c.module->flops(s);
-    s = c.module->output_shape(s);
-  }
+  run(in, [&](const Child& c, const std::vector<Shape>& args) {
+    const auto* m = dynamic_cast<const Merge*>(c.module.get());
+    Shape out = m ? m->merged_shape(args) : c.module->output_shape(args[0]);
+    total += c.module->flops(m ? out : args[0]);
+    return out;
+  });
   return total;
 }
 
@@ -69,6 +109,7 @@ nlohmann::json Sequential::to_json() const {
   for (size_t i = 0; i < children_.size(); ++i) {
     nlohmann::json j = children_[i].module->to_json();
     if (children_[i].name != std::to_string(i)) j["name"] = children_[i].name;
+    if (!children_[i].inputs.empty()) j["inputs"] = children_[i].inputs;
     layers.push_back(std::move(j));
   }
   nlohmann::json j = Module::to_json();

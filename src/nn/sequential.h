@@ -1,5 +1,8 @@
 // Sequential (torch.nn.Sequential): children run in order. A child's state_dict prefix is its
 // index ("0", "1", ...) exactly like PyTorch, or an explicit name ("fc1") when given one.
+// A child may name its inputs (earlier children by name, or "input"): then it takes those
+// outputs instead of the previous child's, which gives residual branches and concatenations
+// (nn/merge.h); without any, this is PyTorch's Sequential.
 //
 //   Sequential seq;
 //   seq.add(std::make_unique<Flatten>());                // child "0"
@@ -19,12 +22,16 @@ class Sequential : public Module {
   struct Child {
     std::string name;
     std::unique_ptr<Module> module;
+    std::vector<std::string> inputs;  // empty: the previous child's output (or the input)
   };
 
   Sequential() = default;
   void add(std::unique_ptr<Module> module);  // named by its index
   // Names must be unique, non-empty and free of '.', since they become state_dict prefixes.
   void add(const std::string& name, std::unique_ptr<Module> module);
+  // `inputs`: names of earlier children or "input"; a Merge (Add, Concat) takes two or more,
+  // any other module one.
+  void add(const std::string& name, std::unique_ptr<Module> module, std::vector<std::string> inputs);
 
   const std::vector<Child>& children() const { return children_; }
   size_t size() const { return children_.size(); }
@@ -43,6 +50,11 @@ class Sequential : public Module {
   std::vector<Shape> child_output_shapes(const Shape& in) const;
 
  private:
+  // Runs the children in order, each on its inputs: `apply(child, its input values)` gives the
+  // child's value; `in` is the value of "input". Returns each child's value.
+  template <typename T, typename Apply>
+  std::vector<T> run(const T& in, Apply&& apply) const;
+
   std::vector<Child> children_;
 };
 

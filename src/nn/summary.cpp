@@ -62,7 +62,8 @@ std::string model_summary(const Model& model, int64_t batch_size,
     int64_t count = 0;
     for (const ParamInfo& p : infos)
       if (p.trainable) count += numel(p.shape);
-    rows.push_back({fmt::format("{}: {}", child.name, child.module->describe()),
+    const std::string from = child.inputs.empty() ? "" : fmt::format(" <- {}", fmt::join(child.inputs, ", "));
+    rows.push_back({fmt::format("{}: {}{}", child.name, child.module->describe(), from),
                     batched_shape(batch_size, shapes[i]), with_thousands(count)});
   }
 
