@@ -2,8 +2,28 @@
 
 #include "core/error.h"
 #include "graph/passes/passes.h"
+#include "ops/type_rules.h"
 
 namespace gpuml {
+
+Shape fused_bias_shape(OpId op, const TensorType& out) {
+  return Shape{op == OpId::conv2d_bias_act ? out.shape[1] : out.shape.back()};
+}
+
+OpQuery fused_query(const Graph& graph, int id, const FusedStep& step) {
+  const TensorType& out = graph.type_of(id);
+  TensorType extra = graph.type_of(step.extra);
+  if (step.op != OpId::matmul_dact) extra.shape = fused_bias_shape(step.op, out);
+  return OpQuery{step.op, {graph.type_of(step.a), graph.type_of(step.b), extra}, out, step.attrs};
+}
+
+OpQuery bgrad_query(const Graph& graph, const BgradPair& pair) {
+  OpQuery q = query_of_node(graph, pair.matmul);
+  q.op = OpId::matmul_bgrad;
+  q.attrs.axis = pair.axis;
+  q.output = infer_type(OpId::matmul_bgrad, q.inputs, q.attrs);
+  return q;
+}
 
 FusionInput::FusionInput(const Graph& g, const std::vector<bool>& needed_nodes,
                          const std::vector<Sym>& outputs, const Placement& where)

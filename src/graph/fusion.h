@@ -30,11 +30,21 @@ struct FusedStep {
   Attrs attrs;
 };
 
+// The bias's shape as matmul_bias_act / conv2d_bias_act read it, for a step whose output is `out`:
+// (N,) or (O,).
+Shape fused_bias_shape(OpId op, const TensorType& out);
+// What placement asks about the fused step standing for graph node `id`: the types its kernel
+// sees (a bias flattened to fused_bias_shape) and its attributes.
+OpQuery fused_query(const Graph& graph, int id, const FusedStep& step);
+
 // A weight-gradient matmul and the bias-gradient row sum of the same gradient g, run as one
 // matmul_bgrad step that both graph values read through views. Keyed on the earlier of the two.
 struct BgradPair {
   int matmul, sum, axis;  // graph ids; axis: which matmul input is g
 };
+
+// What placement asks about the pair's matmul_bgrad step.
+OpQuery bgrad_query(const Graph& graph, const BgradPair& pair);
 
 // What the passes read: the graph and which of its nodes the plan needs, how often each value is
 // read, and where kernels would run. Built once; no pass changes it.

@@ -17,13 +17,6 @@ Tensor layout_tensor(const TensorType& type, const Strides& strides) {
   return Tensor(nullptr, type.shape, strides, 0, type.dtype);
 }
 
-// The ops whose f32 kernels may run on TF32 tensor cores (PlanOptions::allow_tf32).
-bool uses_tensor_cores(OpId op) {
-  return op == OpId::matmul || op == OpId::matmul_bias_act || op == OpId::matmul_bgrad || op == OpId::matmul_dact ||
-         op == OpId::conv2d || op == OpId::conv2d_bias_act ||
-         op == OpId::conv2d_backward_data || op == OpId::conv2d_backward_filter;
-}
-
 // Emits the plan's steps and values in graph order: placement (graph/placement.h) says where each
 // kernel runs, the fusion passes (graph/fusion.h) which nodes run as one fused step, and this
 // class makes the transfers, contiguous copies and views around them; arena packing
@@ -31,7 +24,7 @@ bool uses_tensor_cores(OpId op) {
 class Planner {
  public:
   Planner(const Graph& graph, const PlanOptions& options)
-      : graph_(graph), options_(options), placement_(options.backends) {}
+      : graph_(graph), options_(options), placement_(options) {}
 
   Plan run(const std::vector<Sym>& outputs);
 
@@ -94,8 +87,8 @@ int Planner::emit_kernel(OpId op, const Attrs& attrs, std::vector<int> inputs, B
 }
 
 int Planner::contiguous_copy(int value, Backend& backend) {
-  DType dtype = plan_.values[value].type.dtype;
-  Backend& runner = backend.supports(OpId::copy, dtype) ? backend : placement_.place(OpId::copy, dtype);
+  const OpQuery copy = copy_query(plan_.values[value].type);
+  Backend& runner = backend.supports(copy) ? backend : placement_.place(copy);
   int copied = emit_kernel(OpId::copy, {}, {on_backend(value, runner)}, runner, -1);
   return on_backend(copied, backend);
 }
@@ -125,7 +118,7 @@ int Planner::on_backend(int value, Backend& backend) {
   } else {
     int src = value;
     if (!is_contiguous(value)) {
-      Backend* copier = placement_.copier_on(source->device(), v.type.dtype);
+      Backend* copier = placement_.copier_on(source->device(), v.type);
       if (!copier) return homed_[key] = replay_on(value, backend);
       src = emit_kernel(OpId::copy, {}, {on_backend(value, *copier)}, *copier, -1);
       s.source = copier;
@@ -177,7 +170,7 @@ void Planner::plan_bgrad(const BgradPair& pair) {
   const Node& m = graph_.node(pair.matmul);
   Attrs attrs = m.attrs;
   attrs.axis = pair.axis;
-  Backend& backend = placement_.place(OpId::matmul_bgrad, m.type.dtype);
+  Backend& backend = placement_.place(bgrad_query(graph_, pair));
   const int packed =
       emit_placed(OpId::matmul_bgrad, attrs, {value_of_[m.inputs[0]], value_of_[m.inputs[1]]}, backend, -1);
   const int64_t product = m.type.shape[0] * m.type.shape[1];
@@ -199,11 +192,10 @@ void Planner::plan_bgrad(const BgradPair& pair) {
 
 // A fused step standing for graph node `id`, its bias made (N,) / (O,) by a view if need be.
 void Planner::plan_fused(int id, const FusedStep& f) {
-  Backend& backend = placement_.place(f.op, graph_.type_of(id).dtype);
+  Backend& backend = placement_.place(fused_query(graph_, id, f));
   int extra = value_of_[f.extra];
   if (f.op != OpId::matmul_dact) {  // the bias as the fused op wants it: (N,) or (O,), a view
-    const TensorType& out = graph_.type_of(id);
-    const Shape flat{f.op == OpId::conv2d_bias_act ? out.shape[1] : out.shape.back()};
+    const Shape flat = fused_bias_shape(f.op, graph_.type_of(id));
     if (plan_.values[extra].type.shape != flat) {
       if (!is_contiguous(extra)) extra = contiguous_copy(extra, *plan_.values[extra].backend);
       Attrs to_flat;
@@ -237,9 +229,7 @@ void Planner::plan_node(int id) {
     value_of_[id] = emit_view(node.op, node.attrs, inputs[0], id);
     return;
   }
-  std::vector<TensorType> types;
-  for (int in : node.inputs) types.push_back(graph_.type_of(in));
-  Backend& backend = placement_.place(node.op, dispatch_dtype_of(node.op, types, node.type));
+  Backend& backend = placement_.place(query_of_node(graph_, id));
   value_of_[id] = emit_placed(node.op, node.attrs, std::move(inputs), backend, id);
 }
 
@@ -250,9 +240,7 @@ int Planner::emit_placed(OpId op, Attrs attrs, std::vector<int> inputs, Backend&
     in = on_backend(in, backend);
     if (!backend.accepts_strided_inputs(op) && !is_contiguous(in)) in = contiguous_copy(in, backend);
   }
-  attrs.allow_tf32 = options_.allow_tf32 && uses_tensor_cores(op);
-  attrs.deterministic = options_.deterministic;
-  return emit_kernel(op, attrs, std::move(inputs), backend, graph_node);
+  return emit_kernel(op, placement_.step_attrs(op, std::move(attrs)), std::move(inputs), backend, graph_node);
 }
 
 Plan Planner::run(const std::vector<Sym>& outputs) {

@@ -1,12 +1,15 @@
 // Each fusion pass on its own (graph/passes/): what it claims, and that it leaves alone the nodes
-// an earlier pass took (its `taken` input), which the order of fusion_passes() relies on; and
-// that merging claims refuses a node claimed twice.
+// an earlier pass took (its `taken` input), which the order of fusion_passes() relies on; that
+// merging claims refuses a node claimed twice; and that a backend's shape limit is a placement
+// decision (Backend::supports(OpQuery)).
 #include <gtest/gtest.h>
 
 #include <string>
 
+#include "backend/dispatch.h"
 #include "graph/fusion.h"
 #include "graph/passes/passes.h"
+#include "host_test_backend.h"
 
 namespace gpuml {
 namespace {
@@ -16,7 +19,9 @@ std::vector<bool> all_needed(const Graph& g) {
 }
 
 Placement cpu_then_ref() {
-  return Placement({&backend_registry().get("cpu"), &backend_registry().reference()});
+  PlanOptions options;
+  options.backends = {&backend_registry().get("cpu"), &backend_registry().reference()};
+  return Placement(options);
 }
 
 TEST(FusionPasses, RunInTheOrderTheirInputsNeed) {
@@ -107,6 +112,90 @@ TEST(FusionPasses, MergingRefusesANodeClaimedTwice) {
   Fusions twice_in_itself;
   twice_in_itself.absorbed = {3, 3};
   EXPECT_THROW(plan.merge(twice_in_itself, "fourth"), Error);
+}
+
+// Like CUDA's DGELU: matmul_dact with the tanh gelu only where the row length divides by 8. Its
+// kernels only count calls: these tests plan, and check what run() lets through.
+class DgeluLimitedBackend final : public HostTestBackend {
+ public:
+  DgeluLimitedBackend() : HostTestBackend("dgelu-limited") {
+    for (OpId op : {OpId::matmul, OpId::matmul_dact, OpId::gelu_backward, OpId::relu_backward})
+      register_kernel(op, count_call, {DType::f32});
+    register_shape_limit(OpId::matmul_dact, [](const OpQuery& q) {
+      return !(q.attrs.activation == Activation::gelu && q.attrs.gelu_tanh) ||
+             q.output.shape.back() % 8 == 0;
+    });
+  }
+  static inline int calls = 0;
+
+ private:
+  static void count_call(const KernelCall&) { ++calls; }
+};
+
+// gelu_backward(x, g W) for g W of `width` columns, planned on the limited backend then ref.
+Plan plan_gelu_grad(Backend& limited, int64_t width) {
+  Graph g;
+  Sym gr = g.input("g", {{6, 3}, DType::f32});
+  Sym w = g.param("w", {{3, width}, DType::f32});
+  Sym x = g.input("x", {{6, width}, DType::f32});
+  Attrs tanh_form;
+  tanh_form.gelu_tanh = true;
+  Sym dx = emit(OpId::gelu_backward, {x, matmul(gr, w)}, tanh_form);
+  PlanOptions options;
+  options.backends = {&limited, &backend_registry().reference()};
+  return plan_graph(g, {dx}, options);
+}
+
+TEST(ShapeLimits, AStepABackendRefusesStaysUnfusedOnIt) {
+  DgeluLimitedBackend limited;
+  auto kernels = [](const Plan& plan) {
+    std::vector<std::string> out;
+    for (const PlanStep& s : plan.steps)
+      if (s.kind == StepKind::Kernel)
+        out.push_back(fmt::format("{} on {}", op_name(s.op), s.backend->name()));
+    return out;
+  };
+  EXPECT_EQ(kernels(plan_gelu_grad(limited, 16)),
+            (std::vector<std::string>{"matmul_dact on dgelu-limited"}));
+  // Not fused onto ref either: fusing must not move the product off the backend that runs it.
+  EXPECT_EQ(
+      kernels(plan_gelu_grad(limited, 12)),
+      (std::vector<std::string>{"matmul on dgelu-limited", "gelu_backward on dgelu-limited"}));
+}
+
+TEST(ShapeLimits, SupportsAndRunSeeShapesAndAttributes) {
+  DgeluLimitedBackend limited;
+  Attrs gelu_tanh;
+  gelu_tanh.activation = Activation::gelu;
+  gelu_tanh.gelu_tanh = true;
+  auto query = [&](int64_t width, const Attrs& attrs) {
+    return OpQuery{OpId::matmul_dact,
+                   {{{6, 3}, DType::f32}, {{3, width}, DType::f32}, {{6, width}, DType::f32}},
+                   {{6, width}, DType::f32},
+                   attrs};
+  };
+  EXPECT_TRUE(
+      limited.supports(OpId::matmul_dact, DType::f32));  // the cheap table does not see shapes
+  EXPECT_TRUE(limited.supports(query(16, gelu_tanh)));
+  EXPECT_FALSE(limited.supports(query(12, gelu_tanh)));
+  Attrs relu;
+  relu.activation = Activation::relu;
+  EXPECT_TRUE(limited.supports(query(12, relu)));
+  EXPECT_FALSE(limited.supports(
+      OpQuery{OpId::exp, {{{2}, DType::f32}}, {{2}, DType::f32}, {}}));  // no kernel
+
+  const Tensor a = Tensor::empty({6, 3}, DType::f32), b = Tensor::empty({3, 12}, DType::f32),
+               x = Tensor::empty({6, 12}, DType::f32);
+  DgeluLimitedBackend::calls = 0;
+  try {
+    run_op(limited, OpId::matmul_dact, {a, b, x}, gelu_tanh);
+    ADD_FAILURE() << "run() ran a call the shape limit refuses";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::Unsupported) << e.what();
+  }
+  EXPECT_EQ(DgeluLimitedBackend::calls, 0);
+  run_op(limited, OpId::matmul_dact, {a, b, x}, relu);
+  EXPECT_EQ(DgeluLimitedBackend::calls, 1);
 }
 
 }  // namespace

@@ -120,6 +120,7 @@ class CudaBackend final : public Backend {
   void add_kernel(OpId op, KernelFn fn, std::initializer_list<DType> dtypes, bool strided_inputs = true) {
     register_kernel(op, fn, dtypes, strided_inputs);
   }
+  void add_shape_limit(OpId op, ShapePredicate accepts) { register_shape_limit(op, accepts); }
   // Throws the OutOfMemory error: the op, the bytes asked for, what is free and what to try.
   [[noreturn]] void throw_out_of_memory(const char* op, size_t bytes) const;
 

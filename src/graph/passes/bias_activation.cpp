@@ -7,8 +7,8 @@
 //  - the product is read by the add only (not an output): the fused step never writes it;
 //  - the activation (relu or gelu) joins only if it is the sum's one reader (in training gelu's
 //    backward reads the sum, so only the bias fuses there);
-//  - the backend that would run the unfused producer also has the fused kernel, so fusing never
-//    moves work to another backend.
+//  - the backend that would run the unfused producer also runs the fused step (its dtype, and its
+//    shapes and attributes where the backend limits them), so fusing never moves work elsewhere.
 // Reads nothing of `taken`: it runs first. Returns steps keyed on the chain's last node (the
 // activation, or the add) and absorbs the producer and, with an activation, the add.
 #include <optional>
@@ -20,7 +20,8 @@ namespace gpuml {
 
 namespace {
 
-// The fused step for add(producer, bias) with the producer on `side` of the add, if it fuses.
+// The fused step for add(producer, bias) with the producer on `side` of the add, if the shapes
+// fit (where it runs is asked once the activation is known).
 std::optional<FusedStep> match_bias_add(const FusionInput& in, int add_id, int side) {
   const Graph& graph = in.graph;
   const Node& add = graph.node(add_id);
@@ -43,7 +44,6 @@ std::optional<FusedStep> match_bias_add(const FusionInput& in, int add_id, int s
   } else {
     return std::nullopt;
   }
-  if (!in.placement.fuses_in_place(fused_op, p.op, add.type.dtype)) return std::nullopt;
   return FusedStep{fused_op, p.inputs[0], p.inputs[1], bias, p.attrs};
 }
 
@@ -58,13 +58,19 @@ Fusions fuse_bias_activation(const FusionInput& in, const std::vector<bool>& /*t
       if (!f) continue;
       int last = id;
       const int next = in.user[id];
-      if (in.uses[id] == 1 && (in.is_op(next, OpId::relu) || in.is_op(next, OpId::gelu))) {
+      const bool with_activation =
+          in.uses[id] == 1 && (in.is_op(next, OpId::relu) || in.is_op(next, OpId::gelu));
+      if (with_activation) {
         f->attrs.activation = in.is_op(next, OpId::relu) ? Activation::relu : Activation::gelu;
         f->attrs.gelu_tanh = in.graph.node(next).attrs.gelu_tanh;
-        out.absorbed.push_back(id);
         last = next;
       }
-      out.absorbed.push_back(in.graph.node(id).inputs[side]);
+      const int producer = in.graph.node(id).inputs[side];
+      if (!in.placement.fuses_in_place(fused_query(in.graph, last, *f),
+                                       query_of_node(in.graph, producer)))
+        continue;
+      if (with_activation) out.absorbed.push_back(id);
+      out.absorbed.push_back(producer);
       out.steps[last] = *f;
       break;
     }

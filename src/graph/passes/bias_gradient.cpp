@@ -9,7 +9,8 @@
 //    dtype; each sum pairs with at most one matmul (the first by graph order);
 //  - the matmul is not `taken`: a product inside a matmul_dact or bias step is gone;
 //  - both matmul inputs are computed before the earlier of the two nodes, where the step runs;
-//  - the backend that would run the matmul also has matmul_bgrad.
+//  - the backend that would run the matmul also runs the matmul_bgrad step (its dtype, and its
+//    shapes and attributes where the backend limits them).
 // Returns pairs keyed on the earlier node and absorbs the later one.
 #include <algorithm>
 
@@ -42,7 +43,6 @@ Fusions fuse_bias_gradient(const FusionInput& in, const std::vector<bool>& taken
     if (!in.needed[id] || taken[id] || !in.is_2d_matmul(id)) continue;
     const Node& m = in.graph.node(id);
     const DType dtype = m.type.dtype;
-    if (!in.placement.fuses_in_place(OpId::matmul_bgrad, OpId::matmul, dtype)) continue;
     for (int axis = 0; axis < 2; ++axis) {
       const int g = m.inputs[axis];
       auto candidates = row_sums.find(g);
@@ -54,8 +54,11 @@ Fusions fuse_bias_gradient(const FusionInput& in, const std::vector<bool>& taken
       const int first = std::min(id, sum);
       if (in.graph.node(sum).type.dtype != dtype || m.inputs[0] >= first || m.inputs[1] >= first)
         continue;
+      const BgradPair pair{id, sum, axis};
+      if (!in.placement.fuses_in_place(bgrad_query(in.graph, pair), query_of_node(in.graph, id)))
+        continue;
       candidates->second.erase(candidates->second.begin());
-      out.bgrad_pairs[first] = {id, sum, axis};
+      out.bgrad_pairs[first] = pair;
       out.absorbed.push_back(std::max(id, sum));
       break;
     }
