@@ -316,10 +316,8 @@ bool run_drelu(const KernelCall& c) {
 // launch_relu_mask writes our reading of it (bit j + i * ld of row-major (i, j), LSB first).
 // Before the first DRELU a small product of integers (exact in f32) runs with the mask and must
 // equal the relu_backward of the plain product bit for bit. If it does not, or cuBLASLt has no
-// DRELU algorithm here, relu's backward runs as its two parts for the rest of the process.
-enum class DreluState { untried, trusted, refused };
-std::atomic<DreluState> g_drelu{DreluState::untried};
-std::mutex g_drelu_mutex;
+// DRELU algorithm here, relu's backward runs as its two parts for the rest of the backend's life
+// (CudaBackend::drelu_state).
 
 // Empty where the probe agrees, else why not.
 std::string drelu_probe(Backend& gpu) {
@@ -339,24 +337,27 @@ std::string drelu_probe(Backend& gpu) {
 }
 
 bool drelu_trusted(const KernelCall& c) {
-  DreluState state = g_drelu.load();
+  using DreluState = CudaBackend::DreluState;
+  CudaBackend& gpu = cuda_backend_of(c);
+  std::atomic<DreluState>& drelu = gpu.drelu_state();
+  DreluState state = drelu.load();
   if (state != DreluState::untried) return state == DreluState::trusted;
   // The probe synchronises, which a capture forbids; the eager first run of a plan probes.
-  if (cuda_backend_of(c).capturing()) return false;
-  std::lock_guard lock(g_drelu_mutex);
-  if (g_drelu.load() == DreluState::untried) {
+  if (gpu.capturing()) return false;
+  std::lock_guard lock(gpu.drelu_mutex());
+  if (drelu.load() == DreluState::untried) {
     std::string why;
     try {
       why = drelu_probe(c.backend);
     } catch (const Error& e) {
       why = e.what();
     }
-    g_drelu = why.empty() ? DreluState::trusted : DreluState::refused;
+    drelu = why.empty() ? DreluState::trusted : DreluState::refused;
     if (!why.empty())
       fmt::print(stderr, "gpuml: not using cuBLASLt's DRELU epilogue ({}); relu's backward runs as two kernels\n",
                  why);
   }
-  return g_drelu.load() == DreluState::trusted;
+  return drelu.load() == DreluState::trusted;
 }
 
 // matmul_dact's shape limit: cuBLASLt's DGELU (the tanh gelu) reads gelu's input with the
