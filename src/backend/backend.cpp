@@ -41,6 +41,14 @@ bool Backend::supports(OpId op, DType dtype) const {
   return slot.fn != nullptr && (slot.dtype_mask & dtype_bit(dtype)) != 0;
 }
 
+void Backend::register_shape_limit(OpId op, ShapePredicate accepts) { slots_[static_cast<int>(op)].accepts = accepts; }
+
+bool Backend::supports(const OpQuery& query) const {
+  if (!supports(query.op, dispatch_dtype_of(query.op, query.inputs, query.output))) return false;
+  const ShapePredicate accepts = slots_[static_cast<int>(query.op)].accepts;
+  return accepts == nullptr || accepts(query);
+}
+
 bool Backend::accepts_strided_inputs(OpId op) const { return slots_[static_cast<int>(op)].strided_inputs; }
 
 std::vector<DType> Backend::supported_dtypes(OpId op) const {
@@ -54,11 +62,23 @@ void Backend::run(OpId op, const KernelCall& call) const {
   DType d = call.inputs.empty() ? call.output.dtype() : call.inputs[0].dtype();
   GPUML_CHECK_KIND(ErrorKind::Unsupported, supports(op, d), "backend '{}' has no {} kernel for dtype {}",
                    name(), op_name(op), d);
-  slots_[static_cast<int>(op)].fn(call);
+  const Slot& slot = slots_[static_cast<int>(op)];
+  // Only ops with a limit pay for building the query.
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, slot.accepts == nullptr || slot.accepts(query_of(op, call)),
+                   "backend '{}' has no {} kernel for these shapes and attributes (output {}): its shape limit "
+                   "refuses them; the planner places such steps elsewhere",
+                   name(), op_name(op), shape_str(call.output.shape()));
+  slot.fn(call);
 }
 
 DType dispatch_dtype_of(OpId op, std::span<const TensorType> inputs, const TensorType& output) {
   return inputs.empty() ? output.dtype : inputs[0].dtype;
+}
+
+OpQuery query_of(OpId op, const KernelCall& call) {
+  OpQuery q{op, {}, {call.output.shape(), call.output.dtype()}, call.attrs};
+  for (const Tensor& t : call.inputs) q.inputs.push_back({t.shape(), t.dtype()});
+  return q;
 }
 
 void BackendRegistry::add(std::unique_ptr<Backend> backend) {

@@ -1,9 +1,12 @@
 // The backend interface: memory, copies, streams/events, and one kernel slot per op in the op
-// table. Backends register kernels into slots and answer supports(op, dtype); an empty slot
-// means "run this op on another backend" (the planner places it and makes the copy explicit).
+// table. Backends register kernels into slots and answer supports(op, dtype), and for a whole
+// step (shapes and attributes too) supports(OpQuery) where a kernel registered a shape limit; an
+// empty slot or a refused step means "run this on another backend" (the planner places it and
+// makes the copy explicit).
 //
 //   Backend& cpu = backend_registry().get("cpu");
 //   if (cpu.supports(OpId::matmul, DType::f32)) { ... }
+//   if (cpu.supports(OpQuery{OpId::matmul, {a_type, b_type}, out_type, attrs})) { ... }
 //   Tensor y = run_op(cpu, OpId::relu, {x});          // eager call (backend/dispatch.h)
 //
 // Execution is asynchronous by contract: a kernel is enqueued on a stream and may still be
@@ -69,6 +72,19 @@ class CapturedWork {
 
 using KernelFn = void (*)(const KernelCall& call);
 
+// What placement asks a backend about one step: the op, the types its kernel would see and its
+// attributes. It owns its parts, so a query outlives the graph or plan it was made from.
+struct OpQuery {
+  OpId op = OpId::copy;
+  std::vector<TensorType> inputs;
+  TensorType output;
+  Attrs attrs;
+};
+// A kernel's limit beyond its dtypes (a leading dimension an epilogue needs, a head dimension it
+// lacks): false means "not this step", so the planner places it elsewhere, or leaves it unfused,
+// as a decision it shows in the plan instead of a fallback hidden in the kernel.
+using ShapePredicate = bool (*)(const OpQuery& query);
+
 class Backend : public Allocator {
  public:
   ~Backend() override = default;
@@ -106,22 +122,30 @@ class Backend : public Allocator {
   virtual std::unique_ptr<CapturedWork> end_capture();
   virtual void abort_capture() noexcept {}
 
+  // The cheap table: a kernel registered for (op, dtype), whatever the shapes.
   bool supports(OpId op, DType dtype) const;
+  // The table for the query's dispatch dtype, and the op's shape predicate if it has one. The
+  // planner places with this; run() refuses a call it would answer false to.
+  bool supports(const OpQuery& query) const;
   // Whether the kernel for `op` reads strided (non-contiguous) inputs; if not, the planner
   // inserts an explicit `copy` to make them contiguous.
   bool accepts_strided_inputs(OpId op) const;
   std::vector<DType> supported_dtypes(OpId op) const;
-  // Runs the kernel; throws Unsupported (naming op, dtype and backend) when the slot is empty.
+  // Runs the kernel; throws Unsupported (naming op, dtype and backend) when the slot is empty or
+  // the op's shape predicate refuses the call's shapes and attributes.
   void run(OpId op, const KernelCall& call) const;
 
  protected:
   void register_kernel(OpId op, KernelFn fn, std::initializer_list<DType> dtypes, bool strided_inputs = true);
+  // Limits the op's kernel (registered or not yet) to the steps `accepts` answers true for.
+  void register_shape_limit(OpId op, ShapePredicate accepts);
 
  private:
   struct Slot {
     KernelFn fn = nullptr;
     uint32_t dtype_mask = 0;
     bool strided_inputs = true;
+    ShapePredicate accepts = nullptr;  // nullptr: every shape the dtype table allows
   };
   std::array<Slot, kNumOps> slots_{};
 };
@@ -129,6 +153,9 @@ class Backend : public Allocator {
 // The dtype a backend's supports() is asked about: the first input's, or the output's for
 // creation ops. Cast is keyed on its input dtype; its kernel handles every output dtype.
 DType dispatch_dtype_of(OpId op, std::span<const TensorType> inputs, const TensorType& output);
+
+// The query for a call about to run: its tensors' types and its attributes.
+OpQuery query_of(OpId op, const KernelCall& call);
 
 // The one global: backends by name, in order of preference (fastest first).
 // The backends of this process: cpu and ref from the start, the CUDA plugin's (one per GPU, first

@@ -24,10 +24,11 @@ namespace gpuml {
 
 // The plugin ABI: a plugin built from other headers is refused, not called. The number folds in
 // the op count and the size and alignment of every type that crosses the boundary, so a layout
-// change of Attrs, KernelCall, Tensor, Shape or Backend changes it by itself; what sizes cannot
+// change of Attrs, KernelCall, Tensor, Shape, Backend or OpQuery changes it by itself; what sizes cannot
 // see (a virtual function of Backend or Allocator added, removed or reordered; a field replaced by
 // one of the same size) needs kBackendInterfaceRevision bumped by hand.
-inline constexpr int kBackendInterfaceRevision = 2;
+// Revision 3: kernel slots carry a shape predicate that receives an OpQuery.
+inline constexpr int kBackendInterfaceRevision = 3;
 
 // FNV-1a over the parts, folded into a positive int (pure, so a test can show that each part counts).
 constexpr int plugin_abi_fingerprint(std::initializer_list<size_t> parts) {
@@ -43,7 +44,8 @@ constexpr int plugin_abi_fingerprint(std::initializer_list<size_t> parts) {
 
 inline constexpr int kPluginAbiVersion = plugin_abi_fingerprint(
     {kBackendInterfaceRevision, static_cast<size_t>(kNumOps), sizeof(Attrs), alignof(Attrs), sizeof(KernelCall),
-     alignof(KernelCall), sizeof(Tensor), sizeof(Shape), sizeof(Backend), alignof(Backend), sizeof(Device)});
+     alignof(KernelCall), sizeof(Tensor), sizeof(Shape), sizeof(Backend), alignof(Backend), sizeof(Device),
+     sizeof(OpQuery), alignof(OpQuery)});
 
 struct PluginLoad {
   std::string path;  // the file tried (or the names searched)

@@ -27,6 +27,10 @@
 //    (first def to last use, outputs to the end) do not overlap share memory (greedy best-fit
 //    gap, in five orders of the buffers; the lowest peak is kept). Inputs and params are
 //    external: fed at run time, never in the arena.
+//
+// In parts: placement (graph/placement.h), the fusion passes (graph/fusion.h lists them, one file
+// each under graph/passes/, each opening with its preconditions), arena packing (graph/arena.h);
+// planner.cpp walks the graph and emits the steps, transfers, copies and views between them.
 #pragma once
 
 #include <string>

@@ -8,6 +8,7 @@
 #include <random>
 
 #include "backend/dispatch.h"
+#include "graph/planner.h"
 #include "op_samples.h"
 
 namespace gpuml {
@@ -46,7 +47,7 @@ TEST_P(CudaOp, MatchesRef) {
       } catch (const Error&) {
         continue;
       }
-      if (!gpu->supports(op, dispatch_dtype_of(op, types, out))) continue;
+      if (!gpu->supports(OpQuery{op, types, out, sample.attrs})) continue;
       SCOPED_TRACE(fmt::format("{} {} seed {}", sample.label, dtype_name(dtype), seed));
       std::vector<Tensor> device_inputs;
       for (const Tensor& t : inputs) device_inputs.push_back(on_device(t, *gpu));
@@ -92,6 +93,34 @@ TEST(CudaEpilogues, DreluMaskLayoutIsTrustedAndRight) {
   const std::string said = ::testing::internal::GetCapturedStderr();
   EXPECT_EQ(said.find("not using cuBLASLt's DRELU"), std::string::npos) << said;
   EXPECT_TRUE(testing::all_close(got, run_op(ref, OpId::matmul_dact, {a, b, y}, attrs), 1e-4));
+}
+
+// cuBLASLt's DGELU needs the product's rows to be a multiple of 8 long: a shape limit of the
+// CUDA backend, so the planner fuses g W with the tanh gelu's backward at 16 columns and leaves it
+// unfused on the GPU at 12 (a decision in the plan, not a fallback in the kernel).
+TEST(CudaEpilogues, DgeluRowLengthIsAPlacementDecision) {
+  Backend* gpu = cuda_backend();
+  if (!gpu) GTEST_SKIP() << "no CUDA backend: " << backend_registry().cuda_status();
+  for (int64_t width : {16, 12}) {
+    Graph g;
+    Sym gr = g.input("g", {{6, 3}, DType::f32});
+    Sym w = g.param("w", {{3, width}, DType::f32});
+    Sym x = g.input("x", {{6, width}, DType::f32});
+    Attrs tanh_form;
+    tanh_form.gelu_tanh = true;
+    Sym dx = emit(OpId::gelu_backward, {x, matmul(gr, w)}, tanh_form);
+    PlanOptions options;
+    options.backends = {gpu, &backend_registry().get("cpu"), &backend_registry().reference()};
+    const Plan plan = plan_graph(g, {dx}, options);
+    SCOPED_TRACE(plan.to_string());
+    std::vector<std::string> kernels;
+    for (const PlanStep& s : plan.steps)
+      if (s.kind == StepKind::Kernel) kernels.push_back(fmt::format("{} on {}", op_name(s.op), s.backend->name()));
+    const std::vector<std::string> want =
+        width == 16 ? std::vector<std::string>{"matmul_dact on cuda"}
+                    : std::vector<std::string>{"matmul on cuda", "gelu_backward on cuda"};
+    EXPECT_EQ(kernels, want);
+  }
 }
 
 // cross_entropy over a vocabulary-sized row (one block per row) and its backward with bf16 logits

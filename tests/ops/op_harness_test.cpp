@@ -95,7 +95,7 @@ std::vector<HarnessCase> cases_for(const std::vector<Backend*>& backends) {
         for (const Tensor& t : inputs) signature.push_back(t.dtype());
         if (!seen_signatures.insert(signature).second) continue;
         std::vector<TensorType> types = input_types(inputs);
-        if (!backend->supports(sample.op, dispatch_dtype_of(sample.op, types, *out))) continue;
+        if (!backend->supports(OpQuery{sample.op, types, *out, sample.attrs})) continue;
         std::string name = sanitized(fmt::format("{}_{}_{}_{}", backend->name(), op_name(sample.op),
                                                  sample.label, dtype_name(dtype)));
         cases.push_back({std::string(backend->name()), i, dtype, name});

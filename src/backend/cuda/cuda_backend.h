@@ -116,10 +116,17 @@ class CudaBackend final : public Backend {
   // cuBLASLt's choices per product (guarded by mutex()).
   std::map<MatmulAlgoKey, MatmulAlgoChoice>& matmul_algorithms() { return matmul_algorithms_; }
   std::mutex& mutex() { return mutex_; }
+  // Whether cuBLASLt's DRELU epilogue reads our relu mask layout on this device: probed before the
+  // first matmul_dact with relu (cuda_matmul.cpp), then kept for the backend's life. The
+  // backend's, not the process's: each device (and whoever owns the backend) gets its own answer.
+  enum class DreluState { untried, trusted, refused };
+  std::atomic<DreluState>& drelu_state() { return drelu_state_; }
+  std::mutex& drelu_mutex() { return drelu_mutex_; }  // held while probing
 
   void add_kernel(OpId op, KernelFn fn, std::initializer_list<DType> dtypes, bool strided_inputs = true) {
     register_kernel(op, fn, dtypes, strided_inputs);
   }
+  void add_shape_limit(OpId op, ShapePredicate accepts) { register_shape_limit(op, accepts); }
   // Throws the OutOfMemory error: the op, the bytes asked for, what is free and what to try.
   [[noreturn]] void throw_out_of_memory(const char* op, size_t bytes) const;
 
@@ -172,6 +179,8 @@ class CudaBackend final : public Backend {
   std::map<std::string, ConvChoice> conv_algorithms_;
   std::map<MatmulAlgoKey, MatmulAlgoChoice> matmul_algorithms_;
   std::mutex mutex_;
+  std::atomic<DreluState> drelu_state_{DreluState::untried};
+  std::mutex drelu_mutex_;
   std::mutex workspace_mutex_;  // workspace(): allocate() takes mutex_
   std::mutex unthrown_mutex_;
   std::string unthrown_error_;  // the first error of a call that could not throw (note_unthrown_error)

@@ -316,10 +316,8 @@ bool run_drelu(const KernelCall& c) {
 // launch_relu_mask writes our reading of it (bit j + i * ld of row-major (i, j), LSB first).
 // Before the first DRELU a small product of integers (exact in f32) runs with the mask and must
 // equal the relu_backward of the plain product bit for bit. If it does not, or cuBLASLt has no
-// DRELU algorithm here, relu's backward runs as its two parts for the rest of the process.
-enum class DreluState { untried, trusted, refused };
-std::atomic<DreluState> g_drelu{DreluState::untried};
-std::mutex g_drelu_mutex;
+// DRELU algorithm here, relu's backward runs as its two parts for the rest of the backend's life
+// (CudaBackend::drelu_state).
 
 // Empty where the probe agrees, else why not.
 std::string drelu_probe(Backend& gpu) {
@@ -339,35 +337,48 @@ std::string drelu_probe(Backend& gpu) {
 }
 
 bool drelu_trusted(const KernelCall& c) {
-  DreluState state = g_drelu.load();
+  using DreluState = CudaBackend::DreluState;
+  CudaBackend& gpu = cuda_backend_of(c);
+  std::atomic<DreluState>& drelu = gpu.drelu_state();
+  DreluState state = drelu.load();
   if (state != DreluState::untried) return state == DreluState::trusted;
   // The probe synchronises, which a capture forbids; the eager first run of a plan probes.
-  if (cuda_backend_of(c).capturing()) return false;
-  std::lock_guard lock(g_drelu_mutex);
-  if (g_drelu.load() == DreluState::untried) {
+  if (gpu.capturing()) return false;
+  std::lock_guard lock(gpu.drelu_mutex());
+  if (drelu.load() == DreluState::untried) {
     std::string why;
     try {
       why = drelu_probe(c.backend);
     } catch (const Error& e) {
       why = e.what();
     }
-    g_drelu = why.empty() ? DreluState::trusted : DreluState::refused;
+    drelu = why.empty() ? DreluState::trusted : DreluState::refused;
     if (!why.empty())
       fmt::print(stderr, "gpuml: not using cuBLASLt's DRELU epilogue ({}); relu's backward runs as two kernels\n",
                  why);
   }
-  return g_drelu.load() == DreluState::trusted;
+  return drelu.load() == DreluState::trusted;
 }
 
-// matmul_dact: the product with cuBLASLt's DGELU (tanh gelu; the aux, gelu's input, needs a
-// leading dim divisible by 8 and 16-byte alignment) or DRELU epilogue, else its two parts (the erf
-// gelu, no algorithm, an untrusted mask layout).
+// matmul_dact's shape limit: cuBLASLt's DGELU (the tanh gelu) reads gelu's input with the
+// output's row length as its leading dim, which must divide by 8. Registered with the kernel, so
+// the planner leaves such a product unfused (a matmul and gelu_backward, the same numbers) as a
+// decision the plan shows, and Backend::run refuses such a call instead of falling back here.
+// The erf gelu has no epilogue and runs as its two parts at any width.
+bool dact_shapes_fit(const OpQuery& q) {
+  const bool dgelu = q.attrs.activation == Activation::gelu && q.attrs.gelu_tanh;
+  return !dgelu || q.output.shape.empty() || q.output.shape.back() % 8 == 0;
+}
+
+// matmul_dact: the product with cuBLASLt's DGELU (tanh gelu; n % 8 == 0 by dact_shapes_fit, and the
+// aux, gelu's input, needs 16-byte alignment, which only the run knows) or DRELU epilogue, else its
+// two parts (the erf gelu, a misaligned aux, no algorithm, an untrusted mask layout).
 void matmul_dact_kernel(const KernelCall& c) {
   const MatmulDims d = matmul_dims(c.inputs[0].shape(), c.inputs[1].shape(), c.attrs);
   const Tensor& aux = c.inputs[2];
   bool fused = false;
   if (c.attrs.activation == Activation::gelu) {
-    if (c.attrs.gelu_tanh && d.n % 8 == 0 && alignment_of(aux.raw_data()) >= 16) {
+    if (c.attrs.gelu_tanh && alignment_of(aux.raw_data()) >= 16) {
       const DactAux dgelu{CUBLASLT_EPILOGUE_DGELU, aux.raw_data(), d.n};
       fused = run_matmul(c, false, nullptr, &dgelu);
     }
@@ -387,6 +398,7 @@ void register_matmul_kernels(CudaBackend& b) {
                /*strided_inputs=*/false);
   b.add_kernel(OpId::matmul_bgrad, matmul_bgrad_kernel, {DType::f32, DType::bf16, DType::f16}, /*strided_inputs=*/false);
   b.add_kernel(OpId::matmul_dact, matmul_dact_kernel, {DType::f32, DType::bf16, DType::f16}, /*strided_inputs=*/false);
+  b.add_shape_limit(OpId::matmul_dact, dact_shapes_fit);
 }
 
 }  // namespace gpuml::cuda
