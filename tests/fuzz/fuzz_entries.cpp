@@ -207,6 +207,14 @@ void run_checkpoint(std::string_view bytes) {
   expect_clean([&] { read_resume_point(p.string(), TrainConfig{}); });
 }
 
+// `gpuml predict --input photo.png` (or .jpg): decoded, converted and resized to the model's
+// input; the first byte picks the name, the content decides the format.
+void run_image(std::string_view bytes) {
+  auto [option, image] = option_byte(bytes);
+  fs::path p = write_file(fresh_dir() / (option & 1 ? "input.jpg" : "input.png"), image);
+  expect_clean([&] { load_predict_inputs(p.string(), kPredictModelInput); });
+}
+
 }  // namespace
 
 const std::vector<FuzzEntry>& fuzz_entries() {
@@ -222,6 +230,7 @@ const std::vector<FuzzEntry>& fuzz_entries() {
       {"shard_records", run_shard_records},
       {"onnx", run_onnx},
       {"checkpoint", run_checkpoint},
+      {"image", run_image},
   };
   return entries;
 }

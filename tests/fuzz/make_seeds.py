@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """Writes the small seed corpora of the fuzz targets (tests/fuzz/corpus/<target>/).
 
+(corpus/image/ is not written here: its PNG and JPEG seeds were made with gpuml's own encoders,
+data::write_png_file and data::write_jpeg_file, on 3x7 to 6x5 gray and RGB images, each prefixed
+with the option byte fuzz_entries.cpp reads: 0 names the file .png, 1 .jpg.)
+
     python3 tests/fuzz/make_seeds.py [path/to/gpuml]
 
 Pure Python (no numpy) for the file formats; with a built gpuml binary it also trains a tiny
