@@ -20,14 +20,8 @@ namespace fs = std::filesystem;
 using testing::run_gpuml;
 using testing::TempDir;
 
-std::string q(const fs::path& p) { return fmt::format("'{}'", p.string()); }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::q;
+using testing::read_text;
 
 // A path as predict writes it in its "file" column (quoted only when it must be).
 std::string csv_field_of(const fs::path& p) {

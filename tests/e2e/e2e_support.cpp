@@ -3,9 +3,11 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <fmt/format.h>
 #include <cstdio>
 #include <fstream>
 #include <random>
+#include <sstream>
 
 #include "data/idx.h"
 
@@ -76,6 +78,15 @@ CommandResult run_shell(const std::string& command_line) {
   int status = pclose(pipe);
   r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
+}
+
+std::string q(const std::filesystem::path& p) { return fmt::format("'{}'", p.string()); }
+
+std::string read_text(const std::filesystem::path& p) {
+  std::ifstream in(p);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
 }
 
 }  // namespace gpuml::testing

@@ -34,4 +34,9 @@ CommandResult run_gpuml(const std::string& args);
 // A /bin/sh command line, stdout and stderr captured.
 CommandResult run_shell(const std::string& command);
 
+// A path quoted for the shell command lines above ('...').
+std::string q(const std::filesystem::path& p);
+// A whole file as text ("" when it cannot be read).
+std::string read_text(const std::filesystem::path& p);
+
 }  // namespace gpuml::testing

@@ -17,14 +17,8 @@ namespace fs = std::filesystem;
 using testing::run_gpuml;
 using testing::TempDir;
 
-std::string q(const fs::path& p) { return fmt::format("'{}'", p.string()); }
-
-std::string read_text(const fs::path& p) {
-  std::ifstream in(p);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::q;
+using testing::read_text;
 
 int count_entries(const fs::path& dir, const std::string& prefix) {
   int n = 0;
