@@ -29,6 +29,20 @@ FilePtr open_file(const std::string& path, const char* mode) {
   return f;
 }
 
+// The most bytes a decoded image may take. A header is a few bytes that can claim 65500 x 65500
+// pixels (found by fuzzing: a 150-byte JPEG made gpuml allocate 4 GB before reading any pixel),
+// so the size is checked before anything is allocated. 256 MiB is a 9,000 x 9,000 RGB photo.
+constexpr uint64_t kMaxDecodedBytes = uint64_t{256} << 20;
+
+// Empty when an image of this size may be decoded, else why not.
+std::string too_large(const std::string& path, uint64_t width, uint64_t height, int channels) {
+  const uint64_t bytes = width * height * static_cast<uint64_t>(channels);
+  if (width > 0 && height > 0 && bytes <= kMaxDecodedBytes) return {};
+  if (width == 0 || height == 0) return fmt::format("{}: the image header says {}x{} pixels", path, width, height);
+  return fmt::format("{}: a {}x{} image ({} MiB decoded) is larger than gpuml decodes ({} MiB); resize it first", path,
+                     width, height, bytes >> 20, kMaxDecodedBytes >> 20);
+}
+
 Image decode_png(const std::string& path, int channels) {
   png_image png;
   std::memset(&png, 0, sizeof png);
@@ -37,6 +51,10 @@ Image decode_png(const std::string& path, int channels) {
                    png.message);
   if (channels == 0) channels = (png.format & PNG_FORMAT_FLAG_COLOR) ? 3 : 1;
   png.format = channels == 1 ? PNG_FORMAT_GRAY : PNG_FORMAT_RGB;
+  if (std::string why = too_large(path, png.width, png.height, channels); !why.empty()) {
+    png_image_free(&png);
+    GPUML_FAIL(ErrorKind::Invalid, "{}", why);
+  }
   Image img{png.width, png.height, channels, std::vector<uint8_t>(PNG_IMAGE_SIZE(png))};
   bool ok = png_image_finish_read(&png, nullptr, img.pixels.data(), 0, nullptr) != 0;
   std::string message = png.message;
@@ -76,6 +94,10 @@ Image decode_jpeg(const std::string& path, int requested_channels) {
   jpeg_stdio_src(&cinfo, file.get());
   jpeg_read_header(&cinfo, TRUE);
   if (img->channels == 0) img->channels = cinfo.num_components == 1 ? 1 : 3;
+  if (std::string why = too_large(path, cinfo.image_width, cinfo.image_height, img->channels); !why.empty()) {
+    jpeg_destroy_decompress(&cinfo);
+    GPUML_FAIL(ErrorKind::Invalid, "{}", why);
+  }
   cinfo.out_color_space = img->channels == 1 ? JCS_GRAYSCALE : JCS_RGB;
   jpeg_start_decompress(&cinfo);
   img->width = cinfo.output_width;

@@ -322,3 +322,31 @@ TEST(Pack, BadInputsAreRefusedWithoutAManifest) {
 
 }  // namespace
 }  // namespace gpuml::data
+
+namespace gpuml::data {
+namespace {
+
+// A header claims the size; the pixels are allocated only for a size worth decoding (fuzzing
+// found a 150-byte JPEG that made gpuml allocate 4 GB first).
+TEST(ImageCodec, HeadersClaimingHugeImagesAreRefusedBeforeAllocating) {
+  for (const char* name : {"jpeg_claims_63023x63479", "png_claims_60000x60000"}) {
+    const std::filesystem::path regression = std::filesystem::path(GPUML_FUZZ_DIR) / "regressions" / "image" / name;
+    std::ifstream in(regression, std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), {});
+    ASSERT_GT(bytes.size(), 1u) << regression;
+    testing::TempDir dir;
+    const std::filesystem::path image = dir.path() / "huge.img";
+    std::ofstream(image, std::ios::binary) << bytes.substr(1);  // the first byte is the fuzzer's option
+    try {
+      decode_image_file(image.string());
+      FAIL() << name << " was decoded";
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find("is larger than gpuml decodes (256 MiB); resize it first"),
+                std::string::npos)
+          << e.what();
+    }
+  }
+}
+
+}  // namespace
+}  // namespace gpuml::data
