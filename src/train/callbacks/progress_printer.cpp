@@ -36,8 +36,9 @@ void ProgressPrinter::on_epoch_stopped(TrainState&) {
 void ProgressPrinter::on_epoch_end(TrainState& st) {
   const EpochSummary& e = st.epoch_summary;
   if (bar_)
-    bar_->finish(fmt::format("loss {:.4f} acc {:.4f} | {} loss {:.4f} acc {:.4f} | data wait {:.1f}%", e.train_loss,
-                             e.train_accuracy, st.eval_name, e.eval_loss, e.eval_accuracy, 100.0 * e.data_wait));
+    bar_->finish(fmt::format("loss {:.4f} acc {:.4f} | {} loss {:.4f} acc {:.4f} | lr {:.1e} | data wait {:.1f}%",
+                             e.train_loss, e.train_accuracy, st.eval_name, e.eval_loss, e.eval_accuracy, e.lr,
+                             100.0 * e.data_wait));
   bar_.reset();
 }
 

@@ -36,9 +36,10 @@ void RunLogs::on_epoch_end(TrainState& st) {
                     {"train_accuracy", e.train_accuracy}, {ev + "_loss", e.eval_loss},
                     {ev + "_accuracy", e.eval_accuracy}, {"epoch_seconds", e.seconds},
                     {"step_seconds", e.step_seconds}, {"data_wait_fraction", e.data_wait},
-                    {"samples_per_second", e.samples_per_second}});
+                    {"samples_per_second", e.samples_per_second}, {"lr", e.lr}});
   tensorboard_->add_scalar("train/loss", e.epoch, e.train_loss);
   tensorboard_->add_scalar("train/accuracy", e.epoch, e.train_accuracy);
+  tensorboard_->add_scalar("train/lr", e.epoch, e.lr);
   tensorboard_->add_scalar(ev + "/loss", e.epoch, e.eval_loss);
   tensorboard_->add_scalar(ev + "/accuracy", e.epoch, e.eval_accuracy);
   curves_.epoch.push_back(double(e.epoch));

@@ -1,0 +1,97 @@
+// Issue 18, the trainer's part, through the command line: the learning rate per epoch, --resume
+// that continues the run as it was configured, what a resumed run and its weights say about
+// themselves, held-out validation by default when the data has no test split, and `gpuml eval`
+// on the rows a run held out.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+
+#include <fstream>
+#include <sstream>
+
+#include "e2e_support.h"
+
+namespace gpuml {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::run_gpuml;
+using testing::TempDir;
+
+std::string q(const fs::path& p) { return fmt::format("'{}'", p.string()); }
+
+std::vector<std::string> read_lines(const fs::path& p) {
+  std::ifstream in(p);
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+std::vector<std::string> cells_of(const std::string& line) {
+  std::vector<std::string> cells;
+  std::stringstream s(line);
+  for (std::string cell; std::getline(s, cell, ',');) cells.push_back(cell);
+  if (!line.empty() && line.back() == ',') cells.emplace_back();
+  return cells;
+}
+
+// The cell of `column` in each row of metrics.csv (the header is row 0).
+std::vector<std::string> column(const fs::path& metrics, const std::string& name) {
+  std::vector<std::string> lines = read_lines(metrics), values;
+  if (lines.empty()) return values;
+  std::vector<std::string> header = cells_of(lines[0]);
+  size_t at = std::find(header.begin(), header.end(), name) - header.begin();
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<std::string> cells = cells_of(lines[i]);
+    values.push_back(at < cells.size() ? cells[at] : std::string("<none>"));
+  }
+  return values;
+}
+
+bool has_column(const fs::path& metrics, const std::string& name) {
+  std::vector<std::string> lines = read_lines(metrics);
+  if (lines.empty()) return false;
+  std::vector<std::string> header = cells_of(lines[0]);
+  return std::find(header.begin(), header.end(), name) != header.end();
+}
+
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+
+class TrainTruth : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
+    testing::write_fashion_subset(dir_.path() / "data", 640, 100);  // 10 batches of 64
+  }
+  // `gpuml train` of the mlp on the subset, one thread, into `run`.
+  testing::CommandResult train(const fs::path& run, const std::string& flags) {
+    return run_gpuml(fmt::format("train --model mlp --batch-size 64 --threads 1 --data {} --out {} {}",
+                                 q(dir_.path() / "data"), q(run), flags));
+  }
+  TempDir dir_;
+};
+
+// The learning rate of each epoch is in the progress line, metrics.csv (column lr) and
+// TensorBoard, so a schedule can be checked; a run resumed from a metrics.csv written before
+// the column existed continues the table with it.
+TEST_F(TrainTruth, EachEpochReportsItsLearningRate) {
+  fs::path run = dir_.path() / "run";
+  auto t = train(run, "--epochs 2 --lr 0.01 --schedule step:1:0.5");
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  EXPECT_TRUE(contains(t.output, "lr 1.0e-02")) << t.output;
+  EXPECT_TRUE(contains(t.output, "lr 5.0e-03")) << t.output;
+  EXPECT_EQ(column(run / "metrics.csv", "lr"), (std::vector<std::string>{"0.01", "0.005"}));
+
+  // An older run's table: no lr column.
+  std::vector<std::string> lines = read_lines(run / "metrics.csv");
+  std::ofstream old(run / "metrics.csv");
+  for (const std::string& line : lines) old << line.substr(0, line.rfind(',')) << "\n";
+  old.close();
+  ASSERT_FALSE(has_column(run / "metrics.csv", "lr"));
+  auto r = run_gpuml(fmt::format("train --threads 1 --epochs 3 --resume {}", q(run)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(column(run / "metrics.csv", "lr"), (std::vector<std::string>{"", "", "0.0025"}));
+}
+
+}  // namespace
+}  // namespace gpuml
