@@ -1,6 +1,9 @@
 // `gpuml train`, `gpuml eval` and `gpuml predict`.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
+#include <array>
 #include <memory>
 
 #include "backend/backend.h"
@@ -60,6 +63,26 @@ void print_flag_notes(const TrainConfig& cfg, const CLI::App& cmd) {
     if (cmd.count(flag) > 0)
       fmt::print(stderr, "note: {} applies to sharded data (gpuml data pack); {} is read into memory whole\n", flag,
                  cfg.data);
+}
+
+// The flags a resumed run takes from the new command (train/resume.h says which fields); every
+// other flag sets something the run fixed, and is refused rather than silently ignored.
+constexpr std::array kFlagsWithResume = {"--resume",  "--epochs",          "--out",    "--quiet",
+                                         "--max-steps", "--checkpoint-every", "--threads", "--device",
+                                         "--gpu-memory-limit", "--cuda-graphs", "--no-cuda-graphs", "--help",
+                                         "--overwrite"};  // refused by check_run_dir: it would delete the run
+
+void refuse_flags_the_run_fixed(const CLI::App& cmd) {
+  std::vector<std::string> fixed;
+  for (const CLI::Option* option : cmd.get_options())
+    if (option->count() > 0 && std::find(kFlagsWithResume.begin(), kFlagsWithResume.end(), option->get_name()) ==
+                                   kFlagsWithResume.end())
+      fixed.push_back(option->get_name());
+  if (!fixed.empty())
+    throw UsageError(fmt::format("--resume continues the run as it was configured: {} cannot change (with --resume "
+                                 "give only --epochs, --out, --max-steps, --checkpoint-every, --threads, --device, "
+                                 "--quiet, --gpu-memory-limit, --no-cuda-graphs)",
+                                 fmt::join(fixed, ", ")));
 }
 
 void add_precision_option(CLI::App* cmd, std::string& target, const std::string& help) {
@@ -165,6 +188,8 @@ Command add_train_command(CLI::App& app) {
       ->capture_default_str()
       ->check(memory_size(true));
   return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_limit, precision, betas, cmd] {
+            if (!cfg->resume.empty()) refuse_flags_the_run_fixed(*cmd);
+            cfg->epochs_given = cfg->resume.empty() || cmd->count("--epochs") > 0;
             // Device backends take the cap before anything is allocated on them.
             // Only a cap loads the CUDA plugin here (--device cpu without one never does).
             const uint64_t gpu_cap = memory_size_bytes(*gpu_memory_limit, "--gpu-memory-limit");

@@ -54,6 +54,8 @@ struct TrainState {
   std::string data_description;     // one line: "fashion-mnist IDX: 60000 train, 10000 test"
   std::vector<std::string> class_names;
   bool resumed = false;
+  std::string resumed_from;  // the checkpoint --resume read
+  int64_t saved_epochs = 0;  // the epochs the resumed run was configured with (--epochs may change them)
   // The process that writes files and progress (false on the other ranks of data parallelism).
   bool primary = true;
   int64_t steps_per_epoch = 0;

@@ -15,6 +15,10 @@ struct TrainConfig {
   std::string data = "/usr/share/datasets/fashion-mnist";
   std::string model = "cnn";  // a preset (mlp, cnn) or a JSON file describing layers
   int64_t epochs = 5;
+  // With --resume: false takes the epochs the run was configured with, true `epochs` (the
+  // command line sets it when --epochs is given; the other fields --resume keeps are in
+  // train/resume.h).
+  bool epochs_given = true;
   int64_t batch_size = 128;
   optim::OptimizerConfig optimizer;  // lr lives here
   optim::ScheduleConfig schedule;

@@ -232,6 +232,7 @@ TrainState Trainer::Impl::initial_state() {
   st.data_description = data.description;
   st.class_names = data.class_names;
   st.resumed = resumed.has_value();
+  if (resumed) st.resumed_from = resumed->path, st.saved_epochs = resumed->saved_epochs;
   st.primary = primary;
   st.steps_per_epoch = data.train->batches_per_epoch();
   st.device_used = gpuml::device_used(plan, cfg.device);

@@ -93,5 +93,28 @@ TEST_F(TrainTruth, EachEpochReportsItsLearningRate) {
   EXPECT_EQ(column(run / "metrics.csv", "lr"), (std::vector<std::string>{"", "", "0.0025"}));
 }
 
+// --resume trains the epochs the run was configured with (not the default 5); --epochs changes
+// them and the header says so; flags that set what the run fixed are refused, named, exit 2.
+TEST_F(TrainTruth, ResumeTrainsTheRunsEpochsAndRefusesWhatTheRunFixed) {
+  fs::path run = dir_.path() / "run";
+  auto t = train(run, "--epochs 2 --max-steps 5");
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  ASSERT_TRUE(contains(t.output, "continue with: gpuml train --resume")) << t.output;
+
+  auto refused = run_gpuml(fmt::format("train --resume {} --lr 0.5 --seed 3 --epochs 2", q(run)));
+  EXPECT_EQ(refused.exit_code, 2) << refused.output;
+  EXPECT_TRUE(contains(refused.output, "--lr, --seed cannot change")) << refused.output;
+
+  auto resumed = run_gpuml(fmt::format("train --threads 1 --resume {}", q(run)));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(contains(resumed.output, "2 epochs, batch 64")) << resumed.output;
+  EXPECT_EQ(read_lines(run / "metrics.csv").size(), 3u) << "header and the run's 2 epochs";
+
+  auto extended = run_gpuml(fmt::format("train --threads 1 --epochs 3 --resume {}", q(run)));
+  ASSERT_EQ(extended.exit_code, 0) << extended.output;
+  EXPECT_TRUE(contains(extended.output, "3 epochs (extended from 2 by --epochs)")) << extended.output;
+  EXPECT_EQ(read_lines(run / "metrics.csv").size(), 4u);
+}
+
 }  // namespace
 }  // namespace gpuml

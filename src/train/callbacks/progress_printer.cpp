@@ -4,13 +4,25 @@
 
 namespace gpuml {
 
+namespace {
+
+// "5 epochs"; a resumed run whose --epochs changed its length says so.
+std::string epochs_text(const TrainState& st) {
+  const int64_t epochs = st.config->epochs;
+  if (!st.resumed || st.saved_epochs == epochs) return count_of(epochs, "epoch");
+  return fmt::format("{} ({} from {} by --epochs)", count_of(epochs, "epoch"),
+                     epochs > st.saved_epochs ? "extended" : "shortened", st.saved_epochs);
+}
+
+}  // namespace
+
 void ProgressPrinter::on_train_begin(TrainState& st) {
   if (!st.primary || !log_) return;
   const TrainConfig& cfg = *st.config;
   fmt::print(log_, "data: {}\n", st.data_description);
   fmt::print(log_, "{}", nn::model_summary(*st.model, cfg.batch_size, trainer_.planned_peak_bytes()));
   fmt::print(log_, "optimizer: {}, {}, batch {}, device {}, precision {}{}, run directory {}\n",
-             optim::describe(cfg.optimizer), count_of(cfg.epochs, "epoch"), cfg.batch_size, st.device_used,
+             optim::describe(cfg.optimizer), epochs_text(st), cfg.batch_size, st.device_used,
              precision_name(cfg.precision), cfg.deterministic ? " (deterministic)" : "", st.run_dir.string());
   if (!st.precision_note.empty()) fmt::print(log_, "note: {}\n", st.precision_note);
   std::fflush(log_);  // the summary comes before the progress bar (on stderr)
