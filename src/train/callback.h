@@ -56,6 +56,7 @@ struct TrainState {
   bool resumed = false;
   std::string resumed_from;  // the checkpoint --resume read
   int64_t saved_epochs = 0;  // the epochs the resumed run was configured with (--epochs may change them)
+  std::string weights_from;  // a new run's starting weights: "--init-from FILE", "the ONNX model FILE"; empty: initialised
   // The process that writes files and progress (false on the other ranks of data parallelism).
   bool primary = true;
   int64_t steps_per_epoch = 0;

@@ -105,6 +105,7 @@ struct Trainer::Impl {
   TrainingData data;
   std::optional<nn::Model> model;
   std::optional<NamedTensors> initial_weights;  // an ONNX model's, or --init-from's
+  std::string weights_from;                     // which of them (TrainState::weights_from)
   std::unique_ptr<ModelRunner> runner;
   fs::path run_dir;
   Tensor eval_x, eval_y;
@@ -149,6 +150,7 @@ void Trainer::Impl::build_model(TrainerInputs& inputs) {
     interop::ImportedModel imported = interop::import_onnx_file(cfg.model);
     model = nn::Model::from_json(imported.model.to_json());
     initial_weights = std::move(imported.weights);
+    weights_from = fmt::format("the ONNX model {}", cfg.model);
   } else {
     model = load_model(cfg.model);
   }
@@ -161,6 +163,7 @@ void Trainer::Impl::read_initial_weights() {
   try {
     initial_weights = interop::load_weights_file(cfg.init_from);
     interop::check_weights_fit(model->param_infos(), *initial_weights);
+    weights_from = fmt::format("--init-from {}", cfg.init_from);
   } catch (const Error& e) {
     GPUML_FAIL(e.kind(), "--init-from {}: {}", cfg.init_from, e.message());
   }
@@ -233,6 +236,7 @@ TrainState Trainer::Impl::initial_state() {
   st.class_names = data.class_names;
   st.resumed = resumed.has_value();
   if (resumed) st.resumed_from = resumed->path, st.saved_epochs = resumed->saved_epochs;
+  st.weights_from = weights_from;
   st.primary = primary;
   st.steps_per_epoch = data.train->batches_per_epoch();
   st.device_used = gpuml::device_used(plan, cfg.device);

@@ -116,5 +116,25 @@ TEST_F(TrainTruth, ResumeTrainsTheRunsEpochsAndRefusesWhatTheRunFixed) {
   EXPECT_EQ(read_lines(run / "metrics.csv").size(), 4u);
 }
 
+// A resumed run says where it resumed, and its progress bar counts from there (10/10 at the end
+// of an epoch resumed at batch 6, not 5/5); a run started from given weights names them.
+TEST_F(TrainTruth, ResumeSaysWhereAndTheBarCountsFromThere) {
+  fs::path run = dir_.path() / "run";
+  auto t = train(run, "--epochs 1 --max-steps 5");
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  auto resumed = run_gpuml(fmt::format("train --threads 1 --resume {}", q(run)));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_TRUE(contains(resumed.output, "resuming " + (run / "last.safetensors").string() +
+                                           " at epoch 1, step 5 (batch 6 of 10)"))
+      << resumed.output;
+  EXPECT_TRUE(contains(resumed.output, "] 10/10 ")) << resumed.output;
+
+  auto init = train(dir_.path() / "init", fmt::format("--epochs 1 --max-steps 1 --init-from {}",
+                                                      q(run / "model.safetensors")));
+  ASSERT_EQ(init.exit_code, 0) << init.output;
+  EXPECT_TRUE(contains(init.output, "starting weights: --init-from " + (run / "model.safetensors").string()))
+      << init.output;
+}
+
 }  // namespace
 }  // namespace gpuml

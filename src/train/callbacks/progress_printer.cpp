@@ -14,6 +14,14 @@ std::string epochs_text(const TrainState& st) {
                      epochs > st.saved_epochs ? "extended" : "shortened", st.saved_epochs);
 }
 
+// "resuming runs/x/last.safetensors at epoch 2, step 45 (batch 14 of 32)"
+std::string resume_line(const TrainState& st) {
+  const TrainingProgress& p = st.progress;
+  const bool mid_epoch = p.loader_epoch == p.epoch && p.loader_batch > 0;
+  return fmt::format("resuming {} at epoch {}, step {}{}", st.resumed_from, p.epoch + 1, p.step,
+                     mid_epoch ? fmt::format(" (batch {} of {})", p.loader_batch + 1, st.steps_per_epoch) : "");
+}
+
 }  // namespace
 
 void ProgressPrinter::on_train_begin(TrainState& st) {
@@ -25,13 +33,15 @@ void ProgressPrinter::on_train_begin(TrainState& st) {
              optim::describe(cfg.optimizer), epochs_text(st), cfg.batch_size, st.device_used,
              precision_name(cfg.precision), cfg.deterministic ? " (deterministic)" : "", st.run_dir.string());
   if (!st.precision_note.empty()) fmt::print(log_, "note: {}\n", st.precision_note);
+  if (!st.weights_from.empty()) fmt::print(log_, "starting weights: {}\n", st.weights_from);
+  if (st.resumed) fmt::print(log_, "{}\n", resume_line(st));
   std::fflush(log_);  // the summary comes before the progress bar (on stderr)
 }
 
 void ProgressPrinter::on_epoch_begin(TrainState& st) {
   if (!st.primary || !out_) return;
-  bar_.emplace(fmt::format("epoch {}/{}", st.epoch + 1, st.config->epochs), st.steps_per_epoch - st.first_batch,
-               "samples", out_);
+  bar_.emplace(fmt::format("epoch {}/{}", st.epoch + 1, st.config->epochs), st.steps_per_epoch, "samples", out_);
+  bar_->resume_at(st.first_batch);
 }
 
 void ProgressPrinter::on_step_end(TrainState& st) {
