@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cmath>
 #include <memory>
 
 #include "backend/backend.h"
@@ -151,8 +152,9 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--resume", cfg->resume, "Continue a run: its directory or a checkpoint file");
   cmd->add_option("--init-from", cfg->init_from,
                   "Start from these weights (.safetensors or .npz with PyTorch state_dict names)");
-  cmd->add_option("--val-split", cfg->val_split, "Hold out this fraction of the training set for validation")
-      ->capture_default_str()
+  cmd->add_option("--val-split", cfg->val_split,
+                  "Hold out this fraction of the training set for validation (default: 0.1 when the data has no "
+                  "test split, else none; 0: train on all of it, with no evaluation)")
       ->check(number_in_range(0, 1));
   cmd->add_option("--patience", cfg->patience, "Stop after this many epochs without a better accuracy (0: never)")
       ->capture_default_str()
@@ -223,8 +225,11 @@ Command add_train_command(CLI::App& app) {
             if (r.epochs_run == 0)  // stopped (--max-steps) before any epoch ended: no accuracy to report
               fmt::print("done: no epoch finished in this run, {:.1f} s training; run in {}\n", r.seconds_training, r.run_dir);
             else
-              fmt::print("done: {}, train acc {:.4f}, eval acc {:.4f} (best {:.4f}), {:.1f} s training; run in {}\n",
-                         count_of(r.epochs_run, "epoch"), r.train_accuracy, r.eval_accuracy, r.best_accuracy,
+              fmt::print("done: {}, train acc {:.4f}, {}, {:.1f} s training; run in {}\n", count_of(r.epochs_run, "epoch"),
+                         r.train_accuracy,
+                         std::isnan(r.eval_accuracy)
+                             ? std::string("no held-out data to evaluate")
+                             : fmt::format("eval acc {:.4f} (best {:.4f})", r.eval_accuracy, r.best_accuracy),
                          r.seconds_training, r.run_dir);
             return 0;
           }};

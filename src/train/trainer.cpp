@@ -77,7 +77,8 @@ void validate(const TrainConfig& cfg) {
   GPUML_CHECK(cfg.batch_size >= 1, "--batch-size must be >= 1, got {}", cfg.batch_size);
   GPUML_CHECK(cfg.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", cfg.checkpoint_every);
   GPUML_CHECK(cfg.max_steps >= 0, "--max-steps must be >= 0, got {}", cfg.max_steps);
-  GPUML_CHECK(cfg.val_split >= 0 && cfg.val_split < 1, "--val-split must be in [0, 1), got {}", cfg.val_split);
+  // Negative: the default (train_config.h), resolved when the data is read.
+  GPUML_CHECK(cfg.val_split < 1, "--val-split must be in [0, 1), got {}", cfg.val_split);
   optim::validate(cfg.optimizer);
   optim::validate(cfg.schedule);
 }
@@ -178,6 +179,11 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_uni
   // On a GPU the loaders build batches in its pinned host memory (nullptr on CPU: plain memory).
   m.memory = data::BatchMemory::create(m.plan.backends.front()->pinned_host_allocator());
   m.data = load_run_data(m.cfg, std::move(inputs.train), std::move(inputs.eval), m.memory);
+  m.cfg.val_split = m.data.val_split;  // the default resolved: what config.json and --resume keep
+  GPUML_CHECK(m.cfg.patience == 0 || m.data.eval,
+              "--patience {} needs held-out data to judge improvement, and {} has no test split and --val-split is "
+              "0: hold some out (--val-split 0.1) or drop --patience",
+              m.cfg.patience, inputs.train ? "the training arrays" : m.cfg.data);
   m.build_model(inputs);
   check_model_fits_data(*m.model, m.data, inputs.train ? "the training arrays" : m.cfg.data);
   m.read_initial_weights();
@@ -232,6 +238,7 @@ TrainState Trainer::Impl::initial_state() {
   st.runner = runner.get();
   st.run_dir = run_dir;
   st.eval_name = data.eval_name;
+  st.split_note = data.split_note;
   st.data_description = data.description;
   st.class_names = data.class_names;
   st.resumed = resumed.has_value();
@@ -332,13 +339,10 @@ void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
   result.seconds_training += e.seconds - st.earlier_seconds;
   e.train_loss = result.train_loss = st.seen ? st.loss_sum / st.seen : NAN;
   e.train_accuracy = result.train_accuracy = st.seen ? double(st.correct) / st.seen : NAN;
-  if (data.eval) {
+  if (data.eval) {  // without held-out data there is nothing to judge the epoch by (NaN)
     EvalStats ev = runner->evaluate(eval_x, eval_y);
     result.eval_loss = ev.loss_sum / ev.count;
     result.eval_accuracy = double(ev.correct) / ev.count;
-  } else {
-    result.eval_loss = result.train_loss;
-    result.eval_accuracy = result.train_accuracy;
   }
   e.eval_loss = result.eval_loss;
   e.eval_accuracy = result.eval_accuracy;
@@ -353,19 +357,19 @@ void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
   progress.loader_batch = 0;
   progress.epoch_loss_sum = progress.epoch_seconds = progress.epoch_step_seconds = 0;
   progress.epoch_correct = progress.epoch_seen = 0;
-  e.improved = result.eval_accuracy > progress.best_metric || progress.best_epoch == 0;
+  e.improved = data.eval && (result.eval_accuracy > progress.best_metric || progress.best_epoch == 0);
   if (e.improved) {
     progress.best_metric = result.eval_accuracy;
     progress.best_epoch = st.epoch + 1;
     progress.epochs_without_improvement = 0;
-  } else {
+  } else if (data.eval) {
     ++progress.epochs_without_improvement;
   }
   call(&Callback::on_epoch_end, st);
 }
 
 void Trainer::Impl::finish(TrainState& st, TrainResult& result) {
-  result.best_accuracy = st.progress.best_metric;
+  if (st.progress.best_epoch > 0) result.best_accuracy = st.progress.best_metric;
   result.interrupted_by = st.stop_signal;
   result.stopped_at_max_steps = st.at_max_steps;
   result.stopped_early = st.stop_early;

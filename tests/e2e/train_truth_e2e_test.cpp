@@ -57,6 +57,29 @@ bool has_column(const fs::path& metrics, const std::string& name) {
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
+// 200 rows of two features and a class id 0..3 (no test split), and a linear model for them.
+void write_csv_and_model(const fs::path& csv, const fs::path& model) {
+  std::ofstream out(csv);
+  out << "a,b,label\n";
+  for (int i = 0; i < 200; ++i) out << (i % 4) * 2 + 0.01 * (i % 7) << "," << 0.5 - 0.01 * (i % 5) << "," << i % 4 << "\n";
+  std::ofstream(model) << R"({"input_shape": [2], "layers": [{"type": "Linear", "in_features": 2, "out_features": 4}]})";
+}
+
+std::string read_bytes(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+// The run's TensorBoard event file(s), concatenated.
+std::string event_bytes(const fs::path& run) {
+  std::string bytes;
+  for (const auto& e : fs::directory_iterator(run))
+    if (e.path().filename().string().rfind("events.out.tfevents.", 0) == 0) bytes += read_bytes(e.path());
+  return bytes;
+}
+
 class TrainTruth : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -134,6 +157,46 @@ TEST_F(TrainTruth, ResumeSaysWhereAndTheBarCountsFromThere) {
   ASSERT_EQ(init.exit_code, 0) << init.output;
   EXPECT_TRUE(contains(init.output, "starting weights: --init-from " + (run / "model.safetensors").string()))
       << init.output;
+}
+
+// Data without a test split holds out 10% (seeded) for validation by default, and says so; with
+// --val-split 0 it trains on all of it and reports nothing as "test": no held-out columns, no
+// best checkpoint by accuracy (eval reads last.safetensors), and --patience is refused.
+TEST_F(TrainTruth, WithoutATestSplitTenPercentIsHeldOutOrNothingIsEvaluated) {
+  const fs::path csv = dir_.path() / "rows.csv", model = dir_.path() / "linear.json";
+  write_csv_and_model(csv, model);
+  auto train_csv = [&](const fs::path& run, const std::string& flags) {
+    return run_gpuml(fmt::format("train --model {} --data {} --batch-size 16 --threads 1 --epochs 2 --out {} {}",
+                                 q(model), q(csv), q(run), flags));
+  };
+  const fs::path held = dir_.path() / "held", all = dir_.path() / "all";
+  auto h = train_csv(held, "");
+  ASSERT_EQ(h.exit_code, 0) << h.output;
+  EXPECT_TRUE(contains(h.output, "validation: 10% of train held out (--val-split 0 to train on all)")) << h.output;
+  EXPECT_TRUE(has_column(held / "metrics.csv", "val_accuracy"));
+  EXPECT_FALSE(has_column(held / "metrics.csv", "test_accuracy"));
+  EXPECT_TRUE(fs::exists(held / "best.safetensors"));
+
+  auto a = train_csv(all, "--val-split 0");
+  ASSERT_EQ(a.exit_code, 0) << a.output;
+  EXPECT_TRUE(contains(a.output, "validation: none (--val-split 0)")) << a.output;
+  EXPECT_FALSE(contains(a.output, "| test")) << a.output;
+  EXPECT_TRUE(contains(a.output, "no held-out data to evaluate")) << a.output;
+  for (const char* name : {"test_accuracy", "test_loss", "val_accuracy", "val_loss"})
+    EXPECT_FALSE(has_column(all / "metrics.csv", name)) << name;
+  EXPECT_TRUE(has_column(all / "metrics.csv", "train_accuracy"));
+  EXPECT_FALSE(contains(event_bytes(all), "test/accuracy"));
+  EXPECT_TRUE(contains(event_bytes(all), "train/accuracy"));
+  EXPECT_FALSE(fs::exists(all / "best.safetensors"));
+  EXPECT_TRUE(fs::exists(all / "model.safetensors"));
+  auto e = run_gpuml(fmt::format("eval --checkpoint {}", q(all)));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  EXPECT_TRUE(contains(e.output, "last.safetensors")) << e.output;
+  EXPECT_TRUE(contains(e.output, "200 samples (train split)")) << e.output;
+
+  auto p = train_csv(dir_.path() / "patient", "--val-split 0 --patience 2");
+  EXPECT_NE(p.exit_code, 0) << p.output;
+  EXPECT_TRUE(contains(p.output, "--patience 2 needs held-out data")) << p.output;
 }
 
 }  // namespace

@@ -28,6 +28,7 @@ void ProgressPrinter::on_train_begin(TrainState& st) {
   if (!st.primary || !log_) return;
   const TrainConfig& cfg = *st.config;
   fmt::print(log_, "data: {}\n", st.data_description);
+  if (!st.split_note.empty()) fmt::print(log_, "{}\n", st.split_note);
   fmt::print(log_, "{}", nn::model_summary(*st.model, cfg.batch_size, trainer_.planned_peak_bytes()));
   fmt::print(log_, "optimizer: {}, {}, batch {}, device {}, precision {}{}, run directory {}\n",
              optim::describe(cfg.optimizer), epochs_text(st), cfg.batch_size, st.device_used,
@@ -57,10 +58,11 @@ void ProgressPrinter::on_epoch_stopped(TrainState&) {
 
 void ProgressPrinter::on_epoch_end(TrainState& st) {
   const EpochSummary& e = st.epoch_summary;
+  const std::string held_out =
+      st.eval_name.empty() ? "" : fmt::format(" | {} loss {:.4f} acc {:.4f}", st.eval_name, e.eval_loss, e.eval_accuracy);
   if (bar_)
-    bar_->finish(fmt::format("loss {:.4f} acc {:.4f} | {} loss {:.4f} acc {:.4f} | lr {:.1e} | data wait {:.1f}%",
-                             e.train_loss, e.train_accuracy, st.eval_name, e.eval_loss, e.eval_accuracy, e.lr,
-                             100.0 * e.data_wait));
+    bar_->finish(fmt::format("loss {:.4f} acc {:.4f}{} | lr {:.1e} | data wait {:.1f}%", e.train_loss,
+                             e.train_accuracy, held_out, e.lr, 100.0 * e.data_wait));
   bar_.reset();
 }
 
