@@ -250,7 +250,7 @@ Command add_eval_command(CLI::App& app) {
             fmt::print("model: {}\n", m.path);
             const Precision precision = inference_precision(a->precision, a->device);
             EvalReport r = evaluate_model(m, a->data, a->device, precision);
-            fmt::print("{} samples ({} split): loss {:.4f}, accuracy {:.4f}\n", r.count, r.split, r.loss, r.accuracy);
+            fmt::print("{} samples ({}): loss {:.4f}, accuracy {:.4f}\n", r.count, r.split, r.loss, r.accuracy);
             return 0;
           }};
 }

@@ -199,5 +199,30 @@ TEST_F(TrainTruth, WithoutATestSplitTenPercentIsHeldOutOrNothingIsEvaluated) {
   EXPECT_TRUE(contains(p.output, "--patience 2 needs held-out data")) << p.output;
 }
 
+// `gpuml eval` on a run that held out a validation split evaluates those rows (the same split of
+// the same data), not all of them, and says which; another --data is evaluated whole.
+TEST_F(TrainTruth, EvalOfAValidationRunScoresTheHeldOutRows) {
+  const fs::path csv = dir_.path() / "rows.csv", model = dir_.path() / "linear.json", run = dir_.path() / "run";
+  write_csv_and_model(csv, model);
+  auto t = run_gpuml(fmt::format("train --model {} --data {} --batch-size 16 --threads 1 --epochs 2 --seed 4 "
+                                 "--val-split 0.3 --out {}",
+                                 q(model), q(csv), q(run)));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  auto e = run_gpuml(fmt::format("eval --checkpoint {}", q(run)));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  EXPECT_TRUE(contains(e.output, "60 samples (validation split held out by the run)")) << e.output;
+  // The same rows the run evaluated at its best epoch: the same accuracy.
+  std::vector<std::string> acc = column(run / "metrics.csv", "val_accuracy");
+  ASSERT_FALSE(acc.empty());
+  const double best = std::stod(*std::max_element(acc.begin(), acc.end(), [](const std::string& x,
+                                                                              const std::string& y) {
+    return std::stod(x) < std::stod(y);
+  }));
+  EXPECT_TRUE(contains(e.output, fmt::format("accuracy {:.4f}", best))) << e.output << " best " << best;
+  auto whole = run_gpuml(fmt::format("eval --checkpoint {} --data {}", q(run), q(csv)));
+  ASSERT_EQ(whole.exit_code, 0) << whole.output;
+  EXPECT_TRUE(contains(whole.output, "200 samples (train split)")) << whole.output;
+}
+
 }  // namespace
 }  // namespace gpuml
