@@ -90,7 +90,9 @@ struct Settings {
   int threads = 0;                 // 0: all cores
   std::string device = "auto";     // auto, cpu, ref, cuda[:N]
   std::string precision = "fp32";  // fp32, tf32, bf16
-  double val_split = 0;            // hold out this fraction of the training rows for evaluation
+  // Hold out this fraction of the training rows for evaluation. Negative (the default): 10%
+  // when the Trainer is given no test arrays; 0: none, and then the eval figures are NaN.
+  double val_split = -1;
   bool deterministic = false;
   // A run directory: when set, fit() writes what `gpuml train` writes there (metrics.csv,
   // TensorBoard, checkpoints), and progress goes to stderr. Empty: nothing is written.
@@ -100,7 +102,7 @@ struct Settings {
 struct EpochReport {
   int64_t epoch = 0;  // 1-based
   double train_loss = 0, train_accuracy = 0;
-  double eval_loss = 0, eval_accuracy = 0;  // the training figures when there is no evaluation set
+  double eval_loss = 0, eval_accuracy = 0;  // NaN when there is no evaluation set (val_split 0)
   double seconds = 0;
 };
 

@@ -1,6 +1,10 @@
 // `gpuml train`, `gpuml eval` and `gpuml predict`.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
+#include <algorithm>
+#include <array>
+#include <cmath>
 #include <memory>
 
 #include "backend/backend.h"
@@ -60,6 +64,26 @@ void print_flag_notes(const TrainConfig& cfg, const CLI::App& cmd) {
     if (cmd.count(flag) > 0)
       fmt::print(stderr, "note: {} applies to sharded data (gpuml data pack); {} is read into memory whole\n", flag,
                  cfg.data);
+}
+
+// The flags a resumed run takes from the new command (train/resume.h says which fields); every
+// other flag sets something the run fixed, and is refused rather than silently ignored.
+constexpr std::array kFlagsWithResume = {"--resume",  "--epochs",          "--out",    "--quiet",
+                                         "--max-steps", "--checkpoint-every", "--threads", "--device",
+                                         "--gpu-memory-limit", "--cuda-graphs", "--no-cuda-graphs", "--help",
+                                         "--overwrite"};  // refused by check_run_dir: it would delete the run
+
+void refuse_flags_the_run_fixed(const CLI::App& cmd) {
+  std::vector<std::string> fixed;
+  for (const CLI::Option* option : cmd.get_options())
+    if (option->count() > 0 && std::find(kFlagsWithResume.begin(), kFlagsWithResume.end(), option->get_name()) ==
+                                   kFlagsWithResume.end())
+      fixed.push_back(option->get_name());
+  if (!fixed.empty())
+    throw UsageError(fmt::format("--resume continues the run as it was configured: {} cannot change (with --resume "
+                                 "give only --epochs, --out, --max-steps, --checkpoint-every, --threads, --device, "
+                                 "--quiet, --gpu-memory-limit, --no-cuda-graphs)",
+                                 fmt::join(fixed, ", ")));
 }
 
 void add_precision_option(CLI::App* cmd, std::string& target, const std::string& help) {
@@ -128,8 +152,9 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--resume", cfg->resume, "Continue a run: its directory or a checkpoint file");
   cmd->add_option("--init-from", cfg->init_from,
                   "Start from these weights (.safetensors or .npz with PyTorch state_dict names)");
-  cmd->add_option("--val-split", cfg->val_split, "Hold out this fraction of the training set for validation")
-      ->capture_default_str()
+  cmd->add_option("--val-split", cfg->val_split,
+                  "Hold out this fraction of the training set for validation (default: 0.1 when the data has no "
+                  "test split, else none; 0: train on all of it, with no evaluation)")
       ->check(number_in_range(0, 1));
   cmd->add_option("--patience", cfg->patience, "Stop after this many epochs without a better accuracy (0: never)")
       ->capture_default_str()
@@ -165,6 +190,8 @@ Command add_train_command(CLI::App& app) {
       ->capture_default_str()
       ->check(memory_size(true));
   return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_limit, precision, betas, cmd] {
+            if (!cfg->resume.empty()) refuse_flags_the_run_fixed(*cmd);
+            cfg->epochs_given = cfg->resume.empty() || cmd->count("--epochs") > 0;
             // Device backends take the cap before anything is allocated on them.
             // Only a cap loads the CUDA plugin here (--device cpu without one never does).
             const uint64_t gpu_cap = memory_size_bytes(*gpu_memory_limit, "--gpu-memory-limit");
@@ -198,8 +225,11 @@ Command add_train_command(CLI::App& app) {
             if (r.epochs_run == 0)  // stopped (--max-steps) before any epoch ended: no accuracy to report
               fmt::print("done: no epoch finished in this run, {:.1f} s training; run in {}\n", r.seconds_training, r.run_dir);
             else
-              fmt::print("done: {}, train acc {:.4f}, eval acc {:.4f} (best {:.4f}), {:.1f} s training; run in {}\n",
-                         count_of(r.epochs_run, "epoch"), r.train_accuracy, r.eval_accuracy, r.best_accuracy,
+              fmt::print("done: {}, train acc {:.4f}, {}, {:.1f} s training; run in {}\n", count_of(r.epochs_run, "epoch"),
+                         r.train_accuracy,
+                         std::isnan(r.eval_accuracy)
+                             ? std::string("no held-out data to evaluate")
+                             : fmt::format("eval acc {:.4f} (best {:.4f})", r.eval_accuracy, r.best_accuracy),
                          r.seconds_training, r.run_dir);
             return 0;
           }};
@@ -220,7 +250,7 @@ Command add_eval_command(CLI::App& app) {
             fmt::print("model: {}\n", m.path);
             const Precision precision = inference_precision(a->precision, a->device);
             EvalReport r = evaluate_model(m, a->data, a->device, precision);
-            fmt::print("{} samples ({} split): loss {:.4f}, accuracy {:.4f}\n", r.count, r.split, r.loss, r.accuracy);
+            fmt::print("{} samples ({}): loss {:.4f}, accuracy {:.4f}\n", r.count, r.split, r.loss, r.accuracy);
             return 0;
           }};
 }

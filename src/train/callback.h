@@ -14,6 +14,7 @@
 #pragma once
 
 #include <chrono>
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <string>
@@ -33,13 +34,13 @@ class ModelRunner;
 struct EpochSummary {
   int64_t epoch = 0;  // 1-based: the epoch that just finished
   double train_loss = 0, train_accuracy = 0;
-  double eval_loss = 0, eval_accuracy = 0;  // on the evaluation set (the training figures without one)
+  double eval_loss = NAN, eval_accuracy = NAN;  // on the evaluation set (NaN without one)
   double lr = 0;                            // the learning rate of the epoch's last step
   double seconds = 0;       // wall time of the epoch's training loop (steps and waiting for data)
   double step_seconds = 0;  // of which in steps
   double data_wait = 0;     // the share of the loop not spent in steps
   double samples_per_second = 0;
-  bool improved = false;    // a new best evaluation accuracy
+  bool improved = false;    // a new best evaluation accuracy (never without an evaluation set)
 };
 
 struct TrainState {
@@ -50,10 +51,14 @@ struct TrainState {
   const nn::Model* model = nullptr;
   ModelRunner* runner = nullptr;
   std::filesystem::path run_dir;
-  std::string eval_name = "test";   // "test" or "val" (--val-split)
+  std::string eval_name = "test";   // "test", "val" (--val-split), or empty: no held-out data, no evaluation
+  std::string split_note;           // how the evaluation rows were chosen (a held-out 10%), or empty
   std::string data_description;     // one line: "fashion-mnist IDX: 60000 train, 10000 test"
   std::vector<std::string> class_names;
   bool resumed = false;
+  std::string resumed_from;  // the checkpoint --resume read
+  int64_t saved_epochs = 0;  // the epochs the resumed run was configured with (--epochs may change them)
+  std::string weights_from;  // a new run's starting weights: "--init-from FILE", "the ONNX model FILE"; empty: initialised
   // The process that writes files and progress (false on the other ranks of data parallelism).
   bool primary = true;
   int64_t steps_per_epoch = 0;

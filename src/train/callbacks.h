@@ -41,7 +41,7 @@ class ProgressPrinter : public Callback {
 // The run directory (train/run_dir.h: made ready, or named and created when config.out is empty;
 // TrainState::run_dir then holds it for the callbacks after this one), its model.json and
 // config.json, and per epoch metrics.csv, a TensorBoard event file and curves.svg; a resumed
-// run continues the table and the plot.
+// run continues the table and the plot. Without held-out data there are no test/val columns.
 class RunLogs : public Callback {
  public:
   void on_train_begin(TrainState& st) override;
@@ -58,7 +58,9 @@ class RunLogs : public Callback {
 
 // last.safetensors at each epoch's end (and every --checkpoint-every steps, and where a stop
 // request left the epoch, with the loader's position); best.safetensors and model.safetensors
-// (the weights alone, for PyTorch) when the evaluation accuracy improved.
+// (the weights alone, for PyTorch) when the evaluation accuracy improved. Without held-out data
+// there is no best.safetensors (eval, predict and export read last.safetensors) and
+// model.safetensors is the last epoch's.
 class Checkpoints : public Callback {
  public:
   void on_step_end(TrainState& st) override;

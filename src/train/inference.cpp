@@ -26,15 +26,17 @@ LoadedModel load_trained_model(const std::string& path) {
     Checkpoint c;
     c.model = std::move(imported.weights);
     c.model_json = imported.model.to_json().dump();
-    return {std::move(imported.model), std::move(c), p.string(), "", {}, "", ""};
+    return {std::move(imported.model), std::move(c), p.string(), "", {}, "", "", 0, 0};
   }
   if (fs::is_directory(p)) p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
   GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--checkpoint {}: no checkpoint at {}", path, p.string());
   Checkpoint c = load_checkpoint(p);
   nlohmann::json model_json = parse_json(c.model_json, p.string() + ": the model description");
-  LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", ""};
+  LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", "", 0, 0};
   if (!m.checkpoint.config_json.empty()) {
     auto cfg = nlohmann::json::parse(m.checkpoint.config_json, nullptr, false);
+    if (cfg.is_object() && cfg.contains("val_split") && cfg["val_split"].is_number()) m.val_split = cfg["val_split"];
+    if (cfg.is_object() && cfg.contains("seed") && cfg["seed"].is_number_unsigned()) m.seed = cfg["seed"];
     if (cfg.is_object() && cfg.contains("data") && cfg["data"].is_string()) m.data = cfg["data"];
     if (cfg.is_object() && cfg.contains("csv_label") && cfg["csv_label"].is_string()) m.csv_label = cfg["csv_label"];
     if (cfg.is_object() && cfg.contains("csv_fill") && cfg["csv_fill"].is_string()) m.csv_fill = cfg["csv_fill"];
@@ -81,10 +83,15 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
     return EvalReport{s.loss_sum / s.count, double(s.correct) / s.count, s.count, split};
   };
   if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
-    return score(load_shard_test_split(path), shard_normalization(path), "test");
+    return score(load_shard_test_split(path), shard_normalization(path), "test split");
   // A CSV is read as the run read it: the same label column, the same fill.
   LoadedData d = load_training_data({path, m.csv_label, m.csv_fill, true});
-  return d.test ? score(*d.test, d.normalization, "test") : score(d.train, d.normalization, "train");
+  if (d.test) return score(*d.test, d.normalization, "test split");
+  // The rows the run held out (the same split of the same data), never the ones it trained on.
+  if (data_path.empty() && m.val_split > 0)
+    return score(data::split_train_val(d.train, m.val_split, m.seed).val, d.normalization,
+                 "validation split held out by the run");
+  return score(d.train, d.normalization, "train split");
 }
 
 PredictReport write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,

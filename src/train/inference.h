@@ -23,6 +23,8 @@ struct LoadedModel {
   std::string data;      // the dataset the run trained on (from its config), may be empty
   std::vector<std::string> class_names;  // class id -> name, when the run's data named them
   std::string csv_label, csv_fill;       // how the run read a CSV (--csv-label, --csv-fill), for eval
+  double val_split = 0;                  // the fraction of the data the run held out for validation
+  uint64_t seed = 0;                     // which rows (data::split_train_val)
 };
 
 // `path`: a run directory (best.safetensors, else last.safetensors), a checkpoint file, or an
@@ -32,7 +34,9 @@ LoadedModel load_trained_model(const std::string& path);
 struct EvalReport {
   double loss = 0, accuracy = 0;
   int64_t count = 0;
-  std::string split;  // "test" or "train" (when the dataset has no test split)
+  // Which rows: "test split", "validation split held out by the run" (data without a test split,
+  // evaluated with the run's --val-split and seed unless another --data is given), "train split".
+  std::string split;
 };
 
 class ModelRunner;

@@ -25,7 +25,8 @@ std::string ProgressBar::format_duration(double seconds) {
 
 std::string ProgressBar::line(const std::string& extra) const {
   double t = elapsed();
-  double remaining = done_ > 0 ? t * static_cast<double>(total_ - done_) / static_cast<double>(done_) : NAN;
+  const int64_t taken = done_ - resumed_at_;
+  double remaining = taken > 0 ? t * static_cast<double>(total_ - done_) / static_cast<double>(taken) : NAN;
   // Below 10 ms the rate is noise (a first update right after the clock started): say "?".
   constexpr double kShortestRateSeconds = 0.01;
   const std::string rate =

@@ -23,6 +23,9 @@ class ProgressBar {
   // For loops that learn their length once they run (gpuml data pack's CSV estimate): create the
   // bar before the work starts, so its clock and rate include the first items, then set the total.
   void set_total(int64_t total) { total_ = total; }
+  // A loop resumed part-way: the count starts at `done` of the total; the time left is estimated
+  // from the steps taken since.
+  void resume_at(int64_t done) { done_ = resumed_at_ = done; }
   void advance(int64_t steps, int64_t units, const std::string& extra = "");
   void finish(const std::string& extra = "");
   // "1:05" or "12.3s"
@@ -35,7 +38,7 @@ class ProgressBar {
   double elapsed() const;
 
   std::string label_, unit_;
-  int64_t total_ = 0, done_ = 0, units_ = 0;
+  int64_t total_ = 0, done_ = 0, resumed_at_ = 0, units_ = 0;
   std::FILE* out_;
   bool interactive_ = false;
   Clock::time_point start_;

@@ -94,6 +94,7 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::s
   c.data = f.string("data");
   c.model = f.string("model");
   c.batch_size = f.integer("batch_size");
+  if (!now.epochs_given) c.epochs = f.integer("epochs");
   SavedFields o(f.at("optimizer"), where + ": optimizer");
   c.optimizer.kind = o.string("kind");
   c.optimizer.lr = o.number("lr");
@@ -133,8 +134,9 @@ ResumePoint read_resume_point(const std::string& resume, const TrainConfig& requ
   Checkpoint checkpoint = load_checkpoint(p);
   const std::string where = p.string();
   GPUML_CHECK(!checkpoint.config_json.empty(), "{}: the checkpoint holds no training configuration", where);
-  TrainConfig config = config_from_json(parse_json(checkpoint.config_json, where + ": training configuration"),
-                                        requested, where + ": training configuration");
+  const nlohmann::json saved = parse_json(checkpoint.config_json, where + ": training configuration");
+  TrainConfig config = config_from_json(saved, requested, where + ": training configuration");
+  const int64_t saved_epochs = SavedFields(saved, where + ": training configuration").integer("epochs");
   nn::Model model = [&] {
     json spec = parse_json(checkpoint.model_json, where + ": model description");
     try {
@@ -143,7 +145,7 @@ ResumePoint read_resume_point(const std::string& resume, const TrainConfig& requ
       GPUML_FAIL(e.kind(), "{}: model description: {}", where, e.message());
     }
   }();
-  return ResumePoint{p.string(), std::move(checkpoint), std::move(config), std::move(model)};
+  return ResumePoint{p.string(), std::move(checkpoint), std::move(config), saved_epochs, std::move(model)};
 }
 
 }  // namespace gpuml

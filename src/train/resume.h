@@ -21,8 +21,11 @@ namespace gpuml {
 struct ResumePoint {
   std::string path;       // the checkpoint file (a run directory's last.safetensors)
   Checkpoint checkpoint;
-  TrainConfig config;     // the saved configuration; only epochs, out, quiet, max_steps and
-                          // (when given) checkpoint_every come from the new command
+  // The saved configuration. From the new command come only: epochs (when epochs_given), out,
+  // quiet, max_steps, threads, cuda_graphs, save_on_interrupt, and when given checkpoint_every
+  // and device. `gpuml train --resume` refuses the flags of the other fields (exit 2).
+  TrainConfig config;
+  int64_t saved_epochs = 0;  // the epochs the run was configured with
   nn::Model model;
 };
 

@@ -22,7 +22,9 @@ namespace gpuml {
 struct TrainingData {
   std::unique_ptr<data::BatchSource> train;
   std::optional<data::InMemoryDataset> eval;
-  std::string eval_name = "test";
+  std::string eval_name = "test";  // "test", "val", or empty when there is no evaluation set
+  double val_split = 0;            // the fraction of train held out as `eval` (0: none)
+  std::string split_note;          // for the run's header: how the evaluation rows were chosen
   Shape sample_shape;
   int64_t num_classes = 0;
   data::Normalization normalization;

@@ -11,10 +11,16 @@
 
 namespace gpuml {
 
+inline constexpr double kDefaultValSplit = 0.1;
+
 struct TrainConfig {
   std::string data = "/usr/share/datasets/fashion-mnist";
   std::string model = "cnn";  // a preset (mlp, cnn) or a JSON file describing layers
   int64_t epochs = 5;
+  // With --resume: false takes the epochs the run was configured with, true `epochs` (the
+  // command line sets it when --epochs is given; the other fields --resume keeps are in
+  // train/resume.h).
+  bool epochs_given = true;
   int64_t batch_size = 128;
   optim::OptimizerConfig optimizer;  // lr lives here
   optim::ScheduleConfig schedule;
@@ -25,8 +31,12 @@ struct TrainConfig {
   bool overwrite = false;       // a non-empty `out` holding an earlier run: clear it (else refused)
   std::string resume;           // a run directory or a checkpoint file
   std::string init_from;        // start from these weights (.safetensors or .npz, PyTorch names)
-  double val_split = 0.0;       // > 0: hold out this fraction of train for validation
-  int64_t patience = 0;         // > 0: stop after this many epochs without a better val accuracy
+  // The fraction of train held out for validation. Negative (the default): 10% when the data
+  // has no test split (kDefaultValSplit), none when it has one (the test split evaluates). 0:
+  // train on all of it; without a test split there is then no evaluation, no best checkpoint and
+  // no --patience. The Trainer saves the fraction it used.
+  double val_split = -1;
+  int64_t patience = 0;         // > 0: stop after this many epochs without a better held-out accuracy
   std::string csv_label, csv_fill;
   // Sharded datasets (--data DIR with a manifest.json) stream within this many bytes of host
   // memory (0: a quarter of the available memory), through a shuffle buffer of this many

@@ -77,7 +77,8 @@ void validate(const TrainConfig& cfg) {
   GPUML_CHECK(cfg.batch_size >= 1, "--batch-size must be >= 1, got {}", cfg.batch_size);
   GPUML_CHECK(cfg.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", cfg.checkpoint_every);
   GPUML_CHECK(cfg.max_steps >= 0, "--max-steps must be >= 0, got {}", cfg.max_steps);
-  GPUML_CHECK(cfg.val_split >= 0 && cfg.val_split < 1, "--val-split must be in [0, 1), got {}", cfg.val_split);
+  // Negative: the default (train_config.h), resolved when the data is read.
+  GPUML_CHECK(cfg.val_split < 1, "--val-split must be in [0, 1), got {}", cfg.val_split);
   optim::validate(cfg.optimizer);
   optim::validate(cfg.schedule);
 }
@@ -105,6 +106,7 @@ struct Trainer::Impl {
   TrainingData data;
   std::optional<nn::Model> model;
   std::optional<NamedTensors> initial_weights;  // an ONNX model's, or --init-from's
+  std::string weights_from;                     // which of them (TrainState::weights_from)
   std::unique_ptr<ModelRunner> runner;
   fs::path run_dir;
   Tensor eval_x, eval_y;
@@ -149,6 +151,7 @@ void Trainer::Impl::build_model(TrainerInputs& inputs) {
     interop::ImportedModel imported = interop::import_onnx_file(cfg.model);
     model = nn::Model::from_json(imported.model.to_json());
     initial_weights = std::move(imported.weights);
+    weights_from = fmt::format("the ONNX model {}", cfg.model);
   } else {
     model = load_model(cfg.model);
   }
@@ -161,6 +164,7 @@ void Trainer::Impl::read_initial_weights() {
   try {
     initial_weights = interop::load_weights_file(cfg.init_from);
     interop::check_weights_fit(model->param_infos(), *initial_weights);
+    weights_from = fmt::format("--init-from {}", cfg.init_from);
   } catch (const Error& e) {
     GPUML_FAIL(e.kind(), "--init-from {}: {}", cfg.init_from, e.message());
   }
@@ -175,6 +179,11 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_uni
   // On a GPU the loaders build batches in its pinned host memory (nullptr on CPU: plain memory).
   m.memory = data::BatchMemory::create(m.plan.backends.front()->pinned_host_allocator());
   m.data = load_run_data(m.cfg, std::move(inputs.train), std::move(inputs.eval), m.memory);
+  m.cfg.val_split = m.data.val_split;  // the default resolved: what config.json and --resume keep
+  GPUML_CHECK(m.cfg.patience == 0 || m.data.eval,
+              "--patience {} needs held-out data to judge improvement, and {} has no test split and --val-split is "
+              "0: hold some out (--val-split 0.1) or drop --patience",
+              m.cfg.patience, inputs.train ? "the training arrays" : m.cfg.data);
   m.build_model(inputs);
   check_model_fits_data(*m.model, m.data, inputs.train ? "the training arrays" : m.cfg.data);
   m.read_initial_weights();
@@ -229,9 +238,12 @@ TrainState Trainer::Impl::initial_state() {
   st.runner = runner.get();
   st.run_dir = run_dir;
   st.eval_name = data.eval_name;
+  st.split_note = data.split_note;
   st.data_description = data.description;
   st.class_names = data.class_names;
   st.resumed = resumed.has_value();
+  if (resumed) st.resumed_from = resumed->path, st.saved_epochs = resumed->saved_epochs;
+  st.weights_from = weights_from;
   st.primary = primary;
   st.steps_per_epoch = data.train->batches_per_epoch();
   st.device_used = gpuml::device_used(plan, cfg.device);
@@ -327,13 +339,10 @@ void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
   result.seconds_training += e.seconds - st.earlier_seconds;
   e.train_loss = result.train_loss = st.seen ? st.loss_sum / st.seen : NAN;
   e.train_accuracy = result.train_accuracy = st.seen ? double(st.correct) / st.seen : NAN;
-  if (data.eval) {
+  if (data.eval) {  // without held-out data there is nothing to judge the epoch by (NaN)
     EvalStats ev = runner->evaluate(eval_x, eval_y);
     result.eval_loss = ev.loss_sum / ev.count;
     result.eval_accuracy = double(ev.correct) / ev.count;
-  } else {
-    result.eval_loss = result.train_loss;
-    result.eval_accuracy = result.train_accuracy;
   }
   e.eval_loss = result.eval_loss;
   e.eval_accuracy = result.eval_accuracy;
@@ -348,19 +357,19 @@ void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
   progress.loader_batch = 0;
   progress.epoch_loss_sum = progress.epoch_seconds = progress.epoch_step_seconds = 0;
   progress.epoch_correct = progress.epoch_seen = 0;
-  e.improved = result.eval_accuracy > progress.best_metric || progress.best_epoch == 0;
+  e.improved = data.eval && (result.eval_accuracy > progress.best_metric || progress.best_epoch == 0);
   if (e.improved) {
     progress.best_metric = result.eval_accuracy;
     progress.best_epoch = st.epoch + 1;
     progress.epochs_without_improvement = 0;
-  } else {
+  } else if (data.eval) {
     ++progress.epochs_without_improvement;
   }
   call(&Callback::on_epoch_end, st);
 }
 
 void Trainer::Impl::finish(TrainState& st, TrainResult& result) {
-  result.best_accuracy = st.progress.best_metric;
+  if (st.progress.best_epoch > 0) result.best_accuracy = st.progress.best_metric;
   result.interrupted_by = st.stop_signal;
   result.stopped_at_max_steps = st.at_max_steps;
   result.stopped_early = st.stop_early;

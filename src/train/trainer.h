@@ -17,6 +17,7 @@
 //   TrainResult r = trainer.fit();             // r.eval_accuracy, r.run_dir
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <filesystem>
 #include <memory>
@@ -38,8 +39,10 @@ struct TrainResult {
   std::string run_dir;
   int64_t epochs_run = 0;
   double train_loss = 0, train_accuracy = 0;
-  double eval_loss = 0, eval_accuracy = 0;  // on the test set, or the validation split
-  double best_accuracy = 0;
+  // On the test set or the validation split; NaN when there is neither (--val-split 0 on data
+  // without a test split).
+  double eval_loss = NAN, eval_accuracy = NAN;
+  double best_accuracy = NAN;
   double seconds_training = 0;  // wall time of the training loops (no evaluation or checkpoint I/O)
   bool stopped_early = false;
   bool stopped_at_max_steps = false;

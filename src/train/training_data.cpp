@@ -1,5 +1,7 @@
 #include "train/training_data.h"
 
+#include <cmath>
+
 #include "core/error.h"
 #include "data/shard_format.h"
 #include "train/dataset_source.h"
@@ -7,6 +9,24 @@
 namespace gpuml {
 
 namespace {
+
+// The fraction of train held out, the default resolved: 10% of data without a test split, when
+// that leaves a row on each side.
+double held_out_fraction(double requested, const LoadedData& loaded) {
+  if (requested >= 0) return requested;
+  const int64_t rows = loaded.train.size(), held = std::llround(kDefaultValSplit * static_cast<double>(rows));
+  return loaded.test || held < 1 || held >= rows ? 0 : kDefaultValSplit;
+}
+
+// The header's line on which rows evaluate the run (none for a test split).
+std::string split_note(double requested, double used, bool has_test, int64_t rows) {
+  if (used > 0)
+    return fmt::format("validation: {:g}% of train held out ({})", 100 * used,
+                       requested >= 0 ? "--val-split" : "--val-split 0 to train on all");
+  if (has_test) return "";
+  return fmt::format("validation: none ({}): no evaluation, no best checkpoint; model.safetensors is the last epoch's",
+                     requested >= 0 ? "--val-split 0" : fmt::format("{} rows are too few to hold out 10%", rows));
+}
 
 // In-memory data (IDX, CSV, NPZ, or arrays) batched by data::DataLoader, with the optional
 // --val-split.
@@ -19,12 +39,16 @@ TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, std::shar
   d.class_names = loaded.class_names;
   data::InMemoryDataset fit = loaded.train;
   d.eval = loaded.test;
-  if (cfg.val_split > 0) {
-    data::TrainValSplit split = data::split_train_val(loaded.train, cfg.val_split, cfg.seed);
+  d.val_split = held_out_fraction(cfg.val_split, loaded);
+  if (d.val_split > 0) {
+    data::TrainValSplit split = data::split_train_val(loaded.train, d.val_split, cfg.seed);
     fit = split.train;
     d.eval = split.val;
     d.eval_name = "val";
+  } else if (!d.eval) {
+    d.eval_name.clear();
   }
+  d.split_note = split_note(cfg.val_split, d.val_split, loaded.test.has_value(), loaded.train.size());
   data::DataLoaderOptions lo;
   lo.batch_size = cfg.batch_size;
   lo.seed = cfg.seed;
@@ -36,10 +60,15 @@ TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, std::shar
 
 // A sharded dataset streamed by data::ShardLoader; its test split (if packed) is the eval set.
 TrainingData open_shard_data(const TrainConfig& cfg, std::shared_ptr<data::BatchMemory> memory) {
-  GPUML_CHECK(cfg.val_split == 0, "--val-split is not supported for the sharded dataset {}: pack a test split instead",
+  GPUML_CHECK(cfg.val_split <= 0, "--val-split is not supported for the sharded dataset {}: pack a test split instead",
               cfg.data);
-  return open_shard_training_data(
+  TrainingData d = open_shard_training_data(
       {cfg.data, cfg.batch_size, cfg.seed, cfg.data_memory_limit, cfg.shuffle_buffer, std::move(memory)});
+  if (!d.eval) {
+    d.eval_name.clear();
+    d.split_note = "validation: none (a sharded dataset without a test split): no evaluation, no best checkpoint";
+  }
+  return d;
 }
 
 }  // namespace
@@ -47,7 +76,7 @@ TrainingData open_shard_data(const TrainConfig& cfg, std::shared_ptr<data::Batch
 TrainingData load_run_data(const TrainConfig& cfg, std::optional<data::InMemoryDataset> train,
                            std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory) {
   if (train) {
-    GPUML_CHECK(!eval || cfg.val_split == 0, "a Trainer given an evaluation set takes no --val-split");
+    GPUML_CHECK(!eval || cfg.val_split <= 0, "a Trainer given an evaluation set takes no --val-split");
     LoadedData loaded{*train, std::move(eval), {}, 0, {}, "", {}};
     loaded = checked_training_data(std::move(loaded), "the training arrays");
     loaded.description = fmt::format("arrays in memory: {} train{}", loaded.train.size(),

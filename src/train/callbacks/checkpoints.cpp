@@ -13,10 +13,10 @@ void Checkpoints::on_epoch_end(TrainState& st) {
   if (!st.primary) return;
   Checkpoint ck = st.checkpoint(st.progress);
   save_checkpoint(st.run_dir / "last.safetensors", ck);
-  if (st.epoch_summary.improved) {
-    save_checkpoint(st.run_dir / "best.safetensors", ck);
+  if (st.epoch_summary.improved) save_checkpoint(st.run_dir / "best.safetensors", ck);
+  // Without held-out data no epoch is "best": the weights for PyTorch are the last epoch's.
+  if (st.epoch_summary.improved || st.eval_name.empty())
     save_safetensors(st.run_dir / "model.safetensors", ck.model, {{"format", "pt"}});
-  }
 }
 
 void EarlyStopping::on_epoch_end(TrainState& st) {
