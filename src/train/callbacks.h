@@ -89,6 +89,7 @@ class StopOnSignals : public Callback {
   void on_train_end(TrainState& st) override;
 
  private:
+  void restore();
   struct Saved;
   std::unique_ptr<Saved> saved_;
   bool installed_ = false;

@@ -20,10 +20,7 @@ struct StopOnSignals::Saved {
 
 StopOnSignals::StopOnSignals() : saved_(std::make_unique<Saved>()) {}
 
-StopOnSignals::~StopOnSignals() {
-  TrainState unused;
-  on_train_end(unused);
-}
+StopOnSignals::~StopOnSignals() { restore(); }
 
 void StopOnSignals::on_train_begin(TrainState&) {
   if (installed_) return;
@@ -41,7 +38,10 @@ void StopOnSignals::on_step_end(TrainState& st) {
   if (int signal = g_stop_signal.load()) st.stop_signal = signal;
 }
 
-void StopOnSignals::on_train_end(TrainState&) {
+void StopOnSignals::on_train_end(TrainState&) { restore(); }
+
+// The handlers that were there before, back: at the run's end, or when fit() left by an exception.
+void StopOnSignals::restore() {
   if (!installed_) return;
   sigaction(SIGINT, &saved_->old_int, nullptr);
   sigaction(SIGTERM, &saved_->old_term, nullptr);
