@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "data/shard_format.h"
+#include "nn/model.h"
 #include "train/dataset_source.h"
 
 namespace gpuml {
@@ -28,10 +29,43 @@ std::string split_note(double requested, double used, bool has_test, int64_t row
                      requested >= 0 ? "--val-split 0" : fmt::format("{} rows are too few to hold out 10%", rows));
 }
 
+void check_samples_fit(const nn::Model& model, const Shape& samples, int64_t num_classes, const std::string& where) {
+  GPUML_CHECK_SHAPE(model.input_shape() == samples, "the model takes samples of shape {} but {} holds {}{}",
+                    shape_str(model.input_shape()), where, shape_str(samples),
+                    samples.size() == 1 && model.input_shape().size() > 1
+                        ? fmt::format(". Rows of {0} features need a model that takes them: a JSON file such as "
+                                      "{{\"input_shape\": [{0}], \"layers\": [{{\"type\": \"Linear\", "
+                                      "\"in_features\": {0}, \"out_features\": {1}}}]}} given as --model FILE.json",
+                                      samples[0], std::max<int64_t>(num_classes, 2))
+                        : std::string());
+}
+
+std::string task_note(const TaskChoice& c, const LoadedData& loaded) {
+  std::string what = c.task.kind() == TaskKind::classification && loaded.num_classes > 0
+                         ? fmt::format(", {} classes in the data", loaded.num_classes)
+                         : "";
+  return fmt::format("task: {} ({}{}), metric {}", c.task.name(), c.reason, what, c.task.metric_name());
+}
+
+// The task resolved against the model (train/task.h), and the labels made its targets.
+void apply_task(const TrainConfig& cfg, LoadedData& loaded, const nn::Model& model, const std::string& where,
+                TrainingData& d) {
+  check_samples_fit(model, loaded.sample_shape, loaded.num_classes, where);
+  TaskChoice choice = resolve_task(cfg.task, cfg.ignore_index, loaded.train, model);
+  loaded.train = choice.task.prepare(loaded.train, model, where);
+  if (loaded.test) loaded.test = choice.task.prepare(*loaded.test, model, where + " (test)");
+  // Token ids are the embedding's indices: never scaled as images are.
+  if (choice.task.kind() == TaskKind::language_model) loaded.normalization = {};
+  d.task_note = task_note(choice, loaded);
+  d.task = choice.task;
+}
+
 // In-memory data (IDX, CSV, NPZ, or arrays) batched by data::DataLoader, with the optional
 // --val-split.
-TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, std::shared_ptr<data::BatchMemory> memory) {
+TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, const nn::Model& model,
+                            const std::string& where, std::shared_ptr<data::BatchMemory> memory) {
   TrainingData d;
+  apply_task(cfg, loaded, model, where, d);
   d.sample_shape = loaded.sample_shape;
   d.num_classes = loaded.num_classes;
   d.normalization = loaded.normalization;
@@ -59,11 +93,23 @@ TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, std::shar
 }
 
 // A sharded dataset streamed by data::ShardLoader; its test split (if packed) is the eval set.
-TrainingData open_shard_data(const TrainConfig& cfg, std::shared_ptr<data::BatchMemory> memory) {
+// Shards hold class ids: classification only.
+TrainingData open_shard_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory) {
   GPUML_CHECK(cfg.val_split <= 0, "--val-split is not supported for the sharded dataset {}: pack a test split instead",
               cfg.data);
+  check_task_name(cfg.task);
+  GPUML_CHECK(cfg.task == "auto" || cfg.task == "classification",
+              "--task {}: a sharded dataset holds class ids, so it trains classification only; train from an .npz or "
+              ".csv file for {}", cfg.task, cfg.task);
   TrainingData d = open_shard_training_data(
       {cfg.data, cfg.batch_size, cfg.seed, cfg.data_memory_limit, cfg.shuffle_buffer, std::move(memory)});
+  check_samples_fit(model, d.sample_shape, d.num_classes, cfg.data);
+  GPUML_CHECK(model.num_classes() >= d.num_classes, "the model predicts {} classes but {} has labels up to {}",
+              model.num_classes(), cfg.data, d.num_classes - 1);
+  d.task = Task(TaskKind::classification, cfg.ignore_index);
+  d.task_note = fmt::format("task: classification ({}: a sharded dataset of class ids), metric accuracy",
+                            cfg.task == "auto" ? "auto" : "--task");
+  if (d.eval) *d.eval = d.task.prepare(*d.eval, model, cfg.data + " (test)");
   if (!d.eval) {
     d.eval_name.clear();
     d.split_note = "validation: none (a sharded dataset without a test split): no evaluation, no best checkpoint";
@@ -73,7 +119,7 @@ TrainingData open_shard_data(const TrainConfig& cfg, std::shared_ptr<data::Batch
 
 }  // namespace
 
-TrainingData load_run_data(const TrainConfig& cfg, std::optional<data::InMemoryDataset> train,
+TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::optional<data::InMemoryDataset> train,
                            std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory) {
   if (train) {
     GPUML_CHECK(!eval || cfg.val_split <= 0, "a Trainer given an evaluation set takes no --val-split");
@@ -81,10 +127,11 @@ TrainingData load_run_data(const TrainConfig& cfg, std::optional<data::InMemoryD
     loaded = checked_training_data(std::move(loaded), "the training arrays");
     loaded.description = fmt::format("arrays in memory: {} train{}", loaded.train.size(),
                                      loaded.test ? fmt::format(", {} test", loaded.test->size()) : "");
-    return in_memory_data(cfg, std::move(loaded), std::move(memory));
+    return in_memory_data(cfg, std::move(loaded), model, "the training arrays", std::move(memory));
   }
-  if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, std::move(memory));
-  return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true}), std::move(memory));
+  if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, model, std::move(memory));
+  return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true, cfg.task}), model,
+                        cfg.data, std::move(memory));
 }
 
 std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& d, const data::Normalization& norm) {

@@ -18,6 +18,7 @@
 #include "train/dataset_source.h"
 #include "train/resume.h"
 #include "train/shard_source.h"
+#include "train/task.h"
 
 namespace gpuml::fuzz {
 
@@ -189,7 +190,7 @@ void run_shard_records(std::string_view bytes) {
   write_file(dir / data::kShardManifestName, manifest);
   expect_clean([&] {
     data::InMemoryDataset test = load_shard_test_split(dir.string());
-    check_labels(test, data::read_shard_manifest(dir).num_classes, dir.string());
+    check_class_ids(test.labels(), data::read_shard_manifest(dir).num_classes, dir.string());
     check_finite(test.features(), dir.string());
   });
   expect_clean([&] { data::verify_shard_dataset(dir); });
