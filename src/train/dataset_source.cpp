@@ -116,6 +116,8 @@ LoadedData from_npz(const std::string& path) {
 
 }  // namespace
 
+bool is_text_file(const std::string& path) { return lower_extension(path) == ".txt" && fs::is_regular_file(path); }
+
 void check_finite(const Tensor& features, const std::string& what) {
   if (!is_floating(features.dtype())) return;
   int64_t per_row = features.ndim() > 0 && features.dim(0) > 0 ? features.numel() / features.dim(0) : 1;
@@ -137,7 +139,8 @@ LoadedData load_training_data(const DatasetOptions& o) {
     if (ext == ".csv") return from_csv(o);
     if (ext == ".npz") return from_npz(o.path);
     GPUML_FAIL(ErrorKind::Invalid,
-               "--data {}: not a dataset gpuml reads (a directory of IDX files, a .csv or an .npz file)", o.path);
+               "--data {}: not a dataset gpuml reads (a directory of IDX files, a .csv or an .npz file; a .txt "
+               "file trains a language model)", o.path);
   }();
   GPUML_CHECK(out.train.size() > 0, "--data {}: the training set is empty", o.path);
   return checked_training_data(std::move(out), o.path);

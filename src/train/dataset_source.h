@@ -61,6 +61,9 @@ struct PredictInputs {
 };
 PredictInputs load_predict_inputs(const std::string& path, const Shape& model_input);
 
+// A .txt file: text for a character-level language model (data/text.h), read by the Trainer and
+// `gpuml eval` rather than load_training_data.
+bool is_text_file(const std::string& path);
 // Throws Invalid naming the first non-finite feature (row and position).
 void check_finite(const Tensor& features, const std::string& what);
 

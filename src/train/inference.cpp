@@ -8,6 +8,7 @@
 #include "core/json_read.h"
 #include "data/npy.h"
 #include "data/shard_format.h"
+#include "data/text.h"
 #include "interop/onnx_import.h"
 #include "train/dataset_source.h"
 #include "train/model_runner.h"
@@ -114,6 +115,11 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
     TaskSums s = make_inference_runner(m, device, precision)->evaluate(normalised(set, norm).first, set.labels());
     return EvalReport{m.task.mean_loss(s), m.task.metric(s), m.task.metric_name(), s.rows, split};
   };
+  if (is_text_file(path)) {  // a character language model: the text's last 10%, as training split it
+    const data::TextCorpus text = data::read_text_corpus(path, m.model.input_shape().at(0));
+    return score(data::text_windows(text.validation, m.model.input_shape()[0]), {},
+                 "validation split: the last 10% of the text");
+  }
   if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
     return score(load_shard_test_split(path), shard_normalization(path), "test split");
   // A CSV is read as the run read it: the same label column, the same fill.

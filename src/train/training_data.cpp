@@ -4,6 +4,7 @@
 
 #include "core/error.h"
 #include "data/shard_format.h"
+#include "data/text.h"
 #include "nn/model.h"
 #include "train/dataset_source.h"
 
@@ -117,6 +118,40 @@ TrainingData open_shard_data(const TrainConfig& cfg, const nn::Model& model, std
   return d;
 }
 
+// A text file for a character-level language model (data/text.h): random windows of the first
+// 90% train, consecutive windows of the last 10% evaluate; the characters are the class names.
+TrainingData open_text_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory) {
+  check_task_name(cfg.task);
+  GPUML_CHECK(cfg.task == "auto" || cfg.task == "language-model",
+              "--task {}: a text file trains a language model (--task language-model)", cfg.task);
+  GPUML_CHECK(cfg.val_split <= 0, "--val-split {}: a text file is split as the PyTorch peer splits it (the last 10% "
+              "validates); drop --val-split", cfg.val_split);
+  const Shape& in = model.input_shape();
+  GPUML_CHECK_SHAPE(in.size() == 1, "--data {}: a language model on text takes windows of token ids, input_shape [T]; "
+                    "the model takes {}", cfg.data, shape_str(in));
+  data::TextCorpus text = data::read_text_corpus(cfg.data, in[0]);
+  const Shape& out = model.output_shape();
+  const auto vocab = static_cast<int64_t>(text.vocabulary.size());
+  GPUML_CHECK_SHAPE(out.size() == 2 && out[1] >= vocab,
+                    "--data {}: the text has {} distinct characters, so the model must output (T, >= {}) logits; it "
+                    "outputs {}", cfg.data, vocab, vocab, shape_str(out));
+  TrainingData d;
+  d.task = Task(TaskKind::language_model, cfg.ignore_index);
+  d.task_note = fmt::format("task: language-model ({}: text), metric perplexity", cfg.task == "auto" ? "auto" : "--task");
+  d.sample_shape = in;
+  d.num_classes = vocab;
+  d.class_names = text.vocabulary;
+  d.eval = d.task.prepare(data::text_windows(text.validation, in[0]), model, cfg.data + " (validation)");
+  d.eval_name = "val";
+  d.split_note = fmt::format("validation: the last 10% of the text ({} characters, {} windows of {})",
+                             text.validation.size(), d.eval->size(), in[0]);
+  d.description = fmt::format("text {}: {} characters, {} distinct; {} train, random windows of {} + 1, batch {}",
+                              cfg.data, text.characters, vocab, text.train.size(), in[0], cfg.batch_size);
+  d.train = std::make_unique<data::TextWindowLoader>(std::move(text.train),
+                                                     data::TextWindowOptions{in[0], cfg.batch_size, cfg.seed, std::move(memory)});
+  return d;
+}
+
 }  // namespace
 
 TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::optional<data::InMemoryDataset> train,
@@ -130,6 +165,7 @@ TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::
     return in_memory_data(cfg, std::move(loaded), model, "the training arrays", std::move(memory));
   }
   if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, model, std::move(memory));
+  if (is_text_file(cfg.data)) return open_text_data(cfg, model, std::move(memory));
   return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true, cfg.task}), model,
                         cfg.data, std::move(memory));
 }

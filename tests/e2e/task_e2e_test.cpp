@@ -89,6 +89,34 @@ TEST_F(TaskCli, LanguageModelFromTokenSequences) {
   EXPECT_NE(p.output.find("is a language model"), std::string::npos) << p.output;
 }
 
+// A .txt file trains a character language model (issue 20's text data): the header says so,
+// perplexity falls well below the vocabulary's size on a repetitive text, and eval scores the
+// text's last 10%.
+TEST_F(TaskCli, TextTrainsACharacterLanguageModel) {
+  const fs::path text = dir_.path() / "song.txt", model = dir_.path() / "bigram.json", run = dir_.path() / "run";
+  std::ofstream out(text);
+  for (int i = 0; i < 60; ++i) out << "la la land, da da dee\n";
+  out.close();
+  std::ofstream(model) << R"({"input_shape": [8], "layers": [{"type": "Embedding", "num_embeddings": 12,
+    "embedding_dim": 16}, {"type": "Linear", "in_features": 16, "out_features": 12}]})";
+  auto t = run_gpuml(fmt::format("train --threads 1 --epochs 15 --batch-size 8 --lr 0.02 --data {} --model {} --out {}",
+                                 q(text), q(model), q(run)));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  EXPECT_NE(t.output.find("task: language-model (auto: text), metric perplexity"), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("8 distinct"), std::string::npos) << t.output;
+  EXPECT_NE(read_text(run / "config.json").find(R"("class_names")"), std::string::npos) << "the vocabulary is kept";
+  auto e = run_gpuml(fmt::format("eval --checkpoint {}", q(run)));
+  ASSERT_EQ(e.exit_code, 0) << e.output;
+  const size_t at = e.output.find("perplexity ");
+  ASSERT_NE(at, std::string::npos) << e.output;
+  EXPECT_LT(std::stod(e.output.substr(at + 11)), 3.0) << "8 characters; after 'l' comes 'a', ...";
+  std::ofstream(dir_.path() / "bin.txt", std::ios::binary) << std::string("ab\0cd", 5) << std::string(200, 'x');
+  auto b = run_gpuml(fmt::format("train --data {} --model {} --out {}", q(dir_.path() / "bin.txt"), q(model),
+                                 q(dir_.path() / "b")));
+  EXPECT_EQ(b.exit_code, 1) << b.output;
+  EXPECT_NE(b.output.find("byte 2 is a NUL"), std::string::npos) << b.output;
+}
+
 TEST_F(TaskCli, AMisspeltTaskIsAUsageError) {
   auto r = run_gpuml("train --task regresion --epochs 1");
   EXPECT_EQ(r.exit_code, 2) << r.output;
