@@ -69,7 +69,8 @@ void print_flag_notes(const TrainConfig& cfg, const CLI::App& cmd) {
 // The flags a resumed run takes from the new command (train/resume.h says which fields); every
 // other flag sets something the run fixed, and is refused rather than silently ignored.
 constexpr std::array kFlagsWithResume = {"--resume",  "--epochs",          "--out",    "--quiet",
-                                         "--max-steps", "--checkpoint-every", "--threads", "--device",
+                                         "--max-steps", "--checkpoint-every", "--eval-every", "--eval-iters",
+                                         "--threads", "--device",
                                          "--gpu-memory-limit", "--cuda-graphs", "--no-cuda-graphs", "--help",
                                          "--overwrite"};  // refused by check_run_dir: it would delete the run
 
@@ -172,6 +173,14 @@ Command add_train_command(CLI::App& app) {
       ->check(csv_fill_value());
   cmd->add_option("--checkpoint-every", cfg->checkpoint_every,
                   "Also checkpoint every N steps inside an epoch, so --resume continues mid-epoch (0: epoch ends)")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  cmd->add_option("--eval-every", cfg->eval_every,
+                  "Also evaluate on the held-out data every N steps (log, steps.csv, TensorBoard; 0: epoch ends)")
+      ->capture_default_str()
+      ->check(kNonNegative);
+  cmd->add_option("--eval-iters", cfg->eval_iters,
+                  "--eval-every evaluates the held-out data's first N batches (0: all of it)")
       ->capture_default_str()
       ->check(kNonNegative);
   cmd->add_option("--max-steps", cfg->max_steps, "Stop after N optimizer steps in all, checkpointed (0: no limit)")

@@ -87,6 +87,12 @@ struct TrainState {
 
   EpochSummary epoch_summary;  // on_epoch_end
 
+  // The held-out figures of on_step_evaluated (--eval-every): after step `step`, on `rows` rows.
+  struct StepEvaluation {
+    int64_t step = 0, rows = 0;
+    double loss = NAN, metric = NAN;
+  } step_evaluation;
+
   // Why the loop stops after this step (any of them set): a signal (StopOnSignals), the
   // --max-steps budget, early stopping, or Trainer::request_stop.
   int stop_signal = 0;
@@ -115,6 +121,8 @@ class Callback {
   virtual void on_epoch_begin(TrainState&) {}
   virtual void on_step_begin(TrainState&) {}
   virtual void on_step_end(TrainState&) {}
+  // After on_step_end, every config->eval_every steps: step_evaluation holds the figures.
+  virtual void on_step_evaluated(TrainState&) {}
   // The epoch was left before its end (a stop request); on_epoch_end does not follow.
   virtual void on_epoch_stopped(TrainState&) {}
   virtual void on_epoch_end(TrainState&) {}

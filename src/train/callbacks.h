@@ -27,6 +27,7 @@ class ProgressPrinter : public Callback {
   void on_train_begin(TrainState& st) override;
   void on_epoch_begin(TrainState& st) override;
   void on_step_end(TrainState& st) override;
+  void on_step_evaluated(TrainState& st) override;
   void on_epoch_stopped(TrainState& st) override;
   void on_epoch_end(TrainState& st) override;
   void on_train_end(TrainState& st) override;
@@ -42,16 +43,18 @@ class ProgressPrinter : public Callback {
 // TrainState::run_dir then holds it for the callbacks after this one), its model.json and
 // config.json, and per epoch metrics.csv, a TensorBoard event file and curves.svg; a resumed
 // run continues the table and the plot. Without held-out data there are no test/val columns.
+// --eval-every's figures go to steps.csv (step, lr, rows, loss, metric) and TensorBoard.
 class RunLogs : public Callback {
  public:
   void on_train_begin(TrainState& st) override;
+  void on_step_evaluated(TrainState& st) override;
   void on_epoch_end(TrainState& st) override;
 
  private:
   struct Curves {
     std::vector<double> epoch, train_loss, train_metric, eval_loss, eval_metric;
   };
-  std::optional<MetricsCsv> metrics_;
+  std::optional<MetricsCsv> metrics_, steps_;
   std::optional<TensorBoardWriter> tensorboard_;
   Curves curves_;
 };

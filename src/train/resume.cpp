@@ -86,6 +86,8 @@ json config_to_json(const TrainConfig& c) {
           {"data_memory_limit", c.data_memory_limit},
           {"shuffle_buffer", c.shuffle_buffer},
           {"checkpoint_every", c.checkpoint_every},
+          {"eval_every", c.eval_every},
+          {"eval_iters", c.eval_iters},
           {"precision", precision_name(c.precision)},
           {"deterministic", c.deterministic}};
 }
@@ -124,6 +126,8 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::s
   c.shuffle_buffer = f.has("shuffle_buffer") ? f.integer("shuffle_buffer") : 0;
   if (now.checkpoint_every == 0)
     c.checkpoint_every = f.has("checkpoint_every") ? f.integer("checkpoint_every") : 0;
+  if (now.eval_every == 0) c.eval_every = f.has("eval_every") ? f.integer("eval_every") : 0;
+  if (now.eval_iters == 0) c.eval_iters = f.has("eval_iters") ? f.integer("eval_iters") : 0;
   c.precision = parse_precision(f.has("precision") ? f.string("precision") : std::string("fp32"));
   c.deterministic = f.has("deterministic") ? f.boolean("deterministic") : false;
   c.task = f.has("task") ? f.string("task") : std::string("classification");  // runs before tasks classified

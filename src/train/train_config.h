@@ -51,6 +51,10 @@ struct TrainConfig {
   // Mid-epoch checkpoints: every this many steps last.safetensors also records the loader's
   // position, so --resume continues inside the epoch (0: at epoch ends only).
   int64_t checkpoint_every = 0;
+  // Evaluate on the held-out data every this many steps as well (0: at epoch ends only), on its
+  // first eval_iters batches of batch_size rows (0: all of it): for step-based runs, where an
+  // epoch is long (text). Reported in the log, steps.csv and TensorBoard.
+  int64_t eval_every = 0, eval_iters = 0;
   // Stop after this many optimizer steps in all (0: no limit), writing a checkpoint where it
   // stopped; --resume continues from there.
   int64_t max_steps = 0;

@@ -78,6 +78,8 @@ void validate(const TrainConfig& cfg) {
   GPUML_CHECK(cfg.batch_size >= 1, "--batch-size must be >= 1, got {}", cfg.batch_size);
   GPUML_CHECK(cfg.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", cfg.checkpoint_every);
   GPUML_CHECK(cfg.max_steps >= 0, "--max-steps must be >= 0, got {}", cfg.max_steps);
+  GPUML_CHECK(cfg.eval_every >= 0 && cfg.eval_iters >= 0, "--eval-every {} and --eval-iters {} must be >= 0",
+              cfg.eval_every, cfg.eval_iters);
   // Negative: the default (train_config.h), resolved when the data is read.
   GPUML_CHECK(cfg.val_split < 1, "--val-split must be in [0, 1), got {}", cfg.val_split);
   optim::validate(cfg.optimizer);
@@ -112,6 +114,7 @@ struct Trainer::Impl {
     for (const auto& cb : callbacks) ((*cb).*hook)(st);
   }
   bool run_epoch(TrainState& st, TrainResult& result);
+  void evaluate_at_step(TrainState& st);
   void end_epoch(TrainState& st, TrainResult& result);
   void finish(TrainState& st, TrainResult& result);
 };
@@ -171,6 +174,9 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_uni
   // The defaults resolved: what config.json and --resume keep.
   m.cfg.val_split = m.data.val_split;
   m.cfg.task = m.data.task.name();
+  GPUML_CHECK(m.cfg.eval_every == 0 || m.data.eval,
+              "--eval-every {} needs held-out data, and {} has none: drop --eval-every, or hold some out (--val-split)",
+              m.cfg.eval_every, inputs.train ? "the training arrays" : m.cfg.data);
   GPUML_CHECK(m.cfg.patience == 0 || m.data.eval,
               "--patience {} needs held-out data to judge improvement, and {} has no test split and --val-split is "
               "0: hold some out (--val-split 0.1) or drop --patience",
@@ -310,6 +316,7 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
     st.at_max_steps = cfg.max_steps > 0 && progress.step >= cfg.max_steps;
     st.stop_requested = stop_asked.load();
     call(&Callback::on_step_end, st);
+    if (cfg.eval_every > 0 && progress.step % cfg.eval_every == 0) evaluate_at_step(st);
     if (st.stopping() && !st.last_batch) {
       call(&Callback::on_epoch_stopped, st);
       result.seconds_training += st.epoch_seconds() - st.earlier_seconds;
@@ -317,6 +324,14 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
     }
   }
   return true;
+}
+
+// --eval-every: the held-out data's first eval_iters batches (all of it for 0), the same rows each time.
+void Trainer::Impl::evaluate_at_step(TrainState& st) {
+  const int64_t rows = cfg.eval_iters > 0 ? std::min(eval_x.dim(0), cfg.eval_iters * cfg.batch_size) : eval_x.dim(0);
+  TaskSums ev = runner->evaluate(eval_x.slice(0, 0, rows), eval_y.slice(0, 0, rows), cfg.batch_size);
+  st.step_evaluation = {st.progress.step, rows, data.task.mean_loss(ev), data.task.metric(ev)};
+  call(&Callback::on_step_evaluated, st);
 }
 
 // The epoch's figures, evaluation, and the progress a checkpoint saves (the best metric so far).

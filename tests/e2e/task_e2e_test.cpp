@@ -99,10 +99,16 @@ TEST_F(TaskCli, TextTrainsACharacterLanguageModel) {
   out.close();
   std::ofstream(model) << R"({"input_shape": [8], "layers": [{"type": "Embedding", "num_embeddings": 12,
     "embedding_dim": 16}, {"type": "Linear", "in_features": 16, "out_features": 12}]})";
-  auto t = run_gpuml(fmt::format("train --threads 1 --epochs 15 --batch-size 8 --lr 0.02 --data {} --model {} --out {}",
+  auto t = run_gpuml(fmt::format("train --threads 1 --epochs 15 --batch-size 8 --lr 0.02 --data {} --model {} --out {} "
+                                 "--eval-every 20 --eval-iters 1",
                                  q(text), q(model), q(run)));
   ASSERT_EQ(t.exit_code, 0) << t.output;
   EXPECT_NE(t.output.find("task: language-model (auto: text), metric perplexity"), std::string::npos) << t.output;
+  // --eval-every 20 --eval-iters 1: the first batch of 8 validation windows, every 20 steps.
+  EXPECT_NE(t.output.find("step 20: val loss"), std::string::npos) << t.output;
+  EXPECT_NE(t.output.find("(8 rows)"), std::string::npos) << t.output;
+  const std::string steps = read_text(run / "steps.csv");
+  EXPECT_EQ(steps.rfind("step,epoch,lr,rows,val_loss,val_perplexity\n20,", 0), 0u) << steps;
   EXPECT_NE(t.output.find("8 distinct"), std::string::npos) << t.output;
   EXPECT_NE(read_text(run / "config.json").find(R"("class_names")"), std::string::npos) << "the vocabulary is kept";
   auto e = run_gpuml(fmt::format("eval --checkpoint {}", q(run)));

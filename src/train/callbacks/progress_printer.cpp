@@ -52,6 +52,14 @@ void ProgressPrinter::on_step_end(TrainState& st) {
                                                 st.task.metric_short(), st.task.metric(st.sums)));
 }
 
+void ProgressPrinter::on_step_evaluated(TrainState& st) {
+  if (!st.primary || !log_) return;
+  const TrainState::StepEvaluation& e = st.step_evaluation;
+  fmt::print(log_, "step {}: {} loss {:.4f} {} {:.4f} ({} rows)\n", e.step, st.eval_name, e.loss,
+             st.task.metric_short(), e.metric, e.rows);
+  std::fflush(log_);
+}
+
 void ProgressPrinter::on_epoch_stopped(TrainState&) {
   if (bar_) bar_->finish("stopped");
   bar_.reset();

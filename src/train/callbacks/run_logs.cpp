@@ -1,3 +1,4 @@
+#include <cstdint>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -18,7 +19,13 @@ void RunLogs::on_train_begin(TrainState& st) {
   write_file_atomically(st.run_dir / "config.json", st.config_json(2) + "\n");
   metrics_.emplace(st.run_dir / "metrics.csv");
   tensorboard_.emplace(st.run_dir);
+  steps_.emplace(st.run_dir / "steps.csv");
   if (!st.resumed) return;
+  // Continue steps.csv with the evaluations up to the checkpoint's step.
+  steps_->keep_existing(SIZE_MAX);
+  size_t kept = 0;
+  for (double step : steps_->column_values("step")) kept += step <= static_cast<double>(st.progress.step);
+  steps_->keep_existing(kept);
   // Continue the run's table and plot rather than starting them over.
   metrics_->keep_existing(static_cast<size_t>(st.progress.epoch));
   curves_.epoch = metrics_->column_values("epoch");
@@ -28,6 +35,16 @@ void RunLogs::on_train_begin(TrainState& st) {
   if (st.eval_name.empty()) return;
   curves_.eval_loss = metrics_->column_values(st.eval_name + "_loss");
   curves_.eval_metric = metrics_->column_values(st.eval_name + "_" + metric);
+}
+
+void RunLogs::on_step_evaluated(TrainState& st) {
+  if (!steps_) return;
+  const TrainState::StepEvaluation& e = st.step_evaluation;
+  const std::string metric = st.task.metric_name();
+  steps_->append({{"step", e.step}, {"epoch", st.epoch + 1}, {"lr", st.lr}, {"rows", e.rows},
+                  {st.eval_name + "_loss", e.loss}, {st.eval_name + "_" + metric, e.metric}});
+  tensorboard_->add_scalar(st.eval_name + "/step_loss", e.step, e.loss);
+  tensorboard_->add_scalar(st.eval_name + "/step_" + metric, e.step, e.metric);
 }
 
 void RunLogs::on_epoch_end(TrainState& st) {
