@@ -223,9 +223,10 @@ void run_text(std::string_view bytes) {
   auto [option, text] = option_byte(bytes);
   fs::path p = write_file(fresh_dir() / "data.txt", text);
   const int64_t block = 1 + option % 16;
+  const uint64_t seed = option;  // a structured binding cannot be captured (C++20, clang)
   expect_clean([&] {
     data::TextCorpus corpus = data::read_text_corpus(p.string(), block);
-    data::TextWindowLoader loader(corpus.train, {block, 2, option, nullptr});
+    data::TextWindowLoader loader(corpus.train, {block, 2, seed, nullptr});
     for (int i = 0; i < 2 && loader.next(); ++i) {
     }
     data::text_windows(corpus.validation, block);
