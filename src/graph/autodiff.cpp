@@ -42,14 +42,14 @@ std::vector<bool> feeds_loss(const Graph& g, int loss) {
 }  // namespace
 
 std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) {
-  GPUML_CHECK(loss.emitter == &graph, "gradients: the loss belongs to a different graph");
+  GPUML_CHECK(loss.belongs_to(graph), "gradients: the loss belongs to a different graph");
   const TensorType& loss_type = graph.type_of(loss.id);
   GPUML_CHECK_SHAPE(loss_type.shape.empty(), "gradients: the loss must be a scalar (shape ()), got {}",
                     shape_str(loss_type.shape));
   GPUML_CHECK_KIND(ErrorKind::DType, is_floating(loss_type.dtype), "gradients: the loss must be floating, got {}",
                    loss_type.dtype);
   for (const Sym& s : wrt) {
-    GPUML_CHECK(s.emitter == &graph && s.id >= 0 && s.id < graph.size(),
+    GPUML_CHECK(s.belongs_to(graph) && s.id >= 0 && s.id < graph.size(),
                 "gradients: a wrt value is not in this graph");
     GPUML_CHECK_KIND(ErrorKind::DType, is_floating(s.dtype()), "gradients: wrt value %{} is {}, not floating",
                      s.id, s.dtype());

@@ -14,7 +14,7 @@ Sym Graph::add_leaf(NodeRole role, const std::string& name, const TensorType& ty
   n.type = type;
   n.name = name;
   nodes_.push_back(std::move(n));
-  return Sym{this, size() - 1};
+  return Sym(*this, size() - 1);
 }
 
 Sym Graph::input(const std::string& name, const TensorType& type) { return add_leaf(NodeRole::Input, name, type); }

@@ -31,9 +31,8 @@ struct Node {
 class Graph : public Emitter {
  public:
   Graph() = default;
-  // Sym holds a pointer to its graph, so a graph stays where it was built.
-  Graph(const Graph&) = delete;
-  Graph& operator=(const Graph&) = delete;
+  // Not copied or moved (Emitter): Syms hold this graph's handle. Destroying the graph makes
+  // using its Syms an Invalid error ("this value's graph no longer exists").
 
   Sym input(const std::string& name, const TensorType& type);
   Sym param(const std::string& name, const TensorType& type);
@@ -46,7 +45,7 @@ class Graph : public Emitter {
 
   int size() const { return static_cast<int>(nodes_.size()); }
   const Node& node(int id) const;
-  Sym sym(int id) { return Sym{this, id}; }
+  Sym sym(int id) { return Sym(*this, id); }
   // The id of the Input/Param named `name`, or -1.
   int find_leaf(const std::string& name) const;
   // "%3 = matmul(%1, %2) (64, 10) f32" per line, for debugging and error messages.

@@ -246,7 +246,7 @@ int Planner::emit_placed(OpId op, Attrs attrs, std::vector<int> inputs, Backend&
 Plan Planner::run(const std::vector<Sym>& outputs) {
   std::vector<bool> needed(graph_.size(), false);
   for (const Sym& s : outputs) {
-    GPUML_CHECK(s.emitter == &graph_ && s.id >= 0 && s.id < graph_.size(), "plan_graph: an output is not in this graph");
+    GPUML_CHECK(s.belongs_to(graph_) && s.id >= 0 && s.id < graph_.size(), "plan_graph: an output is not in this graph");
     needed[s.id] = true;
   }
   for (int id = graph_.size() - 1; id >= 0; --id)

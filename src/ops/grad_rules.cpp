@@ -171,7 +171,7 @@ GradInputs grad_layer_norm(const GradContext& c) {
   int nd = x.ndim();
   int first = normalize_axis(c.attrs.axis, nd, "layer_norm");
   Sym dx = emit(OpId::layer_norm_backward, {x, w, c.g}, c.attrs);
-  Emitter& e = *x.emitter;
+  Emitter& e = x.emitter();
   Sym xhat = emit(OpId::layer_norm, {x, fill(e, w.shape(), 1.0, w.dtype()), fill(e, w.shape(), 0.0, w.dtype())},
                   c.attrs);
   std::vector<int64_t> batch_axes;
@@ -180,7 +180,7 @@ GradInputs grad_layer_norm(const GradContext& c) {
 }
 GradInputs grad_batch_norm(const GradContext& c) {
   Sym x = c.in[0], w = c.in[1], running_var = c.in[4];
-  Emitter& e = *x.emitter;
+  Emitter& e = x.emitter();
   Sym xhat = emit(OpId::batch_norm,
                   {x, fill(e, w.shape(), 1.0, w.dtype()), fill(e, w.shape(), 0.0, w.dtype()), c.in[3], running_var},
                   c.attrs);
