@@ -46,7 +46,8 @@ class Emitter {
   Emitter& operator=(const Emitter&) = delete;
 
   virtual Autocast autocast() const { return Autocast::off; }
-  // Adds a node (after checking its type rule) and returns its value id.
+  // Adds a node (after checking its type rules) and returns its value id; an op with k outputs
+  // gets the ids returned .. returned + k - 1.
   virtual int emit(OpId op, const std::vector<int>& inputs, const Attrs& attrs) = 0;
   virtual const TensorType& type_of(int value) const = 0;
   std::shared_ptr<const EmitterHandle> handle() const { return handle_; }
@@ -76,8 +77,11 @@ class Sym {
   std::shared_ptr<const EmitterHandle> handle_;
 };
 
-// Generic emission: the one function every helper below goes through.
+// Generic emission: the one function every helper below goes through (one-output ops).
 Sym emit(OpId op, const std::vector<Sym>& inputs, const Attrs& attrs = {});
+// An op with several outputs (op_info(op).outputs): one Sym per output, in order; an Emitter
+// gives them consecutive value ids, output 0 being the id emit() returned.
+std::vector<Sym> emit_outputs(OpId op, const std::vector<Sym>& inputs, const Attrs& attrs = {});
 
 // Constants.
 Sym fill(Emitter& e, const Shape& shape, double value, DType dtype);

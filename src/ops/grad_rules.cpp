@@ -12,9 +12,11 @@ namespace {
 
 struct GradContext {
   const std::vector<Sym>& in;
-  Sym out;
-  Sym g;  // upstream gradient, shaped like `out`
+  Sym out;  // output 0
+  Sym g;    // output 0's upstream gradient, shaped like `out`
   const Attrs& attrs;
+  const std::vector<Sym>& outs;  // every output (ops with several; outs[0] is `out`)
+  const std::vector<Sym>& gs;    // their upstream gradients (gs[0] is `g`)
 };
 
 using GradFn = GradInputs (*)(const GradContext& c);
@@ -144,6 +146,16 @@ GradInputs grad_matmul(const GradContext& c) {
   Sym da = !ta ? (tb ? matmul(g, b) : matmul(g, b, false, true)) : (tb ? matmul(b, g, true, true) : matmul(b, g, false, true));
   Sym db = !tb ? (ta ? matmul(a, g) : matmul(a, g, true, false)) : (ta ? matmul(g, a, true, true) : matmul(g, a, true, false));
   return reduced_pair(c, da, db);
+}
+// (matmul(a, b), sum(in[axis], over rows)): the product's gradient, plus the bias gradient's
+// upstream spread over the rows of the operand it sums.
+GradInputs grad_matmul_bgrad(const GradContext& c) {
+  GradInputs grads = grad_matmul(c);
+  const int64_t axis = c.attrs.axis;
+  const Shape& summed = c.in[axis].shape();
+  Sym spread = broadcast_to(reshape(c.gs[1], {1, summed[1]}), summed);
+  grads[axis] = add(*grads[axis], spread);
+  return grads;
 }
 GradInputs grad_conv2d(const GradContext& c) {
   Attrs data = c.attrs;
@@ -278,6 +290,7 @@ const GradTable& grad_table() {
     reg(OpId::softmax, grad_softmax);
     reg(OpId::log_softmax, grad_log_softmax);
     reg(OpId::matmul, grad_matmul);
+    reg(OpId::matmul_bgrad, grad_matmul_bgrad);
     reg(OpId::conv2d, grad_conv2d);
     reg(OpId::max_pool2d, grad_max_pool2d);
     reg(OpId::avg_pool2d, grad_avg_pool2d);
@@ -299,13 +312,19 @@ const GradTable& grad_table() {
 
 }  // namespace
 
-GradInputs grad_rule(OpId op, const std::vector<Sym>& inputs, Sym output, Sym upstream, const Attrs& attrs) {
+GradInputs grad_rule(OpId op, const std::vector<Sym>& inputs, const std::vector<Sym>& outputs,
+                     const std::vector<Sym>& upstreams, const Attrs& attrs) {
   const GradEntry& entry = grad_table()[static_cast<int>(op)];
   GPUML_CHECK_KIND(ErrorKind::Unsupported, entry.fn != nullptr, "{} is not differentiable", op_name(op));
-  GPUML_CHECK_KIND(ErrorKind::Shape, upstream.shape() == output.shape(),
-                   "{}: upstream gradient {} does not match the output {}", op_name(op),
-                   shape_str(upstream.shape()), shape_str(output.shape()));
-  GradInputs grads = entry.fn(GradContext{inputs, output, upstream, attrs});
+  GPUML_CHECK_KIND(ErrorKind::Internal,
+                   static_cast<int>(outputs.size()) == op_info(op).outputs && upstreams.size() == outputs.size(),
+                   "{}: {} outputs and {} upstream gradients for an op with {} outputs", op_name(op), outputs.size(),
+                   upstreams.size(), op_info(op).outputs);
+  for (size_t i = 0; i < outputs.size(); ++i)
+    GPUML_CHECK_KIND(ErrorKind::Shape, upstreams[i].shape() == outputs[i].shape(),
+                     "{}: upstream gradient {} does not match output {} {}", op_name(op),
+                     shape_str(upstreams[i].shape()), i, shape_str(outputs[i].shape()));
+  GradInputs grads = entry.fn(GradContext{inputs, outputs[0], upstreams[0], attrs, outputs, upstreams});
   GPUML_CHECK_KIND(ErrorKind::Internal, grads.size() == inputs.size(), "{}: gradient rule gave {} grads for {} inputs",
                    op_name(op), grads.size(), inputs.size());
   return grads;
