@@ -45,14 +45,14 @@ int main(int argc, char** argv) {
                         ga::Array::copy_of(test_x.data(), {500, 20}), ga::Array::copy_of(test_y.data(), {500}));
     trainer.on_epoch_end([](const ga::EpochReport& e) {
       std::printf("epoch %lld: train loss %.4f, test accuracy %.4f\n", static_cast<long long>(e.epoch), e.train_loss,
-                  e.eval_accuracy);
+                  e.eval_metric);
     });
     ga::FitReport r = trainer.fit();
     std::printf("trained %lld epochs on %s: test accuracy %.4f\n", static_cast<long long>(r.epochs), r.device.c_str(),
-                r.eval_accuracy);
+                r.eval_metric);
     trainer.save(argv[1]);
     std::printf("saved %s\n", argv[1]);
-    return r.eval_accuracy > 0.8 ? 0 : 1;  // 4 separable groups: an MLP learns them
+    return r.eval_metric > 0.8 ? 0 : 1;  // 4 separable groups: an MLP learns them
   } catch (const ga::Error& e) {
     std::fprintf(stderr, "train_arrays: %s\n", e.what());
     return 1;

@@ -8,7 +8,7 @@
 //   ga::Array y = ga::Array::copy_of(labels.data(), {n});         // int64 class ids (N,)
 //   ga::Settings s;  s.epochs = 10;  s.lr = 0.01;
 //   ga::Trainer trainer(s, ga::Model::from_json(json), x, y);
-//   ga::FitReport r = trainer.fit();                              // r.train_accuracy
+//   ga::FitReport r = trainer.fit();                              // r.train_metric (accuracy)
 //   trainer.save("mlp.safetensors");                              // gpuml predict reads it too
 //   ga::Array p = ga::Predictor::load("mlp.safetensors").predict(x);   // (N, C) probabilities
 //
@@ -94,36 +94,46 @@ struct Settings {
   // when the Trainer is given no test arrays; 0: none, and then the eval figures are NaN.
   double val_split = -1;
   bool deterministic = false;
+  // What the model learns: "auto" (from the labels and the model), "classification" (accuracy),
+  // "regression" (mean squared error; RMSE), "language-model" (per-token cross-entropy skipping
+  // ignore_index; perplexity). README, "Tasks".
+  std::string task = "auto";
+  int64_t ignore_index = -100;
   // A run directory: when set, fit() writes what `gpuml train` writes there (metrics.csv,
   // TensorBoard, checkpoints), and progress goes to stderr. Empty: nothing is written.
   std::string out;
 };
 
+// The metric is the task's: accuracy (classification), RMSE (regression), perplexity (language
+// model); metric_name says which.
 struct EpochReport {
   int64_t epoch = 0;  // 1-based
-  double train_loss = 0, train_accuracy = 0;
-  double eval_loss = 0, eval_accuracy = 0;  // NaN when there is no evaluation set (val_split 0)
+  double train_loss = 0, train_metric = 0;
+  double eval_loss = 0, eval_metric = 0;  // NaN when there is no evaluation set (val_split 0)
   double seconds = 0;
 };
 
 struct FitReport {
   int64_t epochs = 0;
-  double train_loss = 0, train_accuracy = 0, eval_loss = 0, eval_accuracy = 0, best_accuracy = 0;
+  std::string task, metric_name;  // "classification", "accuracy"
+  double train_loss = 0, train_metric = 0, eval_loss = 0, eval_metric = 0, best_metric = 0;
   double seconds = 0;  // training loops only
   std::string device;  // "cpu", "cuda:0"
 };
 
 struct Evaluation {
-  int64_t count = 0;
-  double loss = 0, accuracy = 0;
+  int64_t count = 0;  // rows
+  double loss = 0, metric = 0;
+  std::string metric_name;
 };
 
 class Trainer {
  public:
   // Model and data from the files `settings` names, as `gpuml train` does.
   explicit Trainer(const Settings& settings);
-  // `model` on arrays: x (N, ...) features (float, or uint8 images scaled to [0, 1]), y (N,) class
-  // ids; eval_x/eval_y (optional, both or neither) are evaluated after each epoch.
+  // `model` on arrays: x (N, ...) features (float, or uint8 images scaled to [0, 1]), y the
+  // targets: (N,) class ids, (N, K...) float values, or (N, T) token ids (Settings::task);
+  // eval_x/eval_y (optional, both or neither) are evaluated after each epoch.
   Trainer(const Settings& settings, const Model& model, const Array& x, const Array& y, const Array& eval_x = {},
           const Array& eval_y = {});
   ~Trainer();
@@ -134,7 +144,7 @@ class Trainer {
   void on_epoch_end(std::function<void(const EpochReport&)> callback);
   FitReport fit();
   Evaluation evaluate(const Array& x, const Array& y);
-  Array predict(const Array& x);  // (N, C) class probabilities
+  Array predict(const Array& x);  // (N, C) class probabilities; (N, K...) regression values
   // A checkpoint (.safetensors: weights, optimizer state, the model and settings) that
   // Predictor::load, `gpuml eval|predict|export` and `gpuml train --resume` read.
   void save(const std::string& path) const;
@@ -153,7 +163,7 @@ class Predictor {
   Predictor(Predictor&&) noexcept;
   Predictor& operator=(Predictor&&) noexcept;
 
-  Array predict(const Array& x);  // (N, C) class probabilities
+  Array predict(const Array& x);  // (N, C) class probabilities; (N, K...) regression values
   Model model() const;
 
  private:

@@ -112,6 +112,8 @@ TrainConfig config_of(const Settings& s) {
   c.precision = parse_precision(s.precision);
   c.val_split = s.val_split;
   c.deterministic = s.deterministic;
+  c.task = s.task;
+  c.ignore_index = s.ignore_index;
   c.out = s.out;
   return c;
 }
@@ -122,7 +124,7 @@ class EpochHook : public Callback {
   explicit EpochHook(std::function<void(const EpochReport&)> f) : f_(std::move(f)) {}
   void on_epoch_end(TrainState& st) override {
     const EpochSummary& e = st.epoch_summary;
-    f_({e.epoch, e.train_loss, e.train_accuracy, e.eval_loss, e.eval_accuracy, e.seconds});
+    f_({e.epoch, e.train_loss, e.train_metric, e.eval_loss, e.eval_metric, e.seconds});
   }
 
  private:
@@ -232,16 +234,16 @@ void Trainer::on_epoch_end(std::function<void(const EpochReport&)> callback) {
 FitReport Trainer::fit() {
   return guarded([&] {
     TrainResult r = impl_->trainer->fit();
-    return FitReport{r.epochs_run,    r.train_loss,       r.train_accuracy,
-                     r.eval_loss,     r.eval_accuracy,    r.best_accuracy,
-                     r.seconds_training, impl_->trainer->device_used()};
+    return FitReport{r.epochs_run,  r.task,          r.metric_name, r.train_loss,       r.train_metric,
+                     r.eval_loss,   r.eval_metric,   r.best_metric, r.seconds_training, impl_->trainer->device_used()};
   });
 }
 
 Evaluation Trainer::evaluate(const Array& x, const Array& y) {
   return guarded([&] {
-    EvalStats e = impl_->trainer->evaluate(dataset_of(x, y));
-    return Evaluation{e.count, e.loss_sum / std::max<int64_t>(e.count, 1), double(e.correct) / std::max<int64_t>(e.count, 1)};
+    const Task& task = impl_->trainer->task();
+    TaskSums e = impl_->trainer->evaluate(dataset_of(x, y));
+    return Evaluation{e.rows, task.mean_loss(e), task.metric(e), task.metric_name()};
   });
 }
 

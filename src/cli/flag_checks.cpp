@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "train/task.h"
 #include "data/shard_format.h"
 
 namespace gpuml::cli {
@@ -93,6 +94,19 @@ CLI::Validator csv_fill_value() {
         return fmt::format("'{}': expected 'mean' or a number (e.g. 0)", text);
       },
       "mean|NUMBER");
+}
+
+CLI::Validator task_name() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          check_task_name(text);
+          return {};
+        } catch (const Error& e) {
+          return e.message();
+        }
+      },
+      "auto|classification|regression|language-model");
 }
 
 CLI::Validator file_extension(std::vector<std::string> extensions) {

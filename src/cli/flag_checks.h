@@ -19,6 +19,8 @@ CLI::Validator device_name();
 CLI::Validator memory_size(bool allow_zero);
 // "mean" or a number.
 CLI::Validator csv_fill_value();
+// --task: auto or a task's name (train/task.h), with a did-you-mean.
+CLI::Validator task_name();
 // A file name ending in one of `extensions` (".csv", ".npy").
 CLI::Validator file_extension(std::vector<std::string> extensions);
 // A directory to write into: absent, or an existing directory (not a file).

@@ -156,7 +156,15 @@ Command add_train_command(CLI::App& app) {
                   "Hold out this fraction of the training set for validation (default: 0.1 when the data has no "
                   "test split, else none; 0: train on all of it, with no evaluation)")
       ->check(number_in_range(0, 1));
-  cmd->add_option("--patience", cfg->patience, "Stop after this many epochs without a better accuracy (0: never)")
+  cmd->add_option("--task", cfg->task,
+                  "What the model learns: classification, regression (MSE; RMSE), language-model (next-token "
+                  "cross-entropy; perplexity), or auto: decided from the labels and the model (README: Tasks)")
+      ->capture_default_str()
+      ->check(task_name());
+  cmd->add_option("--ignore-index", cfg->ignore_index, "language-model: the target id that counts for nothing (padding)")
+      ->capture_default_str();
+  cmd->add_option("--patience", cfg->patience,
+                  "Stop after this many epochs without a better held-out metric (accuracy, RMSE, perplexity; 0: never)")
       ->capture_default_str()
       ->check(kNonNegative);
   cmd->add_option("--csv-label", cfg->csv_label, "CSV: the label column's name (default: the last column)");
@@ -222,14 +230,15 @@ Command add_train_command(CLI::App& app) {
               if (r.interrupted_by != 0) return 128 + r.interrupted_by;  // as a shell reports a signal
             }
             if (!r.replay_summary.empty()) fmt::print("{}\n", r.replay_summary);
-            if (r.epochs_run == 0)  // stopped (--max-steps) before any epoch ended: no accuracy to report
+            const std::string metric = r.metric_name == "accuracy" ? "acc" : r.metric_name;
+            if (r.epochs_run == 0)  // stopped (--max-steps) before any epoch ended: no metric to report
               fmt::print("done: no epoch finished in this run, {:.1f} s training; run in {}\n", r.seconds_training, r.run_dir);
             else
-              fmt::print("done: {}, train acc {:.4f}, {}, {:.1f} s training; run in {}\n", count_of(r.epochs_run, "epoch"),
-                         r.train_accuracy,
-                         std::isnan(r.eval_accuracy)
+              fmt::print("done: {}, train {} {:.4f}, {}, {:.1f} s training; run in {}\n", count_of(r.epochs_run, "epoch"),
+                         metric, r.train_metric,
+                         std::isnan(r.eval_metric)
                              ? std::string("no held-out data to evaluate")
-                             : fmt::format("eval acc {:.4f} (best {:.4f})", r.eval_accuracy, r.best_accuracy),
+                             : fmt::format("eval {} {:.4f} (best {:.4f})", metric, r.eval_metric, r.best_metric),
                          r.seconds_training, r.run_dir);
             return 0;
           }};
@@ -250,7 +259,7 @@ Command add_eval_command(CLI::App& app) {
             fmt::print("model: {}\n", m.path);
             const Precision precision = inference_precision(a->precision, a->device);
             EvalReport r = evaluate_model(m, a->data, a->device, precision);
-            fmt::print("{} samples ({}): loss {:.4f}, accuracy {:.4f}\n", r.count, r.split, r.loss, r.accuracy);
+            fmt::print("{} samples ({}): loss {:.4f}, {} {:.4f}\n", r.count, r.split, r.loss, r.metric_name, r.metric);
             return 0;
           }};
 }

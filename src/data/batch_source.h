@@ -16,7 +16,7 @@ namespace gpuml::data {
 
 struct Batch {
   Tensor x;  // (B, ...) f32 contiguous
-  Tensor y;  // (B,) i64
+  Tensor y;  // (B, ...) the targets: (B,) i64 class ids from shards; any shape and i64/f32 from a DataLoader
   int64_t epoch = 0;
   int64_t index = 0;  // batch index within the epoch
 };

@@ -218,8 +218,20 @@ CsvData read_csv(const std::string& path, const CsvOptions& opt) {
   bool map_strings = opt.map_string_labels;
   if (opt.has_label && opt.detect_string_labels && !opt.map_string_labels) {
     // Integers stay ids; words become classes; a fractional number means the wrong column.
-    bool all_integers = true;
+    bool all_integers = opt.label_values != CsvOptions::Values::all, all_numbers = true;
     for (int64_t r = 0; r < rows && all_integers; ++r) all_integers = parse_integer(raw_labels[r]).has_value();
+    for (int64_t r = 0; r < rows && all_numbers && !all_integers; ++r) all_numbers = parse_number(raw_labels[r]).has_value();
+    const bool values = opt.label_values == CsvOptions::Values::all ||
+                        (opt.label_values == CsvOptions::Values::fractional && !all_integers && all_numbers);
+    if (values) {
+      for (int64_t r = 0; r < rows; ++r)
+        GPUML_CHECK_KIND(ErrorKind::Io, parse_number(raw_labels[r]).has_value(),
+                         "{}:{}:{}: label '{}' is not a number (column '{}'), and regression targets must be", path,
+                         records[first_row + r].line, l.label_column + 1, text_excerpt(raw_labels[r]), l.label_name);
+      out.labels = Tensor::empty({rows}, DType::f32);
+      for (int64_t r = 0; r < rows; ++r) out.labels.data<float>()[r] = static_cast<float>(*parse_number(raw_labels[r]));
+      return out;
+    }
     if (all_integers) {
       for (const std::string& label : raw_labels) int_labels.push_back(*parse_integer(label));
     } else {

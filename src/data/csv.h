@@ -36,6 +36,10 @@ struct CsvOptions {
   // stay ids, and a label that is a number but not an integer (a feature column, not a label) is
   // an error naming it. read_csv only: streaming has not seen every label when it must choose.
   bool detect_string_labels = false;
+  // With detect_string_labels: labels that are all numbers, some of them fractional, become f32
+  // values (regression targets) instead of the error above; `all` makes every label a value.
+  enum class Values { never, fractional, all };
+  Values label_values = Values::never;
   FillPolicy fill = FillPolicy::none;
   double fill_value = 0.0;     // for FillPolicy::constant
   char delimiter = ',';
@@ -43,7 +47,7 @@ struct CsvOptions {
 
 struct CsvData {
   Tensor features;                          // (N, F) f32
-  Tensor labels;                            // (N,) i64; undefined when !has_label
+  Tensor labels;                            // (N,) i64 ids, or f32 values (label_values); undefined when !has_label
   std::vector<std::string> feature_names;   // from the header, else "column<k>" (1-based)
   std::string label_name;
   std::vector<std::string> label_classes;   // class id -> original label, when mapped

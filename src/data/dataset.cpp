@@ -10,16 +10,23 @@
 namespace gpuml::data {
 namespace {
 
-Tensor labels_as_i64(const Tensor& labels) {
-  GPUML_CHECK_KIND(ErrorKind::DType, is_integral(labels.dtype()),
-                   "dataset: labels must be integer class ids, got {}", labels.dtype());
-  if (labels.dtype() == DType::i64) return contiguous_copy(labels);
-  Tensor out = Tensor::empty(labels.shape(), DType::i64);
-  int64_t* dst = out.data<int64_t>();
+// Integers as i64, floating values as f32: the two target dtypes the tasks train on.
+Tensor labels_of(const Tensor& labels) {
+  GPUML_CHECK_KIND(ErrorKind::DType, labels.dtype() != DType::boolean,
+                   "dataset: labels must be numbers (class ids, token ids or values), got {}", labels.dtype());
+  const DType want = is_integral(labels.dtype()) ? DType::i64 : DType::f32;
+  if (labels.dtype() == want) return contiguous_copy(labels);
+  Tensor out = Tensor::empty(labels.shape(), want);
+  if (want == DType::f32) {  // f64, f16, bf16 values
+    std::vector<double> v = labels.to_doubles();
+    for (size_t i = 0; i < v.size(); ++i) out.data<float>()[i] = static_cast<float>(v[i]);
+    return out;
+  }
+  Tensor src = contiguous_copy(labels);
   dispatch_dtype(labels.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_integral_v<T>) {
-      Tensor src = contiguous_copy(labels);
       const T* p = src.data<T>();
+      int64_t* dst = out.data<int64_t>();
       for (int64_t i = 0; i < src.numel(); ++i) dst[i] = static_cast<int64_t>(p[i]);
     }
   });
@@ -34,11 +41,11 @@ InMemoryDataset::InMemoryDataset(Tensor features, Tensor labels) {
   GPUML_CHECK_SHAPE(features.ndim() >= 1, "dataset: features need a leading sample axis, got shape {}",
                     shape_str(features.shape()));
   GPUML_CHECK_KIND(ErrorKind::DType, features.dtype() != DType::boolean, "dataset: boolean features are not numeric");
-  GPUML_CHECK_SHAPE(labels.ndim() == 1 && labels.dim(0) == features.dim(0),
-                    "dataset: labels {} do not match features {} (expected ({},))", shape_str(labels.shape()),
+  GPUML_CHECK_SHAPE(labels.ndim() >= 1 && labels.dim(0) == features.dim(0),
+                    "dataset: labels {} do not match features {} (expected ({}, ...))", shape_str(labels.shape()),
                     shape_str(features.shape()), features.dim(0));
   features_ = contiguous_copy(features);
-  labels_ = labels_as_i64(labels);
+  labels_ = labels_of(labels);
 }
 
 InMemoryDataset InMemoryDataset::reshape_samples(const Shape& sample_shape) const {
@@ -51,15 +58,21 @@ InMemoryDataset InMemoryDataset::subset(const std::vector<int64_t>& indices) con
   Shape shape = features_.shape();
   shape[0] = static_cast<int64_t>(indices.size());
   Tensor x = Tensor::empty(shape, features_.dtype());
-  Tensor y = Tensor::empty({shape[0]}, DType::i64);
-  size_t row_bytes = static_cast<size_t>(numel(sample_shape())) * dtype_size(features_.dtype());
+  Shape y_shape = labels_.shape();
+  y_shape[0] = shape[0];
+  Tensor y = Tensor::empty(y_shape, labels_.dtype());
+  const size_t row_bytes = static_cast<size_t>(numel(sample_shape())) * dtype_size(features_.dtype());
+  const size_t label_bytes = static_cast<size_t>(numel(label_shape())) * dtype_size(labels_.dtype());
   const char* src = static_cast<const char*>(features_.raw_data());
+  const char* label_src = static_cast<const char*>(labels_.raw_data());
   char* dst = static_cast<char*>(x.raw_data());
+  char* label_dst = static_cast<char*>(y.raw_data());
   for (size_t r = 0; r < indices.size(); ++r) {
     int64_t i = indices[r];
     GPUML_CHECK(i >= 0 && i < size(), "dataset subset: index {} out of range for {} rows", i, size());
     if (row_bytes > 0) std::memcpy(dst + r * row_bytes, src + static_cast<size_t>(i) * row_bytes, row_bytes);
-    y.data<int64_t>()[r] = labels_.data<int64_t>()[i];
+    if (label_bytes > 0)
+      std::memcpy(label_dst + r * label_bytes, label_src + static_cast<size_t>(i) * label_bytes, label_bytes);
   }
   return InMemoryDataset(x, y);
 }

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "data/batch_allocator.h"
@@ -43,18 +44,21 @@ Batch DataLoader::assemble(const std::vector<int64_t>& order, int64_t epoch, int
   int64_t rows = std::min(options_.batch_size, dataset_.size() - first);
   Shape shape = dataset_.features().shape();
   shape[0] = rows;
-  Batch batch{options_.memory->empty(shape, DType::f32), options_.memory->empty({rows}, DType::i64),
+  Shape label_shape = dataset_.labels().shape();
+  label_shape[0] = rows;
+  Batch batch{options_.memory->empty(shape, DType::f32), options_.memory->empty(label_shape, dataset_.labels().dtype()),
               epoch, index};
   const int64_t sample_elems = normalize_.sample_elems();
   const size_t sample_bytes = static_cast<size_t>(sample_elems) * dtype_size(dataset_.features().dtype());
   const auto* features = static_cast<const uint8_t*>(dataset_.features().raw_data());  // (N, sample_elems)
-  const int64_t* labels = dataset_.labels().data<int64_t>();
-  float* x = batch.x.data<float>();      // (rows, sample_elems)
-  int64_t* y = batch.y.data<int64_t>();  // (rows,)
+  const size_t label_bytes = static_cast<size_t>(numel(dataset_.label_shape())) * dtype_size(dataset_.labels().dtype());
+  const auto* labels = static_cast<const uint8_t*>(dataset_.labels().raw_data());  // (N, label_bytes)
+  float* x = batch.x.data<float>();                      // (rows, sample_elems)
+  auto* y = static_cast<uint8_t*>(batch.y.raw_data());  // (rows, label_bytes)
   for (int64_t r = 0; r < rows; ++r) {
     int64_t sample = order[static_cast<size_t>(first + r)];
     normalize_(features + static_cast<size_t>(sample) * sample_bytes, x + r * sample_elems);
-    y[r] = labels[sample];
+    std::memcpy(y + static_cast<size_t>(r) * label_bytes, labels + static_cast<size_t>(sample) * label_bytes, label_bytes);
   }
   return batch;
 }

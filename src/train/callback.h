@@ -21,6 +21,7 @@
 #include <vector>
 
 #include "train/checkpoint.h"
+#include "train/task.h"
 #include "train/train_config.h"
 
 namespace gpuml {
@@ -30,17 +31,18 @@ class Model;
 }
 class ModelRunner;
 
-// One finished epoch's figures.
+// One finished epoch's figures. The metric is the task's (TrainState::task): accuracy, RMSE or
+// perplexity.
 struct EpochSummary {
   int64_t epoch = 0;  // 1-based: the epoch that just finished
-  double train_loss = 0, train_accuracy = 0;
-  double eval_loss = NAN, eval_accuracy = NAN;  // on the evaluation set (NaN without one)
+  double train_loss = 0, train_metric = 0;
+  double eval_loss = NAN, eval_metric = NAN;  // on the evaluation set (NaN without one)
   double lr = 0;                            // the learning rate of the epoch's last step
   double seconds = 0;       // wall time of the epoch's training loop (steps and waiting for data)
   double step_seconds = 0;  // of which in steps
   double data_wait = 0;     // the share of the loop not spent in steps
   double samples_per_second = 0;
-  bool improved = false;    // a new best evaluation accuracy (never without an evaluation set)
+  bool improved = false;    // a new best evaluation metric (never without an evaluation set)
 };
 
 struct TrainState {
@@ -55,6 +57,8 @@ struct TrainState {
   std::string split_note;           // how the evaluation rows were chosen (a held-out 10%), or empty
   std::string data_description;     // one line: "fashion-mnist IDX: 60000 train, 10000 test"
   std::vector<std::string> class_names;
+  Task task;              // what the model learns: the loss and the metric (train/task.h)
+  std::string task_note;  // "task: classification (auto: integer labels, 10 classes), metric accuracy"
   bool resumed = false;
   std::string resumed_from;  // the checkpoint --resume read
   int64_t saved_epochs = 0;  // the epochs the resumed run was configured with (--epochs may change them)
@@ -74,9 +78,10 @@ struct TrainState {
   bool last_batch = false;  // of the epoch
   double lr = 0, step_loss = 0;
 
-  // Sums over the epoch so far (including a resumed epoch's first part).
-  double loss_sum = 0, step_seconds = 0;
-  int64_t correct = 0, seen = 0;
+  // Sums over the epoch so far (including a resumed epoch's first part): the task's loss, weight
+  // and score, and the rows seen.
+  TaskSums sums;
+  double step_seconds = 0;
   double earlier_seconds = 0;  // the epoch's time before it was resumed
   Clock::time_point epoch_start;
 

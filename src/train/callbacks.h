@@ -49,7 +49,7 @@ class RunLogs : public Callback {
 
  private:
   struct Curves {
-    std::vector<double> epoch, train_loss, train_acc, eval_loss, eval_acc;
+    std::vector<double> epoch, train_loss, train_metric, eval_loss, eval_metric;
   };
   std::optional<MetricsCsv> metrics_;
   std::optional<TensorBoardWriter> tensorboard_;
@@ -58,7 +58,7 @@ class RunLogs : public Callback {
 
 // last.safetensors at each epoch's end (and every --checkpoint-every steps, and where a stop
 // request left the epoch, with the loader's position); best.safetensors and model.safetensors
-// (the weights alone, for PyTorch) when the evaluation accuracy improved. Without held-out data
+// (the weights alone, for PyTorch) when the evaluation metric improved. Without held-out data
 // there is no best.safetensors (eval, predict and export read last.safetensors) and
 // model.safetensors is the last epoch's.
 class Checkpoints : public Callback {
@@ -67,7 +67,8 @@ class Checkpoints : public Callback {
   void on_epoch_end(TrainState& st) override;
 };
 
-// Stops after `patience` epochs without a better evaluation accuracy.
+// Stops after `patience` epochs without a better evaluation metric (higher accuracy, lower RMSE
+// or perplexity).
 class EarlyStopping : public Callback {
  public:
   explicit EarlyStopping(int64_t patience) : patience_(patience) {}

@@ -57,7 +57,8 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& c) {
       {"gpuml.best_epoch", std::to_string(p.best_epoch)},
       {"gpuml.epochs_without_improvement", std::to_string(p.epochs_without_improvement)},
       {"gpuml.epoch_loss_sum", fmt::format("{:.17g}", p.epoch_loss_sum)},
-      {"gpuml.epoch_correct", std::to_string(p.epoch_correct)},
+      {"gpuml.epoch_weight", fmt::format("{:.17g}", p.epoch_weight)},
+      {"gpuml.epoch_score", fmt::format("{:.17g}", p.epoch_score)},
       {"gpuml.epoch_seen", std::to_string(p.epoch_seen)},
       {"gpuml.epoch_seconds", fmt::format("{:.17g}", p.epoch_seconds)},
       {"gpuml.epoch_step_seconds", fmt::format("{:.17g}", p.epoch_step_seconds)},
@@ -89,7 +90,10 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   // Partial-epoch sums are absent from checkpoints written at epoch ends by older versions.
   if (m.count("gpuml.epoch_seen")) {
     p.epoch_seen = parse_int(m, "gpuml.epoch_seen", path);
-    p.epoch_correct = parse_int(m, "gpuml.epoch_correct", path);
+    // Before tasks (classification only): the correct count, and rows as the weight.
+    p.epoch_score = m.count("gpuml.epoch_score") ? parse_double_or(m, "gpuml.epoch_score", 0.0)
+                                                 : static_cast<double>(parse_int(m, "gpuml.epoch_correct", path));
+    p.epoch_weight = parse_double_or(m, "gpuml.epoch_weight", static_cast<double>(p.epoch_seen));
   }
   p.epoch_loss_sum = parse_double_or(m, "gpuml.epoch_loss_sum", 0.0);
   p.epoch_seconds = parse_double_or(m, "gpuml.epoch_seconds", 0.0);

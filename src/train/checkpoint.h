@@ -25,13 +25,14 @@ struct TrainingProgress {
   int64_t loader_epoch = 0;   // where the data loader resumes
   int64_t loader_batch = 0;
   uint64_t seed = 0;
-  double best_metric = 0.0;   // best validation accuracy so far
+  double best_metric = 0.0;   // best held-out metric so far (accuracy, RMSE, perplexity: train/task.h)
   int64_t best_epoch = 0;
   int64_t epochs_without_improvement = 0;
   // Sums over the batches already trained in a partly done epoch (loader_batch > 0), so that a
   // run resumed mid-epoch reports the same epoch metrics as one that never stopped.
-  double epoch_loss_sum = 0.0;
-  int64_t epoch_correct = 0, epoch_seen = 0;
+  // (train/task.h TaskSums: loss_sum, weight, score, rows.)
+  double epoch_loss_sum = 0.0, epoch_weight = 0.0, epoch_score = 0.0;
+  int64_t epoch_seen = 0;
   double epoch_seconds = 0.0, epoch_step_seconds = 0.0;
 };
 

@@ -27,12 +27,15 @@ std::string lower_extension(const std::string& path) {
 // Class ids index the model's outputs; a file's label of 2^63 - 1 made `max + 1` overflow.
 constexpr int64_t kMaxClassId = INT32_MAX - 1;
 
+// The largest integer label (-1 for none, and for values: regression targets have no classes).
 int64_t max_label(const Tensor& labels, const std::string& what) {
+  if (labels.dtype() != DType::i64) return -1;
   const int64_t* y = labels.data<int64_t>();
+  const int64_t per_row = labels.dim(0) > 0 ? labels.numel() / labels.dim(0) : 1;
   int64_t best = -1;
   for (int64_t i = 0; i < labels.numel(); ++i) {
-    GPUML_CHECK(y[i] <= kMaxClassId, "{}: label {} in row {} is too large for a class id (at most {})", what, y[i], i,
-                kMaxClassId);
+    GPUML_CHECK(y[i] <= kMaxClassId, "{}: label {} in row {} is too large for a class id (at most {})", what, y[i],
+                i / per_row, kMaxClassId);
     best = std::max(best, y[i]);
   }
   return best;
@@ -67,6 +70,10 @@ LoadedData from_csv(const DatasetOptions& o) {
     }
   }
   c.detect_string_labels = true;
+  // Numbers with fractions are regression targets unless the task says classification.
+  c.label_values = o.task == "regression"                                ? data::CsvOptions::Values::all
+                   : o.task == "auto" || o.task.empty() ? data::CsvOptions::Values::fractional
+                                                                         : data::CsvOptions::Values::never;
   data::CsvData csv = data::read_csv(o.path, c);
   // A label-first file (MNIST as CSV: label,pixel1,...) read with the default last column would
   // train on a pixel as the label: refuse it, naming the flag that picks the column.
@@ -109,12 +116,7 @@ LoadedData from_npz(const std::string& path) {
 
 }  // namespace
 
-void check_labels(const data::InMemoryDataset& d, int64_t num_classes, const std::string& what) {
-  const int64_t* y = d.labels().data<int64_t>();
-  for (int64_t i = 0; i < d.size(); ++i)
-    GPUML_CHECK(y[i] >= 0 && y[i] < num_classes, "{}: label {} in row {} is outside 0..{}", what, y[i], i,
-                num_classes - 1);
-}
+bool is_text_file(const std::string& path) { return lower_extension(path) == ".txt" && fs::is_regular_file(path); }
 
 void check_finite(const Tensor& features, const std::string& what) {
   if (!is_floating(features.dtype())) return;
@@ -137,7 +139,8 @@ LoadedData load_training_data(const DatasetOptions& o) {
     if (ext == ".csv") return from_csv(o);
     if (ext == ".npz") return from_npz(o.path);
     GPUML_FAIL(ErrorKind::Invalid,
-               "--data {}: not a dataset gpuml reads (a directory of IDX files, a .csv or an .npz file)", o.path);
+               "--data {}: not a dataset gpuml reads (a directory of IDX files, a .csv or an .npz file; a .txt "
+               "file trains a language model)", o.path);
   }();
   GPUML_CHECK(out.train.size() > 0, "--data {}: the training set is empty", o.path);
   return checked_training_data(std::move(out), o.path);
@@ -152,10 +155,10 @@ LoadedData checked_training_data(LoadedData out, const std::string& path) {
     GPUML_CHECK_SHAPE(out.test->sample_shape() == out.sample_shape, "{}: test samples are {}, train samples {}",
                       path, shape_str(out.test->sample_shape()), shape_str(out.sample_shape));
     check_finite(out.test->features(), path + " (test)");
+    GPUML_CHECK_SHAPE(out.test->label_shape() == out.train.label_shape(), "{}: test labels are {} per row, train labels {}",
+                      path, shape_str(out.test->label_shape()), shape_str(out.train.label_shape()));
     out.num_classes = std::max(out.num_classes, max_label(out.test->labels(), path + " (test)") + 1);
-    check_labels(*out.test, out.num_classes, path + " (test)");
   }
-  check_labels(out.train, out.num_classes, path);
   // Integer images are scaled to [0, 1], as the PyTorch reference does; floats are used as they are.
   if (out.train.features().dtype() == DType::u8) out.normalization.scale = 1.0 / 255.0;
   return out;

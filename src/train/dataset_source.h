@@ -3,8 +3,9 @@
 //   - a .csv file (label column by name or index; numeric features): train only; string labels
 //     ("setosa") become ids in sorted order, their names kept in class_names;
 //   - a .npz archive with arrays x_train/y_train[/x_test/y_test] or x/y: train [+ test].
-// Images (u8) are scaled to [0, 1] as the PyTorch reference does; labels are checked to be
-// class ids 0..C-1 and the class count is inferred from them.
+// Images (u8) are scaled to [0, 1] as the PyTorch reference does. Labels are integers (class
+// ids, token ids) or numbers (regression targets); the Task checks them against the model
+// (train/task.h).
 //
 //   DatasetOptions opt;  opt.path = "/usr/share/datasets/fashion-mnist";
 //   LoadedData d = load_training_data(opt);   // d.train (60000, 1, 28, 28), d.test (10000, ...)
@@ -24,13 +25,16 @@ struct DatasetOptions {
   std::string csv_label = "";  // CSV: label column name; empty: the last column
   std::string csv_fill = "";   // CSV: "" (missing values are errors), "mean" or a number
   bool require_labels = true;  // false for prediction inputs
+  // --task: a CSV's label column is read as numbers for "regression", as class ids (or names)
+  // for "classification" and "language-model", and by its contents for "auto" (train/task.h).
+  std::string task = "auto";
 };
 
 struct LoadedData {
   data::InMemoryDataset train;
   std::optional<data::InMemoryDataset> test;
   Shape sample_shape;       // per sample, e.g. (1, 28, 28)
-  int64_t num_classes = 0;  // 1 + the largest label seen
+  int64_t num_classes = 0;  // 1 + the largest integer label seen (0 for numeric labels)
   data::Normalization normalization;
   std::string description;  // one line for the log: "fashion-mnist IDX: 60000 train, 10000 test"
   std::vector<std::string> class_names;  // class id -> name: a CSV's string labels (sorted), else empty
@@ -38,7 +42,8 @@ struct LoadedData {
 
 LoadedData load_training_data(const DatasetOptions& options);
 // The checks load_training_data applies to what it read (a non-empty train set, finite features,
-// test samples shaped as train's, labels 0..C-1), the class count and the normalisation (u8
+// test samples and labels shaped as train's, integer labels small enough for class ids), the
+// class count and the normalisation (u8
 // images scaled to [0, 1]): for data that came from elsewhere (arrays given to a Trainer).
 // `path` names the data in errors.
 LoadedData checked_training_data(LoadedData data, const std::string& path);
@@ -56,8 +61,9 @@ struct PredictInputs {
 };
 PredictInputs load_predict_inputs(const std::string& path, const Shape& model_input);
 
-// Throws Invalid naming the row and value when a label is outside [0, num_classes).
-void check_labels(const data::InMemoryDataset& data, int64_t num_classes, const std::string& what);
+// A .txt file: text for a character-level language model (data/text.h), read by the Trainer and
+// `gpuml eval` rather than load_training_data.
+bool is_text_file(const std::string& path);
 // Throws Invalid naming the first non-finite feature (row and position).
 void check_finite(const Tensor& features, const std::string& what);
 

@@ -8,6 +8,7 @@
 #include "core/json_read.h"
 #include "data/npy.h"
 #include "data/shard_format.h"
+#include "data/text.h"
 #include "interop/onnx_import.h"
 #include "train/dataset_source.h"
 #include "train/model_runner.h"
@@ -26,13 +27,13 @@ LoadedModel load_trained_model(const std::string& path) {
     Checkpoint c;
     c.model = std::move(imported.weights);
     c.model_json = imported.model.to_json().dump();
-    return {std::move(imported.model), std::move(c), p.string(), "", {}, "", "", 0, 0};
+    return {std::move(imported.model), std::move(c), p.string(), "", {}, "", "", 0, 0, Task()};
   }
   if (fs::is_directory(p)) p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
   GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--checkpoint {}: no checkpoint at {}", path, p.string());
   Checkpoint c = load_checkpoint(p);
   nlohmann::json model_json = parse_json(c.model_json, p.string() + ": the model description");
-  LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", "", 0, 0};
+  LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", "", 0, 0, Task()};
   if (!m.checkpoint.config_json.empty()) {
     auto cfg = nlohmann::json::parse(m.checkpoint.config_json, nullptr, false);
     if (cfg.is_object() && cfg.contains("val_split") && cfg["val_split"].is_number()) m.val_split = cfg["val_split"];
@@ -40,6 +41,17 @@ LoadedModel load_trained_model(const std::string& path) {
     if (cfg.is_object() && cfg.contains("data") && cfg["data"].is_string()) m.data = cfg["data"];
     if (cfg.is_object() && cfg.contains("csv_label") && cfg["csv_label"].is_string()) m.csv_label = cfg["csv_label"];
     if (cfg.is_object() && cfg.contains("csv_fill") && cfg["csv_fill"].is_string()) m.csv_fill = cfg["csv_fill"];
+    if (cfg.is_object() && cfg.contains("task") && cfg["task"].is_string()) {
+      const std::string task = cfg["task"];
+      check_task_name(task);
+      const int64_t ignore = cfg.contains("ignore_index") && cfg["ignore_index"].is_number_integer()
+                                 ? cfg["ignore_index"].get<int64_t>()
+                                 : -100;
+      m.task = Task(task == "regression"       ? TaskKind::regression
+                    : task == "language-model" ? TaskKind::language_model
+                                               : TaskKind::classification,
+                    ignore);
+    }
     if (cfg.is_object() && cfg.contains("class_names") && cfg["class_names"].is_array())
       for (const auto& name : cfg["class_names"])
         if (name.is_string()) m.class_names.push_back(name.get<std::string>());
@@ -49,8 +61,8 @@ LoadedModel load_trained_model(const std::string& path) {
 
 std::unique_ptr<ModelRunner> make_inference_runner(const LoadedModel& m, const std::string& device,
                                                    Precision precision) {
-  auto runner =
-      std::make_unique<ModelRunner>(m.model, optim::OptimizerConfig{}, plan_options_for_device(device), 0, precision);
+  auto runner = std::make_unique<ModelRunner>(m.model, optim::OptimizerConfig{}, plan_options_for_device(device), 0,
+                                              precision, m.task);
   runner->load(m.checkpoint.model, {});
   return runner;
 }
@@ -70,22 +82,48 @@ void check_input_shape(const LoadedModel& m, const Shape& sample, const std::str
                     shape_str(sample), shape_str(m.model.input_shape()));
 }
 
+// A regression's predictions: (N, K...) values, one row per input ("value" or y0..yK-1 columns).
+PredictReport write_values(const Tensor& values, PredictInputs& in, const std::string& output_path) {
+  const int64_t n = values.dim(0), k = n > 0 ? values.numel() / n : 0;
+  if (fs::path(output_path).extension() == ".npy") {
+    data::write_npy(output_path, values);
+    return {n, std::move(in.notes)};
+  }
+  std::vector<double> v = values.to_doubles();
+  std::string text = in.files.empty() ? "" : "file,";
+  for (int64_t c = 0; c < k; ++c) text += k == 1 ? fmt::format("value") : fmt::format("{}y{}", c ? "," : "", c);
+  text += '\n';
+  for (int64_t i = 0; i < n; ++i) {
+    if (!in.files.empty()) text += csv_field(in.files[static_cast<size_t>(i)]) + ",";
+    for (int64_t c = 0; c < k; ++c) text += fmt::format("{}{:.9g}", c ? "," : "", v[static_cast<size_t>(i * k + c)]);
+    text += '\n';
+  }
+  write_file_atomically(output_path, text);
+  return {n, std::move(in.notes)};
+}
+
 }  // namespace
 
 EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device,
                           Precision precision) {
   std::string path = data_path.empty() ? m.data : data_path;
   GPUML_CHECK(!path.empty(), "no --data given and the checkpoint does not say what it trained on");
-  auto score = [&](const data::InMemoryDataset& set, const data::Normalization& norm, const char* split) {
-    check_input_shape(m, set.sample_shape(), path);
-    check_labels(set, m.model.num_classes(), path);
-    EvalStats s = make_inference_runner(m, device, precision)->evaluate(normalised(set, norm).first, set.labels());
-    return EvalReport{s.loss_sum / s.count, double(s.correct) / s.count, s.count, split};
+  auto score = [&](const data::InMemoryDataset& given, data::Normalization norm, const char* split) {
+    check_input_shape(m, given.sample_shape(), path);
+    const data::InMemoryDataset set = m.task.prepare(given, m.model, path);
+    if (m.task.kind() == TaskKind::language_model) norm = {};  // token ids, as training took them
+    TaskSums s = make_inference_runner(m, device, precision)->evaluate(normalised(set, norm).first, set.labels());
+    return EvalReport{m.task.mean_loss(s), m.task.metric(s), m.task.metric_name(), s.rows, split};
   };
+  if (is_text_file(path)) {  // a character language model: the text's last 10%, as training split it
+    const data::TextCorpus text = data::read_text_corpus(path, m.model.input_shape().at(0));
+    return score(data::text_windows(text.validation, m.model.input_shape()[0]), {},
+                 "validation split: the last 10% of the text");
+  }
   if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
     return score(load_shard_test_split(path), shard_normalization(path), "test split");
   // A CSV is read as the run read it: the same label column, the same fill.
-  LoadedData d = load_training_data({path, m.csv_label, m.csv_fill, true});
+  LoadedData d = load_training_data({path, m.csv_label, m.csv_fill, true, m.task.name()});
   if (d.test) return score(*d.test, d.normalization, "test split");
   // The rows the run held out (the same split of the same data), never the ones it trained on.
   if (data_path.empty() && m.val_split > 0)
@@ -108,6 +146,11 @@ PredictReport write_predictions(const LoadedModel& m, const std::string& input_p
     sample = m.model.input_shape();
   }
   check_input_shape(m, sample, input_path);
+  GPUML_CHECK(m.task.kind() != TaskKind::language_model,
+              "{} is a language model: predict writes one row per input (classes or values); per-token "
+              "probabilities are not written yet (see README: Tasks)", m.path);
+  if (m.task.kind() == TaskKind::regression)
+    return write_values(make_inference_runner(m, device, precision)->predict(in.x), in, output_path);
   Tensor probs = make_inference_runner(m, device, precision)->predict(in.x);  // (N, C) f32
   int64_t n = probs.dim(0), classes = probs.dim(1);
   std::vector<double> p = probs.to_doubles();

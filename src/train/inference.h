@@ -13,6 +13,7 @@
 #include "nn/model.h"
 #include "train/checkpoint.h"
 #include "train/precision.h"
+#include "train/task.h"
 
 namespace gpuml {
 
@@ -25,6 +26,7 @@ struct LoadedModel {
   std::string csv_label, csv_fill;       // how the run read a CSV (--csv-label, --csv-fill), for eval
   double val_split = 0;                  // the fraction of the data the run held out for validation
   uint64_t seed = 0;                     // which rows (data::split_train_val)
+  Task task;                             // what the run trained (classification for older runs)
 };
 
 // `path`: a run directory (best.safetensors, else last.safetensors), a checkpoint file, or an
@@ -32,7 +34,8 @@ struct LoadedModel {
 LoadedModel load_trained_model(const std::string& path);
 
 struct EvalReport {
-  double loss = 0, accuracy = 0;
+  double loss = 0, metric = 0;
+  std::string metric_name;  // the task's: accuracy, rmse, perplexity
   int64_t count = 0;
   // Which rows: "test split", "validation split held out by the run" (data without a test split,
   // evaluated with the run's --val-split and seed unless another --data is given), "train split".

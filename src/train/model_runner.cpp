@@ -14,7 +14,10 @@ namespace gpuml {
 struct ModelRunner::Compiled {
   std::unique_ptr<Graph> graph;
   std::unique_ptr<Executor> executor;
-  std::vector<std::string> buffer_updates;  // train: names of outputs 3.. (new buffer values)
+  // Where the outputs are: 0 the loss; then the task's weight and score when it has them (-1:
+  // absent), the new state (train), and the new buffer values (train, named in buffer_updates).
+  int weight_at = -1, score_at = -1, state_at = -1;
+  std::vector<std::string> buffer_updates;
 };
 
 namespace {
@@ -34,11 +37,12 @@ double scalar_of(const Tensor& t) { return t.item_as_double(0); }
 }  // namespace
 
 ModelRunner::ModelRunner(const nn::Model& model, optim::OptimizerConfig optimizer, PlanOptions plan, uint64_t seed,
-                         Precision precision)
+                         Precision precision, Task task)
     : model_(nn::Model::from_json(model.to_json())),
       optimizer_(std::move(optimizer)),
       plan_options_(std::move(plan)),
-      precision_(precision) {
+      precision_(precision),
+      task_(task) {
   apply_precision(precision_, plan_options_);
   for (const nn::ParamInfo& p : model_.param_infos()) {
     if (!p.trainable) {
@@ -89,19 +93,25 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
                            GPUML_CHECK_KIND(ErrorKind::Internal, it != values.end(), "no value named {}", name);
                            return it->second;
                          });
-  Sym logits = model_.forward(x, ctx);
+  Sym output = model_.forward(x, ctx);
   std::vector<Sym> outputs;
   if (mode == Mode::Predict) {
-    outputs.push_back(softmax(logits, -1));
+    outputs.push_back(task_.predict(output));
   } else {
-    Sym y = g.input("y", {{x_shape[0]}, DType::i64});
-    Sym loss = cross_entropy(logits, y);
-    Sym correct = sum(cast(eq(argmax(logits, 1), y), DType::f32));
-    outputs = {loss, correct};
+    Sym y = g.input("y", {task_.target_shape(x_shape[0], model_.output_shape()), task_.target_dtype()});
+    Task::Terms terms = task_.emit(output, y);
+    outputs = {terms.loss};
+    auto add = [&](const std::optional<Sym>& s, int& at) {
+      if (!s) return;
+      at = static_cast<int>(outputs.size());
+      outputs.push_back(*s);
+    };
+    add(terms.weight, c->weight_at);
+    add(terms.score, c->score_at);
     g.set_autocast(Autocast::off);  // gradients, their concatenation and the update stay f32
     if (mode == Mode::Train) {
       Sym hyper = g.input("hyper", {{3}, DType::f32});
-      std::vector<Sym> grads = gradients(g, loss, params);
+      std::vector<Sym> grads = gradients(g, terms.loss, params);
       std::vector<Sym> flat;  // laid out as the state's row: each gradient, then its gap's zeros
       for (size_t i = 0; i < grads.size(); ++i) {
         flat.push_back(reshape(grads[i], {-1}));
@@ -110,7 +120,7 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
         if (gap > 0) flat.push_back(fill(g, {gap}, 0.0, DType::f32));
       }
       Sym flat_grad = flat.size() == 1 ? flat[0] : concat(flat, 0);
-      outputs.push_back(optim::emit_update(optimizer_, state, flat_grad, hyper));
+      add(optim::emit_update(optimizer_, state, flat_grad, hyper), c->state_at);
       for (const auto& [name, value] : ctx.buffer_updates) {
         c->buffer_updates.push_back(name);
         outputs.push_back(value);
@@ -148,6 +158,11 @@ ReplayStats ModelRunner::replay_stats(std::string* note) const {
   return total;
 }
 
+StepStats ModelRunner::stats_of(const Compiled& c, const std::vector<Tensor>& out, int64_t rows) const {
+  return {scalar_of(out[0]), c.weight_at >= 0 ? scalar_of(out[c.weight_at]) : static_cast<double>(rows),
+          c.score_at >= 0 ? scalar_of(out[c.score_at]) : 0.0};
+}
+
 StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset) {
   Compiled& c = compiled(Mode::Train, x.shape());
   std::map<std::string, Tensor> feeds = buffer_feeds();
@@ -157,20 +172,21 @@ StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, i
   feeds["hyper"] = optim::hyper_values(optimizer_, lr, step);
   RunOptions run = replay_options();
   run.rng_offset = rng_offset;
-  run.output_buffers[2] = state_[1 - current_];
+  run.output_buffers[c.state_at] = state_[1 - current_];
   std::vector<Tensor> out = c.executor->run(feeds, run);
   current_ = 1 - current_;
   // New BatchNorm running statistics (and num_batches_tracked) feed the next step.
-  for (size_t i = 0; i < c.buffer_updates.size(); ++i) buffer_values_[c.buffer_updates[i]] = out[3 + i];
-  return {scalar_of(out[0]), static_cast<int64_t>(scalar_of(out[1]))};
+  for (size_t i = 0; i < c.buffer_updates.size(); ++i)
+    buffer_values_[c.buffer_updates[i]] = out[static_cast<size_t>(c.state_at) + 1 + i];
+  return stats_of(c, out, x.dim(0));
 }
 
 void ModelRunner::stage_train_batch(const Tensor& x, const Tensor& y) {
   compiled(Mode::Train, x.shape()).executor->stage({{"x", x}, {"y", y}});
 }
 
-EvalStats ModelRunner::evaluate(const Tensor& x, const Tensor& y, int64_t batch_size) {
-  EvalStats stats;
+TaskSums ModelRunner::evaluate(const Tensor& x, const Tensor& y, int64_t batch_size) {
+  TaskSums sums;
   int64_t n = x.dim(0);
   for (int64_t begin = 0; begin < n; begin += batch_size) {
     int64_t end = std::min(n, begin + batch_size);
@@ -180,12 +196,10 @@ EvalStats ModelRunner::evaluate(const Tensor& x, const Tensor& y, int64_t batch_
     feeds["x"] = xb;
     feeds["y"] = yb;
     feeds["state"] = state_[current_];
-    std::vector<Tensor> out = c.executor->run(feeds, replay_options());
-    stats.loss_sum += scalar_of(out[0]) * static_cast<double>(end - begin);
-    stats.correct += static_cast<int64_t>(scalar_of(out[1]));
-    stats.count += end - begin;
+    StepStats s = stats_of(c, c.executor->run(feeds, replay_options()), end - begin);
+    sums.add(s.loss, s.weight, s.score, end - begin);
   }
-  return stats;
+  return sums;
 }
 
 Tensor ModelRunner::predict(const Tensor& x, int64_t batch_size) {

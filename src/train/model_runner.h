@@ -22,37 +22,36 @@
 #include "nn/model.h"
 #include "optim/optimizer.h"
 #include "train/precision.h"
+#include "train/task.h"
 
 namespace gpuml {
 
 struct StepStats {
-  double loss = 0.0;    // mean over the batch
-  int64_t correct = 0;  // argmax == label
-};
-
-struct EvalStats {
-  double loss_sum = 0.0;
-  int64_t correct = 0;
-  int64_t count = 0;
+  double loss = 0.0;    // the task's mean loss over the batch
+  double weight = 0.0;  // what it averages over: rows, or counted tokens (train/task.h)
+  double score = 0.0;   // classification: argmax == label count; else 0
 };
 
 class ModelRunner {
  public:
-  // `precision` (train/precision.h) applies to every graph it builds: training, eval, predict.
+  // `precision` (train/precision.h) applies to every graph it builds: training, eval, predict;
+  // `task` (train/task.h) gives the targets, the loss and the metric's sums.
   ModelRunner(const nn::Model& model, optim::OptimizerConfig optimizer, PlanOptions plan, uint64_t seed,
-              Precision precision = Precision::fp32);
+              Precision precision = Precision::fp32, Task task = Task());
   ~ModelRunner();
 
-  // One optimizer step on a batch x (B, ...) f32, y (B,) i64. `step` counts from 1 (Adam's bias
-  // correction); `rng_offset` moves every dropout mask.
+  // One optimizer step on a batch x (B, ...) f32 and its targets y (the task's target_shape and
+  // target_dtype). `step` counts from 1 (Adam's bias correction); `rng_offset` moves every
+  // dropout mask.
   StepStats train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
   // Starts copying the batch a later train_step() will take to the device, on a copy stream, so
   // that it travels while the current step computes (Executor::stage; nothing on CPU). x and y
   // must stay unchanged until that train_step() returns.
   void stage_train_batch(const Tensor& x, const Tensor& y);
-  // Loss and accuracy in eval mode, in batches of `batch_size`.
-  EvalStats evaluate(const Tensor& x, const Tensor& y, int64_t batch_size = 1000);
-  // Class probabilities (N, C) in eval mode.
+  // The task's sums (loss, weight, score) in eval mode, in batches of `batch_size`.
+  TaskSums evaluate(const Tensor& x, const Tensor& y, int64_t batch_size = 1000);
+  // What the task predicts (Task::predict) in eval mode: class probabilities (N, C), token
+  // probabilities (N, T, V), or regression values (N, K...).
   Tensor predict(const Tensor& x, int64_t batch_size = 1000);
 
   // The (S, P) state (parameters, then optimizer slots) as a host copy, and the column where
@@ -86,6 +85,7 @@ class ModelRunner {
   enum class Mode { Train, Eval, Predict };
   Compiled& compiled(Mode mode, const Shape& x_shape);
   std::unique_ptr<Compiled> build(Mode mode, const Shape& x_shape);
+  StepStats stats_of(const Compiled& c, const std::vector<Tensor>& out, int64_t rows) const;
   std::map<std::string, Tensor> buffer_feeds() const;
   RunOptions replay_options() const;
 
@@ -93,6 +93,7 @@ class ModelRunner {
   optim::OptimizerConfig optimizer_;
   PlanOptions plan_options_;
   Precision precision_;
+  Task task_;
   std::vector<Slot> slots_;            // trainable parameters, state_dict order
   std::vector<nn::ParamInfo> buffers_; // non-trainable (BatchNorm running stats)
   std::map<std::string, Tensor> buffer_values_;

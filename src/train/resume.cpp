@@ -81,6 +81,8 @@ json config_to_json(const TrainConfig& c) {
           {"patience", c.patience},
           {"csv_label", c.csv_label},
           {"csv_fill", c.csv_fill},
+          {"task", c.task},
+          {"ignore_index", c.ignore_index},
           {"data_memory_limit", c.data_memory_limit},
           {"shuffle_buffer", c.shuffle_buffer},
           {"checkpoint_every", c.checkpoint_every},
@@ -124,6 +126,8 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::s
     c.checkpoint_every = f.has("checkpoint_every") ? f.integer("checkpoint_every") : 0;
   c.precision = parse_precision(f.has("precision") ? f.string("precision") : std::string("fp32"));
   c.deterministic = f.has("deterministic") ? f.boolean("deterministic") : false;
+  c.task = f.has("task") ? f.string("task") : std::string("classification");  // runs before tasks classified
+  c.ignore_index = f.has("ignore_index") ? f.integer("ignore_index") : -100;
   return c;
 }
 

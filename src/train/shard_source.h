@@ -16,6 +16,7 @@
 #include "data/batch_source.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "train/task.h"
 
 namespace gpuml {
 
@@ -30,6 +31,8 @@ struct TrainingData {
   data::Normalization normalization;
   std::string description;
   std::vector<std::string> class_names;  // class id -> name, when the data names its classes
+  Task task;               // what the model learns from these targets (train/task.h)
+  std::string task_note;   // for the run's header: "classification (auto: integer labels)"
 };
 
 struct ShardSourceOptions {

@@ -38,6 +38,11 @@ struct TrainConfig {
   double val_split = -1;
   int64_t patience = 0;         // > 0: stop after this many epochs without a better held-out accuracy
   std::string csv_label, csv_fill;
+  // What the model learns (train/task.h): auto | classification | regression | language-model.
+  // The Trainer saves the task it resolved; --resume keeps it. ignore_index: the language
+  // model's target that counts for nothing (padding), as torch's cross_entropy.
+  std::string task = "auto";
+  int64_t ignore_index = -100;
   // Sharded datasets (--data DIR with a manifest.json) stream within this many bytes of host
   // memory (0: a quarter of the available memory), through a shuffle buffer of this many
   // records (0: as many as the limit allows).

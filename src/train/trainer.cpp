@@ -27,9 +27,10 @@ TrainingProgress TrainState::mid_epoch_progress() const {
   TrainingProgress p = progress;
   p.loader_epoch = epoch;
   p.loader_batch = batch_index + 1;
-  p.epoch_loss_sum = loss_sum;
-  p.epoch_correct = correct;
-  p.epoch_seen = seen;
+  p.epoch_loss_sum = sums.loss_sum;
+  p.epoch_weight = sums.weight;
+  p.epoch_score = sums.score;
+  p.epoch_seen = sums.rows;
   p.epoch_seconds = epoch_seconds();
   p.epoch_step_seconds = step_seconds;
   return p;
@@ -81,19 +82,6 @@ void validate(const TrainConfig& cfg) {
   GPUML_CHECK(cfg.val_split < 1, "--val-split must be in [0, 1), got {}", cfg.val_split);
   optim::validate(cfg.optimizer);
   optim::validate(cfg.schedule);
-}
-
-void check_model_fits_data(const nn::Model& model, const TrainingData& data, const std::string& where) {
-  GPUML_CHECK_SHAPE(model.input_shape() == data.sample_shape, "the model takes samples of shape {} but {} holds {}{}",
-                    shape_str(model.input_shape()), where, shape_str(data.sample_shape),
-                    data.sample_shape.size() == 1 && model.input_shape().size() > 1
-                        ? fmt::format(". Rows of {0} features need a model that takes them: a JSON file such as "
-                                      "{{\"input_shape\": [{0}], \"layers\": [{{\"type\": \"Linear\", "
-                                      "\"in_features\": {0}, \"out_features\": {1}}}]}} given as --model FILE.json",
-                                      data.sample_shape[0], std::max<int64_t>(data.num_classes, 2))
-                        : std::string());
-  GPUML_CHECK(model.num_classes() >= data.num_classes, "the model predicts {} classes but {} has labels up to {}",
-              model.num_classes(), where, data.num_classes - 1);
 }
 
 }  // namespace
@@ -176,19 +164,21 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_uni
   ThreadScope threads(m.cfg.threads);
   m.plan = plan_options_for_device(m.cfg.device);
   m.plan.deterministic = m.cfg.deterministic;
+  m.build_model(inputs);
   // On a GPU the loaders build batches in its pinned host memory (nullptr on CPU: plain memory).
   m.memory = data::BatchMemory::create(m.plan.backends.front()->pinned_host_allocator());
-  m.data = load_run_data(m.cfg, std::move(inputs.train), std::move(inputs.eval), m.memory);
-  m.cfg.val_split = m.data.val_split;  // the default resolved: what config.json and --resume keep
+  m.data = load_run_data(m.cfg, *m.model, std::move(inputs.train), std::move(inputs.eval), m.memory);
+  // The defaults resolved: what config.json and --resume keep.
+  m.cfg.val_split = m.data.val_split;
+  m.cfg.task = m.data.task.name();
   GPUML_CHECK(m.cfg.patience == 0 || m.data.eval,
               "--patience {} needs held-out data to judge improvement, and {} has no test split and --val-split is "
               "0: hold some out (--val-split 0.1) or drop --patience",
               m.cfg.patience, inputs.train ? "the training arrays" : m.cfg.data);
-  m.build_model(inputs);
-  check_model_fits_data(*m.model, m.data, inputs.train ? "the training arrays" : m.cfg.data);
   m.read_initial_weights();
   m.run_dir = m.cfg.out;  // RunLogs makes it ready (train/run_dir.h), or names one when it is empty
-  m.runner = std::make_unique<ModelRunner>(*m.model, m.cfg.optimizer, m.plan, m.cfg.seed, m.cfg.precision);
+  m.runner =
+      std::make_unique<ModelRunner>(*m.model, m.cfg.optimizer, m.plan, m.cfg.seed, m.cfg.precision, m.data.task);
   m.runner->set_replay(m.cfg.cuda_graphs);
   if (m.resumed) m.runner->load(m.resumed->checkpoint.model, m.resumed->checkpoint.optimizer);
   else if (m.initial_weights) m.runner->load(*m.initial_weights, {});
@@ -218,11 +208,13 @@ size_t Trainer::planned_peak_bytes() {
   return impl_->runner->planned_peak_bytes(impl_->cfg.batch_size);
 }
 
-EvalStats Trainer::evaluate(const data::InMemoryDataset& d) {
+TaskSums Trainer::evaluate(const data::InMemoryDataset& d) {
   ThreadScope threads(impl_->cfg.threads);
-  auto [x, y] = normalised(d, impl_->data.normalization);
+  auto [x, y] = normalised(impl_->data.task.prepare(d, *impl_->model, "the evaluation arrays"), impl_->data.normalization);
   return impl_->runner->evaluate(x, y);
 }
+
+const Task& Trainer::task() const { return impl_->data.task; }
 
 Tensor Trainer::predict(const Tensor& features) {
   ThreadScope threads(impl_->cfg.threads);
@@ -241,6 +233,8 @@ TrainState Trainer::Impl::initial_state() {
   st.split_note = data.split_note;
   st.data_description = data.description;
   st.class_names = data.class_names;
+  st.task = data.task;
+  st.task_note = data.task_note;
   st.resumed = resumed.has_value();
   if (resumed) st.resumed_from = resumed->path, st.saved_epochs = resumed->saved_epochs;
   st.weights_from = weights_from;
@@ -281,10 +275,10 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
   st.first_batch = mid_epoch ? progress.loader_batch : 0;
   loader.seek({st.epoch, st.first_batch});
   // A run resumed mid-epoch starts from the sums its checkpoint saved for the epoch's first part.
-  st.loss_sum = mid_epoch ? progress.epoch_loss_sum : 0;
+  st.sums = mid_epoch ? TaskSums{progress.epoch_loss_sum, progress.epoch_weight, progress.epoch_score,
+                                  progress.epoch_seen}
+                      : TaskSums{};
   st.step_seconds = mid_epoch ? progress.epoch_step_seconds : 0;
-  st.correct = mid_epoch ? progress.epoch_correct : 0;
-  st.seen = mid_epoch ? progress.epoch_seen : 0;
   st.earlier_seconds = mid_epoch ? progress.epoch_seconds : 0;
   call(&Callback::on_epoch_begin, st);
   st.epoch_start = Clock::now();
@@ -311,9 +305,7 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
     ++progress.step;
     st.batch_rows = batch->y.dim(0);
     st.step_loss = s.loss;
-    st.loss_sum += s.loss * static_cast<double>(st.batch_rows);
-    st.correct += s.correct;
-    st.seen += st.batch_rows;
+    st.sums.add(s.loss, s.weight, s.score, st.batch_rows);
     st.last_batch = batch->index + 1 == st.steps_per_epoch;
     st.at_max_steps = cfg.max_steps > 0 && progress.step >= cfg.max_steps;
     st.stop_requested = stop_asked.load();
@@ -327,7 +319,7 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
   return true;
 }
 
-// The epoch's figures, evaluation, and the progress a checkpoint saves (the best accuracy so far).
+// The epoch's figures, evaluation, and the progress a checkpoint saves (the best metric so far).
 void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
   EpochSummary& e = st.epoch_summary;
   e = EpochSummary{};
@@ -337,29 +329,31 @@ void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
   e.step_seconds = st.step_seconds;
   e.lr = st.lr;
   result.seconds_training += e.seconds - st.earlier_seconds;
-  e.train_loss = result.train_loss = st.seen ? st.loss_sum / st.seen : NAN;
-  e.train_accuracy = result.train_accuracy = st.seen ? double(st.correct) / st.seen : NAN;
+  const Task& task = data.task;
+  e.train_loss = result.train_loss = task.mean_loss(st.sums);
+  e.train_metric = result.train_metric = task.metric(st.sums);
   if (data.eval) {  // without held-out data there is nothing to judge the epoch by (NaN)
-    EvalStats ev = runner->evaluate(eval_x, eval_y);
-    result.eval_loss = ev.loss_sum / ev.count;
-    result.eval_accuracy = double(ev.correct) / ev.count;
+    TaskSums ev = runner->evaluate(eval_x, eval_y);
+    result.eval_loss = task.mean_loss(ev);
+    result.eval_metric = task.metric(ev);
   }
   e.eval_loss = result.eval_loss;
-  e.eval_accuracy = result.eval_accuracy;
+  e.eval_metric = result.eval_metric;
   // The share of the loop not spent in steps: waiting for the loader (and the loop's bookkeeping).
   e.data_wait = std::max(0.0, 1.0 - e.step_seconds / std::max(e.seconds, 1e-9));
-  e.samples_per_second = st.seen / std::max(e.seconds, 1e-9);
+  e.samples_per_second = static_cast<double>(st.sums.rows) / std::max(e.seconds, 1e-9);
   ++result.epochs_run;
 
   TrainingProgress& progress = st.progress;
   progress.epoch = st.epoch + 1;
   progress.loader_epoch = st.epoch + 1;
   progress.loader_batch = 0;
-  progress.epoch_loss_sum = progress.epoch_seconds = progress.epoch_step_seconds = 0;
-  progress.epoch_correct = progress.epoch_seen = 0;
-  e.improved = data.eval && (result.eval_accuracy > progress.best_metric || progress.best_epoch == 0);
+  progress.epoch_loss_sum = progress.epoch_weight = progress.epoch_score = 0;
+  progress.epoch_seconds = progress.epoch_step_seconds = 0;
+  progress.epoch_seen = 0;
+  e.improved = data.eval && (task.better(result.eval_metric, progress.best_metric) || progress.best_epoch == 0);
   if (e.improved) {
-    progress.best_metric = result.eval_accuracy;
+    progress.best_metric = result.eval_metric;
     progress.best_epoch = st.epoch + 1;
     progress.epochs_without_improvement = 0;
   } else if (data.eval) {
@@ -369,7 +363,9 @@ void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
 }
 
 void Trainer::Impl::finish(TrainState& st, TrainResult& result) {
-  if (st.progress.best_epoch > 0) result.best_accuracy = st.progress.best_metric;
+  result.task = data.task.name();
+  result.metric_name = data.task.metric_name();
+  if (st.progress.best_epoch > 0) result.best_metric = st.progress.best_metric;
   result.interrupted_by = st.stop_signal;
   result.stopped_at_max_steps = st.at_max_steps;
   result.stopped_early = st.stop_early;

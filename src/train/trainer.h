@@ -1,6 +1,6 @@
 // The training loop: data, model, optimizer and schedule from one TrainConfig (or a model and
 // arrays given in memory); fit() steps through the epochs, evaluates on the test set or the
-// --val-split, keeps its progress (best accuracy, loader position) and calls its callbacks,
+// --val-split, keeps its progress (best metric, loader position) and calls its callbacks,
 // which do everything a run leaves behind (train/callback.h, train/callbacks.h). The library
 // prints nothing and installs no signal handler; the command line adds callbacks that do.
 // A NaN/Inf loss stops training naming the step.
@@ -14,7 +14,7 @@
 //   cfg.epochs = 3;
 //   Trainer trainer(cfg);
 //   add_command_line_callbacks(trainer, {});   // files and checkpoints, as `gpuml train` writes
-//   TrainResult r = trainer.fit();             // r.eval_accuracy, r.run_dir
+//   TrainResult r = trainer.fit();             // r.eval_metric (accuracy here), r.run_dir
 #pragma once
 
 #include <cmath>
@@ -38,11 +38,13 @@ namespace gpuml {
 struct TrainResult {
   std::string run_dir;
   int64_t epochs_run = 0;
-  double train_loss = 0, train_accuracy = 0;
+  // The task's metric (metric_name: accuracy, rmse, perplexity; train/task.h).
+  std::string task, metric_name;
+  double train_loss = 0, train_metric = 0;
   // On the test set or the validation split; NaN when there is neither (--val-split 0 on data
   // without a test split).
-  double eval_loss = NAN, eval_accuracy = NAN;
-  double best_accuracy = NAN;
+  double eval_loss = NAN, eval_metric = NAN;
+  double best_metric = NAN;
   double seconds_training = 0;  // wall time of the training loops (no evaluation or checkpoint I/O)
   bool stopped_early = false;
   bool stopped_at_max_steps = false;
@@ -55,7 +57,8 @@ struct TrainResult {
 // What a Trainer takes from memory instead of from the files its TrainConfig names.
 struct TrainerInputs {
   std::optional<nn::Model> model;              // instead of config.model
-  std::optional<data::InMemoryDataset> train;  // instead of config.data: features (N, ...), labels (N,) class ids
+  // Instead of config.data: features (N, ...) and labels (N, ...), the task's targets (train/task.h).
+  std::optional<data::InMemoryDataset> train;
   std::optional<data::InMemoryDataset> eval;   // with `train`: the evaluation set (else --val-split or none)
 };
 
@@ -76,10 +79,14 @@ class Trainer {
   // Asks fit() to stop after the current step; safe from any thread.
   void request_stop();
 
-  // Loss and accuracy on a dataset normalised as the training data is.
-  EvalStats evaluate(const data::InMemoryDataset& data);
-  // Class probabilities (N, C) for features (N, ...) as the training data holds them.
+  // The task's sums (loss, metric: task().mean_loss, task().metric) on a dataset normalised as
+  // the training data is; its labels are checked and made the task's targets first.
+  TaskSums evaluate(const data::InMemoryDataset& data);
+  // What the task predicts (class probabilities (N, C), ...) for features (N, ...) as the
+  // training data holds them.
   Tensor predict(const Tensor& features);
+  // The task the run trains (resolved from config.task against the data and the model).
+  const Task& task() const;
 
   // After --resume: the saved run's configuration (with this command's epochs etc.).
   const TrainConfig& config() const;

@@ -4,6 +4,8 @@
 
 #include "core/error.h"
 #include "data/shard_format.h"
+#include "data/text.h"
+#include "nn/model.h"
 #include "train/dataset_source.h"
 
 namespace gpuml {
@@ -28,10 +30,43 @@ std::string split_note(double requested, double used, bool has_test, int64_t row
                      requested >= 0 ? "--val-split 0" : fmt::format("{} rows are too few to hold out 10%", rows));
 }
 
+void check_samples_fit(const nn::Model& model, const Shape& samples, int64_t num_classes, const std::string& where) {
+  GPUML_CHECK_SHAPE(model.input_shape() == samples, "the model takes samples of shape {} but {} holds {}{}",
+                    shape_str(model.input_shape()), where, shape_str(samples),
+                    samples.size() == 1 && model.input_shape().size() > 1
+                        ? fmt::format(". Rows of {0} features need a model that takes them: a JSON file such as "
+                                      "{{\"input_shape\": [{0}], \"layers\": [{{\"type\": \"Linear\", "
+                                      "\"in_features\": {0}, \"out_features\": {1}}}]}} given as --model FILE.json",
+                                      samples[0], std::max<int64_t>(num_classes, 2))
+                        : std::string());
+}
+
+std::string task_note(const TaskChoice& c, const LoadedData& loaded) {
+  std::string what = c.task.kind() == TaskKind::classification && loaded.num_classes > 0
+                         ? fmt::format(", {} classes in the data", loaded.num_classes)
+                         : "";
+  return fmt::format("task: {} ({}{}), metric {}", c.task.name(), c.reason, what, c.task.metric_name());
+}
+
+// The task resolved against the model (train/task.h), and the labels made its targets.
+void apply_task(const TrainConfig& cfg, LoadedData& loaded, const nn::Model& model, const std::string& where,
+                TrainingData& d) {
+  check_samples_fit(model, loaded.sample_shape, loaded.num_classes, where);
+  TaskChoice choice = resolve_task(cfg.task, cfg.ignore_index, loaded.train, model);
+  loaded.train = choice.task.prepare(loaded.train, model, where);
+  if (loaded.test) loaded.test = choice.task.prepare(*loaded.test, model, where + " (test)");
+  // Token ids are the embedding's indices: never scaled as images are.
+  if (choice.task.kind() == TaskKind::language_model) loaded.normalization = {};
+  d.task_note = task_note(choice, loaded);
+  d.task = choice.task;
+}
+
 // In-memory data (IDX, CSV, NPZ, or arrays) batched by data::DataLoader, with the optional
 // --val-split.
-TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, std::shared_ptr<data::BatchMemory> memory) {
+TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, const nn::Model& model,
+                            const std::string& where, std::shared_ptr<data::BatchMemory> memory) {
   TrainingData d;
+  apply_task(cfg, loaded, model, where, d);
   d.sample_shape = loaded.sample_shape;
   d.num_classes = loaded.num_classes;
   d.normalization = loaded.normalization;
@@ -59,11 +94,23 @@ TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, std::shar
 }
 
 // A sharded dataset streamed by data::ShardLoader; its test split (if packed) is the eval set.
-TrainingData open_shard_data(const TrainConfig& cfg, std::shared_ptr<data::BatchMemory> memory) {
+// Shards hold class ids: classification only.
+TrainingData open_shard_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory) {
   GPUML_CHECK(cfg.val_split <= 0, "--val-split is not supported for the sharded dataset {}: pack a test split instead",
               cfg.data);
+  check_task_name(cfg.task);
+  GPUML_CHECK(cfg.task == "auto" || cfg.task == "classification",
+              "--task {}: a sharded dataset holds class ids, so it trains classification only; train from an .npz or "
+              ".csv file for {}", cfg.task, cfg.task);
   TrainingData d = open_shard_training_data(
       {cfg.data, cfg.batch_size, cfg.seed, cfg.data_memory_limit, cfg.shuffle_buffer, std::move(memory)});
+  check_samples_fit(model, d.sample_shape, d.num_classes, cfg.data);
+  GPUML_CHECK(model.num_classes() >= d.num_classes, "the model predicts {} classes but {} has labels up to {}",
+              model.num_classes(), cfg.data, d.num_classes - 1);
+  d.task = Task(TaskKind::classification, cfg.ignore_index);
+  d.task_note = fmt::format("task: classification ({}: a sharded dataset of class ids), metric accuracy",
+                            cfg.task == "auto" ? "auto" : "--task");
+  if (d.eval) *d.eval = d.task.prepare(*d.eval, model, cfg.data + " (test)");
   if (!d.eval) {
     d.eval_name.clear();
     d.split_note = "validation: none (a sharded dataset without a test split): no evaluation, no best checkpoint";
@@ -71,9 +118,43 @@ TrainingData open_shard_data(const TrainConfig& cfg, std::shared_ptr<data::Batch
   return d;
 }
 
+// A text file for a character-level language model (data/text.h): random windows of the first
+// 90% train, consecutive windows of the last 10% evaluate; the characters are the class names.
+TrainingData open_text_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory) {
+  check_task_name(cfg.task);
+  GPUML_CHECK(cfg.task == "auto" || cfg.task == "language-model",
+              "--task {}: a text file trains a language model (--task language-model)", cfg.task);
+  GPUML_CHECK(cfg.val_split <= 0, "--val-split {}: a text file is split as the PyTorch peer splits it (the last 10% "
+              "validates); drop --val-split", cfg.val_split);
+  const Shape& in = model.input_shape();
+  GPUML_CHECK_SHAPE(in.size() == 1, "--data {}: a language model on text takes windows of token ids, input_shape [T]; "
+                    "the model takes {}", cfg.data, shape_str(in));
+  data::TextCorpus text = data::read_text_corpus(cfg.data, in[0]);
+  const Shape& out = model.output_shape();
+  const auto vocab = static_cast<int64_t>(text.vocabulary.size());
+  GPUML_CHECK_SHAPE(out.size() == 2 && out[1] >= vocab,
+                    "--data {}: the text has {} distinct characters, so the model must output (T, >= {}) logits; it "
+                    "outputs {}", cfg.data, vocab, vocab, shape_str(out));
+  TrainingData d;
+  d.task = Task(TaskKind::language_model, cfg.ignore_index);
+  d.task_note = fmt::format("task: language-model ({}: text), metric perplexity", cfg.task == "auto" ? "auto" : "--task");
+  d.sample_shape = in;
+  d.num_classes = vocab;
+  d.class_names = text.vocabulary;
+  d.eval = d.task.prepare(data::text_windows(text.validation, in[0]), model, cfg.data + " (validation)");
+  d.eval_name = "val";
+  d.split_note = fmt::format("validation: the last 10% of the text ({} characters, {} windows of {})",
+                             text.validation.size(), d.eval->size(), in[0]);
+  d.description = fmt::format("text {}: {} characters, {} distinct; {} train, random windows of {} + 1, batch {}",
+                              cfg.data, text.characters, vocab, text.train.size(), in[0], cfg.batch_size);
+  d.train = std::make_unique<data::TextWindowLoader>(std::move(text.train),
+                                                     data::TextWindowOptions{in[0], cfg.batch_size, cfg.seed, std::move(memory)});
+  return d;
+}
+
 }  // namespace
 
-TrainingData load_run_data(const TrainConfig& cfg, std::optional<data::InMemoryDataset> train,
+TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::optional<data::InMemoryDataset> train,
                            std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory) {
   if (train) {
     GPUML_CHECK(!eval || cfg.val_split <= 0, "a Trainer given an evaluation set takes no --val-split");
@@ -81,10 +162,12 @@ TrainingData load_run_data(const TrainConfig& cfg, std::optional<data::InMemoryD
     loaded = checked_training_data(std::move(loaded), "the training arrays");
     loaded.description = fmt::format("arrays in memory: {} train{}", loaded.train.size(),
                                      loaded.test ? fmt::format(", {} test", loaded.test->size()) : "");
-    return in_memory_data(cfg, std::move(loaded), std::move(memory));
+    return in_memory_data(cfg, std::move(loaded), model, "the training arrays", std::move(memory));
   }
-  if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, std::move(memory));
-  return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true}), std::move(memory));
+  if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, model, std::move(memory));
+  if (is_text_file(cfg.data)) return open_text_data(cfg, model, std::move(memory));
+  return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true, cfg.task}), model,
+                        cfg.data, std::move(memory));
 }
 
 std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& d, const data::Normalization& norm) {

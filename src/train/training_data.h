@@ -14,11 +14,17 @@
 
 namespace gpuml {
 
-// `train` (and `eval`) given: those arrays instead of config.data.
-TrainingData load_run_data(const TrainConfig& config, std::optional<data::InMemoryDataset> train,
+namespace nn {
+class Model;
+}
+
+// `train` (and `eval`) given: those arrays instead of config.data. The samples are checked to fit
+// `model`, and the task (config.task, train/task.h) is resolved against it: the labels become its
+// targets.
+TrainingData load_run_data(const TrainConfig& config, const nn::Model& model, std::optional<data::InMemoryDataset> train,
                            std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory);
 
-// The whole dataset normalised once: (N, ...) f32 and (N,) i64, for evaluation.
+// The whole dataset normalised once: (N, ...) f32 and its targets, for evaluation.
 std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& data, const data::Normalization& norm);
 
 }  // namespace gpuml

@@ -258,8 +258,8 @@ TEST_F(CudaTraining, MlpAndCnnOneEpochReachATrainedAccuracyOnTheGpu) {
   for (const std::string model : {"mlp", "cnn"}) {
     TrainResult cpu = train(config(model, "cpu", dir_.path() / (model + "-cpu")));
     TrainResult gpu = train(config(model, "cuda", dir_.path() / (model + "-cuda")));
-    EXPECT_GT(gpu.eval_accuracy, 0.70) << model;  // chance is 0.10; one epoch of 10,000 images gives ~0.8
-    EXPECT_NEAR(gpu.eval_accuracy, cpu.eval_accuracy, 0.02) << model;
+    EXPECT_GT(gpu.eval_metric, 0.70) << model;  // chance is 0.10; one epoch of 10,000 images gives ~0.8
+    EXPECT_NEAR(gpu.eval_metric, cpu.eval_metric, 0.02) << model;
   }
 }
 
@@ -268,7 +268,7 @@ TEST_F(CudaTraining, Bf16LandsWithinAPointOfFp32AndDeterministicRunsRepeat) {
   TrainConfig mixed = config("cnn", "cuda", dir_.path() / "bf16");
   mixed.precision = Precision::bf16;
   TrainResult a = train(full), b = train(mixed);
-  EXPECT_NEAR(b.eval_accuracy, a.eval_accuracy, 0.01);
+  EXPECT_NEAR(b.eval_metric, a.eval_metric, 0.01);
 
   for (const char* name : {"det1", "det2"}) {
     TrainConfig c = config("cnn", "cuda", dir_.path() / name);

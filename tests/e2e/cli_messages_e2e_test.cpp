@@ -152,9 +152,14 @@ TEST_F(CliMessages, CsvWithAnImagePresetOrTheLabelFirstSaysWhatToGive) {
   EXPECT_NE(l.output.find("the first column is named 'label': give --csv-label label"), std::string::npos) << l.output;
   fs::path fractional = dir_.path() / "fractional.csv";
   std::ofstream(fractional) << "label,a\n1,0.5\n0,0.25\n";
+  // With --task auto fractional labels are regression targets, and the label-first check names
+  // the column; asked to classify, the fractional "label" itself is refused, naming the flag.
   auto f = run_gpuml("train --quiet --data " + q(fractional) + " --out " + q(dir_.path() / "f"));
   EXPECT_EQ(f.exit_code, 1) << f.output;
-  EXPECT_NE(f.output.find("--csv-label NAME"), std::string::npos) << f.output;
+  EXPECT_NE(f.output.find("give --csv-label label"), std::string::npos) << f.output;
+  auto c = run_gpuml("train --quiet --task classification --data " + q(fractional) + " --out " + q(dir_.path() / "c"));
+  EXPECT_EQ(c.exit_code, 1) << c.output;
+  EXPECT_NE(c.output.find("--csv-label NAME"), std::string::npos) << c.output;
 }
 
 // eval reads a CSV as the run read it (its --csv-label): before, it took the last column as the

@@ -61,7 +61,7 @@ TEST_F(TrainE2E, MlpLearnsAndWritesTheRunDirectory) {
   fs::path run = dir_.path() / "run";
   TrainResult r = train(small_config(dir_.path() / "data", run, "mlp", 3));
   EXPECT_EQ(r.epochs_run, 3);
-  EXPECT_GT(r.eval_accuracy, 0.65) << "10 classes: chance is 0.1";
+  EXPECT_GT(r.eval_metric, 0.65) << "10 classes: chance is 0.1";
   for (const char* f : {"model.json", "config.json", "metrics.csv", "curves.svg", "last.safetensors",
                         "best.safetensors", "model.safetensors"})
     EXPECT_TRUE(fs::exists(run / f)) << f;
@@ -191,8 +191,8 @@ TEST_F(TrainE2E, Bf16TrainsToTheF32AccuracyAndIsRecorded) {
   TrainConfig mixed = small_config(dir_.path() / "data", dir_.path() / "bf16", "cnn", 2);
   mixed.precision = Precision::bf16;
   TrainResult a = train(full), b = train(mixed);
-  EXPECT_GT(b.eval_accuracy, 0.6);
-  EXPECT_NEAR(b.eval_accuracy, a.eval_accuracy, 0.02) << "fp32 " << a.eval_accuracy << ", bf16 " << b.eval_accuracy;
+  EXPECT_GT(b.eval_metric, 0.6);
+  EXPECT_NEAR(b.eval_metric, a.eval_metric, 0.02) << "fp32 " << a.eval_metric << ", bf16 " << b.eval_metric;
   std::string config;
   for (const std::string& line : read_lines(dir_.path() / "bf16" / "config.json")) config += line;
   EXPECT_NE(config.find("\"precision\": \"bf16\""), std::string::npos) << config;
@@ -202,7 +202,7 @@ TEST_F(TrainE2E, Bf16TrainsToTheF32AccuracyAndIsRecorded) {
   LoadedModel m = load_trained_model((dir_.path() / "fp32").string());
   EvalReport exact = evaluate_model(m, "", "cpu"), low = evaluate_model(m, "", "cpu", Precision::bf16);
   EXPECT_EQ(low.count, exact.count);
-  EXPECT_NEAR(low.accuracy, exact.accuracy, 0.01);
+  EXPECT_NEAR(low.metric, exact.metric, 0.01);
   EXPECT_NEAR(low.loss, exact.loss, 0.02 * exact.loss);
   EXPECT_NE(low.loss, exact.loss) << "bf16 evaluation computed exactly what fp32 did: was it applied?";
 }

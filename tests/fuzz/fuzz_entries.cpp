@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "data/shard_format.h"
 #include "data/shard_reader.h"
+#include "data/text.h"
 #include "interop/onnx_import.h"
 #include "io/crc32c.h"
 #include "io/safetensors.h"
@@ -18,6 +19,7 @@
 #include "train/dataset_source.h"
 #include "train/resume.h"
 #include "train/shard_source.h"
+#include "train/task.h"
 
 namespace gpuml::fuzz {
 
@@ -189,7 +191,7 @@ void run_shard_records(std::string_view bytes) {
   write_file(dir / data::kShardManifestName, manifest);
   expect_clean([&] {
     data::InMemoryDataset test = load_shard_test_split(dir.string());
-    check_labels(test, data::read_shard_manifest(dir).num_classes, dir.string());
+    check_class_ids(test.labels(), data::read_shard_manifest(dir).num_classes, dir.string());
     check_finite(test.features(), dir.string());
   });
   expect_clean([&] { data::verify_shard_dataset(dir); });
@@ -215,6 +217,21 @@ void run_image(std::string_view bytes) {
   expect_clean([&] { load_predict_inputs(p.string(), kPredictModelInput); });
 }
 
+// `gpuml train --data FILE.txt` (a character language model): the corpus, a few training
+// windows and the validation windows, for a window of 1..16 characters.
+void run_text(std::string_view bytes) {
+  auto [option, text] = option_byte(bytes);
+  fs::path p = write_file(fresh_dir() / "data.txt", text);
+  const int64_t block = 1 + option % 16;
+  expect_clean([&] {
+    data::TextCorpus corpus = data::read_text_corpus(p.string(), block);
+    data::TextWindowLoader loader(corpus.train, {block, 2, option, nullptr});
+    for (int i = 0; i < 2 && loader.next(); ++i) {
+    }
+    data::text_windows(corpus.validation, block);
+  });
+}
+
 }  // namespace
 
 const std::vector<FuzzEntry>& fuzz_entries() {
@@ -231,6 +248,7 @@ const std::vector<FuzzEntry>& fuzz_entries() {
       {"onnx", run_onnx},
       {"checkpoint", run_checkpoint},
       {"image", run_image},
+      {"text", run_text},
   };
   return entries;
 }

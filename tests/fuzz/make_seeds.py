@@ -153,6 +153,11 @@ def main():
     put("shard_records", "f64_u8", b"\x02" + struct.pack("<d", 0.5) + b"\x00")
     put("shard_records", "bf16_i64", b"\x07" + b"\x80\x3f\x00\x40" + struct.pack("<q", 1))
 
+    # Text for character language models: the first byte sets the window (fuzz_entries.cpp, run_text).
+    put("text", "ascii", b"\x03" + b"to be or not to be\n" * 3)
+    put("text", "utf8", b"\x02" + "caf\u00e9 \u20ac na\u00efve \U0001f600\r\n".encode() * 2)
+    put("text", "short", b"\x07" + b"abc")
+
     # ONNX and a real checkpoint: from the built CLI, when given.
     if len(sys.argv) > 1:
         gpuml = sys.argv[1]

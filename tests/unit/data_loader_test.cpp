@@ -312,8 +312,43 @@ TEST_F(DataLoaderTest, DatasetReshapeAndLabelChecks) {
   EXPECT_EQ(flat.features().shape(), (Shape{4, 6}));
   EXPECT_EQ(flat.labels().dtype(), DType::i64);
   EXPECT_THROW(data.reshape_samples({4}), Error);
-  EXPECT_THROW(InMemoryDataset(data.features(), Tensor::from_values({4}, {0, 1, 2, 3}, DType::f32)), Error);
+  // Floating labels are kept as f32 values (regression targets; train/task.h decides), integers as
+  // i64; booleans and a row count that differs from the features' are refused.
+  InMemoryDataset values(data.features(), Tensor::from_values({4}, {0.5, 1, 2, 3}, DType::f64));
+  EXPECT_EQ(values.labels().dtype(), DType::f32);
+  EXPECT_EQ(values.labels().to_doubles(), (std::vector<double>{0.5, 1, 2, 3}));
+  EXPECT_THROW(InMemoryDataset(data.features(), Tensor::from_values({4}, {0, 1, 0, 1}, DType::boolean)), Error);
   EXPECT_THROW(InMemoryDataset(data.features(), Tensor::from_values({3}, {0, 1, 2}, DType::i64)), Error);
+}
+
+// Targets of several values per row (token sequences, regression vectors) travel with their rows:
+// through subset() and the loader's shuffled batches.
+TEST_F(DataLoaderTest, MultiValueLabelsStayWithTheirRows) {
+  const int64_t n = 10, t = 3;
+  std::vector<double> x(n), y(n * t);
+  for (int64_t i = 0; i < n; ++i) {
+    x[i] = static_cast<double>(i);
+    for (int64_t j = 0; j < t; ++j) y[i * t + j] = static_cast<double>(100 * i + j);
+  }
+  InMemoryDataset data(Tensor::from_values({n, 1}, x, DType::f32), Tensor::from_values({n, t}, y, DType::i32));
+  EXPECT_EQ(data.label_shape(), (Shape{t}));
+  InMemoryDataset picked = data.subset({7, 2});
+  EXPECT_EQ(picked.labels().to_doubles(), (std::vector<double>{700, 701, 702, 200, 201, 202}));
+  DataLoaderOptions o;
+  o.batch_size = 4;
+  o.seed = rng_();
+  DataLoader loader(data, o);
+  loader.start_epoch(1);
+  int64_t rows = 0;
+  while (std::optional<Batch> b = loader.next()) {
+    ASSERT_EQ(b->y.dtype(), DType::i64);
+    ASSERT_EQ(b->y.shape(), (Shape{b->x.dim(0), t}));
+    for (int64_t r = 0; r < b->x.dim(0); ++r, ++rows) {
+      const auto row = static_cast<int64_t>(b->x.data<float>()[r]);
+      for (int64_t j = 0; j < t; ++j) EXPECT_EQ(b->y.data<int64_t>()[r * t + j], 100 * row + j);
+    }
+  }
+  EXPECT_EQ(rows, n);
 }
 
 TEST_F(DataLoaderTest, TrainValSplitIsSeededDisjointAndComplete) {

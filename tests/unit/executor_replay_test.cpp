@@ -135,7 +135,7 @@ TEST(ExecutorReplay, ReplayedTrainingMatchesEagerTrainingBitwise) {
     StepStats a = eager.train_step(x, y, lr, step, offset);
     StepStats b = replayed.train_step(x, y, lr, step, offset);
     ASSERT_EQ(a.loss, b.loss);
-    ASSERT_EQ(a.correct, b.correct);
+    ASSERT_EQ(a.score, b.score);
     ASSERT_EQ(eager.state_snapshot().to_doubles(), replayed.state_snapshot().to_doubles());
   }
   std::string note;
@@ -148,9 +148,9 @@ TEST(ExecutorReplay, ReplayedTrainingMatchesEagerTrainingBitwise) {
   // Evaluation replays too, and agrees.
   Tensor tx = random_tensor({30, 12}, rng), ty = random_labels(30, 4, rng);
   for (int pass = 0; pass < 3; ++pass) {
-    EvalStats a = eager.evaluate(tx, ty, 10), b = replayed.evaluate(tx, ty, 10);
+    TaskSums a = eager.evaluate(tx, ty, 10), b = replayed.evaluate(tx, ty, 10);
     EXPECT_EQ(a.loss_sum, b.loss_sum);
-    EXPECT_EQ(a.correct, b.correct);
+    EXPECT_EQ(a.score, b.score);
   }
   EXPECT_EQ(replayed.replay_stats().captures, 3);
   EXPECT_EQ(eager.replay_stats().captures, 0);  // cpu cannot capture

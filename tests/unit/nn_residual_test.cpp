@@ -122,7 +122,7 @@ TEST(NnResidual, ResidualModelTrainsFromJson) {
   TrainerInputs in{.model = model_of(residual_json()), .train = data::InMemoryDataset(x, y), .eval = std::nullopt};
   Trainer trainer(cfg, std::move(in));
   TrainResult r = trainer.fit();
-  EXPECT_GT(r.train_accuracy, 0.9) << "a bright quadrant is easy for two convolutions";
+  EXPECT_GT(r.train_metric, 0.9) << "a bright quadrant is easy for two convolutions";
 }
 
 }  // namespace

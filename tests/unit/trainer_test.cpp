@@ -183,10 +183,10 @@ TEST(Trainer, EvaluatesAndPredictsArraysLikeItsTrainingData) {
   Trainer trainer(cfg, std::move(in));
   TrainResult r = trainer.fit();
   data::InMemoryDataset test = blobs(128, 8);
-  EvalStats e = trainer.evaluate(test);
-  EXPECT_EQ(e.count, 128);
-  EXPECT_DOUBLE_EQ(double(e.correct) / e.count, r.eval_accuracy);
-  EXPECT_GT(r.eval_accuracy, 0.6) << "4 separable blobs: an MLP learns them";
+  TaskSums e = trainer.evaluate(test);
+  EXPECT_EQ(e.rows, 128);
+  EXPECT_DOUBLE_EQ(e.score / e.weight, r.eval_metric);
+  EXPECT_GT(r.eval_metric, 0.6) << "4 separable blobs: an MLP learns them";
   Tensor p = trainer.predict(test.features());
   ASSERT_EQ(p.shape(), (Shape{128, 4}));
   int64_t agree = 0;
@@ -194,7 +194,7 @@ TEST(Trainer, EvaluatesAndPredictsArraysLikeItsTrainingData) {
     const float* row = p.data<float>() + i * 4;
     agree += std::max_element(row, row + 4) - row == test.labels().data<int64_t>()[i];
   }
-  EXPECT_EQ(agree, e.correct);
+  EXPECT_EQ(agree, e.score);
 }
 
 }  // namespace

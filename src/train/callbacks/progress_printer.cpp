@@ -28,6 +28,7 @@ void ProgressPrinter::on_train_begin(TrainState& st) {
   if (!st.primary || !log_) return;
   const TrainConfig& cfg = *st.config;
   fmt::print(log_, "data: {}\n", st.data_description);
+  fmt::print(log_, "{}\n", st.task_note);
   if (!st.split_note.empty()) fmt::print(log_, "{}\n", st.split_note);
   fmt::print(log_, "{}", nn::model_summary(*st.model, cfg.batch_size, trainer_.planned_peak_bytes()));
   fmt::print(log_, "optimizer: {}, {}, batch {}, device {}, precision {}{}, run directory {}\n",
@@ -47,8 +48,8 @@ void ProgressPrinter::on_epoch_begin(TrainState& st) {
 
 void ProgressPrinter::on_step_end(TrainState& st) {
   if (bar_)
-    bar_->advance(1, st.batch_rows, fmt::format("loss {:.4f} acc {:.4f}", st.loss_sum / st.seen,
-                                                double(st.correct) / st.seen));
+    bar_->advance(1, st.batch_rows, fmt::format("loss {:.4f} {} {:.4f}", st.task.mean_loss(st.sums),
+                                                st.task.metric_short(), st.task.metric(st.sums)));
 }
 
 void ProgressPrinter::on_epoch_stopped(TrainState&) {
@@ -58,18 +59,20 @@ void ProgressPrinter::on_epoch_stopped(TrainState&) {
 
 void ProgressPrinter::on_epoch_end(TrainState& st) {
   const EpochSummary& e = st.epoch_summary;
-  const std::string held_out =
-      st.eval_name.empty() ? "" : fmt::format(" | {} loss {:.4f} acc {:.4f}", st.eval_name, e.eval_loss, e.eval_accuracy);
+  const char* metric = st.task.metric_short();
+  const std::string held_out = st.eval_name.empty() ? ""
+                               : fmt::format(" | {} loss {:.4f} {} {:.4f}", st.eval_name, e.eval_loss, metric,
+                                             e.eval_metric);
   if (bar_)
-    bar_->finish(fmt::format("loss {:.4f} acc {:.4f}{} | lr {:.1e} | data wait {:.1f}%", e.train_loss,
-                             e.train_accuracy, held_out, e.lr, 100.0 * e.data_wait));
+    bar_->finish(fmt::format("loss {:.4f} {} {:.4f}{} | lr {:.1e} | data wait {:.1f}%", e.train_loss, metric,
+                             e.train_metric, held_out, e.lr, 100.0 * e.data_wait));
   bar_.reset();
 }
 
 void ProgressPrinter::on_train_end(TrainState& st) {
   if (!st.primary || !log_ || !st.stop_early) return;
-  fmt::print(log_, "early stop: no better {} accuracy for {} epochs (best {:.4f} at epoch {})\n", st.eval_name,
-             st.config->patience, st.progress.best_metric, st.progress.best_epoch);
+  fmt::print(log_, "early stop: no better {} {} for {} epochs (best {:.4f} at epoch {})\n", st.eval_name,
+             st.task.metric_name(), st.config->patience, st.progress.best_metric, st.progress.best_epoch);
 }
 
 }  // namespace gpuml

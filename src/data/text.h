@@ -1,0 +1,62 @@
+// Text for character-level language models, as ../shared/bench/torch_gpt.py reads it: the
+// vocabulary is the text's sorted distinct characters (Unicode code points of UTF-8 text), the
+// first 90% of the characters train and the last 10% validate; a training batch is `batch`
+// random windows of block + 1 characters (inputs the first block, targets the last block), drawn
+// from Philox by (seed, epoch, batch), so any batch can be rebuilt to resume.
+//
+//   data::TextCorpus text = data::read_text_corpus("tinyshakespeare.txt");  // 65 characters
+//   data::TextWindowLoader train(text.train, {64, 12, seed});   // x (12, 64) f32 ids, y (12, 64) i64
+//   data::InMemoryDataset val = data::text_windows(text.validation, 64);  // consecutive windows
+//
+// Refused with the reason: a missing or empty file, bytes that are not UTF-8 (naming the offset),
+// binary data (a NUL byte), text too short for one window of each split.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "data/batch_allocator.h"
+#include "data/batch_source.h"
+#include "data/dataset.h"
+
+namespace gpuml::data {
+
+struct TextCorpus {
+  std::vector<std::string> vocabulary;  // token id -> the character (UTF-8), sorted by code point
+  std::vector<int32_t> train, validation;
+  int64_t characters = 0;
+};
+
+// `block`: the window the model reads; both splits must hold a window of block + 1 characters.
+TextCorpus read_text_corpus(const std::string& path, int64_t block);
+
+struct TextWindowOptions {
+  int64_t block = 64;
+  int64_t batch = 12;
+  uint64_t seed = 0;
+  std::shared_ptr<BatchMemory> memory;  // where batches are built (nullptr: plain memory)
+};
+
+class TextWindowLoader : public BatchSource {
+ public:
+  TextWindowLoader(std::vector<int32_t> tokens, TextWindowOptions options);
+  // An epoch is as many batches as cover the split's characters once (at least one).
+  int64_t batches_per_epoch() const override { return batches_; }
+  void seek(LoaderPosition position) override;
+  std::optional<Batch> next() override;
+  LoaderPosition position() const override { return position_; }
+
+ private:
+  std::vector<int32_t> tokens_;
+  TextWindowOptions options_;
+  int64_t batches_ = 1;
+  LoaderPosition position_;
+};
+
+// Consecutive, non-overlapping windows of the split (at most `max_windows`): x (N, block) of
+// token ids, y (N, block) the next characters; for evaluation, the same rows every time.
+InMemoryDataset text_windows(const std::vector<int32_t>& tokens, int64_t block, int64_t max_windows = 1 << 30);
+
+}  // namespace gpuml::data
