@@ -75,7 +75,8 @@ int Planner::new_buffer(const TensorType& type, Backend& backend, int graph_node
 int Planner::emit_kernel(OpId op, const Attrs& attrs, std::vector<int> inputs, Backend& backend, int graph_node) {
   std::vector<TensorType> out_types;
   if (graph_node >= 0) {
-    for (int k = 0; k < graph_.output_count(graph_node); ++k) out_types.push_back(graph_.type_of(graph_node + k));
+    // The step computes graph_node's values: output k is value graph_node + k (graph.h).
+    for (int k = 0; k < op_info(op).outputs; ++k) out_types.push_back(graph_.type_of(graph_node + k));
   } else {
     std::vector<TensorType> types;
     for (int in : inputs) types.push_back(plan_.values[in].type);
