@@ -79,7 +79,7 @@ std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) 
   if (active(loss_id)) grads[loss_id] = fill(graph, {}, 1.0, loss_type.dtype);
 
   // An Op node gathers the gradients of all its outputs (OpOutput nodes come after it, so they
-  // are complete when it is reached); an output nothing differentiates gets zeros.
+  // are complete when it is reached); an output nothing differentiates gets none (nullopt).
   for (int id = loss_id; id >= 0; --id) {
     if (graph.node(id).role != NodeRole::Op) continue;
     const int count = graph.output_count(id);
@@ -91,12 +91,12 @@ std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) 
     OpId op = node.op;
     Attrs attrs = node.attrs;
     std::vector<int> input_ids = node.inputs;
-    std::vector<Sym> inputs, outputs, upstreams;
+    std::vector<Sym> inputs, outputs;
+    Upstreams upstreams;
     for (int in : input_ids) inputs.push_back(graph.sym(in));
     for (int k = 0; k < count; ++k) {
       outputs.push_back(graph.sym(id + k));
-      const TensorType& t = graph.type_of(id + k);
-      upstreams.push_back(active(id + k) && grads[id + k] ? *grads[id + k] : fill(graph, t.shape, 0.0, t.dtype));
+      upstreams.push_back(active(id + k) ? grads[id + k] : std::nullopt);
     }
     GradInputs input_grads = grad_rule(op, inputs, outputs, upstreams, attrs);
     for (size_t i = 0; i < input_ids.size(); ++i) {

@@ -13,10 +13,10 @@ namespace {
 struct GradContext {
   const std::vector<Sym>& in;
   Sym out;  // output 0
-  Sym g;    // output 0's upstream gradient, shaped like `out`
+  Sym g;    // output 0's upstream gradient, shaped like `out` (a Sym of no graph if it has none)
   const Attrs& attrs;
   const std::vector<Sym>& outs;  // every output (ops with several; outs[0] is `out`)
-  const std::vector<Sym>& gs;    // their upstream gradients (gs[0] is `g`)
+  const Upstreams& gs;           // their upstream gradients, nullopt where none
 };
 
 using GradFn = GradInputs (*)(const GradContext& c);
@@ -150,11 +150,12 @@ GradInputs grad_matmul(const GradContext& c) {
 // (matmul(a, b), sum(in[axis], over rows)): the product's gradient, plus the bias gradient's
 // upstream spread over the rows of the operand it sums.
 GradInputs grad_matmul_bgrad(const GradContext& c) {
-  GradInputs grads = grad_matmul(c);
+  GradInputs grads = c.gs[0] ? grad_matmul(c) : GradInputs(2);
+  if (!c.gs[1]) return grads;
   const int64_t axis = c.attrs.axis;
   const Shape& summed = c.in[axis].shape();
-  Sym spread = broadcast_to(reshape(c.gs[1], {1, summed[1]}), summed);
-  grads[axis] = add(*grads[axis], spread);
+  Sym spread = broadcast_to(reshape(*c.gs[1], {1, summed[1]}), summed);
+  grads[axis] = grads[axis] ? add(*grads[axis], spread) : spread;
   return grads;
 }
 GradInputs grad_conv2d(const GradContext& c) {
@@ -313,18 +314,20 @@ const GradTable& grad_table() {
 }  // namespace
 
 GradInputs grad_rule(OpId op, const std::vector<Sym>& inputs, const std::vector<Sym>& outputs,
-                     const std::vector<Sym>& upstreams, const Attrs& attrs) {
+                     const Upstreams& upstreams, const Attrs& attrs) {
   const GradEntry& entry = grad_table()[static_cast<int>(op)];
   GPUML_CHECK_KIND(ErrorKind::Unsupported, entry.fn != nullptr, "{} is not differentiable", op_name(op));
   GPUML_CHECK_KIND(ErrorKind::Internal,
                    static_cast<int>(outputs.size()) == op_info(op).outputs && upstreams.size() == outputs.size(),
                    "{}: {} outputs and {} upstream gradients for an op with {} outputs", op_name(op), outputs.size(),
                    upstreams.size(), op_info(op).outputs);
+  GPUML_CHECK_KIND(ErrorKind::Internal, outputs.size() > 1 || upstreams[0].has_value(),
+                   "{}: no upstream gradient for its one output", op_name(op));
   for (size_t i = 0; i < outputs.size(); ++i)
-    GPUML_CHECK_KIND(ErrorKind::Shape, upstreams[i].shape() == outputs[i].shape(),
+    GPUML_CHECK_KIND(ErrorKind::Shape, !upstreams[i] || upstreams[i]->shape() == outputs[i].shape(),
                      "{}: upstream gradient {} does not match output {} {}", op_name(op),
-                     shape_str(upstreams[i].shape()), i, shape_str(outputs[i].shape()));
-  GradInputs grads = entry.fn(GradContext{inputs, outputs[0], upstreams[0], attrs, outputs, upstreams});
+                     upstreams[i] ? shape_str(upstreams[i]->shape()) : "", i, shape_str(outputs[i].shape()));
+  GradInputs grads = entry.fn(GradContext{inputs, outputs[0], upstreams[0].value_or(Sym{}), attrs, outputs, upstreams});
   GPUML_CHECK_KIND(ErrorKind::Internal, grads.size() == inputs.size(), "{}: gradient rule gave {} grads for {} inputs",
                    op_name(op), grads.size(), inputs.size());
   return grads;

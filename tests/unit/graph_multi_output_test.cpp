@@ -128,20 +128,20 @@ TEST(MultiOutput, PlansAndRunsAsOneStepOnRefAndCpu) {
   }
 }
 
-// The loss of both outputs, and of output 1 alone (output 0's upstream gradient is then zeros):
-// autodiff through the two-output node gives the gradients of the same loss built from matmul
-// and sum (planned unfused, so that it stays one-output ops), on ref and on cpu.
-TEST(MultiOutput, AutodiffThroughBothOutputsMatchesTheOneOutputOps) {
+// The loss of both outputs, of output 0 alone and of output 1 alone (the other output then has
+// no upstream gradient): autodiff through the two-output node gives the gradients of the same loss
+// built from matmul and sum (planned unfused, so that it stays one-output ops), on ref and on cpu.
+TEST(MultiOutput, AutodiffThroughEitherOutputMatchesTheOneOutputOps) {
   std::mt19937_64 rng(std::random_device{}());
+  enum class Loss { both, product, sums };
   for (const char* name : {"ref", "cpu"}) {
-    for (bool both : {true, false}) {
-      SCOPED_TRACE(fmt::format("{} {}", name, both ? "both outputs" : "output 1 only"));
+    for (Loss which : {Loss::both, Loss::product, Loss::sums}) {
+      SCOPED_TRACE(fmt::format("{} loss {}", name, static_cast<int>(which)));
       Backend& backend = backend_registry().get(name);
       auto loss_of = [&](Graph& g, Sym product, Sym sums) {
-        Sym r0 = g.input("r0", {{4, 6}, DType::f64});
-        Sym r1 = g.input("r1", {{4}, DType::f64});
-        Sym from_sums = sum(mul(tanh(sums), r1));
-        return both ? add(sum(mul(product, r0)), from_sums) : from_sums;
+        Sym from_product = sum(mul(product, g.input("r0", {{4, 6}, DType::f64})));
+        Sym from_sums = sum(mul(tanh(sums), g.input("r1", {{4}, DType::f64})));
+        return which == Loss::both ? add(from_product, from_sums) : which == Loss::product ? from_product : from_sums;
       };
       TwoOutputs m(DType::f64);
       Sym loss = loss_of(m.g, m.outs[0], m.outs[1]);
@@ -162,7 +162,18 @@ TEST(MultiOutput, AutodiffThroughBothOutputsMatchesTheOneOutputOps) {
       std::vector<Tensor> want = Executor(plan_graph(g, plain, only_on(backend, /*fuse*/ false))).run(feeds);
       ASSERT_EQ(got.size(), 3u);
       for (size_t i = 0; i < got.size(); ++i) expect_close(got[i], want[i], 1e-12);
-      if (!both) {  // x reaches the loss only through output 0
+      // An output without an upstream gradient gets no zeros in its place and adds no terms: no
+      // fill shaped like an output, and the product's two matmuls only where it is read.
+      int matmuls = 0, output_fills = 0;
+      for (int id = 0; id < m.g.size(); ++id) {
+        const Node& n = m.g.node(id);
+        matmuls += n.role == NodeRole::Op && n.op == OpId::matmul;
+        output_fills += n.role == NodeRole::Op && n.op == OpId::fill &&
+                        (n.type.shape == m.outs[0].shape() || n.type.shape == m.outs[1].shape());
+      }
+      EXPECT_EQ(matmuls, which == Loss::sums ? 0 : 2) << m.g.to_string();
+      EXPECT_EQ(output_fills, 0) << m.g.to_string();
+      if (which == Loss::sums) {  // x reaches the loss only through output 0
         for (double v : got[2].to_doubles()) EXPECT_EQ(v, 0.0);
       }
     }
