@@ -62,6 +62,9 @@ void Backend::run(OpId op, const KernelCall& call) const {
   DType d = call.inputs.empty() ? call.output.dtype() : call.inputs[0].dtype();
   GPUML_CHECK_KIND(ErrorKind::Unsupported, supports(op, d), "backend '{}' has no {} kernel for dtype {}",
                    name(), op_name(op), d);
+  GPUML_CHECK_KIND(ErrorKind::Internal, static_cast<int>(call.extra_outputs.size()) + 1 == op_info(op).outputs,
+                   "{} has {} outputs, the call gives {}", op_name(op), op_info(op).outputs,
+                   call.extra_outputs.size() + 1);
   const Slot& slot = slots_[static_cast<int>(op)];
   // Only ops with a limit pay for building the query.
   GPUML_CHECK_KIND(ErrorKind::Unsupported, slot.accepts == nullptr || slot.accepts(query_of(op, call)),

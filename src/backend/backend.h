@@ -55,6 +55,9 @@ struct KernelCall {
   // attrs.offset, read when the kernel runs rather than when it is enqueued, so that captured
   // work replays with a new offset each time (Executor, RunOptions::replay). nullptr: none.
   const void* offset_slot = nullptr;
+  // Outputs 1.. of an op with several (op_info(op).outputs; matmul_bgrad: the bias gradient), each
+  // like `output`: contiguous, allocated by the caller, of infer_types's type. Empty for the rest.
+  std::span<const Tensor> extra_outputs = {};
 };
 
 // attrs.offset plus the slot's value, for host kernels (device kernels read the slot themselves).
@@ -73,7 +76,8 @@ class CapturedWork {
 using KernelFn = void (*)(const KernelCall& call);
 
 // What placement asks a backend about one step: the op, the types its kernel would see and its
-// attributes. It owns its parts, so a query outlives the graph or plan it was made from.
+// attributes (`output`: output 0's type; the others follow from the inputs and attributes). It
+// owns its parts, so a query outlives the graph or plan it was made from.
 struct OpQuery {
   OpId op = OpId::copy;
   std::vector<TensorType> inputs;

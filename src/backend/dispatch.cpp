@@ -13,7 +13,7 @@ Tensor contiguous(const Tensor& t, Backend& backend) {
   return run_op(backend, OpId::copy, {t});
 }
 
-Tensor run_op(Backend& backend, OpId op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
+std::vector<Tensor> run_op_outputs(Backend& backend, OpId op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
   std::vector<TensorType> types;
   for (const Tensor& t : inputs) {
     GPUML_CHECK(t.defined(), "{}: undefined input tensor", op_name(op));
@@ -21,28 +21,33 @@ Tensor run_op(Backend& backend, OpId op, const std::vector<Tensor>& inputs, cons
                 t.device().str(), backend.name(), backend.device().str());
     types.push_back(type_of(t));
   }
-  TensorType out_type = infer_type(op, types, attrs);
+  std::vector<Tensor> outputs;
+  for (const TensorType& t : infer_types(op, types, attrs)) outputs.push_back(Tensor::empty(t.shape, t.dtype, backend));
   std::vector<Tensor> args = inputs;
   if (!backend.accepts_strided_inputs(op))
     for (Tensor& t : args)
       if (!t.is_contiguous()) t = run_op(backend, OpId::copy, {t});
-  Tensor out = Tensor::empty(out_type.shape, out_type.dtype, backend);
-  backend.run(op, KernelCall{backend, args, out, attrs, nullptr});
+  KernelCall call{backend, args, outputs[0], attrs, nullptr};
+  call.extra_outputs = std::span<const Tensor>(outputs).subspan(1);
+  backend.run(op, call);
   backend.synchronize();
   backend.check_deferred_errors();
-  return out;
+  return outputs;
+}
+
+Tensor run_op(Backend& backend, OpId op, const std::vector<Tensor>& inputs, const Attrs& attrs) {
+  GPUML_CHECK_KIND(ErrorKind::Internal, op_info(op).outputs == 1, "{} has {} outputs: call run_op_outputs",
+                   op_name(op), op_info(op).outputs);
+  return run_op_outputs(backend, op, inputs, attrs)[0];
 }
 
 void matmul_bgrad_by_parts(const KernelCall& call) {
-  const MatmulDims d = matmul_dims(call.inputs[0].shape(), call.inputs[1].shape(), call.attrs);
-  const int64_t product = d.m * d.n;
-  Tensor weight_grad = call.output.slice(0, 0, product).reshape({d.m, d.n});
-  Tensor bias_grad = call.output.slice(0, product, call.output.numel());
-  call.backend.run(OpId::matmul, KernelCall{call.backend, call.inputs, weight_grad, call.attrs, call.stream});
+  call.backend.run(OpId::matmul, KernelCall{call.backend, call.inputs, call.output, call.attrs, call.stream});
   Attrs rows;
   rows.axes = {0};
   const Tensor& g = call.inputs[call.attrs.axis];
-  call.backend.run(OpId::sum, KernelCall{call.backend, std::span<const Tensor>(&g, 1), bias_grad, rows, call.stream});
+  call.backend.run(OpId::sum,
+                   KernelCall{call.backend, std::span<const Tensor>(&g, 1), call.extra_outputs[0], rows, call.stream});
 }
 
 void matmul_dact_by_parts(const KernelCall& call) {

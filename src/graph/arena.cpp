@@ -130,8 +130,10 @@ void compute_lifetimes(Plan& plan) {
   for (int s = 0; s < static_cast<int>(plan.steps.size()); ++s) {
     const PlanStep& step = plan.steps[s];
     for (int in : step.inputs) use(in, s);
-    PlanValue& out = plan.values[step.output];
-    if (out.home == ValueHome::Arena) out.first_step = out.last_step = s;
+    for (int k = 0; k < step.output_count; ++k) {
+      PlanValue& out = plan.values[step.output + k];
+      if (out.home == ValueHome::Arena) out.first_step = out.last_step = s;
+    }
   }
   for (int v : plan.outputs) use(v, static_cast<int>(plan.steps.size()));
 }

@@ -14,12 +14,17 @@ bool carries_gradient(const Node& n, int input_index, const TensorType& input_ty
          input_is_differentiable(n.op, input_index);
 }
 
-// Values that depend (differentiably) on some wrt: a forward sweep in build order.
+// Values that depend (differentiably) on some wrt: a forward sweep in build order. An op's
+// further outputs (OpOutput nodes) depend on what its output 0, the Op node, depends on.
 std::vector<bool> depends_on_wrt(const Graph& g, const std::vector<Sym>& wrt, int last) {
   std::vector<bool> reached(g.size(), false);
   for (const Sym& s : wrt) reached[s.id] = true;
   for (int id = 0; id <= last; ++id) {
     const Node& n = g.node(id);
+    if (n.role == NodeRole::OpOutput) {
+      reached[id] = reached[id] || reached[n.inputs[0]];
+      continue;
+    }
     for (size_t i = 0; i < n.inputs.size() && !reached[id]; ++i) {
       int in = n.inputs[i];
       if (reached[in] && carries_gradient(n, static_cast<int>(i), g.type_of(in))) reached[id] = true;
@@ -42,14 +47,14 @@ std::vector<bool> feeds_loss(const Graph& g, int loss) {
 }  // namespace
 
 std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) {
-  GPUML_CHECK(loss.emitter == &graph, "gradients: the loss belongs to a different graph");
+  GPUML_CHECK(loss.belongs_to(graph), "gradients: the loss belongs to a different graph");
   const TensorType& loss_type = graph.type_of(loss.id);
   GPUML_CHECK_SHAPE(loss_type.shape.empty(), "gradients: the loss must be a scalar (shape ()), got {}",
                     shape_str(loss_type.shape));
   GPUML_CHECK_KIND(ErrorKind::DType, is_floating(loss_type.dtype), "gradients: the loss must be floating, got {}",
                    loss_type.dtype);
   for (const Sym& s : wrt) {
-    GPUML_CHECK(s.emitter == &graph && s.id >= 0 && s.id < graph.size(),
+    GPUML_CHECK(s.belongs_to(graph) && s.id >= 0 && s.id < graph.size(),
                 "gradients: a wrt value is not in this graph");
     GPUML_CHECK_KIND(ErrorKind::DType, is_floating(s.dtype()), "gradients: wrt value %{} is {}, not floating",
                      s.id, s.dtype());
@@ -73,17 +78,27 @@ std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) 
   std::vector<std::optional<Sym>> grads(graph.size());
   if (active(loss_id)) grads[loss_id] = fill(graph, {}, 1.0, loss_type.dtype);
 
+  // An Op node gathers the gradients of all its outputs (OpOutput nodes come after it, so they
+  // are complete when it is reached); an output nothing differentiates gets none (nullopt).
   for (int id = loss_id; id >= 0; --id) {
-    if (!active(id) || !grads[id]) continue;
-    const Node& node = graph.node(id);
-    if (node.role != NodeRole::Op) continue;
+    if (graph.node(id).role != NodeRole::Op) continue;
+    const int count = graph.output_count(id);
+    bool reached_by_gradient = false;
+    for (int k = 0; k < count; ++k) reached_by_gradient |= active(id + k) && grads[id + k].has_value();
+    if (!reached_by_gradient) continue;
     // Copy what the rule needs: emitting appends nodes and may move `node`.
+    const Node& node = graph.node(id);
     OpId op = node.op;
     Attrs attrs = node.attrs;
     std::vector<int> input_ids = node.inputs;
-    std::vector<Sym> inputs;
+    std::vector<Sym> inputs, outputs;
+    Upstreams upstreams;
     for (int in : input_ids) inputs.push_back(graph.sym(in));
-    GradInputs input_grads = grad_rule(op, inputs, graph.sym(id), *grads[id], attrs);
+    for (int k = 0; k < count; ++k) {
+      outputs.push_back(graph.sym(id + k));
+      upstreams.push_back(active(id + k) ? grads[id + k] : std::nullopt);
+    }
+    GradInputs input_grads = grad_rule(op, inputs, outputs, upstreams, attrs);
     for (size_t i = 0; i < input_ids.size(); ++i) {
       int in = input_ids[i];
       if (!input_grads[i] || !active(in) || !carries_gradient(graph.node(id), static_cast<int>(i), graph.type_of(in)))

@@ -32,7 +32,8 @@ Executor::Executor(Plan plan) : plan_(std::move(plan)) {
   const char* profile = std::getenv("GPUML_PROFILE");
   profile_ = profile != nullptr && std::string(profile) == "1";
   producer_.assign(plan_.values.size(), -1);
-  for (size_t s = 0; s < plan_.steps.size(); ++s) producer_[plan_.steps[s].output] = static_cast<int>(s);
+  for (size_t s = 0; s < plan_.steps.size(); ++s)
+    for (int k = 0; k < plan_.steps[s].output_count; ++k) producer_[plan_.steps[s].output + k] = static_cast<int>(s);
   // Replay needs every kernel on one backend that can capture, and no copies between devices
   // (they synchronize the host).
   Backend* only = nullptr;
@@ -227,6 +228,10 @@ void Executor::run_step(const PlanStep& step, uint64_t rng_offset, bool replay_m
       }
       KernelCall call{*step.backend, inputs, values_[step.output], shift ? shifted : step.attrs, nullptr};
       if (random && replay_mode) call.offset_slot = rng_slot_.raw_data();
+      // A step's outputs are consecutive plan values (planner.h), so its further outputs are the
+      // tensors after output 0 in values_.
+      call.extra_outputs = std::span<const Tensor>(values_).subspan(static_cast<size_t>(step.output) + 1,
+                                                                  static_cast<size_t>(step.output_count) - 1);
       step.backend->run(step.op, call);
       return;
     }

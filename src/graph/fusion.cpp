@@ -21,7 +21,7 @@ OpQuery bgrad_query(const Graph& graph, const BgradPair& pair) {
   OpQuery q = query_of_node(graph, pair.matmul);
   q.op = OpId::matmul_bgrad;
   q.attrs.axis = pair.axis;
-  q.output = infer_type(OpId::matmul_bgrad, q.inputs, q.attrs);
+  q.output = infer_types(OpId::matmul_bgrad, q.inputs, q.attrs)[0];
   return q;
 }
 

@@ -38,7 +38,7 @@ Shape fused_bias_shape(OpId op, const TensorType& out);
 OpQuery fused_query(const Graph& graph, int id, const FusedStep& step);
 
 // A weight-gradient matmul and the bias-gradient row sum of the same gradient g, run as one
-// matmul_bgrad step that both graph values read through views. Keyed on the earlier of the two.
+// matmul_bgrad step whose two outputs are the two graph values. Keyed on the earlier of the two.
 struct BgradPair {
   int matmul, sum, axis;  // graph ids; axis: which matmul input is g
 };

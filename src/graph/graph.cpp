@@ -14,7 +14,7 @@ Sym Graph::add_leaf(NodeRole role, const std::string& name, const TensorType& ty
   n.type = type;
   n.name = name;
   nodes_.push_back(std::move(n));
-  return Sym{this, size() - 1};
+  return Sym(*this, size() - 1);
 }
 
 Sym Graph::input(const std::string& name, const TensorType& type) { return add_leaf(NodeRole::Input, name, type); }
@@ -28,9 +28,9 @@ int Graph::emit(OpId op, const std::vector<int>& inputs, const Attrs& attrs) {
                 size());
     types.push_back(nodes_[id].type);
   }
-  Node n;
+  std::vector<TensorType> outputs;
   try {
-    n.type = infer_type(op, types, attrs);
+    outputs = infer_types(op, types, attrs);
   } catch (const Error& e) {
     // Re-throw with the node's place in the graph, keeping the kind so callers can react.
     std::vector<std::string> shapes;
@@ -39,12 +39,29 @@ int Graph::emit(OpId op, const std::vector<int>& inputs, const Attrs& attrs) {
                 fmt::format("building node %{} = {}({}): {}", size(), op_name(op), fmt::join(shapes, ", "),
                             e.message()));
   }
+  const int id = size();
+  Node n;
   n.role = NodeRole::Op;
   n.op = op;
   n.attrs = attrs;
   n.inputs = inputs;
+  n.type = outputs[0];
   nodes_.push_back(std::move(n));
-  return size() - 1;
+  for (size_t i = 1; i < outputs.size(); ++i) {
+    Node out;
+    out.role = NodeRole::OpOutput;
+    out.op = op;
+    out.inputs = {id};
+    out.type = outputs[i];
+    out.output_index = static_cast<int>(i);
+    nodes_.push_back(std::move(out));
+  }
+  return id;
+}
+
+int Graph::output_count(int id) const {
+  const Node& n = node(id);
+  return n.role == NodeRole::Op ? op_info(n.op).outputs : 1;
 }
 
 const TensorType& Graph::type_of(int value) const { return node(value).type; }
@@ -56,7 +73,7 @@ const Node& Graph::node(int id) const {
 
 int Graph::find_leaf(const std::string& name) const {
   for (int i = 0; i < size(); ++i)
-    if (nodes_[i].role != NodeRole::Op && nodes_[i].name == name) return i;
+    if ((nodes_[i].role == NodeRole::Input || nodes_[i].role == NodeRole::Param) && nodes_[i].name == name) return i;
   return -1;
 }
 
@@ -65,7 +82,9 @@ std::string Graph::to_string() const {
   for (int i = 0; i < size(); ++i) {
     const Node& n = nodes_[i];
     std::string what;
-    if (n.role == NodeRole::Op) {
+    if (n.role == NodeRole::OpOutput) {
+      what = fmt::format("output {} of %{}", n.output_index, n.inputs[0]);
+    } else if (n.role == NodeRole::Op) {
       std::vector<std::string> ins;
       for (int id : n.inputs) ins.push_back(fmt::format("%{}", id));
       what = fmt::format("{}({})", op_name(n.op), fmt::join(ins, ", "));

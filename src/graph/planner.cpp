@@ -71,16 +71,27 @@ int Planner::new_buffer(const TensorType& type, Backend& backend, int graph_node
   return add_value(std::move(v));
 }
 
+// A kernel step and a fresh buffer per output; returns output 0's value (the others follow it).
 int Planner::emit_kernel(OpId op, const Attrs& attrs, std::vector<int> inputs, Backend& backend, int graph_node) {
-  std::vector<TensorType> types;
-  for (int in : inputs) types.push_back(plan_.values[in].type);
-  TensorType out_type = graph_node >= 0 ? graph_.type_of(graph_node) : infer_type(op, types, attrs);
+  std::vector<TensorType> out_types;
+  if (graph_node >= 0) {
+    // The step computes graph_node's values: output k is value graph_node + k (graph.h).
+    for (int k = 0; k < op_info(op).outputs; ++k) out_types.push_back(graph_.type_of(graph_node + k));
+  } else {
+    std::vector<TensorType> types;
+    for (int in : inputs) types.push_back(plan_.values[in].type);
+    out_types = infer_types(op, types, attrs);
+  }
   PlanStep s;
   s.kind = StepKind::Kernel;
   s.op = op;
   s.attrs = attrs;
   s.inputs = std::move(inputs);
-  s.output = new_buffer(out_type, backend, graph_node);
+  for (size_t k = 0; k < out_types.size(); ++k) {
+    const int v = new_buffer(out_types[k], backend, graph_node < 0 ? -1 : graph_node + static_cast<int>(k));
+    if (k == 0) s.output = v;
+  }
+  s.output_count = static_cast<int>(out_types.size());
   s.backend = &backend;
   add_step(s);
   return s.output;
@@ -171,23 +182,12 @@ void Planner::plan_bgrad(const BgradPair& pair) {
   Attrs attrs = m.attrs;
   attrs.axis = pair.axis;
   Backend& backend = placement_.place(bgrad_query(graph_, pair));
-  const int packed =
+  const int weight_grad =
       emit_placed(OpId::matmul_bgrad, attrs, {value_of_[m.inputs[0]], value_of_[m.inputs[1]]}, backend, -1);
-  const int64_t product = m.type.shape[0] * m.type.shape[1];
-  const int64_t total = plan_.values[packed].type.shape[0];
-  auto part = [](int64_t begin, int64_t end) {
-    Attrs a;
-    a.axes = {0};
-    a.starts = {begin};
-    a.ends = {end};
-    a.steps = {1};
-    return a;
-  };
-  Attrs as_matrix;
-  as_matrix.shape = m.type.shape;
-  value_of_[pair.matmul] = emit_view(OpId::reshape, as_matrix, emit_view(OpId::slice, part(0, product), packed, -1),
-                                     pair.matmul);
-  value_of_[pair.sum] = emit_view(OpId::slice, part(product, total), packed, pair.sum);
+  value_of_[pair.matmul] = weight_grad;
+  value_of_[pair.sum] = weight_grad + 1;  // the step's output 1
+  plan_.values[weight_grad].graph_node = pair.matmul;
+  plan_.values[weight_grad + 1].graph_node = pair.sum;
 }
 
 // A fused step standing for graph node `id`, its bias made (N,) / (O,) by a view if need be.
@@ -211,6 +211,7 @@ void Planner::plan_node(int id) {
   if (fusions_.absorbed[id]) return;
   if (auto it = fusions_.steps.find(id); it != fusions_.steps.end()) return plan_fused(id, it->second);
   const Node& node = graph_.node(id);
+  if (node.role == NodeRole::OpOutput) return;  // planned with its Op node (value_of_ set there)
   if (node.role != NodeRole::Op) {
     PlanValue v;
     v.type = node.type;
@@ -230,7 +231,8 @@ void Planner::plan_node(int id) {
     return;
   }
   Backend& backend = placement_.place(query_of_node(graph_, id));
-  value_of_[id] = emit_placed(node.op, node.attrs, std::move(inputs), backend, id);
+  const int first = emit_placed(node.op, node.attrs, std::move(inputs), backend, id);
+  for (int k = 0; k < graph_.output_count(id); ++k) value_of_[id + k] = first + k;
 }
 
 // A kernel step on `backend`: inputs moved there (and made contiguous where its kernel needs
@@ -246,7 +248,7 @@ int Planner::emit_placed(OpId op, Attrs attrs, std::vector<int> inputs, Backend&
 Plan Planner::run(const std::vector<Sym>& outputs) {
   std::vector<bool> needed(graph_.size(), false);
   for (const Sym& s : outputs) {
-    GPUML_CHECK(s.emitter == &graph_ && s.id >= 0 && s.id < graph_.size(), "plan_graph: an output is not in this graph");
+    GPUML_CHECK(s.belongs_to(graph_) && s.id >= 0 && s.id < graph_.size(), "plan_graph: an output is not in this graph");
     needed[s.id] = true;
   }
   for (int id = graph_.size() - 1; id >= 0; --id)
@@ -322,7 +324,9 @@ std::string Plan::to_string() const {
     for (int in : st.inputs) ins.push_back(fmt::format("v{}", in));
     std::string where = v.home == ValueHome::Arena ? fmt::format("arena{}[{}, +{})", v.arena, v.offset, v.bytes)
                                                    : fmt::format("alias of v{}", v.base);
-    out += fmt::format("{:3} {:8} v{} = {}({}) on {}{} {} {} {}\n", s, kind, st.output, op_name(st.op),
+    const std::string outs = st.output_count == 1 ? fmt::format("v{}", st.output)
+                                                  : fmt::format("v{}..v{}", st.output, st.output + st.output_count - 1);
+    out += fmt::format("{:3} {:8} {} = {}({}) on {}{} {} {} {}\n", s, kind, outs, op_name(st.op),
                        fmt::join(ins, ", "), st.backend->name(), st.source ? fmt::format(" from {}", st.source->name()) : "",
                        shape_str(v.type.shape), v.type.dtype, where);
   }

@@ -20,7 +20,7 @@
 //    matmul_bias_act / conv2d_bias_act step when the product and the sum are used by nothing else
 //    (in training, gelu's backward reads the sum: only the bias fuses); in the backward, a weight
 //    gradient matmul(g, x, trans_a) or matmul(x, g) beside the bias gradient sum(g, axis 0)
-//    becomes one matmul_bgrad step (cuBLASLt's BGRAD epilogue), read through two views; and the
+//    becomes one matmul_bgrad step (cuBLASLt's BGRAD epilogue) with the two as its outputs; and the
 //    gradient g W reaching a relu or gelu, read only by relu_backward / gelu_backward, becomes
 //    one matmul_dact step (cuBLASLt's DRELU / DGELU epilogue);
 //  - every intermediate gets a 64-byte aligned range of its device's arena; buffers whose lifetimes
@@ -80,7 +80,8 @@ struct PlanStep {
   OpId op = OpId::copy;      // Kernel/View: the op; Transfer: copy
   Attrs attrs;
   std::vector<int> inputs;   // plan value ids
-  int output = -1;
+  int output = -1;           // output 0; a Kernel step of an op with several writes the values
+  int output_count = 1;      // output .. output + output_count - 1 (as graph/graph.h numbers them)
   Backend* backend = nullptr;  // Kernel: runs it; Transfer: destination; View: owner of the memory
   Backend* source = nullptr;   // Transfer: where the value comes from
 };

@@ -81,6 +81,9 @@ class Exporter {
       v.param = n.name;
       return;
     }
+    GPUML_CHECK_KIND(ErrorKind::Unsupported, n.role == NodeRole::Op && op_info(n.op).outputs == 1,
+                     "ONNX export: {} gives {} outputs, and the exporter translates only one-output ops",
+                     op_name(n.op), op_info(n.op).outputs);
     bool all_constant = op_info(n.op).kind != OpKind::Random;
     for (int in : n.inputs) all_constant &= values_[in].constant;
     if (all_constant) return fold(id);

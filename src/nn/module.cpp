@@ -8,7 +8,7 @@ Sym ForwardContext::get(const std::string& full_name, const Shape& shape) const 
   GPUML_CHECK(value != nullptr, "ForwardContext has no value function (needed for '{}')",
               full_name);
   Sym s = value(full_name);
-  GPUML_CHECK(s.emitter == &graph && s.id >= 0, "ForwardContext: no value for '{}' in this graph",
+  GPUML_CHECK(s.belongs_to(graph) && s.id >= 0, "ForwardContext: no value for '{}' in this graph",
               full_name);
   GPUML_CHECK_SHAPE(s.shape() == shape, "ForwardContext: '{}' has shape {}, the module expects {}",
                     full_name, shape_str(s.shape()), shape_str(shape));

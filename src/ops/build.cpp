@@ -7,19 +7,38 @@
 
 namespace gpuml {
 
+Emitter& Sym::emitter() const {
+  GPUML_CHECK(handle_ != nullptr, "value %{} belongs to no graph (a default-constructed Sym)", id);
+  GPUML_CHECK(handle_->emitter != nullptr,
+              "value %{}: this value's graph no longer exists (a Sym must not outlive the Graph that made it)", id);
+  return *handle_->emitter;
+}
+
 namespace {
 
-Sym emit_on(Emitter& e, OpId op, const std::vector<Sym>& inputs, const Attrs& attrs) {
+// Emits the node and returns the value id of its output 0 (the others follow it).
+int emit_node(Emitter& e, OpId op, const std::vector<Sym>& inputs, const Attrs& attrs) {
   std::vector<int> ids;
   ids.reserve(inputs.size());
   for (const Sym& s : inputs) {
-    GPUML_CHECK(s.emitter == &e, "{}: input {} belongs to a different graph", op_name(op), s.id);
+    GPUML_CHECK(&s.emitter() == &e, "{}: input {} belongs to a different graph", op_name(op), s.id);
     ids.push_back(s.id);
   }
-  return Sym{&e, e.emit(op, ids, attrs)};
+  return e.emit(op, ids, attrs);
 }
 
-bool autocast_bf16(Sym x) { return x.emitter->autocast() == Autocast::bf16; }
+Sym emit_on(Emitter& e, OpId op, const std::vector<Sym>& inputs, const Attrs& attrs) {
+  GPUML_CHECK_KIND(ErrorKind::Internal, op_info(op).outputs == 1, "{} has {} outputs: build it with emit_outputs",
+                   op_name(op), op_info(op).outputs);
+  return Sym(e, emit_node(e, op, inputs, attrs));
+}
+
+Emitter& emitter_of(OpId op, const std::vector<Sym>& inputs) {
+  GPUML_CHECK(!inputs.empty(), "{}: emit() without inputs needs an Emitter; use the creation helpers", op_name(op));
+  return inputs[0].emitter();
+}
+
+bool autocast_bf16(Sym x) { return x.emitter().autocast() == Autocast::bf16; }
 
 Sym as_dtype(Sym x, DType d) { return x.dtype() == d ? x : cast(x, d); }
 
@@ -62,9 +81,15 @@ Attrs window_attrs(int64_t kernel, int64_t stride, int64_t padding) {
 }  // namespace
 
 Sym emit(OpId op, const std::vector<Sym>& inputs, const Attrs& attrs) {
-  GPUML_CHECK(!inputs.empty() && inputs[0].emitter != nullptr,
-              "{}: emit() without inputs needs an Emitter; use the creation helpers", op_name(op));
-  return emit_on(*inputs[0].emitter, op, inputs, attrs);
+  return emit_on(emitter_of(op, inputs), op, inputs, attrs);
+}
+
+std::vector<Sym> emit_outputs(OpId op, const std::vector<Sym>& inputs, const Attrs& attrs) {
+  Emitter& e = emitter_of(op, inputs);
+  const int first = emit_node(e, op, inputs, attrs);
+  std::vector<Sym> outputs;
+  for (int i = 0; i < op_info(op).outputs; ++i) outputs.emplace_back(e, first + i);
+  return outputs;
 }
 
 Sym fill(Emitter& e, const Shape& shape, double value, DType dtype) {
@@ -75,7 +100,7 @@ Sym fill(Emitter& e, const Shape& shape, double value, DType dtype) {
   return emit_on(e, OpId::fill, {}, a);
 }
 
-Sym scalar_like(Sym like, double value) { return fill(*like.emitter, {}, value, like.dtype()); }
+Sym scalar_like(Sym like, double value) { return fill(like.emitter(), {}, value, like.dtype()); }
 
 Sym arange(Emitter& e, int64_t n, DType dtype, double start, double step) {
   Attrs a;

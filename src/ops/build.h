@@ -8,6 +8,7 @@
 //   Sym loss = mean(y);
 #pragma once
 
+#include <memory>
 #include <vector>
 
 #include "ops/attrs.h"
@@ -25,27 +26,62 @@ namespace gpuml {
 // dtypes the forward graph has.
 enum class Autocast { off, bf16 };
 
-class Emitter {
- public:
-  virtual ~Emitter() = default;
-  virtual Autocast autocast() const { return Autocast::off; }
-  // Adds a node (after checking its type rule) and returns its value id.
-  virtual int emit(OpId op, const std::vector<int>& inputs, const Attrs& attrs) = 0;
-  virtual const TensorType& type_of(int value) const = 0;
+class Emitter;
+
+// What a Sym holds instead of a raw Emitter*: the emitter, until it is destroyed (~Emitter sets
+// it to nullptr). So a Sym that outlives its graph (a Python object the collector keeps, a
+// module's cached value) fails with a clear error instead of reading freed memory. A shared
+// handle, not a shared graph: a Sym does not keep a graph alive, it only notices that it died.
+// Graph building runs once per plan, so one shared_ptr copy per Sym costs nothing that matters.
+struct EmitterHandle {
+  Emitter* emitter = nullptr;
 };
 
-// A symbolic tensor: a value id in an Emitter.
-struct Sym {
-  Emitter* emitter = nullptr;
+class Emitter {
+ public:
+  Emitter() : handle_(std::make_shared<EmitterHandle>(EmitterHandle{this})) {}
+  virtual ~Emitter() { handle_->emitter = nullptr; }
+  // Syms hold the handle of this object: it stays where it was built.
+  Emitter(const Emitter&) = delete;
+  Emitter& operator=(const Emitter&) = delete;
+
+  virtual Autocast autocast() const { return Autocast::off; }
+  // Adds a node (after checking its type rules) and returns its value id; an op with k outputs
+  // gets the ids returned .. returned + k - 1.
+  virtual int emit(OpId op, const std::vector<int>& inputs, const Attrs& attrs) = 0;
+  virtual const TensorType& type_of(int value) const = 0;
+  std::shared_ptr<const EmitterHandle> handle() const { return handle_; }
+
+ private:
+  std::shared_ptr<EmitterHandle> handle_;
+};
+
+// A symbolic tensor: a value id in an Emitter. Default-constructed, it belongs to no emitter.
+class Sym {
+ public:
+  Sym() = default;
+  Sym(Emitter& emitter, int value) : id(value), handle_(emitter.handle()) {}
+
   int id = -1;
-  const TensorType& type() const { return emitter->type_of(id); }
+  // The emitter it belongs to; throws Invalid if it has none or it was destroyed.
+  Emitter& emitter() const;
+  // Whether it is a value of `e` (false for a destroyed emitter's values).
+  bool belongs_to(const Emitter& e) const { return handle_ != nullptr && handle_->emitter == &e; }
+
+  const TensorType& type() const { return emitter().type_of(id); }
   const Shape& shape() const { return type().shape; }
   DType dtype() const { return type().dtype; }
   int ndim() const { return static_cast<int>(shape().size()); }
+
+ private:
+  std::shared_ptr<const EmitterHandle> handle_;
 };
 
-// Generic emission: the one function every helper below goes through.
+// Generic emission: the one function every helper below goes through (one-output ops).
 Sym emit(OpId op, const std::vector<Sym>& inputs, const Attrs& attrs = {});
+// An op with several outputs (op_info(op).outputs): one Sym per output, in order; an Emitter
+// gives them consecutive value ids, output 0 being the id emit() returned.
+std::vector<Sym> emit_outputs(OpId op, const std::vector<Sym>& inputs, const Attrs& attrs = {});
 
 // Constants.
 Sym fill(Emitter& e, const Shape& shape, double value, DType dtype);

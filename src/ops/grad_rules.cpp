@@ -12,9 +12,11 @@ namespace {
 
 struct GradContext {
   const std::vector<Sym>& in;
-  Sym out;
-  Sym g;  // upstream gradient, shaped like `out`
+  Sym out;  // output 0
+  Sym g;    // output 0's upstream gradient, shaped like `out` (a Sym of no graph if it has none)
   const Attrs& attrs;
+  const std::vector<Sym>& outs;  // every output (ops with several; outs[0] is `out`)
+  const Upstreams& gs;           // their upstream gradients, nullopt where none
 };
 
 using GradFn = GradInputs (*)(const GradContext& c);
@@ -145,6 +147,17 @@ GradInputs grad_matmul(const GradContext& c) {
   Sym db = !tb ? (ta ? matmul(a, g) : matmul(a, g, true, false)) : (ta ? matmul(g, a, true, true) : matmul(g, a, true, false));
   return reduced_pair(c, da, db);
 }
+// (matmul(a, b), sum(in[axis], over rows)): the product's gradient, plus the bias gradient's
+// upstream spread over the rows of the operand it sums.
+GradInputs grad_matmul_bgrad(const GradContext& c) {
+  GradInputs grads = c.gs[0] ? grad_matmul(c) : GradInputs(2);
+  if (!c.gs[1]) return grads;
+  const int64_t axis = c.attrs.axis;
+  const Shape& summed = c.in[axis].shape();
+  Sym spread = broadcast_to(reshape(*c.gs[1], {1, summed[1]}), summed);
+  grads[axis] = grads[axis] ? add(*grads[axis], spread) : spread;
+  return grads;
+}
 GradInputs grad_conv2d(const GradContext& c) {
   Attrs data = c.attrs;
   data.shape = c.in[0].shape();
@@ -171,7 +184,7 @@ GradInputs grad_layer_norm(const GradContext& c) {
   int nd = x.ndim();
   int first = normalize_axis(c.attrs.axis, nd, "layer_norm");
   Sym dx = emit(OpId::layer_norm_backward, {x, w, c.g}, c.attrs);
-  Emitter& e = *x.emitter;
+  Emitter& e = x.emitter();
   Sym xhat = emit(OpId::layer_norm, {x, fill(e, w.shape(), 1.0, w.dtype()), fill(e, w.shape(), 0.0, w.dtype())},
                   c.attrs);
   std::vector<int64_t> batch_axes;
@@ -180,7 +193,7 @@ GradInputs grad_layer_norm(const GradContext& c) {
 }
 GradInputs grad_batch_norm(const GradContext& c) {
   Sym x = c.in[0], w = c.in[1], running_var = c.in[4];
-  Emitter& e = *x.emitter;
+  Emitter& e = x.emitter();
   Sym xhat = emit(OpId::batch_norm,
                   {x, fill(e, w.shape(), 1.0, w.dtype()), fill(e, w.shape(), 0.0, w.dtype()), c.in[3], running_var},
                   c.attrs);
@@ -278,6 +291,7 @@ const GradTable& grad_table() {
     reg(OpId::softmax, grad_softmax);
     reg(OpId::log_softmax, grad_log_softmax);
     reg(OpId::matmul, grad_matmul);
+    reg(OpId::matmul_bgrad, grad_matmul_bgrad);
     reg(OpId::conv2d, grad_conv2d);
     reg(OpId::max_pool2d, grad_max_pool2d);
     reg(OpId::avg_pool2d, grad_avg_pool2d);
@@ -299,13 +313,21 @@ const GradTable& grad_table() {
 
 }  // namespace
 
-GradInputs grad_rule(OpId op, const std::vector<Sym>& inputs, Sym output, Sym upstream, const Attrs& attrs) {
+GradInputs grad_rule(OpId op, const std::vector<Sym>& inputs, const std::vector<Sym>& outputs,
+                     const Upstreams& upstreams, const Attrs& attrs) {
   const GradEntry& entry = grad_table()[static_cast<int>(op)];
   GPUML_CHECK_KIND(ErrorKind::Unsupported, entry.fn != nullptr, "{} is not differentiable", op_name(op));
-  GPUML_CHECK_KIND(ErrorKind::Shape, upstream.shape() == output.shape(),
-                   "{}: upstream gradient {} does not match the output {}", op_name(op),
-                   shape_str(upstream.shape()), shape_str(output.shape()));
-  GradInputs grads = entry.fn(GradContext{inputs, output, upstream, attrs});
+  GPUML_CHECK_KIND(ErrorKind::Internal,
+                   static_cast<int>(outputs.size()) == op_info(op).outputs && upstreams.size() == outputs.size(),
+                   "{}: {} outputs and {} upstream gradients for an op with {} outputs", op_name(op), outputs.size(),
+                   upstreams.size(), op_info(op).outputs);
+  GPUML_CHECK_KIND(ErrorKind::Internal, outputs.size() > 1 || upstreams[0].has_value(),
+                   "{}: no upstream gradient for its one output", op_name(op));
+  for (size_t i = 0; i < outputs.size(); ++i)
+    GPUML_CHECK_KIND(ErrorKind::Shape, !upstreams[i] || upstreams[i]->shape() == outputs[i].shape(),
+                     "{}: upstream gradient {} does not match output {} {}", op_name(op),
+                     upstreams[i] ? shape_str(upstreams[i]->shape()) : "", i, shape_str(outputs[i].shape()));
+  GradInputs grads = entry.fn(GradContext{inputs, outputs[0], upstreams[0].value_or(Sym{}), attrs, outputs, upstreams});
   GPUML_CHECK_KIND(ErrorKind::Internal, grads.size() == inputs.size(), "{}: gradient rule gave {} grads for {} inputs",
                    op_name(op), grads.size(), inputs.size());
   return grads;

@@ -184,7 +184,10 @@ MatmulDims matmul_dims(const Shape& a, const Shape& b, const Attrs& attrs) {
   return d;
 }
 
-TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
+namespace {
+
+// The type of the op's output 0 (its only output for all but a few ops).
+TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
   check_arity(op, in.size());
   const OpInfo& info = op_info(op);
   switch (info.kind) {
@@ -255,14 +258,13 @@ TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
         GPUML_CHECK(a.activation != Activation::none, "matmul_dact: activation must be relu or gelu");
       }
       if (op == OpId::matmul_bgrad) {
-        // (m * n + m,) or (m * n + n,): the product op(a) @ op(b) flattened, then the row sums of
-        // a's rows (axis 0: a must be (k, m), trans_a) or of b's rows (axis 1: b (k, n), no trans_b).
+        // Output 0 is the product op(a) @ op(b), (m, n); output 1 (infer_types) the sums over
+        // the rows of a (axis 0: a must be (k, m), trans_a) or of b (axis 1: b (k, n), no trans_b).
         require_rank(op, in[0], 2, "a");
         require_rank(op, in[1], 2, "b");
         GPUML_CHECK_SHAPE(a.axis == 0 ? a.trans_a : a.axis == 1 && !a.trans_b,
                           "matmul_bgrad: axis {} needs the summed operand's rows to be the inner dim (axis 0: "
                           "trans_a; axis 1: no trans_b)", a.axis);
-        return {Shape{d.m * d.n + (a.axis == 0 ? d.m : d.n)}, in[0].dtype};
       }
       Shape s = d.batch;
       s.push_back(d.m);
@@ -483,6 +485,26 @@ TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
     }
   }
   GPUML_FAIL(ErrorKind::Internal, "no type rule for op {}", op_name(op));
+}
+
+}  // namespace
+
+std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> in, const Attrs& a) {
+  std::vector<TensorType> out{first_output_type(op, in, a)};
+  if (op == OpId::matmul_bgrad) {  // the bias gradient: (m,) for axis 0, (n,) for axis 1
+    const TensorType& product = out[0];
+    out.push_back({Shape{product.shape[a.axis == 0 ? 0 : 1]}, product.dtype});
+  }
+  GPUML_CHECK_KIND(ErrorKind::Internal, static_cast<int>(out.size()) == op_info(op).outputs,
+                   "{}: the type rules give {} outputs, the op table says {}", op_name(op), out.size(),
+                   op_info(op).outputs);
+  return out;
+}
+
+TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
+  GPUML_CHECK_KIND(ErrorKind::Internal, op_info(op).outputs == 1, "{} has {} outputs: ask infer_types for their types",
+                   op_name(op), op_info(op).outputs);
+  return first_output_type(op, in, a);
 }
 
 }  // namespace gpuml

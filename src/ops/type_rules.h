@@ -4,6 +4,8 @@
 //
 //   TensorType out = infer_type(OpId::matmul, {{{4, 3}, DType::f32}, {{3, 5}, DType::f32}}, {});
 //   // out.shape == {4, 5}
+//   std::vector<TensorType> both = infer_types(OpId::matmul_bgrad, {g (9, 4), x (9, 6)}, trans_a, axis 0);
+//   // both: (4, 6) the weight gradient, (4,) the bias gradient
 #pragma once
 
 #include <span>
@@ -22,7 +24,10 @@ struct TensorType {
   bool operator==(const TensorType&) const = default;
 };
 
+// The output type of a one-output op (Internal error for an op with several: use infer_types).
 TensorType infer_type(OpId op, std::span<const TensorType> inputs, const Attrs& attrs);
+// The types of every output of the op, in order (op_info(op).outputs of them).
+std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> inputs, const Attrs& attrs);
 
 // Helpers shared by type rules and kernels so that every backend reads attributes the same way.
 

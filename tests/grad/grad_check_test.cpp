@@ -1,6 +1,7 @@
 // Central-difference check of every gradient rule, in float64 on the reference backend, through
 // the whole graph stack (autodiff -> planner -> executor): for each op sample,
-// loss = sum(op(inputs) * R) with a fresh random R, and d loss / d input is compared with
+// loss = sum(op(inputs) * R) with a fresh random R (summed over the outputs of an op with
+// several), and d loss / d input is compared with
 // (loss(x + eps) - loss(x - eps)) / (2 eps) element by element.
 #include <gtest/gtest.h>
 
@@ -60,11 +61,17 @@ TEST_P(GradCheck, MatchesCentralDifferences) {
     syms.push_back(g.input(name, {inputs[i].shape(), inputs[i].dtype()}));
     feeds[name] = inputs[i];  // strided samples stay strided: the executor binds them
   }
-  Sym out = emit(sample.op, syms, sample.attrs);
-  ASSERT_EQ(out.dtype(), DType::f64);
-  Sym r = g.input("R", {out.shape(), DType::f64});
-  feeds["R"] = random_like(out.shape(), rng);
-  Sym loss = sum(mul(out, r));
+  // loss = sum over the op's outputs (matmul_bgrad has two) of sum(output * R_k).
+  Sym loss;
+  std::vector<Sym> outs = emit_outputs(sample.op, syms, sample.attrs);
+  for (size_t k = 0; k < outs.size(); ++k) {
+    ASSERT_EQ(outs[k].dtype(), DType::f64);
+    const std::string r_name = fmt::format("R{}", k);
+    Sym r = g.input(r_name, {outs[k].shape(), DType::f64});
+    feeds[r_name] = random_like(outs[k].shape(), rng);
+    Sym term = sum(mul(outs[k], r));
+    loss = k == 0 ? term : add(loss, term);
+  }
 
   std::vector<size_t> wrt_index;
   std::vector<Sym> wrt;

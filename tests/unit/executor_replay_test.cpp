@@ -13,6 +13,7 @@
 
 #include "backend/dispatch.h"
 #include "graph/executor.h"
+#include "graph_test_util.h"
 #include "host_test_backend.h"
 #include "nn/model.h"
 #include "train/model_runner.h"
@@ -56,6 +57,7 @@ class CapturingBackend final : public HostTestBackend {
     Tensor output;
     Attrs attrs;
     const void* offset_slot;
+    std::vector<Tensor> extra_outputs;  // matmul_bgrad's bias gradient
   };
   struct Recording final : CapturedWork {
     Recording(CapturingBackend& b, std::vector<Call> c) : backend(b), calls(std::move(c)) {}
@@ -68,12 +70,13 @@ class CapturingBackend final : public HostTestBackend {
 
   void run_on_cpu(const Call& c) {
     ++kernels_run;
-    cpu_.run(c.op, KernelCall{cpu_, c.inputs, c.output, c.attrs, nullptr, c.offset_slot});
+    cpu_.run(c.op, KernelCall{cpu_, c.inputs, c.output, c.attrs, nullptr, c.offset_slot, c.extra_outputs});
   }
   template <int I>
   static void slot(const KernelCall& call) {
     auto& self = static_cast<CapturingBackend&>(call.backend);
-    Call c{static_cast<OpId>(I), {call.inputs.begin(), call.inputs.end()}, call.output, call.attrs, call.offset_slot};
+    Call c{static_cast<OpId>(I), {call.inputs.begin(), call.inputs.end()}, call.output, call.attrs, call.offset_slot,
+           {call.extra_outputs.begin(), call.extra_outputs.end()}};
     if (!self.capturing_) return self.run_on_cpu(c);
     GPUML_CHECK_KIND(ErrorKind::Unsupported, self.refuse_to_capture != c.op, "{} cannot be captured",
                      op_name(c.op));
@@ -95,12 +98,7 @@ class CapturingBackend final : public HostTestBackend {
   std::vector<Call> recorded_;
 };
 
-Tensor random_tensor(const Shape& shape, std::mt19937_64& rng) {
-  std::vector<double> v(static_cast<size_t>(numel(shape)));
-  std::normal_distribution<double> dist;
-  for (double& x : v) x = dist(rng);
-  return Tensor::from_values(shape, v, DType::f32);
-}
+using testing::random_tensor;
 
 Tensor random_labels(int64_t n, int64_t classes, std::mt19937_64& rng) {
   std::vector<double> v(static_cast<size_t>(n));

@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <memory>
+
 #include "graph/autodiff.h"
 #include "graph/executor.h"
 
@@ -44,6 +46,34 @@ TEST(GraphErrors, LossMustBeScalar) {
   Graph g;
   Sym x = g.input("x", {{3}, DType::f32});
   expect_error([&] { gradients(g, exp(x), {x}); }, ErrorKind::Shape, {"scalar"});
+}
+
+// A Sym holds a handle to its graph, not a raw pointer: once the graph is gone, every use of
+// the Sym (its type, building on it, planning it) is an Invalid error, not a read of freed memory.
+TEST(GraphErrors, SymOutlivingItsGraphIsAClearError) {
+  Sym x, y;
+  {
+    auto g = std::make_unique<Graph>();
+    x = g->input("x", {{2, 3}, DType::f32});
+    y = relu(x);
+    EXPECT_EQ(y.shape(), (Shape{2, 3}));
+  }
+  const std::vector<std::string> words{"this value's graph no longer exists"};
+  expect_error([&] { (void)y.shape(); }, ErrorKind::Invalid, words);
+  expect_error([&] { exp(y); }, ErrorKind::Invalid, words);
+  expect_error([&] { add(x, y); }, ErrorKind::Invalid, words);
+  // A new graph (perhaps at the same address) does not adopt the old values.
+  Graph other;
+  Sym z = other.input("x", {{2, 3}, DType::f32});
+  EXPECT_FALSE(y.belongs_to(other));
+  expect_error([&] { plan_graph(other, {y}); }, ErrorKind::Invalid, {"not in this graph"});
+  expect_error([&] { add(z, y); }, ErrorKind::Invalid, words);
+  EXPECT_EQ(add(z, z).shape(), (Shape{2, 3})) << "the live graph's own values still build";
+}
+
+TEST(GraphErrors, DefaultSymBelongsToNoGraph) {
+  Sym s;
+  expect_error([&] { (void)s.dtype(); }, ErrorKind::Invalid, {"belongs to no graph"});
 }
 
 class FeedErrors : public ::testing::Test {

@@ -8,17 +8,13 @@
 
 #include "backend/dispatch.h"
 #include "graph/executor.h"
+#include "graph_test_util.h"
 #include "host_test_backend.h"
 
 namespace gpuml {
 namespace {
 
-Tensor random_tensor(const Shape& shape, std::mt19937_64& rng) {
-  std::vector<double> v(static_cast<size_t>(numel(shape)));
-  std::normal_distribution<double> dist;
-  for (double& x : v) x = dist(rng);
-  return Tensor::from_values(shape, v, DType::f32);
-}
+using testing::random_tensor;
 
 TEST(ExecutorOptions, DonatedOutputBufferGetsTheSameNumbersWithoutTheArena) {
   std::mt19937_64 rng(std::random_device{}());

@@ -9,16 +9,13 @@
 
 #include "graph/autodiff.h"
 #include "graph/executor.h"
+#include "graph_test_util.h"
 #include "host_test_backend.h"
 
 namespace gpuml {
 namespace {
 
-Tensor random_tensor(const Shape& shape, std::mt19937_64& rng, DType dtype) {
-  std::vector<double> v(static_cast<size_t>(numel(shape)));
-  for (double& x : v) x = std::normal_distribution<double>(0.0, 1.0)(rng);
-  return Tensor::from_values(shape, v, dtype);
-}
+using testing::random_tensor;
 
 int count_steps(const Plan& plan, OpId op) {
   return static_cast<int>(std::count_if(plan.steps.begin(), plan.steps.end(), [&](const PlanStep& s) {
@@ -287,7 +284,9 @@ TEST(Fusion, NotWhereTheMatmulsBackendLacksTheFusedKernel) {
 // The weight and bias gradients of y = x w + b (w not transposed: dW = x^T g) and of
 // y = x w^T + b (dW = g^T x) pair up; the numbers are the unfused plan's, f32 bitwise on cpu
 // (the fused kernel runs the same two kernels there) and f64 to 1e-12 on ref.
-TEST(Fusion, WeightAndBiasGradientsBecomeOneStepReadThroughViews) {
+// The pair is one step with two outputs: the weight gradient and the bias gradient are its own
+// buffers (no views of a packed one), and the numbers are the unfused plan's.
+TEST(Fusion, WeightAndBiasGradientsBecomeOneStepWithTwoOutputs) {
   std::mt19937_64 rng(std::random_device{}());
   for (bool trans_w : {false, true}) {
     for (DType dtype : {DType::f32, DType::f64}) {
@@ -299,13 +298,19 @@ TEST(Fusion, WeightAndBiasGradientsBecomeOneStepReadThroughViews) {
       Sym y = add(matmul(x, w, false, trans_w), b);
       Sym loss = mean(mul(y, tanh(y)));
       std::vector<Sym> outputs = gradients(g, loss, {w, b});
-      outputs.push_back(reshape(outputs[0], {-1}));  // a view of a view of the packed output
+      outputs.push_back(reshape(outputs[0], {-1}));  // a view of the step's output 0
       Plan fused = plan_graph(g, outputs);
       SCOPED_TRACE(fused.to_string());
       ASSERT_EQ(count_steps(fused, OpId::matmul_bgrad), 1);
       for (const PlanStep& s : fused.steps) {
         if (s.kind == StepKind::Kernel && s.op == OpId::matmul_bgrad) {
           EXPECT_EQ(s.attrs.axis, trans_w ? 0 : 1);
+          ASSERT_EQ(s.output_count, 2);
+          EXPECT_EQ(fused.values[s.output].type.shape, g.type_of(w.id).shape);
+          EXPECT_EQ(fused.values[s.output + 1].type.shape, (Shape{5}));
+          EXPECT_EQ(fused.values[s.output].home, ValueHome::Arena);
+          EXPECT_EQ(fused.values[s.output + 1].home, ValueHome::Arena);
+          EXPECT_EQ(fused.outputs[1], s.output + 1) << "db is the step's output 1 itself";
         }
       }
       std::map<std::string, Tensor> feeds{{"x", random_tensor({10, 7}, rng, dtype)},

@@ -10,16 +10,13 @@
 #include "graph/autodiff.h"
 #include "graph/compiled_graph.h"
 #include "graph/executor.h"
+#include "graph_test_util.h"
 #include "host_test_backend.h"
 
 namespace gpuml {
 namespace {
 
-Tensor random_tensor(const Shape& shape, std::mt19937_64& rng, DType dtype = DType::f32) {
-  std::vector<double> v(static_cast<size_t>(numel(shape)));
-  for (double& x : v) x = std::normal_distribution<double>(0.0, 1.0)(rng);
-  return Tensor::from_values(shape, v, dtype);
-}
+using testing::random_tensor;
 
 // An MLP step: forward, loss, and the gradients of every param.
 struct Mlp {

@@ -284,17 +284,12 @@ bool run_matmul(const KernelCall& c, bool fused, const BiasGrad* bgrad = nullptr
 void matmul_kernel(const KernelCall& c) { run_matmul(c, false); }
 void matmul_bias_act_kernel(const KernelCall& c) { run_matmul(c, true); }
 
-// matmul_bgrad: the weight gradient with cuBLASLt's BGRADA/BGRADB epilogue writing the bias
-// gradient after it; where cuBLASLt offers no such algorithm (or the bias gradient's address is
-// below 16-byte alignment), the matmul and sum kernels as two steps.
+// matmul_bgrad: the weight gradient (output 0) with cuBLASLt's BGRADA/BGRADB epilogue writing
+// the bias gradient (output 1); where cuBLASLt offers no such algorithm (or the bias gradient's
+// address is below 16-byte alignment), the matmul and sum kernels as two steps.
 void matmul_bgrad_kernel(const KernelCall& c) {
-  const MatmulDims d = matmul_dims(c.inputs[0].shape(), c.inputs[1].shape(), c.attrs);
-  const int64_t product = d.m * d.n;
-  Tensor weight_grad = c.output.slice(0, 0, product).reshape({d.m, d.n});
-  BiasGrad bgrad{static_cast<char*>(c.output.raw_data()) + product * static_cast<int64_t>(dtype_size(c.output.dtype())),
-                 c.attrs.axis};
-  const bool fused = alignment_of(bgrad.out) >= 16 &&
-                     run_matmul(KernelCall{c.backend, c.inputs, weight_grad, c.attrs, c.stream, nullptr}, false, &bgrad);
+  BiasGrad bgrad{c.extra_outputs[0].raw_data(), c.attrs.axis};
+  const bool fused = alignment_of(bgrad.out) >= 16 && run_matmul(c, false, &bgrad);
   if (!fused) matmul_bgrad_by_parts(c);
 }
 

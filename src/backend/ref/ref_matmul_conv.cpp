@@ -53,19 +53,17 @@ void matmul_dact_kernel(const KernelCall& c) {
   store(c.output, out);
 }
 
-// matmul_bgrad(a, b): the 2-d product, flattened, then the sums over rows of the operand `axis`
-// names (a (k, m) with trans_a, or b (k, n)): a weight gradient and its bias gradient.
+// matmul_bgrad(a, b): the 2-d product (output 0) and the sums over rows of the operand `axis`
+// names (a (k, m) with trans_a, or b (k, n)) (output 1): a weight gradient and its bias gradient.
 void matmul_bgrad_kernel(const KernelCall& c) {
-  std::vector<double> out = matmul_values(c);
+  store(c.output, matmul_values(c));
   const Tensor& g = c.inputs[c.attrs.axis];
   std::vector<double> gv = load(g);
   const int64_t rows = g.dim(0), cols = g.dim(1);
-  for (int64_t j = 0; j < cols; ++j) {
-    double s = 0;
-    for (int64_t i = 0; i < rows; ++i) s += gv[static_cast<size_t>(i * cols + j)];
-    out.push_back(s);
-  }
-  store(c.output, out);
+  std::vector<double> sums(static_cast<size_t>(cols), 0.0);
+  for (int64_t j = 0; j < cols; ++j)
+    for (int64_t i = 0; i < rows; ++i) sums[static_cast<size_t>(j)] += gv[static_cast<size_t>(i * cols + j)];
+  store(c.extra_outputs[0], sums);
 }
 
 // Cross-correlation as PyTorch: y[n, o, oh, ow] = sum over (cg, kh, kw) of

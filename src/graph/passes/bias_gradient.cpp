@@ -1,7 +1,7 @@
 // Pass bias_gradient: matmul(g, x, trans_a) (an nn::Linear weight's gradient g^T x) or
 // matmul(x, g, trans_a) (x^T g) beside sum(g, axes {0}) (its bias's gradient) -> one matmul_bgrad
 // step. Both reduce over g's rows, which cuBLASLt's BGRAD epilogue does while it computes the
-// product; the planner gives the two graph values views of the step's one packed output.
+// product; the step's two outputs are the two graph values.
 //
 // Preconditions, per pair:
 //  - the matmul multiplies two matrices with g as its transposed first operand (trans_a) or its
