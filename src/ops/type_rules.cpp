@@ -446,10 +446,13 @@ TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attr
           TensorType tmp[3] = {in[0], in[1], in[1]};
           TensorType dx = first_output_type(OpId::layer_norm, tmp, a);
           const TensorType stats = layer_norm_stats_type(in[0], a);
-          for (int i = 3; i <= 4; ++i)
-            GPUML_CHECK_SHAPE(in[i] == stats, "layer_norm_backward: {} is {} {}, layer_norm keeps {} {}",
-                              i == 3 ? "mean" : "rstd", shape_str(in[i].shape), in[i].dtype, shape_str(stats.shape),
-                              stats.dtype);
+          for (int i = 3; i <= 4; ++i) {
+            const char* name = i == 3 ? "mean" : "rstd";
+            GPUML_CHECK_SHAPE(in[i].shape == stats.shape, "layer_norm_backward: {} has shape {}, expected {} (a row's)",
+                              name, shape_str(in[i].shape), shape_str(stats.shape));
+            CHECK_DTYPE(in[i].dtype == stats.dtype, "layer_norm_backward: {} is {}, layer_norm keeps {} for {} rows",
+                        name, in[i].dtype, stats.dtype, in[0].dtype);
+          }
           return dx;
         }
         case OpId::batch_norm_backward: {  // (x, weight, dy) -> dx (batch statistics)

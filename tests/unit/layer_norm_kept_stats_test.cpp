@@ -47,10 +47,17 @@ TEST(LayerNormKeptStats, OutputsAreYMeanAndRstdPerRow) {
     EXPECT_EQ(out[1], (TensorType{{4}, stats}));
     EXPECT_EQ(out[2], (TensorType{{4}, stats}));
   }
+  // The backward takes them in that type and no other.
+  const TensorType x{{4, 8}, DType::f32}, w{{8}, DType::f32};
+  auto backward_type = [&](const TensorType& mean, const TensorType& rstd) {
+    return infer_type(OpId::layer_norm_backward, std::vector<TensorType>{x, w, x, mean, rstd}, ln_attrs(-1));
+  };
+  EXPECT_EQ(backward_type({{4}, DType::f32}, {{4}, DType::f32}), x);
+  EXPECT_THROW(backward_type({{4}, DType::f64}, {{4}, DType::f32}), Error);
+  EXPECT_THROW(backward_type({{4}, DType::f32}, {{4, 1}, DType::f32}), Error);
   // The builder still gives y.
   Graph g;
-  Sym x = g.input("x", {{6, 8}, DType::f32});
-  Sym y = layer_norm(x, g.param("w", {{8}, DType::f32}), g.param("b", {{8}, DType::f32}));
+  Sym y = layer_norm(g.input("x", {{6, 8}, DType::f32}), g.param("w", {{8}, DType::f32}), g.param("b", {{8}, DType::f32}));
   EXPECT_EQ(y.shape(), (Shape{6, 8}));
   EXPECT_EQ(g.output_count(y.id), 3);
 }
