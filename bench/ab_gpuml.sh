@@ -8,7 +8,8 @@
 #   A=/tmp/a B=build RUNS=5 bash bench/ab_gpuml.sh
 #
 # A and B: directories holding gpuml and libgpuml.so (each run uses its own library).
-# MODELS (default mlp cnn), EPOCHS (1), THREADS (all cores), RUNS (5), DATA (Fashion-MNIST).
+# MODELS (default mlp cnn; presets or JSON model files, e.g. bench/ab/layer_norm_mlp.json), EPOCHS (1),
+# THREADS (all cores), RUNS (5), DATA (Fashion-MNIST).
 set -euo pipefail
 a="$(cd "${A:?A=dir of the first gpuml}" && pwd)"
 b="$(cd "${B:?B=dir of the second gpuml}" && pwd)"
@@ -35,8 +36,8 @@ echo "|---|---:|---:|---:|---|---|"
 for model in $models; do
   sa=(); sb=()
   for ((i = 0; i < runs; ++i)); do
-    sa+=("$(run_one "$a" "$model" "$tmp/a-$model-$i")")
-    sb+=("$(run_one "$b" "$model" "$tmp/b-$model-$i")")
+    sa+=("$(run_one "$a" "$model" "$tmp/a-$(basename "$model")-$i")")
+    sb+=("$(run_one "$b" "$model" "$tmp/b-$(basename "$model")-$i")")
   done
   python3 - "$model" "${sa[*]}" "${sb[*]}" << 'PY'
 import statistics, sys

@@ -12,6 +12,8 @@ namespace {
 InputSpec real(Shape s) { return {std::move(s)}; }
 InputSpec strided(Shape s) { return {std::move(s), Domain::Real, 0, false, true}; }
 InputSpec positive(Shape s) { return {std::move(s), Domain::Positive}; }
+// layer_norm's kept row statistics: a mean (any real) or an rstd (positive), in their own dtype.
+InputSpec row_stat(Shape s, Domain d) { return {std::move(s), d, 0, false, false, true}; }
 InputSpec boolean(Shape s) { return {std::move(s), Domain::Bool}; }
 InputSpec index(Shape s, int64_t bound) { return {std::move(s), Domain::Index, bound}; }
 InputSpec label(Shape s, int64_t classes, bool ignored = false) {
@@ -222,8 +224,14 @@ std::vector<OpSample> build_samples() {
   add(OpId::layer_norm, "last", {real({3, 5, 16}), real({16}), real({16})});
   add(OpId::layer_norm, "wide", {real({4, 72}), real({72}), real({72})});
   add(OpId::layer_norm, "last2", {real({4, 3, 5}), real({3, 5}), real({3, 5})}, with_axis(1));
-  add(OpId::layer_norm_backward, "last", {real({3, 5, 16}), real({16}), real({3, 5, 16})});
-  add(OpId::layer_norm_backward, "wide", {real({4, 72}), real({72}), real({4, 72})});
+  // (x, w, dy, mean, rstd): the kernels read the statistics as given, whatever x's own are.
+  add(OpId::layer_norm_backward, "last",
+      {real({3, 5, 16}), real({16}), real({3, 5, 16}), row_stat({3, 5}, Domain::Real), row_stat({3, 5}, Domain::Positive)});
+  add(OpId::layer_norm_backward, "wide",
+      {real({4, 72}), real({72}), real({4, 72}), row_stat({4}, Domain::Real), row_stat({4}, Domain::Positive)});
+  add(OpId::layer_norm_backward, "last2",
+      {real({4, 3, 5}), real({3, 5}), real({4, 3, 5}), row_stat({4}, Domain::Real), row_stat({4}, Domain::Positive)},
+      with_axis(1));
   {
     Attrs train;
     train.training = true;
@@ -377,6 +385,7 @@ std::vector<Tensor> make_sample_inputs(const OpSample& sample, DType dtype, uint
           break;
       }
     }
+    if (in.stats) dt = dtype == DType::f64 ? DType::f64 : DType::f32;
     Tensor t = Tensor::from_values(alloc, values, dt);
     if (in.strided && !alloc.empty()) t = t.slice(-1, 1, alloc.back(), 2);
     out.push_back(t);

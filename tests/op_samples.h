@@ -32,6 +32,7 @@ struct InputSpec {
   int64_t bound = 0;
   bool with_ignored = false;  // Label: sprinkle ignore_index
   bool strided = false;       // pass a non-contiguous view (a strided slice of a bigger buffer)
+  bool stats = false;         // f32 whatever float dtype is tested, f64 for f64 (layer_norm's kept mean, rstd)
 };
 
 struct OpSample {

@@ -81,7 +81,12 @@ class Exporter {
       v.param = n.name;
       return;
     }
-    GPUML_CHECK_KIND(ErrorKind::Unsupported, n.role == NodeRole::Op && op_info(n.op).outputs == 1,
+    // layer_norm's outputs 1 and 2 (mean, rstd) are LayerNormalization's optional Mean and
+    // InvStdDev, which the exporter leaves out: only the backward reads them, and it is not exported.
+    GPUML_CHECK_KIND(ErrorKind::Unsupported, n.role == NodeRole::Op,
+                     "ONNX export: the model reads output {} of {}, and the exporter translates only output 0",
+                     n.output_index, op_name(g_.node(n.inputs[0]).op));
+    GPUML_CHECK_KIND(ErrorKind::Unsupported, op_info(n.op).outputs == 1 || n.op == OpId::layer_norm,
                      "ONNX export: {} gives {} outputs, and the exporter translates only one-output ops",
                      op_name(n.op), op_info(n.op).outputs);
     bool all_constant = op_info(n.op).kind != OpKind::Random;
@@ -97,7 +102,7 @@ class Exporter {
     for (int in : n.inputs) inputs.push_back(values_[in].tensor);
     Value& v = values_[id];
     v.constant = true;
-    v.tensor = run_op(backend_registry().reference(), n.op, inputs, n.attrs);
+    v.tensor = run_op_outputs(backend_registry().reference(), n.op, inputs, n.attrs)[0];  // layer_norm: y
     if (n.op == OpId::reshape) v.param = values_[n.inputs[0]].param;
   }
 
@@ -160,7 +165,7 @@ class Exporter {
         else set_int(node, "count_include_pad", a.count_include_pad);
         return;
       }
-      case OpId::layer_norm: {
+      case OpId::layer_norm: {  // output 0 only (Mean and InvStdDev are optional in ONNX)
         onnx::NodeProto& node = add(id, "LayerNormalization", in);
         set_int(node, "axis", a.axis);
         set_float(node, "epsilon", static_cast<float>(a.eps));

@@ -217,7 +217,7 @@ Sym layer_norm(Sym x, Sym weight, Sym bias, int64_t first_axis, double eps) {
   Attrs a;
   a.axis = first_axis;
   a.eps = eps;
-  return emit(OpId::layer_norm, {autocast_high(x), weight, bias}, a);
+  return emit_outputs(OpId::layer_norm, {autocast_high(x), weight, bias}, a)[0];  // y; (mean, rstd) for the backward
 }
 Sym batch_norm(Sym x, Sym weight, Sym bias, Sym running_mean, Sym running_var, bool training, double eps) {
   Attrs a;

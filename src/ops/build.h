@@ -138,6 +138,8 @@ Sym avg_pool2d(Sym x, int64_t kernel, int64_t stride = 0, int64_t padding = 0, b
 
 // Losses, norms, random.
 Sym cross_entropy(Sym logits, Sym labels, int64_t ignore_index = -100);
+// y, output 0 of the layer_norm node; its outputs 1 and 2 (mean, rstd per row) are there for the
+// gradient rule (emit_outputs gives all three).
 Sym layer_norm(Sym x, Sym weight, Sym bias, int64_t first_axis = -1, double eps = 1e-5);
 Sym batch_norm(Sym x, Sym weight, Sym bias, Sym running_mean, Sym running_var, bool training,
                double eps = 1e-5);

@@ -179,17 +179,37 @@ GradInputs grad_avg_pool2d(const GradContext& c) {
 GradInputs grad_cross_entropy(const GradContext& c) {
   return {emit(OpId::cross_entropy_backward, {c.in[0], c.in[1], c.g}, c.attrs), std::nullopt};
 }
+// layer_norm keeps each row's (mean, rstd) as outputs 1 and 2, so neither dx (layer_norm_backward
+// reads them) nor the weight gradient's xhat = (x - mean) * rstd recomputes them. They are
+// differentiable outputs too (the gradient check sums every output), with D the row length:
+//   d mean / dx = 1 / D,   d rstd / dx = -rstd^2 * xhat / D   (rstd = (var + eps)^-1/2).
 GradInputs grad_layer_norm(const GradContext& c) {
   Sym x = c.in[0], w = c.in[1];
-  int nd = x.ndim();
-  int first = normalize_axis(c.attrs.axis, nd, "layer_norm");
-  Sym dx = emit(OpId::layer_norm_backward, {x, w, c.g}, c.attrs);
-  Emitter& e = x.emitter();
-  Sym xhat = emit(OpId::layer_norm, {x, fill(e, w.shape(), 1.0, w.dtype()), fill(e, w.shape(), 0.0, w.dtype())},
-                  c.attrs);
+  const Shape& xs = x.shape();
+  const int first = normalize_axis(c.attrs.axis, x.ndim(), "layer_norm");
+  Shape keep(xs.begin(), xs.begin() + first);  // a row statistic, broadcast against x
+  keep.resize(xs.size(), 1);
+  auto per_row = [&](Sym stat) { return reshape(stat.dtype() == x.dtype() ? stat : cast(stat, x.dtype()), keep); };
+  Sym rstd = per_row(c.outs[2]);
+  std::optional<Sym> xhat_sym;
+  auto xhat = [&] {
+    if (!xhat_sym) xhat_sym = mul(sub(x, per_row(c.outs[1])), rstd);
+    return *xhat_sym;
+  };
   std::vector<int64_t> batch_axes;
   for (int i = 0; i < first; ++i) batch_axes.push_back(i);
-  return {dx, sum_over(mul(c.g, xhat), batch_axes), sum_over(c.g, batch_axes)};
+  GradInputs grads(3);
+  if (c.gs[0]) {
+    grads[0] = emit(OpId::layer_norm_backward, {x, w, c.g, c.outs[1], c.outs[2]}, c.attrs);
+    grads[1] = sum_over(mul(c.g, xhat()), batch_axes);
+    grads[2] = sum_over(c.g, batch_axes);
+  }
+  const double inv_d = 1.0 / static_cast<double>(numel(w.shape()));
+  auto add_to_dx = [&](Sym term) { grads[0] = grads[0] ? add(*grads[0], term) : term; };
+  if (c.gs[2]) add_to_dx(mul(xhat(), mul(per_row(*c.gs[2]), mul_scalar(mul(rstd, rstd), -inv_d))));
+  if (c.gs[1]) add_to_dx(mul_scalar(per_row(*c.gs[1]), inv_d));
+  if (grads[0] && grads[0]->shape() != xs) grads[0] = broadcast_to(*grads[0], xs);  // mean's term alone
+  return grads;
 }
 GradInputs grad_batch_norm(const GradContext& c) {
   Sym x = c.in[0], w = c.in[1], running_var = c.in[4];

@@ -12,6 +12,7 @@
 //   OpId id = OpId::matmul;
 //   fmt::print("{} takes {} inputs\n", op_info(id).name, op_info(id).arity);
 //   op_info(OpId::matmul_bgrad).outputs == 2;   // (weight gradient, bias gradient)
+//   op_info(OpId::layer_norm).outputs == 3;     // (y, mean, rstd)
 #pragma once
 
 #include <array>
@@ -77,8 +78,10 @@
   /* losses and normalisation */                                                                  \
   X(cross_entropy, 2, 1, Loss, true, "ignore_index")                                              \
   X(cross_entropy_backward, 3, 1, Backward, false, "ignore_index")                                \
-  X(layer_norm, 3, 1, Norm, true, "axis eps")                                                     \
-  X(layer_norm_backward, 3, 1, Backward, false, "axis eps")                                       \
+  /* layer_norm: (y, mean, rstd), the row statistics (x's leading dims; f32, f64 for f64 x) kept */ \
+  /* for the backward, which reads them: (x, weight, dy, mean, rstd) -> dx */                      \
+  X(layer_norm, 3, 3, Norm, true, "axis eps")                                                     \
+  X(layer_norm_backward, 5, 1, Backward, false, "axis eps")                                       \
   X(batch_norm, 5, 1, Norm, true, "training eps")                                                 \
   X(batch_norm_backward, 3, 1, Backward, false, "eps")                                            \
   X(gelu_backward, 2, 1, Backward, false, "gelu_tanh")                                            \

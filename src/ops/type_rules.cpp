@@ -440,10 +440,20 @@ TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attr
           GPUML_CHECK_SHAPE(in[2].shape.empty(), "cross_entropy_backward: dloss must be a scalar");
           return in[0];
         }
-        case OpId::layer_norm_backward: {  // (x, weight, dy) -> dx
+        case OpId::layer_norm_backward: {  // (x, weight, dy, mean, rstd) -> dx, with layer_norm's kept stats
           GPUML_CHECK_SHAPE(in[2].shape == in[0].shape, "layer_norm_backward: dy and x shapes differ");
+          require_same_dtype(op, in[0], in[2]);
           TensorType tmp[3] = {in[0], in[1], in[1]};
-          return infer_type(OpId::layer_norm, tmp, a);
+          TensorType dx = first_output_type(OpId::layer_norm, tmp, a);
+          const TensorType stats = layer_norm_stats_type(in[0], a);
+          for (int i = 3; i <= 4; ++i) {
+            const char* name = i == 3 ? "mean" : "rstd";
+            GPUML_CHECK_SHAPE(in[i].shape == stats.shape, "layer_norm_backward: {} has shape {}, expected {} (a row's)",
+                              name, shape_str(in[i].shape), shape_str(stats.shape));
+            CHECK_DTYPE(in[i].dtype == stats.dtype, "layer_norm_backward: {} is {}, layer_norm keeps {} for {} rows",
+                        name, in[i].dtype, stats.dtype, in[0].dtype);
+          }
+          return dx;
         }
         case OpId::batch_norm_backward: {  // (x, weight, dy) -> dx (batch statistics)
           GPUML_CHECK_SHAPE(in[2].shape == in[0].shape, "batch_norm_backward: dy and x shapes differ");
@@ -495,10 +505,20 @@ std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> in, con
     const TensorType& product = out[0];
     out.push_back({Shape{product.shape[a.axis == 0 ? 0 : 1]}, product.dtype});
   }
+  if (op == OpId::layer_norm) {  // (mean, rstd) of each row
+    const TensorType stats = layer_norm_stats_type(in[0], a);
+    out.push_back(stats);
+    out.push_back(stats);
+  }
   GPUML_CHECK_KIND(ErrorKind::Internal, static_cast<int>(out.size()) == op_info(op).outputs,
                    "{}: the type rules give {} outputs, the op table says {}", op_name(op), out.size(),
                    op_info(op).outputs);
   return out;
+}
+
+TensorType layer_norm_stats_type(const TensorType& x, const Attrs& a) {
+  const int first = normalize_axis(a.axis, static_cast<int>(x.shape.size()), "layer_norm");
+  return {Shape(x.shape.begin(), x.shape.begin() + first), x.dtype == DType::f64 ? DType::f64 : DType::f32};
 }
 
 TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {

@@ -31,6 +31,10 @@ std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> inputs,
 
 // Helpers shared by type rules and kernels so that every backend reads attributes the same way.
 
+// layer_norm's kept statistics (outputs 1 and 2: mean, rstd): one per row, shaped like x's dims
+// before attrs.axis; f32, or f64 for an f64 x (bf16 and f16 rows keep f32, as llm.c does).
+TensorType layer_norm_stats_type(const TensorType& x, const Attrs& attrs);
+
 // Per input dim: whether it is reduced (attrs.axes, empty = all).
 std::vector<bool> reduced_axes(const Attrs& attrs, int ndim, const char* what);
 // The normalised slice of every dim of `in`: start, step and output size (python semantics).

@@ -152,12 +152,17 @@ TEST(RefKnownValues, LayerNorm) {
   Attrs a;
   a.eps = 0;
   double s1 = std::sqrt(1.25), s2 = std::sqrt(5.0);  // biased std of each row
-  expect_values(run(OpId::layer_norm, {x, w, b}, a), {2, 4},
+  std::vector<Tensor> out = run_op_outputs(ref(), OpId::layer_norm, {x, w, b}, a);
+  ASSERT_EQ(out.size(), 3u);
+  expect_values(out[0], {2, 4},
                 {1 - 3 / s1, 1 - 1 / s1, 1 + 1 / s1, 1 + 3 / s1, 1 - 6 / s2, 1 - 2 / s2, 1 + 2 / s2,
                  1 + 6 / s2});
+  expect_values(out[1], {2}, {2.5, 1.0});          // each row's mean, kept for the backward
+  expect_values(out[2], {2}, {1 / s1, 1 / s2});    // and its 1 / std
   // The gradient of sum(y) is 0: a constant shift of y cannot change the normalised x.
   Tensor ones = values({2, 4}, std::vector<double>(8, 1.0));
-  expect_values(run(OpId::layer_norm_backward, {x, w, ones}, a), {2, 4}, std::vector<double>(8, 0.0));
+  expect_values(run(OpId::layer_norm_backward, {x, w, ones, out[1], out[2]}, a), {2, 4},
+                std::vector<double>(8, 0.0));
 }
 
 TEST(RefKnownValues, BatchNormTrainAndEval) {

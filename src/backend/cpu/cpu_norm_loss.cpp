@@ -120,16 +120,19 @@ void stats(const T* x, int64_t n, double eps, double& mean, double& rstd) {
   rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + eps);
 }
 
-// layer_norm(x, w, b): rows of D = prod(shape[axis:]) normalised, then scaled and shifted.
+// layer_norm(x, w, b) -> (y, mean, rstd): rows of D = prod(shape[axis:]) normalised, then scaled
+// and shifted; each row's mean and rstd, as y used them (Compute<T>: f32, f64 for f64), are kept
+// for the backward.
 void layer_norm_kernel(const KernelCall& call) {
   const Tensor &x = call.inputs[0], &out = call.output;
   const int64_t d = call.inputs[1].numel(), rows = d == 0 ? 0 : x.numel() / d;
   const double eps = call.attrs.eps;
   dispatch_dtype(x.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
-      using C = Compute<T>;
+      using C = Compute<T>;  // the statistics' dtype (type_rules: layer_norm_stats_type)
       const T *px = ptr<const T>(x), *pw = ptr<const T>(call.inputs[1]), *pb = ptr<const T>(call.inputs[2]);
       T* py = ptr<T>(out);
+      C *pmean = ptr<C>(call.extra_outputs[0]), *prstd = ptr<C>(call.extra_outputs[1]);
       parallel_for(rows, rows * d * 4, [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           const T* xr = px + r * d;
@@ -137,6 +140,8 @@ void layer_norm_kernel(const KernelCall& call) {
           double mean, rstd;
           stats(xr, d, eps, mean, rstd);
           const C m = static_cast<C>(mean), s = static_cast<C>(rstd);
+          pmean[r] = m;
+          prstd[r] = s;
 #pragma omp simd
           for (int64_t j = 0; j < d; ++j) yr[j] = store<T>((load(xr[j]) - m) * s * load(pw[j]) + load(pb[j]));
         }
@@ -145,21 +150,23 @@ void layer_norm_kernel(const KernelCall& call) {
   });
 }
 
-// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w, xhat = (x - mean) * rstd.
-void layer_norm_backward_kernel(const KernelCall& call) {  // (x, w, dy) -> dx
+// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w, xhat = (x - mean) * rstd, and
+// (mean, rstd) the row statistics layer_norm kept: one pass over the row fewer than recomputing
+// them (BENCHMARKS.md, "layer_norm keeping (mean, rstd)").
+void layer_norm_backward_kernel(const KernelCall& call) {  // (x, w, dy, mean, rstd) -> dx
   const Tensor &x = call.inputs[0], &out = call.output;
   const int64_t d = call.inputs[1].numel(), rows = d == 0 ? 0 : x.numel() / d;
-  const double eps = call.attrs.eps;
   dispatch_dtype(x.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
+      using C = Compute<T>;
       const T *px = ptr<const T>(x), *pw = ptr<const T>(call.inputs[1]), *pdy = ptr<const T>(call.inputs[2]);
+      const C *pmean = ptr<const C>(call.inputs[3]), *prstd = ptr<const C>(call.inputs[4]);
       T* pdx = ptr<T>(out);
       parallel_for(rows, rows * d * 8, [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           const T *xr = px + r * d, *dyr = pdy + r * d;
           T* dxr = pdx + r * d;
-          double mean, rstd;
-          stats(xr, d, eps, mean, rstd);
+          const double mean = static_cast<double>(pmean[r]), rstd = static_cast<double>(prstd[r]);
           double g_sum = 0.0, gx_sum = 0.0;
           for (int64_t j = 0; j < d; ++j) {
             double g = static_cast<double>(load(dyr[j])) * static_cast<double>(load(pw[j]));

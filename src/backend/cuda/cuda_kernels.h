@@ -87,11 +87,13 @@ void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bo
 void launch_cross_entropy_backward(ElemType t, const void* logits, const void* labels, bool labels_i64,
                                    const void* dloss, ElemType dloss_type, void* dlogits, int64_t n, int64_t c, int64_t ignore_index,
                                    cudaStream_t stream);
-// layer_norm over the last `d` elements of each of `rows` contiguous rows; w, b (d,).
-void launch_layer_norm(ElemType t, const void* x, const void* w, const void* b, void* y, int64_t rows, int64_t d,
-                       double eps, cudaStream_t stream);
-void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const void* dy, void* dx, int64_t rows,
-                                int64_t d, double eps, cudaStream_t stream);
+// layer_norm over the last `d` elements of each of `rows` contiguous rows; w, b (d,). mean and
+// rstd (rows,) are the kept statistics, f32 (f64 for f64 x): the forward writes them, the
+// backward reads them.
+void launch_layer_norm(ElemType t, const void* x, const void* w, const void* b, void* y, void* mean, void* rstd,
+                       int64_t rows, int64_t d, double eps, cudaStream_t stream);
+void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const void* dy, const void* mean,
+                                const void* rstd, void* dx, int64_t rows, int64_t d, cudaStream_t stream);
 // batch_norm over x (N, C, S) contiguous; stats per channel (batch or running).
 void launch_batch_norm(ElemType t, const void* x, const void* w, const void* b, const void* running_mean,
                        const void* running_var, void* y, int64_t n, int64_t c, int64_t s, bool training, double eps,

@@ -135,9 +135,11 @@ __device__ void group_stats(const T* x, const Groups& gr, int64_t g, double* scr
 }
 
 // y = (x - mean) * rsqrt(var + eps) * w + b; stats from the batch or from running_mean/var.
+// kept_mean/kept_rstd (layer_norm's outputs 1 and 2; nullptr for batch_norm): each group's mean
+// and rsqrt(var + eps), in Acc<T> (f32, f64 for f64) for the backward.
 template <typename T>
 __global__ void normalize_kernel(const T* x, const T* w, const T* b, const T* run_mean, const T* run_var, T* y,
-                                 Groups gr, int64_t groups, double eps) {
+                                 Acc<T>* kept_mean, Acc<T>* kept_rstd, Groups gr, int64_t groups, double eps) {
   __shared__ double scratch[kThreads];
   for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
     double mean, var;
@@ -148,6 +150,10 @@ __global__ void normalize_kernel(const T* x, const T* w, const T* b, const T* ru
       group_stats(x, gr, g, scratch, mean, var);
     }
     const double rstd = 1.0 / sqrt(var + eps);
+    if (kept_mean != nullptr && threadIdx.x == 0) {
+      kept_mean[g] = static_cast<Acc<T>>(mean);
+      kept_rstd[g] = static_cast<Acc<T>>(rstd);
+    }
     group_walk(x, gr, g, [&](int64_t k, T xv) {
       const int64_t p = gr.param(g, k);
       y[gr.index(g, k)] = from_acc<T>(static_cast<Acc<T>>((to_f64(xv) - mean) * rstd * to_f64(w[p]) + to_f64(b[p])));
@@ -155,15 +161,22 @@ __global__ void normalize_kernel(const T* x, const T* w, const T* b, const T* ru
   }
 }
 
-// dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = dy * w, batch statistics.
+// dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = dy * w, batch statistics: those the
+// forward kept (kept_mean/kept_rstd: layer_norm) or recomputed from x (nullptr: batch_norm).
 template <typename T>
-__global__ void normalize_backward_kernel(const T* x, const T* w, const T* dy, T* dx, Groups gr, int64_t groups,
-                                          double eps) {
+__global__ void normalize_backward_kernel(const T* x, const T* w, const T* dy, const Acc<T>* kept_mean,
+                                          const Acc<T>* kept_rstd, T* dx, Groups gr, int64_t groups, double eps) {
   __shared__ double scratch[kThreads];
   for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
-    double mean, var;
-    group_stats(x, gr, g, scratch, mean, var);
-    const double rstd = 1.0 / sqrt(var + eps);
+    double mean, rstd;
+    if (kept_mean != nullptr) {
+      mean = static_cast<double>(kept_mean[g]);
+      rstd = static_cast<double>(kept_rstd[g]);
+    } else {
+      double var;
+      group_stats(x, gr, g, scratch, mean, var);
+      rstd = 1.0 / sqrt(var + eps);
+    }
     double sg = 0.0, sgx = 0.0;
     group_walk(x, gr, g, [&](int64_t k, T xv) {
       const double grad = to_f64(dy[gr.index(g, k)]) * to_f64(w[gr.param(g, k)]);
@@ -210,28 +223,28 @@ void launch_cross_entropy_backward(ElemType t, const void* logits, const void* l
   check_launch("cross_entropy_backward");
 }
 
-void launch_layer_norm(ElemType t, const void* x, const void* w, const void* b, void* y, int64_t rows, int64_t d,
-                       double eps, cudaStream_t stream) {
+void launch_layer_norm(ElemType t, const void* x, const void* w, const void* b, void* y, void* mean, void* rstd,
+                       int64_t rows, int64_t d, double eps, cudaStream_t stream) {
   if (rows * d == 0) return;
   Groups gr;
   gr.d = d;
   dispatch_float(t, [&]<typename T>(T) {
     normalize_kernel<T><<<capped_blocks(rows), kThreads, 0, stream>>>(
         static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), nullptr, nullptr,
-        static_cast<T*>(y), gr, rows, eps);
+        static_cast<T*>(y), static_cast<Acc<T>*>(mean), static_cast<Acc<T>*>(rstd), gr, rows, eps);
   });
   check_launch("layer_norm");
 }
 
-void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const void* dy, void* dx, int64_t rows,
-                                int64_t d, double eps, cudaStream_t stream) {
+void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const void* dy, const void* mean,
+                                const void* rstd, void* dx, int64_t rows, int64_t d, cudaStream_t stream) {
   if (rows * d == 0) return;
   Groups gr;
   gr.d = d;
   dispatch_float(t, [&]<typename T>(T) {
     normalize_backward_kernel<T><<<capped_blocks(rows), kThreads, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(dy), static_cast<T*>(dx), gr, rows,
-        eps);
+        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(dy),
+        static_cast<const Acc<T>*>(mean), static_cast<const Acc<T>*>(rstd), static_cast<T*>(dx), gr, rows, 0.0);
   });
   check_launch("layer_norm_backward");
 }
@@ -248,7 +261,7 @@ void launch_batch_norm(ElemType t, const void* x, const void* w, const void* b, 
     normalize_kernel<T><<<capped_blocks(c), kThreads, 0, stream>>>(
         static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b),
         training ? nullptr : static_cast<const T*>(running_mean), training ? nullptr : static_cast<const T*>(running_var),
-        static_cast<T*>(y), gr, c, eps);
+        static_cast<T*>(y), nullptr, nullptr, gr, c, eps);
   });
   check_launch("batch_norm");
 }
@@ -262,7 +275,8 @@ void launch_batch_norm_backward(ElemType t, const void* x, const void* w, const 
   gr.d = n * s;
   dispatch_float(t, [&]<typename T>(T) {
     normalize_backward_kernel<T><<<capped_blocks(c), kThreads, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(dy), static_cast<T*>(dx), gr, c, eps);
+        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(dy), nullptr, nullptr,
+        static_cast<T*>(dx), gr, c, eps);
   });
   check_launch("batch_norm_backward");
 }

@@ -72,7 +72,8 @@ void layer_norm_kernel(const KernelCall& c) {
   const int64_t d = product(x.shape(), axis, x.shape().size()), rows = product(x.shape(), 0, axis);
   launch("layer_norm", [&] {
     launch_layer_norm(elem_type(x.dtype()), x.raw_data(), c.inputs[1].raw_data(), c.inputs[2].raw_data(),
-                      c.output.raw_data(), rows, d, c.attrs.eps, cuda_backend_of(c).stream_of(c));
+                      c.output.raw_data(), c.extra_outputs[0].raw_data(), c.extra_outputs[1].raw_data(), rows, d,
+                      c.attrs.eps, cuda_backend_of(c).stream_of(c));
   });
 }
 
@@ -82,7 +83,8 @@ void layer_norm_backward_kernel(const KernelCall& c) {
   const int64_t d = product(x.shape(), axis, x.shape().size()), rows = product(x.shape(), 0, axis);
   launch("layer_norm_backward", [&] {
     launch_layer_norm_backward(elem_type(x.dtype()), x.raw_data(), c.inputs[1].raw_data(), c.inputs[2].raw_data(),
-                               c.output.raw_data(), rows, d, c.attrs.eps, cuda_backend_of(c).stream_of(c));
+                               c.inputs[3].raw_data(), c.inputs[4].raw_data(), c.output.raw_data(), rows, d,
+                               cuda_backend_of(c).stream_of(c));
   });
 }
 

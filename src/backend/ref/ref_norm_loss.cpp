@@ -148,14 +148,19 @@ std::vector<double> normalize(const std::vector<double>& x, const NormGroups& g,
   return y;
 }
 
-// dx of y = normalize(x) with batch statistics, through mean and variance:
+// 1 / sqrt(var + eps) per group.
+std::vector<double> reciprocal_std(const std::vector<double>& var, double eps) {
+  std::vector<double> rstd(var.size());
+  for (size_t k = 0; k < var.size(); ++k) rstd[k] = 1.0 / std::sqrt(var[k] + eps);
+  return rstd;
+}
+
+// dx of y = normalize(x) with the group statistics (mean, rstd) the forward used, through them:
 //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * w,  xhat = (x - mean) * rstd
 std::vector<double> normalize_backward(const std::vector<double>& x, const std::vector<double>& w,
-                                       const std::vector<double>& dy, const NormGroups& g, double eps) {
-  std::vector<double> mean, var;
-  group_stats(x, g, mean, var);
-  std::vector<double> rstd(g.count), mean_g(g.count, 0.0), mean_gx(g.count, 0.0), count(g.count, 0.0);
-  for (int64_t k = 0; k < g.count; ++k) rstd[k] = 1.0 / std::sqrt(var[k] + eps);
+                                       const std::vector<double>& dy, const NormGroups& g,
+                                       const std::vector<double>& mean, const std::vector<double>& rstd) {
+  std::vector<double> mean_g(g.count, 0.0), mean_gx(g.count, 0.0), count(g.count, 0.0);
   for (size_t i = 0; i < x.size(); ++i) {
     int64_t k = g.group[i];
     double grad = dy[i] * w[g.param[i]];
@@ -178,20 +183,23 @@ std::vector<double> normalize_backward(const std::vector<double>& x, const std::
   return dx;
 }
 
-// layer_norm(x, w, b): normalise over dims attrs.axis..last.
+// layer_norm(x, w, b) -> (y, mean, rstd): normalise over dims attrs.axis..last; each row's mean
+// and 1 / sqrt(var + eps) are outputs 1 and 2 (the backward reads them).
 void layer_norm_kernel(const KernelCall& c) {
   std::vector<double> x = load(c.inputs[0]);
   NormGroups g = layer_norm_groups(c.inputs[0].shape(), c.attrs.axis);
   std::vector<double> mean, var;
   group_stats(x, g, mean, var);
   store(c.output, normalize(x, g, mean, var, load(c.inputs[1]), load(c.inputs[2]), c.attrs.eps));
+  store(c.extra_outputs[0], mean);
+  store(c.extra_outputs[1], reciprocal_std(var, c.attrs.eps));
 }
 
-// layer_norm_backward(x, w, dy) -> dx
+// layer_norm_backward(x, w, dy, mean, rstd) -> dx, with the statistics layer_norm kept.
 void layer_norm_backward_kernel(const KernelCall& c) {
   NormGroups g = layer_norm_groups(c.inputs[0].shape(), c.attrs.axis);
-  store(c.output,
-        normalize_backward(load(c.inputs[0]), load(c.inputs[1]), load(c.inputs[2]), g, c.attrs.eps));
+  store(c.output, normalize_backward(load(c.inputs[0]), load(c.inputs[1]), load(c.inputs[2]), g,
+                                     load(c.inputs[3]), load(c.inputs[4])));
 }
 
 // batch_norm(x (N, C, ...), w (C,), b (C,), running_mean (C,), running_var (C,)): batch statistics
@@ -212,8 +220,9 @@ void batch_norm_kernel(const KernelCall& c) {
 // batch_norm_backward(x, w, dy) -> dx, training mode (batch statistics).
 void batch_norm_backward_kernel(const KernelCall& c) {
   NormGroups g = batch_norm_groups(c.inputs[0].shape());
-  store(c.output,
-        normalize_backward(load(c.inputs[0]), load(c.inputs[1]), load(c.inputs[2]), g, c.attrs.eps));
+  std::vector<double> x = load(c.inputs[0]), mean, var;
+  group_stats(x, g, mean, var);
+  store(c.output, normalize_backward(x, load(c.inputs[1]), load(c.inputs[2]), g, mean, reciprocal_std(var, c.attrs.eps)));
 }
 
 }  // namespace
