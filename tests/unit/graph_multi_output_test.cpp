@@ -15,14 +15,8 @@
 namespace gpuml {
 namespace {
 
+using testing::expect_close;
 using testing::random_tensor;
-
-void expect_close(const Tensor& got, const Tensor& want, double tol) {
-  ASSERT_EQ(got.shape(), want.shape());
-  std::vector<double> a = got.to_doubles(), b = want.to_doubles();
-  for (size_t i = 0; i < a.size(); ++i)
-    EXPECT_NEAR(a[i], b[i], tol * (1 + std::abs(b[i]))) << "element " << i;
-}
 
 double tolerance(DType dtype) { return dtype == DType::f64 ? 1e-12 : 1e-5; }
 

@@ -15,13 +15,8 @@
 namespace gpuml {
 namespace {
 
+using testing::expect_close;
 using testing::random_tensor;
-
-void expect_close(const Tensor& got, const Tensor& want, double tol) {
-  ASSERT_EQ(got.shape(), want.shape());
-  std::vector<double> a = got.to_doubles(), b = want.to_doubles();
-  for (size_t i = 0; i < a.size(); ++i) EXPECT_NEAR(a[i], b[i], tol * (1 + std::abs(b[i]))) << "element " << i;
-}
 
 PlanOptions only_on(Backend& backend) {
   PlanOptions o;
