@@ -129,5 +129,23 @@ TEST_F(TaskCli, AMisspeltTaskIsAUsageError) {
   EXPECT_NE(r.output.find("did you mean 'regression'"), std::string::npos) << r.output;
 }
 
+// A regression target that is not a number, and --eval-every with nothing held out, are refused
+// naming the problem.
+TEST_F(TaskCli, BadTargetsAndEvalEveryWithoutHeldOutDataAreRefused) {
+  const fs::path csv = dir_.path() / "words.csv", model = dir_.path() / "linear.json";
+  std::ofstream(csv) << "a,b,price\n0.1,0.2,cheap\n0.3,0.1,0.5\n";
+  std::ofstream(model) << R"({"input_shape": [2], "layers": [{"type": "Linear", "in_features": 2, "out_features": 1}]})";
+  auto r = run_gpuml(fmt::format("train --task regression --data {} --model {} --out {}", q(csv), q(model),
+                                 q(dir_.path() / "r")));
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("label 'cheap' is not a number"), std::string::npos) << r.output;
+  const fs::path good = dir_.path() / "good.csv";
+  std::ofstream(good) << "a,b,price\n0.1,0.2,0.25\n0.3,0.1,0.5\n";
+  auto e = run_gpuml(fmt::format("train --val-split 0 --eval-every 5 --data {} --model {} --out {}", q(good),
+                                 q(model), q(dir_.path() / "e")));
+  EXPECT_EQ(e.exit_code, 1) << e.output;
+  EXPECT_NE(e.output.find("--eval-every 5 needs held-out data"), std::string::npos) << e.output;
+}
+
 }  // namespace
 }  // namespace gpuml
