@@ -11,6 +11,7 @@
 #include "data/npy.h"
 #include "data/npz.h"
 #include "train/predict_images.h"
+#include "train/task.h"
 
 namespace gpuml {
 
@@ -23,9 +24,6 @@ std::string lower_extension(const std::string& path) {
   for (char& c : ext) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   return ext;
 }
-
-// Class ids index the model's outputs; a file's label of 2^63 - 1 made `max + 1` overflow.
-constexpr int64_t kMaxClassId = INT32_MAX - 1;
 
 // The largest integer label (-1 for none, and for values: regression targets have no classes).
 int64_t max_label(const Tensor& labels, const std::string& what) {

@@ -22,9 +22,6 @@ TaskKind kind_named(const std::string& name) {
   return TaskKind::classification;
 }
 
-// Whole numbers beyond this are not taken for class ids (dataset_source.cpp refuses larger ones).
-constexpr int64_t kMaxClassId = INT32_MAX - 1;
-
 // The first label (row, value) outside [0, limit) other than `skip`, if any.
 std::optional<std::pair<int64_t, int64_t>> first_outside(const Tensor& labels, int64_t limit, std::optional<int64_t> skip) {
   const int64_t* y = labels.data<int64_t>();

@@ -21,6 +21,7 @@
 //   double acc = c.task.metric(sums);                                 // after an epoch
 #pragma once
 
+#include <climits>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -36,6 +37,10 @@ class Model;
 }
 
 enum class TaskKind { classification, regression, language_model };
+
+// The largest class id: ids index the model's outputs, and a file's label of 2^63 - 1 made
+// `max + 1` overflow (dataset_source.cpp refuses larger integer labels when it reads them).
+inline constexpr int64_t kMaxClassId = INT32_MAX - 1;
 
 // Sums over batches (an epoch, an evaluation): loss_sum is each batch's mean loss times its
 // weight; weight counts what the loss averages over (rows, or counted tokens); score is the
