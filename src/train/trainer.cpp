@@ -9,7 +9,10 @@
 #include "core/error.h"
 #include "core/spelling.h"
 #include "interop/onnx_import.h"
+#include "data/text.h"
 #include "interop/weights_file.h"
+#include "nn/transformer.h"
+#include "train/dataset_source.h"
 #include "train/device_choice.h"
 #include "train/resume.h"
 #include "train/training_data.h"
@@ -66,10 +69,19 @@ class ThreadScope {
   bool set_;
 };
 
-nn::Model load_model(const std::string& spec) {
+// A GPT preset takes its vocabulary from the data: a text file's distinct characters.
+nn::Model load_model(const std::string& spec, const std::string& data) {
   if (spec == "mlp" || spec == "cnn") return nn::Model::preset(spec);
-  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset (mlp, cnn){} and no such JSON or ONNX file", spec,
-              did_you_mean(spec, nn::Model::preset_names()));
+  if (nn::is_gpt_preset(spec)) {
+    int64_t vocab = 0;
+    if (!data.empty() && is_text_file(data))
+      vocab = static_cast<int64_t>(data::read_text_corpus(data, nn::gpt_preset(spec, 1).block).vocabulary.size());
+    return nn::Model::from_json(nn::gpt_model_json(nn::gpt_preset(spec, vocab)));
+  }
+  std::vector<std::string> presets = nn::Model::preset_names();
+  for (const std::string& name : nn::gpt_preset_names()) presets.push_back(name);
+  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset ({}){} and no such JSON or ONNX file", spec,
+              fmt::join(presets, ", "), did_you_mean(spec, presets));
   return nn::Model::from_json_file(spec);
 }
 
@@ -144,7 +156,7 @@ void Trainer::Impl::build_model(TrainerInputs& inputs) {
     initial_weights = std::move(imported.weights);
     weights_from = fmt::format("the ONNX model {}", cfg.model);
   } else {
-    model = load_model(cfg.model);
+    model = load_model(cfg.model, cfg.data);
   }
 }
 
@@ -153,7 +165,7 @@ void Trainer::Impl::read_initial_weights() {
   if (cfg.init_from.empty()) return;
   GPUML_CHECK(!resumed, "--init-from and --resume exclude each other: a resumed run continues from its checkpoint");
   try {
-    initial_weights = interop::load_weights_file(cfg.init_from);
+    initial_weights = model->untie(interop::load_weights_file(cfg.init_from));
     interop::check_weights_fit(model->param_infos(), *initial_weights);
     weights_from = fmt::format("--init-from {}", cfg.init_from);
   } catch (const Error& e) {
