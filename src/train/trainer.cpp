@@ -90,6 +90,7 @@ void validate(const TrainConfig& cfg) {
   GPUML_CHECK(cfg.batch_size >= 1, "--batch-size must be >= 1, got {}", cfg.batch_size);
   GPUML_CHECK(cfg.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", cfg.checkpoint_every);
   GPUML_CHECK(cfg.max_steps >= 0, "--max-steps must be >= 0, got {}", cfg.max_steps);
+  GPUML_CHECK(cfg.steps >= 0, "--steps must be >= 0, got {}", cfg.steps);
   GPUML_CHECK(cfg.eval_every >= 0 && cfg.eval_iters >= 0, "--eval-every {} and --eval-iters {} must be >= 0",
               cfg.eval_every, cfg.eval_iters);
   // Negative: the default (train_config.h), resolved when the data is read.
@@ -186,6 +187,10 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_uni
   // The defaults resolved: what config.json and --resume keep.
   m.cfg.val_split = m.data.val_split;
   m.cfg.task = m.data.task.name();
+  if (m.cfg.steps > 0) {  // the epochs that hold --steps steps, the last one cut short
+    const int64_t per_epoch = m.data.train->batches_per_epoch();
+    m.cfg.epochs = (m.cfg.steps + per_epoch - 1) / per_epoch;
+  }
   GPUML_CHECK(m.cfg.eval_every == 0 || m.data.eval,
               "--eval-every {} needs held-out data, and {} has none: drop --eval-every, or hold some out (--val-split)",
               m.cfg.eval_every, inputs.train ? "the training arrays" : m.cfg.data);
@@ -300,7 +305,7 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
   st.earlier_seconds = mid_epoch ? progress.epoch_seconds : 0;
   call(&Callback::on_epoch_begin, st);
   st.epoch_start = Clock::now();
-  const int64_t total_steps = st.steps_per_epoch * cfg.epochs;
+  const int64_t total_steps = cfg.steps > 0 ? cfg.steps : st.steps_per_epoch * cfg.epochs;
   // One batch ahead: the next batch goes to the device on its copy stream while this step
   // computes (on CPU staging does nothing).
   for (std::optional<data::Batch> batch = loader.next(), upcoming; batch; batch = std::move(upcoming)) {
@@ -324,7 +329,8 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
     st.batch_rows = batch->y.dim(0);
     st.step_loss = s.loss;
     st.sums.add(s.loss, s.weight, s.score, st.batch_rows);
-    st.last_batch = batch->index + 1 == st.steps_per_epoch;
+    const bool run_done = cfg.steps > 0 && progress.step >= cfg.steps;
+    st.last_batch = batch->index + 1 == st.steps_per_epoch || run_done;
     st.at_max_steps = cfg.max_steps > 0 && progress.step >= cfg.max_steps;
     st.stop_requested = stop_asked.load();
     call(&Callback::on_step_end, st);
@@ -334,6 +340,7 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
       result.seconds_training += st.epoch_seconds() - st.earlier_seconds;
       return false;
     }
+    if (run_done) break;  // --steps: the run's last epoch ends here
   }
   return true;
 }
