@@ -232,6 +232,41 @@ std::vector<OpSample> build_samples() {
   add(OpId::layer_norm_backward, "last2",
       {real({4, 3, 5}), real({3, 5}), real({4, 3, 5}), row_stat({4}, Domain::Real), row_stat({4}, Domain::Positive)},
       with_axis(1));
+  // attention (q, k, v): odd sizes, Tq != Tk, causal (bottom-right: a decode step sees every key),
+  // strided views, dropout, an explicit scale; no tile size of any backend divides these T.
+  {
+    Attrs plain;
+    Attrs causal;
+    causal.causal = true;
+    Attrs dropout = causal;
+    dropout.p = 0.3;
+    dropout.seed = 77;
+    dropout.offset = 3;
+    Attrs scaled;
+    scaled.scale = 0.5;
+    Attrs eval_dropout = dropout;
+    eval_dropout.training = false;
+    struct Case {
+      const char* label;
+      int64_t b, h, tq, tk, d;
+      Attrs attrs;
+      bool strided;
+    };
+    const Case cases[] = {
+        {"plain", 2, 3, 5, 7, 8, plain, false},        {"causal", 2, 2, 7, 7, 16, causal, false},
+        {"causal_tq_lt_tk", 1, 2, 3, 8, 5, causal, false}, {"decode", 2, 2, 1, 9, 8, causal, false},
+        {"strided", 2, 2, 5, 6, 4, causal, true},      {"dropout", 2, 2, 6, 6, 4, dropout, false},
+        {"dropout_eval", 1, 2, 4, 5, 4, eval_dropout, false}, {"scale", 1, 3, 4, 6, 8, scaled, false},
+    };
+    for (const Case& k : cases) {
+      auto make = [&](int64_t t) { return k.strided ? strided({k.b, k.h, t, k.d}) : real({k.b, k.h, t, k.d}); };
+      add(OpId::attention, k.label, {make(k.tq), make(k.tk), make(k.tk)}, k.attrs);
+      // (q, k, v, o, do, lse): the kernels read o and lse as given (the backward's D_i and P).
+      add(OpId::attention_backward, k.label,
+          {make(k.tq), make(k.tk), make(k.tk), make(k.tq), make(k.tq), row_stat({k.b, k.h, k.tq}, Domain::Real)},
+          k.attrs);
+    }
+  }
   {
     Attrs train;
     train.training = true;

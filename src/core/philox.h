@@ -47,9 +47,13 @@ GPUML_HD uint32_t philox_bits(uint64_t seed, uint64_t offset, uint64_t i) {
   return philox4x32_10(offset + i / 4, seed).v[i % 4];
 }
 
-// 24 random bits -> a float in [0, 1) that is exact in f32.
+// 24 random bits (the top of a lane) -> a float in [0, 1) that is exact in f32. Kernels that draw
+// a run of elements take a whole block of 4 lanes at once and convert each lane with this.
+GPUML_HD float philox_uniform_of_bits(uint32_t lane_bits) {
+  return static_cast<float>(lane_bits >> 8) * (1.0f / 16777216.0f);
+}
 GPUML_HD float philox_uniform(uint64_t seed, uint64_t offset, uint64_t i) {
-  return static_cast<float>(philox_bits(seed, offset, i) >> 8) * (1.0f / 16777216.0f);
+  return philox_uniform_of_bits(philox_bits(seed, offset, i));
 }
 
 // Box-Muller on lanes (0,1) and (2,3) of a block, in double so that backends agree.

@@ -218,7 +218,7 @@ void Executor::run_step(const PlanStep& step, uint64_t rng_offset, bool replay_m
   for (int in : step.inputs) inputs.push_back(values_[in]);
   switch (step.kind) {
     case StepKind::Kernel: {
-      const bool random = op_info(step.op).kind == OpKind::Random;
+      const bool random = draws_philox(step.op);  // the Random ops, attention's dropout
       // Captured work reads the offset from its slot when it runs; eager work gets it in attrs.
       const bool shift = random && !replay_mode && rng_offset != 0;
       Attrs shifted;

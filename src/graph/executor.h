@@ -20,8 +20,8 @@
 namespace gpuml {
 
 struct RunOptions {
-  // Added to the Philox offset of every random op (dropout, uniform, normal), so that each
-  // training step draws new numbers from one cached plan.
+  // Added to the Philox offset of every op that draws (dropout, uniform, normal, attention and its
+  // backward: draws_philox), so that each training step draws new numbers from one cached plan.
   uint64_t rng_offset = 0;
   // Output index -> a tensor the kernel writes that output into directly, instead of the arena
   // plus a copy out (e.g. the optimizer's new state, ping-ponged between two buffers). It must be

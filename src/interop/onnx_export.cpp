@@ -89,7 +89,7 @@ class Exporter {
     GPUML_CHECK_KIND(ErrorKind::Unsupported, op_info(n.op).outputs == 1 || n.op == OpId::layer_norm,
                      "ONNX export: {} gives {} outputs, and the exporter translates only one-output ops",
                      op_name(n.op), op_info(n.op).outputs);
-    bool all_constant = op_info(n.op).kind != OpKind::Random;
+    bool all_constant = !draws_philox(n.op);
     for (int in : n.inputs) all_constant &= values_[in].constant;
     if (all_constant) return fold(id);
     translate_op(id, n);

@@ -38,11 +38,13 @@ struct Attrs {
   int64_t groups = 1;
   bool count_include_pad = true;  // avg_pool2d
   double eps = 1e-5;              // layer_norm, batch_norm, adam_update (optim sets 1e-8)
-  double p = 0.5;                 // dropout probability of zeroing
-  bool training = true;           // dropout, batch_norm
+  double p = 0.5;                 // dropout probability of zeroing (attention: of a probability)
+  bool training = true;           // dropout, batch_norm, attention (its dropout applies only when training)
   uint64_t seed = 0, offset = 0;  // Philox stream for random ops
   int64_t ignore_index = -100;    // cross_entropy
   bool gelu_tanh = false;         // gelu: tanh approximation instead of erf
+  bool causal = false;            // attention: query i sees keys j <= i + Tk - Tq only
+  double scale = 0.0;             // attention: scores = q k^T * scale; 0 means 1/sqrt(D)
   Activation activation = Activation::none;  // matmul_bias_act, conv2d_bias_act, matmul_dact
   // matmul, conv2d and its backward ops on f32: TF32 tensor cores allowed (10-bit mantissa
   // inputs, f32 accumulation). Set by the planner (PlanOptions::allow_tf32), not by graph builders.

@@ -219,6 +219,21 @@ Sym layer_norm(Sym x, Sym weight, Sym bias, int64_t first_axis, double eps) {
   a.eps = eps;
   return emit_outputs(OpId::layer_norm, {autocast_high(x), weight, bias}, a)[0];  // y; (mean, rstd) for the backward
 }
+Attrs attention_attrs(bool causal, double dropout_p, uint64_t seed, uint64_t offset, bool training, double scale) {
+  Attrs a;
+  a.causal = causal;
+  a.p = dropout_p;
+  a.seed = seed;
+  a.offset = offset;
+  a.training = training;
+  a.scale = scale;
+  return a;
+}
+Sym attention(Sym q, Sym k, Sym v, bool causal, double dropout_p, uint64_t seed, uint64_t offset, bool training,
+              double scale) {
+  const Attrs a = attention_attrs(causal, dropout_p, seed, offset, training, scale);
+  return emit_outputs(OpId::attention, {autocast_high(q), autocast_high(k), autocast_high(v)}, a)[0];  // o; lse for the backward
+}
 Sym batch_norm(Sym x, Sym weight, Sym bias, Sym running_mean, Sym running_var, bool training, double eps) {
   Attrs a;
   a.training = training;

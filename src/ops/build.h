@@ -20,7 +20,7 @@ namespace gpuml {
 // Mixed precision while building, as torch.autocast does it. Under bf16, matmul and conv2d take
 // bf16 inputs (f32 inputs are cast; f64 is left alone) and give bf16 outputs, computed with f32 accumulation by
 // the kernels; a binary op meeting bf16 and f32 stays bf16, so the activations between layers are
-// bf16; sum, mean, softmax, log_softmax, cross_entropy, layer_norm and batch_norm cast bf16 inputs
+// bf16; sum, mean, softmax, log_softmax, cross_entropy, layer_norm, batch_norm and attention cast bf16 inputs
 // to f32 and compute in f32. Casts are ordinary nodes, so their gradients cast back: a parameter
 // cast from f32 gets an f32 gradient. Autodiff emits with autocast off, so gradient rules see the
 // dtypes the forward graph has.
@@ -141,6 +141,20 @@ Sym cross_entropy(Sym logits, Sym labels, int64_t ignore_index = -100);
 // y, output 0 of the layer_norm node; its outputs 1 and 2 (mean, rstd per row) are there for the
 // gradient rule (emit_outputs gives all three).
 Sym layer_norm(Sym x, Sym weight, Sym bias, int64_t first_axis = -1, double eps = 1e-5);
+// Scaled dot-product attention over (B, H, T, D) heads: softmax(q k^T * scale) v, causal or not,
+// with dropout p on the probabilities when training (Philox stream (seed, offset), which it
+// consumes philox_blocks(B * H * Tq * Tk) blocks of); scale 0 means 1/sqrt(D). Returns o
+// (B, H, Tq, D), output 0 of the attention node; output 1, the row log-sum-exp (B, H, Tq), is
+// there for the gradient rule (emit_outputs(OpId::attention, {q, k, v}, attention_attrs(...))
+// gives both). q, k and v may be views (slices and permutes of a fused qkv projection). Under
+// bf16 autocast they are cast to f32, as softmax's input is.
+//
+//   Sym y = attention(q, k, v, /*causal*/ true);                       // (B, H, T, D)
+//   Sym y = attention(q, k, v, true, 0.1, ctx.dropout_seed, offset, ctx.training);
+Sym attention(Sym q, Sym k, Sym v, bool causal, double dropout_p = 0.0, uint64_t seed = 0, uint64_t offset = 0,
+              bool training = true, double scale = 0.0);
+Attrs attention_attrs(bool causal, double dropout_p = 0.0, uint64_t seed = 0, uint64_t offset = 0,
+                      bool training = true, double scale = 0.0);
 Sym batch_norm(Sym x, Sym weight, Sym bias, Sym running_mean, Sym running_var, bool training,
                double eps = 1e-5);
 Sym dropout(Sym x, double p, uint64_t seed, uint64_t offset, bool training = true);

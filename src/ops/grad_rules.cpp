@@ -3,6 +3,7 @@
 #include "ops/grad_rules.h"
 
 #include <array>
+#include <cmath>
 
 #include "core/error.h"
 
@@ -231,6 +232,39 @@ GradInputs grad_batch_norm(const GradContext& c) {
   }
   return {dx, sum_over(mul(c.g, xhat), not_channel), sum_over(c.g, not_channel), std::nullopt, std::nullopt};
 }
+// attention keeps each row's log-sum-exp (output 1), so attention_backward recomputes the
+// probabilities P from it instead of storing them (FlashAttention-2): (dq, dk, dv) in one op.
+// lse is a differentiable output too (the gradient check sums every output): d lse_i / d s_ij =
+// P_ij, taken before dropout, so with s = q k^T * scale and g_i its upstream gradient
+//   dq += scale * (P * g) k,   dk += scale * (P * g)^T q.
+// That term is written with matmul and softmax and so builds the (Tq, Tk) matrix: only a loss
+// that reads lse pays for it; a model reading o alone never emits it.
+GradInputs grad_attention(const GradContext& c) {
+  Sym q = c.in[0], k = c.in[1], v = c.in[2];
+  GradInputs grads(3);
+  if (c.gs[0]) {
+    std::vector<Sym> d = emit_outputs(OpId::attention_backward, {q, k, v, c.out, c.g, c.outs[1]}, c.attrs);
+    grads = {d[0], d[1], d[2]};
+  }
+  if (c.gs[1]) {
+    const AttentionDims dims = attention_dims(q.shape(), k.shape(), c.attrs);
+    Emitter& e = q.emitter();
+    Sym scores = mul_scalar(matmul(q, k, false, true), dims.scale);  // (B, H, Tq, Tk)
+    if (c.attrs.causal) {
+      Sym rows = reshape(arange(e, dims.tq, DType::i64, static_cast<double>(dims.causal_shift())), {dims.tq, 1});
+      Sym cols = reshape(arange(e, dims.tk, DType::i64), {1, dims.tk});
+      scores = where(ge(rows, cols), scores, fill(e, {}, -INFINITY, scores.dtype()));
+    }
+    Sym g_lse = *c.gs[1];
+    if (g_lse.dtype() != q.dtype()) g_lse = cast(g_lse, q.dtype());
+    Sym weighted = mul(softmax(scores, -1), reshape(g_lse, {dims.batch, dims.heads, dims.tq, 1}));
+    Sym dq = mul_scalar(matmul(weighted, k), dims.scale);
+    Sym dk = mul_scalar(matmul(weighted, q, /*trans_a*/ true), dims.scale);
+    grads[0] = grads[0] ? add(*grads[0], dq) : dq;
+    grads[1] = grads[1] ? add(*grads[1], dk) : dk;
+  }
+  return grads;
+}
 // The same Philox mask and 1/(1-p) scale apply to the gradient.
 GradInputs grad_dropout(const GradContext& c) { return {emit(OpId::dropout, {c.g}, c.attrs)}; }
 GradInputs grad_embedding(const GradContext& c) {
@@ -317,6 +351,7 @@ const GradTable& grad_table() {
     reg(OpId::avg_pool2d, grad_avg_pool2d);
     reg(OpId::cross_entropy, grad_cross_entropy, 0b10);
     reg(OpId::layer_norm, grad_layer_norm);
+    reg(OpId::attention, grad_attention);
     reg(OpId::batch_norm, grad_batch_norm, 0b11000);
     reg(OpId::dropout, grad_dropout);
     reg(OpId::embedding, grad_embedding, 0b10);

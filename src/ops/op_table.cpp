@@ -4,6 +4,10 @@
 
 namespace gpuml {
 
+static_assert(draws_philox(OpId::dropout) && draws_philox(OpId::uniform) && draws_philox(OpId::attention) &&
+                  draws_philox(OpId::attention_backward) && !draws_philox(OpId::slice) && !draws_philox(OpId::softmax),
+              "draws_philox reads `seed offset` in an op's attributes");
+
 OpId op_from_name(std::string_view name) {
   for (int i = 0; i < kNumOps; ++i)
     if (kOpInfos[i].name == name) return static_cast<OpId>(i);
@@ -14,7 +18,7 @@ std::string_view op_kind_name(OpKind kind) {
   static constexpr std::string_view names[] = {"unary",  "binary",   "compare", "ternary", "reduce",
                                                "softmax", "matmul",  "conv",    "pool",    "loss",
                                                "norm",    "backward", "random", "gather",  "movement",
-                                               "creation", "optimizer"};
+                                               "creation", "optimizer", "attention"};
   return names[static_cast<int>(kind)];
 }
 

@@ -13,6 +13,7 @@
 //   fmt::print("{} takes {} inputs\n", op_info(id).name, op_info(id).arity);
 //   op_info(OpId::matmul_bgrad).outputs == 2;   // (weight gradient, bias gradient)
 //   op_info(OpId::layer_norm).outputs == 3;     // (y, mean, rstd)
+//   op_info(OpId::attention).outputs == 2;      // (o, lse)
 #pragma once
 
 #include <array>
@@ -82,6 +83,16 @@
   /* for the backward, which reads them: (x, weight, dy, mean, rstd) -> dx */                      \
   X(layer_norm, 3, 3, Norm, true, "axis eps")                                                     \
   X(layer_norm_backward, 5, 1, Backward, false, "axis eps")                                       \
+  /* attention(q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, D)) -> (o (B, H, Tq, D), lse (B, H, Tq)): */ \
+  /* o = softmax(q k^T * scale) v, scale 0 meaning 1/sqrt(D); lse: each row's log-sum-exp of the        */ \
+  /* scaled scores (f32, f64 for f64 q), kept for the backward. causal: query i sees keys               */ \
+  /* j <= i + Tk - Tq, aligned bottom-right, so a KV-cache decode step (Tq = 1) sees every key          */ \
+  /* (causal needs Tq <= Tk). Dropout (training, p > 0) zeroes probability (b, h, i, j) when Philox     */ \
+  /* element ((b H + h) Tq + i) Tk + j of (seed, offset) is < p and scales the rest by 1/(1-p): the     */ \
+  /* numbers dropout(softmax(...)) would draw. The backward recomputes the probabilities from lse:      */ \
+  /* (q, k, v, o, do, lse) -> (dq, dk, dv). Never materialises the (Tq, Tk) matrix but on ref.          */ \
+  X(attention, 3, 2, Attention, true, "causal scale p training seed offset")                      \
+  X(attention_backward, 6, 3, Backward, false, "causal scale p training seed offset")             \
   X(batch_norm, 5, 1, Norm, true, "training eps")                                                 \
   X(batch_norm_backward, 3, 1, Backward, false, "eps")                                            \
   X(gelu_backward, 2, 1, Backward, false, "gelu_tanh")                                            \
@@ -111,7 +122,7 @@
 namespace gpuml {
 
 enum class OpKind { Unary, Binary, Compare, Ternary, Reduce, Softmax, Matmul, Conv, Pool, Loss, Norm,
-                    Backward, Random, Gather, Movement, Creation, Optimizer };
+                    Backward, Random, Gather, Movement, Creation, Optimizer, Attention };
 
 enum class OpId : uint16_t {
 #define GPUML_OP_ENUM(name, arity, outputs, kind, diff, attrs) name,
@@ -139,6 +150,14 @@ inline const OpInfo& op_info(OpId op) { return kOpInfos[static_cast<int>(op)]; }
 inline std::string_view op_name(OpId op) { return op_info(op).name; }
 OpId op_from_name(std::string_view name);  // throws Invalid for an unknown name
 std::string_view op_kind_name(OpKind kind);
+
+// Whether the op draws from a Philox stream (its row names the attributes `seed offset`: the
+// Random ops, and attention's dropout): the executor adds a step's rng offset to attrs.offset of
+// exactly these, so that each training step draws new numbers and a backward op the same ones
+// as its forward.
+constexpr bool draws_philox(OpId op) {
+  return kOpInfos[static_cast<int>(op)].attrs.find("seed offset") != std::string_view::npos;
+}
 
 // All ops, in table order, for loops over the table (tests, `gpuml info`).
 inline constexpr auto all_ops() {

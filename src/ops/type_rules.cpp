@@ -1,6 +1,7 @@
 #include "ops/type_rules.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "core/error.h"
 #include "core/tensor.h"
@@ -185,6 +186,30 @@ MatmulDims matmul_dims(const Shape& a, const Shape& b, const Attrs& attrs) {
 }
 
 namespace {
+
+// attention(q, k, v): q (B, H, Tq, D), k and v (B, H, Tk, D), one float dtype; returns o's type.
+TensorType attention_output_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
+  const TensorType &q = in[0], &k = in[1], &v = in[2];
+  require_float(op, q);
+  require_same_dtype(op, q, k);
+  require_same_dtype(op, q, v);
+  require_rank(op, q, 4, "q (B, H, Tq, D)");
+  require_rank(op, k, 4, "k (B, H, Tk, D)");
+  require_rank(op, v, 4, "v (B, H, Tk, D)");
+  GPUML_CHECK_SHAPE(k.shape[0] == q.shape[0] && k.shape[1] == q.shape[1] && k.shape[3] == q.shape[3],
+                    "{}: k {} must be (B, H, Tk, D) for q {}: same batch, heads and head dim", op_name(op),
+                    shape_str(k.shape), shape_str(q.shape));
+  GPUML_CHECK_SHAPE(v.shape == k.shape, "{}: v {} must have k's shape {}", op_name(op), shape_str(v.shape),
+                    shape_str(k.shape));
+  GPUML_CHECK_SHAPE(k.shape[2] >= 1 || numel(q.shape) == 0, "{}: no keys (Tk = 0) for {} queries", op_name(op),
+                    q.shape[2]);
+  GPUML_CHECK_SHAPE(!a.causal || q.shape[2] <= k.shape[2],
+                    "{}: causal with Tq {} > Tk {}: the first {} queries would see no key (causal aligns the "
+                    "last query with the last key)", op_name(op), q.shape[2], k.shape[2], q.shape[2] - k.shape[2]);
+  GPUML_CHECK(std::isfinite(a.scale), "{}: scale must be finite (0 means 1/sqrt(D)), got {}", op_name(op), a.scale);
+  GPUML_CHECK(a.p >= 0.0 && a.p < 1.0, "{}: dropout p must be in [0, 1), got {}", op_name(op), a.p);
+  return q;
+}
 
 // The type of the op's output 0 (its only output for all but a few ops).
 TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
@@ -397,6 +422,7 @@ TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attr
       break;
     }
     case OpKind::Optimizer: return optimizer_type(op, in, a);
+    case OpKind::Attention: return attention_output_type(op, in, a);
     case OpKind::Backward: {
       // Every backward op computes a gradient: floating inputs of one dtype (indices/labels aside).
       if (op != OpId::embedding_backward && op != OpId::cross_entropy_backward) {
@@ -455,6 +481,21 @@ TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attr
           }
           return dx;
         }
+        case OpId::attention_backward: {  // (q, k, v, o, do, lse) -> dq (then dk, dv: infer_types)
+          const TensorType dq = attention_output_type(op, in.subspan(0, 3), a);
+          const char* names[] = {"o", "do"};
+          for (int i = 3; i <= 4; ++i) {
+            GPUML_CHECK_SHAPE(in[i].shape == dq.shape, "attention_backward: {} has shape {}, expected q's {}",
+                              names[i - 3], shape_str(in[i].shape), shape_str(dq.shape));
+            require_same_dtype(op, in[0], in[i]);
+          }
+          const TensorType lse = attention_lse_type(in[0]);
+          GPUML_CHECK_SHAPE(in[5].shape == lse.shape, "attention_backward: lse has shape {}, expected {} (B, H, Tq)",
+                            shape_str(in[5].shape), shape_str(lse.shape));
+          CHECK_DTYPE(in[5].dtype == lse.dtype, "attention_backward: lse is {}, attention keeps {} for {} inputs",
+                      in[5].dtype, lse.dtype, in[0].dtype);
+          return dq;
+        }
         case OpId::batch_norm_backward: {  // (x, weight, dy) -> dx (batch statistics)
           GPUML_CHECK_SHAPE(in[2].shape == in[0].shape, "batch_norm_backward: dy and x shapes differ");
           TensorType tmp[5] = {in[0], in[1], in[1], in[1], in[1]};
@@ -510,6 +551,11 @@ std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> in, con
     out.push_back(stats);
     out.push_back(stats);
   }
+  if (op == OpId::attention) out.push_back(attention_lse_type(in[0]));  // the row log-sum-exp
+  if (op == OpId::attention_backward) {  // dk, dv: k's and v's types
+    out.push_back(in[1]);
+    out.push_back(in[2]);
+  }
   GPUML_CHECK_KIND(ErrorKind::Internal, static_cast<int>(out.size()) == op_info(op).outputs,
                    "{}: the type rules give {} outputs, the op table says {}", op_name(op), out.size(),
                    op_info(op).outputs);
@@ -519,6 +565,18 @@ std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> in, con
 TensorType layer_norm_stats_type(const TensorType& x, const Attrs& a) {
   const int first = normalize_axis(a.axis, static_cast<int>(x.shape.size()), "layer_norm");
   return {Shape(x.shape.begin(), x.shape.begin() + first), x.dtype == DType::f64 ? DType::f64 : DType::f32};
+}
+
+AttentionDims attention_dims(const Shape& q, const Shape& k, const Attrs& a) {
+  GPUML_CHECK_SHAPE(q.size() == 4 && k.size() == 4, "attention: q {} and k {} must be (B, H, T, D)", shape_str(q),
+                    shape_str(k));
+  const double scale = a.scale != 0.0 ? a.scale : 1.0 / std::sqrt(static_cast<double>(std::max<int64_t>(q[3], 1)));
+  return {q[0], q[1], q[2], k[2], q[3], scale};
+}
+
+TensorType attention_lse_type(const TensorType& q) {
+  return {Shape(q.shape.begin(), q.shape.begin() + std::min<size_t>(3, q.shape.size())),
+          q.dtype == DType::f64 ? DType::f64 : DType::f32};
 }
 
 TensorType infer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {

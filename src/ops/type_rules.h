@@ -35,6 +35,19 @@ std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> inputs,
 // before attrs.axis; f32, or f64 for an f64 x (bf16 and f16 rows keep f32, as llm.c does).
 TensorType layer_norm_stats_type(const TensorType& x, const Attrs& attrs);
 
+// attention's sizes from q (B, H, Tq, D) and k (B, H, Tk, D), and the scale its scores use
+// (attrs.scale, or 1/sqrt(D) when that is 0). The type rules check the shapes; kernels read these.
+struct AttentionDims {
+  int64_t batch, heads, tq, tk, d;
+  double scale;
+  int64_t rows() const { return batch * heads; }  // (b, h) pairs, one independent attention each
+  // The first key query i may see is 0; the last is i + causal_shift() for a causal attention.
+  int64_t causal_shift() const { return tk - tq; }
+};
+AttentionDims attention_dims(const Shape& q, const Shape& k, const Attrs& attrs);
+// attention's output 1, the row log-sum-exp: (B, H, Tq), f32, or f64 for an f64 q.
+TensorType attention_lse_type(const TensorType& q);
+
 // Per input dim: whether it is reduced (attrs.axes, empty = all).
 std::vector<bool> reduced_axes(const Attrs& attrs, int ndim, const char* what);
 // The normalised slice of every dim of `in`: start, step and output size (python semantics).

@@ -137,5 +137,6 @@ std::vector<KernelEntry> norm_loss_kernels();    // ref_norm_loss.cpp
 std::vector<KernelEntry> movement_kernels();     // ref_movement.cpp (also gather and creation)
 std::vector<KernelEntry> random_kernels();       // ref_random.cpp
 std::vector<KernelEntry> optim_kernels();        // ref_optim.cpp
+std::vector<KernelEntry> attention_kernels();    // ref_attention.cpp
 
 }  // namespace gpuml::ref
