@@ -20,6 +20,7 @@ CpuBackend::CpuBackend() : dnnl_(std::make_unique<DnnlContext>()) {
   register_random_gather_kernels(*this);
   register_movement_kernels(*this);
   register_optim_kernels(*this);
+  register_attention_kernels(*this);
 }
 
 CpuBackend::~CpuBackend() = default;

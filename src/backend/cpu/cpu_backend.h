@@ -45,5 +45,6 @@ void register_norm_loss_kernels(CpuBackend& backend);   // cpu_norm_loss.cpp
 void register_random_gather_kernels(CpuBackend& backend);  // cpu_random_gather.cpp
 void register_movement_kernels(CpuBackend& backend);    // cpu_movement.cpp
 void register_optim_kernels(CpuBackend& backend);       // cpu_optim.cpp
+void register_attention_kernels(CpuBackend& backend);   // cpu_attention.cpp
 
 }  // namespace gpuml::cpu
