@@ -141,6 +141,11 @@ Command add_train_command(CLI::App& app) {
   cmd->add_option("--weight-decay", *weight_decay, "Weight decay (default 0; 0.01 for adamw)");
   cmd->add_option("--clip-grad-norm", cfg->optimizer.clip_grad_norm, "Clip the global gradient norm (0: off)")
       ->capture_default_str();
+  cmd->add_option("--weight-decay-params", cfg->optimizer.weight_decay_params,
+                  "Which parameters --weight-decay applies to: all, or matrices (parameters of 2+ dims: Linear and "
+                  "Embedding weights, conv kernels; not biases or norm scales, as nanoGPT's AdamW)")
+      ->capture_default_str()
+      ->check(weight_decay_params_name());
   cmd->add_option("--schedule", *schedule, "constant, step[:EPOCHS[:GAMMA]] or cosine[:MIN_LR], plus ,warmup:STEPS")
       ->capture_default_str();
   cmd->add_option("--seed", cfg->seed, "Seed for initialisation, shuffling and dropout")->capture_default_str();
