@@ -26,5 +26,6 @@ Command add_eval_command(CLI::App& app);
 Command add_predict_command(CLI::App& app);
 Command add_export_command(CLI::App& app);
 Command add_data_command(CLI::App& app);
+Command add_generate_command(CLI::App& app);
 
 }  // namespace gpuml::cli

@@ -68,7 +68,8 @@ int main(int argc, char** argv) {
   std::vector<gpuml::cli::Command> commands = {
       gpuml::cli::add_train_command(app), gpuml::cli::add_eval_command(app),
       gpuml::cli::add_predict_command(app), gpuml::cli::add_export_command(app),
-      gpuml::cli::add_info_command(app), gpuml::cli::add_data_command(app)};
+      gpuml::cli::add_info_command(app), gpuml::cli::add_data_command(app),
+      gpuml::cli::add_generate_command(app)};
 
   try {
     app.parse(argc, argv);

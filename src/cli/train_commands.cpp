@@ -188,6 +188,10 @@ Command add_train_command(CLI::App& app) {
                   "--eval-every evaluates the held-out data's first N batches (0: all of it)")
       ->capture_default_str()
       ->check(kNonNegative);
+  cmd->add_option("--steps", cfg->steps,
+                  "Train for N optimizer steps: the schedule's length, instead of --epochs (0: by epochs)")
+      ->capture_default_str()
+      ->check(kNonNegative);
   cmd->add_option("--max-steps", cfg->max_steps, "Stop after N optimizer steps in all, checkpointed (0: no limit)")
       ->capture_default_str()
       ->check(kNonNegative);
@@ -214,6 +218,8 @@ Command add_train_command(CLI::App& app) {
   return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_limit, precision, betas, cmd] {
             if (!cfg->resume.empty()) refuse_flags_the_run_fixed(*cmd);
             cfg->epochs_given = cfg->resume.empty() || cmd->count("--epochs") > 0;
+            if (cmd->count("--steps") > 0 && cmd->count("--epochs") > 0)
+              throw UsageError("--steps and --epochs exclude each other: --steps N sets the run's length in optimizer steps");
             // Device backends take the cap before anything is allocated on them.
             // Only a cap loads the CUDA plugin here (--device cpu without one never does).
             const uint64_t gpu_cap = memory_size_bytes(*gpu_memory_limit, "--gpu-memory-limit");

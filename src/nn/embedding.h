@@ -1,5 +1,5 @@
 // Embedding (torch.nn.Embedding): a lookup table weight (num_embeddings, embedding_dim), N(0, 1)
-// at init. Indices that arrive as floats (a model's "x" input is f32) are cast to i64 in-graph.
+// at init (N(0, init_std) when given: GPT-2 uses 0.02). Indices that arrive as floats (a model's "x" input is f32) are cast to i64 in-graph.
 //
 //   Embedding emb(1000, 64);
 //   Sym y = emb.forward(tokens, ctx, "0");   // tokens (N, T) -> (N, T, 64)
@@ -11,7 +11,7 @@ namespace gpuml::nn {
 
 class Embedding : public Module {
  public:
-  Embedding(int64_t num_embeddings, int64_t embedding_dim);
+  Embedding(int64_t num_embeddings, int64_t embedding_dim, double init_std = 1.0);
 
   std::string type_name() const override { return "Embedding"; }
   Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override;
@@ -23,6 +23,7 @@ class Embedding : public Module {
 
  private:
   int64_t num_, dim_;
+  double init_std_;
 };
 
 }  // namespace gpuml::nn

@@ -87,6 +87,19 @@ std::string JsonFields::optional_choice(const std::string& key, const std::strin
   return value;
 }
 
+std::string JsonFields::optional_string(const std::string& key, const std::string& fallback) {
+  known_.insert(key);
+  if (!has(key)) return fallback;
+  const nlohmann::json& v = object_.at(key);
+  GPUML_CHECK(v.is_string() && !v.get<std::string>().empty(), "{}: field '{}' must be a non-empty string, got {}",
+              where_, key, json_excerpt(v));
+  std::string value = v.get<std::string>();
+  for (char c : value)
+    GPUML_CHECK(static_cast<unsigned char>(c) >= 0x20, "{}: field '{}' holds a control character: {}", where_, key,
+                json_excerpt(v));
+  return value;
+}
+
 Shape JsonFields::required_int_list(const std::string& key, int64_t min) {
   const nlohmann::json& v = field(key);
   if (!v.is_array()) return {as_int(key, v, min)};

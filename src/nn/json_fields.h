@@ -31,6 +31,8 @@ class JsonFields {
   double optional_number(const std::string& key, double fallback, double min, double max);
   std::string optional_choice(const std::string& key, const std::string& fallback,
                               const std::vector<std::string>& choices);
+  // A non-empty string without control characters, or `fallback` when absent.
+  std::string optional_string(const std::string& key, const std::string& fallback);
   // An integer or a non-empty list of integers, each >= min (LayerNorm's normalized_shape).
   Shape required_int_list(const std::string& key, int64_t min);
   const nlohmann::json& required_array(const std::string& key);

@@ -18,6 +18,7 @@
 #include "nn/merge.h"
 #include "nn/pooling.h"
 #include "nn/sequential.h"
+#include "nn/transformer.h"
 
 namespace gpuml::nn {
 namespace {
@@ -41,7 +42,9 @@ const std::vector<std::pair<std::string, Parser>>& layer_table() {
        [](JsonFields& f) {
          int64_t in = f.required_int("in_features", 1);
          int64_t out = f.required_int("out_features", 1);
-         return std::make_unique<Linear>(in, out, f.optional_bool("bias", true));
+         bool bias = f.optional_bool("bias", true);
+         double init_std = f.optional_number("init_std", 0.0, 0.0, 1e6);
+         return std::make_unique<Linear>(in, out, bias, init_std, f.optional_string("tied_to", ""));
        }},
       {"Conv2d",
        [](JsonFields& f) {
@@ -107,7 +110,21 @@ const std::vector<std::pair<std::string, Parser>>& layer_table() {
       {"Embedding",
        [](JsonFields& f) {
          int64_t num = f.required_int("num_embeddings", 1);
-         return std::make_unique<Embedding>(num, f.required_int("embedding_dim", 1));
+         int64_t dim = f.required_int("embedding_dim", 1);
+         return std::make_unique<Embedding>(num, dim, f.optional_number("init_std", 1.0, 1e-30, 1e6));
+       }},
+      {"PositionEmbedding",
+       [](JsonFields& f) {
+         int64_t num = f.required_int("num_embeddings", 1);
+         int64_t dim = f.required_int("embedding_dim", 1);
+         return std::make_unique<PositionEmbedding>(num, dim, f.optional_number("init_std", 0.02, 1e-30, 1e6));
+       }},
+      {"TransformerBlock",
+       [](JsonFields& f) {
+         int64_t c = f.required_int("n_embd", 1);
+         int64_t heads = f.required_int("n_head", 1);
+         double p = f.optional_number("dropout", 0.0, 0.0, 1.0);
+         return std::make_unique<TransformerBlock>(c, heads, p, f.optional_int("n_layer", 1, 1));
        }},
       {"ReLU", [](JsonFields&) { return std::make_unique<ReLU>(); }},
       {"GELU",

@@ -9,6 +9,7 @@
 #include <sstream>
 
 #include "core/json_read.h"
+#include "core/spelling.h"
 #include "nn/json_fields.h"
 #include "nn/layer_json.h"
 
@@ -22,6 +23,48 @@ Model::Model(Shape input_shape, std::unique_ptr<Sequential> root)
     GPUML_CHECK(d > 0, "Model: input_shape {} must have positive dims", shape_str(input_shape_));
   output_shape_ = root_->output_shape(input_shape_);
   root_->params("", infos_);
+  root_->ties("", ties_);
+  for (const auto& [alias, source] : ties_) {
+    auto it = std::find_if(infos_.begin(), infos_.end(), [&](const ParamInfo& p) { return p.name == source; });
+    GPUML_CHECK(it != infos_.end() && it->trainable, "'{}' is tied to '{}', which is no parameter of the model{}",
+                alias, source, did_you_mean(source, [&] {
+                  std::vector<std::string> names;
+                  for (const ParamInfo& p : infos_) names.push_back(p.name);
+                  return names;
+                }()));
+    GPUML_CHECK(std::none_of(infos_.begin(), infos_.end(), [&](const ParamInfo& p) { return p.name == alias; }),
+                "'{}' is both a parameter and tied to '{}'", alias, source);
+  }
+}
+
+std::vector<std::pair<std::string, Tensor>> Model::untie(std::vector<std::pair<std::string, Tensor>> weights) const {
+  for (const auto& [alias, source] : ties_) {
+    auto find = [&](const std::string& name) {
+      return std::find_if(weights.begin(), weights.end(), [&](const auto& w) { return w.first == name; });
+    };
+    auto a = find(alias);
+    if (a == weights.end()) continue;
+    auto s = find(source);
+    if (s == weights.end()) {
+      a->first = source;
+      continue;
+    }
+    GPUML_CHECK(a->second.shape() == s->second.shape() && a->second.to_doubles() == s->second.to_doubles(),
+                "tied weights '{}' and '{}' hold different values; the model uses one tensor for both: give one of "
+                "them, or the same values under both names",
+                alias, source);
+    weights.erase(a);
+  }
+  return weights;
+}
+
+std::vector<std::pair<std::string, Tensor>> Model::with_ties(std::vector<std::pair<std::string, Tensor>> weights) const {
+  for (const auto& [alias, source] : ties_) {
+    auto s = std::find_if(weights.begin(), weights.end(), [&](const auto& w) { return w.first == source; });
+    GPUML_CHECK_KIND(ErrorKind::Internal, s != weights.end(), "Model::with_ties: no '{}' for '{}'", source, alias);
+    weights.emplace_back(alias, s->second);
+  }
+  return weights;
 }
 
 Model Model::from_json(const nlohmann::json& spec) {

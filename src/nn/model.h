@@ -53,6 +53,15 @@ class Model {
   size_t state_bytes() const;        // bytes of parameters and buffers
   int64_t flops_per_sample() const;  // forward pass
 
+  // Weight tying (module.h ties()): (alias, source) full names, e.g. ("head.weight", "wte.weight").
+  const std::vector<std::pair<std::string, std::string>>& ties() const { return ties_; }
+  // Weights as files hold them -> one value per state_dict entry: an alias given alone becomes its
+  // source; given beside its source, the two must hold the same values (Invalid naming both if
+  // not) and the alias is dropped. Without ties, returns `weights` unchanged.
+  std::vector<std::pair<std::string, Tensor>> untie(std::vector<std::pair<std::string, Tensor>> weights) const;
+  // The reverse, for files PyTorch loads strictly: each alias added after its source's entry.
+  std::vector<std::pair<std::string, Tensor>> with_ties(std::vector<std::pair<std::string, Tensor>> weights) const;
+
   // PyTorch's default init drawn with Philox (init.h), host tensors keyed by state_dict name.
   std::map<std::string, Tensor> init_values(uint64_t seed) const;
 
@@ -64,6 +73,7 @@ class Model {
   std::unique_ptr<Sequential> root_;
   Shape output_shape_;
   std::vector<ParamInfo> infos_;
+  std::vector<std::pair<std::string, std::string>> ties_;
 };
 
 }  // namespace gpuml::nn

@@ -66,6 +66,11 @@ class Module {
   virtual Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const = 0;
   // Appends this module's state_dict entries, in PyTorch's order.
   virtual void params(const std::string& prefix, std::vector<ParamInfo>& out) const {}
+  // Weight tying: (alias, source) full names of parameters this module reads under another
+  // entry's name (a GPT's head.weight is wte.weight). An alias is no entry of params(): it has no
+  // value, gradient or optimizer state of its own, so gradients of both uses add up in the source.
+  // Weight files written for PyTorch carry it too (torch's state_dict lists both names).
+  virtual void ties(const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) const {}
   // Draws this module's entries, in the same order as params() (init.h explains the streams).
   virtual void init(const std::string& prefix, ParamInitializer& initializer) const {}
   // Per-sample shapes (no batch dim); throws ErrorKind::Invalid saying what does not fit.

@@ -70,6 +70,10 @@ void Sequential::init(const std::string& prefix, ParamInitializer& initializer) 
   for (const Child& c : children_) c.module->init(join_name(prefix, c.name), initializer);
 }
 
+void Sequential::ties(const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) const {
+  for (const Child& c : children_) c.module->ties(join_name(prefix, c.name), out);
+}
+
 std::vector<Shape> Sequential::child_output_shapes(const Shape& in) const {
   size_t index = 0;
   return run(in, [&](const Child& c, const std::vector<Shape>& args) {

@@ -40,6 +40,7 @@ class Sequential : public Module {
   Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override;
   void params(const std::string& prefix, std::vector<ParamInfo>& out) const override;
   void init(const std::string& prefix, ParamInitializer& initializer) const override;
+  void ties(const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) const override;
   // Errors are re-thrown as "layer 7 (Linear): <what the layer said>".
   Shape output_shape(const Shape& in) const override;
   int64_t flops(const Shape& in) const override;

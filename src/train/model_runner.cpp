@@ -251,7 +251,7 @@ NamedTensors ModelRunner::model_tensors() const {
     for (const Slot& s : slots_)
       if (s.name == p.name) out.emplace_back(p.name, contiguous(host.slice(1, s.offset, s.offset + s.numel).slice(0, 0, 1).reshape(s.shape), backend_registry().reference()));
   }
-  return out;
+  return model_.with_ties(std::move(out));
 }
 
 NamedTensors ModelRunner::optimizer_tensors() const {
@@ -270,7 +270,8 @@ NamedTensors ModelRunner::optimizer_tensors() const {
 }
 
 void ModelRunner::load(const NamedTensors& model, const NamedTensors& optimizer) {
-  std::map<std::string, Tensor> given(model.begin(), model.end());
+  NamedTensors untied = model_.untie(model);
+  std::map<std::string, Tensor> given(untied.begin(), untied.end());
   std::vector<std::string> missing, extra;
   for (const nn::ParamInfo& p : model_.param_infos())
     if (!given.count(p.name)) missing.push_back(p.name);

@@ -88,6 +88,7 @@ json config_to_json(const TrainConfig& c) {
           {"checkpoint_every", c.checkpoint_every},
           {"eval_every", c.eval_every},
           {"eval_iters", c.eval_iters},
+          {"steps", c.steps},
           {"precision", precision_name(c.precision)},
           {"deterministic", c.deterministic}};
 }
@@ -139,6 +140,7 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::s
   c.deterministic = f.has("deterministic") ? f.boolean("deterministic") : false;
   c.task = f.has("task") ? f.string("task") : std::string("classification");  // runs before tasks classified
   c.ignore_index = f.has("ignore_index") ? f.integer("ignore_index") : -100;
+  c.steps = f.has("steps") ? f.integer("steps") : 0;
   return c;
 }
 

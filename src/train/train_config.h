@@ -55,6 +55,11 @@ struct TrainConfig {
   // first eval_iters batches of batch_size rows (0: all of it): for step-based runs, where an
   // epoch is long (text). Reported in the log, steps.csv and TensorBoard.
   int64_t eval_every = 0, eval_iters = 0;
+  // The run's length in optimizer steps (0: epochs x batches per epoch), for step-based runs: the
+  // schedule anneals over it and training ends after it, the epoch in progress ending there with
+  // its evaluation (epochs becomes ceil(steps / batches per epoch)). Unlike max_steps, which only
+  // interrupts (and so leaves the schedule as it was, for an exact --resume).
+  int64_t steps = 0;
   // Stop after this many optimizer steps in all (0: no limit), writing a checkpoint where it
   // stopped; --resume continues from there.
   int64_t max_steps = 0;

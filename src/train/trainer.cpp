@@ -9,7 +9,10 @@
 #include "core/error.h"
 #include "core/spelling.h"
 #include "interop/onnx_import.h"
+#include "data/text.h"
 #include "interop/weights_file.h"
+#include "nn/transformer.h"
+#include "train/dataset_source.h"
 #include "train/device_choice.h"
 #include "train/resume.h"
 #include "train/training_data.h"
@@ -66,10 +69,19 @@ class ThreadScope {
   bool set_;
 };
 
-nn::Model load_model(const std::string& spec) {
+// A GPT preset takes its vocabulary from the data: a text file's distinct characters.
+nn::Model load_model(const std::string& spec, const std::string& data) {
   if (spec == "mlp" || spec == "cnn") return nn::Model::preset(spec);
-  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset (mlp, cnn){} and no such JSON or ONNX file", spec,
-              did_you_mean(spec, nn::Model::preset_names()));
+  if (nn::is_gpt_preset(spec)) {
+    int64_t vocab = 0;
+    if (!data.empty() && is_text_file(data))
+      vocab = static_cast<int64_t>(data::read_text_corpus(data, nn::gpt_preset(spec, 1).block).vocabulary.size());
+    return nn::Model::from_json(nn::gpt_model_json(nn::gpt_preset(spec, vocab)));
+  }
+  std::vector<std::string> presets = nn::Model::preset_names();
+  for (const std::string& name : nn::gpt_preset_names()) presets.push_back(name);
+  GPUML_CHECK(fs::exists(spec), "--model {}: not a preset ({}){} and no such JSON or ONNX file", spec,
+              fmt::join(presets, ", "), did_you_mean(spec, presets));
   return nn::Model::from_json_file(spec);
 }
 
@@ -78,6 +90,7 @@ void validate(const TrainConfig& cfg) {
   GPUML_CHECK(cfg.batch_size >= 1, "--batch-size must be >= 1, got {}", cfg.batch_size);
   GPUML_CHECK(cfg.checkpoint_every >= 0, "--checkpoint-every must be >= 0, got {}", cfg.checkpoint_every);
   GPUML_CHECK(cfg.max_steps >= 0, "--max-steps must be >= 0, got {}", cfg.max_steps);
+  GPUML_CHECK(cfg.steps >= 0, "--steps must be >= 0, got {}", cfg.steps);
   GPUML_CHECK(cfg.eval_every >= 0 && cfg.eval_iters >= 0, "--eval-every {} and --eval-iters {} must be >= 0",
               cfg.eval_every, cfg.eval_iters);
   // Negative: the default (train_config.h), resolved when the data is read.
@@ -144,7 +157,7 @@ void Trainer::Impl::build_model(TrainerInputs& inputs) {
     initial_weights = std::move(imported.weights);
     weights_from = fmt::format("the ONNX model {}", cfg.model);
   } else {
-    model = load_model(cfg.model);
+    model = load_model(cfg.model, cfg.data);
   }
 }
 
@@ -153,7 +166,7 @@ void Trainer::Impl::read_initial_weights() {
   if (cfg.init_from.empty()) return;
   GPUML_CHECK(!resumed, "--init-from and --resume exclude each other: a resumed run continues from its checkpoint");
   try {
-    initial_weights = interop::load_weights_file(cfg.init_from);
+    initial_weights = model->untie(interop::load_weights_file(cfg.init_from));
     interop::check_weights_fit(model->param_infos(), *initial_weights);
     weights_from = fmt::format("--init-from {}", cfg.init_from);
   } catch (const Error& e) {
@@ -174,6 +187,10 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_uni
   // The defaults resolved: what config.json and --resume keep.
   m.cfg.val_split = m.data.val_split;
   m.cfg.task = m.data.task.name();
+  if (m.cfg.steps > 0) {  // the epochs that hold --steps steps, the last one cut short
+    const int64_t per_epoch = m.data.train->batches_per_epoch();
+    m.cfg.epochs = (m.cfg.steps + per_epoch - 1) / per_epoch;
+  }
   GPUML_CHECK(m.cfg.eval_every == 0 || m.data.eval,
               "--eval-every {} needs held-out data, and {} has none: drop --eval-every, or hold some out (--val-split)",
               m.cfg.eval_every, inputs.train ? "the training arrays" : m.cfg.data);
@@ -288,7 +305,7 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
   st.earlier_seconds = mid_epoch ? progress.epoch_seconds : 0;
   call(&Callback::on_epoch_begin, st);
   st.epoch_start = Clock::now();
-  const int64_t total_steps = st.steps_per_epoch * cfg.epochs;
+  const int64_t total_steps = cfg.steps > 0 ? cfg.steps : st.steps_per_epoch * cfg.epochs;
   // One batch ahead: the next batch goes to the device on its copy stream while this step
   // computes (on CPU staging does nothing).
   for (std::optional<data::Batch> batch = loader.next(), upcoming; batch; batch = std::move(upcoming)) {
@@ -312,7 +329,8 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
     st.batch_rows = batch->y.dim(0);
     st.step_loss = s.loss;
     st.sums.add(s.loss, s.weight, s.score, st.batch_rows);
-    st.last_batch = batch->index + 1 == st.steps_per_epoch;
+    const bool run_done = cfg.steps > 0 && progress.step >= cfg.steps;
+    st.last_batch = batch->index + 1 == st.steps_per_epoch || run_done;
     st.at_max_steps = cfg.max_steps > 0 && progress.step >= cfg.max_steps;
     st.stop_requested = stop_asked.load();
     call(&Callback::on_step_end, st);
@@ -322,6 +340,7 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
       result.seconds_training += st.epoch_seconds() - st.earlier_seconds;
       return false;
     }
+    if (run_done) break;  // --steps: the run's last epoch ends here
   }
   return true;
 }
