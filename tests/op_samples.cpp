@@ -15,6 +15,7 @@ InputSpec positive(Shape s) { return {std::move(s), Domain::Positive}; }
 // layer_norm's kept row statistics: a mean (any real) or an rstd (positive), in their own dtype.
 InputSpec row_stat(Shape s, Domain d) { return {std::move(s), d, 0, false, false, true}; }
 InputSpec boolean(Shape s) { return {std::move(s), Domain::Bool}; }
+InputSpec zero_one(Shape s) { return {std::move(s), Domain::ZeroOne}; }
 InputSpec index(Shape s, int64_t bound) { return {std::move(s), Domain::Index, bound}; }
 InputSpec label(Shape s, int64_t classes, bool ignored = false) {
   return {std::move(s), Domain::Label, classes, ignored};
@@ -341,30 +342,34 @@ std::vector<OpSample> build_samples() {
     r.beta = 2;
     add(OpId::arange, "step2", {}, r);
   }
-  // Optimizer updates: state (rows, P), grad (P,), hyper (3,) = [lr, 1-beta1^t, 1-beta2^t]. The
-  // Adam state is Positive so that its v row (a running mean of g^2) is >= 0, as it always is.
+  // Optimizer updates: state (rows, P), grad (P,), hyper (3,) = [lr, 1-beta1^t, 1-beta2^t], decay
+  // (P,) 0 or 1 per column. The Adam state is Positive so that its v row (a running mean of g^2)
+  // is >= 0, as it always is.
   {
     Attrs plain;
     plain.weight_decay = 0.01;
-    add(OpId::sgd_update, "plain_wd", {real({1, 37}), real({37}), positive({3})}, plain);
-    add(OpId::sgd_update, "empty", {real({1, 0}), real({0}), positive({3})});
+    add(OpId::sgd_update, "plain_wd", {real({1, 37}), real({37}), positive({3}), zero_one({37})}, plain);
+    add(OpId::sgd_update, "empty", {real({1, 0}), real({0}), positive({3}), zero_one({0})});
     Attrs momentum;
     momentum.momentum = 0.9;
-    add(OpId::sgd_update, "momentum", {real({2, 41}), strided({41}), positive({3})}, momentum);
+    add(OpId::sgd_update, "momentum", {real({2, 41}), strided({41}), positive({3}), zero_one({41})}, momentum);
     Attrs nesterov = momentum;
     nesterov.nesterov = true;
     nesterov.weight_decay = 0.05;
-    add(OpId::sgd_update, "nesterov_wd", {real({2, 1029}), real({1029}), positive({3})}, nesterov);
+    add(OpId::sgd_update, "nesterov_wd", {real({2, 1029}), real({1029}), positive({3}), zero_one({1029})}, nesterov);
     Attrs adam;
     adam.eps = 1e-8;
     adam.weight_decay = 0.02;
-    add(OpId::adam_update, "l2", {positive({3, 37}), real({37}), positive({3})}, adam);
-    add(OpId::adam_update, "strided_grad", {positive({3, 19}), strided({19}), positive({3})}, adam);
+    add(OpId::adam_update, "l2", {positive({3, 37}), real({37}), positive({3}), zero_one({37})}, adam);
+    add(OpId::adam_update, "strided_grad", {positive({3, 19}), strided({19}), positive({3}), zero_one({19})}, adam);
     Attrs adamw = adam;
     adamw.decoupled_weight_decay = true;
     adamw.beta1 = 0.8;
     adamw.beta2 = 0.95;
-    add(OpId::adam_update, "adamw", {positive({3, 1031}), real({1031}), positive({3})}, adamw);
+    add(OpId::adam_update, "adamw", {positive({3, 1031}), real({1031}), positive({3}), zero_one({1031})}, adamw);
+    adamw.weight_decay = 0.3;
+    add(OpId::adam_update, "adamw_strided_decay",
+        {positive({3, 67}), real({67}), positive({3}), {{67}, Domain::ZeroOne, 0, false, true}}, adamw);
   }
   return s;
 }
@@ -412,6 +417,9 @@ std::vector<Tensor> make_sample_inputs(const OpSample& sample, DType dtype, uint
           dt = DType::boolean;
           v = static_cast<double>(rng() % 2);
           break;
+        case Domain::ZeroOne:
+          v = static_cast<double>(rng() % 2);
+          break;
         case Domain::Index:
         case Domain::Label:
           dt = DType::i64;
@@ -419,6 +427,10 @@ std::vector<Tensor> make_sample_inputs(const OpSample& sample, DType dtype, uint
           if (in.with_ignored && rng() % 3 == 0) v = static_cast<double>(sample.attrs.ignore_index);
           break;
       }
+    }
+    if (in.domain == Domain::ZeroOne && n >= 2) {  // both values, where a strided view sees them too
+      values[1] = 0.0;
+      values[static_cast<size_t>(n) - 1] = 1.0;
     }
     if (in.stats) dt = dtype == DType::f64 ? DType::f64 : DType::f32;
     Tensor t = Tensor::from_values(alloc, values, dt);

@@ -24,6 +24,7 @@ enum class Domain {
   Bool,      // random bools (dtype bool whatever is tested)
   Index,     // i64 in [0, bound)
   Label,     // i64 in [0, bound), with some entries = attrs.ignore_index when `bound2` is set
+  ZeroOne,   // 0 or 1 in the tested dtype, both present (the optimizers' decay mask)
 };
 
 struct InputSpec {

@@ -86,6 +86,11 @@ struct Settings {
   int64_t batch_size = 128;
   std::string optimizer = "adam";  // sgd, adam, adamw
   double lr = 1e-3;
+  // Negative: the optimizer's default (0 for sgd and adam, 0.01 for adamw).
+  double weight_decay = -1;
+  // Which parameters weight_decay applies to: "all", or "matrices": those of 2 or more dims
+  // (Linear and Embedding weights, conv kernels), not biases or norm scales (nanoGPT's AdamW).
+  std::string weight_decay_params = "all";
   uint64_t seed = 0;
   int threads = 0;                 // 0: all cores
   std::string device = "auto";     // auto, cpu, ref, cuda[:N]

@@ -106,6 +106,8 @@ TrainConfig config_of(const Settings& s) {
   c.batch_size = s.batch_size;
   c.optimizer.kind = s.optimizer;
   c.optimizer.lr = s.lr;
+  if (s.weight_decay >= 0) c.optimizer.weight_decay = s.weight_decay;
+  c.optimizer.weight_decay_params = s.weight_decay_params;
   c.seed = s.seed;
   c.threads = s.threads;
   c.device = s.device;

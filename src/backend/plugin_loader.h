@@ -30,6 +30,16 @@ namespace gpuml {
 // Revision 3: kernel slots carry a shape predicate that receives an OpQuery.
 inline constexpr int kBackendInterfaceRevision = 3;
 
+// Every op's arity and output count, folded: a kernel indexes its inputs and outputs by
+// position, so a plugin built when an op took other inputs (adam_update gaining its decay mask)
+// must be refused even though no type changed size.
+constexpr size_t op_table_signature() {
+  size_t h = 0;
+  for (const OpInfo& info : kOpInfos)
+    h = h * 31 + static_cast<size_t>(info.arity + 2) * 8 + static_cast<size_t>(info.outputs);
+  return h;
+}
+
 // FNV-1a over the parts, folded into a positive int (pure, so a test can show that each part counts).
 constexpr int plugin_abi_fingerprint(std::initializer_list<size_t> parts) {
   uint64_t h = 1469598103934665603ull;
@@ -43,7 +53,7 @@ constexpr int plugin_abi_fingerprint(std::initializer_list<size_t> parts) {
 }
 
 inline constexpr int kPluginAbiVersion = plugin_abi_fingerprint(
-    {kBackendInterfaceRevision, static_cast<size_t>(kNumOps), sizeof(Attrs), alignof(Attrs), sizeof(KernelCall),
+    {kBackendInterfaceRevision, static_cast<size_t>(kNumOps), op_table_signature(), sizeof(Attrs), alignof(Attrs), sizeof(KernelCall),
      alignof(KernelCall), sizeof(Tensor), sizeof(Shape), sizeof(Backend), alignof(Backend), sizeof(Device),
      sizeof(OpQuery), alignof(OpQuery)});
 

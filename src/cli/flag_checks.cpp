@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "core/error.h"
+#include "optim/optimizer.h"
 #include "train/task.h"
 #include "data/shard_format.h"
 
@@ -107,6 +108,19 @@ CLI::Validator task_name() {
         }
       },
       "auto|classification|regression|language-model");
+}
+
+CLI::Validator weight_decay_params_name() {
+  return CLI::Validator(
+      [](std::string& text) -> std::string {
+        try {
+          optim::check_weight_decay_params(text);
+          return {};
+        } catch (const Error& e) {
+          return e.message();
+        }
+      },
+      "all|matrices");
 }
 
 CLI::Validator file_extension(std::vector<std::string> extensions) {

@@ -21,6 +21,8 @@ CLI::Validator memory_size(bool allow_zero);
 CLI::Validator csv_fill_value();
 // --task: auto or a task's name (train/task.h), with a did-you-mean.
 CLI::Validator task_name();
+// --weight-decay-params: all or matrices (optim/optimizer.h), with a did-you-mean.
+CLI::Validator weight_decay_params_name();
 // A file name ending in one of `extensions` (".csv", ".npy").
 CLI::Validator file_extension(std::vector<std::string> extensions);
 // A directory to write into: absent, or an existing directory (not a file).

@@ -115,9 +115,10 @@
   /* creation */                                                                                  \
   X(fill, 0, 1, Creation, false, "shape dtype value")                                             \
   X(arange, 0, 1, Creation, false, "shape dtype alpha=start beta=step")                           \
-  /* optimizers: (state (S, P), grad (P,), hyper (3,)) -> new state (S, P); pure */               \
-  X(sgd_update, 3, 1, Optimizer, false, "momentum nesterov weight_decay")                         \
-  X(adam_update, 3, 1, Optimizer, false, "beta1 beta2 eps weight_decay decoupled_weight_decay")
+  /* optimizers: (state (S, P), grad (P,), hyper (3,), decay (P,)) -> new state (S, P); pure. */  \
+  /* decay: each element's weight-decay multiplier (1 decays, 0 does not; optim/optimizer.h) */    \
+  X(sgd_update, 4, 1, Optimizer, false, "momentum nesterov weight_decay")                         \
+  X(adam_update, 4, 1, Optimizer, false, "beta1 beta2 eps weight_decay decoupled_weight_decay")
 
 namespace gpuml {
 

@@ -89,22 +89,27 @@ Shape pool_output(OpId op, const Shape& x, const Attrs& a) {
   return {x[0], x[1], oh, ow};
 }
 
-// sgd_update / adam_update (state (S, P), grad (P,), hyper (3,)) -> state. The state rows are
+// sgd_update / adam_update (state (S, P), grad (P,), hyper (3,), decay (P,)) -> state. The state rows are
 // fixed by the op and its attributes, so a trainer that sized its buffer for another setting
 // fails here, while building the graph.
 TensorType optimizer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
-  const TensorType &state = in[0], &grad = in[1], &hyper = in[2];
+  const TensorType &state = in[0], &grad = in[1], &hyper = in[2], &decay = in[3];
   CHECK_DTYPE(state.dtype == DType::f32 || state.dtype == DType::f64,
               "{}: state must be f32 or f64, got {}", op_name(op), state.dtype);
-  CHECK_DTYPE(grad.dtype == state.dtype && hyper.dtype == state.dtype,
-              "{}: state, grad and hyper must share a dtype, got {}, {} and {}", op_name(op),
-              state.dtype, grad.dtype, hyper.dtype);
+  CHECK_DTYPE(grad.dtype == state.dtype && hyper.dtype == state.dtype && decay.dtype == state.dtype,
+              "{}: state, grad, hyper and decay must share a dtype, got {}, {}, {} and {}", op_name(op),
+              state.dtype, grad.dtype, hyper.dtype, decay.dtype);
   require_rank(op, state, 2, "state (rows, P)");
   require_rank(op, grad, 1, "grad (P,)");
+  require_rank(op, decay, 1, "decay (P,)");
   GPUML_CHECK_SHAPE(hyper.shape == Shape{3}, "{}: hyper must have shape (3,) = [lr, 1-beta1^t, 1-beta2^t], got {}",
                     op_name(op), shape_str(hyper.shape));
   GPUML_CHECK_SHAPE(grad.shape[0] == state.shape[1], "{}: grad {} has {} elements but the state {} holds P = {}",
                     op_name(op), shape_str(grad.shape), grad.shape[0], shape_str(state.shape), state.shape[1]);
+  GPUML_CHECK_SHAPE(decay.shape[0] == state.shape[1],
+                    "{}: decay {} (one weight-decay multiplier per state column) has {} elements but the state {} "
+                    "holds P = {}",
+                    op_name(op), shape_str(decay.shape), decay.shape[0], shape_str(state.shape), state.shape[1]);
   GPUML_CHECK(a.weight_decay >= 0.0, "{}: weight_decay must be >= 0, got {}", op_name(op), a.weight_decay);
   int64_t rows = 3;
   const char* layout = "param, m, v";

@@ -1,11 +1,14 @@
 #include "optim/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
 #include "core/error.h"
+#include "core/spelling.h"
 
 namespace gpuml::optim {
 
@@ -33,6 +36,7 @@ void validate(const OptimizerConfig& c) {
   GPUML_CHECK(std::isfinite(wd) && wd >= 0.0, "optimizer {}: weight_decay must be >= 0, got {}", c.kind, wd);
   GPUML_CHECK(std::isfinite(c.clip_grad_norm) && c.clip_grad_norm >= 0.0,
               "optimizer {}: clip_grad_norm must be >= 0 (0 turns clipping off), got {}", c.kind, c.clip_grad_norm);
+  check_weight_decay_params(c.weight_decay_params);
   if (c.kind == "sgd") {
     GPUML_CHECK(std::isfinite(c.momentum) && c.momentum >= 0.0, "optimizer sgd: momentum must be >= 0, got {}",
                 c.momentum);
@@ -53,13 +57,42 @@ double weight_decay_of(const OptimizerConfig& c) {
   return c.kind == "adamw" ? 0.01 : 0.0;
 }
 
+const std::vector<std::string>& weight_decay_params_names() {
+  static const std::vector<std::string> names = {"all", "matrices"};
+  return names;
+}
+
+void check_weight_decay_params(const std::string& name) {
+  const std::vector<std::string>& names = weight_decay_params_names();
+  GPUML_CHECK(std::find(names.begin(), names.end(), name) != names.end(),
+              "--weight-decay-params '{}': expected one of {}{}", name, fmt::join(names, ", "),
+              did_you_mean(name, names));
+}
+
+bool decays(const OptimizerConfig& c, const Shape& param_shape) {
+  check_weight_decay_params(c.weight_decay_params);
+  return c.weight_decay_params == "all" || param_shape.size() >= 2;
+}
+
+Tensor decay_mask(const OptimizerConfig& c, std::span<const ParamColumns> params, int64_t count, DType dtype) {
+  std::vector<double> mask(static_cast<size_t>(count), 0.0);  // (P,)
+  for (const ParamColumns& p : params) {
+    const int64_t n = numel(p.shape);
+    GPUML_CHECK_KIND(ErrorKind::Internal, p.offset >= 0 && p.offset + n <= count,
+                     "decay_mask: a parameter {} at column {} does not fit in {} columns", shape_str(p.shape),
+                     p.offset, count);
+    if (decays(c, p.shape)) std::fill_n(mask.begin() + p.offset, n, 1.0);
+  }
+  return Tensor::from_values({count}, mask, dtype);
+}
+
 int64_t state_rows(const OptimizerConfig& c) {
   validate(c);
   if (c.kind == "sgd") return c.momentum > 0.0 ? 2 : 1;
   return 3;
 }
 
-Sym emit_update(const OptimizerConfig& c, Sym state, Sym flat_grad, Sym hyper) {
+Sym emit_update(const OptimizerConfig& c, Sym state, Sym flat_grad, Sym hyper, Sym decay) {
   validate(c);
   Sym grad = c.clip_grad_norm > 0.0 ? clip_by_global_norm(flat_grad, c.clip_grad_norm) : flat_grad;
   Attrs a;
@@ -67,13 +100,13 @@ Sym emit_update(const OptimizerConfig& c, Sym state, Sym flat_grad, Sym hyper) {
   if (c.kind == "sgd") {
     a.momentum = c.momentum;
     a.nesterov = c.nesterov;
-    return emit(OpId::sgd_update, {state, grad, hyper}, a);
+    return emit(OpId::sgd_update, {state, grad, hyper, decay}, a);
   }
   a.beta1 = c.beta1;
   a.beta2 = c.beta2;
   a.eps = c.eps;
   a.decoupled_weight_decay = c.kind == "adamw";
-  return emit(OpId::adam_update, {state, grad, hyper}, a);
+  return emit(OpId::adam_update, {state, grad, hyper, decay}, a);
 }
 
 Tensor hyper_values(const OptimizerConfig& c, double lr, int64_t step, DType dtype) {
@@ -106,12 +139,14 @@ Tensor initial_state(const OptimizerConfig& c, const Tensor& flat_params) {
 }
 
 std::string describe(const OptimizerConfig& c) {
-  std::string clip = c.clip_grad_norm > 0.0 ? fmt::format(", clip_grad_norm={}", c.clip_grad_norm) : "";
+  std::string extras;  // the settings a plain run leaves at their defaults
+  if (c.weight_decay_params != "all") extras += fmt::format(", weight_decay_params={}", c.weight_decay_params);
+  if (c.clip_grad_norm > 0.0) extras += fmt::format(", clip_grad_norm={}", c.clip_grad_norm);
   if (c.kind == "sgd")
     return fmt::format("sgd(lr={}, momentum={}, nesterov={}, weight_decay={}{})", c.lr, c.momentum, c.nesterov,
-                       weight_decay_of(c), clip);
+                       weight_decay_of(c), extras);
   return fmt::format("{}(lr={}, betas=({}, {}), eps={}, weight_decay={}{})", c.kind, c.lr, c.beta1, c.beta2, c.eps,
-                     weight_decay_of(c), clip);
+                     weight_decay_of(c), extras);
 }
 
 }  // namespace gpuml::optim

@@ -236,8 +236,8 @@ GenerateResult generate_text(const LoadedModel& m, const GenerateOptions& o,
   std::unique_ptr<RecomputingDecoder> recompute;
   if (o.use_cache) cached = std::make_unique<CachedDecoder>(g);
   else recompute = std::make_unique<RecomputingDecoder>(m, g);
-  // The window the next token sees: all tokens so far, at most T (the cache: at most T / 2 kept
-  // when it fills; the recomputing path: the last T).
+  // The window the next token sees: all tokens so far, at most T; when it would pass T, the last
+  // T / 2 (the cache then recomputes them at their new positions).
   std::vector<int64_t> window = tokens;
   std::vector<float> logits;
   if (cached) {
@@ -253,10 +253,8 @@ GenerateResult generate_text(const LoadedModel& m, const GenerateOptions& o,
     result.text += piece;
     on_text(piece);
     window.push_back(next);
-    if (static_cast<int64_t>(window.size()) > g.block) {
-      if (cached) window.erase(window.begin(), window.end() - std::max<int64_t>(1, g.block / 2));
-      else window.erase(window.begin());
-    }
+    if (static_cast<int64_t>(window.size()) > g.block)  // both paths: keep the last T / 2
+      window.erase(window.begin(), window.end() - std::max<int64_t>(1, g.block / 2));
     if (!cached || i + 1 == o.max_new_tokens) continue;
     if (cached->length() == g.block) {  // the cache is full: keep the last T / 2 at their new positions
       cached->clear();

@@ -9,10 +9,11 @@
 //   GenerateResult r = generate_text(m, o, [](const std::string& piece) { fmt::print("{}", piece); });
 //
 // The decoder runs the op table's CPU kernels one op at a time (the host backend), on the
-// checkpoint's f32 weights. Beyond the context window (the model's T), the cache keeps the last
-// T/2 tokens, recomputed at their new positions, and goes on; use_cache = false recomputes the
-// window's forward pass (the trained graph) for every token instead, the reference the cached
-// path is tested against.
+// checkpoint's f32 weights. Beyond the context window (the model's T), the window keeps its last
+// T/2 tokens (the cache recomputes them at their new positions) and goes on, so a token costs
+// O(T) on average there too (nanoGPT instead crops to the last T and recomputes everything, every
+// token). use_cache = false runs the same windows through the trained graph's full forward pass
+// for every token: the reference the cached path is tested against.
 #pragma once
 
 #include <cstdint>

@@ -62,6 +62,9 @@ ModelRunner::ModelRunner(const nn::Model& model, optim::OptimizerConfig optimize
   state_rows_ = optim::state_rows(optimizer_);
   Backend& home = home_backend(plan_options_);
   for (Tensor& s : state_) s = Tensor::empty({state_rows_, param_count_}, DType::f32, home);
+  std::vector<optim::ParamColumns> columns;
+  for (const Slot& s : slots_) columns.push_back({s.shape, s.offset});
+  decay_mask_ = to_backend(optim::decay_mask(optimizer_, columns, param_count_), home);
   std::map<std::string, Tensor> init = model_.init_values(seed);
   NamedTensors named(init.begin(), init.end());
   load(named, {});
@@ -111,6 +114,7 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     g.set_autocast(Autocast::off);  // gradients, their concatenation and the update stay f32
     if (mode == Mode::Train) {
       Sym hyper = g.input("hyper", {{3}, DType::f32});
+      Sym decay = g.input("decay", {{param_count_}, DType::f32});
       std::vector<Sym> grads = gradients(g, terms.loss, params);
       std::vector<Sym> flat;  // laid out as the state's row: each gradient, then its gap's zeros
       for (size_t i = 0; i < grads.size(); ++i) {
@@ -120,7 +124,7 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
         if (gap > 0) flat.push_back(fill(g, {gap}, 0.0, DType::f32));
       }
       Sym flat_grad = flat.size() == 1 ? flat[0] : concat(flat, 0);
-      add(optim::emit_update(optimizer_, state, flat_grad, hyper), c->state_at);
+      add(optim::emit_update(optimizer_, state, flat_grad, hyper, decay), c->state_at);
       for (const auto& [name, value] : ctx.buffer_updates) {
         c->buffer_updates.push_back(name);
         outputs.push_back(value);
@@ -170,6 +174,7 @@ StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, i
   feeds["y"] = y;
   feeds["state"] = state_[current_];
   feeds["hyper"] = optim::hyper_values(optimizer_, lr, step);
+  feeds["decay"] = decay_mask_;
   RunOptions run = replay_options();
   run.rng_offset = rng_offset;
   run.output_buffers[c.state_at] = state_[1 - current_];

@@ -100,6 +100,7 @@ class ModelRunner {
   int64_t param_count_ = 0;  // the state's row length: parameters and their alignment gaps
   int64_t state_rows_ = 1;
   Tensor state_[2];  // (S, P) f32, ping-ponged
+  Tensor decay_mask_;  // (P,) f32 on the home backend: each column's weight-decay multiplier
   int current_ = 0;
   bool replay_ = false;
   std::map<std::string, std::unique_ptr<Compiled>> cache_;

@@ -70,7 +70,7 @@ json config_to_json(const TrainConfig& c) {
           {"optimizer",
            {{"kind", o.kind}, {"lr", o.lr}, {"momentum", o.momentum}, {"nesterov", o.nesterov},
             {"weight_decay", optim::weight_decay_of(o)}, {"beta1", o.beta1}, {"beta2", o.beta2}, {"eps", o.eps},
-            {"clip_grad_norm", o.clip_grad_norm}}},
+            {"clip_grad_norm", o.clip_grad_norm}, {"weight_decay_params", o.weight_decay_params}}},
           {"schedule",
            {{"kind", c.schedule.kind}, {"step_size", c.schedule.step_size}, {"gamma", c.schedule.gamma},
             {"warmup_steps", c.schedule.warmup_steps}, {"min_lr", c.schedule.min_lr}}},
@@ -110,6 +110,13 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::s
   c.optimizer.beta2 = o.number("beta2");
   c.optimizer.eps = o.number("eps");
   c.optimizer.clip_grad_norm = o.number("clip_grad_norm");
+  // Runs saved before decay could skip parameters decayed every one.
+  c.optimizer.weight_decay_params = o.has("weight_decay_params") ? o.string("weight_decay_params") : "all";
+  try {
+    optim::check_weight_decay_params(c.optimizer.weight_decay_params);
+  } catch (const Error& e) {
+    GPUML_FAIL(ErrorKind::Invalid, "{}: optimizer: {}", where, e.message());
+  }
   SavedFields s(f.at("schedule"), where + ": schedule");
   c.schedule.kind = s.string("kind");
   c.schedule.step_size = s.integer("step_size");

@@ -109,6 +109,38 @@ TEST_F(CliMessages, BetasForAdamAndHintsThatNameFlags) {
   EXPECT_NE(config.find("\"beta2\": 0.95"), std::string::npos) << config;
 }
 
+// --weight-decay-params (issue 20): a misspelt choice is a usage error naming the nearest one;
+// the choice is saved in config.json and the checkpoint, printed in the header, kept by --resume,
+// and cannot be changed by it.
+TEST_F(CliMessages, WeightDecayParamsRoundTripsThroughTheRun) {
+  fs::path csv = dir_.path() / "named.csv", model = dir_.path() / "model.json", run = dir_.path() / "run";
+  write_named_csv(csv, 30);
+  write_linear_model(model, 2, 3);
+  const std::string data = " --data " + q(csv) + " --model " + q(model);
+  auto bad = run_gpuml("train --quiet --weight-decay-params matrixes" + data + " --out " + q(dir_.path() / "bad"));
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("did you mean 'matrices'"), std::string::npos) << bad.output;
+  EXPECT_NE(bad.output.find("all, matrices"), std::string::npos) << bad.output;
+  EXPECT_FALSE(fs::exists(dir_.path() / "bad" / "config.json"));
+  auto plain = run_gpuml("train --quiet --epochs 1" + data + " --out " + q(dir_.path() / "plain"));
+  ASSERT_EQ(plain.exit_code, 0) << plain.output;
+  EXPECT_NE(read_text(dir_.path() / "plain" / "config.json").find("\"weight_decay_params\": \"all\""),
+            std::string::npos);
+  auto t = run_gpuml("train --quiet --epochs 1 --optimizer adamw --weight-decay 0.1 --weight-decay-params matrices" +
+                     data + " --out " + q(run));
+  ASSERT_EQ(t.exit_code, 0) << t.output;
+  EXPECT_NE(read_text(run / "config.json").find("\"weight_decay_params\": \"matrices\""), std::string::npos)
+      << read_text(run / "config.json");
+  auto resumed = run_gpuml("train --epochs 2 --resume " + q(run));
+  ASSERT_EQ(resumed.exit_code, 0) << resumed.output;
+  EXPECT_NE(resumed.output.find("weight_decay=0.1, weight_decay_params=matrices"), std::string::npos)
+      << resumed.output;
+  EXPECT_NE(read_text(run / "config.json").find("\"weight_decay_params\": \"matrices\""), std::string::npos);
+  auto change = run_gpuml("train --epochs 3 --weight-decay-params all --resume " + q(run));
+  EXPECT_EQ(change.exit_code, 2) << change.output;
+  EXPECT_NE(change.output.find("--weight-decay-params"), std::string::npos) << change.output;
+}
+
 // String class labels are mapped to ids without a flag (before: "set map_string_labels", which
 // is no flag), the names are kept in the run, and predict writes them beside the ids.
 TEST_F(CliMessages, CsvClassNamesGoFromTrainingToPredictions) {

@@ -119,10 +119,13 @@ TEST(OptimConfig, EmitUpdateChecksTheStateShape) {
   Sym state = g.input("opt_state", {{1, 8}, DType::f32});  // sized for plain sgd
   Sym grad = g.input("grad", {{8}, DType::f32});
   Sym hyper = g.input("hyper", {{3}, DType::f32});
-  expect_error([&] { emit_update(momentum, state, grad, hyper); }, ErrorKind::Shape,
+  Sym decay = g.input("decay", {{8}, DType::f32});
+  expect_error([&] { emit_update(momentum, state, grad, hyper, decay); }, ErrorKind::Shape,
                {"sgd_update", "1 rows", "expected 2"});
-  expect_error([&] { emit_update(make("nadam"), state, grad, hyper); }, ErrorKind::Invalid, {"'nadam'"});
-  Sym next = emit_update(make("sgd"), state, grad, hyper);
+  expect_error([&] { emit_update(make("nadam"), state, grad, hyper, decay); }, ErrorKind::Invalid, {"'nadam'"});
+  expect_error([&] { emit_update(make("sgd"), state, grad, hyper, g.input("short", {{7}, DType::f32})); },
+               ErrorKind::Shape, {"sgd_update", "decay", "(7,)"});
+  Sym next = emit_update(make("sgd"), state, grad, hyper, decay);
   EXPECT_EQ(next.shape(), (Shape{1, 8}));
 }
 

@@ -44,10 +44,15 @@ struct TorchSgd {
   double lr, momentum, weight_decay;
   bool nesterov;
   std::vector<double> param, buf;  // buf empty until the first step, as in torch
+  // Which elements decay (1) or not (0), as torch's parameter groups with weight_decay set or 0;
+  // empty: every element decays.
+  std::vector<double> decay = {};
+
+  double decay_of(size_t i) const { return decay.empty() ? weight_decay : weight_decay * decay[i]; }
 
   void step(const std::vector<double>& grad) {
     for (size_t i = 0; i < param.size(); ++i) {
-      double g = grad[i] + weight_decay * param[i];
+      double g = grad[i] + decay_of(i) * param[i];
       if (momentum != 0.0) {
         if (buf.size() != param.size()) buf.assign(param.size(), 0.0);
         buf[i] = momentum * buf[i] + g;
@@ -63,6 +68,9 @@ struct TorchAdam {
   bool decoupled;  // AdamW
   std::vector<double> param, m, v;
   int64_t t = 0;
+  std::vector<double> decay = {};  // as TorchSgd::decay
+
+  double decay_of(size_t i) const { return decay.empty() ? weight_decay : weight_decay * decay[i]; }
 
   void step(const std::vector<double>& grad) {
     ++t;
@@ -71,8 +79,8 @@ struct TorchAdam {
     double bias_correction2 = 1.0 - std::pow(beta2, static_cast<double>(t));
     for (size_t i = 0; i < param.size(); ++i) {
       double g = grad[i];
-      if (decoupled) param[i] *= 1.0 - lr * weight_decay;
-      else g += weight_decay * param[i];
+      if (decoupled) param[i] *= 1.0 - lr * decay_of(i);
+      else g += decay_of(i) * param[i];
       m[i] = beta1 * m[i] + (1.0 - beta1) * g;
       v[i] = beta2 * v[i] + (1.0 - beta2) * g * g;
       double denom = std::sqrt(v[i]) / std::sqrt(bias_correction2) + eps;

@@ -88,7 +88,7 @@ struct UpdateGraph {
     Sym state = graph.input("opt_state", {{optim::state_rows(c), count}, dtype});
     Sym grad = graph.input("grad", {{count}, dtype});
     Sym hyper = graph.input("hyper", {{3}, dtype});
-    Sym next = optim::emit_update(c, state, grad, hyper);
+    Sym next = optim::emit_update(c, state, grad, hyper, fill(graph, {count}, 1.0, dtype));  // one group
     PlanOptions options;
     options.backends = {&backend_registry().get(backend)};
     executor = std::make_unique<Executor>(plan_graph(graph, {next}, options));

@@ -59,7 +59,8 @@ struct TrainStep {
     Sym loss = cross_entropy(logits, y);
     std::vector<Sym> grads = gradients(graph, loss, {weight, bias});
     Sym flat_grad = concat({reshape(grads[0], {kWeights}), grads[1]}, 0);  // (P,)
-    Sym next = optim::emit_update(config, state, flat_grad, hyper);
+    Sym decay = fill(graph, {kParams}, 1.0, DType::f32);  // every parameter decays, as torch's one group
+    Sym next = optim::emit_update(config, state, flat_grad, hyper, decay);
     PlanOptions options;
     options.backends = backends;
     executor = std::make_unique<Executor>(plan_graph(graph, {loss, next}, options));

@@ -1,6 +1,7 @@
 // sgd_update and adam_update on every backend against the torch.optim formulas written out in
 // double precision (optim_test_util.h), over several steps with the state fed back each time, on
-// fresh random data; plus the type rules' errors.
+// fresh random data and a random decay mask (torch's two parameter groups); plus the type rules'
+// errors, and one AdamW step worked by hand for a 1-d and a 2-d parameter.
 #include <gtest/gtest.h>
 
 #include "backend/dispatch.h"
@@ -79,9 +80,13 @@ TEST_P(UpdateOp, MatchesTorchFormulasOverSeveralSteps) {
   const double lr = 0.05;
   const bool is_sgd = c.op == OpId::sgd_update;
   const int64_t rows = is_sgd ? (c.attrs.momentum > 0 ? 2 : 1) : 3;
-  TorchSgd sgd{lr, c.attrs.momentum, c.attrs.weight_decay, c.attrs.nesterov, param, {}};
+  // About a third of the elements do not decay (a bias or a norm scale in a real run).
+  std::vector<double> decay(kParams);
+  for (double& d : decay) d = rng() % 3 == 0 ? 0.0 : 1.0;
+  const Tensor decay_input = Tensor::from_values({kParams}, decay, c.dtype);
+  TorchSgd sgd{lr, c.attrs.momentum, c.attrs.weight_decay, c.attrs.nesterov, param, {}, decay};
   TorchAdam adam{lr, c.attrs.beta1, c.attrs.beta2, c.attrs.eps, c.attrs.weight_decay, c.attrs.decoupled_weight_decay,
-                 param, {}, {}};
+                 param, {}, {}, 0, decay};
   std::vector<double> state_values(static_cast<size_t>(rows * kParams), 0.0);
   std::copy(param.begin(), param.end(), state_values.begin());
   Tensor state = Tensor::from_values({rows, kParams}, state_values, c.dtype);
@@ -91,7 +96,8 @@ TEST_P(UpdateOp, MatchesTorchFormulasOverSeveralSteps) {
                                    .to_doubles();
     double bc1 = 1.0 - std::pow(c.attrs.beta1, step), bc2 = 1.0 - std::pow(c.attrs.beta2, step);
     Tensor hyper = Tensor::from_values({3}, {lr, bc1, bc2}, c.dtype);
-    state = run_op(backend, c.op, {state, Tensor::from_values({kParams}, grad, c.dtype), hyper}, c.attrs);
+    state = run_op(backend, c.op, {state, Tensor::from_values({kParams}, grad, c.dtype), hyper, decay_input},
+                   c.attrs);
     if (is_sgd) sgd.step(grad);
     else adam.step(grad);
     std::vector<double> got = state.to_doubles();
@@ -137,36 +143,42 @@ TEST(OptimUpdateOps, TypeRuleErrorsNameTheProblem) {
   Attrs plain, momentum;
   momentum.momentum = 0.9;
   auto infer = [](OpId op, std::vector<TensorType> in, const Attrs& a) { return infer_type(op, in, a); };
-  EXPECT_EQ(infer(OpId::sgd_update, {f32({1, 7}), f32({7}), f32({3})}, plain).shape, (Shape{1, 7}));
-  EXPECT_EQ(infer(OpId::sgd_update, {f32({2, 7}), f32({7}), f32({3})}, momentum).shape, (Shape{2, 7}));
-  EXPECT_EQ(infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({3})}, {}).shape, (Shape{3, 7}));
-  expect_error([&] { infer(OpId::sgd_update, {f32({1, 7}), f32({7}), f32({3})}, momentum); }, ErrorKind::Shape,
+  EXPECT_EQ(infer(OpId::sgd_update, {f32({1, 7}), f32({7}), f32({3}), f32({7})}, plain).shape, (Shape{1, 7}));
+  EXPECT_EQ(infer(OpId::sgd_update, {f32({2, 7}), f32({7}), f32({3}), f32({7})}, momentum).shape, (Shape{2, 7}));
+  EXPECT_EQ(infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({3}), f32({7})}, {}).shape, (Shape{3, 7}));
+  expect_error([&] { infer(OpId::sgd_update, {f32({1, 7}), f32({7}), f32({3}), f32({7})}, momentum); }, ErrorKind::Shape,
                {"sgd_update", "1 rows", "expected 2", "momentum 0.9"});
-  expect_error([&] { infer(OpId::sgd_update, {f32({2, 7}), f32({7}), f32({3})}, plain); }, ErrorKind::Shape,
+  expect_error([&] { infer(OpId::sgd_update, {f32({2, 7}), f32({7}), f32({3}), f32({7})}, plain); }, ErrorKind::Shape,
                {"sgd_update", "2 rows", "expected 1"});
-  expect_error([&] { infer(OpId::adam_update, {f32({2, 7}), f32({7}), f32({3})}, {}); }, ErrorKind::Shape,
+  expect_error([&] { infer(OpId::adam_update, {f32({2, 7}), f32({7}), f32({3}), f32({7})}, {}); }, ErrorKind::Shape,
                {"adam_update", "expected 3", "param, m, v"});
-  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({8}), f32({3})}, {}); }, ErrorKind::Shape,
+  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({8}), f32({3}), f32({7})}, {}); }, ErrorKind::Shape,
                {"adam_update", "(8,)", "P = 7"});
-  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({2})}, {}); }, ErrorKind::Shape,
+  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({2}), f32({7})}, {}); }, ErrorKind::Shape,
                {"adam_update", "hyper", "(3,)", "(2,)"});
-  expect_error([&] { infer(OpId::adam_update, {f32({21}), f32({7}), f32({3})}, {}); }, ErrorKind::Shape,
+  expect_error([&] { infer(OpId::adam_update, {f32({21}), f32({7}), f32({3}), f32({7})}, {}); }, ErrorKind::Shape,
                {"adam_update", "state", "2 dims"});
-  expect_error([&] { infer(OpId::sgd_update, {{{1, 7}, DType::bf16}, {{7}, DType::bf16}, {{3}, DType::bf16}}, {}); },
+  expect_error([&] { infer(OpId::sgd_update, {{{1, 7}, DType::bf16}, {{7}, DType::bf16}, {{3}, DType::bf16}, {{7}, DType::bf16}}, {}); },
                ErrorKind::DType, {"sgd_update", "f32 or f64", "bf16"});
-  expect_error([&] { infer(OpId::sgd_update, {f32({1, 7}), {{7}, DType::f64}, f32({3})}, {}); }, ErrorKind::DType,
+  expect_error([&] { infer(OpId::sgd_update, {f32({1, 7}), {{7}, DType::f64}, f32({3}), f32({7})}, {}); }, ErrorKind::DType,
                {"sgd_update", "share a dtype", "f64"});
+  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({3}), f32({6})}, {}); }, ErrorKind::Shape,
+               {"adam_update", "decay", "(6,)", "P = 7"});
+  expect_error([&] { infer(OpId::sgd_update, {f32({1, 7}), f32({7}), f32({3}), {{7}, DType::f64}}, {}); },
+               ErrorKind::DType, {"sgd_update", "decay", "share a dtype", "f64"});
+  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({3})}, {}); }, ErrorKind::Invalid,
+               {"adam_update", "takes 4 inputs", "got 3"});
   Attrs nesterov_alone;
   nesterov_alone.nesterov = true;
-  expect_error([&] { infer(OpId::sgd_update, {f32({1, 7}), f32({7}), f32({3})}, nesterov_alone); },
+  expect_error([&] { infer(OpId::sgd_update, {f32({1, 7}), f32({7}), f32({3}), f32({7})}, nesterov_alone); },
                ErrorKind::Invalid, {"sgd_update", "nesterov", "momentum"});
   Attrs bad_beta;
   bad_beta.beta2 = 1.0;
-  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({3})}, bad_beta); }, ErrorKind::Invalid,
+  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({3}), f32({7})}, bad_beta); }, ErrorKind::Invalid,
                {"adam_update", "betas", "[0, 1)"});
   Attrs negative_wd;
   negative_wd.weight_decay = -0.1;
-  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({3})}, negative_wd); },
+  expect_error([&] { infer(OpId::adam_update, {f32({3, 7}), f32({7}), f32({3}), f32({7})}, negative_wd); },
                ErrorKind::Invalid, {"adam_update", "weight_decay", "-0.1"});
 }
 
@@ -175,8 +187,9 @@ TEST(OptimUpdateOps, AdamRejectsAZeroBiasCorrectionOnEveryBackend) {
   Tensor state = Tensor::from_values({3, 5}, optim_test::random_normal(rng, 15), DType::f32);
   Tensor grad = Tensor::from_values({5}, optim_test::random_normal(rng, 5), DType::f32);
   Tensor hyper = Tensor::from_values({3}, {0.1, 0.0, 0.001}, DType::f32);  // step 0: 1 - beta1^0 = 0
+  Tensor decay = Tensor::from_values({5}, {1, 1, 0, 1, 0}, DType::f32);
   for (const char* name : {"cpu", "ref"})
-    expect_error([&] { run_op(backend_registry().get(name), OpId::adam_update, {state, grad, hyper}); },
+    expect_error([&] { run_op(backend_registry().get(name), OpId::adam_update, {state, grad, hyper, decay}); },
                  ErrorKind::Invalid, {"adam_update", "1-beta1^t", "counts from 1"});
 }
 

@@ -11,9 +11,10 @@ namespace gpuml::cpu {
 
 namespace {
 
-// state (S, P) rows: [param] or [param, momentum buffer]; grad (P,); hyper (3,) = [lr, -, -].
+// state (S, P) rows: [param] or [param, momentum buffer]; grad (P,); hyper (3,) = [lr, -, -];
+// decay (P,) each element's weight-decay multiplier.
 template <typename T, bool kMomentum, bool kNesterov>
-void sgd_pass(const T* state, const T* grad, T* out, int64_t count, T lr, const Attrs& a) {
+void sgd_pass(const T* state, const T* grad, const T* decay, T* out, int64_t count, T lr, const Attrs& a) {
   const T weight_decay = static_cast<T>(a.weight_decay), momentum = static_cast<T>(a.momentum);
   parallel_for(count, count * 4, [&](int64_t begin, int64_t end) {
     const T* param = state;
@@ -22,7 +23,7 @@ void sgd_pass(const T* state, const T* grad, T* out, int64_t count, T lr, const 
     T* new_buf = out + count;
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
-      T g = grad[i] + weight_decay * param[i];
+      T g = grad[i] + weight_decay * decay[i] * param[i];
       if constexpr (kMomentum) {
         T b = momentum * buf[i] + g;
         new_buf[i] = b;
@@ -40,29 +41,32 @@ void sgd_typed(const KernelCall& c) {
   const T* s = ptr<const T>(state);
   const T* g = ptr<const T>(c.inputs[1]);
   const T lr = ptr<const T>(c.inputs[2])[0];
+  const T* decay = ptr<const T>(c.inputs[3]);
   T* out = ptr<T>(c.output);
-  if (rows == 1) sgd_pass<T, false, false>(s, g, out, count, lr, c.attrs);
-  else if (c.attrs.nesterov) sgd_pass<T, true, true>(s, g, out, count, lr, c.attrs);
-  else sgd_pass<T, true, false>(s, g, out, count, lr, c.attrs);
+  if (rows == 1) sgd_pass<T, false, false>(s, g, decay, out, count, lr, c.attrs);
+  else if (c.attrs.nesterov) sgd_pass<T, true, true>(s, g, decay, out, count, lr, c.attrs);
+  else sgd_pass<T, true, false>(s, g, decay, out, count, lr, c.attrs);
 }
 
-// state (3, P) rows: [param, m, v]; grad (P,); hyper (3,) = [lr, 1 - beta1^t, 1 - beta2^t].
+// state (3, P) rows: [param, m, v]; grad (P,); hyper (3,) = [lr, 1 - beta1^t, 1 - beta2^t];
+// decay (P,) each element's weight-decay multiplier.
 template <typename T, bool kDecoupled>
-void adam_pass(const T* state, const T* grad, T* out, int64_t count, const T* hyper, const Attrs& a) {
+void adam_pass(const T* state, const T* grad, const T* decay, T* out, int64_t count, const T* hyper, const Attrs& a) {
   const T lr = hyper[0];
   const T step_size = lr / hyper[1], bias_correction2_sqrt = std::sqrt(hyper[2]);
   const T beta1 = static_cast<T>(a.beta1), beta2 = static_cast<T>(a.beta2), eps = static_cast<T>(a.eps);
   const T one_minus_beta1 = static_cast<T>(1.0 - a.beta1), one_minus_beta2 = static_cast<T>(1.0 - a.beta2);
+  // A multiplier of 1 leaves these products exact, so a mask of ones gives the unmasked update's bits.
   const T weight_decay = static_cast<T>(a.weight_decay);
-  const T decay_factor = T(1) - lr * weight_decay;
+  const T lr_weight_decay = lr * weight_decay;
   parallel_for(count, count * 8, [&](int64_t begin, int64_t end) {
     const T *param = state, *m = state + count, *v = state + 2 * count;
     T *new_param = out, *new_m = out + count, *new_v = out + 2 * count;
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
       T p = param[i], g = grad[i];
-      if constexpr (kDecoupled) p *= decay_factor;
-      else g += weight_decay * p;
+      if constexpr (kDecoupled) p *= T(1) - lr_weight_decay * decay[i];
+      else g += weight_decay * decay[i] * p;
       T mi = beta1 * m[i] + one_minus_beta1 * g;
       T vi = beta2 * v[i] + one_minus_beta2 * g * g;
       new_m[i] = mi;
@@ -82,9 +86,10 @@ void adam_typed(const KernelCall& c) {
   const int64_t count = c.inputs[0].shape()[1];
   const T* s = ptr<const T>(c.inputs[0]);
   const T* g = ptr<const T>(c.inputs[1]);
+  const T* decay = ptr<const T>(c.inputs[3]);
   T* out = ptr<T>(c.output);
-  if (c.attrs.decoupled_weight_decay) adam_pass<T, true>(s, g, out, count, hyper, c.attrs);
-  else adam_pass<T, false>(s, g, out, count, hyper, c.attrs);
+  if (c.attrs.decoupled_weight_decay) adam_pass<T, true>(s, g, decay, out, count, hyper, c.attrs);
+  else adam_pass<T, false>(s, g, decay, out, count, hyper, c.attrs);
 }
 
 void sgd_update_kernel(const KernelCall& c) {

@@ -134,10 +134,11 @@ struct OptimParams {
   double momentum, weight_decay, beta1, beta2, eps;
   bool nesterov, decoupled_weight_decay;
 };
-// state (rows, p) f32, grad (p,), hyper (3,) = [lr, 1-beta1^t, 1-beta2^t] on the device.
-void launch_sgd_update(const float* state, const float* grad, const float* hyper, float* out, int64_t rows, int64_t p,
-                       const OptimParams& o, cudaStream_t stream);
-void launch_adam_update(const float* state, const float* grad, const float* hyper, float* out, int64_t p,
-                        const OptimParams& o, cudaStream_t stream);
+// state (rows, p) f32, grad (p,), hyper (3,) = [lr, 1-beta1^t, 1-beta2^t], decay (p,) each
+// element's weight-decay multiplier, on the device.
+void launch_sgd_update(const float* state, const float* grad, const float* hyper, const float* decay, float* out,
+                       int64_t rows, int64_t p, const OptimParams& o, cudaStream_t stream);
+void launch_adam_update(const float* state, const float* grad, const float* hyper, const float* decay, float* out,
+                        int64_t p, const OptimParams& o, cudaStream_t stream);
 
 }  // namespace gpuml::cuda

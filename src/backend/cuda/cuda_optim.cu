@@ -1,5 +1,6 @@
 // The fused optimizer updates: one pass over all P parameters (every state row) per step, in f32
-// with the torch.optim formulas of the reference backend (src/backend/ref/ref_optim.cpp).
+// with the torch.optim formulas of the reference backend (src/backend/ref/ref_optim.cpp); decay
+// (p,) scales weight_decay per element (1 decays, 0 does not).
 #include "backend/cuda/cuda_device.cuh"
 
 namespace gpuml::cuda {
@@ -7,12 +8,12 @@ namespace gpuml::cuda {
 namespace {
 
 // state (rows, p): row 0 parameters, row 1 momentum (rows == 2). hyper[0] = lr.
-__global__ void sgd_update_kernel(const float* state, const float* grad, const float* hyper, float* out, int64_t rows,
-                                  int64_t p, OptimParams o) {
+__global__ void sgd_update_kernel(const float* state, const float* grad, const float* hyper, const float* decay,
+                                  float* out, int64_t rows, int64_t p, OptimParams o) {
   const float lr = hyper[0];
   GPUML_GRID_STRIDE(i, p) {
     const float param = state[i];
-    float g = grad[i] + static_cast<float>(o.weight_decay) * param;
+    float g = grad[i] + static_cast<float>(o.weight_decay) * decay[i] * param;
     if (rows == 2) {
       const float buf = static_cast<float>(o.momentum) * state[p + i] + g;
       out[p + i] = buf;
@@ -23,8 +24,8 @@ __global__ void sgd_update_kernel(const float* state, const float* grad, const f
 }
 
 // state (3, p): parameters, exp_avg, exp_avg_sq. hyper = [lr, 1-beta1^t, 1-beta2^t].
-__global__ void adam_update_kernel(const float* state, const float* grad, const float* hyper, float* out, int64_t p,
-                                   OptimParams o) {
+__global__ void adam_update_kernel(const float* state, const float* grad, const float* hyper, const float* decay,
+                                   float* out, int64_t p, OptimParams o) {
   const float lr = hyper[0], bc1 = hyper[1], sqrt_bc2 = sqrtf(hyper[2]);
   const float b1 = static_cast<float>(o.beta1), b2 = static_cast<float>(o.beta2);
   // 1 - beta in double, then rounded, as the CPU and ref do: 1.0f - float(0.999) is off by 1.3e-5.
@@ -32,8 +33,9 @@ __global__ void adam_update_kernel(const float* state, const float* grad, const 
   const float wd = static_cast<float>(o.weight_decay), eps = static_cast<float>(o.eps);
   GPUML_GRID_STRIDE(i, p) {
     float param = state[i], g = grad[i];
-    if (o.decoupled_weight_decay) param *= 1.0f - lr * wd;
-    else g += wd * param;
+    const float wd_i = wd * decay[i];
+    if (o.decoupled_weight_decay) param *= 1.0f - lr * wd_i;
+    else g += wd_i * param;
     const float m = b1 * state[p + i] + omb1 * g;
     const float v = b2 * state[2 * p + i] + omb2 * g * g;
     const float denom = sqrtf(v) / sqrt_bc2 + eps;
@@ -45,17 +47,17 @@ __global__ void adam_update_kernel(const float* state, const float* grad, const 
 
 }  // namespace
 
-void launch_sgd_update(const float* state, const float* grad, const float* hyper, float* out, int64_t rows, int64_t p,
-                       const OptimParams& o, cudaStream_t stream) {
+void launch_sgd_update(const float* state, const float* grad, const float* hyper, const float* decay, float* out,
+                       int64_t rows, int64_t p, const OptimParams& o, cudaStream_t stream) {
   if (p == 0) return;
-  sgd_update_kernel<<<blocks_for(p), kThreads, 0, stream>>>(state, grad, hyper, out, rows, p, o);
+  sgd_update_kernel<<<blocks_for(p), kThreads, 0, stream>>>(state, grad, hyper, decay, out, rows, p, o);
   check_launch("sgd_update");
 }
 
-void launch_adam_update(const float* state, const float* grad, const float* hyper, float* out, int64_t p,
-                        const OptimParams& o, cudaStream_t stream) {
+void launch_adam_update(const float* state, const float* grad, const float* hyper, const float* decay, float* out,
+                        int64_t p, const OptimParams& o, cudaStream_t stream) {
   if (p == 0) return;
-  adam_update_kernel<<<blocks_for(p), kThreads, 0, stream>>>(state, grad, hyper, out, p, o);
+  adam_update_kernel<<<blocks_for(p), kThreads, 0, stream>>>(state, grad, hyper, decay, out, p, o);
   check_launch("adam_update");
 }
 

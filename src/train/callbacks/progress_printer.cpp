@@ -1,3 +1,5 @@
+#include <algorithm>
+
 #include "core/spelling.h"
 #include "nn/summary.h"
 #include "train/callbacks.h"
@@ -9,6 +11,7 @@ namespace {
 // "5 epochs"; a resumed run whose --epochs changed its length says so.
 std::string epochs_text(const TrainState& st) {
   const int64_t epochs = st.config->epochs;
+  if (st.config->steps > 0) return fmt::format("{} ({})", count_of(st.config->steps, "step"), count_of(epochs, "epoch"));
   if (!st.resumed || st.saved_epochs == epochs) return count_of(epochs, "epoch");
   return fmt::format("{} ({} from {} by --epochs)", count_of(epochs, "epoch"),
                      epochs > st.saved_epochs ? "extended" : "shortened", st.saved_epochs);
@@ -42,7 +45,11 @@ void ProgressPrinter::on_train_begin(TrainState& st) {
 
 void ProgressPrinter::on_epoch_begin(TrainState& st) {
   if (!st.primary || !out_) return;
-  bar_.emplace(fmt::format("epoch {}/{}", st.epoch + 1, st.config->epochs), st.steps_per_epoch, "samples", out_);
+  // --steps: the last epoch is cut short where the run ends.
+  const int64_t steps = st.config->steps > 0
+                            ? std::min(st.steps_per_epoch, st.config->steps - st.epoch * st.steps_per_epoch)
+                            : st.steps_per_epoch;
+  bar_.emplace(fmt::format("epoch {}/{}", st.epoch + 1, st.config->epochs), steps, "samples", out_);
   bar_->resume_at(st.first_batch);
 }
 
