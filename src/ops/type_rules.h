@@ -35,6 +35,10 @@ std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> inputs,
 // before attrs.axis; f32, or f64 for an f64 x (bf16 and f16 rows keep f32, as llm.c does).
 TensorType layer_norm_stats_type(const TensorType& x, const Attrs& attrs);
 
+// cross_entropy's kept row statistic (output 1: lse): one per logits row, f32, or f64 for f64
+// logits (bf16 and f16 rows keep f32).
+TensorType cross_entropy_lse_type(const TensorType& logits);
+
 // Per input dim: whether it is reduced (attrs.axes, empty = all).
 std::vector<bool> reduced_axes(const Attrs& attrs, int ndim, const char* what);
 // The normalised slice of every dim of `in`: start, step and output size (python semantics).
