@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/spelling.h"
 #include "data/shard_format.h"
+#include "nn/transformer.h"
 #include "train/inference.h"
 #include "train/callbacks.h"
 #include "train/run_dir.h"
@@ -58,6 +59,30 @@ std::pair<double, double> parse_betas(const std::string& text) {
 }
 
 // Flags that were given but do not apply to the data at hand: say so rather than ignore them.
+// --model cpu-small|gpu-char|gpt2-124m: torch_gpt.py's recipe for every flag not given, so the
+// preset trains as the peer does (`--steps` unless --epochs is given); says what it set.
+void apply_gpt_recipe(TrainConfig& cfg, const CLI::App& cmd, std::string& schedule, double& weight_decay,
+                      std::string& betas) {
+  const nn::GptRecipe r = nn::gpt_recipe(cfg.model);
+  std::vector<std::string> set;
+  auto unset = [&](const char* flag) { return cmd.count(flag) == 0; };
+  if (unset("--batch-size")) cfg.batch_size = r.batch, set.push_back(fmt::format("--batch-size {}", r.batch));
+  if (unset("--steps") && unset("--epochs")) cfg.steps = r.steps, set.push_back(fmt::format("--steps {}", r.steps));
+  if (unset("--optimizer")) cfg.optimizer.kind = "adamw", set.push_back("--optimizer adamw");
+  if (unset("--lr")) cfg.optimizer.lr = r.lr, set.push_back(fmt::format("--lr {}", r.lr));
+  if (unset("--betas")) betas = "0.9,0.99", set.push_back("--betas 0.9,0.99");
+  if (unset("--weight-decay")) weight_decay = r.weight_decay, set.push_back(fmt::format("--weight-decay {}", r.weight_decay));
+  if (unset("--weight-decay-params"))
+    cfg.optimizer.weight_decay_params = "matrices", set.push_back("--weight-decay-params matrices");
+  if (unset("--clip-grad-norm")) cfg.optimizer.clip_grad_norm = 1.0, set.push_back("--clip-grad-norm 1");
+  if (unset("--schedule")) {
+    schedule = fmt::format("cosine:{},warmup:{}", r.min_lr, r.warmup);
+    set.push_back("--schedule " + schedule);
+  }
+  if (!set.empty() && !cfg.quiet)
+    fmt::print(stderr, "note: the {} preset trains with torch_gpt.py's recipe: {}\n", cfg.model, fmt::join(set, " "));
+}
+
 void print_flag_notes(const TrainConfig& cfg, const CLI::App& cmd) {
   if (!cfg.resume.empty() || data::is_shard_dataset(cfg.data)) return;
   for (const char* flag : {"--data-memory-limit", "--shuffle-buffer"})
@@ -220,6 +245,8 @@ Command add_train_command(CLI::App& app) {
             cfg->epochs_given = cfg->resume.empty() || cmd->count("--epochs") > 0;
             if (cmd->count("--steps") > 0 && cmd->count("--epochs") > 0)
               throw UsageError("--steps and --epochs exclude each other: --steps N sets the run's length in optimizer steps");
+            if (cfg->resume.empty() && nn::is_gpt_preset(cfg->model))
+              apply_gpt_recipe(*cfg, *cmd, *schedule, *weight_decay, *betas);
             // Device backends take the cap before anything is allocated on them.
             // Only a cap loads the CUDA plugin here (--device cpu without one never does).
             const uint64_t gpu_cap = memory_size_bytes(*gpu_memory_limit, "--gpu-memory-limit");

@@ -195,6 +195,13 @@ bool is_gpt_preset(const std::string& name) {
   return false;
 }
 
+GptRecipe gpt_recipe(const std::string& name) {
+  if (name == "cpu-small") return {12, 2000, 100, 1e-3, 1e-4, 0.1};
+  if (name == "gpu-char") return {64, 5000, 100, 1e-3, 1e-4, 0.1};
+  if (name == "gpt2-124m") return {8, 60, 10, 6e-4, 6e-5, 0.1};
+  GPUML_FAIL(ErrorKind::Invalid, "unknown GPT preset '{}'{}", name, did_you_mean(name, gpt_preset_names()));
+}
+
 GptConfig gpt_preset(const std::string& name, int64_t vocab) {
   GptConfig c;
   if (name == "cpu-small") {

@@ -80,6 +80,15 @@ nlohmann::json gpt_model_json(const GptConfig& config);
 // when a vocabulary is needed and not given.
 GptConfig gpt_preset(const std::string& name, int64_t vocab);
 std::vector<std::string> gpt_preset_names();
+
+// torch_gpt.py's training recipe for a preset (AdamW betas 0.9, 0.99, weight decay on matrices,
+// warm-up then cosine from lr to min_lr, clipping at 1): what `gpuml train --model PRESET` uses
+// for every flag not given.
+struct GptRecipe {
+  int64_t batch = 0, steps = 0, warmup = 0;
+  double lr = 0, min_lr = 0, weight_decay = 0;
+};
+GptRecipe gpt_recipe(const std::string& name);
 bool is_gpt_preset(const std::string& name);
 
 }  // namespace gpuml::nn

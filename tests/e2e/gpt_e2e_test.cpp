@@ -47,7 +47,7 @@ class GptCli : public ::testing::Test {
 
 TEST_F(GptCli, MemorisesAShortTextAndGeneratesItWithAndWithoutTheCache) {
   auto r = run_gpuml(fmt::format("train --data {} --model {} --steps 300 --batch-size 16 --optimizer adamw --lr 3e-3 "
-                                 "--device cpu --out {} --quiet",
+                                 "--device cpu --threads 1 --out {} --quiet",
                                  q(dir_.path() / "abc.txt"), q(dir_.path() / "gpt.json"), q(run_)));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   // metrics.csv's last row: epoch, step, then the train loss of the epoch that ended at step 300.
@@ -83,6 +83,23 @@ TEST_F(GptCli, MemorisesAShortTextAndGeneratesItWithAndWithoutTheCache) {
                             "the last 16"),
             std::string::npos)
       << cut.output;
+}
+
+TEST_F(GptCli, PresetTrainsWithThePeersRecipeUnlessAFlagSaysOtherwise) {
+  auto r = run_gpuml(fmt::format("train --data {} --model cpu-small --lr 5e-4 --max-steps 1 --device cpu --out {}",
+                                 q(dir_.path() / "abc.txt"), q(run_)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("note: the cpu-small preset trains with torch_gpt.py's recipe: --batch-size 12 --steps 2000 "
+                          "--optimizer adamw --betas 0.9,0.99 --weight-decay 0.1 --weight-decay-params matrices "
+                          "--clip-grad-norm 1 --schedule cosine:0.0001,warmup:100"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("adamw(lr=0.0005, betas=(0.9, 0.99)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("2000 steps"), std::string::npos) << r.output;
+  // The recipe is saved: --resume keeps it.
+  std::string config = read_text(run_ / "config.json");
+  EXPECT_NE(config.find("\"steps\": 2000"), std::string::npos) << config;
+  EXPECT_NE(config.find("\"weight_decay_params\": \"matrices\""), std::string::npos) << config;
 }
 
 TEST_F(GptCli, RefusesWhatItCannotRun) {
