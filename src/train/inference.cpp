@@ -39,6 +39,8 @@ LoadedModel load_trained_model(const std::string& path) {
     if (cfg.is_object() && cfg.contains("val_split") && cfg["val_split"].is_number()) m.val_split = cfg["val_split"];
     if (cfg.is_object() && cfg.contains("seed") && cfg["seed"].is_number_unsigned()) m.seed = cfg["seed"];
     if (cfg.is_object() && cfg.contains("data") && cfg["data"].is_string()) m.data = cfg["data"];
+    if (cfg.is_object() && cfg.contains("batch_size") && cfg["batch_size"].is_number_integer())
+      m.batch_size = cfg["batch_size"];
     if (cfg.is_object() && cfg.contains("csv_label") && cfg["csv_label"].is_string()) m.csv_label = cfg["csv_label"];
     if (cfg.is_object() && cfg.contains("csv_fill") && cfg["csv_fill"].is_string()) m.csv_fill = cfg["csv_fill"];
     if (cfg.is_object() && cfg.contains("task") && cfg["task"].is_string()) {
@@ -112,7 +114,8 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
     check_input_shape(m, given.sample_shape(), path);
     const data::InMemoryDataset set = m.task.prepare(given, m.model, path);
     if (m.task.kind() == TaskKind::language_model) norm = {};  // token ids, as training took them
-    TaskSums s = make_inference_runner(m, device, precision)->evaluate(normalised(set, norm).first, set.labels());
+    TaskSums s = make_inference_runner(m, device, precision)->evaluate(normalised(set, norm).first, set.labels(),
+                                                                           m.task.eval_batch_rows(m.batch_size));
     return EvalReport{m.task.mean_loss(s), m.task.metric(s), m.task.metric_name(), s.rows, split};
   };
   if (is_text_file(path)) {  // a character language model: the text's last 10%, as training split it

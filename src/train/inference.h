@@ -27,6 +27,7 @@ struct LoadedModel {
   double val_split = 0;                  // the fraction of the data the run held out for validation
   uint64_t seed = 0;                     // which rows (data::split_train_val)
   Task task;                             // what the run trained (classification for older runs)
+  int64_t batch_size = 0;                // the run's --batch-size (0: not recorded)
 };
 
 // `path`: a run directory (best.safetensors, else last.safetensors), a checkpoint file, or an

@@ -61,6 +61,11 @@ class Task {
   explicit Task(TaskKind kind = TaskKind::classification, int64_t ignore_index = -100);
 
   TaskKind kind() const { return kind_; }
+  // Rows per evaluation batch: 1000, or for a language model the training batch (each row holds
+  // T tokens with (T, V) logits and attention over T: 1000 rows of a GPT can need gigabytes).
+  int64_t eval_batch_rows(int64_t train_batch) const {
+    return kind_ == TaskKind::language_model && train_batch > 0 ? train_batch : 1000;
+  }
   int64_t ignore_index() const { return ignore_index_; }
   const char* name() const;         // "classification", "regression", "language-model"
   const char* metric_name() const;  // "accuracy", "rmse", "perplexity" (metrics.csv columns)

@@ -234,7 +234,7 @@ size_t Trainer::planned_peak_bytes() {
 TaskSums Trainer::evaluate(const data::InMemoryDataset& d) {
   ThreadScope threads(impl_->cfg.threads);
   auto [x, y] = normalised(impl_->data.task.prepare(d, *impl_->model, "the evaluation arrays"), impl_->data.normalization);
-  return impl_->runner->evaluate(x, y);
+  return impl_->runner->evaluate(x, y, impl_->data.task.eval_batch_rows(impl_->cfg.batch_size));
 }
 
 const Task& Trainer::task() const { return impl_->data.task; }
@@ -367,7 +367,7 @@ void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
   e.train_loss = result.train_loss = task.mean_loss(st.sums);
   e.train_metric = result.train_metric = task.metric(st.sums);
   if (data.eval) {  // without held-out data there is nothing to judge the epoch by (NaN)
-    TaskSums ev = runner->evaluate(eval_x, eval_y);
+    TaskSums ev = runner->evaluate(eval_x, eval_y, task.eval_batch_rows(cfg.batch_size));
     result.eval_loss = task.mean_loss(ev);
     result.eval_metric = task.metric(ev);
   }
