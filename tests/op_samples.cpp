@@ -216,11 +216,16 @@ std::vector<OpSample> build_samples() {
       with_shape(pool(3, 2, 1, false), {1, 2, 9, 9}));
   // Losses and norms.
   add(OpId::cross_entropy, "plain", {real({7, 5}), label({7}, 5)});
+  // A vocabulary-wide row, longer than any vector width; the backward's lse in its own dtype.
+  add(OpId::cross_entropy, "wide", {real({3, 1031}), label({3}, 1031)});
+  add(OpId::cross_entropy_backward, "wide",
+      {real({3, 1031}), label({3}, 1031), real({}), row_stat({3}, Domain::Positive)});
   {
     Attrs ig;
     ig.ignore_index = -100;
     add(OpId::cross_entropy, "ignore", {real({9, 4}), label({9}, 4, true)}, ig);
-    add(OpId::cross_entropy_backward, "ignore", {real({9, 4}), label({9}, 4, true), real({})}, ig);
+    add(OpId::cross_entropy_backward, "ignore",
+        {real({9, 4}), label({9}, 4, true), real({}), row_stat({9}, Domain::Positive)}, ig);
   }
   add(OpId::layer_norm, "last", {real({3, 5, 16}), real({16}), real({16})});
   add(OpId::layer_norm, "wide", {real({4, 72}), real({72}), real({72})});

@@ -31,6 +31,9 @@ Command add_generate_command(CLI::App& app) {
   cmd->add_option("--seed", a->o.seed, "Seed of the sampling")->capture_default_str();
   cmd->add_flag("--greedy", a->o.greedy, "Always take the likeliest token");
   cmd->add_flag("--no-cache", a->no_cache, "Recompute the whole window for every token (slow; for comparison)");
+  cmd->add_option("--threads", a->o.threads, "OpenMP threads (0: all; one is fastest for small models)")
+      ->capture_default_str()
+      ->check(CLI::NonNegativeNumber);
   cmd->add_flag("--stats", a->stats, "Print tokens/s to stderr at the end");
   return {cmd, [a] {
             a->o.use_cache = !a->no_cache;

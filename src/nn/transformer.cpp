@@ -215,7 +215,8 @@ GptConfig gpt_preset(const std::string& name, int64_t vocab) {
   }
   if (vocab > 0) c.vocab = vocab;
   GPUML_CHECK(c.vocab > 0,
-              "the GPT preset '{}' takes its vocabulary from the data: train it on a text file (--data FILE.txt)",
+              "the GPT preset '{}' takes its vocabulary from the data: train it on a text file (--data FILE.txt; "
+              "text is known by its .txt name)",
               name);
   return c;
 }

@@ -211,7 +211,7 @@ Sym avg_pool2d(Sym x, int64_t kernel, int64_t stride, int64_t padding, bool coun
 Sym cross_entropy(Sym logits, Sym labels, int64_t ignore_index) {
   Attrs a;
   a.ignore_index = ignore_index;
-  return emit(OpId::cross_entropy, {autocast_high(logits), labels}, a);
+  return emit_outputs(OpId::cross_entropy, {autocast_high(logits), labels}, a)[0];  // loss; lse for the backward
 }
 Sym layer_norm(Sym x, Sym weight, Sym bias, int64_t first_axis, double eps) {
   Attrs a;

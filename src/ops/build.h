@@ -137,6 +137,8 @@ Sym max_pool2d(Sym x, int64_t kernel, int64_t stride = 0, int64_t padding = 0);
 Sym avg_pool2d(Sym x, int64_t kernel, int64_t stride = 0, int64_t padding = 0, bool count_include_pad = true);
 
 // Losses, norms, random.
+// The loss, output 0 of the cross_entropy node; its output 1 (lse, each row's log-sum-exp) is
+// there for the gradient rule (emit_outputs gives both).
 Sym cross_entropy(Sym logits, Sym labels, int64_t ignore_index = -100);
 // y, output 0 of the layer_norm node; its outputs 1 and 2 (mean, rstd per row) are there for the
 // gradient rule (emit_outputs gives all three).

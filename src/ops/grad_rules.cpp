@@ -177,8 +177,21 @@ GradInputs grad_avg_pool2d(const GradContext& c) {
 }
 
 // Losses and norms.
+// cross_entropy keeps each row's log-sum-exp (output 1), so the backward is one pass over the
+// logits: softmax = exp(logits - lse). lse is a differentiable output too (the gradient check sums
+// every output): d lse_r / d logits_rj = softmax_rj, on every row, ignored ones included.
 GradInputs grad_cross_entropy(const GradContext& c) {
-  return {emit(OpId::cross_entropy_backward, {c.in[0], c.in[1], c.g}, c.attrs), std::nullopt};
+  Sym logits = c.in[0], lse = c.outs[1];
+  GradInputs grads(2);
+  if (c.gs[0]) grads[0] = emit(OpId::cross_entropy_backward, {logits, c.in[1], c.g, lse}, c.attrs);
+  if (c.gs[1]) {
+    auto column = [&](Sym per_row) {  // (N,) -> (N, 1) in the logits' dtype
+      return reshape(per_row.dtype() == logits.dtype() ? per_row : cast(per_row, logits.dtype()), {-1, 1});
+    };
+    Sym term = mul(column(*c.gs[1]), exp(sub(logits, column(lse))));
+    grads[0] = grads[0] ? add(*grads[0], term) : term;
+  }
+  return grads;
 }
 // layer_norm keeps each row's (mean, rstd) as outputs 1 and 2, so neither dx (layer_norm_backward
 // reads them) nor the weight gradient's xhat = (x - mean) * rstd recomputes them. They are

@@ -14,6 +14,7 @@
 //   op_info(OpId::matmul_bgrad).outputs == 2;   // (weight gradient, bias gradient)
 //   op_info(OpId::layer_norm).outputs == 3;     // (y, mean, rstd)
 //   op_info(OpId::attention).outputs == 2;      // (o, lse)
+//   op_info(OpId::cross_entropy).outputs == 2;  // (loss, lse)
 #pragma once
 
 #include <array>
@@ -77,8 +78,10 @@
   X(avg_pool2d, 1, 1, Pool, true, "kernel stride padding count_include_pad")                      \
   X(avg_pool2d_backward, 1, 1, Backward, false, "shape kernel stride padding count_include_pad")  \
   /* losses and normalisation */                                                                  \
-  X(cross_entropy, 2, 1, Loss, true, "ignore_index")                                              \
-  X(cross_entropy_backward, 3, 1, Backward, false, "ignore_index")                                \
+  /* cross_entropy: (loss, lse), lse (N,) each row's log-sum-exp (f32, f64 for f64 logits), kept */ \
+  /* for the backward, one pass over the logits: (logits, labels, dloss, lse) -> dlogits */         \
+  X(cross_entropy, 2, 2, Loss, true, "ignore_index")                                              \
+  X(cross_entropy_backward, 4, 1, Backward, false, "ignore_index")                                \
   /* layer_norm: (y, mean, rstd), the row statistics (x's leading dims; f32, f64 for f64 x) kept */ \
   /* for the backward, which reads them: (x, weight, dy, mean, rstd) -> dx */                      \
   X(layer_norm, 3, 3, Norm, true, "axis eps")                                                     \

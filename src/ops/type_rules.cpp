@@ -466,9 +466,14 @@ TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attr
                             shape_str(in[0].shape));
           return {a.shape, in[0].dtype};
         }
-        case OpId::cross_entropy_backward: {  // (logits, labels, dloss) -> dlogits
-          infer_type(OpId::cross_entropy, in.subspan(0, 2), a);
+        case OpId::cross_entropy_backward: {  // (logits, labels, dloss, lse) -> dlogits
+          first_output_type(OpId::cross_entropy, in.subspan(0, 2), a);
           GPUML_CHECK_SHAPE(in[2].shape.empty(), "cross_entropy_backward: dloss must be a scalar");
+          const TensorType lse = cross_entropy_lse_type(in[0]);
+          GPUML_CHECK_SHAPE(in[3].shape == lse.shape, "cross_entropy_backward: lse is {}, cross_entropy keeps {}",
+                            shape_str(in[3].shape), shape_str(lse.shape));
+          CHECK_DTYPE(in[3].dtype == lse.dtype, "cross_entropy_backward: lse is {}, cross_entropy keeps {} for {} logits",
+                      in[3].dtype, lse.dtype, in[0].dtype);
           return in[0];
         }
         case OpId::layer_norm_backward: {  // (x, weight, dy, mean, rstd) -> dx, with layer_norm's kept stats
@@ -551,6 +556,7 @@ std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> in, con
     const TensorType& product = out[0];
     out.push_back({Shape{product.shape[a.axis == 0 ? 0 : 1]}, product.dtype});
   }
+  if (op == OpId::cross_entropy) out.push_back(cross_entropy_lse_type(in[0]));  // each row's log-sum-exp
   if (op == OpId::layer_norm) {  // (mean, rstd) of each row
     const TensorType stats = layer_norm_stats_type(in[0], a);
     out.push_back(stats);
@@ -565,6 +571,10 @@ std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> in, con
                    "{}: the type rules give {} outputs, the op table says {}", op_name(op), out.size(),
                    op_info(op).outputs);
   return out;
+}
+
+TensorType cross_entropy_lse_type(const TensorType& logits) {
+  return {Shape{logits.shape.empty() ? 0 : logits.shape[0]}, logits.dtype == DType::f64 ? DType::f64 : DType::f32};
 }
 
 TensorType layer_norm_stats_type(const TensorType& x, const Attrs& a) {

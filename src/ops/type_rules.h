@@ -48,6 +48,10 @@ AttentionDims attention_dims(const Shape& q, const Shape& k, const Attrs& attrs)
 // attention's output 1, the row log-sum-exp: (B, H, Tq), f32, or f64 for an f64 q.
 TensorType attention_lse_type(const TensorType& q);
 
+// cross_entropy's kept row statistic (output 1: lse): one per logits row, f32, or f64 for f64
+// logits (bf16 and f16 rows keep f32).
+TensorType cross_entropy_lse_type(const TensorType& logits);
+
 // Per input dim: whether it is reduced (attrs.axes, empty = all).
 std::vector<bool> reduced_axes(const Attrs& attrs, int ndim, const char* what);
 // The normalised slice of every dim of `in`: start, step and output size (python semantics).

@@ -1,5 +1,7 @@
 #include "train/generate.h"
 
+#include <omp.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -223,6 +225,13 @@ GenerateResult generate_text(const LoadedModel& m, const GenerateOptions& o,
   GPUML_CHECK(o.greedy || (o.temperature > 0 && std::isfinite(o.temperature)), "--temperature must be > 0, got {}",
               o.temperature);
   GPUML_CHECK(o.top_k >= 0, "--top-k must be >= 0, got {}", o.top_k);
+  GPUML_CHECK(o.threads >= 0, "--threads must be >= 0, got {}", o.threads);
+  const int previous_threads = omp_get_max_threads();
+  struct RestoreThreads {
+    int n;
+    ~RestoreThreads() { omp_set_num_threads(n); }
+  } restore{previous_threads};
+  if (o.threads > 0) omp_set_num_threads(o.threads);
   GptWeights g = read_gpt(m);
   GenerateResult result;
   std::vector<int64_t> tokens = encode(o.prompt, m.class_names);

@@ -139,15 +139,21 @@ TEST(CudaLoss, WideCrossEntropyAndBf16LogitsWithAnF32Dloss) {
   for (double& v : y) v = static_cast<double>(rng() % static_cast<uint64_t>(c));
   y[3] = -100;  // ignored
   Tensor logits = Tensor::from_values({n, c}, x, DType::f32), labels = Tensor::from_values({n}, y, DType::i64);
-  Tensor got = to_backend(run_op(*gpu, OpId::cross_entropy, {to_backend(logits, *gpu), to_backend(labels, *gpu)}), ref);
-  EXPECT_TRUE(testing::all_close(got, run_op(ref, OpId::cross_entropy, {logits, labels}), 1e-5));
+  std::vector<Tensor> got =
+      run_op_outputs(*gpu, OpId::cross_entropy, {to_backend(logits, *gpu), to_backend(labels, *gpu)});
+  std::vector<Tensor> want = run_op_outputs(ref, OpId::cross_entropy, {logits, labels});
+  EXPECT_TRUE(testing::all_close(to_backend(got[0], ref), want[0], 1e-5));
+  EXPECT_TRUE(testing::all_close(to_backend(got[1], ref), want[1], 1e-5));  // lse, the ignored row's too
 
   Tensor logits_bf16 = Tensor::from_values({n, c}, x, DType::bf16);
   Tensor dloss = Tensor::from_values({}, {1024.0}, DType::f32);
+  Tensor lse_bf16 = run_op_outputs(ref, OpId::cross_entropy, {logits_bf16, labels})[1];  // (N,) f32
   Tensor grad = to_backend(run_op(*gpu, OpId::cross_entropy_backward,
-                                  {to_backend(logits_bf16, *gpu), to_backend(labels, *gpu), to_backend(dloss, *gpu)}),
+                                  {to_backend(logits_bf16, *gpu), to_backend(labels, *gpu), to_backend(dloss, *gpu),
+                                   to_backend(lse_bf16, *gpu)}),
                            ref);
-  EXPECT_TRUE(testing::all_close(grad, run_op(ref, OpId::cross_entropy_backward, {logits_bf16, labels, dloss}), 2e-2));
+  EXPECT_TRUE(testing::all_close(
+      grad, run_op(ref, OpId::cross_entropy_backward, {logits_bf16, labels, dloss, lse_bf16}), 2e-2));
 }
 
 }  // namespace

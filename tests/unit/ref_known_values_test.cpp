@@ -117,27 +117,32 @@ TEST(RefKnownValues, CrossEntropyWithIgnoredRow) {
   Tensor logits = values({3, 2}, {0, std::log(3.0), 5, 5, 1, 1});
   Tensor labels = values({3}, {1, -100, 0}, DType::i64);
   double expected = (-std::log(0.75) - std::log(0.5)) / 2;
-  expect_values(run(OpId::cross_entropy, {logits, labels}), {}, {expected});
-  // Backward: (softmax - onehot) * dloss / kept rows; the ignored row gets 0.
+  std::vector<Tensor> forward = run_op_outputs(ref(), OpId::cross_entropy, {logits, labels});
+  expect_values(forward[0], {}, {expected});
+  // lse: every row's log-sum-exp, the ignored row's too.
+  const Tensor lse = forward[1];
+  expect_values(lse, {3}, {std::log(4.0), 5 + std::log(2.0), 1 + std::log(2.0)});
+  // Backward: (exp(logits - lse) - onehot) * dloss / kept rows; the ignored row gets 0.
   Tensor dloss = values({}, {2});
-  expect_values(run(OpId::cross_entropy_backward, {logits, labels, dloss}), {3, 2},
+  expect_values(run(OpId::cross_entropy_backward, {logits, labels, dloss, lse}), {3, 2},
                 {0.25, -0.25, 0, 0, -0.5, 0.5});
   // dloss keeps its own dtype: bf16 logits with an f32 dloss (a loss scale) on ref and cpu alike.
   Tensor dloss_f32 = values({}, {1024});
   Tensor logits_bf16 = values({3, 2}, {0, std::log(3.0), 5, 5, 1, 1}, DType::bf16);
   for (const char* name : {"ref", "cpu"}) {
-    Tensor g = run_op(backend_registry().get(name), OpId::cross_entropy_backward, {logits_bf16, labels, dloss_f32});
+    Tensor g = run_op(backend_registry().get(name), OpId::cross_entropy_backward,
+                      {logits_bf16, labels, dloss_f32, lse});  // lse is f32 for bf16 logits too
     EXPECT_EQ(g.dtype(), DType::bf16) << name;
     expect_values(g, {3, 2}, {128, -128, 0, 0, -256, 256}, 1.0);
   }
   // Every row ignored: NaN.
   Tensor all_ignored = values({3}, {-100, -100, -100}, DType::i32);
-  expect_values(run(OpId::cross_entropy, {logits, all_ignored}), {},
+  expect_values(run_op_outputs(ref(), OpId::cross_entropy, {logits, all_ignored})[0], {},
                 {std::numeric_limits<double>::quiet_NaN()});
   // A label outside [0, C) is an error naming the row and the label.
   Tensor bad = values({3}, {1, 2, 0}, DType::i64);
   try {
-    run(OpId::cross_entropy, {logits, bad});
+    run_op_outputs(ref(), OpId::cross_entropy, {logits, bad});
     FAIL() << "expected an error for label 2 of 2 classes";
   } catch (const Error& e) {
     EXPECT_NE(e.message().find("row 1"), std::string::npos) << e.message();

@@ -1,6 +1,9 @@
 // cross_entropy (fused log-softmax) and its backward, layer_norm and batch_norm with their
 // backwards, as OpenMP loops over rows (layer_norm, cross_entropy) or channels (batch_norm).
 // Statistics accumulate in double, as ref does. Inputs are contiguous (registered that way).
+// cross_entropy keeps each row's log-sum-exp, so its backward is one pass over the logits that
+// writes (softmax - onehot) * scale (llm.c's fused classifier); exponentials are taken in the
+// compute type (f32, f64 for f64), as the gradient is.
 #include <cmath>
 #include <limits>
 
@@ -38,31 +41,38 @@ std::vector<int64_t> checked_labels(const Tensor& labels, int64_t classes, int64
   return out;
 }
 
-// log(sum(exp(row))) computed stably.
+// log(sum(exp(row))) computed stably: the max in the compute type (exact), each exponential in
+// it too, their sum in double.
 template <typename T>
 double log_sum_exp(const T* row, int64_t n) {
-  double m = -std::numeric_limits<double>::infinity();
-  for (int64_t j = 0; j < n; ++j) m = std::max(m, static_cast<double>(load(row[j])));
+  using C = Compute<T>;
+  C m = -std::numeric_limits<C>::infinity();
+  for (int64_t j = 0; j < n; ++j) m = std::max(m, load(row[j]));
   double sum = 0.0;
-  for (int64_t j = 0; j < n; ++j) sum += std::exp(static_cast<double>(load(row[j])) - m);
-  return m + std::log(sum);
+  for (int64_t j = 0; j < n; ++j) sum += static_cast<double>(std::exp(load(row[j]) - m));
+  return static_cast<double>(m) + std::log(sum);
 }
 
-void cross_entropy_kernel(const KernelCall& call) {  // (logits (N, C), labels (N,)) -> ()
+// (logits (N, C), labels (N,)) -> (loss (), lse (N,) in the compute type: every row's, ignored
+// ones too).
+void cross_entropy_kernel(const KernelCall& call) {
   const Tensor& logits = call.inputs[0];
   const int64_t rows = logits.shape()[0], classes = logits.shape()[1];
   std::vector<int64_t> labels = checked_labels(call.inputs[1], classes, call.attrs.ignore_index, "cross_entropy");
   dispatch_dtype(logits.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
+      using C = Compute<T>;  // lse's dtype (type_rules: cross_entropy_lse_type)
       const T* px = ptr<const T>(logits);
+      C* plse = ptr<C>(call.extra_outputs[0]);
       int64_t kept = 0;
       for (int64_t label : labels) kept += label >= 0;
-      const double total = ordered_sum<double>(rows, rows * classes, [&](int64_t begin, int64_t end) {
+      const double total = ordered_sum<double>(rows, rows * classes * 4, [&](int64_t begin, int64_t end) {
         double acc = 0.0;
         for (int64_t r = begin; r < end; ++r) {
-          if (labels[r] < 0) continue;
           const T* row = px + r * classes;
-          acc += log_sum_exp(row, classes) - static_cast<double>(load(row[labels[r]]));
+          const double lse = log_sum_exp(row, classes);
+          plse[r] = static_cast<C>(lse);
+          if (labels[r] >= 0) acc += lse - static_cast<double>(load(row[labels[r]]));
         }
         return acc;
       });
@@ -71,7 +81,8 @@ void cross_entropy_kernel(const KernelCall& call) {  // (logits (N, C), labels (
   });
 }
 
-// (logits, labels, dloss ()) -> (softmax - onehot) * dloss / kept on kept rows, 0 on ignored rows.
+// (logits, labels, dloss (), lse (N,)) -> (exp(logits - lse) - onehot) * dloss / kept on kept
+// rows, 0 on ignored rows: one read of each logit, one write of each gradient.
 void cross_entropy_backward_kernel(const KernelCall& call) {
   const Tensor& logits = call.inputs[0];
   const int64_t rows = logits.shape()[0], classes = logits.shape()[1];
@@ -81,10 +92,12 @@ void cross_entropy_backward_kernel(const KernelCall& call) {
   for (int64_t label : labels) kept += label >= 0;
   dispatch_dtype(logits.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
+      using C = Compute<T>;
       const T* px = ptr<const T>(logits);
+      const C* plse = ptr<const C>(call.inputs[3]);  // (N,)
       T* pg = ptr<T>(call.output);
       // dloss may have another dtype than the logits (bf16 logits, an f32 loss scale): read it as its own.
-      const double scale = call.inputs[2].item_as_double(0) / static_cast<double>(kept);
+      const C scale = static_cast<C>(call.inputs[2].item_as_double(0) / static_cast<double>(kept));
       parallel_for(rows, rows * classes * 4, [&](int64_t begin, int64_t end) {
         for (int64_t r = begin; r < end; ++r) {
           const T* row = px + r * classes;
@@ -93,11 +106,10 @@ void cross_entropy_backward_kernel(const KernelCall& call) {
             for (int64_t j = 0; j < classes; ++j) grad[j] = from_double<T>(0.0);
             continue;
           }
-          double lse = log_sum_exp(row, classes);
-          for (int64_t j = 0; j < classes; ++j) {
-            double p = std::exp(static_cast<double>(load(row[j])) - lse);
-            grad[j] = from_double<T>((p - (j == labels[r] ? 1.0 : 0.0)) * scale);
-          }
+          const C lse = plse[r];
+          for (int64_t j = 0; j < classes; ++j) grad[j] = store<T>(std::exp(load(row[j]) - lse) * scale);
+          const int64_t label = labels[r];
+          grad[label] = store<T>((std::exp(load(row[label]) - lse) - C(1)) * scale);
         }
       });
     }

@@ -77,16 +77,18 @@ void launch_softmax(ElemType t, bool log, const void* in, void* out, int64_t out
                     cudaStream_t stream);
 
 // --- cuda_loss_norm.cu -------------------------------------------------------------------------
-// cross_entropy(logits (N, C) contiguous, labels (N,)) -> loss (). bad_label (device int64, set
-// to -1 by the caller) is lowered to the first row with an out-of-range label. row_scratch: 2 * N
-// device doubles (each row's loss and whether it counts), one block per row, then a fixed-order mean.
-void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bool labels_i64, void* loss,
+// cross_entropy(logits (N, C) contiguous, labels (N,)) -> (loss (), lse (N,) each row's
+// log-sum-exp, f32 (f64 for f64 logits)). bad_label (device int64, set to -1 by the caller) is
+// lowered to the first row with an out-of-range label. row_scratch: 2 * N device doubles (each
+// row's loss and whether it counts), one block per row, then a fixed-order mean.
+void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bool labels_i64, void* loss, void* lse,
                           int64_t n, int64_t c, int64_t ignore_index, int64_t* bad_label, double* row_scratch,
                           cudaStream_t stream);
-// dloss () has its own element type (bf16 logits with an f32 loss scale).
+// (logits (N, C), labels (N,), dloss (), lse (N,) as the forward kept it) -> dlogits (N, C). dloss
+// has its own element type (bf16 logits with an f32 loss scale).
 void launch_cross_entropy_backward(ElemType t, const void* logits, const void* labels, bool labels_i64,
-                                   const void* dloss, ElemType dloss_type, void* dlogits, int64_t n, int64_t c, int64_t ignore_index,
-                                   cudaStream_t stream);
+                                   const void* dloss, ElemType dloss_type, const void* lse, void* dlogits, int64_t n,
+                                   int64_t c, int64_t ignore_index, cudaStream_t stream);
 // layer_norm over the last `d` elements of each of `rows` contiguous rows; w, b (d,). mean and
 // rstd (rows,) are the kept statistics, f32 (f64 for f64 x): the forward writes them, the
 // backward reads them.

@@ -23,23 +23,14 @@ __device__ __forceinline__ double scalar_f64(const void* p, ElemType t) {
 }
 
 // One block per row (a 50,000-word vocabulary is one row's work for 256 threads, not one
-// thread's): row_loss[r] = logsumexp(row) - row[label], kept[r] = 1; ignored rows 0 and 0.
+// thread's): lse[r] = logsumexp(row) for every row (the backward reads it), row_loss[r] =
+// lse[r] - row[label] and kept[r] = 1; ignored rows 0 and 0.
 template <typename T>
 __global__ void cross_entropy_rows_kernel(const T* logits, const void* labels, bool i64, double* row_loss,
-                                          double* kept, int64_t n, int64_t c, int64_t ignore_index,
+                                          double* kept, Acc<T>* lse, int64_t n, int64_t c, int64_t ignore_index,
                                           int64_t* bad_label) {
   __shared__ double scratch[kThreads];
   for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
-    const int64_t label = label_at(labels, i64, r);  // the same for the whole block
-    if (label == ignore_index || label < 0 || label >= c) {
-      if (threadIdx.x == 0) {
-        if (label != ignore_index)
-          atomicMin(reinterpret_cast<unsigned long long*>(bad_label), static_cast<unsigned long long>(r));
-        row_loss[r] = 0.0;
-        kept[r] = 0.0;
-      }
-      continue;
-    }
     const T* row = logits + r * c;
     double m = -DBL_MAX;
     for (int64_t j = threadIdx.x; j < c; j += blockDim.x) m = fmax(m, to_f64(row[j]));
@@ -48,8 +39,14 @@ __global__ void cross_entropy_rows_kernel(const T* logits, const void* labels, b
     for (int64_t j = threadIdx.x; j < c; j += blockDim.x) s += exp(to_f64(row[j]) - m);
     s = block_sum(s, scratch);
     if (threadIdx.x == 0) {
-      row_loss[r] = m + log(s) - to_f64(row[label]);
-      kept[r] = 1.0;
+      const double row_lse = m + log(s);
+      lse[r] = static_cast<Acc<T>>(row_lse);
+      const int64_t label = label_at(labels, i64, r);
+      const bool counts = label != ignore_index && label >= 0 && label < c;
+      if (label != ignore_index && !counts)
+        atomicMin(reinterpret_cast<unsigned long long*>(bad_label), static_cast<unsigned long long>(r));
+      row_loss[r] = counts ? row_lse - to_f64(row[label]) : 0.0;
+      kept[r] = counts ? 1.0 : 0.0;
     }
   }
 }
@@ -68,16 +65,17 @@ __global__ void cross_entropy_mean_kernel(const double* row_loss, const double* 
   if (threadIdx.x == 0) *loss = from_acc<T>(static_cast<Acc<T>>(count == 0.0 ? __longlong_as_double(0x7ff8000000000000LL) : total / count));
 }
 
-// One block per row; each block also counts the kept rows (cheap next to the row's work).
+// One block per row, one pass over it with the lse the forward kept: (exp(x - lse) - onehot) *
+// scale, in Acc<T>; each block also counts the kept rows (cheap next to the row's work).
 template <typename T>
 __global__ void cross_entropy_backward_kernel(const T* logits, const void* labels, bool i64, const void* dloss,
-                                              ElemType dloss_type, T* dlogits, int64_t n, int64_t c,
-                                              int64_t ignore_index) {
+                                              ElemType dloss_type, const Acc<T>* lse, T* dlogits, int64_t n,
+                                              int64_t c, int64_t ignore_index) {
   __shared__ double scratch[kThreads];
   double kept = 0.0;
   for (int64_t r = threadIdx.x; r < n; r += blockDim.x) kept += label_at(labels, i64, r) != ignore_index;
   kept = block_sum(kept, scratch);
-  const double scale = scalar_f64(dloss, dloss_type) / kept;
+  const Acc<T> scale = static_cast<Acc<T>>(scalar_f64(dloss, dloss_type) / kept);
   for (int64_t r = blockIdx.x; r < n; r += gridDim.x) {
     const int64_t label = label_at(labels, i64, r);
     const T* row = logits + r * c;
@@ -86,15 +84,10 @@ __global__ void cross_entropy_backward_kernel(const T* logits, const void* label
       for (int64_t j = threadIdx.x; j < c; j += blockDim.x) grad[j] = from_acc<T>(Acc<T>(0));
       continue;
     }
-    double m = -DBL_MAX;
-    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) m = fmax(m, to_f64(row[j]));
-    m = block_max(m, scratch);
-    double s = 0.0;
-    for (int64_t j = threadIdx.x; j < c; j += blockDim.x) s += exp(to_f64(row[j]) - m);
-    const double lse = m + log(block_sum(s, scratch));
+    const Acc<T> row_lse = lse[r];
     for (int64_t j = threadIdx.x; j < c; j += blockDim.x) {
-      double softmax = exp(to_f64(row[j]) - lse);
-      grad[j] = from_acc<T>(static_cast<Acc<T>>((softmax - (j == label ? 1.0 : 0.0)) * scale));
+      const Acc<T> softmax = exp(static_cast<Acc<T>>(to_f64(row[j])) - row_lse);
+      grad[j] = from_acc<T>((softmax - (j == label ? Acc<T>(1) : Acc<T>(0))) * scale);
     }
   }
 }
@@ -196,14 +189,14 @@ __global__ void normalize_backward_kernel(const T* x, const T* w, const T* dy, c
 
 }  // namespace
 
-void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bool labels_i64, void* loss, int64_t n,
-                          int64_t c, int64_t ignore_index, int64_t* bad_label, double* row_scratch,
+void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bool labels_i64, void* loss, void* lse,
+                          int64_t n, int64_t c, int64_t ignore_index, int64_t* bad_label, double* row_scratch,
                           cudaStream_t stream) {
   dispatch_float(t, [&]<typename T>(T) {
     if (n > 0) {
       cross_entropy_rows_kernel<T><<<capped_blocks(n), kThreads, 0, stream>>>(
-          static_cast<const T*>(logits), labels, labels_i64, row_scratch, row_scratch + n, n, c, ignore_index,
-          bad_label);
+          static_cast<const T*>(logits), labels, labels_i64, row_scratch, row_scratch + n, static_cast<Acc<T>*>(lse),
+          n, c, ignore_index, bad_label);
       check_launch("cross_entropy (rows)");
     }
     cross_entropy_mean_kernel<T><<<1, kThreads, 0, stream>>>(row_scratch, row_scratch + n, static_cast<T*>(loss), n);
@@ -212,13 +205,13 @@ void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bo
 }
 
 void launch_cross_entropy_backward(ElemType t, const void* logits, const void* labels, bool labels_i64,
-                                   const void* dloss, ElemType dloss_type, void* dlogits, int64_t n, int64_t c, int64_t ignore_index,
-                                   cudaStream_t stream) {
+                                   const void* dloss, ElemType dloss_type, const void* lse, void* dlogits, int64_t n,
+                                   int64_t c, int64_t ignore_index, cudaStream_t stream) {
   if (n * c == 0) return;
   dispatch_float(t, [&]<typename T>(T) {
     cross_entropy_backward_kernel<T><<<capped_blocks(n), kThreads, 0, stream>>>(
-        static_cast<const T*>(logits), labels, labels_i64, dloss, dloss_type, static_cast<T*>(dlogits), n, c,
-        ignore_index);
+        static_cast<const T*>(logits), labels, labels_i64, dloss, dloss_type, static_cast<const Acc<T>*>(lse),
+        static_cast<T*>(dlogits), n, c, ignore_index);
   });
   check_launch("cross_entropy_backward");
 }

@@ -45,7 +45,8 @@ void cross_entropy_kernel(const KernelCall& c) {
   auto kernel = [&](int64_t* bad) {
     launch("cross_entropy", [&] {
       launch_cross_entropy(elem_type(logits.dtype()), logits.raw_data(), labels.raw_data(),
-                           labels.dtype() == DType::i64, c.output.raw_data(), n, classes, ignore, bad,
+                           labels.dtype() == DType::i64, c.output.raw_data(), c.extra_outputs[0].raw_data(), n,
+                           classes, ignore, bad,
                            static_cast<double*>(rows.raw_data()), cuda_backend_of(c).stream_of(c));
     });
   };
@@ -61,7 +62,7 @@ void cross_entropy_backward_kernel(const KernelCall& c) {
   launch("cross_entropy_backward", [&] {
     launch_cross_entropy_backward(elem_type(logits.dtype()), logits.raw_data(), c.inputs[1].raw_data(),
                                   c.inputs[1].dtype() == DType::i64, c.inputs[2].raw_data(),
-                                  elem_type(c.inputs[2].dtype()), c.output.raw_data(),
+                                  elem_type(c.inputs[2].dtype()), c.inputs[3].raw_data(), c.output.raw_data(),
                                   logits.dim(0), logits.dim(1), c.attrs.ignore_index, cuda_backend_of(c).stream_of(c));
   });
 }

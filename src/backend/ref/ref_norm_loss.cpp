@@ -42,39 +42,44 @@ double log_sum_exp(const double* row, int64_t n) {
   return m + std::log(sum);
 }
 
-// cross_entropy(logits (N, C), labels (N,)) -> () mean over kept rows of -log_softmax[label].
+// cross_entropy(logits (N, C), labels (N,)) -> (loss (): the mean over kept rows of
+// -log_softmax[label], lse (N,): each row's log-sum-exp, ignored rows too; the backward reads it).
 void cross_entropy_kernel(const KernelCall& c) {
   const int64_t rows = c.inputs[0].dim(0), classes = c.inputs[0].dim(1);
   std::vector<double> logits = load(c.inputs[0]);  // (N, C)
   std::vector<int64_t> labels = checked_labels(c.inputs[1], classes, c.attrs.ignore_index, "cross_entropy");
+  std::vector<double> lse(static_cast<size_t>(rows));  // (N,)
   double total = 0.0;
   int64_t kept = 0;
   for (int64_t r = 0; r < rows; ++r) {
-    if (labels[r] < 0) continue;
     const double* row = &logits[r * classes];
-    total += log_sum_exp(row, classes) - row[labels[r]];
+    lse[r] = log_sum_exp(row, classes);
+    if (labels[r] < 0) continue;
+    total += lse[r] - row[labels[r]];
     ++kept;
   }
   store(c.output, std::vector<double>{kept == 0 ? kNaN : total / static_cast<double>(kept)});
+  store(c.extra_outputs[0], lse);
 }
 
-// cross_entropy_backward(logits (N, C), labels (N,), dloss ()) -> dlogits (N, C):
-// (softmax - onehot) * dloss / kept_rows on kept rows, 0 on ignored rows.
+// cross_entropy_backward(logits (N, C), labels (N,), dloss (), lse (N,)) -> dlogits (N, C):
+// (exp(logits - lse) - onehot) * dloss / kept_rows on kept rows, 0 on ignored rows, with the
+// log-sum-exp cross_entropy kept.
 void cross_entropy_backward_kernel(const KernelCall& c) {
   const int64_t rows = c.inputs[0].dim(0), classes = c.inputs[0].dim(1);
   std::vector<double> logits = load(c.inputs[0]);  // (N, C)
   std::vector<int64_t> labels =
       checked_labels(c.inputs[1], classes, c.attrs.ignore_index, "cross_entropy_backward");
   const double dloss = load(c.inputs[2])[0];
+  const std::vector<double> lse = load(c.inputs[3]);  // (N,)
   int64_t kept = 0;
   for (int64_t label : labels) kept += label >= 0;
   std::vector<double> grad(logits.size(), 0.0);
   for (int64_t r = 0; r < rows; ++r) {
     if (labels[r] < 0) continue;
     const double* row = &logits[r * classes];
-    const double lse = log_sum_exp(row, classes);
     for (int64_t j = 0; j < classes; ++j) {
-      double softmax = std::exp(row[j] - lse);
+      double softmax = std::exp(row[j] - lse[r]);
       double onehot = j == labels[r] ? 1.0 : 0.0;
       grad[r * classes + j] = (softmax - onehot) * dloss / static_cast<double>(kept);
     }
