@@ -88,6 +88,7 @@ CudaBackend::CudaBackend(int device_index) : device_index_(device_index) {
   register_nn_kernels(*this);
   register_matmul_kernels(*this);
   register_conv_kernels(*this);
+  register_attention_kernels(*this);
 }
 
 CudaBackend::~CudaBackend() {

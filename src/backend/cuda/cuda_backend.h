@@ -195,5 +195,6 @@ void register_reduce_kernels(CudaBackend& backend);       // cuda_register_reduc
 void register_nn_kernels(CudaBackend& backend);           // cuda_register_nn.cpp: norms, losses, pools, random, gather, optim
 void register_matmul_kernels(CudaBackend& backend);       // cuda_matmul.cpp
 void register_conv_kernels(CudaBackend& backend);         // cuda_conv.cpp
+void register_attention_kernels(CudaBackend& backend);    // cuda_attention.cpp
 
 }  // namespace gpuml::cuda

@@ -131,6 +131,31 @@ void launch_dropout(ElemType t, const StridedView& x, void* out, const Layout& l
 void launch_random(ElemType t, bool normal, void* out, int64_t n, double a, double b, uint64_t seed, uint64_t offset,
                    const uint64_t* offset_slot, cudaStream_t stream);
 
+// --- cuda_attention.cu -------------------------------------------------------------------------
+// Scaled dot-product attention over contiguous q (BH, Tq, d), k and v (BH, Tk, d), f32 or bf16
+// (f32 arithmetic), d <= kAttentionMaxHeadDim; lse (BH, Tq) f32. Causal: query i sees keys up to
+// i + Tk - Tq. Dropout as the Philox draws below: probability (bh, i, j) is element
+// (bh Tq + i) Tk + j of (seed, offset + *offset_slot).
+inline constexpr int64_t kAttentionMaxHeadDim = 128;
+inline constexpr int64_t kAttentionQueryTile = 16;  // query rows per block (the grid's y: tiles)
+inline constexpr int64_t kAttentionKeyTile = 32;    // keys per tile, one per lane
+struct AttentionParams {
+  int64_t batch_heads = 0, tq = 0, tk = 0, d = 0;
+  float scale = 1.0f;  // scores = q k^T * scale
+  bool causal = false;
+  bool dropout = false;     // training and p > 0
+  double p = 0.0;           // probability of dropping
+  float keep_scale = 1.0f;  // 1 / (1 - p)
+  uint64_t seed = 0, offset = 0;
+  const uint64_t* offset_slot = nullptr;  // device uint64 added to offset when the kernel runs, or null
+};
+void launch_attention(ElemType t, const void* q, const void* k, const void* v, void* o, float* lse,
+                      const AttentionParams& p, cudaStream_t stream);
+// (q, k, v, o, do, lse) -> (dq, dk, dv); delta: BH * Tq device floats of scratch (D_i = do_i . o_i).
+void launch_attention_backward(ElemType t, const void* q, const void* k, const void* v, const void* o,
+                               const void* dout, const float* lse, float* delta, void* dq, void* dk, void* dv,
+                               const AttentionParams& p, cudaStream_t stream);
+
 // --- cuda_optim.cu -----------------------------------------------------------------------------
 struct OptimParams {
   double momentum, weight_decay, beta1, beta2, eps;
