@@ -80,5 +80,6 @@ inline void set_gflops(benchmark::State& state, double flops_per_iteration) {
 void register_matmul_benchmarks();
 void register_conv_benchmarks();
 void register_fusion_benchmarks();
+void register_attention_benchmarks();
 
 }  // namespace gpuml::bench
