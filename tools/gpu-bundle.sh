@@ -95,6 +95,9 @@ peer="$root/../shared/bench/torch_fmnist.py"
 [[ -f "$peer" ]] || peer="/work/shared/bench/torch_fmnist.py"
 [[ -f "$peer" ]] || die "the PyTorch peer torch_fmnist.py is not in ../shared/bench"
 cp "$peer" "$bundle/bench/"
+# The GPT peer and its corpus, for the gpt stage of `measure`.
+cp "$(dirname "$peer")/torch_gpt.py" "$bundle/bench/" || die "the PyTorch peer torch_gpt.py is not beside $peer"
+cp "$(dirname "$peer")/../data/tinyshakespeare.txt" "$bundle/data/" || die "../shared/data/tinyshakespeare.txt is missing"
 
 # Every library the executables and the plugin load, found by ldd (transitive), except those the
 # GPU machine provides. Copied under their soname (what the loader asks for).

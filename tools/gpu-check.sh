@@ -4,7 +4,7 @@
 # packages, no network: nothing is built there. Two calls, each meant to finish within 5 minutes:
 #
 #   bash gpuml-gpu/tools/gpu-check.sh verify  RESULTS_DIR   # env, tests, matmul
-#   bash gpuml-gpu/tools/gpu-check.sh measure RESULTS_DIR   # train, stream
+#   bash gpuml-gpu/tools/gpu-check.sh measure RESULTS_DIR   # train, stream, gpt
 #   STAGES="matmul" bash gpuml-gpu/tools/gpu-check.sh verify RESULTS_DIR   # rerun one stage
 #
 #   GPU_CHECK_DRY_RUN=1 bash tools/gpu-check.sh dry-run RESULTS_DIR ARCHIVE   # rehearsal, here
@@ -19,7 +19,9 @@
 #            N back-to-back launches and one wait;
 #   train    mlp and cnn, batch 128 and 1024, fp32 (TF32 off on both sides) and bf16, against
 #            PyTorch eager, and torch.compile at batch 1024; peak GPU memory of both processes;
-#   stream   a streamed run from shards (data wait fraction).
+#   stream   a streamed run from shards (data wait fraction);
+#   gpt      the gpu-char GPT (GPT_PRESET), GPT_STEPS (200) steps, bf16 and fp32 (GPT_PRECISIONS),
+#            tokens/s and MFU against torch_gpt.py eager (SDPA) and torch.compile.
 # Each call writes RESULTS_DIR/gpu-check-<call>-<time>.md and .json, summary table last, and
 # prints the duration of each stage. Environment: PYTHON (default python3), EPOCHS (default 3; seconds
 # per epoch are the mean over them, on both sides), STREAM_RECORDS (default 500000),
@@ -30,7 +32,7 @@ call="${1:-}"
 results="${2:-}"
 case "$call" in
   verify) default_stages="tests matmul" ;;
-  measure) default_stages="train stream" ;;
+  measure) default_stages="train stream gpt" ;;
   dry-run) ;;
   *) echo "usage: gpu-check.sh verify|measure RESULTS_DIR, or dry-run RESULTS_DIR ARCHIVE" >&2; exit 2 ;;
 esac
@@ -447,6 +449,67 @@ PY
   summary_row "stream|mlp b128 samples/s, data wait|$st_sps, $st_wait|wait < 0.10"
   figure stage=stream samples_per_s="$st_sps" data_wait_fraction="$st_wait"
   end_stage stream
+fi
+
+if stage_on gpt; then
+  begin_stage gpt
+  # A GPT on tiny Shakespeare against ../shared/bench/torch_gpt.py, the same preset and recipe
+  # (gpuml's --model PRESET applies the peer's). GPT_PRESET=cpu-small GPT_STEPS=20 rehearses it on
+  # a CPU. gpt2-124m needs synthetic tokens, which gpuml does not make yet.
+  preset="${GPT_PRESET:-gpu-char}"
+  gsteps="${GPT_STEPS:-200}"
+  text="$bundle/data/tinyshakespeare.txt"
+  md "$preset, $gsteps steps each side. tokens/s = batch x context / step time: gpuml's mean step over all"
+  md "steps (its first step plans, and captures a CUDA graph), the peer's median after 10 warm-up steps (torch.compile's"
+  md "compilation is in those). MFU by PaLM's formula, (6N + 12 L C T) FLOPs per token, against 989 TFLOP/s (bf16 dense)."
+  md ""
+  md "| precision | gpuml tokens/s | MFU | val loss | torch eager tokens/s | torch.compile tokens/s | gpuml/eager | gpuml/compile (>= 1.0) |"
+  md "|---|---:|---:|---:|---:|---:|---:|---:|"
+  for precision in ${GPT_PRECISIONS:-bf16 fp32}; do
+    run="$work/gpt-$precision"
+    "$bin/gpuml" train --device "$device" --data "$text" --model "$preset" --steps "$gsteps" --precision "$precision" \
+      --out "$run" --quiet > "$run.log" 2>&1 \
+      || { tail -n 20 "$run.log"; md "- gpuml train $preset $precision FAILED: $(tail -n 2 "$run.log" | tr '\n' ' ')"; }
+    peer=("$python" "$bundle/bench/torch_gpt.py" --preset "$preset" --data "$text" --device "$device" --dtype "$precision"
+          --iters "$gsteps" --timed "$gsteps" --eval-iters 10)
+    "${peer[@]}" > "$run.eager" 2> "$run.eager.err" || tail -n 5 "$run.eager.err"
+    "${peer[@]}" --compile > "$run.compile" 2> "$run.compile.err" || tail -n 5 "$run.compile.err"
+    row="$("$python" - "$run" "$preset" << 'PY' 2> /dev/null || echo "nan|nan|nan|nan|nan|nan|nan"
+import csv, json, re, sys
+run, preset = sys.argv[1], sys.argv[2]
+shape = {"cpu-small": (4, 128, 64, 12), "gpu-char": (6, 384, 256, 64), "gpt2-124m": (12, 768, 1024, 8)}[preset]
+layers, width, ctx, batch = shape
+nan = float("nan")
+try:
+    rows = list(csv.DictReader(open(run + "/metrics.csv")))
+    steps = int(rows[-1]["step"])
+    g_tps = steps * batch * ctx / sum(float(r["step_seconds"]) for r in rows)
+    loss = float(rows[-1]["val_loss"])
+    model = json.load(open(run + "/model.json"))
+    vocab = model["layers"][0]["num_embeddings"]
+    # parameters as torch counts them (the tied head once)
+    n = vocab * width + ctx * width + layers * (12 * width * width + 13 * width) + 2 * width
+    mfu = g_tps * (6 * n + 12 * layers * width * ctx) / 989e12
+except Exception:
+    g_tps, loss, mfu = nan, nan, nan
+def peer(path):
+    m = re.search(r"tokens_per_s=([0-9.]+)", open(path).read()) if path else None
+    return float(m.group(1)) if m else nan
+e, c = peer(run + ".eager"), peer(run + ".compile")
+ratio = lambda a, b: a / b if b == b and b else nan
+print(f"{g_tps:.0f}|{mfu:.3f}|{loss:.4f}|{e:.0f}|{c:.0f}|{ratio(g_tps, e):.2f}|{ratio(g_tps, c):.2f}")
+PY
+)"
+    IFS='|' read -r g_tps mfu loss e_tps c_tps re rc <<< "$row"
+    md "| $precision | $g_tps | $mfu | $loss | $e_tps | $c_tps | $re | $rc |"
+    summary_row "gpt|$preset $precision tokens/s gpuml/eager, gpuml/compile|$re, $rc|>= 1.0 vs compile"
+    figure stage=gpt preset="$preset" precision="$precision" gpuml_tokens_per_s="$g_tps" mfu="$mfu" val_loss="$loss" \
+      eager_tokens_per_s="$e_tps" compile_tokens_per_s="$c_tps" ratio_eager="$re" ratio_compile="$rc"
+    echo "gpt $preset $precision: gpuml $g_tps tokens/s (MFU $mfu), eager $e_tps, compile $c_tps"
+  done
+  md ""
+  md "gpt2-124m: not measured (gpuml has no synthetic-token data yet)."
+  end_stage gpt
 fi
 
 finish 0

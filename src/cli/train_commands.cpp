@@ -76,7 +76,9 @@ void apply_gpt_recipe(TrainConfig& cfg, const CLI::App& cmd, std::string& schedu
     cfg.optimizer.weight_decay_params = "matrices", set.push_back("--weight-decay-params matrices");
   if (unset("--clip-grad-norm")) cfg.optimizer.clip_grad_norm = 1.0, set.push_back("--clip-grad-norm 1");
   if (unset("--schedule")) {
-    schedule = fmt::format("cosine:{},warmup:{}", r.min_lr, r.warmup);
+    // A run shorter than the warm-up (a trial) warms up over its first tenth instead.
+    const int64_t warmup = cfg.steps > 0 && cfg.steps <= r.warmup ? std::max<int64_t>(1, cfg.steps / 10) : r.warmup;
+    schedule = fmt::format("cosine:{},warmup:{}", r.min_lr, warmup);
     set.push_back("--schedule " + schedule);
   }
   if (!set.empty() && !cfg.quiet)

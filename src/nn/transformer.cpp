@@ -55,21 +55,16 @@ namespace {
 
 constexpr double kInitStd = 0.02;  // GPT-2's
 
-// softmax(q k^T / sqrt(D) [+ causal mask]) v over (N, H, T, D), dropout on the probabilities.
+// Causal softmax(q k^T / sqrt(D)) v over (N, H, T, D) heads: the attention op (tiled over keys
+// with an online softmax, never the T x T matrix), dropout on the probabilities in training.
 Sym self_attention(Sym q, Sym k, Sym v, double p, ForwardContext& ctx) {
-  const Shape& s = q.shape();
-  int64_t t = s[2], d = s[3];
-  Sym scores = mul_scalar(matmul(q, k, false, true), 1.0 / std::sqrt(static_cast<double>(d)));  // (N, H, T, T)
-  Sym rows = reshape(arange(ctx.graph, t, DType::i64), {t, 1});
-  Sym cols = reshape(arange(ctx.graph, t, DType::i64), {1, t});
-  Sym masked = fill(ctx.graph, {}, -INFINITY, scores.dtype());
-  Sym probs = softmax(where(ge(rows, cols), scores, masked), -1);
-  if (ctx.training && p > 0) {
-    uint64_t offset = ctx.rng_offset;
-    ctx.rng_offset += philox_blocks(static_cast<uint64_t>(numel(probs.shape())));
-    probs = dropout(probs, p, ctx.dropout_seed, offset, true);
+  const bool drop = ctx.training && p > 0;
+  const uint64_t offset = ctx.rng_offset;
+  if (drop) {
+    const Shape& s = q.shape();
+    ctx.rng_offset += philox_blocks(static_cast<uint64_t>(s[0] * s[1] * s[2] * s[2]));
   }
-  return matmul(probs, v);
+  return attention(q, k, v, /*causal*/ true, drop ? p : 0.0, ctx.dropout_seed, offset, ctx.training);
 }
 
 Sym residual_dropout(Sym x, double p, ForwardContext& ctx) {

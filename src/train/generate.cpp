@@ -13,6 +13,7 @@
 #include "core/error.h"
 #include "core/philox.h"
 #include "nn/embedding.h"
+#include "ops/build.h"
 #include "nn/layer_norm.h"
 #include "nn/linear.h"
 #include "nn/sequential.h"
@@ -73,13 +74,13 @@ GptWeights read_gpt(const LoadedModel& m) {
   return g;
 }
 
-// One token at a time through the blocks, each keeping its keys and values: (H, T, D) per block.
+// One token at a time through the blocks, each keeping its keys and values: (1, H, T, D) per block.
 class CachedDecoder {
  public:
   explicit CachedDecoder(const GptWeights& g) : g_(g), cpu_(backend_registry().get("cpu")) {
     for (int64_t l = 0; l < g.layers; ++l) {
-      k_.push_back(Tensor::empty({g.heads, g.block, g.c / g.heads}, DType::f32));
-      v_.push_back(Tensor::empty({g.heads, g.block, g.c / g.heads}, DType::f32));
+      k_.push_back(Tensor::empty({1, g.heads, g.block, g.c / g.heads}, DType::f32));
+      v_.push_back(Tensor::empty({1, g.heads, g.block, g.c / g.heads}, DType::f32));
     }
   }
 
@@ -99,16 +100,11 @@ class CachedDecoder {
         std::copy_n(src + c + head * d, d, k_[l].data<float>() + (head * g_.block + pos) * d);
         std::copy_n(src + 2 * c + head * d, d, v_[l].data<float>() + (head * g_.block + pos) * d);
       }
-      // The query against every cached key: softmax(q K^T / sqrt(D)) V per head, (H, 1, D).
-      Tensor q = contiguous(qkv.slice(1, 0, c).reshape({h, 1, d}), cpu_);
-      Tensor keys = k_[l].slice(1, 0, pos + 1), values = v_[l].slice(1, 0, pos + 1);
-      Attrs mm;
-      mm.trans_b = true;
-      Tensor scores = run_op(cpu_, OpId::matmul, {q, keys}, mm);  // (H, 1, pos + 1)
-      Tensor s = run_op(cpu_, OpId::mul, {scores, scalar(1.0 / std::sqrt(static_cast<double>(d)))});
-      Attrs sm;
-      sm.axis = -1;
-      Tensor att = run_op(cpu_, OpId::matmul, {run_op(cpu_, OpId::softmax, {s}, sm), values});  // (H, 1, D)
+      // The query against every cached key (the attention op, not causal: all of them are
+      // earlier), (1, H, 1, D).
+      Tensor q = contiguous(qkv.slice(1, 0, c).reshape({1, h, 1, d}), cpu_);
+      Tensor keys = k_[l].slice(2, 0, pos + 1), values = v_[l].slice(2, 0, pos + 1);
+      Tensor att = run_op_outputs(cpu_, OpId::attention, {q, keys, values}, attention_attrs(/*causal*/ false))[0];
       x = add(x, linear(contiguous(att, cpu_).reshape({1, c}), p + "proj"));
       Attrs gl;
       gl.gelu_tanh = true;
