@@ -127,7 +127,8 @@ void embedding_backward_kernel(const KernelCall& call) {
 }  // namespace
 
 void register_random_gather_kernels(CpuBackend& backend) {
-  backend.add_kernel(OpId::dropout, dropout_kernel, kFloat);
+  // Contiguous inputs: the kernel pairs element i of the input with Philox lane i.
+  backend.add_kernel(OpId::dropout, dropout_kernel, kFloat, /*strided_inputs*/ false);
   backend.add_kernel(OpId::uniform, uniform_kernel, kFloat);
   backend.add_kernel(OpId::normal, normal_kernel, kFloat);
   backend.add_kernel(OpId::embedding, embedding_kernel,
