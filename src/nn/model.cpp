@@ -24,7 +24,8 @@ Model::Model(Shape input_shape, std::unique_ptr<Sequential> root)
   output_shape_ = root_->output_shape(input_shape_);
   root_->params("", infos_);
   root_->ties("", ties_);
-  for (const auto& [alias, source] : ties_) {
+  for (const auto& tie : ties_) {  // not a structured binding: clang refuses capturing one in a lambda
+    const std::string &alias = tie.first, &source = tie.second;
     auto it = std::find_if(infos_.begin(), infos_.end(), [&](const ParamInfo& p) { return p.name == source; });
     GPUML_CHECK(it != infos_.end() && it->trainable, "'{}' is tied to '{}', which is no parameter of the model{}",
                 alias, source, did_you_mean(source, [&] {
@@ -38,7 +39,8 @@ Model::Model(Shape input_shape, std::unique_ptr<Sequential> root)
 }
 
 std::vector<std::pair<std::string, Tensor>> Model::untie(std::vector<std::pair<std::string, Tensor>> weights) const {
-  for (const auto& [alias, source] : ties_) {
+  for (const auto& tie : ties_) {  // not a structured binding: clang refuses capturing one in a lambda
+    const std::string &alias = tie.first, &source = tie.second;
     auto find = [&](const std::string& name) {
       return std::find_if(weights.begin(), weights.end(), [&](const auto& w) { return w.first == name; });
     };
@@ -59,7 +61,8 @@ std::vector<std::pair<std::string, Tensor>> Model::untie(std::vector<std::pair<s
 }
 
 std::vector<std::pair<std::string, Tensor>> Model::with_ties(std::vector<std::pair<std::string, Tensor>> weights) const {
-  for (const auto& [alias, source] : ties_) {
+  for (const auto& tie : ties_) {  // not a structured binding: clang refuses capturing one in a lambda
+    const std::string &alias = tie.first, &source = tie.second;
     auto s = std::find_if(weights.begin(), weights.end(), [&](const auto& w) { return w.first == source; });
     GPUML_CHECK_KIND(ErrorKind::Internal, s != weights.end(), "Model::with_ties: no '{}' for '{}'", source, alias);
     weights.emplace_back(alias, s->second);
