@@ -99,6 +99,27 @@ TEST(NnTransformer, TyingToAnUnknownParameterIsRefused) {
   }
 }
 
+TEST(NnTransformer, BadLayerFieldsAreRefusedNamingTheProblem) {
+  auto refused = [](nlohmann::json spec, const std::string& expected) {
+    try {
+      Model::from_json(spec);
+      ADD_FAILURE() << "accepted: " << spec.dump();
+    } catch (const Error& e) {
+      EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
+    }
+  };
+  nlohmann::json spec = gpt_model_json(gpt_preset("cpu-small", 65));
+  nlohmann::json heads = spec;
+  heads["layers"][2]["layers"][0]["n_head"] = 3;
+  refused(heads, "n_embd 128 must be divisible by n_head 3");
+  nlohmann::json longer = spec;
+  longer["input_shape"] = {65};
+  refused(longer, "a sequence of 65 positions is longer than the 64 this layer has");
+  nlohmann::json drop = spec;
+  drop["layers"][2]["layers"][0]["dropout"] = 1.0;
+  refused(drop, "dropout must be in [0, 1)");
+}
+
 // The block against the same arithmetic done by hand on the host, for one sequence.
 TEST(NnTransformer, BlockForwardMatchesAHandComputation) {
   const int64_t t = 5, c = 8, heads = 2, d = c / heads;
