@@ -20,8 +20,9 @@
 #   train    mlp and cnn, batch 128 and 1024, fp32 (TF32 off on both sides) and bf16, against
 #            PyTorch eager, and torch.compile at batch 1024; peak GPU memory of both processes;
 #   stream   a streamed run from shards (data wait fraction);
-#   gpt      the gpu-char GPT (GPT_PRESET), GPT_STEPS (200) steps, bf16 and fp32 (GPT_PRECISIONS),
-#            tokens/s and MFU against torch_gpt.py eager (SDPA) and torch.compile.
+#   gpt      the gpu-char GPT (GPT_PRESET), GPT_STEPS (200) steps, bf16 and fp32 (GPT_PRECISIONS), and
+#            gpt2-124m on random tokens, GPT2_STEPS (30) steps, bf16 (GPT2_PRECISIONS): tokens/s and
+#            MFU against torch_gpt.py eager (SDPA) and torch.compile.
 # Each call writes RESULTS_DIR/gpu-check-<call>-<time>.md and .json, summary table last, and
 # prints the duration of each stage. Environment: PYTHON (default python3), EPOCHS (default 3; seconds
 # per epoch are the mean over them, on both sides), STREAM_RECORDS (default 500000),
@@ -453,27 +454,30 @@ fi
 
 if stage_on gpt; then
   begin_stage gpt
-  # A GPT on tiny Shakespeare against ../shared/bench/torch_gpt.py, the same preset and recipe
-  # (gpuml's --model PRESET applies the peer's). GPT_PRESET=cpu-small GPT_STEPS=20 rehearses it on
-  # a CPU. gpt2-124m needs synthetic tokens, which gpuml does not make yet.
-  preset="${GPT_PRESET:-gpu-char}"
-  gsteps="${GPT_STEPS:-200}"
+  # A GPT against ../shared/bench/torch_gpt.py, the same preset and recipe (gpuml's --model PRESET
+  # applies the peer's): gpu-char on tiny Shakespeare (GPT_PRESET, GPT_STEPS steps, GPT_PRECISIONS),
+  # then gpt2-124m on the peer's random tokens of a 50,304 vocabulary (gpuml's default data for that
+  # preset; GPT2_STEPS steps, GPT2_PRECISIONS; GPT2_STEPS=0 skips it). GPT_PRESET=cpu-small
+  # GPT_STEPS=20 GPT2_STEPS=0 rehearses it on a CPU.
   text="$bundle/data/tinyshakespeare.txt"
-  md "$preset, $gsteps steps each side. tokens/s = batch x context / step time: gpuml's mean step over all"
-  md "steps (its first step plans, and captures a CUDA graph), the peer's median after 10 warm-up steps (torch.compile's"
-  md "compilation is in those). MFU by PaLM's formula, (6N + 12 L C T) FLOPs per token, against 989 TFLOP/s (bf16 dense)."
+  md "tokens/s = batch x context / step time: gpuml's mean step over all steps (its first step plans, and captures a"
+  md "CUDA graph), the peer's median after 10 warm-up steps (torch.compile's compilation is in those). MFU by PaLM's"
+  md "formula, (6N + 12 L C T) FLOPs per token, against 989 TFLOP/s (bf16 dense). gpt2-124m trains on random tokens"
+  md "(timing only: its loss is about ln 50304 = 10.8 and says nothing)."
   md ""
-  md "| precision | gpuml tokens/s | MFU | val loss | torch eager tokens/s | torch.compile tokens/s | gpuml/eager | gpuml/compile (>= 1.0) |"
-  md "|---|---:|---:|---:|---:|---:|---:|---:|"
-  for precision in ${GPT_PRECISIONS:-bf16 fp32}; do
-    run="$work/gpt-$precision"
-    "$bin/gpuml" train --device "$device" --data "$text" --model "$preset" --steps "$gsteps" --precision "$precision" \
+  md "| preset | steps | precision | gpuml tokens/s | MFU | val loss | torch eager tokens/s | torch.compile tokens/s | gpuml/eager | gpuml/compile (>= 1.0) |"
+  md "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+  gpt_run() {  # gpt_run PRESET STEPS PRECISION: one row of the table
+    local preset="$1" gsteps="$2" precision="$3" run="$work/gpt-$1-$3" data_flag=()
+    [[ "$preset" != gpt2-124m ]] && data_flag=(--data "$text")
+    "$bin/gpuml" train --device "$device" "${data_flag[@]}" --model "$preset" --steps "$gsteps" --precision "$precision" \
       --out "$run" --quiet > "$run.log" 2>&1 \
       || { tail -n 20 "$run.log"; md "- gpuml train $preset $precision FAILED: $(tail -n 2 "$run.log" | tr '\n' ' ')"; }
-    peer=("$python" "$bundle/bench/torch_gpt.py" --preset "$preset" --data "$text" --device "$device" --dtype "$precision"
-          --iters "$gsteps" --timed "$gsteps" --eval-iters 10)
+    local peer=("$python" "$bundle/bench/torch_gpt.py" --preset "$preset" --data "$text" --device "$device"
+                --dtype "$precision" --iters "$gsteps" --timed "$gsteps" --eval-iters 10)
     "${peer[@]}" > "$run.eager" 2> "$run.eager.err" || tail -n 5 "$run.eager.err"
     "${peer[@]}" --compile > "$run.compile" 2> "$run.compile.err" || tail -n 5 "$run.compile.err"
+    local row g_tps mfu loss e_tps c_tps re rc
     row="$("$python" - "$run" "$preset" << 'PY' 2> /dev/null || echo "nan|nan|nan|nan|nan|nan|nan"
 import csv, json, re, sys
 run, preset = sys.argv[1], sys.argv[2]
@@ -501,14 +505,16 @@ print(f"{g_tps:.0f}|{mfu:.3f}|{loss:.4f}|{e:.0f}|{c:.0f}|{ratio(g_tps, e):.2f}|{
 PY
 )"
     IFS='|' read -r g_tps mfu loss e_tps c_tps re rc <<< "$row"
-    md "| $precision | $g_tps | $mfu | $loss | $e_tps | $c_tps | $re | $rc |"
+    md "| $preset | $gsteps | $precision | $g_tps | $mfu | $loss | $e_tps | $c_tps | $re | $rc |"
     summary_row "gpt|$preset $precision tokens/s gpuml/eager, gpuml/compile|$re, $rc|>= 1.0 vs compile"
     figure stage=gpt preset="$preset" precision="$precision" gpuml_tokens_per_s="$g_tps" mfu="$mfu" val_loss="$loss" \
       eager_tokens_per_s="$e_tps" compile_tokens_per_s="$c_tps" ratio_eager="$re" ratio_compile="$rc"
     echo "gpt $preset $precision: gpuml $g_tps tokens/s (MFU $mfu), eager $e_tps, compile $c_tps"
-  done
-  md ""
-  md "gpt2-124m: not measured (gpuml has no synthetic-token data yet)."
+  }
+  for precision in ${GPT_PRECISIONS:-bf16 fp32}; do gpt_run "${GPT_PRESET:-gpu-char}" "${GPT_STEPS:-200}" "$precision"; done
+  if (( ${GPT2_STEPS:-30} > 0 )); then
+    for precision in ${GPT2_PRECISIONS:-bf16}; do gpt_run gpt2-124m "${GPT2_STEPS:-30}" "$precision"; done
+  fi
   end_stage gpt
 fi
 

@@ -66,6 +66,7 @@ void apply_gpt_recipe(TrainConfig& cfg, const CLI::App& cmd, std::string& schedu
   const nn::GptRecipe r = nn::gpt_recipe(cfg.model);
   std::vector<std::string> set;
   auto unset = [&](const char* flag) { return cmd.count(flag) == 0; };
+  if (unset("--data") && !r.data.empty()) cfg.data = r.data, set.push_back("--data " + r.data);
   if (unset("--batch-size")) cfg.batch_size = r.batch, set.push_back(fmt::format("--batch-size {}", r.batch));
   if (unset("--steps") && unset("--epochs")) cfg.steps = r.steps, set.push_back(fmt::format("--steps {}", r.steps));
   if (unset("--optimizer")) cfg.optimizer.kind = "adamw", set.push_back("--optimizer adamw");
@@ -316,6 +317,7 @@ Command add_eval_command(CLI::App& app) {
 Command add_predict_command(CLI::App& app) {
   struct Args {
     std::string checkpoint, input, output, device = "auto", precision = "fp32";
+    bool logits = false;
   };
   auto a = std::make_shared<Args>();
   CLI::App* cmd =
@@ -325,9 +327,11 @@ Command add_predict_command(CLI::App& app) {
   cmd->add_option("--input", a->input,
                   "IDX images (.gz or raw), a PNG/JPEG image or a directory of them, a .csv of features, an .npy or .npz")
       ->required();
-  cmd->add_option("--output", a->output, "A .csv (label,p0..) or .npy (probabilities; labels beside it)")
+  cmd->add_option("--output", a->output,
+                  "A .csv (label,p0..) or .npy (probabilities; labels beside it); a language model: (N, T, V) .npy")
       ->required()
       ->check(file_extension({".csv", ".npy"}));
+  cmd->add_flag("--logits", a->logits, "Write the model's raw outputs (logits) instead of probabilities");
   cmd->add_option("--device", a->device, "auto, cpu, ref or cuda[:N]")->capture_default_str()->check(device_name());
   add_precision_option(cmd, a->precision, kInferencePrecisionHelp);
   return {cmd, [a] {
@@ -335,7 +339,7 @@ Command add_predict_command(CLI::App& app) {
             LoadedModel m = load_trained_model(a->checkpoint);
             fmt::print("model: {}\n", m.path);
             const Precision precision = inference_precision(a->precision, a->device);
-            PredictReport r = write_predictions(m, a->input, a->output, a->device, precision);
+            PredictReport r = write_predictions(m, a->input, a->output, a->device, precision, a->logits);
             if (!r.notes.empty()) fmt::print(stderr, "note: {}: {}\n", a->input, r.notes);
             fmt::print("wrote {} predictions to {}\n", r.count, a->output);
             return 0;

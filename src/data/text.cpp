@@ -60,6 +60,19 @@ int64_t window_start(uint64_t seed, uint64_t counter, int64_t starts) {
   return static_cast<int64_t>(bits % static_cast<uint64_t>(starts));
 }
 
+// The peer's split: the first int(0.9 * n) tokens train, the rest validate; each needs a window.
+void split_corpus(TextCorpus& out, const std::vector<int32_t>& tokens, const std::string& name, int64_t block,
+                  const char* unit) {
+  out.characters = static_cast<int64_t>(tokens.size());
+  const auto n_train = static_cast<int64_t>(0.9 * static_cast<double>(out.characters));  // the peer's int(0.9 * n)
+  GPUML_CHECK(n_train >= block + 2 && out.characters - n_train >= block + 1,
+              "--data {}: {} {} are too few for the model's window of {}: the first 90% (training) needs at "
+              "least {} and the last 10% (validation) at least {}",
+              name, out.characters, unit, block, block + 2, block + 1);
+  out.train.assign(tokens.begin(), tokens.begin() + n_train);
+  out.validation.assign(tokens.begin() + n_train, tokens.end());
+}
+
 }  // namespace
 
 TextCorpus read_text_corpus(const std::string& path, int64_t block) {
@@ -88,14 +101,44 @@ TextCorpus read_text_corpus(const std::string& path, int64_t block) {
     id[cp] = static_cast<int32_t>(out.vocabulary.size());
     out.vocabulary.push_back(encode_utf8(cp));
   }
-  out.characters = static_cast<int64_t>(points.size());
-  const auto n_train = static_cast<int64_t>(0.9 * static_cast<double>(out.characters));  // the peer's int(0.9 * n)
-  GPUML_CHECK(n_train >= block + 2 && out.characters - n_train >= block + 1,
-              "--data {}: {} characters are too few for the model's window of {}: the first 90% (training) needs at "
-              "least {} characters and the last 10% (validation) at least {}",
-              path, out.characters, block, block + 2, block + 1);
-  for (int64_t i = 0; i < out.characters; ++i)
-    (i < n_train ? out.train : out.validation).push_back(id[points[static_cast<size_t>(i)]]);
+  out.vocab = static_cast<int64_t>(out.vocabulary.size());
+  for (int32_t& p : points) p = id[p];
+  split_corpus(out, points, path, block, "characters");
+  return out;
+}
+
+bool is_random_tokens(const std::string& spec) { return spec.rfind("random-tokens:", 0) == 0; }
+
+TextCorpus random_token_corpus(const std::string& spec, int64_t block, uint64_t seed) {
+  const std::string rest = spec.substr(std::string("random-tokens:").size());
+  const size_t colon = rest.find(':');
+  const auto number = [&](const std::string& text, const char* what) {
+    size_t used = 0;
+    long long v = -1;
+    try {
+      v = std::stoll(text, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    GPUML_CHECK(used == text.size() && !text.empty() && v >= 1,
+                "--data {}: {} '{}' is not a positive whole number (expected random-tokens:VOCAB[:COUNT])", spec, what,
+                text);
+    return static_cast<int64_t>(v);
+  };
+  TextCorpus out;
+  out.vocab = number(rest.substr(0, colon), "VOCAB");
+  out.characters = colon == std::string::npos ? 2'000'000 : number(rest.substr(colon + 1), "COUNT");
+  GPUML_CHECK(out.vocab >= 2 && out.vocab <= (int64_t{1} << 24),
+              "--data {}: VOCAB must be in [2, 16777216] (token ids travel as float32), got {}", spec, out.vocab);
+  GPUML_CHECK(out.characters <= (int64_t{1} << 31), "--data {}: COUNT must be <= 2^31, got {}", spec, out.characters);
+  std::vector<int32_t> tokens(static_cast<size_t>(out.characters));
+  const uint64_t key = seed ^ 0x52414e44544f4bULL;  // a stream of its own, apart from the windows' draws
+  for (int64_t i = 0; i < out.characters; i += 4) {
+    const PhiloxBlock b = philox4x32_10(static_cast<uint64_t>(i / 4), key);
+    for (int64_t k = 0; k < 4 && i + k < out.characters; ++k)
+      tokens[static_cast<size_t>(i + k)] = static_cast<int32_t>(b.v[k] % static_cast<uint32_t>(out.vocab));
+  }
+  split_corpus(out, tokens, spec, block, "tokens");
   return out;
 }
 

@@ -10,6 +10,10 @@
 //
 // Refused with the reason: a missing or empty file, bytes that are not UTF-8 (naming the offset),
 // binary data (a NUL byte), text too short for one window of each split.
+//
+// "random-tokens:VOCAB[:COUNT]" is the peer's timing data for gpt2-124m: COUNT (default 2,000,000)
+// tokens drawn uniformly from [0, VOCAB) by Philox from the seed, split 90/10 the same way; it has
+// no vocabulary of characters, so a model trained on it cannot `generate` text.
 #pragma once
 
 #include <cstdint>
@@ -25,12 +29,16 @@ namespace gpuml::data {
 
 struct TextCorpus {
   std::vector<std::string> vocabulary;  // token id -> the character (UTF-8), sorted by code point
+  int64_t vocab = 0;                    // token ids are in [0, vocab) (random tokens: no vocabulary)
   std::vector<int32_t> train, validation;
   int64_t characters = 0;
 };
 
 // `block`: the window the model reads; both splits must hold a window of block + 1 characters.
 TextCorpus read_text_corpus(const std::string& path, int64_t block);
+
+bool is_random_tokens(const std::string& spec);  // "random-tokens:..."
+TextCorpus random_token_corpus(const std::string& spec, int64_t block, uint64_t seed);
 
 struct TextWindowOptions {
   int64_t block = 64;

@@ -191,9 +191,9 @@ bool is_gpt_preset(const std::string& name) {
 }
 
 GptRecipe gpt_recipe(const std::string& name) {
-  if (name == "cpu-small") return {12, 2000, 100, 1e-3, 1e-4, 0.1};
-  if (name == "gpu-char") return {64, 5000, 100, 1e-3, 1e-4, 0.1};
-  if (name == "gpt2-124m") return {8, 60, 10, 6e-4, 6e-5, 0.1};
+  if (name == "cpu-small") return {12, 2000, 100, 1e-3, 1e-4, 0.1, ""};
+  if (name == "gpu-char") return {64, 5000, 100, 1e-3, 1e-4, 0.1, ""};
+  if (name == "gpt2-124m") return {8, 60, 10, 6e-4, 6e-5, 0.1, "random-tokens:50304"};
   GPUML_FAIL(ErrorKind::Invalid, "unknown GPT preset '{}'{}", name, did_you_mean(name, gpt_preset_names()));
 }
 
@@ -211,7 +211,7 @@ GptConfig gpt_preset(const std::string& name, int64_t vocab) {
   if (vocab > 0) c.vocab = vocab;
   GPUML_CHECK(c.vocab > 0,
               "the GPT preset '{}' takes its vocabulary from the data: train it on a text file (--data FILE.txt; "
-              "text is known by its .txt name)",
+              "text is known by its .txt name) or on random tokens (--data random-tokens:VOCAB)",
               name);
   return c;
 }

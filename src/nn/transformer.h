@@ -87,6 +87,7 @@ std::vector<std::string> gpt_preset_names();
 struct GptRecipe {
   int64_t batch = 0, steps = 0, warmup = 0;
   double lr = 0, min_lr = 0, weight_decay = 0;
+  std::string data;  // the peer's data when --data is not given ("" : none, the user gives text)
 };
 GptRecipe gpt_recipe(const std::string& name);
 bool is_gpt_preset(const std::string& name);

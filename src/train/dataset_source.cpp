@@ -116,6 +116,12 @@ LoadedData from_npz(const std::string& path) {
 
 bool is_text_file(const std::string& path) { return lower_extension(path) == ".txt" && fs::is_regular_file(path); }
 
+bool is_token_data(const std::string& path) { return data::is_random_tokens(path) || is_text_file(path); }
+
+data::TextCorpus read_token_data(const std::string& path, int64_t block, uint64_t seed) {
+  return data::is_random_tokens(path) ? data::random_token_corpus(path, block, seed) : data::read_text_corpus(path, block);
+}
+
 void check_finite(const Tensor& features, const std::string& what) {
   if (!is_floating(features.dtype())) return;
   int64_t per_row = features.ndim() > 0 && features.dim(0) > 0 ? features.numel() / features.dim(0) : 1;

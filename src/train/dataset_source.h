@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/text.h"
 #include "data/loader.h"
 
 namespace gpuml {
@@ -64,6 +65,9 @@ PredictInputs load_predict_inputs(const std::string& path, const Shape& model_in
 // A .txt file: text for a character-level language model (data/text.h), read by the Trainer and
 // `gpuml eval` rather than load_training_data.
 bool is_text_file(const std::string& path);
+// Token data for a language model: a .txt file, or "random-tokens:VOCAB[:COUNT]" drawn from `seed`.
+bool is_token_data(const std::string& path);
+data::TextCorpus read_token_data(const std::string& path, int64_t block, uint64_t seed);
 // Throws Invalid naming the first non-finite feature (row and position).
 void check_finite(const Tensor& features, const std::string& what);
 

@@ -214,9 +214,13 @@ std::vector<int64_t> encode(const std::string& prompt, const std::vector<std::st
 
 GenerateResult generate_text(const LoadedModel& m, const GenerateOptions& o,
                              const std::function<void(const std::string&)>& on_text) {
-  GPUML_CHECK(m.task.kind() == TaskKind::language_model && !m.class_names.empty(),
+  GPUML_CHECK(m.task.kind() == TaskKind::language_model,
               "generate needs a language model trained on text (gpuml train --data FILE.txt); {} is a {} run",
               m.path, m.task.name());
+  GPUML_CHECK(!m.class_names.empty(),
+              "generate needs a language model trained on text (gpuml train --data FILE.txt); {} has no vocabulary "
+              "of characters (trained on {})",
+              m.path, m.data.empty() ? "data without one" : m.data);
   GPUML_CHECK(o.max_new_tokens >= 0, "--max-new-tokens must be >= 0, got {}", o.max_new_tokens);
   GPUML_CHECK(o.greedy || (o.temperature > 0 && std::isfinite(o.temperature)), "--temperature must be > 0, got {}",
               o.temperature);

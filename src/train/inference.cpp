@@ -1,5 +1,7 @@
 #include "train/inference.h"
 
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <nlohmann/json.hpp>
 
@@ -104,6 +106,34 @@ PredictReport write_values(const Tensor& values, PredictInputs& in, const std::s
   return {n, std::move(in.notes)};
 }
 
+// A language model's predictions: for (N, T) token ids, per-token probabilities (or logits)
+// (N, T, V) as .npy and the most likely next token (N, T) as <stem>.labels.npy.
+PredictReport write_token_predictions(const LoadedModel& m, PredictInputs& in, const std::string& output_path,
+                                      const std::string& device, Precision precision, bool logits) {
+  GPUML_CHECK(fs::path(output_path).extension() == ".npy",
+              "--output {}: a language model predicts (N, T, V) per token; write them to an .npy file", output_path);
+  const int64_t vocab = m.model.output_shape().back();
+  const std::vector<double> ids = in.x.to_doubles();
+  for (size_t i = 0; i < ids.size(); ++i)
+    GPUML_CHECK(ids[i] >= 0 && ids[i] < static_cast<double>(vocab) && ids[i] == std::floor(ids[i]),
+                "{}: value {} at row {}, position {} is not a token id of the model's vocabulary [0, {})",
+                in.description, ids[i], static_cast<int64_t>(i) / in.x.dim(1), static_cast<int64_t>(i) % in.x.dim(1),
+                vocab);
+  Tensor out = make_inference_runner(m, device, precision)
+                   ->predict(in.x, m.task.eval_batch_rows(m.batch_size), logits);  // (N, T, V)
+  const int64_t rows = out.numel() / vocab;
+  const std::vector<double> p = out.to_doubles();
+  std::vector<double> labels(static_cast<size_t>(rows));
+  for (int64_t r = 0; r < rows; ++r) {
+    const double* row = p.data() + r * vocab;
+    labels[static_cast<size_t>(r)] = static_cast<double>(std::max_element(row, row + vocab) - row);
+  }
+  data::write_npy(fs::path(output_path).replace_extension(".labels.npy").string(),
+                  Tensor::from_values({in.x.dim(0), in.x.dim(1)}, labels, DType::i64));
+  data::write_npy(output_path, out);
+  return {in.x.dim(0), std::move(in.notes)};
+}
+
 }  // namespace
 
 EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, const std::string& device,
@@ -118,10 +148,11 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
                                                                            m.task.eval_batch_rows(m.batch_size));
     return EvalReport{m.task.mean_loss(s), m.task.metric(s), m.task.metric_name(), s.rows, split};
   };
-  if (is_text_file(path)) {  // a character language model: the text's last 10%, as training split it
-    const data::TextCorpus text = data::read_text_corpus(path, m.model.input_shape().at(0));
+  if (is_token_data(path)) {  // a language model: the text's (tokens') last 10%, as training split it
+    const data::TextCorpus text = read_token_data(path, m.model.input_shape().at(0), m.seed);
     return score(data::text_windows(text.validation, m.model.input_shape()[0]), {},
-                 "validation split: the last 10% of the text");
+                 data::is_random_tokens(path) ? "validation split: the last 10% of the tokens"
+                                              : "validation split: the last 10% of the text");
   }
   if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
     return score(load_shard_test_split(path), shard_normalization(path), "test split");
@@ -136,7 +167,7 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
 }
 
 PredictReport write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
-                                const std::string& device, Precision precision) {
+                                const std::string& device, Precision precision, bool logits) {
   std::string ext = fs::path(output_path).extension().string();
   GPUML_CHECK(ext == ".csv" || ext == ".npy", "--output {}: expected a .csv or .npy file name", output_path);
   PredictInputs in = load_predict_inputs(input_path, m.model.input_shape());
@@ -149,12 +180,12 @@ PredictReport write_predictions(const LoadedModel& m, const std::string& input_p
     sample = m.model.input_shape();
   }
   check_input_shape(m, sample, input_path);
-  GPUML_CHECK(m.task.kind() != TaskKind::language_model,
-              "{} is a language model: predict writes one row per input (classes or values); per-token "
-              "probabilities are not written yet (see README: Tasks)", m.path);
+  GPUML_CHECK(!logits || m.task.kind() != TaskKind::regression,
+              "--logits: {} is a regression model, whose outputs are its values already; drop --logits", m.path);
+  if (m.task.kind() == TaskKind::language_model) return write_token_predictions(m, in, output_path, device, precision, logits);
   if (m.task.kind() == TaskKind::regression)
     return write_values(make_inference_runner(m, device, precision)->predict(in.x), in, output_path);
-  Tensor probs = make_inference_runner(m, device, precision)->predict(in.x);  // (N, C) f32
+  Tensor probs = make_inference_runner(m, device, precision)->predict(in.x, 1000, logits);  // (N, C) f32
   int64_t n = probs.dim(0), classes = probs.dim(1);
   std::vector<double> p = probs.to_doubles();
   std::vector<double> labels(static_cast<size_t>(n));
@@ -168,7 +199,7 @@ PredictReport write_predictions(const LoadedModel& m, const std::string& input_p
     const bool named = !m.class_names.empty(), from_files = !in.files.empty();
     std::string text = from_files ? "file," : "";
     text += named ? "label,class" : "label";
-    for (int64_t c = 0; c < classes; ++c) text += fmt::format(",p{}", c);
+    for (int64_t c = 0; c < classes; ++c) text += fmt::format(fmt::runtime(logits ? ",logit{}" : ",p{}"), c);
     text += '\n';
     for (int64_t i = 0; i < n; ++i) {
       const auto id = static_cast<int64_t>(labels[i]);

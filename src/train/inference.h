@@ -64,7 +64,10 @@ struct PredictReport {
 //         first column "file");
 //   .npy: probabilities (N, C) f32, and labels (N,) i64 next to it as <stem>.labels.npy (rows in
 //         the order of the files: a directory's in name order).
+// A language model takes (N, T) token ids (.npy, .csv or .npz) and writes (N, T, V) per-token
+// probabilities to .npy, and the most likely next tokens (N, T) as <stem>.labels.npy.
+// `logits`: the model's raw outputs instead of probabilities (classification, language models).
 PredictReport write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
-                          const std::string& device, Precision precision = Precision::fp32);
+                                const std::string& device, Precision precision = Precision::fp32, bool logits = false);
 
 }  // namespace gpuml

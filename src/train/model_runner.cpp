@@ -98,8 +98,8 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
                          });
   Sym output = model_.forward(x, ctx);
   std::vector<Sym> outputs;
-  if (mode == Mode::Predict) {
-    outputs.push_back(task_.predict(output));
+  if (mode == Mode::Predict || mode == Mode::Logits) {
+    outputs.push_back(mode == Mode::Logits ? output : task_.predict(output));
   } else {
     Sym y = g.input("y", {task_.target_shape(x_shape[0], model_.output_shape()), task_.target_dtype()});
     Task::Terms terms = task_.emit(output, y);
@@ -207,12 +207,12 @@ TaskSums ModelRunner::evaluate(const Tensor& x, const Tensor& y, int64_t batch_s
   return sums;
 }
 
-Tensor ModelRunner::predict(const Tensor& x, int64_t batch_size) {
+Tensor ModelRunner::predict(const Tensor& x, int64_t batch_size, bool logits) {
   int64_t n = x.dim(0);
   std::vector<Tensor> parts;
   for (int64_t begin = 0; begin < n; begin += batch_size) {
     Tensor xb = x.slice(0, begin, std::min(n, begin + batch_size));
-    Compiled& c = compiled(Mode::Predict, xb.shape());
+    Compiled& c = compiled(logits ? Mode::Logits : Mode::Predict, xb.shape());
     std::map<std::string, Tensor> feeds = buffer_feeds();
     feeds["x"] = xb;
     feeds["state"] = state_[current_];

@@ -51,8 +51,9 @@ class ModelRunner {
   // The task's sums (loss, weight, score) in eval mode, in batches of `batch_size`.
   TaskSums evaluate(const Tensor& x, const Tensor& y, int64_t batch_size = 1000);
   // What the task predicts (Task::predict) in eval mode: class probabilities (N, C), token
-  // probabilities (N, T, V), or regression values (N, K...).
-  Tensor predict(const Tensor& x, int64_t batch_size = 1000);
+  // probabilities (N, T, V), or regression values (N, K...). `logits`: the model's output itself,
+  // before the task's softmax.
+  Tensor predict(const Tensor& x, int64_t batch_size = 1000, bool logits = false);
 
   // The (S, P) state (parameters, then optimizer slots) as a host copy, and the column where
   // parameter `name` starts; for tests and tools that check the layout.
@@ -82,7 +83,7 @@ class ModelRunner {
     int64_t offset = 0, numel = 0;
   };
   struct Compiled;
-  enum class Mode { Train, Eval, Predict };
+  enum class Mode { Train, Eval, Predict, Logits };
   Compiled& compiled(Mode mode, const Shape& x_shape);
   std::unique_ptr<Compiled> build(Mode mode, const Shape& x_shape);
   StepStats stats_of(const Compiled& c, const std::vector<Tensor>& out, int64_t rows) const;

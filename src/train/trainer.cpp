@@ -74,8 +74,10 @@ nn::Model load_model(const std::string& spec, const std::string& data) {
   if (spec == "mlp" || spec == "cnn") return nn::Model::preset(spec);
   if (nn::is_gpt_preset(spec)) {
     int64_t vocab = 0;
-    if (!data.empty() && is_text_file(data))
-      vocab = static_cast<int64_t>(data::read_text_corpus(data, nn::gpt_preset(spec, 1).block).vocabulary.size());
+    if (data::is_random_tokens(data))
+      vocab = data::random_token_corpus(data, nn::gpt_preset(spec, 1).block, 0).vocab;
+    else if (!data.empty() && is_text_file(data))
+      vocab = data::read_text_corpus(data, nn::gpt_preset(spec, 1).block).vocab;
     return nn::Model::from_json(nn::gpt_model_json(nn::gpt_preset(spec, vocab)));
   }
   std::vector<std::string> presets = nn::Model::preset_names();

@@ -129,24 +129,29 @@ TrainingData open_text_data(const TrainConfig& cfg, const nn::Model& model, std:
   const Shape& in = model.input_shape();
   GPUML_CHECK_SHAPE(in.size() == 1, "--data {}: a language model on text takes windows of token ids, input_shape [T]; "
                     "the model takes {}", cfg.data, shape_str(in));
-  data::TextCorpus text = data::read_text_corpus(cfg.data, in[0]);
+  data::TextCorpus text = read_token_data(cfg.data, in[0], cfg.seed);
   const Shape& out = model.output_shape();
-  const auto vocab = static_cast<int64_t>(text.vocabulary.size());
+  const int64_t vocab = text.vocab;
+  const bool random = data::is_random_tokens(cfg.data);
   GPUML_CHECK_SHAPE(out.size() == 2 && out[1] >= vocab,
-                    "--data {}: the text has {} distinct characters, so the model must output (T, >= {}) logits; it "
-                    "outputs {}", cfg.data, vocab, vocab, shape_str(out));
+                    "--data {}: the {} {} distinct {}, so the model must output (T, >= {}) logits; it outputs {}",
+                    cfg.data, random ? "tokens have" : "text has", vocab, random ? "ids" : "characters", vocab,
+                    shape_str(out));
   TrainingData d;
   d.task = Task(TaskKind::language_model, cfg.ignore_index);
-  d.task_note = fmt::format("task: language-model ({}: text), metric perplexity", cfg.task == "auto" ? "auto" : "--task");
+  d.task_note = fmt::format("task: language-model ({}: {}), metric perplexity", cfg.task == "auto" ? "auto" : "--task",
+                            random ? "tokens" : "text");
   d.sample_shape = in;
   d.num_classes = vocab;
   d.class_names = text.vocabulary;
   d.eval = d.task.prepare(data::text_windows(text.validation, in[0]), model, cfg.data + " (validation)");
   d.eval_name = "val";
-  d.split_note = fmt::format("validation: the last 10% of the text ({} characters, {} windows of {})",
-                             text.validation.size(), d.eval->size(), in[0]);
-  d.description = fmt::format("text {}: {} characters, {} distinct; {} train, random windows of {} + 1, batch {}",
-                              cfg.data, text.characters, vocab, text.train.size(), in[0], cfg.batch_size);
+  const char* unit = random ? "tokens" : "characters";
+  d.split_note = fmt::format("validation: the last 10% of the {} ({} {}, {} windows of {})", random ? "tokens" : "text",
+                             text.validation.size(), unit, d.eval->size(), in[0]);
+  d.description = fmt::format("{} {}: {} {}, {} distinct; {} train, random windows of {} + 1, batch {}",
+                              random ? "random tokens" : "text", cfg.data, text.characters, unit, vocab,
+                              text.train.size(), in[0], cfg.batch_size);
   d.train = std::make_unique<data::TextWindowLoader>(std::move(text.train),
                                                      data::TextWindowOptions{in[0], cfg.batch_size, cfg.seed, std::move(memory)});
   return d;
@@ -165,7 +170,7 @@ TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::
     return in_memory_data(cfg, std::move(loaded), model, "the training arrays", std::move(memory));
   }
   if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, model, std::move(memory));
-  if (is_text_file(cfg.data)) return open_text_data(cfg, model, std::move(memory));
+  if (is_token_data(cfg.data)) return open_text_data(cfg, model, std::move(memory));
   return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true, cfg.task}), model,
                         cfg.data, std::move(memory));
 }

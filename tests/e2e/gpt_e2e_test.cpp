@@ -6,6 +6,7 @@
 
 #include <fmt/format.h>
 
+#include <cmath>
 #include <fstream>
 #include <regex>
 
@@ -124,6 +125,58 @@ TEST_F(GptCli, RefusesWhatItCannotRun) {
                                       q(dir_.path() / "run2")));
   EXPECT_EQ(preset.exit_code, 1) << preset.output;
   EXPECT_NE(preset.output.find("takes its vocabulary from the data"), std::string::npos) << preset.output;
+}
+
+// torch_gpt.py's timing data: random tokens, from --data random-tokens:VOCAB[:COUNT] (gpt2-124m's
+// default). Nothing to learn: the loss stays near ln(VOCAB); eval rebuilds the same validation
+// tokens from the run's seed; there are no characters to generate.
+TEST_F(GptCli, TrainsOnRandomTokensAndEvaluatesTheSameSplit) {
+  std::ofstream(dir_.path() / "gpt40.json") << tiny_gpt(40);
+  auto r = run_gpuml(fmt::format("train --data random-tokens:40:6000 --model {} --steps 30 --batch-size 8 --seed 5 "
+                                 "--optimizer adamw --device cpu --threads 1 --out {}",
+                                 q(dir_.path() / "gpt40.json"), q(run_)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("random tokens random-tokens:40:6000: 6000 tokens, 40 distinct; 5400 train"),
+            std::string::npos) << r.output;
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(r.output, m, std::regex(R"(val loss ([0-9.]+))"))) << r.output;
+  const double val_loss = std::stod(m[1]);
+  EXPECT_NEAR(val_loss, std::log(40.0), 0.15) << r.output;
+  auto eval = run_gpuml(fmt::format("eval --checkpoint {} --device cpu", q(run_)));
+  ASSERT_EQ(eval.exit_code, 0) << eval.output;
+  EXPECT_NE(eval.output.find("the last 10% of the tokens"), std::string::npos) << eval.output;
+  EXPECT_NE(eval.output.find(fmt::format("{:.4f}", val_loss)), std::string::npos) << eval.output << r.output;
+  auto gen = run_gpuml(fmt::format("generate --checkpoint {} --prompt abc", q(run_)));
+  EXPECT_EQ(gen.exit_code, 1) << gen.output;
+  EXPECT_NE(gen.output.find("has no vocabulary of characters (trained on random-tokens:40:6000)"), std::string::npos)
+      << gen.output;
+  // predict: (N, T) token ids in, (N, T, V) per-token probabilities or logits out, as .npy only.
+  std::ofstream ids(dir_.path() / "ids.csv");
+  for (int r = 0; r < 3; ++r)
+    for (int j = 0; j < 16; ++j) ids << (r * 16 + j) % 40 << (j == 15 ? "\n" : ",");
+  ids.close();
+  auto pred = run_gpuml(fmt::format("predict --checkpoint {} --input {} --output {} --logits --device cpu", q(run_),
+                                    q(dir_.path() / "ids.csv"), q(dir_.path() / "logits.npy")));
+  ASSERT_EQ(pred.exit_code, 0) << pred.output;
+  EXPECT_NE(read_text(dir_.path() / "logits.npy").find("'shape': (3, 16, 40)"), std::string::npos);
+  EXPECT_NE(read_text(dir_.path() / "logits.labels.npy").find("'shape': (3, 16)"), std::string::npos);
+  auto csv = run_gpuml(fmt::format("predict --checkpoint {} --input {} --output {} --device cpu", q(run_),
+                                   q(dir_.path() / "ids.csv"), q(dir_.path() / "p.csv")));
+  EXPECT_EQ(csv.exit_code, 1) << csv.output;
+  EXPECT_NE(csv.output.find("a language model predicts (N, T, V) per token; write them to an .npy file"),
+            std::string::npos) << csv.output;
+  std::ofstream(dir_.path() / "far.csv") << "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,40\n";
+  auto far = run_gpuml(fmt::format("predict --checkpoint {} --input {} --output {} --device cpu", q(run_),
+                                   q(dir_.path() / "far.csv"), q(dir_.path() / "p.npy")));
+  EXPECT_EQ(far.exit_code, 1) << far.output;
+  EXPECT_NE(far.output.find("value 40 at row 0, position 15 is not a token id of the model's vocabulary [0, 40)"),
+            std::string::npos) << far.output;
+
+  auto bad = run_gpuml(fmt::format("train --data random-tokens:40x --model {} --steps 1 --out {}",
+                                   q(dir_.path() / "gpt40.json"), q(dir_.path() / "run2")));
+  EXPECT_EQ(bad.exit_code, 1) << bad.output;
+  EXPECT_NE(bad.output.find("--data random-tokens:40x: VOCAB '40x' is not a positive whole number"), std::string::npos)
+      << bad.output;
 }
 
 }  // namespace

@@ -6,6 +6,8 @@ Trains a small GPT (2 blocks, 2 heads, 32 wide, context 16) for 300 steps on a t
 writes, loads model.safetensors into the peer's GPT class (strict: every name and shape, the tied
 head.weight included), and checks that
   - the peer's loss over the validation windows equals `gpuml eval`'s within 1e-5;
+  - the peer's logits over those windows equal `gpuml predict --logits`'s within 1e-5 (fp32), and
+    its probabilities `gpuml predict`'s;
   - greedy generation from the peer's modules (full recomputation) gives the same 12 characters
     as `gpuml generate --greedy` (the KV-cache path), within the context window.
 Exits 77 (skipped) when torch or the peer script is missing.
@@ -74,6 +76,26 @@ def main():
     ours = float(re.search(r"loss ([0-9.]+)", out).group(1))
     print(f"validation loss: peer {peer_loss:.6f}, gpuml {ours:.6f} ({n} windows)")
     ok = abs(peer_loss - ours) < 1e-4 * max(1.0, abs(ours))  # eval prints 4 decimals
+
+    # Logits, element for element: the windows as an .npy of token ids, through `gpuml predict`.
+    import numpy as np
+    windows = os.path.join(work, "windows.npy")
+    np.save(windows, x.numpy().astype(np.int64))
+    with torch.no_grad():
+        h = model.wte(x) + model.wpe(torch.arange(block))
+        for blk in model.blocks:
+            h = blk(h)
+        peer_logits = model.head(model.ln_f(h)).numpy()  # (n, block, vocab)
+    for flag, peer_out in (("--logits", peer_logits), (None, torch.softmax(torch.from_numpy(peer_logits), -1).numpy())):
+        out_path = os.path.join(work, "logits.npy" if flag else "probs.npy")
+        cmd = [gpuml, "predict", "--checkpoint", run, "--input", windows, "--output", out_path, "--device", "cpu"]
+        subprocess.run(cmd + ([flag] if flag else []), check=True, capture_output=True)
+        ours_out = np.load(out_path)
+        worst = float(np.abs(ours_out - peer_out).max()) if ours_out.shape == peer_out.shape else float("inf")
+        print(f"predict {flag or '(probabilities)'}: shape {ours_out.shape}, largest difference {worst:.2e} (<= 1e-5)")
+        ok = ok and worst <= 1e-5
+    labels = np.load(os.path.join(work, "probs.labels.npy"))
+    ok = ok and labels.shape == (n, block) and bool((labels == peer_logits.argmax(-1)).mean() > 0.99)
 
     # The same comparison at full precision, on the logits' argmax: greedy generation.
     prompt, new = "3 li", 12  # within the context of 16 (beyond it, generate keeps the last 8: generate.h)

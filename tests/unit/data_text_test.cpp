@@ -103,5 +103,44 @@ TEST_F(DataTextTest, ValidationWindowsAreConsecutive) {
   EXPECT_EQ(text_windows(tokens, 8, 2).size(), 2);
 }
 
+// The peer's gpt2-124m timing data: uniform ids in [0, VOCAB), the same for a seed, 90/10 split.
+TEST_F(DataTextTest, RandomTokensAreSeededUniformAndSplitNinetyTen) {
+  std::mt19937_64 rng(std::random_device{}());
+  const uint64_t seed = rng();
+  TextCorpus c = random_token_corpus("random-tokens:50:20000", 16, seed);
+  EXPECT_EQ(c.vocab, 50);
+  EXPECT_TRUE(c.vocabulary.empty());
+  ASSERT_EQ(c.train.size(), 18000u);
+  ASSERT_EQ(c.validation.size(), 2000u);
+  std::vector<int64_t> counts(50);
+  for (int32_t t : c.train) {
+    ASSERT_TRUE(t >= 0 && t < 50) << t;
+    ++counts[static_cast<size_t>(t)];
+  }
+  for (int64_t n : counts) EXPECT_TRUE(n > 250 && n < 470) << n << " of 18000 (seed " << seed << ")";  // 360 +- 5.8 sd
+  EXPECT_EQ(random_token_corpus("random-tokens:50:20000", 16, seed).validation, c.validation);
+  EXPECT_NE(random_token_corpus("random-tokens:50:20000", 16, seed + 1).train, c.train);
+  EXPECT_EQ(random_token_corpus("random-tokens:50304", 1024, seed).characters, 2'000'000);  // the peer's count
+  EXPECT_TRUE(is_random_tokens("random-tokens:7"));
+  EXPECT_FALSE(is_random_tokens("tokens.txt"));
+  for (const char* bad : {"random-tokens:", "random-tokens:x", "random-tokens:1", "random-tokens:10:-5",
+                          "random-tokens:10:20x", "random-tokens:99999999999"}) {
+    std::string message = "(accepted)";
+    try {
+      random_token_corpus(bad, 4, seed);
+    } catch (const Error& e) {
+      message = e.message();
+    }
+    EXPECT_NE(message.find(bad), std::string::npos) << bad << ": " << message;
+  }
+  std::string message;
+  try {
+    random_token_corpus("random-tokens:10:30", 8, seed);
+  } catch (const Error& e) {
+    message = e.message();
+  }
+  EXPECT_NE(message.find("30 tokens are too few"), std::string::npos) << message;
+}
+
 }  // namespace
 }  // namespace gpuml::data
