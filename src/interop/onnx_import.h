@@ -1,5 +1,7 @@
-// ONNX import: an ONNX model whose data path is a chain of layers gpuml has becomes an nn::Model
-// plus its weights, which then predicts, evaluates and fine-tunes like any gpuml model.
+// ONNX import: an ONNX model whose data path is made of layers gpuml has, chained or branched
+// (values used by several nodes; Add and Concat of computed values become Add and Concat layers
+// with "inputs"), becomes an nn::Model plus its weights, which then predicts, evaluates and
+// fine-tunes like any gpuml model.
 //
 //   ImportedModel m = import_onnx_file("resnetish.onnx");   // throws before anything runs
 //   ModelRunner runner(m.model, optimizer, plan, 0);

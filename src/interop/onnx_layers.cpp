@@ -15,34 +15,62 @@ namespace {
 using json = nlohmann::json;
 
 struct Layer {
-  json spec;                                          // model JSON of the layer, no "name"
+  json spec;                                          // model JSON of the layer, no "name"; "inputs"
+                                                      // by layer index until build() names them
   std::vector<std::pair<std::string, Tensor>> params; // suffix ("weight") -> value, state_dict order
   std::string suggested_name;                         // from the initializers' names, may be empty
 };
 
 class Matcher {
  public:
-  explicit Matcher(const OnnxGraphView& v) : v_(v), current_(v.input) {}
+  explicit Matcher(const OnnxGraphView& v) : v_(v), current_(v.input) { values_[v.input] = {"input", v.sample_shape}; }
 
   ImportedModel run() {
     for (size_t k = 0; k < v_.path.size();) k += match(k);
-    GPUML_CHECK(current_ == v_.output, "{}: the data path ends at '{}', not at the output '{}'", v_.what, current_,
-                v_.output);
     GPUML_CHECK(!layers_.empty(), "{}: the graph has no layers on its data path", v_.what);
+    auto out = values_.find(v_.output);
+    GPUML_CHECK(out != values_.end() && out->second.ref == std::to_string(layers_.size() - 1),
+                "{}: the output '{}' is not the last layer's output", v_.what, v_.output);
     return build(choose_names());
   }
 
  private:
   const onnx::NodeProto& node(size_t k) const { return v_.graph->node(v_.path[k]); }
 
-  // The number of path nodes consumed.
+  // A value computed from the model's input: which gpuml output holds it ("input", or a layer's
+  // index), and its per-sample shape. Nodes that change nothing (Identity, Dropout, a Reshape to
+  // the same shape) alias their output to their input's value.
+  struct Value {
+    std::string ref;
+    Shape shape;
+  };
+
+  const Value* value(const std::string& name) const {
+    auto it = values_.find(name);
+    return it == values_.end() ? nullptr : &it->second;
+  }
+
+  // The number of path nodes consumed. The node's data input (an embedding's indices, otherwise
+  // its first input) becomes current_; a layer takes it from wherever it was computed, so values
+  // used by several nodes, branches and merges (Add, Concat) import as they are.
   size_t match(size_t k) {
     const onnx::NodeProto& n = node(k);
     const std::string& t = n.op_type();
     std::string what = v_.what + ": " + node_label(n);
-    GPUML_CHECK((!n.input().empty() && n.input(0) == current_) || t == "Gather",
-                "{}: its data input is not the previous layer's output '{}' (gpuml imports chains of layers; "
-                "branches and merges are not supported)", what, current_);
+    const int data_input = t == "Gather" ? 1 : 0;
+    GPUML_CHECK(data_input < n.input_size() && value(n.input(data_input)),
+                "{}: its data input '{}' is not computed from the model's input", what,
+                data_input < n.input_size() ? n.input(data_input) : std::string());
+    current_ = n.input(data_input);
+    shape_ = value(current_)->shape;
+    if (t == "Add" && n.input_size() == 2 && value(n.input(1))) return merge(n, what, {{"type", "Add"}});
+    if (t == "Concat") {
+      int64_t axis = attr_int(n, "axis", 1);
+      if (axis < 0) axis += static_cast<int64_t>(shape_.size()) + 1;
+      GPUML_CHECK_KIND(ErrorKind::Unsupported, axis >= 1, "{}: a Concat along the batch axis is not a gpuml layer",
+                       what);
+      return merge(n, what, {{"type", "Concat"}, {"dim", axis}});
+    }
     if (t == "Identity" || t == "Dropout") return advance(n, 1);
     // gpuml's Embedding casts float inputs to indices itself.
     if (t == "Cast" && k + 1 < v_.path.size() && node(k + 1).op_type() == "Gather") return advance(n, 1);
@@ -59,8 +87,7 @@ class Matcher {
     if (t == "Softmax" || t == "LogSoftmax") {
       GPUML_CHECK(k + 1 == v_.path.size() && n.output(0) == v_.output,
                   "{}: a softmax is only accepted as the last node (gpuml's loss and predict apply their own)", what);
-      current_ = n.output(0);  // stripped: the model outputs logits
-      return 1;
+      return advance(n, 1);  // stripped: the model outputs logits
     }
     if (t == "Gemm") return gemm(n, what);
     if (t == "MatMul") return matmul(k, what);
@@ -117,15 +144,41 @@ class Matcher {
   }
 
   size_t advance(const onnx::NodeProto& n, size_t consumed) {
-    current_ = n.output(0);
+    values_[n.output(0)] = values_.at(current_);
     return consumed;
   }
 
+  // The layer's output under `last`'s first output; it takes current_'s value, named in "inputs"
+  // when that is not the previous layer's output.
   size_t push(json spec, std::vector<std::pair<std::string, Tensor>> params, const onnx::NodeProto& last,
               size_t consumed, const std::string& suggested = "") {
+    const std::string& from = values_.at(current_).ref;
+    if (from != (layers_.empty() ? "input" : std::to_string(layers_.size() - 1))) spec["inputs"] = {from};
+    return emit(std::move(spec), std::move(params), last, consumed, suggested);
+  }
+
+  size_t emit(json spec, std::vector<std::pair<std::string, Tensor>> params, const onnx::NodeProto& last,
+              size_t consumed, const std::string& suggested = "") {
     layers_.push_back({std::move(spec), std::move(params), suggested});
-    shape_ = model_so_far().output_shape();  // gpuml's shape rules check that the layer fits
-    return advance(last, consumed);
+    // gpuml's shape rules check that the layer fits
+    values_[last.output(0)] = {std::to_string(layers_.size() - 1), model_so_far().output_shape()};
+    return consumed;
+  }
+
+  // Add or Concat of values computed from the input (constants are folded before, or belong to a
+  // Linear's bias): a merge layer naming each input.
+  size_t merge(const onnx::NodeProto& n, const std::string& what, json spec) {
+    json inputs = json::array();
+    for (const std::string& name : n.input()) {
+      const Value* in = value(name);
+      GPUML_CHECK_KIND(ErrorKind::Unsupported, in != nullptr,
+                       "{}: input '{}' is a constant; gpuml merges (Add, Concat) only values computed from the input",
+                       what, name);
+      inputs.push_back(in->ref);
+    }
+    GPUML_CHECK(inputs.size() >= 2, "{}: a merge needs two or more inputs", what);
+    spec["inputs"] = inputs;
+    return emit(std::move(spec), {}, n, 1);
   }
 
   nn::Model model_so_far() const {
@@ -354,7 +407,7 @@ class Matcher {
     for (size_t i = 0; i < layers_.size(); ++i)
       if (!layers_[i].params.empty()) {
         names[i] = layers_[i].suggested_name;
-        ok &= !names[i].empty() && used.insert(names[i]).second;
+        ok &= !names[i].empty() && names[i] != "input" && used.insert(names[i]).second;
       }
     for (size_t i = 0; ok && i < layers_.size(); ++i)
       if (layers_[i].params.empty()) {
@@ -373,6 +426,9 @@ class Matcher {
     for (size_t i = 0; i < layers_.size(); ++i) {
       json spec = layers_[i].spec;
       if (names[i] != std::to_string(i)) spec["name"] = names[i];
+      if (spec.contains("inputs"))
+        for (json& ref : spec["inputs"])
+          if (ref != "input") ref = names[std::stoul(ref.get<std::string>())];
       layers.push_back(spec);
       for (const auto& [suffix, t] : layers_[i].params) weights.emplace_back(names[i] + "." + suffix, t);
     }
@@ -386,8 +442,9 @@ class Matcher {
   }
 
   const OnnxGraphView& v_;
-  std::string current_;
-  Shape shape_ = v_.sample_shape;
+  std::string current_;  // the data input of the node being matched
+  Shape shape_ = v_.sample_shape;  // its per-sample shape
+  std::map<std::string, Value> values_;
   std::vector<Layer> layers_;
 };
 

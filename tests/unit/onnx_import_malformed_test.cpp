@@ -3,6 +3,8 @@
 // directory are rejected with a gpuml::Error that says what is wrong, never a crash.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -257,15 +259,35 @@ TEST(OnnxImportMalformed, AllUnsupportedOpsAreListedInOneError) {
       << message;
 }
 
-TEST(OnnxImportMalformed, BranchesAreRejectedWithAReason) {
-  ModelSpec m;  // logits = Gemm(x) + x: a residual merge, not a chain
+TEST(OnnxImportMalformed, ResidualAddImportsAsAnAddLayerAndBadMergesAreNamed) {
+  ModelSpec m;  // logits = Gemm(x) + x: a residual merge of the input and a layer's output
   m.nodes[0].outputs = {"y"};
   m.initializers[0].dims = {4, 4};
   m.initializers[0].values.resize(16);
   m.initializers[1].dims = {4};
   m.initializers[1].values.resize(4);
   m.nodes.push_back({"Add", {"y", "x"}, {"logits"}, {}});
-  EXPECT_REJECTED(m.bytes(), "cannot be expressed as a gpuml layer");
+  interop::ImportedModel imported = interop::import_onnx_bytes(m.bytes(), {}, "test.onnx");
+  const nlohmann::json layers = imported.model.to_json()["layers"];
+  ASSERT_EQ(layers.size(), 2u) << layers.dump();
+  EXPECT_EQ(layers[1]["type"], "Add");
+  EXPECT_EQ(layers[1]["inputs"], (nlohmann::json{"0", "input"})) << layers.dump();
+
+  ModelSpec constant = m;  // Gemm(x) + W: a constant is no merge input (and no bias of a Gemm)
+  constant.nodes[1].inputs = {"y", "b"};
+  EXPECT_REJECTED(constant.bytes(), "cannot be expressed as a gpuml layer");
+  ModelSpec shapes;  // Gemm(x) (3 features) + x (4 features): gpuml's Add wants one shape
+  shapes.nodes[0].outputs = {"y"};
+  shapes.nodes.push_back({"Add", {"y", "x"}, {"logits"}, {}});
+  EXPECT_REJECTED(shapes.bytes(), "the imported layers do not fit together");
+  ModelSpec batch = m;  // a Concat along the batch axis
+  batch.nodes[1] = {"Concat", {"y", "x"}, {"logits"}, {int_attr("axis", 0)}};
+  EXPECT_REJECTED(batch.bytes(), "a Concat along the batch axis is not a gpuml layer");
+  ModelSpec dead_end = m;  // the output is a side branch: not the last layer's output
+  dead_end.nodes[1].outputs = {"z"};
+  dead_end.nodes.push_back({"Relu", {"y"}, {"logits"}, {}});
+  dead_end.nodes.push_back({"Relu", {"z"}, {"unused"}, {}});
+  EXPECT_EQ(import_error(dead_end.bytes()), "");  // nodes the output does not need are dropped
 }
 
 TEST(OnnxImportMalformed, NotProtobufAtAll) {

@@ -53,6 +53,31 @@ TEST(OnnxRoundTrip, EveryLayerType) {
       {"type": "Linear", "in_features": 6, "out_features": 3, "bias": false}]})")));
 }
 
+// Branches: a residual Add and a Concat of two branches come back as the same merge layers.
+TEST(OnnxRoundTrip, BranchedModel) {
+  nn::Model model = nn::Model::from_json(nlohmann::json::parse(R"({"input_shape": [2, 8, 8], "layers": [
+      {"type": "Conv2d", "name": "c1", "in_channels": 2, "out_channels": 4, "kernel_size": 3, "padding": 1},
+      {"type": "ReLU", "name": "r1"},
+      {"type": "Conv2d", "name": "c2", "in_channels": 4, "out_channels": 4, "kernel_size": 3, "padding": 1},
+      {"type": "Add", "name": "sum", "inputs": ["r1", "c2"]},
+      {"type": "Conv2d", "name": "side", "in_channels": 4, "out_channels": 2, "kernel_size": 1, "inputs": ["r1"]},
+      {"type": "Concat", "inputs": ["sum", "side"]},
+      {"type": "Flatten"},
+      {"type": "Linear", "in_features": 384, "out_features": 3, "name": "fc"}]})"));
+  expect_round_trip(model);
+  std::map<std::string, Tensor> init = model.init_values(std::random_device{}());
+  interop::ImportedModel back =
+      interop::import_onnx_bytes(interop::onnx_model_bytes(model, NamedTensors(init.begin(), init.end())), {}, "rt");
+  const nlohmann::json layers = back.model.to_json()["layers"];
+  ASSERT_EQ(layers.size(), 8u) << layers.dump();
+  EXPECT_EQ(layers[3]["type"], "Add");
+  EXPECT_EQ(layers[3]["inputs"], (nlohmann::json{"1", "c2"})) << layers.dump();
+  EXPECT_EQ(layers[4]["inputs"], (nlohmann::json{"1"})) << layers.dump();
+  EXPECT_EQ(layers[5]["type"], "Concat");
+  EXPECT_EQ(layers[5]["inputs"], (nlohmann::json{"3", "side"})) << layers.dump();
+  EXPECT_EQ(layers[6].count("inputs"), 0u) << layers.dump();
+}
+
 TEST(OnnxRoundTrip, Embedding) {
   // Float inputs holding token ids: the export casts them (Cast -> Gather), the import folds that
   // back into the Embedding layer.
