@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include <cmath>
+#include <limits>
 #include <map>
 #include <numbers>
 #include <set>
@@ -11,6 +12,7 @@
 #include "core/atomic_file.h"
 #include "core/error.h"
 #include "interop/onnx_proto_util.h"
+#include "ops/type_rules.h"
 
 namespace gpuml::interop {
 namespace {
@@ -86,7 +88,9 @@ class Exporter {
     GPUML_CHECK_KIND(ErrorKind::Unsupported, n.role == NodeRole::Op,
                      "ONNX export: the model reads output {} of {}, and the exporter translates only output 0",
                      n.output_index, op_name(g_.node(n.inputs[0]).op));
-    GPUML_CHECK_KIND(ErrorKind::Unsupported, op_info(n.op).outputs == 1 || n.op == OpId::layer_norm,
+    // attention's output 1 (lse) is likewise only for its backward.
+    GPUML_CHECK_KIND(ErrorKind::Unsupported,
+                     op_info(n.op).outputs == 1 || n.op == OpId::layer_norm || n.op == OpId::attention,
                      "ONNX export: {} gives {} outputs, and the exporter translates only one-output ops",
                      op_name(n.op), op_info(n.op).outputs);
     bool all_constant = !draws_philox(n.op);
@@ -144,6 +148,7 @@ class Exporter {
         set_int(add(id, n.op == OpId::softmax ? "Softmax" : "LogSoftmax", in), "axis", a.axis);
         return;
       case OpId::matmul: return matmul(id, n, in);
+      case OpId::attention: return attention(id, n, in);
       case OpId::conv2d: {
         const Shape& w = g_.node(n.inputs[1]).type.shape;  // (O, C/g, kH, kW)
         onnx::NodeProto& node = add(id, "Conv", in);
@@ -232,6 +237,30 @@ class Exporter {
     set_int(node, "keepdims", a.keepdim);
     for (int64_t axis : a.axes) values_[id].batch_major &= axis != 0 || a.keepdim;
     if (a.axes.empty()) values_[id].batch_major = false;
+  }
+
+  // attention (eval: no dropout) in opset-17 ops: Softmax(q k^T scale [+ causal mask]) v, the
+  // mask a constant (Tq, Tk) of 0 and -inf (bottom-right aligned, as the op).
+  void attention(int id, const Node& n, const std::vector<std::string>& in) {
+    const TensorType& q = g_.node(n.inputs[0]).type;
+    const AttentionDims dims = attention_dims(q.shape, g_.node(n.inputs[1]).type.shape, n.attrs);
+    if (n.attrs.training && n.attrs.p > 0)
+      return unsupported(id, "attention with dropout in training mode (export writes the eval graph)");
+    std::string kt = step(id, "Transpose", {in[1]});
+    set_ints(*last_node(), "perm", {0, 1, 3, 2});
+    std::string scores = step(id, "Mul", {step(id, "MatMul", {in[0], kt}), scalar(dims.scale, q.dtype)});
+    if (n.attrs.causal) {
+      std::vector<double> mask(static_cast<size_t>(dims.tq * dims.tk), 0.0);
+      for (int64_t i = 0; i < dims.tq; ++i)
+        for (int64_t j = i + dims.causal_shift() + 1; j < dims.tk; ++j)
+          mask[static_cast<size_t>(i * dims.tk + j)] = -std::numeric_limits<double>::infinity();
+      Value m;
+      m.tensor = Tensor::from_values({dims.tq, dims.tk}, mask, q.dtype);
+      scores = step(id, "Add", {scores, initializer(m, fmt::format("causal_mask_{}x{}", dims.tq, dims.tk))});
+    }
+    std::string probs = step(id, "Softmax", {scores});
+    set_int(*last_node(), "axis", -1);
+    add(id, "MatMul", {probs, in[2]});
   }
 
   void matmul(int id, const Node& n, const std::vector<std::string>& in) {

@@ -11,7 +11,8 @@
 // node is then translated: leaves become initializers under their PyTorch state_dict names, ops
 // whose inputs are all constant are folded (computed once on the reference backend), and the
 // rest map to ONNX operators (matmul + bias -> Gemm, conv2d + bias -> Conv, gelu -> its erf or
-// tanh formula since opset 17 has no Gelu, ...). The graph is built with a probe batch size;
+// tanh formula since opset 17 has no Gelu, attention -> MatMul, Mul, Add of a causal mask,
+// Softmax, MatMul, since opset 17 has no Attention, ...). The graph is built with a probe batch size;
 // reshapes that keep the batch axis first write 0 ("copy this dim") so any batch runs. An op with
 // no ONNX translation, or a reshape that mixes the batch into other axes, is an error naming it
 // (all such ops at once).

@@ -9,7 +9,10 @@ Sigmoid, Dropout, BatchNorm1d):
      with opset 17, IR version 8 and a dynamic batch dimension;
   2. ONNX Runtime (the `onnxruntime` package from PyPI, CPU execution provider) runs the model on
      the whole Fashion-MNIST test set (10000 images, batches of 999 to vary the batch) and its
-     probabilities equal `gpuml predict`'s within 1e-4.
+     probabilities equal `gpuml predict`'s within 1e-4;
+  3. a small GPT (2 blocks, context 16, tied head) trained on a text this script writes exports
+     (attention as MatMul/Softmax/MatMul with a causal mask, opset 17), passes the checker, and
+     ONNX Runtime's logits equal `gpuml predict --logits`'s within 1e-4 on the validation windows.
 Skips (exit 77) when onnx/numpy, onnxruntime or the dataset is missing; under CI=true a missing
 tool is a failure instead (ci_skip.py).
 """
@@ -89,7 +92,50 @@ def main():
         agree = float((ours.argmax(1) == theirs.argmax(1)).mean())
         print(f"{name}: max |onnxruntime - gpuml predict| = {err:.3g} over {ours.shape}, argmax agreement {agree}")
         ok &= err < 1e-4
+    ok &= check_gpt(gpuml, work)
     return 0 if ok else 1
+
+
+def check_gpt(gpuml, work):
+    text = "".join(f"{i} men went to mow, went to mow a meadow ({i * 5 % 11})\n" for i in range(60))
+    corpus = os.path.join(work, "mow.txt")
+    with open(corpus, "w") as f:
+        f.write(text)
+    chars = sorted(set(text))
+    block, width = 16, 32
+    spec = {"input_shape": [block], "layers": [
+        {"type": "Embedding", "name": "wte", "num_embeddings": len(chars), "embedding_dim": width, "init_std": 0.02},
+        {"type": "PositionEmbedding", "name": "wpe", "num_embeddings": block, "embedding_dim": width},
+        {"type": "Sequential", "name": "blocks", "layers": [
+            {"type": "TransformerBlock", "n_embd": width, "n_head": 2, "n_layer": 2}] * 2},
+        {"type": "LayerNorm", "name": "ln_f", "normalized_shape": width},
+        {"type": "Linear", "name": "head", "in_features": width, "out_features": len(chars), "bias": False,
+         "tied_to": "wte.weight"}]}
+    model = os.path.join(work, "gpt.json")
+    with open(model, "w") as f:
+        json.dump(spec, f)
+    run, path = os.path.join(work, "run-gpt"), os.path.join(work, "gpt.onnx")
+    common.run([gpuml, "train", "--overwrite", "--quiet", "--data", corpus, "--model", model, "--steps", "100",
+                "--batch-size", "8", "--optimizer", "adamw", "--lr", "3e-3", "--device", "cpu", "--out", run])
+    common.run([gpuml, "export", "--checkpoint", run, "--onnx", path])
+    nodes = check_onnx(path)
+    lut = {c: i for i, c in enumerate(chars)}
+    ids = np.array([lut[c] for c in text], dtype=np.float32)
+    val = ids[int(0.9 * len(ids)):]
+    n = (len(val) - 1) // block
+    windows = val[:n * block].reshape(n, block)
+    np.save(os.path.join(work, "windows.npy"), windows)
+    logits_path = os.path.join(work, "gpt-logits.npy")
+    common.run([gpuml, "predict", "--checkpoint", run, "--input", os.path.join(work, "windows.npy"), "--output",
+                logits_path, "--logits", "--device", "cpu"])
+    ours = np.load(logits_path)
+    session = ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+    theirs = np.concatenate([session.run(["logits"], {session.get_inputs()[0].name: windows[i:i + 5]})[0]
+                             for i in range(0, n, 5)])
+    err = float(np.abs(ours - theirs).max()) if ours.shape == theirs.shape else float("inf")
+    print(f"gpt: {nodes.count('Softmax')} softmaxes, {nodes.count('MatMul')} MatMuls; max |onnxruntime - gpuml "
+          f"predict --logits| = {err:.3g} over {ours.shape}")
+    return err < 1e-4
 
 
 if __name__ == "__main__":
