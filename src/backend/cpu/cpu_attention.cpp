@@ -7,11 +7,15 @@
 // Tiles are packed into contiguous Compute<T> buffers (k transposed for the scores, so that the
 // inner loops run along keys or along the head dim with unit stride and vectorise), which also
 // reads strided q, k, v (the slices and permutes of a fused qkv projection) without a copy of
-// the whole tensor, and converts bf16/f16 to f32 once per tile.
+// the whole tensor, and converts bf16/f16 to f32 once per tile. In float (f32, bf16, f16) the
+// tile products are small GEMMs through oneDNN's sgemm (q k^T, P v; in the backward P, dP, dV,
+// dK, dQ); f64 runs the row loops (row_times_columns, axpy).
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <vector>
+
+#include <oneapi/dnnl/dnnl.h>
 
 #include "backend/cpu/cpu_activation.h"
 #include "backend/cpu/cpu_backend.h"
