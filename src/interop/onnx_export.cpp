@@ -2,6 +2,7 @@
 
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <map>
@@ -27,6 +28,7 @@ struct Value {
   std::string param;      // constant: the state_dict name it came from (a param or a reshape of one)
   std::string name;       // dynamic: the ONNX value name
   bool batch_major = false;  // dynamic: dim 0 is the batch
+  int64_t merged = 0;        // dynamic: dim 0 is the batch times `merged` (a Linear's (N*T, C) rows), or 0
 };
 
 // A node whose trailing bias can still be fused in (Gemm's C, Conv's B).
@@ -121,8 +123,11 @@ class Exporter {
         {OpId::embedding, "Gather"}};
     const Attrs& a = n.attrs;
     bool batch_major = false;
-    for (int i : n.inputs) batch_major |= !values_[i].constant && values_[i].batch_major;
+    int64_t merged = 0;
+    for (int i : n.inputs)
+      if (!values_[i].constant) batch_major |= values_[i].batch_major, merged = std::max(merged, values_[i].merged);
     values_[id].batch_major = batch_major;
+    values_[id].merged = merged;
     if (n.op == OpId::add && fuse_bias(id, n)) return;
     std::vector<std::string> in;
     for (int i : n.inputs) in.push_back(input(i));
@@ -317,6 +322,23 @@ class Exporter {
     bool batch_major = values_[id].batch_major;
     if (batch_major && in.size() >= 2 && target == Shape{in[0], numel(in) / in[0]}) {
       set_int(add(id, "Flatten", {x}), "axis", 1);
+      return;
+    }
+    // (N, T, ..., C) -> (N*T*..., C) and back, as nn::Linear runs a product over leading dims: -1
+    // in the batch's place keeps it dynamic; the value remembers the factor to split it again.
+    if (batch_major && !target.empty() && target[0] != in[0] && target[0] % in[0] == 0) {
+      values_[id].batch_major = false;
+      values_[id].merged = target[0] / in[0];
+      target[0] = -1;
+      add(id, "Reshape", {x, int_const(id, "shape", target)});
+      return;
+    }
+    const int64_t merged = values_[n.inputs[0]].merged;
+    if (merged > 0 && !target.empty() && target[0] * merged == in[0]) {
+      values_[id].batch_major = true;
+      values_[id].merged = 0;
+      target[0] = -1;
+      add(id, "Reshape", {x, int_const(id, "shape", target)});
       return;
     }
     if (batch_major) {

@@ -14,9 +14,17 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, double init
 
 Sym Linear::forward(Sym x, ForwardContext& ctx, const std::string& prefix) const {
   Sym w = ctx.get(tied_to_.empty() ? join_name(prefix, "weight") : tied_to_, {out_, in_});  // (out, in)
-  Sym y = matmul(x, w, /*trans_a*/ false, /*trans_b*/ true);  // (..., out)
+  // (N, T, ..., in) runs as one (N*T*..., in) product, a view for a contiguous x, so that the
+  // graph's fusion passes see a matrix product: the bias (and a following activation) joins it
+  // (matmul_bias_act), and in the backward the bias gradient joins its matmul (matmul_bgrad).
+  const Shape shape = x.shape();
+  if (shape.size() > 2) x = reshape(x, {numel(shape) / in_, in_});
+  Sym y = matmul(x, w, /*trans_a*/ false, /*trans_b*/ true);  // (rows, out)
   if (bias_) y = add(y, ctx.get(join_name(prefix, "bias"), {out_}));
-  return y;
+  if (shape.size() <= 2) return y;
+  Shape out_shape = shape;
+  out_shape.back() = out_;
+  return reshape(y, out_shape);
 }
 
 void Linear::params(const std::string& prefix, std::vector<ParamInfo>& out) const {

@@ -86,7 +86,11 @@ TEST_F(TaskCli, LanguageModelFromTokenSequences) {
   auto p = run_gpuml(fmt::format("predict --checkpoint {} --input {} --output {}", q(run), q(data),
                                  q(dir_.path() / "p.csv")));
   EXPECT_EQ(p.exit_code, 1) << p.output;
-  EXPECT_NE(p.output.find("is a language model"), std::string::npos) << p.output;
+  EXPECT_NE(p.output.find("a language model predicts (N, T, V) per token; write them to an .npy file"),
+            std::string::npos) << p.output;
+  auto npy = run_gpuml(fmt::format("predict --checkpoint {} --input {} --output {}", q(run), q(data),
+                                   q(dir_.path() / "p.npy")));
+  EXPECT_EQ(npy.exit_code, 0) << npy.output;
 }
 
 // A .txt file trains a character language model (issue 20's text data): the header says so,
