@@ -28,7 +28,14 @@ namespace gpuml::api {
 
 class Error : public std::runtime_error {
  public:
-  using std::runtime_error::runtime_error;
+  // What went wrong, for hosts that map errors to their own types (Python: ValueError, MemoryError,
+  // OSError): bad input (a value, shape or dtype), memory, a file, a feature this build lacks, a bug.
+  enum class Kind { invalid, out_of_memory, io, unsupported, internal };
+  explicit Error(const std::string& message, Kind kind = Kind::invalid) : std::runtime_error(message), kind_(kind) {}
+  Kind kind() const { return kind_; }
+
+ private:
+  Kind kind_;
 };
 
 enum class DType { f32, f64, i32, i64, u8 };
@@ -43,10 +50,19 @@ class Array {
   static Array copy_of(const int32_t* data, const std::vector<int64_t>& shape);
   static Array copy_of(const int64_t* data, const std::vector<int64_t>& shape);
   static Array copy_of(const uint8_t* data, const std::vector<int64_t>& shape);
+  // A view of the product(shape) contiguous elements at `data`, without a copy: for arrays that
+  // another runtime owns (a NumPy array, a tensor). `owner` is held as long as any Array (or a
+  // Trainer given it) uses the elements, and released on whatever thread drops the last one;
+  // the elements must not change meanwhile.
+  static Array view_of(const void* data, DType dtype, const std::vector<int64_t>& shape,
+                       std::shared_ptr<const void> owner);
 
   const std::vector<int64_t>& shape() const;
   DType dtype() const;
   int64_t size() const;  // elements
+  // The contiguous elements (row-major, of dtype()); nullptr for an empty Array. They live as
+  // long as this Array or a copy of it.
+  const void* data() const;
   // The elements, converted.
   std::vector<float> to_float() const;
   std::vector<int64_t> to_int64() const;
@@ -69,6 +85,8 @@ class Model {
   std::vector<int64_t> input_shape() const;  // per sample
   int64_t num_classes() const;
   int64_t num_parameters() const;
+  // A table of the layers, output shapes (for `batch_size` samples) and parameter counts.
+  std::string summary(int64_t batch_size = 1) const;
 
   struct Impl;
   explicit Model(std::shared_ptr<const Impl> impl);
@@ -107,6 +125,13 @@ struct Settings {
   // A run directory: when set, fit() writes what `gpuml train` writes there (metrics.csv,
   // TensorBoard, checkpoints), and progress goes to stderr. Empty: nothing is written.
   std::string out;
+  // With `out`: print the run's header and progress bars to stderr, as `gpuml train` does
+  // (false: only the files).
+  bool print_progress = true;
+  // With `out`: catch SIGINT/SIGTERM for fit()'s length, finishing the current step and writing a
+  // checkpoint, as `gpuml train` does. Hosts with signal handling of their own (Python) turn it
+  // off and stop through Trainer::request_stop instead.
+  bool handle_signals = true;
 };
 
 // The metric is the task's: accuracy (classification), RMSE (regression), perplexity (language
@@ -118,12 +143,25 @@ struct EpochReport {
   double seconds = 0;
 };
 
+// One optimizer step (Trainer::on_step_end).
+struct StepReport {
+  int64_t epoch = 0;            // 1-based
+  int64_t step = 0;             // optimizer steps since the run began, this one included
+  int64_t batch = 0;            // 1-based within the epoch
+  int64_t batches_per_epoch = 0;
+  int64_t rows = 0;             // in this batch
+  double loss = 0;              // this batch's
+  double lr = 0;
+};
+
 struct FitReport {
   int64_t epochs = 0;
   std::string task, metric_name;  // "classification", "accuracy"
   double train_loss = 0, train_metric = 0, eval_loss = 0, eval_metric = 0, best_metric = 0;
   double seconds = 0;  // training loops only
   std::string device;  // "cpu", "cuda:0"
+  bool stopped = false;  // Trainer::request_stop ended it before its epochs were done
+  std::string run_dir;   // where Settings::out's files went (empty without `out`)
 };
 
 struct Evaluation {
@@ -147,6 +185,13 @@ class Trainer {
 
   // Called after each epoch, on the thread that called fit().
   void on_epoch_end(std::function<void(const EpochReport&)> callback);
+  // Called after each optimizer step, on the thread that called fit(), before the step's
+  // checkpoint is considered: a request_stop() from here stops after this step, and with
+  // Settings::out a checkpoint records where (gpuml train --resume continues from it).
+  void on_step_end(std::function<void(const StepReport&)> callback);
+  // Asks fit() to stop after the current step (from a callback, or another thread). fit() returns
+  // normally with FitReport::stopped set.
+  void request_stop();
   FitReport fit();
   Evaluation evaluate(const Array& x, const Array& y);
   Array predict(const Array& x);  // (N, C) class probabilities; (N, K...) regression values
@@ -178,5 +223,8 @@ class Predictor {
 };
 
 std::string version();
+// What `gpuml info` prints: the build, the CPU and its features, backends and devices (whether
+// the CUDA plugin loaded, and why not).
+std::string info();
 
 }  // namespace gpuml::api

@@ -3,12 +3,15 @@
 // Every entry point turns the engine's errors into gpuml::api::Error with the same message.
 #include "gpuml/gpuml.h"
 
+#include <atomic>
 #include <cstring>
 #include <nlohmann/json.hpp>
 
+#include "backend/info.h"
 #include "core/error.h"
 #include "io/safetensors.h"
 #include "nn/model.h"
+#include "nn/summary.h"
 #include "train/callbacks.h"
 #include "train/inference.h"
 #include "train/model_runner.h"
@@ -27,14 +30,34 @@ struct Model::Impl {
 
 namespace {
 
+Error::Kind kind_of(ErrorKind kind) {
+  switch (kind) {
+    case ErrorKind::OutOfMemory: return Error::Kind::out_of_memory;
+    case ErrorKind::Io: return Error::Kind::io;
+    case ErrorKind::Unsupported: return Error::Kind::unsupported;
+    case ErrorKind::Internal: return Error::Kind::internal;
+    default: return Error::Kind::invalid;  // Invalid, Shape, DType: the caller's input
+  }
+}
+
 template <typename F>
 auto guarded(F&& f) -> decltype(f()) {
   try {
     return f();
   } catch (const gpuml::Error& e) {
-    throw api::Error(e.what());
+    throw api::Error(e.what(), kind_of(e.kind()));
   } catch (const nlohmann::json::exception& e) {
     throw api::Error(std::string("JSON: ") + e.what());
+  }
+}
+
+gpuml::DType engine_dtype(DType d) {
+  switch (d) {
+    case DType::f64: return gpuml::DType::f64;
+    case DType::i32: return gpuml::DType::i32;
+    case DType::i64: return gpuml::DType::i64;
+    case DType::u8: return gpuml::DType::u8;
+    default: return gpuml::DType::f32;
   }
 }
 
@@ -117,20 +140,35 @@ TrainConfig config_of(const Settings& s) {
   c.task = s.task;
   c.ignore_index = s.ignore_index;
   c.out = s.out;
+  c.save_on_interrupt = s.handle_signals;
+  c.quiet = !s.print_progress;
   return c;
 }
 
-// Reports each epoch to the user's function.
-class EpochHook : public Callback {
+
+// The API's step and epoch functions, and its stop request. Added before the command line's
+// callbacks, so that a stop asked for in a step's function is seen by the checkpoint of that step.
+class ApiHooks : public Callback {
  public:
-  explicit EpochHook(std::function<void(const EpochReport&)> f) : f_(std::move(f)) {}
+  std::vector<std::function<void(const StepReport&)>> step_functions;
+  std::vector<std::function<void(const EpochReport&)>> epoch_functions;
+  std::atomic<bool> stop{false};
+
+  void on_train_begin(TrainState&) override { stop.store(false); }
+  void on_step_end(TrainState& st) override {
+    if (!step_functions.empty()) {
+      StepReport r{st.epoch + 1,        st.progress.step, st.batch_index + 1, st.steps_per_epoch,
+                   st.batch_rows,       st.step_loss,     st.lr};
+      for (auto& f : step_functions) f(r);
+    }
+    if (stop.load()) st.stop_requested = true;
+  }
   void on_epoch_end(TrainState& st) override {
     const EpochSummary& e = st.epoch_summary;
-    f_({e.epoch, e.train_loss, e.train_metric, e.eval_loss, e.eval_metric, e.seconds});
+    for (auto& f : epoch_functions)
+      f({e.epoch, e.train_loss, e.train_metric, e.eval_loss, e.eval_metric, e.seconds});
+    if (stop.load()) st.stop_requested = true;
   }
-
- private:
-  std::function<void(const EpochReport&)> f_;
 };
 
 }  // namespace
@@ -142,7 +180,22 @@ Array Array::copy_of(const double* d, const std::vector<int64_t>& s) { return co
 Array Array::copy_of(const int32_t* d, const std::vector<int64_t>& s) { return copy_elements(d, s, gpuml::DType::i32); }
 Array Array::copy_of(const int64_t* d, const std::vector<int64_t>& s) { return copy_elements(d, s, gpuml::DType::i64); }
 Array Array::copy_of(const uint8_t* d, const std::vector<int64_t>& s) { return copy_elements(d, s, gpuml::DType::u8); }
+Array Array::view_of(const void* data, DType dtype, const std::vector<int64_t>& shape,
+                     std::shared_ptr<const void> owner) {
+  return guarded([&] {
+    const gpuml::DType d = engine_dtype(dtype);
+    Shape s(shape.begin(), shape.end());
+    for (int64_t n : shape) GPUML_CHECK_SHAPE(n >= 0, "Array::view_of: a negative dimension in {}", shape_str(s));
+    const size_t bytes = static_cast<size_t>(numel(s)) * dtype_size(d);
+    GPUML_CHECK(bytes == 0 || data != nullptr, "Array::view_of: null data for shape {}", shape_str(s));
+    // The engine never writes through a dataset's features or a model's inputs.
+    auto storage = Storage::borrow(const_cast<void*>(data), bytes, Device{},
+                                   std::const_pointer_cast<void>(std::move(owner)));
+    return wrap(Tensor(std::move(storage), s, contiguous_strides(s), 0, d));
+  });
+}
 const std::vector<int64_t>& Array::shape() const { return impl_->shape; }
+const void* Array::data() const { return impl_->tensor.defined() && impl_->tensor.numel() ? impl_->tensor.raw_data() : nullptr; }
 int64_t Array::size() const { return impl_->tensor.defined() ? impl_->tensor.numel() : 0; }
 
 DType Array::dtype() const {
@@ -185,6 +238,9 @@ std::vector<int64_t> Model::input_shape() const {
   return {s.begin(), s.end()};
 }
 int64_t Model::num_classes() const { return impl_->model.num_classes(); }
+std::string Model::summary(int64_t batch_size) const {
+  return guarded([&] { return nn::model_summary(impl_->model, batch_size); });
+}
 int64_t Model::num_parameters() const {
   int64_t n = 0;
   for (const auto& p : impl_->model.param_infos()) n += numel(p.shape);
@@ -192,22 +248,28 @@ int64_t Model::num_parameters() const {
 }
 
 struct Trainer::Impl {
+  std::shared_ptr<ApiHooks> hooks = std::make_shared<ApiHooks>();
   std::unique_ptr<gpuml::Trainer> trainer;
 };
 
 namespace {
 
-std::unique_ptr<gpuml::Trainer> make_trainer(const Settings& s, TrainerInputs inputs) {
+std::unique_ptr<gpuml::Trainer> make_trainer(const Settings& s, TrainerInputs inputs, std::shared_ptr<ApiHooks> hooks) {
   auto t = std::make_unique<gpuml::Trainer>(config_of(s), std::move(inputs));
+  t->add_callback(std::move(hooks));
   // A run directory gets what `gpuml train` writes; the library prints nothing otherwise.
-  if (!s.out.empty()) add_command_line_callbacks(*t, {nullptr, stderr});
+  if (!s.out.empty()) {
+    CommandLineOutput output{nullptr, stderr};
+    if (!s.print_progress) output.progress = nullptr;
+    add_command_line_callbacks(*t, output);
+  }
   return t;
 }
 
 }  // namespace
 
 Trainer::Trainer(const Settings& s) : impl_(std::make_unique<Impl>()) {
-  impl_->trainer = guarded([&] { return make_trainer(s, {}); });
+  impl_->trainer = guarded([&] { return make_trainer(s, {}, impl_->hooks); });
 }
 
 Trainer::Trainer(const Settings& s, const Model& model, const Array& x, const Array& y, const Array& eval_x,
@@ -221,7 +283,7 @@ Trainer::Trainer(const Settings& s, const Model& model, const Array& x, const Ar
     if (has_eval) in.eval = dataset_of(eval_x, eval_y);
     Settings arrays = s;
     arrays.data.clear();  // the run's data are the arrays: a checkpoint names no dataset file
-    return make_trainer(arrays, std::move(in));
+    return make_trainer(arrays, std::move(in), impl_->hooks);
   });
 }
 
@@ -230,14 +292,26 @@ Trainer::Trainer(Trainer&&) noexcept = default;
 Trainer& Trainer::operator=(Trainer&&) noexcept = default;
 
 void Trainer::on_epoch_end(std::function<void(const EpochReport&)> callback) {
-  impl_->trainer->add_callback(std::make_shared<EpochHook>(std::move(callback)));
+  impl_->hooks->epoch_functions.push_back(std::move(callback));
+}
+
+void Trainer::on_step_end(std::function<void(const StepReport&)> callback) {
+  impl_->hooks->step_functions.push_back(std::move(callback));
+}
+
+void Trainer::request_stop() {
+  impl_->hooks->stop.store(true);
+  impl_->trainer->request_stop();
 }
 
 FitReport Trainer::fit() {
   return guarded([&] {
     TrainResult r = impl_->trainer->fit();
-    return FitReport{r.epochs_run,  r.task,          r.metric_name, r.train_loss,       r.train_metric,
-                     r.eval_loss,   r.eval_metric,   r.best_metric, r.seconds_training, impl_->trainer->device_used()};
+    return FitReport{r.epochs_run,   r.task,          r.metric_name,
+                     r.train_loss,   r.train_metric,  r.eval_loss,
+                     r.eval_metric,  r.best_metric,   r.seconds_training,
+                     impl_->trainer->device_used(),   r.stop_requested || r.interrupted_by != 0,
+                     r.run_dir};
   });
 }
 
@@ -292,5 +366,9 @@ Model Predictor::model() const {
 }
 
 std::string version() { return GPUML_VERSION; }
+
+std::string info() {
+  return guarded([] { return render_system_report(collect_system_report()); });
+}
 
 }  // namespace gpuml::api
