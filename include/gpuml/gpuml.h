@@ -193,6 +193,10 @@ class Trainer {
   // normally with FitReport::stopped set.
   void request_stop();
   FitReport fit();
+  // The task the run trains and its metric, resolved from the settings, labels and model:
+  // "classification" and "accuracy", "regression" and "rmse", "language-model" and "perplexity".
+  std::string task() const;
+  std::string metric_name() const;
   Evaluation evaluate(const Array& x, const Array& y);
   Array predict(const Array& x);  // (N, C) class probabilities; (N, K...) regression values
   // A checkpoint (.safetensors: weights, optimizer state, the model and settings) that

@@ -315,6 +315,9 @@ FitReport Trainer::fit() {
   });
 }
 
+std::string Trainer::task() const { return impl_->trainer->task().name(); }
+std::string Trainer::metric_name() const { return impl_->trainer->task().metric_name(); }
+
 Evaluation Trainer::evaluate(const Array& x, const Array& y) {
   return guarded([&] {
     const Task& task = impl_->trainer->task();

@@ -105,6 +105,8 @@ TEST(Api, StepFunctionsSeeEveryStepAndRequestStopEndsAfterTheCurrentOne) {
   s.val_split = 0;
   Trainer t(s, Model::from_json(two_classes), Array::view_of(x.data(), DType::f32, {n, 3}, nullptr),
             Array::view_of(y.data(), DType::i64, {n}, nullptr));
+  EXPECT_EQ(t.task(), "classification");
+  EXPECT_EQ(t.metric_name(), "accuracy");
   std::vector<StepReport> steps;
   int epochs = 0;
   t.on_step_end([&](const StepReport& r) {
