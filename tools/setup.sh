@@ -25,6 +25,9 @@ packages=(
   libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev
   libgtest-dev libbenchmark-dev
   python3 dataset-fashion-mnist
+  # The Python package (python/): built in ./build when these are there; python3-venv for
+  # `python3 -m venv v && v/bin/pip install .` (README, "Using gpuml from Python").
+  python3-dev python3-venv pybind11-dev
 )
 
 if [[ -z "${SKIP_APT:-}" ]]; then
