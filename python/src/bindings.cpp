@@ -329,10 +329,16 @@ class PyTrainer {
       });
     }
     ga::FitReport r;
-    {
+    try {
       py::gil_scoped_release nogil;
       r = trainer_->fit();
+    } catch (...) {
+      forget_functions();
+      throw;
     }
+    // The functions serve one fit(). Dropping them breaks the cycle a closure over this trainer
+    // would make (pybind11 objects are invisible to Python's cycle collector): no leaked data.
+    forget_functions();
     py::dict d;
     d["epochs"] = r.epochs;
     d["task"] = r.task;
@@ -399,6 +405,10 @@ class PyTrainer {
       e.restore();
       stop_with_python_error();
     }
+  }
+  void forget_functions() {
+    step_functions_.clear();
+    epoch_functions_.clear();
   }
   void stop_with_python_error() {
     PyObject *type, *value, *trace;

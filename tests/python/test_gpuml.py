@@ -143,12 +143,15 @@ def test_ctrl_c_raises_keyboard_interrupt_after_a_step_with_a_checkpoint(fmnist_
     model = gpuml.Model("mlp")
     steps = []
 
+    # Ctrl-C from another thread a moment into training (the main thread is then inside fit).
+    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+
     class Count:
         def on_batch_end(self, batch, logs):
+            if not steps:
+                timer.start()
             steps.append(logs["step"])
 
-    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
-    timer.start()
     start = time.monotonic()
     with pytest.raises(KeyboardInterrupt) as e:
         model.fit(normalised(d["x"]), d["y"], epochs=1000, run_dir=tmp_path / "run", callbacks=[Count()], **COMMON)
@@ -198,6 +201,18 @@ def test_callbacks_see_every_epoch_and_every_step(fmnist_subset):
     assert len(history["loss"]) == 2 and history.report["stopped"]
     with pytest.raises(ZeroDivisionError):  # a callback's exception stops the run and comes out
         model.fit(normalised(d["x"][:640]), d["y"][:640], epochs=2, callbacks=[lambda e, logs: 1 / 0], **COMMON)
+
+    # The arrays a model was fitted on (read in place) are freed with the model: no cycle through
+    # the callbacks keeps them.
+    import gc
+    import weakref
+    x = normalised(d["x"][:640])
+    watch = weakref.ref(x)
+    model = gpuml.Model("mlp")
+    model.fit(x, d["y"][:640], epochs=1, callbacks=[Recorder()], **COMMON)
+    del model, x
+    gc.collect()
+    assert watch() is None
 
 
 def test_progress_is_printed_unless_verbose_is_0(fmnist_subset, capfd):
