@@ -47,10 +47,10 @@ start=$(date +%s)
 if [[ "$stage" != run ]]; then
   if [[ "${FUZZ_CLEAN:-1}" == 1 ]]; then rm -rf "$build"; fi
   mkdir -p "$build"
-  # Only what the fuzz targets need: no CUDA plugin, no tests, no benchmarks.
+  # Only what the fuzz targets need: no CUDA plugin, no tests, no benchmarks, no Python module.
   generator=(); command -v ninja > /dev/null && generator=(-G Ninja)
   CC=clang CXX=clang++ cmake "${generator[@]}" -S "$root" -B "$build" -DGPUML_FUZZ=ON -DGPUML_CUDA=OFF -DGPUML_BUILD_TESTS=OFF \
-    -DGPUML_BUILD_BENCH=OFF -DGPUML_FUZZ_SECONDS="$seconds" > "$build/configure.log" ||
+    -DGPUML_BUILD_BENCH=OFF -DGPUML_PYTHON=OFF -DGPUML_FUZZ_SECONDS="$seconds" > "$build/configure.log" ||
     { cat "$build/configure.log" >&2; echo "fuzz: configure failed (packages: $project_packages)" >&2; exit 2; }
   cmake --build "$build" --target gpuml_fuzz -j "${BUILD_JOBS:-$cores}"
   echo "fuzz: built the targets in $(($(date +%s) - start)) s"
