@@ -20,7 +20,7 @@ cores="$(nproc)"
 # What the fuzz step needs beyond the project's usual packages (tools/setup.sh installs those).
 clang_packages="clang libclang-rt-14-dev"
 project_packages="cmake make pkg-config libdnnl-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev \
-libzip-dev libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev"
+libzip-dev libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev libutf8proc-dev"
 missing=()
 for tool in clang clang++ cmake pkg-config; do
   command -v "$tool" > /dev/null || missing+=("$tool")

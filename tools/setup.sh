@@ -22,7 +22,7 @@ jobs="${JOBS:-$(nproc)}"
 packages=(
   build-essential cmake ninja-build pkg-config
   libdnnl-dev ocl-icd-opencl-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libzip-dev
-  libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev
+  libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev libutf8proc-dev
   libgtest-dev libbenchmark-dev
   python3 dataset-fashion-mnist
   # The Python package (python/): built in ./build when these are there; python3-venv for

@@ -1,0 +1,162 @@
+#include "data/pretokenize.h"
+
+#include <utf8proc.h>
+
+#include <array>
+#include <vector>
+
+namespace gpuml::data {
+
+namespace {
+
+enum class CharClass : uint8_t { letter, number, space, other };
+
+struct Char {
+  size_t bytes = 1;  // 1 for a byte that is not UTF-8 (the byte-level fallback)
+  CharClass cls = CharClass::other;
+  bool is_ascii_space = false;  // U+0020, the optional prefix of the letter/number/other runs
+};
+
+// The code point of the valid UTF-8 sequence at text[i], with its length; length 0 when the bytes
+// there are not UTF-8.
+std::pair<int32_t, size_t> decode(std::string_view text, size_t i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char lead = byte(i);
+  if (lead < 0x80) return {lead, 1};
+  const size_t length = lead >= 0xF0 && lead <= 0xF4 ? 4 : lead >= 0xE0 && lead < 0xF0 ? 3 : lead >= 0xC2 && lead < 0xE0 ? 2 : 0;
+  if (length == 0 || i + length > text.size()) return {0, 0};
+  int32_t cp = lead & (0x7F >> length);
+  for (size_t k = 1; k < length; ++k) {
+    const unsigned char c = byte(i + k);
+    if ((c & 0xC0) != 0x80) return {0, 0};
+    cp = (cp << 6) | (c & 0x3F);
+  }
+  static constexpr std::array<int32_t, 5> kSmallest = {0, 0, 0x80, 0x800, 0x10000};
+  if (cp < kSmallest[length] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return {0, 0};
+  return {cp, length};
+}
+
+CharClass classify(int32_t cp) {
+  if ((cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85) return CharClass::space;
+  if (cp < 0x80) {  // the common case without a table look-up
+    if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z')) return CharClass::letter;
+    if (cp >= '0' && cp <= '9') return CharClass::number;
+    return CharClass::other;
+  }
+  switch (utf8proc_category(cp)) {
+    case UTF8PROC_CATEGORY_LU:
+    case UTF8PROC_CATEGORY_LL:
+    case UTF8PROC_CATEGORY_LT:
+    case UTF8PROC_CATEGORY_LM:
+    case UTF8PROC_CATEGORY_LO:
+      return CharClass::letter;
+    case UTF8PROC_CATEGORY_ND:
+    case UTF8PROC_CATEGORY_NL:
+    case UTF8PROC_CATEGORY_NO:
+      return CharClass::number;
+    case UTF8PROC_CATEGORY_ZS:
+    case UTF8PROC_CATEGORY_ZL:
+    case UTF8PROC_CATEGORY_ZP:
+      return CharClass::space;
+    default:
+      return CharClass::other;
+  }
+}
+
+Char char_at(std::string_view text, size_t i) {
+  auto [cp, length] = decode(text, i);
+  if (length == 0) return {};  // an invalid byte: one "other" character
+  return {length, classify(cp), cp == 0x20};
+}
+
+// The end of the piece that starts at `i` (the alternatives of the pattern in the header, in order).
+size_t piece_end(std::string_view text, size_t i) {
+  const size_t n = text.size();
+  if (text[i] == '\'' && i + 1 < n) {  // 's 't 're 've 'm 'll 'd
+    const char c = text[i + 1];
+    if (c == 's' || c == 't' || c == 'm' || c == 'd') return i + 2;
+    if (i + 2 < n) {
+      const std::string_view two = text.substr(i + 1, 2);
+      if (two == "re" || two == "ve" || two == "ll") return i + 3;
+    }
+  }
+  const Char first = char_at(text, i);
+  // " ?X+" for X = letters, numbers, other: the optional space, then a run of one class.
+  size_t run = i;
+  CharClass cls = first.cls;
+  if (first.is_ascii_space && i + 1 < n) {
+    const Char next = char_at(text, i + 1);
+    if (next.cls != CharClass::space) {
+      run = i + 1;
+      cls = next.cls;
+    }
+  }
+  if (cls != CharClass::space) {
+    size_t end = run;
+    while (end < n) {
+      const Char c = char_at(text, end);
+      if (c.cls != cls) break;
+      end += c.bytes;
+    }
+    return end;
+  }
+  // "\s+(?!\S)|\s+": a run of whitespace, less its last character when something else follows
+  // (that character then prefixes the next word, as in " world").
+  size_t end = i, last = i;
+  while (end < n) {
+    const Char c = char_at(text, end);
+    if (c.cls != CharClass::space) break;
+    last = end;
+    end += c.bytes;
+  }
+  if (end == n || last == i) return end;
+  return last;
+}
+
+}  // namespace
+
+size_t split_pretokens(std::string_view text, bool at_end, const std::function<void(std::string_view)>& on_piece) {
+  if (at_end) {
+    for (size_t i = 0; i < text.size();) {
+      const size_t end = piece_end(text, i);
+      on_piece(text.substr(i, end - i));
+      i = end;
+    }
+    return text.size();
+  }
+  // In a chunk, the last two pieces wait for the next one: the last may go on past the chunk, and
+  // the one before it may be an apostrophe that the next chunk's "re", "ve" or "ll" would join.
+  std::array<size_t, 2> held{};  // starts of the last two pieces found
+  size_t found = 0;
+  for (size_t i = 0; i < text.size();) {
+    const size_t end = piece_end(text, i);
+    if (found >= 2) on_piece(text.substr(held[0], held[1] - held[0]));
+    held = {held[1], i};
+    ++found;
+    i = end;
+  }
+  if (found == 0) return 0;
+  return found == 1 ? held[1] : held[0];
+}
+
+size_t utf8_safe_end(std::string_view text) {
+  const size_t n = text.size();
+  for (size_t back = 1; back <= 3 && back <= n; ++back) {
+    const auto c = static_cast<unsigned char>(text[n - back]);
+    if ((c & 0xC0) == 0x80) continue;  // a continuation byte: look further back for its lead
+    const size_t length = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    return length > back ? n - back : n;  // a lead whose sequence the chunk cuts: end before it
+  }
+  return n;
+}
+
+size_t first_invalid_utf8(std::string_view text) {
+  for (size_t i = 0; i < text.size();) {
+    const auto [cp, length] = decode(text, i);
+    if (length == 0) return i;
+    i += length;
+  }
+  return std::string_view::npos;
+}
+
+}  // namespace gpuml::data

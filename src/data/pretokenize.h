@@ -1,0 +1,41 @@
+// GPT-2's pre-tokenizer: text is cut into pieces before BPE runs on each piece, so that merges
+// never cross a word boundary. The pieces are what the `tokenizers` library's ByteLevel
+// pre-tokenizer (use_regex: true, add_prefix_space: false) cuts, i.e. the leftmost-first matches of
+//
+//   's|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+
+//
+// written out by hand (no regex engine): letters and numbers are Unicode's general categories L*
+// and N* (utf8proc), whitespace is Oniguruma's \s (U+0009-000D, U+0085 and the categories Zs, Zl,
+// Zp; checked against `tokenizers` 0.23, which treats U+001C-001F as "other").
+//
+// Byte-level fallback: a byte that does not start valid UTF-8 counts as one "other" character, so
+// any bytes are cut into pieces that join back to them (gpuml's BPE covers every byte).
+//
+//   std::vector<std::string_view> pieces;
+//   data::split_pretokens("Hello  world!", true, [&](std::string_view p) { pieces.push_back(p); });
+//   // "Hello", " ", " world", "!"
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string_view>
+
+namespace gpuml::data {
+
+// Calls on_piece for each piece of `text`, in order; the pieces join back to `text` exactly.
+// at_end = false: `text` is a chunk of a longer stream; the last piece (whose end depends on what
+// follows) is not passed, and the return value is the byte where it starts: the caller puts
+// text[returned..] in front of the next chunk. at_end = true: every piece is passed; returns
+// text.size(). A chunk should end on a UTF-8 character boundary (utf8_safe_end).
+size_t split_pretokens(std::string_view text, bool at_end, const std::function<void(std::string_view)>& on_piece);
+
+// The largest n <= text.size() such that text[0..n) does not end inside a UTF-8 character that
+// the following bytes might complete (looks at most 3 bytes back).
+size_t utf8_safe_end(std::string_view text);
+
+// The offset of the first byte that is not valid UTF-8 (a stray continuation byte, a truncated,
+// overlong or surrogate sequence, past U+10FFFF), or npos when all of `text` is UTF-8. A sequence
+// cut by the end of `text` counts as invalid.
+size_t first_invalid_utf8(std::string_view text);
+
+}  // namespace gpuml::data
