@@ -1,8 +1,6 @@
 #include "data/bpe_train.h"
 
 #include <algorithm>
-#include <filesystem>
-#include <fstream>
 #include <queue>
 #include <unordered_map>
 #include <unordered_set>
@@ -13,11 +11,6 @@
 namespace gpuml::data {
 
 namespace {
-
-constexpr size_t kChunkBytes = size_t{1} << 20;
-// A piece still open at a chunk's end waits for the next chunk, up to this size; a longer one
-// (a megabyte without a space or a change of character class) is cut there.
-constexpr size_t kMaxCarryBytes = size_t{4} << 20;
 
 uint64_t pair_key(int32_t a, int32_t b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
 int32_t left_of(uint64_t key) { return static_cast<int32_t>(key >> 32); }
@@ -33,53 +26,16 @@ struct HeapEntry {
 // Streams the corpus through the pre-tokenizer and counts its distinct pieces.
 std::unordered_map<std::string, int64_t> count_pieces(const std::string& corpus, const BpeTrainOptions& o,
                                                       BpeTrainReport& report) {
-  namespace fs = std::filesystem;
-  GPUML_CHECK_KIND(ErrorKind::Io, fs::is_regular_file(corpus), "{}: no such file", corpus);
-  std::ifstream in(corpus, std::ios::binary);
-  GPUML_CHECK_KIND(ErrorKind::Io, in.good(), "{}: cannot open the file", corpus);
-  const auto size = static_cast<int64_t>(fs::file_size(corpus));
-  GPUML_CHECK_KIND(ErrorKind::Io, size > 0, "{}: the corpus is empty", corpus);
   std::unordered_map<std::string, int64_t> counts;
-  std::string data;           // the carried bytes, then the new chunk
-  int64_t data_offset = 0;    // where data[0] is in the file
-  int64_t read = 0;
-  int64_t checked = 0;        // bytes before this offset were checked for UTF-8 already
-  std::vector<char> chunk(kChunkBytes);
-  const auto count = [&](std::string_view piece) {
-    ++counts[std::string(piece)];
-    ++report.pieces;
-  };
-  while (true) {
-    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
-    const auto got = static_cast<size_t>(in.gcount());
-    GPUML_CHECK_KIND(ErrorKind::Io, got > 0 || in.eof(), "{}: read error at byte {}", corpus, read);
-    read += static_cast<int64_t>(got);
-    const bool at_end = got == 0 || read >= size;
-    data.append(chunk.data(), got);
-    const size_t usable = at_end ? data.size() : utf8_safe_end(data);
-    // UTF-8 is checked on the bytes handed to the pre-tokenizer (a carry again: it is small).
-    for (size_t from = 0; from < usable;) {
-      const size_t bad = first_invalid_utf8(std::string_view(data).substr(from, usable - from));
-      if (bad == std::string_view::npos) break;
-      GPUML_CHECK_KIND(ErrorKind::Io, o.allow_invalid_utf8,
-                       "{}: byte {} (0x{:02x}) is not UTF-8. gpuml reads a corpus as UTF-8; with --allow-invalid-utf8 "
-                       "such bytes are kept as bytes (byte-level fallback: every byte has a token), though the "
-                       "`tokenizers` library, which takes Unicode strings, cannot encode that file the same way",
-                       corpus, data_offset + static_cast<int64_t>(from + bad),
-                       static_cast<unsigned char>(data[from + bad]));
-      if (data_offset + static_cast<int64_t>(from + bad) >= checked) ++report.invalid_bytes;  // not a carry's again
-      from += bad + 1;
-    }
-    checked = data_offset + static_cast<int64_t>(usable);
-    const std::string_view view = std::string_view(data).substr(0, usable);
-    size_t cut = split_pretokens(view, at_end, count);
-    if (!at_end && data.size() - cut > kMaxCarryBytes) cut = split_pretokens(view.substr(cut), true, count) + cut;
-    data_offset += static_cast<int64_t>(cut);
-    data.erase(0, cut);
-    if (o.on_read) o.on_read(std::min(read, size), size);
-    if (at_end) break;
-  }
-  report.bytes = read;
+  const PretokenStreamReport r = stream_pretokens(
+      corpus, o.allow_invalid_utf8,
+      [&](std::string_view piece, int64_t) {
+        ++counts[std::string(piece)];
+        ++report.pieces;
+      },
+      o.on_read);
+  report.bytes = r.bytes;
+  report.invalid_bytes = r.invalid_bytes;
   return counts;
 }
 

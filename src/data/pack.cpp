@@ -154,6 +154,10 @@ PackReport pack_dataset(const std::string& input, const fs::path& out_dir, const
   std::error_code ec;
   GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(input, ec), "{}: no such file or directory", input);
   GPUML_CHECK(fs::weakly_canonical(input) != fs::weakly_canonical(out_dir), "{}: input and output are the same", input);
+  if (!o.tokenizer.empty()) {
+    GPUML_CHECK(fs::is_regular_file(input, ec), "{}: --tokenizer packs a text corpus, a file; this is not one", input);
+    return pack_token_text(input, out_dir, o);
+  }
   if (fs::is_directory(input, ec)) {
     for (const char* stem : {"train-images-idx3-ubyte", "train-images-idx3-ubyte.gz"})
       if (fs::exists(fs::path(input) / stem, ec)) return pack_idx_dir(input, out_dir, o);
@@ -166,7 +170,7 @@ PackReport pack_dataset(const std::string& input, const fs::path& out_dir, const
   if (ext == ".npy") return pack_npy_pair(input, out_dir, o);
   GPUML_CHECK(!o.labels.empty(),
               "{}: not a dataset `gpuml data pack` reads (an IDX directory or IDX file with --labels, .npy with "
-              "--labels, .npz, .csv, an image folder, synthetic:N)",
+              "--labels, .npz, .csv, an image folder, synthetic:N, or a text corpus with --tokenizer)",
               input);
   return pack_idx_pair(input, out_dir, o);
 }

@@ -16,6 +16,11 @@
 //     channel count, reported in PackReport::notes), x u8 (C, H, W); the class folder names are
 //     the manifest's class_names. Files are packed
 //     in an order shuffled by options.seed, so shards do not hold one class each.
+//   - a text corpus with options.tokenizer naming a tokenizer.json (data/bpe.h): a token dataset,
+//     one field "tokens" u16 (u32 for vocabularies past 65,536) per record, the tokens of the
+//     first 90% of the corpus's bytes (cut where a piece of the pre-tokenizer begins) in split
+//     "train", the rest in "validation"; the tokenizer is copied into the dataset as tokenizer.json
+//     and the manifest says the vocabulary size. Streaming (1 MiB chunks).
 //   - "synthetic:N[:CxHxW]": N random u8 records (default 1x28x28) with labels 0..9 (Philox,
 //     options.seed) and a test split of min(N/10, 10000), for benchmarks.
 //
@@ -44,7 +49,10 @@ struct PackOptions {
   int64_t image_height = 0;
   int image_channels = 0;        // image folders: 1 (gray) or 3 (RGB); 0 = the most common
   uint64_t seed = 0;             // image file order, synthetic data
-  // Called as records are written: (records done, records in all splits). May be empty.
+  std::string tokenizer;         // a tokenizer.json: the input is a text corpus to tokenize
+  bool allow_invalid_utf8 = false;  // text: keep bytes that are not UTF-8 as bytes (data/pretokenize.h)
+  // Called as records are written: (records done, records in all splits); for a text corpus,
+  // (bytes read, the corpus's bytes). May be empty.
   std::function<void(int64_t, int64_t)> on_progress;
 };
 

@@ -42,6 +42,7 @@ PackReport pack_npy_pair(const std::string& samples, const std::filesystem::path
 PackReport pack_npz(const std::string& path, const std::filesystem::path& out, const PackOptions& o);
 PackReport pack_csv(const std::string& path, const std::filesystem::path& out, const PackOptions& o);
 PackReport pack_image_folder(const std::string& dir, const std::filesystem::path& out, const PackOptions& o);
+PackReport pack_token_text(const std::string& corpus, const std::filesystem::path& out, const PackOptions& o);
 PackReport pack_synthetic(const std::string& spec, const std::filesystem::path& out, const PackOptions& o);
 
 }  // namespace gpuml::data::pack_detail

@@ -2,8 +2,13 @@
 
 #include <utf8proc.h>
 
+#include <algorithm>
 #include <array>
+#include <filesystem>
+#include <fstream>
 #include <vector>
+
+#include "core/error.h"
 
 namespace gpuml::data {
 
@@ -157,6 +162,56 @@ size_t first_invalid_utf8(std::string_view text) {
     i += length;
   }
   return std::string_view::npos;
+}
+
+PretokenStreamReport stream_pretokens(const std::string& path, bool allow_invalid_utf8,
+                                      const std::function<void(std::string_view, int64_t)>& on_piece,
+                                      const std::function<void(int64_t, int64_t)>& on_read) {
+  namespace fs = std::filesystem;
+  constexpr size_t kChunkBytes = size_t{1} << 20;
+  constexpr size_t kMaxCarryBytes = size_t{4} << 20;
+  GPUML_CHECK_KIND(ErrorKind::Io, fs::is_regular_file(path), "{}: no such file", path);
+  std::ifstream in(path, std::ios::binary);
+  GPUML_CHECK_KIND(ErrorKind::Io, in.good(), "{}: cannot open the file", path);
+  const auto size = static_cast<int64_t>(fs::file_size(path));
+  GPUML_CHECK_KIND(ErrorKind::Io, size > 0, "{}: the corpus is empty", path);
+  PretokenStreamReport report;
+  std::string data;         // the carried bytes, then the new chunk
+  int64_t data_offset = 0;  // where data[0] is in the file
+  int64_t read = 0, checked = 0;  // bytes before `checked` were checked for UTF-8 already
+  std::vector<char> chunk(kChunkBytes);
+  while (true) {
+    in.read(chunk.data(), static_cast<std::streamsize>(chunk.size()));
+    const auto got = static_cast<size_t>(in.gcount());
+    GPUML_CHECK_KIND(ErrorKind::Io, got > 0 || in.eof(), "{}: read error at byte {}", path, read);
+    read += static_cast<int64_t>(got);
+    const bool at_end = got == 0 || read >= size;
+    data.append(chunk.data(), got);
+    const size_t usable = at_end ? data.size() : utf8_safe_end(data);
+    for (size_t from = 0; from < usable;) {  // a carry is checked again (it is small), not counted again
+      const size_t bad = first_invalid_utf8(std::string_view(data).substr(from, usable - from));
+      if (bad == std::string_view::npos) break;
+      const int64_t at = data_offset + static_cast<int64_t>(from + bad);
+      GPUML_CHECK_KIND(ErrorKind::Io, allow_invalid_utf8,
+                       "{}: byte {} (0x{:02x}) is not UTF-8. gpuml reads a corpus as UTF-8; with --allow-invalid-utf8 "
+                       "such bytes are kept as bytes (byte-level fallback: every byte has a token), though the "
+                       "`tokenizers` library, which takes Unicode strings, cannot encode that file the same way",
+                       path, at, static_cast<unsigned char>(data[from + bad]));
+      if (at >= checked) ++report.invalid_bytes;
+      from += bad + 1;
+    }
+    checked = data_offset + static_cast<int64_t>(usable);
+    const std::string_view view = std::string_view(data).substr(0, usable);
+    const auto emit = [&](std::string_view piece) { on_piece(piece, data_offset + (piece.data() - data.data())); };
+    size_t cut = split_pretokens(view, at_end, emit);
+    if (!at_end && data.size() - cut > kMaxCarryBytes) cut += split_pretokens(view.substr(cut), true, emit);
+    data_offset += static_cast<int64_t>(cut);
+    data.erase(0, cut);
+    if (on_read) on_read(std::min(read, size), size);
+    if (at_end) break;
+  }
+  report.bytes = read;
+  return report;
 }
 
 }  // namespace gpuml::data

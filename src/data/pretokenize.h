@@ -17,7 +17,9 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
+#include <string>
 #include <string_view>
 
 namespace gpuml::data {
@@ -37,5 +39,20 @@ size_t utf8_safe_end(std::string_view text);
 // overlong or surrogate sequence, past U+10FFFF), or npos when all of `text` is UTF-8. A sequence
 // cut by the end of `text` counts as invalid.
 size_t first_invalid_utf8(std::string_view text);
+
+struct PretokenStreamReport {
+  int64_t bytes = 0;          // the file's
+  int64_t invalid_bytes = 0;  // bytes that are not UTF-8 (allow_invalid_utf8)
+};
+
+// The pieces of a file, read in 1 MiB chunks (memory stays bounded whatever the file's size):
+// on_piece(piece, its offset in the file), in order; on_read(bytes read, file size) after each
+// chunk (may be empty). A file that is not UTF-8 is refused naming the first bad byte's offset
+// (ErrorKind::Io) unless allow_invalid_utf8 (then the byte-level fallback above applies). A piece
+// still open at a chunk's end waits for the next chunk, up to 4 MiB; a longer one (megabytes of
+// letters without a space) is cut there, where `tokenizers` would not cut it.
+PretokenStreamReport stream_pretokens(const std::string& path, bool allow_invalid_utf8,
+                                      const std::function<void(std::string_view, int64_t)>& on_piece,
+                                      const std::function<void(int64_t, int64_t)>& on_read);
 
 }  // namespace gpuml::data

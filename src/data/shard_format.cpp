@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <type_traits>
 #include <nlohmann/json.hpp>
@@ -68,10 +69,17 @@ ShardField parse_field(const json& j, size_t index, const std::string& where) {
   at += fmt::format(" ({})", text_excerpt(f.name));
   MANIFEST_CHECK(!f.name.empty(), "{}: empty field name", at);
   std::string dtype = get_field<std::string>(j, "dtype", at);
-  try {
-    f.dtype = dtype_from_name(dtype);
-  } catch (const Error&) {
-    GPUML_FAIL(ErrorKind::Io, "{}: unknown dtype '{}' (expected f32 f64 bf16 f16 i32 i64 u8 bool)", at, text_excerpt(dtype));
+  if (dtype == "u16" || dtype == "u32") {
+    MANIFEST_CHECK(f.name == "tokens", "{}: dtype {} is for the token field (\"tokens\") only", at, dtype);
+    f.token_bytes = dtype == "u16" ? 2 : 4;
+  } else {
+    try {
+      f.dtype = dtype_from_name(dtype);
+    } catch (const Error&) {
+      GPUML_FAIL(ErrorKind::Io, "{}: unknown dtype '{}' (expected f32 f64 bf16 f16 i32 i64 u8 bool, or u16 u32 for "
+                 "tokens)", at, text_excerpt(dtype));
+    }
+    MANIFEST_CHECK(f.name != "tokens", "{}: the token field holds u16 or u32 token ids, not {}", at, dtype);
   }
   f.shape = get_field<std::vector<int64_t>>(j, "shape", at);
   for (int64_t d : f.shape) MANIFEST_CHECK(d > 0 && d < (int64_t{1} << 31), "{}: bad shape {}", at, shape_str(f.shape));
@@ -80,6 +88,10 @@ ShardField parse_field(const json& j, size_t index, const std::string& where) {
 }
 
 }  // namespace
+
+std::string ShardField::dtype_text() const {
+  return token_bytes > 0 ? fmt::format("u{}", token_bytes * 8) : std::string(dtype_name(dtype));
+}
 
 uint64_t ShardSplit::max_shard_bytes() const {
   uint64_t m = 0;
@@ -161,6 +173,12 @@ ShardManifest parse_shard_manifest(const std::string& text, const std::string& w
     }
   }
 
+  m.vocab_size = optional_field<int64_t>(j, "vocab_size", 0, where);
+  m.tokenizer = optional_field<std::string>(j, "tokenizer", "", where);
+  MANIFEST_CHECK(m.tokenizer.empty() || is_plain_file_name(m.tokenizer),
+                 "{}: tokenizer '{}' must be a plain file name in the dataset directory", where,
+                 text_excerpt(m.tokenizer));
+
   const json& fields = j.contains("fields") ? j.at("fields") : json();
   MANIFEST_CHECK(fields.is_array() && !fields.empty(), "{}: \"fields\" must be a non-empty array", where);
   std::set<std::string> field_names;
@@ -170,6 +188,16 @@ ShardManifest parse_shard_manifest(const std::string& text, const std::string& w
                    i, text_excerpt(m.fields.back().name));
   }
   const uint64_t record_bytes = m.record_bytes();
+  if (m.has_field("tokens")) {
+    const ShardField& t = m.field("tokens");
+    MANIFEST_CHECK(m.fields.size() == 1 && t.shape.empty(),
+                   "{}: a token dataset's records are one token each: fields [{{\"name\": \"tokens\", \"dtype\": "
+                   "\"u16\", \"shape\": []}}]", where);
+    const int64_t most = t.token_bytes == 2 ? int64_t{1} << 16 : int64_t{1} << 24;
+    MANIFEST_CHECK(m.vocab_size >= 1 && m.vocab_size <= most,
+                   "{}: a token dataset of {} ids needs \"vocab_size\" in [1, {}], got {}", where, t.dtype_text(),
+                   most, m.vocab_size);
+  }
 
   const json& splits = j.contains("splits") ? j.at("splits") : json();
   MANIFEST_CHECK(splits.is_array() && !splits.empty(), "{}: \"splits\" must be a non-empty array", where);
@@ -226,7 +254,7 @@ ShardManifest read_shard_manifest(const fs::path& dir) {
 std::string shard_manifest_json(const ShardManifest& m) {
   json fields = json::array();
   for (const ShardField& f : m.fields)
-    fields.push_back({{"name", f.name}, {"dtype", std::string(dtype_name(f.dtype))}, {"shape", f.shape}});
+    fields.push_back({{"name", f.name}, {"dtype", f.dtype_text()}, {"shape", f.shape}});
   json splits = json::array();
   for (const ShardSplit& s : m.splits) {
     json shards = json::array();
@@ -239,7 +267,27 @@ std::string shard_manifest_json(const ShardManifest& m) {
             {"source", m.source},         {"num_classes", m.num_classes},   {"record_bytes", m.record_bytes()},
             {"fields", fields},           {"splits", splits}};
   if (!m.class_names.empty()) j["class_names"] = m.class_names;
+  if (m.vocab_size > 0) j["vocab_size"] = m.vocab_size;
+  if (!m.tokenizer.empty()) j["tokenizer"] = m.tokenizer;
   return j.dump(1) + "\n";
+}
+
+void check_token_ids(const uint8_t* tokens, int64_t count, int token_bytes, int64_t vocab_size,
+                     const std::string& where) {
+  const auto first_bad = [&]<typename T>(T) -> int64_t {
+    for (int64_t i = 0; i < count; ++i) {
+      T id;
+      std::memcpy(&id, tokens + i * static_cast<int64_t>(sizeof(T)), sizeof(T));
+      if (static_cast<int64_t>(id) >= vocab_size) return i;
+    }
+    return -1;
+  };
+  const int64_t bad = token_bytes == 2 ? first_bad(uint16_t{}) : first_bad(uint32_t{});
+  if (bad < 0) return;
+  uint32_t id = 0;
+  std::memcpy(&id, tokens + bad * token_bytes, static_cast<size_t>(token_bytes));  // little-endian hosts only
+  GPUML_FAIL(ErrorKind::Io, "{}: token id {} (record {}) is beyond the vocabulary of {} tokens: the shard does not "
+             "belong to this dataset's tokenizer, or is damaged", where, id, bad, vocab_size);
 }
 
 uint64_t parse_byte_size(const std::string& text, const std::string& what) {

@@ -23,13 +23,20 @@ namespace gpuml::data {
 
 inline constexpr const char* kShardManifestName = "manifest.json";
 inline constexpr const char* kShardFormatName = "gpuml-shards";
+inline constexpr const char* kTokenizerFileName = "tokenizer.json";  // a token dataset's tokenizer
 inline constexpr int kShardFormatVersion = 1;
 
 struct ShardField {
   std::string name;
   DType dtype = DType::u8;
   Shape shape;  // per record; () for a scalar
-  size_t bytes() const { return static_cast<size_t>(numel(shape)) * dtype_size(dtype); }
+  // Token datasets (`gpuml data pack CORPUS --tokenizer`): the field "tokens" holds unsigned token
+  // ids of 2 or 4 bytes ("u16", "u32" in the manifest), which are not tensor dtypes; `dtype` is
+  // then unused. 0 for every other field.
+  int token_bytes = 0;
+  size_t element_bytes() const { return token_bytes > 0 ? static_cast<size_t>(token_bytes) : dtype_size(dtype); }
+  size_t bytes() const { return static_cast<size_t>(numel(shape)) * element_bytes(); }
+  std::string dtype_text() const;  // "u8", "f32", ... or "u16"/"u32" for tokens
 };
 
 struct ShardFile {
@@ -54,6 +61,11 @@ struct ShardManifest {
   std::string source;          // what was packed, for `gpuml data info`
   // Class id -> name (image folders: the class folder names), empty when the input has none.
   std::vector<std::string> class_names;
+  // Token datasets: the vocabulary size (every token id is below it) and the tokenizer's file in
+  // the dataset directory (tokenizers' tokenizer.json), written before the manifest.
+  int64_t vocab_size = 0;
+  std::string tokenizer;
+  bool is_token_dataset() const { return has_field("tokens") && field("tokens").token_bytes > 0; }
 
   size_t record_bytes() const;
   // Byte offset of a field within a record; throws naming the field and the schema if absent.
@@ -73,6 +85,11 @@ bool is_shard_dataset(const std::filesystem::path& dir);
 ShardManifest parse_shard_manifest(const std::string& text, const std::string& where);
 ShardManifest read_shard_manifest(const std::filesystem::path& dir);
 std::string shard_manifest_json(const ShardManifest& manifest);
+
+// Token datasets: throws Io naming `where` (a shard file), the record and the id when one of the
+// `count` token ids (little-endian, `token_bytes` each) is not below `vocab_size`.
+void check_token_ids(const uint8_t* tokens, int64_t count, int token_bytes, int64_t vocab_size,
+                     const std::string& where);
 
 // "64M", "1.5G", "4096", "512K" (powers of 1024; a trailing "B"/"iB" is accepted) -> bytes.
 uint64_t parse_byte_size(const std::string& text, const std::string& what);

@@ -146,7 +146,10 @@ std::string describe_shard_dataset(const fs::path& dir) {
   if (!m.source.empty()) out += fmt::format("source: {}\n", m.source);
   out += fmt::format("record: {} bytes\n", m.record_bytes());
   for (const ShardField& f : m.fields)
-    out += fmt::format("  field {} {} {}\n", f.name, dtype_name(f.dtype), shape_str(f.shape));
+    out += fmt::format("  field {} {} {}\n", f.name, f.dtype_text(), shape_str(f.shape));
+  if (m.vocab_size > 0)
+    out += fmt::format("tokens: vocabulary of {}{}\n", m.vocab_size,
+                       m.tokenizer.empty() ? std::string() : fmt::format(", tokenizer {}", m.tokenizer));
   if (m.num_classes > 0)
     out += fmt::format("classes: {}{}\n", m.num_classes,
                        m.class_names.empty() ? std::string() : fmt::format(" ({})", fmt::join(m.class_names, ", ")));
@@ -183,6 +186,9 @@ std::vector<ShardProblem> verify_shard_dataset(const fs::path& dir,
                          "{}: damaged shard: {} bytes on disk, the manifest says {}", (dir / shard.file).string(),
                          size, shard.bytes);
         read_shard_file(dir, shard, buffer, /*drop_page_cache=*/true);
+        if (manifest.is_token_dataset())
+          check_token_ids(buffer.data(), shard.records, manifest.fields[0].token_bytes, manifest.vocab_size,
+                          (dir / shard.file).string());
       } catch (const Error& e) {
         problems.push_back({shard.file, e.message()});
       }

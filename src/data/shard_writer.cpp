@@ -42,7 +42,8 @@ ShardWriter::ShardWriter(fs::path dir, std::vector<ShardField> fields, uint64_t 
     // Only an empty directory or an earlier shard dataset may be overwritten.
     for (const auto& entry : fs::directory_iterator(dir_)) {
       std::string name = entry.path().filename().string();
-      bool ours = name == kShardManifestName || entry.path().extension() == ".shard" || name.starts_with(".tmp");
+      bool ours = name == kShardManifestName || name == kTokenizerFileName || entry.path().extension() == ".shard" ||
+                  name.starts_with(".tmp");
       GPUML_CHECK_KIND(ErrorKind::Io, ours,
                        "{}: the output directory holds other files ({}); pack into an empty or new directory",
                        dir_.string(), name);
@@ -51,7 +52,8 @@ ShardWriter::ShardWriter(fs::path dir, std::vector<ShardField> fields, uint64_t 
     fs::remove(dir_ / kShardManifestName, ec);
     GPUML_CHECK_KIND(ErrorKind::Io, !ec, "{}: cannot remove the old manifest: {}", dir_.string(), ec.message());
     for (const auto& entry : fs::directory_iterator(dir_))
-      if (entry.path().extension() == ".shard") fs::remove(entry.path(), ec);
+      if (entry.path().extension() == ".shard" || entry.path().filename() == kTokenizerFileName)
+        fs::remove(entry.path(), ec);
   } else {
     fs::create_directories(dir_, ec);
     GPUML_CHECK_KIND(ErrorKind::Io, !ec, "{}: cannot create the directory: {}", dir_.string(), ec.message());
@@ -61,6 +63,13 @@ ShardWriter::ShardWriter(fs::path dir, std::vector<ShardField> fields, uint64_t 
 
 ShardWriter::~ShardWriter() {
   if (fd_ >= 0) ::close(fd_);  // no manifest: the partial dataset stays unreadable
+}
+
+void ShardWriter::set_tokenizer(const std::string& tokenizer_json, int64_t vocab_size) {
+  GPUML_CHECK(!finished_, "ShardWriter: set_tokenizer after finish");
+  write_file_atomically(dir_ / kTokenizerFileName, tokenizer_json);
+  manifest_.tokenizer = kTokenizerFileName;
+  manifest_.vocab_size = vocab_size;
 }
 
 void ShardWriter::begin_split(const std::string& name) {

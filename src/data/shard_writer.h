@@ -31,6 +31,9 @@ class ShardWriter {
 
   void set_source(std::string source) { manifest_.source = std::move(source); }
   void set_class_names(std::vector<std::string> names) { manifest_.class_names = std::move(names); }
+  // Token datasets: writes the tokenizer (tokenizers' JSON) as tokenizer.json in the directory
+  // now, atomically, so that it is there before the manifest that names it.
+  void set_tokenizer(const std::string& tokenizer_json, int64_t vocab_size);
   // Starts a new split; later records go to it. Split names are plain words ("train", "test").
   void begin_split(const std::string& name);
   // `count` records of record_bytes() each, fields back to back (see ShardManifest).
