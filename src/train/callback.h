@@ -57,6 +57,7 @@ struct TrainState {
   std::string split_note;           // how the evaluation rows were chosen (a held-out 10%), or empty
   std::string data_description;     // one line: "fashion-mnist IDX: 60000 train, 10000 test"
   std::vector<std::string> class_names;
+  std::string tokenizer_json;  // token datasets: written into config.json and checkpoints as "tokenizer"
   Task task;              // what the model learns: the loss and the metric (train/task.h)
   std::string task_note;  // "task: classification (auto: integer labels, 10 classes), metric accuracy"
   bool resumed = false;

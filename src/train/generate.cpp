@@ -7,11 +7,14 @@
 #include <cmath>
 #include <map>
 #include <numeric>
+#include <optional>
 
 #include "backend/backend.h"
 #include "backend/dispatch.h"
 #include "core/error.h"
 #include "core/philox.h"
+#include "data/bpe.h"
+#include "data/pretokenize.h"
 #include "nn/embedding.h"
 #include "ops/build.h"
 #include "nn/layer_norm.h"
@@ -234,10 +237,22 @@ GenerateResult generate_text(const LoadedModel& m, const GenerateOptions& o,
   if (o.threads > 0) omp_set_num_threads(o.threads);
   GptWeights g = read_gpt(m);
   GenerateResult result;
-  std::vector<int64_t> tokens = encode(o.prompt, m.class_names);
+  // A run on a token dataset decodes through its tokenizer (bytes: a character may span tokens);
+  // a character model through its vocabulary.
+  std::optional<data::BpeTokenizer> tokenizer;
+  if (!m.tokenizer_json.empty()) tokenizer = data::BpeTokenizer::from_json(m.tokenizer_json, m.path + " (tokenizer)");
+  std::vector<int64_t> tokens;
+  if (tokenizer) {
+    for (int32_t id : tokenizer->encode(o.prompt)) tokens.push_back(id);
+    GPUML_CHECK(tokenizer->vocab_size() <= g.vocab, "generate: the tokenizer has {} tokens, the model only {}",
+                tokenizer->vocab_size(), g.vocab);
+  } else {
+    tokens = encode(o.prompt, m.class_names);
+  }
+  const char* unit = tokenizer ? "tokens" : "characters";
   if (static_cast<int64_t>(tokens.size()) > g.block) {
-    result.note = fmt::format("the prompt's {} characters are more than the model's context of {}: it keeps the last {}",
-                              tokens.size(), g.block, g.block);
+    result.note = fmt::format("the prompt's {} {} are more than the model's context of {}: it keeps the last {}",
+                              tokens.size(), unit, g.block, g.block);
     tokens.erase(tokens.begin(), tokens.end() - g.block);
   }
   auto start = std::chrono::steady_clock::now();
@@ -249,18 +264,31 @@ GenerateResult generate_text(const LoadedModel& m, const GenerateOptions& o,
   // T / 2 (the cache then recomputes them at their new positions).
   std::vector<int64_t> window = tokens;
   std::vector<float> logits;
-  if (cached) {
-    if (window.empty()) window.push_back(0);  // no prompt: start from token 0, as nanoGPT does
+  // No prompt: start from token 0, as nanoGPT does (a newline in a character vocabulary of
+  // text); with a tokenizer, from the newline's token.
+  const int64_t start_token = tokenizer ? tokenizer->encode("\n").at(0) : 0;
+  if (window.empty()) window.push_back(start_token);
+  if (cached)
     for (int64_t t : window) logits = cached->step(t);
-  }
-  if (recompute && window.empty()) window.push_back(0);
+  std::string pending;  // decoded bytes that end inside a UTF-8 character, held until it is whole
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
     if (recompute) logits = recompute->next(window);
     int64_t next = choose(logits, o, static_cast<uint64_t>(i));
     result.tokens.push_back(next);
-    const std::string& piece = m.class_names.at(static_cast<size_t>(next));
-    result.text += piece;
-    on_text(piece);
+    if (tokenizer) {
+      GPUML_CHECK(next < tokenizer->vocab_size(), "generate: the model chose token {}, beyond the tokenizer's {}",
+                  next, tokenizer->vocab_size());
+      const std::string& bytes = tokenizer->token_bytes(static_cast<int32_t>(next));
+      result.text += bytes;
+      pending += bytes;
+      const size_t whole = i + 1 == o.max_new_tokens ? pending.size() : data::utf8_safe_end(pending);
+      if (whole > 0) on_text(pending.substr(0, whole));
+      pending.erase(0, whole);
+    } else {
+      const std::string& piece = m.class_names.at(static_cast<size_t>(next));
+      result.text += piece;
+      on_text(piece);
+    }
     window.push_back(next);
     if (static_cast<int64_t>(window.size()) > g.block)  // both paths: keep the last T / 2
       window.erase(window.begin(), window.end() - std::max<int64_t>(1, g.block / 2));

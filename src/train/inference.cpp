@@ -11,6 +11,7 @@
 #include "data/npy.h"
 #include "data/shard_format.h"
 #include "data/text.h"
+#include "data/token_shards.h"
 #include "interop/onnx_import.h"
 #include "train/dataset_source.h"
 #include "train/model_runner.h"
@@ -29,13 +30,13 @@ LoadedModel load_trained_model(const std::string& path) {
     Checkpoint c;
     c.model = std::move(imported.weights);
     c.model_json = imported.model.to_json().dump();
-    return {std::move(imported.model), std::move(c), p.string(), "", {}, "", "", 0, 0, Task()};
+    return {std::move(imported.model), std::move(c), p.string(), "", {}, "", "", 0, 0, Task(), 0, ""};
   }
   if (fs::is_directory(p)) p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
   GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--checkpoint {}: no checkpoint at {}", path, p.string());
   Checkpoint c = load_checkpoint(p);
   nlohmann::json model_json = parse_json(c.model_json, p.string() + ": the model description");
-  LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", "", 0, 0, Task()};
+  LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", "", 0, 0, Task(), 0, ""};
   if (!m.checkpoint.config_json.empty()) {
     auto cfg = nlohmann::json::parse(m.checkpoint.config_json, nullptr, false);
     if (cfg.is_object() && cfg.contains("val_split") && cfg["val_split"].is_number()) m.val_split = cfg["val_split"];
@@ -56,6 +57,8 @@ LoadedModel load_trained_model(const std::string& path) {
                                                : TaskKind::classification,
                     ignore);
     }
+    if (cfg.is_object() && cfg.contains("tokenizer") && cfg["tokenizer"].is_object())
+      m.tokenizer_json = cfg["tokenizer"].dump();
     if (cfg.is_object() && cfg.contains("class_names") && cfg["class_names"].is_array())
       for (const auto& name : cfg["class_names"])
         if (name.is_string()) m.class_names.push_back(name.get<std::string>());
@@ -154,6 +157,9 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
                  data::is_random_tokens(path) ? "validation split: the last 10% of the tokens"
                                               : "validation split: the last 10% of the text");
   }
+  if (data::is_token_dataset(path))  // a token dataset: its validation split, as training evaluated
+    return score(data::text_windows(data::read_token_split(path, "validation"), m.model.input_shape().at(0)), {},
+                 "validation split of the token dataset");
   if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
     return score(load_shard_test_split(path), shard_normalization(path), "test split");
   // A CSV is read as the run read it: the same label column, the same fill.

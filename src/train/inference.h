@@ -28,6 +28,7 @@ struct LoadedModel {
   uint64_t seed = 0;                     // which rows (data::split_train_val)
   Task task;                             // what the run trained (classification for older runs)
   int64_t batch_size = 0;                // the run's --batch-size (0: not recorded)
+  std::string tokenizer_json;            // a run on a token dataset: its tokenizer (tokenizers' JSON)
 };
 
 // `path`: a run directory (best.safetensors, else last.safetensors), a checkpoint file, or an

@@ -31,6 +31,7 @@ struct TrainingData {
   data::Normalization normalization;
   std::string description;
   std::vector<std::string> class_names;  // class id -> name, when the data names its classes
+  std::string tokenizer_json;  // token datasets: the tokenizer (tokenizers' JSON), kept in the run
   Task task;               // what the model learns from these targets (train/task.h)
   std::string task_note;   // for the run's header: "classification (auto: integer labels)"
 };

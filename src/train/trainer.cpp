@@ -10,6 +10,7 @@
 #include "core/spelling.h"
 #include "interop/onnx_import.h"
 #include "data/text.h"
+#include "data/token_shards.h"
 #include "interop/weights_file.h"
 #include "nn/transformer.h"
 #include "train/dataset_source.h"
@@ -42,6 +43,9 @@ TrainingProgress TrainState::mid_epoch_progress() const {
 std::string TrainState::config_json(int indent) const {
   nlohmann::json j = config_to_json(*config);
   if (!class_names.empty()) j["class_names"] = class_names;
+  // The tokenizer travels with the run (config.json and every checkpoint), so `generate` needs
+  // nothing but the checkpoint.
+  if (!tokenizer_json.empty()) j["tokenizer"] = nlohmann::json::parse(tokenizer_json);
   return j.dump(indent);
 }
 
@@ -69,7 +73,8 @@ class ThreadScope {
   bool set_;
 };
 
-// A GPT preset takes its vocabulary from the data: a text file's distinct characters.
+// A GPT preset takes its vocabulary from the data: a text file's distinct characters, a token
+// dataset's tokenizer.
 nn::Model load_model(const std::string& spec, const std::string& data) {
   if (spec == "mlp" || spec == "cnn") return nn::Model::preset(spec);
   if (nn::is_gpt_preset(spec)) {
@@ -78,6 +83,8 @@ nn::Model load_model(const std::string& spec, const std::string& data) {
       vocab = data::random_token_corpus(data, nn::gpt_preset(spec, 1).block, 0).vocab;
     else if (!data.empty() && is_text_file(data))
       vocab = data::read_text_corpus(data, nn::gpt_preset(spec, 1).block).vocab;
+    else if (!data.empty() && data::is_token_dataset(data))
+      vocab = data::read_shard_manifest(data).vocab_size;
     return nn::Model::from_json(nn::gpt_model_json(nn::gpt_preset(spec, vocab)));
   }
   std::vector<std::string> presets = nn::Model::preset_names();
@@ -258,6 +265,7 @@ TrainState Trainer::Impl::initial_state() {
   st.split_note = data.split_note;
   st.data_description = data.description;
   st.class_names = data.class_names;
+  st.tokenizer_json = data.tokenizer_json;
   st.task = data.task;
   st.task_note = data.task_note;
   st.resumed = resumed.has_value();

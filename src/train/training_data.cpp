@@ -5,6 +5,8 @@
 #include "core/error.h"
 #include "data/shard_format.h"
 #include "data/text.h"
+#include "data/token_shards.h"
+#include "core/atomic_file.h"
 #include "nn/model.h"
 #include "train/dataset_source.h"
 
@@ -157,6 +159,55 @@ TrainingData open_text_data(const TrainConfig& cfg, const nn::Model& model, std:
   return d;
 }
 
+// A token dataset (`gpuml data pack CORPUS --tokenizer`): random windows of the train split's
+// shards within --data-memory-limit (data/token_shards.h); the validation split's consecutive
+// windows evaluate; the dataset's tokenizer goes into the run for `gpuml generate`.
+TrainingData open_token_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory) {
+  check_task_name(cfg.task);
+  GPUML_CHECK(cfg.task == "auto" || cfg.task == "language-model",
+              "--task {}: a token dataset trains a language model (--task language-model)", cfg.task);
+  GPUML_CHECK(cfg.val_split <= 0, "--val-split {}: a token dataset has its own validation split (packed from the "
+              "last 10% of the corpus); drop --val-split", cfg.val_split);
+  GPUML_CHECK(cfg.shuffle_buffer <= 0, "--shuffle-buffer: a token dataset is read as random windows, not shuffled "
+              "records; drop it");
+  const Shape& in = model.input_shape();
+  GPUML_CHECK_SHAPE(in.size() == 1, "--data {}: a language model on tokens takes windows of token ids, input_shape "
+                    "[T]; the model takes {}", cfg.data, shape_str(in));
+  auto loader = std::make_unique<data::TokenShardLoader>(
+      cfg.data, data::TokenShardOptions{in[0], cfg.batch_size, cfg.seed, cfg.data_memory_limit, "train", std::move(memory)});
+  const data::ShardManifest& m = data::read_shard_manifest(cfg.data);
+  const int64_t vocab = m.vocab_size;
+  const Shape& out = model.output_shape();
+  GPUML_CHECK_SHAPE(out.size() == 2 && out[1] >= vocab,
+                    "--data {}: the tokenizer has {} tokens, so the model must output (T, >= {}) logits; it outputs {}",
+                    cfg.data, vocab, vocab, shape_str(out));
+  TrainingData d;
+  d.task = Task(TaskKind::language_model, cfg.ignore_index);
+  d.task_note = fmt::format("task: language-model ({}: token dataset), metric perplexity",
+                            cfg.task == "auto" ? "auto" : "--task");
+  d.sample_shape = in;
+  d.num_classes = vocab;
+  if (!m.tokenizer.empty()) d.tokenizer_json = read_file_bytes(std::filesystem::path(cfg.data) / m.tokenizer);
+  if (m.has_split("validation")) {
+    d.eval = d.task.prepare(data::text_windows(data::read_token_split(cfg.data, "validation"), in[0]), model,
+                            cfg.data + " (validation)");
+    d.eval_name = "val";
+    d.split_note = fmt::format("validation: the dataset's validation split ({} tokens, {} windows of {})",
+                               m.split("validation").records, d.eval->size(), in[0]);
+  } else {
+    d.eval_name.clear();
+    d.split_note = "validation: none (the token dataset has no validation split)";
+  }
+  const data::TokenShardPlan& p = loader->plan();
+  d.description = fmt::format(
+      "tokens {}: {} train of a {}-token vocabulary, random windows of {} + 1, batch {}; memory {}: {} of {} shards "
+      "at a time ({} groups an epoch){}",
+      cfg.data, loader->tokens(), vocab, in[0], cfg.batch_size, data::format_bytes(p.limit), p.resident_shards,
+      m.split("train").shards.size(), p.groups, p.groups == 1 ? ", the whole split" : "");
+  d.train = std::move(loader);
+  return d;
+}
+
 }  // namespace
 
 TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::optional<data::InMemoryDataset> train,
@@ -169,6 +220,7 @@ TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::
                                      loaded.test ? fmt::format(", {} test", loaded.test->size()) : "");
     return in_memory_data(cfg, std::move(loaded), model, "the training arrays", std::move(memory));
   }
+  if (data::is_token_dataset(cfg.data)) return open_token_data(cfg, model, std::move(memory));
   if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, model, std::move(memory));
   if (is_token_data(cfg.data)) return open_text_data(cfg, model, std::move(memory));
   return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true, cfg.task}), model,
