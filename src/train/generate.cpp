@@ -220,9 +220,9 @@ GenerateResult generate_text(const LoadedModel& m, const GenerateOptions& o,
   GPUML_CHECK(m.task.kind() == TaskKind::language_model,
               "generate needs a language model trained on text (gpuml train --data FILE.txt); {} is a {} run",
               m.path, m.task.name());
-  GPUML_CHECK(!m.class_names.empty(),
-              "generate needs a language model trained on text (gpuml train --data FILE.txt); {} has no vocabulary "
-              "of characters (trained on {})",
+  GPUML_CHECK(!m.class_names.empty() || !m.tokenizer_json.empty(),
+              "generate needs a language model trained on text (gpuml train --data FILE.txt, or a token dataset of "
+              "gpuml data pack --tokenizer); {} has no vocabulary of characters and no tokenizer (trained on {})",
               m.path, m.data.empty() ? "data without one" : m.data);
   GPUML_CHECK(o.max_new_tokens >= 0, "--max-new-tokens must be >= 0, got {}", o.max_new_tokens);
   GPUML_CHECK(o.greedy || (o.temperature > 0 && std::isfinite(o.temperature)), "--temperature must be > 0, got {}",

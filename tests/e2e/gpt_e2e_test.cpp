@@ -148,7 +148,7 @@ TEST_F(GptCli, TrainsOnRandomTokensAndEvaluatesTheSameSplit) {
   EXPECT_NE(eval.output.find(fmt::format("{:.4f}", val_loss)), std::string::npos) << eval.output << r.output;
   auto gen = run_gpuml(fmt::format("generate --checkpoint {} --prompt abc", q(run_)));
   EXPECT_EQ(gen.exit_code, 1) << gen.output;
-  EXPECT_NE(gen.output.find("has no vocabulary of characters (trained on random-tokens:40:6000)"), std::string::npos)
+  EXPECT_NE(gen.output.find("has no vocabulary of characters and no tokenizer (trained on random-tokens:40:6000)"), std::string::npos)
       << gen.output;
   // predict: (N, T) token ids in, (N, T, V) per-token probabilities or logits out, as .npy only.
   std::ofstream ids(dir_.path() / "ids.csv");

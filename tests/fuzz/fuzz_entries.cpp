@@ -9,6 +9,8 @@
 #include <zlib.h>
 
 #include "core/error.h"
+#include "data/bpe.h"
+#include "data/pretokenize.h"
 #include "data/shard_format.h"
 #include "data/shard_reader.h"
 #include "data/text.h"
@@ -233,6 +235,35 @@ void run_text(std::string_view bytes) {
   });
 }
 
+// `gpuml data pack --tokenizer FILE` and `gpuml generate` (a run's tokenizer): a tokenizer.json;
+// when it is accepted, text must still encode to ids in the vocabulary and decode back.
+void run_tokenizer(std::string_view bytes) {
+  fs::path p = write_file(fresh_dir() / "tokenizer.json", bytes);
+  expect_clean([&] {
+    const data::BpeTokenizer t = data::BpeTokenizer::read(p);
+    const std::string text = "To be, or not to be: that's caf\xC3\xA9 \xE2\x82\xAC" "42!\n\xFF";
+    const std::vector<int32_t> ids = t.encode(text);
+    for (int32_t id : ids)
+      if (id < 0 || id >= t.vocab_size()) std::abort();
+    if (t.decode(ids) != text) std::abort();
+  });
+}
+
+// Encoding any bytes (a corpus with --allow-invalid-utf8, any prompt) with a tokenizer whose
+// merges span letters, spaces and multi-byte characters: pieces join back to the bytes, and the
+// ids decode back to them.
+void run_bpe_encode(std::string_view bytes) {
+  static const data::BpeTokenizer t = data::BpeTokenizer::from_merges(
+      {{'t', 'h'}, {256, 'e'}, {' ', 't'}, {258, 'h'}, {0xC3, 0xA9}, {'\'', 's'}, {' ', ' '}, {262, 262}, {'4', '2'}});
+  std::string joined;
+  data::split_pretokens(bytes, true, [&](std::string_view piece) {
+    if (piece.empty()) std::abort();
+    joined += piece;
+  });
+  if (joined != bytes) std::abort();
+  if (t.decode(t.encode(bytes)) != bytes) std::abort();
+}
+
 }  // namespace
 
 const std::vector<FuzzEntry>& fuzz_entries() {
@@ -250,6 +281,8 @@ const std::vector<FuzzEntry>& fuzz_entries() {
       {"checkpoint", run_checkpoint},
       {"image", run_image},
       {"text", run_text},
+      {"tokenizer", run_tokenizer},
+      {"bpe_encode", run_bpe_encode},
   };
   return entries;
 }

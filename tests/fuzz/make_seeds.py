@@ -32,6 +32,25 @@ def put(target, name, data):
         f.write(data if isinstance(data, bytes) else data.encode())
 
 
+def byte_level_bpe_json(merges, pairs_as_lists=False):
+    """A tokenizer.json of a byte-level BPE: the 256 byte tokens (GPT-2's characters), then merges."""
+    printable = list(range(ord("!"), ord("~") + 1)) + list(range(0xA1, 0xAD)) + list(range(0xAE, 0x100))
+    chars, extra = {}, 0
+    for b in range(256):
+        if b in printable:
+            chars[b] = chr(b)
+        else:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    vocab = {chars[b]: b for b in range(256)}
+    for a, b in merges:
+        vocab.setdefault(a + b, len(vocab))
+    level = {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": True}
+    return json.dumps({"version": "1.0", "added_tokens": [], "normalizer": None, "pre_tokenizer": level,
+                       "decoder": level, "model": {"type": "BPE", "dropout": None, "vocab": vocab,
+                       "merges": [[a, b] if pairs_as_lists else a + " " + b for a, b in merges]}})
+
+
 def idx(type_code, dims, payload):
     return bytes([0, 0, type_code, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + payload
 
@@ -157,6 +176,14 @@ def main():
     put("text", "ascii", b"\x03" + b"to be or not to be\n" * 3)
     put("text", "utf8", b"\x02" + "caf\u00e9 \u20ac na\u00efve \U0001f600\r\n".encode() * 2)
     put("text", "short", b"\x07" + b"abc")
+
+    # Tokenizers (tokenizers' tokenizer.json of a byte-level BPE) and text to encode with one.
+    put("tokenizer", "bpe", byte_level_bpe_json([("t", "h"), ("th", "e"), ("Ġ", "t"), ("Ġt", "he")]))
+    put("tokenizer", "pair_merges", byte_level_bpe_json([("a", "b"), ("ab", "c")], pairs_as_lists=True))
+    put("tokenizer", "no_merges", byte_level_bpe_json([]))
+    put("bpe_encode", "english", b"the theme's  44 42\n\tthe")
+    put("bpe_encode", "utf8", "caf\u00e9 \u20ac \u4e2d\u6587 \U0001f600 \u00a0x".encode())
+    put("bpe_encode", "bytes", bytes(range(256)))
 
     # ONNX and a real checkpoint: from the built CLI, when given.
     if len(sys.argv) > 1:
