@@ -201,9 +201,9 @@ TrainingData open_token_data(const TrainConfig& cfg, const nn::Model& model, std
   const data::TokenShardPlan& p = loader->plan();
   d.description = fmt::format(
       "tokens {}: {} train of a {}-token vocabulary, random windows of {} + 1, batch {}; memory {}: {} of {} shards "
-      "at a time ({} groups an epoch){}",
+      "at a time ({} group{} an epoch){}",
       cfg.data, loader->tokens(), vocab, in[0], cfg.batch_size, data::format_bytes(p.limit), p.resident_shards,
-      m.split("train").shards.size(), p.groups, p.groups == 1 ? ", the whole split" : "");
+      m.split("train").shards.size(), p.groups, p.groups == 1 ? "" : "s", p.groups == 1 ? ", the whole split" : "");
   d.train = std::move(loader);
   return d;
 }
