@@ -164,6 +164,22 @@ size_t first_invalid_utf8(std::string_view text) {
   return std::string_view::npos;
 }
 
+std::string utf8_lossy(std::string_view bytes) {
+  std::string out;
+  out.reserve(bytes.size());
+  for (size_t i = 0; i < bytes.size();) {
+    const size_t length = decode(bytes, i).second;
+    if (length == 0) {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    } else {
+      out.append(bytes.substr(i, length));
+      i += length;
+    }
+  }
+  return out;
+}
+
 PretokenStreamReport stream_pretokens(const std::string& path, bool allow_invalid_utf8,
                                       const std::function<void(std::string_view, int64_t)>& on_piece,
                                       const std::function<void(int64_t, int64_t)>& on_read) {

@@ -40,6 +40,10 @@ size_t utf8_safe_end(std::string_view text);
 // cut by the end of `text` counts as invalid.
 size_t first_invalid_utf8(std::string_view text);
 
+// `bytes` with each byte that is not part of valid UTF-8 replaced by U+FFFD, for text shown to a
+// person (`gpuml generate`): a model's tokens may end, or join, mid-character.
+std::string utf8_lossy(std::string_view bytes);
+
 struct PretokenStreamReport {
   int64_t bytes = 0;          // the file's
   int64_t invalid_bytes = 0;  // bytes that are not UTF-8 (allow_invalid_utf8)

@@ -270,7 +270,9 @@ GenerateResult generate_text(const LoadedModel& m, const GenerateOptions& o,
   if (window.empty()) window.push_back(start_token);
   if (cached)
     for (int64_t t : window) logits = cached->step(t);
-  std::string pending;  // decoded bytes that end inside a UTF-8 character, held until it is whole
+  // Decoded bytes that end inside a UTF-8 character, held until it is whole; bytes that cannot
+  // become UTF-8 are shown as U+FFFD (as tokenizers' ByteLevel decoder does); result.text keeps them.
+  std::string pending;
   for (int64_t i = 0; i < o.max_new_tokens; ++i) {
     if (recompute) logits = recompute->next(window);
     int64_t next = choose(logits, o, static_cast<uint64_t>(i));
@@ -282,7 +284,7 @@ GenerateResult generate_text(const LoadedModel& m, const GenerateOptions& o,
       result.text += bytes;
       pending += bytes;
       const size_t whole = i + 1 == o.max_new_tokens ? pending.size() : data::utf8_safe_end(pending);
-      if (whole > 0) on_text(pending.substr(0, whole));
+      if (whole > 0) on_text(data::utf8_lossy(std::string_view(pending).substr(0, whole)));
       pending.erase(0, whole);
     } else {
       const std::string& piece = m.class_names.at(static_cast<size_t>(next));

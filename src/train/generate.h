@@ -41,7 +41,7 @@ struct GenerateOptions {
 
 struct GenerateResult {
   std::vector<int64_t> tokens;  // the new tokens
-  std::string text;             // them, decoded
+  std::string text;             // them, decoded (a tokenizer's: the bytes, even where not UTF-8)
   std::string note;             // e.g. the prompt was cut to the context window (empty: none)
   double seconds = 0;           // generation alone, prompt included, loading excluded
 };

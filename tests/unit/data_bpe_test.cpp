@@ -39,6 +39,12 @@ TEST(BpePretokenize, CutsAsTheTokenizersLibrary) {
   EXPECT_EQ(pieces_of("ab\xFF\xFE cd"), (V{"ab", "\xFF\xFE", " cd"}));
 }
 
+TEST(BpePretokenize, Utf8LossyReplacesEachBadByte) {
+  EXPECT_EQ(utf8_lossy("caf\xC3\xA9"), "caf\xC3\xA9");
+  EXPECT_EQ(utf8_lossy("a\xC3" "b\xFF"), "a\xEF\xBF\xBD" "b\xEF\xBF\xBD");
+  EXPECT_EQ(utf8_lossy("\xE2\x82"), "\xEF\xBF\xBD\xEF\xBF\xBD");
+}
+
 std::string random_text(std::mt19937& rng, size_t n) {
   // Letters, digits, spaces, newlines, apostrophes and contractions, punctuation, 2-4 byte UTF-8.
   static const std::vector<std::string> parts = {"a", "Z", "q", "7", " ", " ", "  ", "\n", "\t", "'", "'s", "'re",
