@@ -18,7 +18,9 @@ namespace {
 
 using json = nlohmann::json;
 
-uint64_t pair_key(int32_t a, int32_t b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
 
 std::string utf8_of(int32_t cp) {
   std::string out;
@@ -39,7 +41,8 @@ struct ByteLevelAlphabet {
   ByteLevelAlphabet() {
     int32_t next = 256;
     for (int b = 0; b < 256; ++b) {
-      const bool printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+      const bool printable =
+          (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
       const int32_t cp = printable ? b : next++;
       chars[static_cast<size_t>(b)] = utf8_of(cp);
       byte_of[cp] = static_cast<uint8_t>(b);
@@ -68,13 +71,15 @@ std::string from_byte_level(const std::string& text, const std::string& where) {
     size_t length = 1;
     if (lead < 0x80) {
       cp = lead;
-    } else if ((lead & 0xE0) == 0xC0 && i + 1 < text.size() && (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80) {
+    } else if ((lead & 0xE0) == 0xC0 && i + 1 < text.size() &&
+               (static_cast<unsigned char>(text[i + 1]) & 0xC0) == 0x80) {
       cp = ((lead & 0x1F) << 6) | (static_cast<unsigned char>(text[i + 1]) & 0x3F);
       length = 2;
     }
     auto it = alphabet().byte_of.find(cp);
     TOKENIZER_CHECK(cp >= 0 && it != alphabet().byte_of.end(),
-                    "{}: token '{}' holds a character (byte {} of it) outside the byte-level alphabet: a ByteLevel BPE "
+                    "{}: token '{}' holds a character (byte {} of it) outside the byte-level "
+                    "alphabet: a ByteLevel BPE "
                     "writes each byte as one of 256 characters",
                     where, text_excerpt(text), i);
     out += static_cast<char>(it->second);
@@ -84,23 +89,30 @@ std::string from_byte_level(const std::string& text, const std::string& where) {
   return out;
 }
 
-bool null_or_absent(const json& obj, const char* key) { return !obj.contains(key) || obj.at(key).is_null(); }
+bool null_or_absent(const json& obj, const char* key) {
+  return !obj.contains(key) || obj.at(key).is_null();
+}
 
 // A piece's merges, lowest rank first, leftmost among equal ranks (as `tokenizers` applies them).
 struct Symbol {
   int32_t id;
-  int32_t prev, next;  // neighbours in the piece; -1 at the ends; id -1: merged into its left neighbour
+  int32_t prev,
+      next;  // neighbours in the piece; -1 at the ends; id -1: merged into its left neighbour
 };
 
 struct Candidate {
   int32_t rank, left;  // the pair's rank; the left symbol's position
   int32_t merged;
-  bool operator>(const Candidate& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+  bool operator>(const Candidate& o) const {
+    return rank != o.rank ? rank > o.rank : left > o.left;
+  }
 };
 
 }  // namespace
 
-const std::string& byte_level_char(uint8_t byte) { return alphabet().chars[byte]; }
+const std::string& byte_level_char(uint8_t byte) {
+  return alphabet().chars[byte];
+}
 
 BpeTokenizer::BpeTokenizer() {
   for (int b = 0; b < 256; ++b) {
@@ -112,15 +124,21 @@ BpeTokenizer::BpeTokenizer() {
 BpeTokenizer BpeTokenizer::from_merges(const std::vector<std::pair<int32_t, int32_t>>& merges) {
   BpeTokenizer t;
   std::unordered_map<std::string, int32_t> id_of;
-  for (size_t i = 0; i < t.tokens_.size(); ++i) id_of.emplace(t.tokens_[i], static_cast<int32_t>(i));
+  for (size_t i = 0; i < t.tokens_.size(); ++i)
+    id_of.emplace(t.tokens_[i], static_cast<int32_t>(i));
   for (auto [a, b] : merges) {
-    GPUML_CHECK(a >= 0 && b >= 0 && a < t.vocab_size() && b < t.vocab_size(), "BPE merge ({}, {}) of unknown ids", a, b);
-    // Two merges may spell the same token ("a"+"bc", "ab"+"c"): it keeps its first id, as in `tokenizers`.
+    GPUML_CHECK(a >= 0 && b >= 0 && a < t.vocab_size() && b < t.vocab_size(),
+                "BPE merge ({}, {}) of unknown ids", a, b);
+    // Two merges may spell the same token ("a"+"bc", "ab"+"c"): it keeps its first id, as in
+    // `tokenizers`.
     std::string joined = t.tokens_[static_cast<size_t>(a)] + t.tokens_[static_cast<size_t>(b)];
     auto [it, added] = id_of.emplace(joined, static_cast<int32_t>(t.tokens_.size()));
     if (added) t.tokens_.push_back(std::move(joined));
-    GPUML_CHECK(t.merge_of_.emplace(pair_key(a, b), std::pair{static_cast<int32_t>(t.merges_.size()), it->second}).second,
-                "BPE merge ({}, {}) given twice", a, b);
+    GPUML_CHECK(
+        t.merge_of_
+            .emplace(pair_key(a, b), std::pair{static_cast<int32_t>(t.merges_.size()), it->second})
+            .second,
+        "BPE merge ({}, {}) given twice", a, b);
     t.merges_.emplace_back(a, b);
   }
   return t;
@@ -129,39 +147,49 @@ BpeTokenizer BpeTokenizer::from_merges(const std::vector<std::pair<int32_t, int3
 BpeTokenizer BpeTokenizer::from_json(std::string_view text, const std::string& where) {
   const json j = parse_json(text, where, ErrorKind::Io, "not a tokenizer.json?");
   TOKENIZER_CHECK(j.is_object() && j.contains("model") && j.at("model").is_object(),
-                  "{}: expected a tokenizer.json object with a \"model\" (the format of the `tokenizers` library)",
+                  "{}: expected a tokenizer.json object with a \"model\" (the format of the "
+                  "`tokenizers` library)",
                   where);
   const json& model = j.at("model");
-  TOKENIZER_CHECK(model.contains("type") && model.at("type") == "BPE", "{}: model type {} is not supported (gpuml "
-                  "reads BPE)", where, model.contains("type") ? json_excerpt(model.at("type")) : "(none)");
+  TOKENIZER_CHECK(model.contains("type") && model.at("type") == "BPE",
+                  "{}: model type {} is not supported (gpuml "
+                  "reads BPE)",
+                  where, model.contains("type") ? json_excerpt(model.at("type")) : "(none)");
   // What gpuml does not implement is refused, not ignored: it would encode differently.
   TOKENIZER_CHECK(null_or_absent(j, "normalizer"), "{}: a normalizer ({}) is not supported", where,
                   json_excerpt(j.at("normalizer")));
-  TOKENIZER_CHECK(!j.contains("added_tokens") || (j.at("added_tokens").is_array() && j.at("added_tokens").empty()),
+  TOKENIZER_CHECK(!j.contains("added_tokens") ||
+                      (j.at("added_tokens").is_array() && j.at("added_tokens").empty()),
                   "{}: added (special) tokens are not supported yet", where);
   TOKENIZER_CHECK(null_or_absent(j, "truncation") && null_or_absent(j, "padding"),
                   "{}: truncation and padding are not supported", where);
   const json pre = j.contains("pre_tokenizer") ? j.at("pre_tokenizer") : json();
   TOKENIZER_CHECK(pre.is_object() && pre.value("type", json()) == "ByteLevel",
-                  "{}: the pre_tokenizer must be ByteLevel (GPT-2's), got {}", where, json_excerpt(pre));
-  TOKENIZER_CHECK(pre.value("add_prefix_space", json(false)) == false && pre.value("use_regex", json(true)) == true,
-                  "{}: the ByteLevel pre_tokenizer must have add_prefix_space false and use_regex true", where);
+                  "{}: the pre_tokenizer must be ByteLevel (GPT-2's), got {}", where,
+                  json_excerpt(pre));
+  TOKENIZER_CHECK(
+      pre.value("add_prefix_space", json(false)) == false &&
+          pre.value("use_regex", json(true)) == true,
+      "{}: the ByteLevel pre_tokenizer must have add_prefix_space false and use_regex true", where);
   for (const char* key : {"decoder", "post_processor"}) {
     const json part = j.contains(key) ? j.at(key) : json();
-    TOKENIZER_CHECK(part.is_null() || (part.is_object() && part.value("type", json()) == "ByteLevel"),
-                    "{}: the {} must be ByteLevel or null, got {}", where, key, json_excerpt(part));
+    TOKENIZER_CHECK(
+        part.is_null() || (part.is_object() && part.value("type", json()) == "ByteLevel"),
+        "{}: the {} must be ByteLevel or null, got {}", where, key, json_excerpt(part));
   }
   TOKENIZER_CHECK(null_or_absent(model, "dropout"), "{}: BPE dropout is not supported", where);
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"})
-    TOKENIZER_CHECK(null_or_absent(model, key) || model.at(key) == "", "{}: {} is not supported", where, key);
+    TOKENIZER_CHECK(null_or_absent(model, key) || model.at(key) == "", "{}: {} is not supported",
+                    where, key);
 
   BpeTokenizer t;
   t.tokens_.clear();
-  TOKENIZER_CHECK(model.contains("vocab") && model.at("vocab").is_object(), "{}: model.vocab must be an object", where);
+  TOKENIZER_CHECK(model.contains("vocab") && model.at("vocab").is_object(),
+                  "{}: model.vocab must be an object", where);
   const json& vocab = model.at("vocab");
   TOKENIZER_CHECK(vocab.size() >= 256 && static_cast<int64_t>(vocab.size()) <= kMaxVocabSize,
-                  "{}: model.vocab has {} tokens; a byte-level vocabulary has 256 to {}", where, vocab.size(),
-                  kMaxVocabSize);
+                  "{}: model.vocab has {} tokens; a byte-level vocabulary has 256 to {}", where,
+                  vocab.size(), kMaxVocabSize);
   t.tokens_.resize(vocab.size());
   std::vector<bool> seen(vocab.size(), false);
   std::unordered_map<std::string, int32_t> id_of;
@@ -180,12 +208,13 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view text, const std::string& w
     t.tokens_[static_cast<size_t>(id)] = std::move(bytes);
   }
   for (int b = 0; b < 256; ++b)
-    TOKENIZER_CHECK(id_of.count(std::string(1, static_cast<char>(b))) == 1,
-                    "{}: model.vocab has no token for byte 0x{:02x} ('{}'): a byte-level BPE needs all 256", where, b,
-                    byte_level_char(static_cast<uint8_t>(b)));
+    TOKENIZER_CHECK(
+        id_of.count(std::string(1, static_cast<char>(b))) == 1,
+        "{}: model.vocab has no token for byte 0x{:02x} ('{}'): a byte-level BPE needs all 256",
+        where, b, byte_level_char(static_cast<uint8_t>(b)));
 
-  TOKENIZER_CHECK(model.contains("merges") && model.at("merges").is_array(), "{}: model.merges must be an array",
-                  where);
+  TOKENIZER_CHECK(model.contains("merges") && model.at("merges").is_array(),
+                  "{}: model.merges must be an array", where);
   const json& merges = model.at("merges");
   for (size_t r = 0; r < merges.size(); ++r) {
     const std::string at = fmt::format("{}: model.merges[{}]", where, r);
@@ -206,25 +235,29 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view text, const std::string& w
     }
     const std::string a = from_byte_level(left, at), b = from_byte_level(right, at);
     auto ia = id_of.find(a), ib = id_of.find(b), ij = id_of.find(a + b);
-    TOKENIZER_CHECK(ia != id_of.end() && ib != id_of.end(), "{}: '{}' or '{}' is not in the vocabulary", at,
-                    text_excerpt(left), text_excerpt(right));
-    TOKENIZER_CHECK(ij != id_of.end(), "{}: the merged token '{}{}' is not in the vocabulary", at, text_excerpt(left),
+    TOKENIZER_CHECK(ia != id_of.end() && ib != id_of.end(),
+                    "{}: '{}' or '{}' is not in the vocabulary", at, text_excerpt(left),
                     text_excerpt(right));
-    TOKENIZER_CHECK(t.merge_of_.emplace(pair_key(ia->second, ib->second), std::pair{static_cast<int32_t>(r), ij->second})
+    TOKENIZER_CHECK(ij != id_of.end(), "{}: the merged token '{}{}' is not in the vocabulary", at,
+                    text_excerpt(left), text_excerpt(right));
+    TOKENIZER_CHECK(t.merge_of_
+                        .emplace(pair_key(ia->second, ib->second),
+                                 std::pair{static_cast<int32_t>(r), ij->second})
                         .second,
                     "{}: the same pair appears twice", at);
     t.merges_.emplace_back(ia->second, ib->second);
   }
   if (model.contains("ignore_merges")) {
-    TOKENIZER_CHECK(model.at("ignore_merges").is_boolean(), "{}: model.ignore_merges must be true or false", where);
+    TOKENIZER_CHECK(model.at("ignore_merges").is_boolean(),
+                    "{}: model.ignore_merges must be true or false", where);
     t.ignore_merges_ = model.at("ignore_merges").get<bool>();
   }
   return t;
 }
 
 BpeTokenizer BpeTokenizer::read(const std::filesystem::path& path) {
-  GPUML_CHECK_KIND(ErrorKind::Io, std::filesystem::is_regular_file(path), "{}: no such tokenizer file",
-                   path.string());
+  GPUML_CHECK_KIND(ErrorKind::Io, std::filesystem::is_regular_file(path),
+                   "{}: no such tokenizer file", path.string());
   return from_json(read_file_bytes(path), path.string());
 }
 
@@ -235,8 +268,12 @@ std::string BpeTokenizer::to_json() const {
   ojson merges = ojson::array();
   // "a b": the form every version of `tokenizers` reads (a byte-level token never holds a space).
   for (auto [a, b] : merges_)
-    merges.push_back(to_byte_level(tokens_[static_cast<size_t>(a)]) + " " + to_byte_level(tokens_[static_cast<size_t>(b)]));
-  const ojson byte_level = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true}, {"use_regex", true}};
+    merges.push_back(to_byte_level(tokens_[static_cast<size_t>(a)]) + " " +
+                     to_byte_level(tokens_[static_cast<size_t>(b)]));
+  const ojson byte_level = {{"type", "ByteLevel"},
+                            {"add_prefix_space", false},
+                            {"trim_offsets", true},
+                            {"use_regex", true}};
   ojson j = {{"version", "1.0"},
              {"truncation", nullptr},
              {"padding", nullptr},
@@ -276,7 +313,8 @@ void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& ou
   const auto offer = [&](int32_t left) {
     const int32_t right = s[static_cast<size_t>(left)].next;
     if (right < 0) return;
-    auto it = merge_of_.find(pair_key(s[static_cast<size_t>(left)].id, s[static_cast<size_t>(right)].id));
+    auto it =
+        merge_of_.find(pair_key(s[static_cast<size_t>(left)].id, s[static_cast<size_t>(right)].id));
     if (it != merge_of_.end()) queue.push({it->second.first, left, it->second.second});
   };
   for (int32_t i = 0; i + 1 < static_cast<int32_t>(piece.size()); ++i) offer(i);
@@ -295,7 +333,8 @@ void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& ou
     if (left.prev >= 0) offer(left.prev);
     offer(c.left);
   }
-  for (int32_t i = 0; i >= 0; i = s[static_cast<size_t>(i)].next) out.push_back(s[static_cast<size_t>(i)].id);
+  for (int32_t i = 0; i >= 0; i = s[static_cast<size_t>(i)].next)
+    out.push_back(s[static_cast<size_t>(i)].id);
 }
 
 std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
@@ -307,8 +346,8 @@ std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
 std::string BpeTokenizer::decode(const std::vector<int32_t>& ids) const {
   std::string out;
   for (int32_t id : ids) {
-    GPUML_CHECK(id >= 0 && id < vocab_size(), "token id {} is outside the tokenizer's vocabulary of {}", id,
-                vocab_size());
+    GPUML_CHECK(id >= 0 && id < vocab_size(),
+                "token id {} is outside the tokenizer's vocabulary of {}", id, vocab_size());
     out += tokens_[static_cast<size_t>(id)];
   }
   return out;

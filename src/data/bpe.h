@@ -15,7 +15,8 @@
 // Reading treats the file as hostile: it must be JSON of that shape, with ids 0..V-1 each used
 // once, every merge made of two tokens whose joined text is a token, the 256 byte tokens present,
 // and no feature gpuml does not implement (a normalizer, added tokens, dropout, word prefixes or
-// suffixes, a pre-tokenizer other than ByteLevel with its regex); errors name the file and the entry.
+// suffixes, a pre-tokenizer other than ByteLevel with its regex); errors name the file and the
+// entry.
 #pragma once
 
 #include <array>
@@ -55,7 +56,6 @@ class BpeTokenizer {
   std::string decode(const std::vector<int32_t>& ids) const;
 
  private:
-
   std::vector<std::string> tokens_;                  // id -> its bytes
   std::array<int32_t, 256> byte_token_{};            // byte -> the id of its one-byte token
   std::vector<std::pair<int32_t, int32_t>> merges_;  // rank -> the pair it joins

@@ -12,19 +12,28 @@ namespace gpuml::data {
 
 namespace {
 
-uint64_t pair_key(int32_t a, int32_t b) { return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b); }
-int32_t left_of(uint64_t key) { return static_cast<int32_t>(key >> 32); }
-int32_t right_of(uint64_t key) { return static_cast<int32_t>(key & 0xFFFFFFFFu); }
+uint64_t pair_key(int32_t a, int32_t b) {
+  return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
+int32_t left_of(uint64_t key) {
+  return static_cast<int32_t>(key >> 32);
+}
+int32_t right_of(uint64_t key) {
+  return static_cast<int32_t>(key & 0xFFFFFFFFu);
+}
 
 struct HeapEntry {
   int64_t count;
   uint64_t key;
   // The most frequent pair first; among equal counts the pair of smaller ids.
-  bool operator<(const HeapEntry& o) const { return count != o.count ? count < o.count : key > o.key; }
+  bool operator<(const HeapEntry& o) const {
+    return count != o.count ? count < o.count : key > o.key;
+  }
 };
 
 // Streams the corpus through the pre-tokenizer and counts its distinct pieces.
-std::unordered_map<std::string, int64_t> count_pieces(const std::string& corpus, const BpeTrainOptions& o,
+std::unordered_map<std::string, int64_t> count_pieces(const std::string& corpus,
+                                                      const BpeTrainOptions& o,
                                                       BpeTrainReport& report) {
   std::unordered_map<std::string, int64_t> counts;
   const PretokenStreamReport r = stream_pretokens(
@@ -42,9 +51,10 @@ std::unordered_map<std::string, int64_t> count_pieces(const std::string& corpus,
 }  // namespace
 
 BpeTrainReport train_bpe(const std::string& corpus, const BpeTrainOptions& o) {
-  GPUML_CHECK(o.vocab_size >= 257 && o.vocab_size <= kMaxVocabSize,
-              "--vocab-size {}: a byte-level BPE has 256 byte tokens and at least one merge (257 to {})", o.vocab_size,
-              kMaxVocabSize);
+  GPUML_CHECK(
+      o.vocab_size >= 257 && o.vocab_size <= kMaxVocabSize,
+      "--vocab-size {}: a byte-level BPE has 256 byte tokens and at least one merge (257 to {})",
+      o.vocab_size, kMaxVocabSize);
   BpeTrainReport report;
   std::vector<std::vector<int32_t>> words;  // each distinct piece as token ids, bytes at first
   std::vector<int64_t> freq;
@@ -61,7 +71,8 @@ BpeTrainReport train_bpe(const std::string& corpus, const BpeTrainOptions& o) {
   }
 
   std::unordered_map<uint64_t, int64_t> pair_count;
-  std::unordered_map<uint64_t, std::vector<int32_t>> where;  // pair -> words holding it (maybe stale)
+  std::unordered_map<uint64_t, std::vector<int32_t>>
+      where;  // pair -> words holding it (maybe stale)
   for (size_t w = 0; w < words.size(); ++w)
     for (size_t i = 0; i + 1 < words[w].size(); ++i) {
       const uint64_t key = pair_key(words[w][i], words[w][i + 1]);
@@ -72,7 +83,8 @@ BpeTrainReport train_bpe(const std::string& corpus, const BpeTrainOptions& o) {
   for (const auto& [key, n] : pair_count) heap.push({n, key});
 
   std::vector<std::pair<int32_t, int32_t>> merges;
-  std::vector<std::string> token_bytes;  // id -> bytes, to spot a merge that spells an existing token
+  std::vector<std::string>
+      token_bytes;  // id -> bytes, to spot a merge that spells an existing token
   std::unordered_map<std::string, int32_t> id_of;
   for (int b = 0; b < 256; ++b) {
     token_bytes.emplace_back(1, static_cast<char>(b));
@@ -104,7 +116,8 @@ BpeTrainReport train_bpe(const std::string& corpus, const BpeTrainOptions& o) {
     for (int32_t w : holders) {
       std::vector<int32_t>& word = words[static_cast<size_t>(w)];
       bool holds = false;
-      for (size_t i = 0; i + 1 < word.size() && !holds; ++i) holds = word[i] == a && word[i + 1] == b;
+      for (size_t i = 0; i + 1 < word.size() && !holds; ++i)
+        holds = word[i] == a && word[i + 1] == b;
       if (!holds) continue;
       const int64_t f = freq[static_cast<size_t>(w)];
       for (size_t i = 0; i + 1 < word.size(); ++i) {
@@ -132,15 +145,19 @@ BpeTrainReport train_bpe(const std::string& corpus, const BpeTrainOptions& o) {
     for (uint64_t key : changed) {
       auto c = pair_count.find(key);
       if (c == pair_count.end()) continue;
-      if (c->second > 0) heap.push({c->second, key});
-      else pair_count.erase(c);
+      if (c->second > 0)
+        heap.push({c->second, key});
+      else
+        pair_count.erase(c);
     }
-    if (o.on_merge && (merges.size() % 64 == 0 || static_cast<int64_t>(token_bytes.size()) == o.vocab_size))
+    if (o.on_merge &&
+        (merges.size() % 64 == 0 || static_cast<int64_t>(token_bytes.size()) == o.vocab_size))
       o.on_merge(static_cast<int64_t>(token_bytes.size()) - 256, wanted);
   }
   if (static_cast<int64_t>(token_bytes.size()) < o.vocab_size)
-    report.note = fmt::format("the corpus ran out of pairs to merge: the vocabulary has {} tokens, not {}",
-                              token_bytes.size(), o.vocab_size);
+    report.note =
+        fmt::format("the corpus ran out of pairs to merge: the vocabulary has {} tokens, not {}",
+                    token_bytes.size(), o.vocab_size);
   report.tokenizer = BpeTokenizer::from_merges(merges);
   return report;
 }

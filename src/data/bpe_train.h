@@ -33,11 +33,11 @@ struct BpeTrainOptions {
 
 struct BpeTrainReport {
   BpeTokenizer tokenizer;
-  int64_t bytes = 0;         // of the corpus
-  int64_t pieces = 0;        // pre-tokenizer pieces in the corpus
-  int64_t distinct = 0;      // distinct pieces (what training holds in memory)
-  int64_t invalid_bytes = 0; // bytes that are not UTF-8 (allow_invalid_utf8)
-  std::string note;          // e.g. the corpus ran out of pairs before vocab_size
+  int64_t bytes = 0;          // of the corpus
+  int64_t pieces = 0;         // pre-tokenizer pieces in the corpus
+  int64_t distinct = 0;       // distinct pieces (what training holds in memory)
+  int64_t invalid_bytes = 0;  // bytes that are not UTF-8 (allow_invalid_utf8)
+  std::string note;           // e.g. the corpus ran out of pairs before vocab_size
 };
 
 BpeTrainReport train_bpe(const std::string& corpus, const BpeTrainOptions& options);

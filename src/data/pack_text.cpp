@@ -29,7 +29,8 @@ class TokenSink {
       const auto v = static_cast<uint32_t>(id);
       const size_t at = buffer_.size();
       buffer_.resize(at + static_cast<size_t>(token_bytes_));
-      std::memcpy(buffer_.data() + at, &v, static_cast<size_t>(token_bytes_));  // little-endian hosts only
+      std::memcpy(buffer_.data() + at, &v,
+                  static_cast<size_t>(token_bytes_));  // little-endian hosts only
     }
     if (buffer_.size() >= kBufferTokens * static_cast<size_t>(token_bytes_)) flush();
   }
@@ -88,15 +89,18 @@ PackReport pack_token_text(const std::string& corpus, const fs::path& out, const
   sink.flush();
   const int64_t validation_tokens = train_tokens < 0 ? 0 : sink.written() - train_tokens;
   GPUML_CHECK(train_tokens > 0 && validation_tokens > 0,
-              "{}: the corpus is too short to split: its first 90% must make training tokens and its last 10% "
-              "validation tokens ({} bytes)", corpus, corpus_bytes);
+              "{}: the corpus is too short to split: its first 90% must make training tokens and "
+              "its last 10% "
+              "validation tokens ({} bytes)",
+              corpus, corpus_bytes);
   PackReport report{w.finish(), "", {}};
-  report.description = fmt::format("text {}: {} tokens ({} train, {} validation) of a {}-token vocabulary, u{}",
-                                   corpus, train_tokens + validation_tokens, train_tokens, validation_tokens,
-                                   tokenizer.vocab_size(), token_bytes * 8);
+  report.description =
+      fmt::format("text {}: {} tokens ({} train, {} validation) of a {}-token vocabulary, u{}",
+                  corpus, train_tokens + validation_tokens, train_tokens, validation_tokens,
+                  tokenizer.vocab_size(), token_bytes * 8);
   if (r.invalid_bytes > 0)
-    report.notes.push_back(fmt::format("{} bytes that are not UTF-8 were kept as bytes (--allow-invalid-utf8)",
-                                       r.invalid_bytes));
+    report.notes.push_back(fmt::format(
+        "{} bytes that are not UTF-8 were kept as bytes (--allow-invalid-utf8)", r.invalid_bytes));
   return report;
 }
 

@@ -28,7 +28,10 @@ std::pair<int32_t, size_t> decode(std::string_view text, size_t i) {
   const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
   const unsigned char lead = byte(i);
   if (lead < 0x80) return {lead, 1};
-  const size_t length = lead >= 0xF0 && lead <= 0xF4 ? 4 : lead >= 0xE0 && lead < 0xF0 ? 3 : lead >= 0xC2 && lead < 0xE0 ? 2 : 0;
+  const size_t length = lead >= 0xF0 && lead <= 0xF4  ? 4
+                        : lead >= 0xE0 && lead < 0xF0 ? 3
+                        : lead >= 0xC2 && lead < 0xE0 ? 2
+                                                      : 0;
   if (length == 0 || i + length > text.size()) return {0, 0};
   int32_t cp = lead & (0x7F >> length);
   for (size_t k = 1; k < length; ++k) {
@@ -74,7 +77,8 @@ Char char_at(std::string_view text, size_t i) {
   return {length, classify(cp), cp == 0x20};
 }
 
-// The end of the piece that starts at `i` (the alternatives of the pattern in the header, in order).
+// The end of the piece that starts at `i` (the alternatives of the pattern in the header, in
+// order).
 size_t piece_end(std::string_view text, size_t i) {
   const size_t n = text.size();
   if (text[i] == '\'' && i + 1 < n) {  // 's 't 're 've 'm 'll 'd
@@ -120,7 +124,8 @@ size_t piece_end(std::string_view text, size_t i) {
 
 }  // namespace
 
-size_t split_pretokens(std::string_view text, bool at_end, const std::function<void(std::string_view)>& on_piece) {
+size_t split_pretokens(std::string_view text, bool at_end,
+                       const std::function<void(std::string_view)>& on_piece) {
   if (at_end) {
     for (size_t i = 0; i < text.size();) {
       const size_t end = piece_end(text, i);
@@ -180,9 +185,10 @@ std::string utf8_lossy(std::string_view bytes) {
   return out;
 }
 
-PretokenStreamReport stream_pretokens(const std::string& path, bool allow_invalid_utf8,
-                                      const std::function<void(std::string_view, int64_t)>& on_piece,
-                                      const std::function<void(int64_t, int64_t)>& on_read) {
+PretokenStreamReport stream_pretokens(
+    const std::string& path, bool allow_invalid_utf8,
+    const std::function<void(std::string_view, int64_t)>& on_piece,
+    const std::function<void(int64_t, int64_t)>& on_read) {
   namespace fs = std::filesystem;
   constexpr size_t kChunkBytes = size_t{1} << 20;
   constexpr size_t kMaxCarryBytes = size_t{4} << 20;
@@ -192,8 +198,8 @@ PretokenStreamReport stream_pretokens(const std::string& path, bool allow_invali
   const auto size = static_cast<int64_t>(fs::file_size(path));
   GPUML_CHECK_KIND(ErrorKind::Io, size > 0, "{}: the corpus is empty", path);
   PretokenStreamReport report;
-  std::string data;         // the carried bytes, then the new chunk
-  int64_t data_offset = 0;  // where data[0] is in the file
+  std::string data;               // the carried bytes, then the new chunk
+  int64_t data_offset = 0;        // where data[0] is in the file
   int64_t read = 0, checked = 0;  // bytes before `checked` were checked for UTF-8 already
   std::vector<char> chunk(kChunkBytes);
   while (true) {
@@ -204,23 +210,29 @@ PretokenStreamReport stream_pretokens(const std::string& path, bool allow_invali
     const bool at_end = got == 0 || read >= size;
     data.append(chunk.data(), got);
     const size_t usable = at_end ? data.size() : utf8_safe_end(data);
-    for (size_t from = 0; from < usable;) {  // a carry is checked again (it is small), not counted again
+    for (size_t from = 0;
+         from < usable;) {  // a carry is checked again (it is small), not counted again
       const size_t bad = first_invalid_utf8(std::string_view(data).substr(from, usable - from));
       if (bad == std::string_view::npos) break;
       const int64_t at = data_offset + static_cast<int64_t>(from + bad);
-      GPUML_CHECK_KIND(ErrorKind::Io, allow_invalid_utf8,
-                       "{}: byte {} (0x{:02x}) is not UTF-8. gpuml reads a corpus as UTF-8; with --allow-invalid-utf8 "
-                       "such bytes are kept as bytes (byte-level fallback: every byte has a token), though the "
-                       "`tokenizers` library, which takes Unicode strings, cannot encode that file the same way",
-                       path, at, static_cast<unsigned char>(data[from + bad]));
+      GPUML_CHECK_KIND(
+          ErrorKind::Io, allow_invalid_utf8,
+          "{}: byte {} (0x{:02x}) is not UTF-8. gpuml reads a corpus as UTF-8; with "
+          "--allow-invalid-utf8 "
+          "such bytes are kept as bytes (byte-level fallback: every byte has a token), though the "
+          "`tokenizers` library, which takes Unicode strings, cannot encode that file the same way",
+          path, at, static_cast<unsigned char>(data[from + bad]));
       if (at >= checked) ++report.invalid_bytes;
       from += bad + 1;
     }
     checked = data_offset + static_cast<int64_t>(usable);
     const std::string_view view = std::string_view(data).substr(0, usable);
-    const auto emit = [&](std::string_view piece) { on_piece(piece, data_offset + (piece.data() - data.data())); };
+    const auto emit = [&](std::string_view piece) {
+      on_piece(piece, data_offset + (piece.data() - data.data()));
+    };
     size_t cut = split_pretokens(view, at_end, emit);
-    if (!at_end && data.size() - cut > kMaxCarryBytes) cut += split_pretokens(view.substr(cut), true, emit);
+    if (!at_end && data.size() - cut > kMaxCarryBytes)
+      cut += split_pretokens(view.substr(cut), true, emit);
     data_offset += static_cast<int64_t>(cut);
     data.erase(0, cut);
     if (on_read) on_read(std::min(read, size), size);

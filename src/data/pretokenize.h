@@ -29,7 +29,8 @@ namespace gpuml::data {
 // follows) is not passed, and the return value is the byte where it starts: the caller puts
 // text[returned..] in front of the next chunk. at_end = true: every piece is passed; returns
 // text.size(). A chunk should end on a UTF-8 character boundary (utf8_safe_end).
-size_t split_pretokens(std::string_view text, bool at_end, const std::function<void(std::string_view)>& on_piece);
+size_t split_pretokens(std::string_view text, bool at_end,
+                       const std::function<void(std::string_view)>& on_piece);
 
 // The largest n <= text.size() such that text[0..n) does not end inside a UTF-8 character that
 // the following bytes might complete (looks at most 3 bytes back).
@@ -55,8 +56,9 @@ struct PretokenStreamReport {
 // (ErrorKind::Io) unless allow_invalid_utf8 (then the byte-level fallback above applies). A piece
 // still open at a chunk's end waits for the next chunk, up to 4 MiB; a longer one (megabytes of
 // letters without a space) is cut there, where `tokenizers` would not cut it.
-PretokenStreamReport stream_pretokens(const std::string& path, bool allow_invalid_utf8,
-                                      const std::function<void(std::string_view, int64_t)>& on_piece,
-                                      const std::function<void(int64_t, int64_t)>& on_read);
+PretokenStreamReport stream_pretokens(
+    const std::string& path, bool allow_invalid_utf8,
+    const std::function<void(std::string_view, int64_t)>& on_piece,
+    const std::function<void(int64_t, int64_t)>& on_read);
 
 }  // namespace gpuml::data

@@ -20,7 +20,8 @@
 //   o.block = 64;  o.batch = 12;  o.seed = 0;  o.memory_limit = 1 << 20;
 //   data::TokenShardLoader train("tokens/", o);   // train.plan(): how the limit is spent
 //   train.start_epoch(0);
-//   while (std::optional<data::Batch> b = train.next()) step(b->x, b->y);  // x (12, 64) f32 ids, y (12, 64) i64
+//   while (std::optional<data::Batch> b = train.next()) step(b->x, b->y);  // x (12, 64) f32 ids, y
+//   (12, 64) i64
 #pragma once
 
 #include <cstdint>
@@ -39,17 +40,18 @@ struct TokenShardOptions {
   int64_t block = 64;
   int64_t batch = 12;
   uint64_t seed = 0;
-  uint64_t memory_limit = 0;  // bytes for shards in memory and batches; 0: default_data_memory_limit()
+  uint64_t memory_limit =
+      0;  // bytes for shards in memory and batches; 0: default_data_memory_limit()
   std::string split = "train";
   std::shared_ptr<BatchMemory> memory;  // where batches are built (nullptr: plain memory)
 };
 
 struct TokenShardPlan {
   uint64_t limit = 0;
-  uint64_t batch_bytes = 0;        // two batches: one being built, one held by the trainer
-  int64_t resident_shards = 0;     // shards held at once (a group)
-  uint64_t shard_bytes = 0;        // resident_shards x the largest shard
-  int64_t groups = 0;              // groups per epoch (1: the whole split in memory)
+  uint64_t batch_bytes = 0;     // two batches: one being built, one held by the trainer
+  int64_t resident_shards = 0;  // shards held at once (a group)
+  uint64_t shard_bytes = 0;     // resident_shards x the largest shard
+  int64_t groups = 0;           // groups per epoch (1: the whole split in memory)
   uint64_t total() const { return batch_bytes + shard_bytes; }
 };
 
@@ -63,7 +65,7 @@ class TokenShardLoader : public BatchSource {
   LoaderPosition position() const override { return position_; }
 
   const TokenShardPlan& plan() const { return plan_; }
-  int64_t tokens() const { return tokens_; }          // in the split
+  int64_t tokens() const { return tokens_; }  // in the split
   int64_t vocab_size() const { return dataset_.manifest().vocab_size; }
 
  private:

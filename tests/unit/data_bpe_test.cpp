@@ -29,10 +29,21 @@ TEST(BpePretokenize, CutsAsTheTokenizersLibrary) {
   EXPECT_EQ(pieces_of("it's 'S 'sun"), (V{"it", "'s", " '", "S", " '", "sun"}));
   EXPECT_EQ(pieces_of("a   \nb"), (V{"a", "   ", "\n", "b"}));
   EXPECT_EQ(pieces_of("a\t\tb"), (V{"a", "\t", "\t", "b"}));
-  EXPECT_EQ(pieces_of("a\x1c\x1c" "b"), (V{"a", "\x1c\x1c", "b"}));                 // U+001C is "other" there
-  EXPECT_EQ(pieces_of("a\xC2\xA0\xC2\xA0" "b"), (V{"a", "\xC2\xA0", "\xC2\xA0", "b"}));  // NBSP is a space
-  EXPECT_EQ(pieces_of("x1\xC2\xB2" "3 \xC2\xBD"), (V{"x", "1\xC2\xB2" "3", " \xC2\xBD"}));  // superscripts are numbers
-  EXPECT_EQ(pieces_of("a\xE2\x80\x8B\xE2\x80\x8B" "b"), (V{"a", "\xE2\x80\x8B\xE2\x80\x8B", "b"}));  // U+200B: other
+  EXPECT_EQ(pieces_of("a\x1c\x1c"
+                      "b"),
+            (V{"a", "\x1c\x1c", "b"}));  // U+001C is "other" there
+  EXPECT_EQ(pieces_of("a\xC2\xA0\xC2\xA0"
+                      "b"),
+            (V{"a", "\xC2\xA0", "\xC2\xA0", "b"}));  // NBSP is a space
+  EXPECT_EQ(pieces_of("x1\xC2\xB2"
+                      "3 \xC2\xBD"),
+            (V{"x",
+               "1\xC2\xB2"
+               "3",
+               " \xC2\xBD"}));  // superscripts are numbers
+  EXPECT_EQ(pieces_of("a\xE2\x80\x8B\xE2\x80\x8B"
+                      "b"),
+            (V{"a", "\xE2\x80\x8B\xE2\x80\x8B", "b"}));  // U+200B: other
   EXPECT_EQ(pieces_of(" "), (V{" "}));
   EXPECT_EQ(pieces_of("we're 've'll"), (V{"we", "'re", " '", "ve", "'ll"}));
   // Bytes that are not UTF-8 are characters of the class "other" (the byte-level fallback).
@@ -41,15 +52,36 @@ TEST(BpePretokenize, CutsAsTheTokenizersLibrary) {
 
 TEST(BpePretokenize, Utf8LossyReplacesEachBadByte) {
   EXPECT_EQ(utf8_lossy("caf\xC3\xA9"), "caf\xC3\xA9");
-  EXPECT_EQ(utf8_lossy("a\xC3" "b\xFF"), "a\xEF\xBF\xBD" "b\xEF\xBF\xBD");
+  EXPECT_EQ(utf8_lossy("a\xC3"
+                       "b\xFF"),
+            "a\xEF\xBF\xBD"
+            "b\xEF\xBF\xBD");
   EXPECT_EQ(utf8_lossy("\xE2\x82"), "\xEF\xBF\xBD\xEF\xBF\xBD");
 }
 
 std::string random_text(std::mt19937& rng, size_t n) {
   // Letters, digits, spaces, newlines, apostrophes and contractions, punctuation, 2-4 byte UTF-8.
-  static const std::vector<std::string> parts = {"a", "Z", "q", "7", " ", " ", "  ", "\n", "\t", "'", "'s", "'re",
-                                                 "'ll", ",", "!?", "\xC3\xA9", "\xE2\x82\xAC", "\xF0\x9F\x98\x80",
-                                                 "\xC2\xA0", "\xE4\xB8\xAD", "\xD9\xA3"};
+  static const std::vector<std::string> parts = {"a",
+                                                 "Z",
+                                                 "q",
+                                                 "7",
+                                                 " ",
+                                                 " ",
+                                                 "  ",
+                                                 "\n",
+                                                 "\t",
+                                                 "'",
+                                                 "'s",
+                                                 "'re",
+                                                 "'ll",
+                                                 ",",
+                                                 "!?",
+                                                 "\xC3\xA9",
+                                                 "\xE2\x82\xAC",
+                                                 "\xF0\x9F\x98\x80",
+                                                 "\xC2\xA0",
+                                                 "\xE4\xB8\xAD",
+                                                 "\xD9\xA3"};
   std::string out;
   while (out.size() < n) out += parts[rng() % parts.size()];
   return out;
@@ -80,9 +112,10 @@ TEST(BpeTokenizer, MergesApplyLowestRankFirstLeftmostFirst) {
   // ids: 'a' 97, 'b' 98, 'c' 99; merges: (b, c) -> 256, (a, b) -> 257, (a, 256) -> 258
   BpeTokenizer t = BpeTokenizer::from_merges({{'b', 'c'}, {'a', 'b'}, {'a', 256}});
   EXPECT_EQ(t.vocab_size(), 259);
-  EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{258}));       // bc first (rank 0), then a+bc
+  EXPECT_EQ(t.encode("abc"), (std::vector<int32_t>{258}));  // bc first (rank 0), then a+bc
   EXPECT_EQ(t.encode("abab"), (std::vector<int32_t>{257, 257}));
-  EXPECT_EQ(t.encode("ab c"), (std::vector<int32_t>{257, ' ', 'c'}));  // pieces "ab", " c": no merge across
+  EXPECT_EQ(t.encode("ab c"),
+            (std::vector<int32_t>{257, ' ', 'c'}));  // pieces "ab", " c": no merge across
   // A merge that spells an existing token keeps that token's id.
   BpeTokenizer d = BpeTokenizer::from_merges({{'a', 'b'}, {'b', 'c'}, {256, 'c'}, {'a', 257}});
   EXPECT_EQ(d.vocab_size(), 259);
@@ -108,7 +141,8 @@ TEST_F(BpeFiles, TrainingIsDeterministicAndRoundTripsAnyTextAndBytes) {
   EXPECT_EQ(r.tokenizer.vocab_size(), 400);
   EXPECT_EQ(r.bytes, static_cast<int64_t>(std::filesystem::file_size(corpus)));
   EXPECT_GT(r.distinct, 10);
-  EXPECT_EQ(train_bpe(corpus, o).tokenizer.to_json(), r.tokenizer.to_json());  // the same file twice
+  EXPECT_EQ(train_bpe(corpus, o).tokenizer.to_json(),
+            r.tokenizer.to_json());  // the same file twice
   const BpeTokenizer& t = r.tokenizer;
   for (int trial = 0; trial < 100; ++trial) {
     const std::string text = random_text(rng, rng() % 300);
@@ -130,7 +164,8 @@ TEST_F(BpeFiles, TrainingIsDeterministicAndRoundTripsAnyTextAndBytes) {
 }
 
 TEST_F(BpeFiles, CorpusThatIsNotUtf8IsRefusedUnlessAllowed) {
-  const std::string path = write("latin1.txt", std::string(100, 'a') + " caf\xE9 " + std::string(100, 'b'));
+  const std::string path =
+      write("latin1.txt", std::string(100, 'a') + " caf\xE9 " + std::string(100, 'b'));
   BpeTrainOptions o;
   o.vocab_size = 260;
   try {
@@ -177,7 +212,8 @@ TEST(BpeTokenizerFile, HostileFilesAreRefusedNamingTheProblem) {
   expect(good.substr(0, good.size() / 2), "not valid JSON");
   expect("[1, 2]", "expected a tokenizer.json object");
   expect(std::string(100, '[') + std::string(100, ']'), "nested");
-  expect(edit("\"type\": \"BPE\"", "\"type\": \"WordPiece\""), "model type \"WordPiece\" is not supported");
+  expect(edit("\"type\": \"BPE\"", "\"type\": \"WordPiece\""),
+         "model type \"WordPiece\" is not supported");
   expect(edit("\"normalizer\": null", "\"normalizer\": {\"type\": \"NFC\"}"), "normalizer");
   expect(edit("\"added_tokens\": []", "\"added_tokens\": [{\"id\": 0}]"), "added (special) tokens");
   expect(edit("\"add_prefix_space\": false", "\"add_prefix_space\": true"), "add_prefix_space");
@@ -193,8 +229,10 @@ TEST(BpeTokenizerFile, HostileFilesAreRefusedNamingTheProblem) {
   expect(edit("\"a b\"", "[\"a\"]"), "expected \"a b\" or [\"a\", \"b\"]");
   expect(edit("\"a b\"", "\"a b\", \"a b\""), "the same pair appears twice");
   expect(edit("\"merges\": [", "\"merges\": {\"x\": ["), "not valid JSON");
-  expect(edit("\"vocab\": {", "\"vocab\": [{").substr(0, 0) + "{\"model\": {\"type\": \"BPE\", \"vocab\": []}, "
-         "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}}", "model.vocab must be an object");
+  expect(edit("\"vocab\": {", "\"vocab\": [{").substr(0, 0) +
+             "{\"model\": {\"type\": \"BPE\", \"vocab\": []}, "
+             "\"pre_tokenizer\": {\"type\": \"ByteLevel\"}}",
+         "model.vocab must be an object");
   // The newer form of merges, pairs as arrays, is read too.
   EXPECT_EQ(error_of(edit("\"a b\"", "[\"a\", \"b\"]")), "(accepted)");
 }

@@ -25,8 +25,22 @@ class TokenShards : public ::testing::Test {
  protected:
   void SetUp() override {
     std::mt19937 rng(11);
-    const std::vector<std::string> words = {"the", "king", "queen", "'s", "crown", "caf\xC3\xA9", "\xE2\x82\xAC" "5",
-                                            "42", "!", "?", "\n", "  ", "thou", "art", "dost"};
+    const std::vector<std::string> words = {"the",
+                                            "king",
+                                            "queen",
+                                            "'s",
+                                            "crown",
+                                            "caf\xC3\xA9",
+                                            "\xE2\x82\xAC"
+                                            "5",
+                                            "42",
+                                            "!",
+                                            "?",
+                                            "\n",
+                                            "  ",
+                                            "thou",
+                                            "art",
+                                            "dost"};
     for (int i = 0; i < 12000; ++i) text_ += words[rng() % words.size()] + (rng() % 3 ? " " : "");
     corpus_ = (dir_.path() / "corpus.txt").string();
     std::ofstream(corpus_, std::ios::binary) << text_;
@@ -57,9 +71,14 @@ TEST_F(TokenShards, PackStoresTheTokenizersEncodingSplitNinetyTen) {
   const size_t train_tokens = stored.size();
   stored.insert(stored.end(), validation.begin(), validation.end());
   EXPECT_EQ(stored, tok.encode(text_));
-  EXPECT_EQ(tok.decode(std::vector<int32_t>(stored.begin(), stored.begin() + static_cast<std::ptrdiff_t>(train_tokens))).size(),
-            tok.decode(stored).size() - tok.decode(validation).size());
-  EXPECT_NEAR(static_cast<double>(tok.decode(validation).size()) / static_cast<double>(text_.size()), 0.1, 0.01);
+  EXPECT_EQ(
+      tok.decode(std::vector<int32_t>(stored.begin(),
+                                      stored.begin() + static_cast<std::ptrdiff_t>(train_tokens)))
+          .size(),
+      tok.decode(stored).size() - tok.decode(validation).size());
+  EXPECT_NEAR(
+      static_cast<double>(tok.decode(validation).size()) / static_cast<double>(text_.size()), 0.1,
+      0.01);
   const ShardManifest m = read_shard_manifest(packed());
   EXPECT_EQ(m.vocab_size, 300);
   EXPECT_EQ(m.tokenizer, "tokenizer.json");
@@ -68,11 +87,14 @@ TEST_F(TokenShards, PackStoresTheTokenizersEncodingSplitNinetyTen) {
   EXPECT_GT(m.split("train").shards.size(), 3u);
   EXPECT_TRUE(is_token_dataset(packed()));
   EXPECT_TRUE(verify_shard_dataset(packed()).empty());
-  EXPECT_NE(describe_shard_dataset(packed()).find("tokens: vocabulary of 300, tokenizer tokenizer.json"),
-            std::string::npos);
+  EXPECT_NE(
+      describe_shard_dataset(packed()).find("tokens: vocabulary of 300, tokenizer tokenizer.json"),
+      std::string::npos);
 }
 
-std::vector<float> xs(const Batch& b) { return {b.x.data<float>(), b.x.data<float>() + b.x.numel()}; }
+std::vector<float> xs(const Batch& b) {
+  return {b.x.data<float>(), b.x.data<float>() + b.x.numel()};
+}
 
 TEST_F(TokenShards, WindowsAreTheTokensSeededAndResumableWithinTheLimit) {
   const std::vector<int32_t> train = read_token_split(packed(), "train");
@@ -133,10 +155,13 @@ TEST_F(TokenShards, TokenIdsBeyondTheVocabularyAreRefusedNamingTheShard) {
   const std::string message = error_of([&] { loader.next(); });
   EXPECT_NE(message.find("train-0000"), std::string::npos) << message;
   EXPECT_NE(message.find("is beyond the vocabulary of 260 tokens"), std::string::npos) << message;
-  EXPECT_NE(error_of([&] { read_token_split(packed(), "validation"); }).find("beyond the vocabulary"), std::string::npos);
+  EXPECT_NE(
+      error_of([&] { read_token_split(packed(), "validation"); }).find("beyond the vocabulary"),
+      std::string::npos);
   const std::vector<ShardProblem> problems = verify_shard_dataset(packed());
   ASSERT_FALSE(problems.empty());
-  EXPECT_NE(problems[0].message.find("beyond the vocabulary"), std::string::npos) << problems[0].message;
+  EXPECT_NE(problems[0].message.find("beyond the vocabulary"), std::string::npos)
+      << problems[0].message;
 }
 
 TEST_F(TokenShards, HostileManifestsAndLimitsAreRefused) {
@@ -145,27 +170,35 @@ TEST_F(TokenShards, HostileManifestsAndLimitsAreRefused) {
     std::string m = manifest;
     const size_t at = m.find(from);
     ASSERT_NE(at, std::string::npos) << from;
-    const std::string message = error_of([&] { parse_shard_manifest(m.replace(at, from.size(), to), "manifest.json"); });
+    const std::string message =
+        error_of([&] { parse_shard_manifest(m.replace(at, from.size(), to), "manifest.json"); });
     EXPECT_NE(message.find(part), std::string::npos) << "expected '" << part << "' in: " << message;
   };
-  expect("\"dtype\": \"u16\"", "\"dtype\": \"f32\"", "the token field holds u16 or u32 token ids, not f32");
+  expect("\"dtype\": \"u16\"", "\"dtype\": \"f32\"",
+         "the token field holds u16 or u32 token ids, not f32");
   expect("\"name\": \"tokens\"", "\"name\": \"x\"", "dtype u16 is for the token field");
   expect("\"vocab_size\": 300", "\"vocab_size\": 70000", "needs \"vocab_size\" in [1, 65536]");
   expect("\"vocab_size\": 300", "\"vocab_size\": 0", "needs \"vocab_size\"");
-  expect("\"tokenizer\": \"tokenizer.json\"", "\"tokenizer\": \"../tokenizer.json\"", "must be a plain file name");
+  expect("\"tokenizer\": \"tokenizer.json\"", "\"tokenizer\": \"../tokenizer.json\"",
+         "must be a plain file name");
   expect("\"shape\": []", "\"shape\": [2]", "records are one token each");
   TokenShardOptions o;
   o.memory_limit = 1000;  // less than one shard
-  EXPECT_NE(error_of([&] { TokenShardLoader(packed(), o); }).find("too small for one shard"), std::string::npos);
+  EXPECT_NE(error_of([&] { TokenShardLoader(packed(), o); }).find("too small for one shard"),
+            std::string::npos);
   o.memory_limit = 0;
   o.block = 5000;  // longer than a shard
-  EXPECT_NE(error_of([&] { TokenShardLoader(packed(), o); }).find("no shard of split 'train' holds a window"),
+  EXPECT_NE(error_of([&] {
+              TokenShardLoader(packed(), o);
+            }).find("no shard of split 'train' holds a window"),
             std::string::npos);
   // A malformed tokenizer: pack refuses it naming the file, before writing anything.
   write_file_atomically(dir_.path() / "bad.json", "{\"model\": {\"type\": \"BPE\"");
   PackOptions p;
   p.tokenizer = (dir_.path() / "bad.json").string();
-  EXPECT_NE(error_of([&] { pack_dataset(corpus_, dir_.path() / "out", p); }).find("bad.json: not valid JSON"),
+  EXPECT_NE(error_of([&] {
+              pack_dataset(corpus_, dir_.path() / "out", p);
+            }).find("bad.json: not valid JSON"),
             std::string::npos);
   EXPECT_FALSE(fs::exists(dir_.path() / "out" / "manifest.json"));
 }
