@@ -1,4 +1,4 @@
-# `cmake --install`: the library, the command line, the CUDA plugin beside the library (where the
+# `cmake --install`: the library, the command line, the CUDA and MPI plugins beside the library (where the
 # loader looks for it), the public headers (include/gpuml) and a package config, so that
 # find_package(gpuml) gives the imported target gpuml::gpuml (examples/ builds against it).
 include(GNUInstallDirs)
@@ -11,6 +11,9 @@ if(TARGET gpuml_cuda)
   # Keeps the CUDA toolkit's library directories it was linked with (outside the system paths).
   set_target_properties(gpuml_cuda PROPERTIES INSTALL_RPATH_USE_LINK_PATH ON)
   install(TARGETS gpuml_cuda LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
+if(TARGET gpuml_mpi)
+  install(TARGETS gpuml_mpi LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/gpuml DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 

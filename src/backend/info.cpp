@@ -5,6 +5,9 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backend/backend.h"
+#include "backend/plugin_loader.h"
+#include "backend/process_env.h"
+#include "core/error.h"
 #include "core/dtype.h"
 #include "ops/op_table.h"
 
@@ -58,6 +61,15 @@ SystemReport collect_system_report() {
   r.logical_cpus = logical_cpu_count();
   r.cpu_features = detect_cpu_features();
   r.openmp_threads = openmp_max_threads();
+  try {
+    r.processes = describe_placement(detect_process_placement(environment_of_this_process()));
+  } catch (const Error& e) {
+    r.processes = "not understood: " + e.message();
+  }
+  // Found, not opened: opening it initialises MPI, which only a launched job should do.
+  const std::string mpi = find_plugin_file("libgpuml_mpi.so");
+  r.collectives = fmt::format("{}; Gloo and NCCL: not yet",
+                              mpi.empty() ? "MPI: plugin not built (needs libopenmpi-dev)" : "MPI (" + mpi + ")");
   r.ops_in_table = kNumOps;
   for (Backend* b : backend_registry().all())
     r.backends.push_back(
@@ -91,6 +103,8 @@ std::string render_system_report(const SystemReport& r) {
                    yes_no(f.avx512f), yes_no(f.avx512_bf16), yes_no(f.amx_tile && f.amx_bf16)));
   line("", fmt::format("({})", cpu_features_str(f)));
   line("OpenMP threads", fmt::format("{}", r.openmp_threads));
+  line("processes", r.processes);
+  line("collectives", r.collectives);
   out += "\nbackends (in order of preference)\n";
   for (const BackendSummary& b : r.backends)
     out += fmt::format("  {:<6} device {:<6} {:>3}/{} ops  {}\n", b.name, b.device, b.ops_supported,

@@ -31,6 +31,8 @@ struct SystemReport {
   std::string compiler;      // "GCC 12.2.0"
   std::string cxx_standard;  // "C++20"
   std::string cuda_plugin;   // "loaded from PATH" or "not used: REASON" (BackendRegistry::cuda_status)
+  std::string processes;     // who this process is among a launcher's (backend/process_env.h)
+  std::string collectives;   // the communicator engines this build can open
   std::string libraries;     // "oneDNN 2.6.3, fmt 9.1.0"
   std::string cpu_model;
   int logical_cpus = 1;

@@ -100,6 +100,17 @@ PluginLoad load_backend_plugin(const std::string& path) {
   return load;
 }
 
+std::string find_plugin_file(const std::string& file_name) {
+  for (const std::string& d : plugin_search_paths()) {
+    std::error_code ec;
+    fs::path p = fs::path(d);
+    if (p.filename() == file_name && fs::is_regular_file(p, ec)) return p.string();
+    p /= file_name;
+    if (fs::is_regular_file(p, ec)) return p.string();
+  }
+  return {};
+}
+
 PluginLoad load_cuda_plugin() {
   PluginLoad load;
 #ifndef GPUML_CUDA_PLUGIN_BUILT

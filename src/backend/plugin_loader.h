@@ -79,6 +79,10 @@ PluginLoad load_backend_plugin(const std::string& path);
 // core library's directory.
 std::vector<std::string> plugin_search_paths();
 
+// The first `file_name` in plugin_search_paths() (an entry naming a file of that name counts too),
+// or "" when none is there.
+std::string find_plugin_file(const std::string& file_name);
+
 // Finds and loads the CUDA plugin. Without a driver it does not even open the plugin (which would
 // map cuDNN and cuBLAS for nothing): the reason says so.
 PluginLoad load_cuda_plugin();

@@ -1,0 +1,184 @@
+// The MPI communicator (backend/communicator.h), built as libgpuml_mpi.so so that only a job
+// launched by mpirun maps Open MPI (the core library and the GPU bundle link no MPI).
+//
+// Collectives are MPI's non-blocking ones (MPI_Iallreduce, MPI_Ibcast, MPI_Iallgather,
+// MPI_Ibarrier), completed by polling MPI_Test against the call's deadline: a peer that stalls
+// (SIGSTOP, a deadlock) would leave a blocking call waiting for ever. Past the deadline the rank
+// prints which collective waited and calls MPI_Abort, which ends every rank of the job (the others
+// are stuck in the same collective). A peer that dies is mostly noticed by mpirun first, which
+// then ends the job naming it ("mpirun noticed that process rank 1 ... exited on signal 9").
+#include <dlfcn.h>
+#include <fmt/format.h>
+#include <mpi.h>
+
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <thread>
+
+#include "backend/communicator.h"
+
+namespace gpuml {
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::string mpi_error_text(int code) {
+  char text[MPI_MAX_ERROR_STRING];
+  int length = 0;
+  if (MPI_Error_string(code, text, &length) != MPI_SUCCESS) return fmt::format("MPI error {}", code);
+  return std::string(text, static_cast<size_t>(length));
+}
+
+std::string mpi_library_version() {
+  char text[MPI_MAX_LIBRARY_VERSION_STRING];
+  int length = 0;
+  MPI_Get_library_version(text, &length);
+  std::string v(text, static_cast<size_t>(length));
+  if (size_t comma = v.find(','); comma != std::string::npos) v.resize(comma);  // "Open MPI v4.1.4"
+  while (!v.empty() && (v.back() == '\n' || v.back() == ' ' || v.back() == '\0')) v.pop_back();
+  return v;
+}
+
+class MpiCommunicator final : public Communicator {
+ public:
+  explicit MpiCommunicator(bool finalize) : finalize_(finalize) {
+    check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
+    // Errors come back as codes (turned into gpuml::Error here) rather than ending the process
+    // inside MPI with a message that names no collective.
+    check(MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN), "MPI_Comm_set_errhandler");
+    check(MPI_Comm_rank(comm_, &rank_), "MPI_Comm_rank");
+    check(MPI_Comm_size(comm_, &size_), "MPI_Comm_size");
+  }
+
+  ~MpiCommunicator() override {
+    // A rank that leaves while the others may still be inside a collective (a timeout, an
+    // exception unwinding through its owner) must not MPI_Finalize: that waits for them, and
+    // they wait for it. Ending the job is the loud, prompt way out.
+    if (!broken_.empty()) abort_job(broken_);
+    if (std::uncaught_exceptions() > 0) abort_job("an error on this rank (above) ends the job");
+    MPI_Comm_free(&comm_);
+    if (finalize_) MPI_Finalize();
+  }
+
+  std::string_view name() const override { return "mpi"; }
+  int rank() const override { return rank_; }
+  int world_size() const override { return size_; }
+  std::string description() const override {
+    return fmt::format("MPI ({}), rank {} of {}", mpi_library_version(), rank_, size_);
+  }
+
+  void all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call) override {
+    MPI_Request request;
+    check(MPI_Iallreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_FLOAT,
+                         op == ReduceOp::max ? MPI_MAX : MPI_SUM, comm_, &request),
+          "MPI_Iallreduce");
+    wait(request, "all_reduce", call);
+    if (op == ReduceOp::average) {
+      const float scale = 1.0f / static_cast<float>(size_);
+      for (float& v : values) v *= scale;
+    }
+  }
+
+  void broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call) override {
+    MPI_Request request;
+    check(MPI_Ibcast(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, root, comm_, &request), "MPI_Ibcast");
+    wait(request, "broadcast", call);
+  }
+
+  void all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall& call) override {
+    GPUML_CHECK(all.size() == mine.size() * static_cast<size_t>(size_), "all_gather of {}: {} bytes for {} ranks of {}",
+                call.what, all.size(), size_, mine.size());
+    MPI_Request request;
+    check(MPI_Iallgather(mine.data(), static_cast<int>(mine.size()), MPI_BYTE, all.data(), static_cast<int>(mine.size()),
+                         MPI_BYTE, comm_, &request),
+          "MPI_Iallgather");
+    wait(request, "all_gather", call);
+  }
+
+  void barrier(const CollectiveCall& call) override {
+    MPI_Request request;
+    check(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier");
+    wait(request, "barrier", call);
+  }
+
+  void abort_job(std::string_view reason) noexcept override {
+    std::fprintf(stderr, "gpuml: rank %d of %d: ending the job (MPI_Abort): %.*s\n", rank_, size_,
+                 static_cast<int>(reason.size()), reason.data());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+
+ private:
+  void check(int code, const char* call) {
+    if (code != MPI_SUCCESS) GPUML_FAIL(ErrorKind::Io, "rank {}: {} failed: {}", rank_, call, mpi_error_text(code));
+  }
+
+  // Polls the request until it completes or the deadline passes. The first 2 ms spin (the other
+  // ranks are usually already there, and MPI progresses only inside MPI_Test); after that each
+  // test sleeps 200 us, so a rank waiting for a slow or stalled peer leaves its core to others.
+  void wait(MPI_Request& request, const char* collective, const CollectiveCall& call) {
+    const Clock::time_point start = Clock::now();
+    const Clock::time_point spin_until = start + std::chrono::milliseconds(2);
+    const Clock::time_point deadline = start + call.timeout;
+    for (;;) {
+      int done = 0;
+      const int code = MPI_Test(&request, &done, MPI_STATUS_IGNORE);
+      if (code != MPI_SUCCESS)
+        GPUML_FAIL(ErrorKind::Io, "rank {} of {}: {} of {} failed: {}", rank_, size_, collective, call.what,
+                   mpi_error_text(code));
+      if (done) return;
+      const Clock::time_point now = Clock::now();
+      if (now >= deadline) {
+        broken_ = collective_timeout_message(rank_, size_, collective, call,
+                                             std::chrono::duration<double>(now - start).count());
+        GPUML_FAIL(ErrorKind::Io, "{}", broken_);
+      }
+      if (now >= spin_until) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    }
+  }
+
+  MPI_Comm comm_ = MPI_COMM_NULL;
+  int rank_ = 0, size_ = 1;
+  bool finalize_ = false;
+  std::string broken_;  // set when a collective passed its deadline: the job must end
+};
+
+}  // namespace
+
+}  // namespace gpuml
+
+extern "C" int gpuml_comm_plugin_abi_version() { return gpuml::kCommunicatorAbiVersion; }
+
+extern "C" void gpuml_comm_plugin_open(gpuml::CommunicatorOpen* request) {
+  try {
+    // gpuml opens this plugin RTLD_LOCAL; Open MPI opens its own components (transports) later,
+    // and they resolve symbols of libmpi: make libmpi's symbols global first.
+    Dl_info info{};
+    if (dladdr(reinterpret_cast<void*>(&MPI_Init_thread), &info) != 0 && info.dli_fname != nullptr)
+      dlopen(info.dli_fname, RTLD_NOW | RTLD_GLOBAL | RTLD_NOLOAD);
+    int initialised = 0;
+    MPI_Initialized(&initialised);
+    if (!initialised) {
+      int provided = 0;
+      // Only the thread that trains calls MPI (the loaders' threads never do), one call at a time.
+      if (MPI_Init_thread(nullptr, nullptr, MPI_THREAD_SERIALIZED, &provided) != MPI_SUCCESS) {
+        request->reason = "MPI_Init_thread failed";
+        return;
+      }
+    }
+    auto comm = std::make_unique<gpuml::MpiCommunicator>(!initialised);
+    const gpuml::ProcessPlacement& p = *request->placement;
+    if (comm->rank() != p.rank || comm->world_size() != p.world_size) {
+      request->reason = fmt::format("MPI says rank {} of {}, but the environment says {}: was this process started "
+                                    "by another launcher than the one its variables name?",
+                                    comm->rank(), comm->world_size(), gpuml::describe_placement(p));
+      return;
+    }
+    request->communicator = std::move(comm);
+  } catch (const std::exception& e) {
+    request->reason = e.what();
+  }
+}
