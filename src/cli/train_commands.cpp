@@ -8,6 +8,8 @@
 #include <memory>
 
 #include "backend/backend.h"
+#include "backend/communicator.h"
+#include "backend/process_env.h"
 #include "cli/commands.h"
 #include "cli/flag_checks.h"
 #include "core/error.h"
@@ -98,7 +100,7 @@ void print_flag_notes(const TrainConfig& cfg, const CLI::App& cmd) {
 // other flag sets something the run fixed, and is refused rather than silently ignored.
 constexpr std::array kFlagsWithResume = {"--resume",  "--epochs",          "--out",    "--quiet",
                                          "--max-steps", "--checkpoint-every", "--eval-every", "--eval-iters",
-                                         "--threads", "--device",
+                                         "--threads", "--device", "--dist-timeout",
                                          "--gpu-memory-limit", "--cuda-graphs", "--no-cuda-graphs", "--help",
                                          "--overwrite"};  // refused by check_run_dir: it would delete the run
 
@@ -238,12 +240,18 @@ Command add_train_command(CLI::App& app) {
   cmd->add_flag_callback("--no-cuda-graphs", [cfg] { cfg->cuda_graphs = false; },
                          "Launch each op of the step instead of replaying a CUDA graph")
       ->excludes(graphs);
+  auto dist_timeout = std::make_shared<double>(300);
+  cmd->add_option("--dist-timeout", *dist_timeout,
+                  "Several processes (mpirun): seconds a collective waits for the other ranks before the job ends "
+                  "with a message naming the rank and the collective")
+      ->capture_default_str()
+      ->check(CLI::PositiveNumber);
   auto gpu_memory_limit = std::make_shared<std::string>("0");
   cmd->add_option("--gpu-memory-limit", *gpu_memory_limit,
                   "Cap on the GPU memory gpuml holds, with a unit: 512M, 8G (0: none)")
       ->capture_default_str()
       ->check(memory_size(true));
-  return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_limit, precision, betas, cmd] {
+  return {cmd, [cfg, schedule, weight_decay, memory_limit, gpu_memory_limit, precision, betas, dist_timeout, cmd] {
             if (!cfg->resume.empty()) refuse_flags_the_run_fixed(*cmd);
             cfg->epochs_given = cfg->resume.empty() || cmd->count("--epochs") > 0;
             if (cmd->count("--steps") > 0 && cmd->count("--epochs") > 0)
@@ -264,14 +272,32 @@ Command add_train_command(CLI::App& app) {
             if (!betas->empty()) std::tie(cfg->optimizer.beta1, cfg->optimizer.beta2) = parse_betas(*betas);
             if (!betas->empty() && cfg->optimizer.kind == "sgd")
               GPUML_FAIL(ErrorKind::Invalid, "--betas {}: betas are adam/adamw settings; sgd uses --momentum", *betas);
-            print_flag_notes(*cfg, *cmd);
+            // Several processes (mpirun -np N): this one's rank, and the engine to the others.
+            const ProcessPlacement placement = detect_process_placement(environment_of_this_process());
+            TrainerInputs inputs;
+            inputs.communicator = open_communicator(placement);
+            inputs.collective_timeout = std::chrono::milliseconds(std::llround(*dist_timeout * 1000));
+            const std::shared_ptr<Communicator> comm = inputs.communicator;
+            const bool primary = comm->rank() == 0;  // the only rank that writes or prints
+            if (primary) print_flag_notes(*cfg, *cmd);
             // A non-empty --out is a command line that cannot run as given: exit 2 before any work.
+            // Only rank 0 writes the run (another rank's check would race with its first file).
             try {
-              check_run_dir(*cfg);
+              if (primary) check_run_dir(*cfg);
             } catch (const Error& e) {
+              if (comm->world_size() > 1) comm->abort_job(fmt::format("gpuml: error: {}", e.message()));
               throw UsageError(e.message());
             }
-            TrainResult r = train(*cfg);
+            TrainResult r;
+            try {
+              r = train(*cfg, std::move(inputs));
+            } catch (const Error& e) {
+              // The other ranks would wait for this one until their deadline: end the job now.
+              if (comm->world_size() > 1)
+                comm->abort_job(fmt::format("error ({}): {}", error_kind_name(e.kind()), e.message()));
+              throw;
+            }
+            if (!primary) return 0;
             if (r.interrupted_by != 0 || r.stopped_at_max_steps) {
               fmt::print(stderr, "{}: checkpoint written to {}/last.safetensors; continue with: gpuml train --resume {}\n",
                          r.interrupted_by != 0 ? fmt::format("stopped by signal {}", r.interrupted_by)

@@ -41,6 +41,11 @@ struct DataLoaderOptions {
   Normalization normalization;
   // Where batches are built (data/batch_allocator.h); nullptr: a pool of plain host memory of its own.
   std::shared_ptr<BatchMemory> memory;
+  // Data parallelism: this process takes part `part` of `parts` of every batch (rows
+  // [rows * part / parts, rows * (part + 1) / parts) of batch_size rows, the global batch), so that
+  // `parts` processes with the same seed see together exactly the batches one process would. With
+  // parts > 1 a last batch of fewer rows than parts is dropped (some process would get none).
+  int part = 0, parts = 1;
 };
 
 class DataLoader : public BatchSource {
@@ -62,7 +67,8 @@ class DataLoader : public BatchSource {
   std::optional<Batch> next() override;
   LoaderPosition position() const override { return position_; }
 
-  // Builds batch `index` of `epoch` on the calling thread: what next() returns for it.
+  // Builds batch `index` of `epoch` on the calling thread: what next() returns for it (this
+  // process's part of it).
   Batch make_batch(int64_t epoch, int64_t index) const;
 
  private:

@@ -112,9 +112,7 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     add(terms.weight, c->weight_at);
     add(terms.score, c->score_at);
     g.set_autocast(Autocast::off);  // gradients, their concatenation and the update stay f32
-    if (mode == Mode::Train) {
-      Sym hyper = g.input("hyper", {{3}, DType::f32});
-      Sym decay = g.input("decay", {{param_count_}, DType::f32});
+    if (mode == Mode::Train || mode == Mode::Gradient) {
       std::vector<Sym> grads = gradients(g, terms.loss, params);
       std::vector<Sym> flat;  // laid out as the state's row: each gradient, then its gap's zeros
       for (size_t i = 0; i < grads.size(); ++i) {
@@ -124,7 +122,13 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
         if (gap > 0) flat.push_back(fill(g, {gap}, 0.0, DType::f32));
       }
       Sym flat_grad = flat.size() == 1 ? flat[0] : concat(flat, 0);
-      add(optim::emit_update(optimizer_, state, flat_grad, hyper, decay), c->state_at);
+      if (mode == Mode::Gradient) {
+        add(flat_grad, c->state_at);  // the gradient (P,) where the fused step has the new state
+      } else {
+        Sym hyper = g.input("hyper", {{3}, DType::f32});
+        Sym decay = g.input("decay", {{param_count_}, DType::f32});
+        add(optim::emit_update(optimizer_, state, flat_grad, hyper, decay), c->state_at);
+      }
       for (const auto& [name, value] : ctx.buffer_updates) {
         c->buffer_updates.push_back(name);
         outputs.push_back(value);
@@ -135,10 +139,25 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
   return c;
 }
 
+// The optimizer update alone, for data parallelism: (state, averaged gradient) -> new state.
+std::unique_ptr<ModelRunner::Compiled> ModelRunner::build_update() {
+  auto c = std::make_unique<Compiled>();
+  c->graph = std::make_unique<Graph>();
+  Graph& g = *c->graph;
+  Sym state = g.input("state", {{state_rows_, param_count_}, DType::f32});
+  Sym grad = g.input("grad", {{param_count_}, DType::f32});
+  Sym hyper = g.input("hyper", {{3}, DType::f32});
+  Sym decay = g.input("decay", {{param_count_}, DType::f32});
+  c->state_at = 0;
+  c->executor = std::make_unique<Executor>(
+      plan_graph(g, {optim::emit_update(optimizer_, state, grad, hyper, decay)}, plan_options_));
+  return c;
+}
+
 ModelRunner::Compiled& ModelRunner::compiled(Mode mode, const Shape& x_shape) {
   std::string key = fmt::format("{}{}", static_cast<int>(mode), shape_str(x_shape));
   auto it = cache_.find(key);
-  if (it == cache_.end()) it = cache_.emplace(key, build(mode, x_shape)).first;
+  if (it == cache_.end()) it = cache_.emplace(key, mode == Mode::Update ? build_update() : build(mode, x_shape)).first;
   return *it->second;
 }
 
@@ -164,10 +183,35 @@ ReplayStats ModelRunner::replay_stats(std::string* note) const {
 
 StepStats ModelRunner::stats_of(const Compiled& c, const std::vector<Tensor>& out, int64_t rows) const {
   return {scalar_of(out[0]), c.weight_at >= 0 ? scalar_of(out[c.weight_at]) : static_cast<double>(rows),
-          c.score_at >= 0 ? scalar_of(out[c.score_at]) : 0.0};
+          c.score_at >= 0 ? scalar_of(out[c.score_at]) : 0.0, rows};
+}
+
+void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout) {
+  comm_ = comm && comm->world_size() > 1 ? std::move(comm) : nullptr;
+  comm_timeout_ = timeout;
+}
+
+void ModelRunner::broadcast_state_from_rank0() {
+  if (!comm_) return;
+  Backend& home = home_backend(plan_options_);
+  const CollectiveCall call{"the initial parameters and optimizer state", comm_timeout_};
+  Tensor host = Tensor::empty({state_rows_, param_count_}, DType::f32);
+  home.copy_to_host(host.raw_data(), state_[current_].raw_data(), host.nbytes());
+  home.synchronize();
+  comm_->broadcast({static_cast<std::byte*>(host.raw_data()), host.nbytes()}, 0, call);
+  home.copy_to_device(state_[current_].raw_data(), host.raw_data(), host.nbytes());
+  home.synchronize();
+  // BatchNorm running statistics (and their step counts): rank 0's too.
+  for (auto& [name, value] : buffer_values_) {
+    Tensor copy = contiguous(value, backend_registry().reference());
+    comm_->broadcast({static_cast<std::byte*>(copy.raw_data()), copy.nbytes()}, 0,
+                     {"the buffers (BatchNorm statistics)", comm_timeout_});
+    value = copy;
+  }
 }
 
 StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset) {
+  if (comm_) return train_step_data_parallel(x, y, lr, step, rng_offset);
   Compiled& c = compiled(Mode::Train, x.shape());
   std::map<std::string, Tensor> feeds = buffer_feeds();
   feeds["x"] = x;
@@ -184,6 +228,56 @@ StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, i
   for (size_t i = 0; i < c.buffer_updates.size(); ++i)
     buffer_values_[c.buffer_updates[i]] = out[static_cast<size_t>(c.state_at) + 1 + i];
   return stats_of(c, out, x.dim(0));
+}
+
+// The gradient graph, the weighted all-reduce on the host, then the update graph. The loss sums
+// ride in the same all-reduce as the gradient: one collective per step.
+StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step,
+                                                uint64_t rng_offset) {
+  Compiled& c = compiled(Mode::Gradient, x.shape());
+  std::map<std::string, Tensor> feeds = buffer_feeds();
+  feeds["x"] = x;
+  feeds["y"] = y;
+  feeds["state"] = state_[current_];
+  RunOptions run = replay_options();
+  run.rng_offset = rng_offset;
+  std::vector<Tensor> out = c.executor->run(feeds, run);
+  const StepStats local = stats_of(c, out, x.dim(0));
+  for (size_t i = 0; i < c.buffer_updates.size(); ++i)
+    buffer_values_[c.buffer_updates[i]] = out[static_cast<size_t>(c.state_at) + 1 + i];
+
+  Backend& home = home_backend(plan_options_);
+  const Tensor& grad = out[static_cast<size_t>(c.state_at)];  // (P,) f32, the mean over this rank's rows
+  const size_t p = static_cast<size_t>(param_count_);
+  reduce_buffer_.resize(p + 4);
+  home.copy_to_host(reduce_buffer_.data(), grad.raw_data(), p * sizeof(float));
+  home.synchronize();
+  // Weighted by this rank's share: sum_r w_r * mean_r = the global sum; / total weight = the global mean.
+  const float weight = static_cast<float>(local.weight);
+  for (size_t i = 0; i < p; ++i) reduce_buffer_[i] *= weight;
+  reduce_buffer_[p] = static_cast<float>(local.loss * local.weight);
+  reduce_buffer_[p + 1] = weight;
+  reduce_buffer_[p + 2] = static_cast<float>(local.score);
+  reduce_buffer_[p + 3] = static_cast<float>(local.rows);
+  comm_->all_reduce(reduce_buffer_, ReduceOp::sum, {"gradients", comm_timeout_});
+  const float total_weight = reduce_buffer_[p + 1];
+  GPUML_CHECK(total_weight > 0, "data parallel step {}: the ranks' batches carry no weight (no rows or tokens)", step);
+  const float inverse = 1.0f / total_weight;
+  for (size_t i = 0; i < p; ++i) reduce_buffer_[i] *= inverse;
+
+  if (!reduced_grad_.defined()) reduced_grad_ = Tensor::empty({param_count_}, DType::f32, home);
+  home.copy_to_device(reduced_grad_.raw_data(), reduce_buffer_.data(), p * sizeof(float));
+  Compiled& update = compiled(Mode::Update, {});
+  std::map<std::string, Tensor> update_feeds{{"state", state_[current_]},
+                                             {"grad", reduced_grad_},
+                                             {"hyper", optim::hyper_values(optimizer_, lr, step)},
+                                             {"decay", decay_mask_}};
+  RunOptions update_run = replay_options();
+  update_run.output_buffers[0] = state_[1 - current_];
+  update.executor->run(update_feeds, update_run);
+  current_ = 1 - current_;
+  return {reduce_buffer_[p] / total_weight, total_weight, reduce_buffer_[p + 2],
+          static_cast<int64_t>(reduce_buffer_[p + 3])};
 }
 
 void ModelRunner::stage_train_batch(const Tensor& x, const Tensor& y) {

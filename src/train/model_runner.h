@@ -7,16 +7,27 @@
 // state buffers; the buffers swap every step. Parameters are views of the state, never copies.
 // One plan per batch size is cached (the last, smaller batch gets its own).
 //
+// Data parallelism (set_communicator with several ranks) splits that step in two graphs: the
+// first ends at the flat gradient (P,), which is averaged over the ranks by an all-reduce on the
+// host, and the second is the optimizer update alone. Splitting keeps the collective out of the
+// graph IR (no op that blocks on other processes, nothing a CUDA graph would capture) and leaves
+// one process's fused step as it was. Each rank's gradient is the mean over its own rows, so the
+// ranks' gradients are summed weighted by their rows (or counted tokens) and divided by the total:
+// the mean over the global batch, exactly what one process with the whole batch computes, up to
+// the order of the float additions.
+//
 //   ModelRunner runner(model, opt_config, plan_options, /*seed*/ 0);
 //   StepStats s = runner.train_step(batch.x, batch.y, lr, /*step*/ 1, /*rng_offset*/ 0);
 //   EvalStats e = runner.evaluate(test_x, test_y);
 #pragma once
 
+#include <chrono>
 #include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
+#include "backend/communicator.h"
 #include "graph/executor.h"
 #include "io/safetensors.h"
 #include "nn/model.h"
@@ -27,9 +38,11 @@
 namespace gpuml {
 
 struct StepStats {
+  // With several ranks, every field is over the global batch (all ranks' rows).
   double loss = 0.0;    // the task's mean loss over the batch
   double weight = 0.0;  // what it averages over: rows, or counted tokens (train/task.h)
   double score = 0.0;   // classification: argmax == label count; else 0
+  int64_t rows = 0;     // the batch's rows
 };
 
 class ModelRunner {
@@ -44,6 +57,12 @@ class ModelRunner {
   // target_dtype). `step` counts from 1 (Adam's bias correction); `rng_offset` moves every
   // dropout mask.
   StepStats train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
+  // Data parallelism: train_step() averages gradients over `comm`'s ranks, each collective waiting
+  // at most `timeout` for the others. nullptr or one rank: the single fused step.
+  void set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout);
+  // Every rank takes rank 0's parameters, optimizer state and buffers, so that all start from the
+  // same point whatever each initialised or loaded.
+  void broadcast_state_from_rank0();
   // Starts copying the batch a later train_step() will take to the device, on a copy stream, so
   // that it travels while the current step computes (Executor::stage; nothing on CPU). x and y
   // must stay unchanged until that train_step() returns.
@@ -83,12 +102,15 @@ class ModelRunner {
     int64_t offset = 0, numel = 0;
   };
   struct Compiled;
-  enum class Mode { Train, Eval, Predict, Logits };
+  // Train: the fused step. Gradient and Update: its two halves, with an all-reduce between them.
+  enum class Mode { Train, Eval, Predict, Logits, Gradient, Update };
   Compiled& compiled(Mode mode, const Shape& x_shape);
   std::unique_ptr<Compiled> build(Mode mode, const Shape& x_shape);
   StepStats stats_of(const Compiled& c, const std::vector<Tensor>& out, int64_t rows) const;
   std::map<std::string, Tensor> buffer_feeds() const;
   RunOptions replay_options() const;
+  std::unique_ptr<Compiled> build_update();
+  StepStats train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
 
   nn::Model model_;
   optim::OptimizerConfig optimizer_;
@@ -105,6 +127,10 @@ class ModelRunner {
   int current_ = 0;
   bool replay_ = false;
   std::map<std::string, std::unique_ptr<Compiled>> cache_;
+  std::shared_ptr<Communicator> comm_;  // nullptr: one process
+  std::chrono::milliseconds comm_timeout_{std::chrono::minutes(5)};
+  std::vector<float> reduce_buffer_;  // (P + 4,) gradient, then loss * weight, weight, score, rows
+  Tensor reduced_grad_;               // (P,) f32 on the home backend: the update's input
 };
 
 }  // namespace gpuml

@@ -13,6 +13,7 @@
 #include "data/token_shards.h"
 #include "interop/weights_file.h"
 #include "nn/transformer.h"
+#include "train/data_parallel.h"
 #include "train/dataset_source.h"
 #include "train/device_choice.h"
 #include "train/resume.h"
@@ -125,6 +126,9 @@ struct Trainer::Impl {
   std::vector<std::shared_ptr<Callback>> callbacks;
   bool primary = true;
   std::atomic<bool> stop_asked{false};
+  std::shared_ptr<Communicator> comm;  // nullptr: one process
+  std::chrono::milliseconds comm_timeout{std::chrono::minutes(5)};
+  int rank = 0, world_size = 1;
   std::optional<TrainingProgress> fitted;  // the progress where the last fit() ended
 
   void read_config(const TrainConfig& requested);
@@ -190,9 +194,17 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_uni
   m.plan = plan_options_for_device(m.cfg.device);
   m.plan.deterministic = m.cfg.deterministic;
   m.build_model(inputs);
+  if (inputs.communicator && inputs.communicator->world_size() > 1) {
+    m.comm = inputs.communicator;
+    m.comm_timeout = inputs.collective_timeout;
+    m.rank = m.comm->rank();
+    m.world_size = m.comm->world_size();
+    m.primary = m.rank == 0;
+  }
   // On a GPU the loaders build batches in its pinned host memory (nullptr on CPU: plain memory).
   m.memory = data::BatchMemory::create(m.plan.backends.front()->pinned_host_allocator());
-  m.data = load_run_data(m.cfg, *m.model, std::move(inputs.train), std::move(inputs.eval), m.memory);
+  m.data = load_run_data(m.cfg, *m.model, std::move(inputs.train), std::move(inputs.eval), m.memory,
+                         {m.rank, m.world_size});
   // The defaults resolved: what config.json and --resume keep.
   m.cfg.val_split = m.data.val_split;
   m.cfg.task = m.data.task.name();
@@ -215,6 +227,12 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_uni
   if (m.resumed) m.runner->load(m.resumed->checkpoint.model, m.resumed->checkpoint.optimizer);
   else if (m.initial_weights) m.runner->load(*m.initial_weights, {});
   if (m.data.eval) std::tie(m.eval_x, m.eval_y) = normalised(*m.data.eval, m.data.normalization);
+  if (m.comm) {
+    check_ranks_agree(*m.comm, config_to_json(m.cfg), m.model->to_json(), m.comm_timeout);
+    m.runner->set_communicator(m.comm, m.comm_timeout);
+    // Whatever each rank initialised or loaded, all start from rank 0's state.
+    m.runner->broadcast_state_from_rank0();
+  }
 }
 
 Trainer::~Trainer() = default;
@@ -325,8 +343,11 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
     st.batch_index = batch->index;
     call(&Callback::on_step_begin, st);
     auto t0 = Clock::now();
-    // Each step moves the dropout stream by 2^32 Philox blocks: masks never repeat.
-    StepStats s = runner->train_step(batch->x, batch->y, st.lr, progress.step + 1, (progress.step + 1) << 32);
+    // Each step moves the dropout stream by 2^32 Philox blocks: masks never repeat. With several
+    // ranks each has its own stream (rank r of step s: s * ranks + r), so no two draw the same masks.
+    const uint64_t rng_stream = static_cast<uint64_t>(progress.step + 1) * static_cast<uint64_t>(world_size) +
+                                static_cast<uint64_t>(rank);
+    StepStats s = runner->train_step(batch->x, batch->y, st.lr, progress.step + 1, rng_stream << 32);
     st.step_seconds += std::chrono::duration<double>(Clock::now() - t0).count();
     GPUML_CHECK(std::isfinite(s.loss),
                 "the loss became {} at step {} (epoch {}, batch {}); training stopped. {}. Try a lower --lr or "
@@ -336,7 +357,7 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
                     ? fmt::format("The last good checkpoint is {}", (run_dir / "last.safetensors").string())
                     : fmt::format("No checkpoint was written before it (none is in {})", run_dir.string()));
     ++progress.step;
-    st.batch_rows = batch->y.dim(0);
+    st.batch_rows = s.rows;  // the global batch's, with several ranks
     st.step_loss = s.loss;
     st.sums.add(s.loss, s.weight, s.score, st.batch_rows);
     const bool run_done = cfg.steps > 0 && progress.step >= cfg.steps;

@@ -17,6 +17,7 @@
 //   TrainResult r = trainer.fit();             // r.eval_metric (accuracy here), r.run_dir
 #pragma once
 
+#include <chrono>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -24,6 +25,7 @@
 #include <optional>
 #include <string>
 
+#include "backend/communicator.h"
 #include "data/dataset.h"
 #include "graph/planner.h"
 #include "io/safetensors.h"
@@ -60,6 +62,13 @@ struct TrainerInputs {
   // Instead of config.data: features (N, ...) and labels (N, ...), the task's targets (train/task.h).
   std::optional<data::InMemoryDataset> train;
   std::optional<data::InMemoryDataset> eval;   // with `train`: the evaluation set (else --val-split or none)
+  // Data parallelism: this process is one rank of `communicator` (backend/communicator.h). Each
+  // rank trains on its config.batch_size rows of every global batch of world_size * batch_size
+  // (in-memory data only), gradients are averaged over the ranks, every rank starts from rank 0's
+  // weights, and only rank 0 is primary (writes files and progress). Ranks started with another
+  // configuration are refused. nullptr or one rank: one process, as before.
+  std::shared_ptr<Communicator> communicator;
+  std::chrono::milliseconds collective_timeout{std::chrono::minutes(5)};  // each collective's deadline
 };
 
 class Trainer {
@@ -72,7 +81,8 @@ class Trainer {
   Trainer& operator=(const Trainer&) = delete;
 
   void add_callback(std::shared_ptr<Callback> callback);
-  // Whether this process writes files and progress (callbacks read TrainState::primary).
+  // Whether this process writes files and progress (callbacks read TrainState::primary); with a
+  // communicator of several ranks the default is rank 0 only.
   void set_primary(bool primary);
   // Trains config().epochs epochs (from where a resumed run stopped).
   TrainResult fit();

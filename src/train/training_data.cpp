@@ -66,7 +66,7 @@ void apply_task(const TrainConfig& cfg, LoadedData& loaded, const nn::Model& mod
 // In-memory data (IDX, CSV, NPZ, or arrays) batched by data::DataLoader, with the optional
 // --val-split.
 TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, const nn::Model& model,
-                            const std::string& where, std::shared_ptr<data::BatchMemory> memory) {
+                            const std::string& where, std::shared_ptr<data::BatchMemory> memory, BatchPart part) {
   TrainingData d;
   apply_task(cfg, loaded, model, where, d);
   d.sample_shape = loaded.sample_shape;
@@ -87,7 +87,10 @@ TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, const nn:
   }
   d.split_note = split_note(cfg.val_split, d.val_split, loaded.test.has_value(), loaded.train.size());
   data::DataLoaderOptions lo;
-  lo.batch_size = cfg.batch_size;
+  // Every rank shuffles the same global batches (same seed) and takes its own rows of each.
+  lo.batch_size = cfg.batch_size * part.ranks;
+  lo.part = part.rank;
+  lo.parts = part.ranks;
   lo.seed = cfg.seed;
   lo.normalization = loaded.normalization;
   lo.memory = std::move(memory);
@@ -211,20 +214,26 @@ TrainingData open_token_data(const TrainConfig& cfg, const nn::Model& model, std
 }  // namespace
 
 TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::optional<data::InMemoryDataset> train,
-                           std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory) {
+                           std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory,
+                           BatchPart part) {
+  GPUML_CHECK_KIND(ErrorKind::Unsupported,
+                   part.ranks == 1 || train || !(data::is_shard_dataset(cfg.data) || is_token_data(cfg.data)),
+                   "--data {}: {} processes split in-memory data (IDX, CSV, NPZ) only; sharded datasets and text "
+                   "are not split across processes yet: train them in one process",
+                   cfg.data, part.ranks);
   if (train) {
     GPUML_CHECK(!eval || cfg.val_split <= 0, "a Trainer given an evaluation set takes no --val-split");
     LoadedData loaded{*train, std::move(eval), {}, 0, {}, "", {}};
     loaded = checked_training_data(std::move(loaded), "the training arrays");
     loaded.description = fmt::format("arrays in memory: {} train{}", loaded.train.size(),
                                      loaded.test ? fmt::format(", {} test", loaded.test->size()) : "");
-    return in_memory_data(cfg, std::move(loaded), model, "the training arrays", std::move(memory));
+    return in_memory_data(cfg, std::move(loaded), model, "the training arrays", std::move(memory), part);
   }
   if (data::is_token_dataset(cfg.data)) return open_token_data(cfg, model, std::move(memory));
   if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, model, std::move(memory));
   if (is_token_data(cfg.data)) return open_text_data(cfg, model, std::move(memory));
   return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true, cfg.task}), model,
-                        cfg.data, std::move(memory));
+                        cfg.data, std::move(memory), part);
 }
 
 std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& d, const data::Normalization& norm) {

@@ -18,11 +18,18 @@ namespace nn {
 class Model;
 }
 
+// Which part of every batch this process trains on (data parallelism): rank `rank` of `ranks`
+// processes, each taking config.batch_size rows of every global batch of ranks * batch_size.
+struct BatchPart {
+  int rank = 0, ranks = 1;
+};
+
 // `train` (and `eval`) given: those arrays instead of config.data. The samples are checked to fit
 // `model`, and the task (config.task, train/task.h) is resolved against it: the labels become its
 // targets.
 TrainingData load_run_data(const TrainConfig& config, const nn::Model& model, std::optional<data::InMemoryDataset> train,
-                           std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory);
+                           std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory,
+                           BatchPart part = {});
 
 // The whole dataset normalised once: (N, ...) f32 and its targets, for evaluation.
 std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& data, const data::Normalization& norm);

@@ -1,0 +1,66 @@
+#include "train/data_parallel.h"
+
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace gpuml {
+
+namespace {
+
+// The first difference between rank 0's JSON and this rank's, as "field: ours vs theirs", or "".
+std::string first_difference(const nlohmann::json& mine, const nlohmann::json& root, const std::string& prefix,
+                             int rank) {
+  if (mine.is_object() && root.is_object()) {
+    for (auto it = root.begin(); it != root.end(); ++it) {
+      const std::string key = prefix.empty() ? it.key() : prefix + "." + it.key();
+      if (!mine.contains(it.key())) return fmt::format("rank {} has no {}, rank 0 has {}", rank, key, it.value().dump());
+      std::string d = first_difference(mine.at(it.key()), it.value(), key, rank);
+      if (!d.empty()) return d;
+    }
+    for (auto it = mine.begin(); it != mine.end(); ++it)
+      if (!root.contains(it.key()))
+        return fmt::format("rank {} has {} {}, rank 0 has none", rank, prefix.empty() ? it.key() : prefix + "." + it.key(),
+                           it.value().dump());
+    return "";
+  }
+  if (mine == root) return "";
+  auto shorten = [](std::string s) { return s.size() > 80 ? s.substr(0, 77) + "..." : s; };
+  return fmt::format("rank {} has {} {}, rank 0 has {}", rank, prefix.empty() ? "the value" : prefix,
+                     shorten(mine.dump()), shorten(root.dump()));
+}
+
+std::string broadcast_text(Communicator& comm, const std::string& mine, const CollectiveCall& call) {
+  uint64_t size = mine.size();
+  comm.broadcast({reinterpret_cast<std::byte*>(&size), sizeof size}, 0, call);
+  std::string text = comm.rank() == 0 ? mine : std::string(size, '\0');
+  comm.broadcast({reinterpret_cast<std::byte*>(text.data()), text.size()}, 0, call);
+  return text;
+}
+
+}  // namespace
+
+void check_ranks_agree(Communicator& comm, const nlohmann::json& config, const nlohmann::json& model,
+                       std::chrono::milliseconds timeout) {
+  if (comm.world_size() <= 1) return;
+  nlohmann::json mine = {{"config", config}, {"model", model}};
+  for (const char* per_machine : {"device", "data_memory_limit"}) mine["config"].erase(per_machine);
+  const CollectiveCall call{"rank 0's configuration", timeout};
+  const nlohmann::json root = nlohmann::json::parse(broadcast_text(comm, mine.dump(), call));
+  const std::string difference = first_difference(mine, root, "", comm.rank());
+  // Which ranks differ: each contributes 1 at its own index.
+  std::vector<float> differs(static_cast<size_t>(comm.world_size()), 0.0f);
+  differs[static_cast<size_t>(comm.rank())] = difference.empty() ? 0.0f : 1.0f;
+  comm.all_reduce(differs, ReduceOp::sum, {"whether the ranks' configurations differ", timeout});
+  GPUML_CHECK(difference.empty(), "the ranks were started with different runs: {}; start every rank with the same "
+              "flags, model and data", difference);
+  std::vector<int> others;
+  for (size_t r = 0; r < differs.size(); ++r)
+    if (differs[r] != 0.0f) others.push_back(static_cast<int>(r));
+  GPUML_CHECK(others.empty(), "the ranks were started with different runs: rank{} {} differ{} from rank 0 (each says "
+              "how); start every rank with the same flags, model and data",
+              others.size() > 1 ? "s" : "", fmt::join(others, ", "), others.size() > 1 ? "" : "s");
+}
+
+}  // namespace gpuml

@@ -1,0 +1,23 @@
+// What data parallelism adds to a training run besides the gradient all-reduce (which lives in
+// ModelRunner, train/model_runner.h): the check, at the start, that every rank was started with the
+// same run.
+//
+//   check_ranks_agree(comm, config_json, model_json, timeout);   // throws on rank r, naming the field
+#pragma once
+
+#include <chrono>
+#include <nlohmann/json.hpp>
+
+#include "backend/communicator.h"
+
+namespace gpuml {
+
+// Rank 0's configuration (train/resume.h's config_to_json) and model JSON go to every rank, which
+// compares them with its own. Fields that may differ per machine (device, data memory limit) are
+// not compared. Every rank learns whether any differs, so all stop together: the rank that differs
+// throws an Error naming the first field ("rank 1 has batch_size 32, rank 0 has 64"), the others
+// one that names that rank.
+void check_ranks_agree(Communicator& comm, const nlohmann::json& config, const nlohmann::json& model,
+                       std::chrono::milliseconds timeout);
+
+}  // namespace gpuml
