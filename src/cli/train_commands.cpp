@@ -274,10 +274,10 @@ Command add_train_command(CLI::App& app) {
               GPUML_FAIL(ErrorKind::Invalid, "--betas {}: betas are adam/adamw settings; sgd uses --momentum", *betas);
             // Several processes (mpirun -np N): this one's rank, and the engine to the others.
             const ProcessPlacement placement = detect_process_placement(environment_of_this_process());
-            TrainerInputs inputs;
-            inputs.communicator = open_communicator(placement);
-            inputs.collective_timeout = std::chrono::milliseconds(std::llround(*dist_timeout * 1000));
-            const std::shared_ptr<Communicator> comm = inputs.communicator;
+            DataParallel parallel;
+            parallel.communicator = open_communicator(placement);
+            parallel.collective_timeout = std::chrono::milliseconds(std::llround(*dist_timeout * 1000));
+            const std::shared_ptr<Communicator> comm = parallel.communicator;
             const bool primary = comm->rank() == 0;  // the only rank that writes or prints
             if (primary) print_flag_notes(*cfg, *cmd);
             // A non-empty --out is a command line that cannot run as given: exit 2 before any work.
@@ -290,7 +290,7 @@ Command add_train_command(CLI::App& app) {
             }
             TrainResult r;
             try {
-              r = train(*cfg, std::move(inputs));
+              r = train(*cfg, parallel);
             } catch (const Error& e) {
               // The other ranks would wait for this one until their deadline: end the job now.
               if (comm->world_size() > 1)

@@ -109,7 +109,7 @@ struct CommandLineOutput {
 void add_command_line_callbacks(Trainer& trainer, const CommandLineOutput& output);
 
 // A Trainer with the command line's callbacks, run: `gpuml train` (quiet: no header, no bars).
-// `inputs`: what the Trainer takes from memory (a communicator for data parallelism).
-TrainResult train(const TrainConfig& config, TrainerInputs inputs = {});
+// `parallel`: this process's rank among several (data parallelism), or none.
+TrainResult train(const TrainConfig& config, DataParallel parallel = {});
 
 }  // namespace gpuml

@@ -48,7 +48,8 @@ void check_ranks_agree(Communicator& comm, const nlohmann::json& config, const n
   for (const char* per_machine : {"device", "data_memory_limit"}) mine["config"].erase(per_machine);
   const CollectiveCall call{"rank 0's configuration", timeout};
   const nlohmann::json root = nlohmann::json::parse(broadcast_text(comm, mine.dump(), call));
-  const std::string difference = first_difference(mine, root, "", comm.rank());
+  std::string difference = first_difference(mine.at("config"), root.at("config"), "", comm.rank());
+  if (difference.empty()) difference = first_difference(mine.at("model"), root.at("model"), "model", comm.rank());
   // Which ranks differ: each contributes 1 at its own index.
   std::vector<float> differs(static_cast<size_t>(comm.world_size()), 0.0f);
   differs[static_cast<size_t>(comm.rank())] = difference.empty() ? 0.0f : 1.0f;

@@ -187,16 +187,16 @@ void Trainer::Impl::read_initial_weights() {
   }
 }
 
-Trainer::Trainer(TrainConfig config, TrainerInputs inputs) : impl_(std::make_unique<Impl>()) {
+Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel) : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
   m.read_config(config);
   ThreadScope threads(m.cfg.threads);
   m.plan = plan_options_for_device(m.cfg.device);
   m.plan.deterministic = m.cfg.deterministic;
   m.build_model(inputs);
-  if (inputs.communicator && inputs.communicator->world_size() > 1) {
-    m.comm = inputs.communicator;
-    m.comm_timeout = inputs.collective_timeout;
+  if (parallel.communicator && parallel.communicator->world_size() > 1) {
+    m.comm = parallel.communicator;
+    m.comm_timeout = parallel.collective_timeout;
     m.rank = m.comm->rank();
     m.world_size = m.comm->world_size();
     m.primary = m.rank == 0;

@@ -62,11 +62,14 @@ struct TrainerInputs {
   // Instead of config.data: features (N, ...) and labels (N, ...), the task's targets (train/task.h).
   std::optional<data::InMemoryDataset> train;
   std::optional<data::InMemoryDataset> eval;   // with `train`: the evaluation set (else --val-split or none)
-  // Data parallelism: this process is one rank of `communicator` (backend/communicator.h). Each
-  // rank trains on its config.batch_size rows of every global batch of world_size * batch_size
-  // (in-memory data only), gradients are averaged over the ranks, every rank starts from rank 0's
-  // weights, and only rank 0 is primary (writes files and progress). Ranks started with another
-  // configuration are refused. nullptr or one rank: one process, as before.
+};
+
+// Data parallelism: this process is one rank of `communicator` (backend/communicator.h). Each rank
+// trains on its config.batch_size rows of every global batch of world_size * batch_size (in-memory
+// data only), gradients are averaged over the ranks, every rank starts from rank 0's weights, and
+// only rank 0 is primary (writes files and progress). Ranks started with another configuration
+// are refused. No communicator, or one rank: one process, as before.
+struct DataParallel {
   std::shared_ptr<Communicator> communicator;
   std::chrono::milliseconds collective_timeout{std::chrono::minutes(5)};  // each collective's deadline
 };
@@ -75,7 +78,7 @@ class Trainer {
  public:
   // Reads the data and the model (or the checkpoint config.resume names) and checks them against
   // each other; writes nothing. Throws gpuml::Error naming what does not fit.
-  explicit Trainer(TrainConfig config, TrainerInputs inputs = {});
+  explicit Trainer(TrainConfig config, TrainerInputs inputs = {}, DataParallel parallel = {});
   ~Trainer();
   Trainer(const Trainer&) = delete;
   Trainer& operator=(const Trainer&) = delete;

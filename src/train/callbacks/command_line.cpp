@@ -11,8 +11,8 @@ void add_command_line_callbacks(Trainer& trainer, const CommandLineOutput& outpu
   if (cfg.patience > 0) trainer.add_callback(std::make_shared<EarlyStopping>(cfg.patience));
 }
 
-TrainResult train(const TrainConfig& config, TrainerInputs inputs) {
-  Trainer trainer(config, std::move(inputs));
+TrainResult train(const TrainConfig& config, DataParallel parallel) {
+  Trainer trainer(config, {}, std::move(parallel));
   CommandLineOutput output;
   if (trainer.config().quiet) output = {nullptr, nullptr};
   add_command_line_callbacks(trainer, output);

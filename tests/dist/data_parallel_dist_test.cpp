@@ -1,0 +1,162 @@
+// Data parallelism under mpirun (label `dist`): 2 ranks x batch 64 end with the weights of
+// 1 process x batch 128; a stalled or killed rank ends the job within the deadline with a message
+// naming the rank; ranks started with different flags are refused naming the flag.
+//
+// Tolerance of the equivalence: 1e-5 absolute on every weight after 20 Adam steps (lr 1e-3).
+// The two runs add the same float terms in another order (each rank sums 64 rows' gradients and
+// the all-reduce adds the two sums; one process sums 128 rows in one oneDNN reduction), which
+// differs by a few ulps per step; Adam divides by sqrt(v), so where a gradient is near zero that
+// difference can move a weight by a visible fraction of lr. Measured: 9.6e-7 at most. The control
+// (1 process x batch 64, another run) differs by far more than the tolerance, so the check tells.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+
+#include "e2e_support.h"
+#include "io/safetensors.h"
+
+namespace gpuml {
+namespace {
+
+namespace fs = std::filesystem;
+using testing::q;
+using testing::run_shell;
+using testing::TempDir;
+
+constexpr const char* kMpirun = "mpirun --allow-run-as-root --oversubscribe";
+
+bool mpi_ready(std::string* why) {
+  if (run_shell("command -v mpirun").exit_code != 0) {
+    *why = "mpirun not found (Debian: openmpi-bin)";
+    return false;
+  }
+  if (!fs::exists(fs::path(GPUML_CLI_PATH).parent_path() / "libgpuml_mpi.so")) {
+    *why = "the MPI plugin was not built (Debian: libopenmpi-dev)";
+    return false;
+  }
+  if (!testing::have_fashion_mnist()) {
+    *why = "Fashion-MNIST not found";
+    return false;
+  }
+  return true;
+}
+
+#define REQUIRE_MPI()                                                      \
+  do {                                                                     \
+    std::string why;                                                       \
+    if (!mpi_ready(&why)) {                                                \
+      if (std::getenv("CI") != nullptr) FAIL() << why << " (CI=true)";    \
+      GTEST_SKIP() << why;                                                 \
+    }                                                                      \
+  } while (0)
+
+std::string train_args(const fs::path& out, int batch) {
+  return fmt::format("train --model mlp --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 --quiet --out {}",
+                     batch, q(out));
+}
+
+double max_difference(const fs::path& a, const fs::path& b) {
+  SafetensorsFile fa = load_safetensors(a), fb = load_safetensors(b);
+  double worst = 0;
+  for (const auto& [name, ta] : fa.tensors) {
+    EXPECT_TRUE(fb.contains(name)) << name;
+    if (!fb.contains(name)) continue;
+    std::vector<double> va = ta.to_doubles(), vb = fb.at(name).to_doubles();
+    EXPECT_EQ(va.size(), vb.size()) << name;
+    for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i) worst = std::max(worst, std::abs(va[i] - vb[i]));
+  }
+  return worst;
+}
+
+TEST(DataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
+  REQUIRE_MPI();
+  TempDir dir;
+  const fs::path one = dir.path() / "one", two = dir.path() / "two", control = dir.path() / "control";
+  auto r = testing::run_gpuml(train_args(one, 128));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_shell(fmt::format("{} -np 2 {} {}", kMpirun, q(GPUML_CLI_PATH), train_args(two, 64)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  // Rank 0 alone reports and writes: one "done" line, one run directory.
+  EXPECT_EQ(r.output.find("done:"), r.output.rfind("done:")) << r.output;
+  const double difference = max_difference(one / "model.safetensors", two / "model.safetensors");
+  EXPECT_LT(difference, 1e-5);
+  RecordProperty("max_weight_difference", fmt::format("{:.3g}", difference));
+  r = testing::run_gpuml(train_args(control, 64));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GT(max_difference(one / "model.safetensors", control / "model.safetensors"), 1e-4)
+      << "the control run is as close as the data-parallel one: the check cannot tell";
+}
+
+TEST(DataParallel, RanksStartedWithDifferentFlagsAreRefusedNamingTheFlag) {
+  REQUIRE_MPI();
+  TempDir dir;
+  auto r = run_shell(fmt::format("timeout 120 {} -np 1 {} {} : -np 1 {} {}", kMpirun, q(GPUML_CLI_PATH),
+                                 train_args(dir.path() / "run", 64), q(GPUML_CLI_PATH),
+                                 train_args(dir.path() / "run", 32)));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("rank 1 has batch_size 32, rank 0 has 64"), std::string::npos) << r.output;
+}
+
+// Starts a long 2-rank run, sends `signal` to rank 1 once it trains, and returns the output and
+// how long the job took to end after the signal.
+struct FaultRun {
+  testing::CommandResult result;
+  double seconds_after_signal = 0;
+};
+FaultRun run_with_rank1(const char* signal) {
+  TempDir dir;
+  const fs::path out = dir.path() / "fault-run";
+  const std::string script = fmt::format(
+      R"sh(timeout 120 {mpirun} -np 2 {gpuml} train --model mlp --epochs 100 --threads 1 --dist-timeout 3 --quiet --out {out} > {log} 2>&1 &
+job=$!
+pid=
+for i in $(seq 200); do
+  for c in $(pgrep -f -- "--out {out_plain}"); do
+    tr '\0' '\n' < /proc/$c/environ 2> /dev/null | grep -qx OMPI_COMM_WORLD_RANK=1 && pid=$c
+  done
+  [ -n "$pid" ] && break
+  sleep 0.1
+done
+[ -n "$pid" ] || {{ echo "rank 1 never started"; kill $job; cat {log}; exit 99; }}
+sleep 2
+kill -{signal} $pid
+start=$(date +%s%N)
+wait $job
+echo "exit $? after_ms $(( ($(date +%s%N) - start) / 1000000 ))"
+cat {log})sh",
+      fmt::arg("mpirun", kMpirun), fmt::arg("gpuml", q(GPUML_CLI_PATH)), fmt::arg("out", q(out)), fmt::arg("out_plain", out.string()),
+      fmt::arg("log", q(dir.path() / "log")), fmt::arg("signal", signal));
+  FaultRun run;
+  run.result = run_shell(script);
+  size_t at = run.result.output.find("after_ms ");
+  if (at != std::string::npos) run.seconds_after_signal = std::atof(run.result.output.c_str() + at + 9) / 1000;
+  return run;
+}
+
+TEST(DataParallel, StalledRankEndsTheJobWithinTheDeadlineNamingItAndTheCollective) {
+  REQUIRE_MPI();
+  FaultRun run = run_with_rank1("STOP");
+  const std::string& out = run.result.output;
+  ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
+  EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
+  EXPECT_NE(out.find("rank 0 of 2: all_reduce of gradients waited"), std::string::npos) << out;
+  EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;
+  // --dist-timeout 3, plus the job's teardown.
+  EXPECT_GT(run.seconds_after_signal, 2.5) << out;
+  EXPECT_LT(run.seconds_after_signal, 30) << out;
+}
+
+TEST(DataParallel, KilledRankEndsTheJobNamingIt) {
+  REQUIRE_MPI();
+  FaultRun run = run_with_rank1("KILL");
+  const std::string& out = run.result.output;
+  ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
+  EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
+  EXPECT_NE(out.find("process rank 1"), std::string::npos) << out;  // mpirun's "noticed that process rank 1 ..."
+  EXPECT_LT(run.seconds_after_signal, 30) << out;
+}
+
+}  // namespace
+}  // namespace gpuml

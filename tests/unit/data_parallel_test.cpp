@@ -1,0 +1,184 @@
+// Data parallelism without a launcher: who-am-I from environment maps (Open MPI, Slurm, torchrun,
+// in that order, and refusals naming the variable), the loader's batch parts (N parts of a global
+// batch are exactly one process's batch), and the one-process communicator. The collectives
+// themselves run under mpirun in tests/dist.
+#include <gtest/gtest.h>
+
+#include <random>
+#include <vector>
+
+#include "backend/communicator.h"
+#include "backend/process_env.h"
+#include "core/error.h"
+#include "data/loader.h"
+#include "train/data_parallel.h"
+
+namespace gpuml {
+namespace {
+
+TEST(ProcessPlacement, NoLauncherIsOneProcess) {
+  ProcessPlacement p = detect_process_placement({{"HOME", "/root"}});
+  EXPECT_EQ(p.launcher, "none");
+  EXPECT_EQ(p.rank, 0);
+  EXPECT_EQ(p.world_size, 1);
+  EXPECT_FALSE(p.distributed());
+  EXPECT_NE(describe_placement(p).find("one process"), std::string::npos);
+}
+
+TEST(ProcessPlacement, ReadsOpenMpi) {
+  ProcessPlacement p = detect_process_placement(
+      {{"OMPI_COMM_WORLD_RANK", "3"}, {"OMPI_COMM_WORLD_SIZE", "4"}, {"OMPI_COMM_WORLD_LOCAL_RANK", "1"}});
+  EXPECT_EQ(p.launcher, "open-mpi");
+  EXPECT_EQ(p.rank, 3);
+  EXPECT_EQ(p.world_size, 4);
+  EXPECT_EQ(p.local_rank, 1);
+  EXPECT_TRUE(p.distributed());
+  EXPECT_EQ(describe_placement(p), "rank 3 of 4, local rank 1 (Open MPI: OMPI_COMM_WORLD_*)");
+}
+
+TEST(ProcessPlacement, ReadsSlurm) {
+  ProcessPlacement p =
+      detect_process_placement({{"SLURM_PROCID", "5"}, {"SLURM_NTASKS", "8"}, {"SLURM_LOCALID", "1"}});
+  EXPECT_EQ(p.launcher, "slurm");
+  EXPECT_EQ(p.rank, 5);
+  EXPECT_EQ(p.world_size, 8);
+  EXPECT_EQ(p.local_rank, 1);
+}
+
+TEST(ProcessPlacement, ReadsTorchrunWithRendezvous) {
+  ProcessPlacement p = detect_process_placement({{"RANK", "1"},
+                                                 {"WORLD_SIZE", "2"},
+                                                 {"LOCAL_RANK", "0"},
+                                                 {"MASTER_ADDR", "10.1.2.3"},
+                                                 {"MASTER_PORT", "29500"}});
+  EXPECT_EQ(p.launcher, "torchrun");
+  EXPECT_EQ(p.rank, 1);
+  EXPECT_EQ(p.world_size, 2);
+  EXPECT_EQ(p.master_addr, "10.1.2.3");
+  EXPECT_EQ(p.master_port, 29500);
+  EXPECT_NE(describe_placement(p).find("rendezvous 10.1.2.3:29500"), std::string::npos);
+}
+
+// mpirun inside a Slurm allocation: the job's SLURM_* describe the allocation, OMPI_* the ranks.
+TEST(ProcessPlacement, OpenMpiWinsOverSlurmAndSlurmOverTorchrun) {
+  ProcessPlacement p = detect_process_placement({{"SLURM_PROCID", "0"},
+                                                 {"SLURM_NTASKS", "1"},
+                                                 {"OMPI_COMM_WORLD_RANK", "1"},
+                                                 {"OMPI_COMM_WORLD_SIZE", "2"},
+                                                 {"RANK", "0"},
+                                                 {"WORLD_SIZE", "1"}});
+  EXPECT_EQ(p.launcher, "open-mpi");
+  EXPECT_EQ(p.rank, 1);
+  p = detect_process_placement({{"SLURM_PROCID", "2"}, {"SLURM_NTASKS", "3"}, {"RANK", "0"}, {"WORLD_SIZE", "1"}});
+  EXPECT_EQ(p.launcher, "slurm");
+  EXPECT_EQ(p.rank, 2);
+  EXPECT_EQ(p.local_rank, 0);  // SLURM_LOCALID absent: one process per machine
+}
+
+void expect_refused(const Environment& env, const std::string& naming) {
+  try {
+    detect_process_placement(env);
+    ADD_FAILURE() << "accepted, expected an error naming " << naming;
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find(naming), std::string::npos) << e.message();
+  }
+}
+
+TEST(ProcessPlacement, RefusesHalfSetOrBadVariablesNamingThem) {
+  expect_refused({{"OMPI_COMM_WORLD_RANK", "1"}}, "OMPI_COMM_WORLD_SIZE");
+  expect_refused({{"WORLD_SIZE", "2"}}, "RANK");
+  expect_refused({{"SLURM_PROCID", "x"}, {"SLURM_NTASKS", "2"}}, "SLURM_PROCID='x'");
+  expect_refused({{"RANK", "2"}, {"WORLD_SIZE", "2"}}, "RANK=2 is not a rank of WORLD_SIZE=2");
+  expect_refused({{"RANK", "0"}, {"WORLD_SIZE", "0"}}, "WORLD_SIZE=0");
+  expect_refused({{"RANK", "0"}, {"WORLD_SIZE", "2"}, {"MASTER_PORT", "70000"}}, "MASTER_PORT=70000");
+}
+
+TEST(Communicator, OneProcessReturnsItsInput) {
+  std::unique_ptr<Communicator> comm = make_single_process_communicator();
+  EXPECT_EQ(comm->world_size(), 1);
+  std::vector<float> v{1.5f, -2.0f};
+  comm->all_reduce(v, ReduceOp::average, {"values"});
+  EXPECT_EQ(v, (std::vector<float>{1.5f, -2.0f}));
+  std::vector<std::byte> mine{std::byte{7}}, all(1);
+  comm->all_gather(mine, all, {"a byte"});
+  EXPECT_EQ(all[0], std::byte{7});
+  comm->barrier({"nothing"});
+  check_ranks_agree(*comm, {{"batch_size", 1}}, {}, std::chrono::seconds(1));  // nothing to compare
+  EXPECT_EQ(open_communicator(ProcessPlacement{})->name(), "single");
+}
+
+TEST(Communicator, TorchrunIsRefusedUntilGlooExists) {
+  ProcessPlacement p = detect_process_placement({{"RANK", "0"}, {"WORLD_SIZE", "2"}});
+  try {
+    open_communicator(p);
+    ADD_FAILURE() << "torchrun variables opened a communicator";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("Gloo"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("mpirun -np 2"), std::string::npos) << e.message();
+  }
+}
+
+TEST(Communicator, TimeoutMessageNamesRankCollectiveAndPeer) {
+  std::string m = collective_timeout_message(0, 2, "all_reduce", {"gradients", std::chrono::seconds(3)}, 3.01);
+  EXPECT_NE(m.find("rank 0 of 2: all_reduce of gradients waited 3.0 s"), std::string::npos) << m;
+  EXPECT_NE(m.find("for rank 1"), std::string::npos) << m;
+}
+
+std::vector<double> labels_of_batch(const data::Batch& b) { return b.y.to_doubles(); }
+
+// Parts of every global batch, concatenated in rank order, are exactly the one-process batch:
+// rows, features and order, for full and partial batches alike.
+TEST(DataLoaderParts, PartsOfAGlobalBatchAreTheOneProcessBatch) {
+  std::mt19937 rng(std::random_device{}());
+  const int64_t n = 53;
+  Tensor x = Tensor::empty({n, 3}, DType::u8);
+  for (int64_t i = 0; i < x.numel(); ++i) x.data<uint8_t>()[i] = static_cast<uint8_t>(rng());
+  Tensor y = Tensor::empty({n}, DType::i64);
+  for (int64_t i = 0; i < n; ++i) y.data<int64_t>()[i] = i;
+  data::InMemoryDataset dataset(x, y);
+  for (int parts : {2, 3}) {
+    data::DataLoaderOptions whole;
+    whole.batch_size = 8 * parts;
+    whole.seed = 11;
+    whole.prefetch_depth = 0;
+    data::DataLoader one(dataset, whole);
+    std::vector<std::unique_ptr<data::DataLoader>> ranks;
+    for (int r = 0; r < parts; ++r) {
+      data::DataLoaderOptions o = whole;
+      o.part = r;
+      o.parts = parts;
+      ranks.push_back(std::make_unique<data::DataLoader>(dataset, o));
+      EXPECT_EQ(ranks.back()->batches_per_epoch(), one.batches_per_epoch());
+    }
+    for (int64_t b = 0; b < one.batches_per_epoch(); ++b) {
+      data::Batch full = one.make_batch(1, b);
+      std::vector<double> joined, features;
+      for (const auto& loader : ranks) {
+        data::Batch part = loader->make_batch(1, b);
+        EXPECT_GE(part.y.dim(0), full.y.dim(0) / parts);
+        for (double v : labels_of_batch(part)) joined.push_back(v);
+        for (double v : part.x.to_doubles()) features.push_back(v);
+      }
+      EXPECT_EQ(joined, labels_of_batch(full)) << parts << " parts, batch " << b;
+      EXPECT_EQ(features, full.x.to_doubles()) << parts << " parts, batch " << b;
+    }
+  }
+}
+
+TEST(DataLoaderParts, DropsALastBatchTooSmallToSplit) {
+  Tensor x = Tensor::empty({17, 1}, DType::u8);
+  Tensor y = Tensor::empty({17}, DType::i64);
+  for (int64_t i = 0; i < 17; ++i) x.data<uint8_t>()[i] = 0, y.data<int64_t>()[i] = i;
+  data::DataLoaderOptions o;
+  o.batch_size = 8;
+  o.parts = 2;
+  EXPECT_EQ(data::DataLoader(data::InMemoryDataset(x, y), o).batches_per_epoch(), 2);  // 17 = 8 + 8 + 1
+  o.parts = 1;
+  EXPECT_EQ(data::DataLoader(data::InMemoryDataset(x, y), o).batches_per_epoch(), 3);
+  o.parts = 3;
+  o.part = 3;
+  EXPECT_THROW(data::DataLoader(data::InMemoryDataset(x, y), o), Error);
+}
+
+}  // namespace
+}  // namespace gpuml
