@@ -1,5 +1,6 @@
 #include "train/data_parallel.h"
 
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <string>
@@ -50,18 +51,20 @@ void check_ranks_agree(Communicator& comm, const nlohmann::json& config, const n
   const nlohmann::json root = nlohmann::json::parse(broadcast_text(comm, mine.dump(), call));
   std::string difference = first_difference(mine.at("config"), root.at("config"), "", comm.rank());
   if (difference.empty()) difference = first_difference(mine.at("model"), root.at("model"), "model", comm.rank());
-  // Which ranks differ: each contributes 1 at its own index.
-  std::vector<float> differs(static_cast<size_t>(comm.world_size()), 0.0f);
-  differs[static_cast<size_t>(comm.rank())] = difference.empty() ? 0.0f : 1.0f;
-  comm.all_reduce(differs, ReduceOp::sum, {"whether the ranks' configurations differ", timeout});
-  GPUML_CHECK(difference.empty(), "the ranks were started with different runs: {}; start every rank with the same "
-              "flags, model and data", difference);
-  std::vector<int> others;
-  for (size_t r = 0; r < differs.size(); ++r)
-    if (differs[r] != 0.0f) others.push_back(static_cast<int>(r));
-  GPUML_CHECK(others.empty(), "the ranks were started with different runs: rank{} {} differ{} from rank 0 (each says "
-              "how); start every rank with the same flags, model and data",
-              others.size() > 1 ? "s" : "", fmt::join(others, ", "), others.size() > 1 ? "" : "s");
+  // Every rank learns every rank's difference (a fixed-size text each), so that whichever rank
+  // ends the job first prints the whole story: the ranks may end it at the same moment, and then
+  // only one message gets out.
+  constexpr size_t kTextBytes = 240;
+  std::vector<std::byte> mine_text(kTextBytes), all_text(kTextBytes * static_cast<size_t>(comm.world_size()));
+  std::memcpy(mine_text.data(), difference.data(), std::min(difference.size(), kTextBytes - 1));
+  comm.all_gather(mine_text, all_text, {"whether the ranks' configurations differ", timeout});
+  std::vector<std::string> differences;
+  for (int r = 0; r < comm.world_size(); ++r) {
+    const char* text = reinterpret_cast<const char*>(all_text.data()) + static_cast<size_t>(r) * kTextBytes;
+    if (text[0] != '\0') differences.emplace_back(text, strnlen(text, kTextBytes));
+  }
+  GPUML_CHECK(differences.empty(), "the ranks were started with different runs: {}; start every rank with the same "
+              "flags, model and data", fmt::join(differences, "; "));
 }
 
 }  // namespace gpuml
