@@ -192,7 +192,13 @@ TEST_F(TrainE2E, Bf16TrainsToTheF32AccuracyAndIsRecorded) {
   mixed.precision = Precision::bf16;
   TrainResult a = train(full), b = train(mixed);
   EXPECT_GT(b.eval_metric, 0.6);
-  EXPECT_NEAR(b.eval_metric, a.eval_metric, 0.02) << "fp32 " << a.eval_metric << ", bf16 " << b.eval_metric;
+  // 500 test images at an accuracy near 0.75: one accuracy's standard error is 0.019, that of the
+  // difference of two runs 0.027. The runs are deterministic on a given CPU, but which bf16 kernels
+  // oneDNN picks is not: on a CPU with AVX512-BF16/AMX the bf16 run rounds differently and scored
+  // 0.768 against fp32's 0.746 (0.022 apart), on one without within 0.02. Two standard errors of
+  // the difference: a bf16 path that breaks training (a lost scale, fp32 master weights not
+  // updated) lands far outside it.
+  EXPECT_NEAR(b.eval_metric, a.eval_metric, 0.055) << "fp32 " << a.eval_metric << ", bf16 " << b.eval_metric;
   std::string config;
   for (const std::string& line : read_lines(dir_.path() / "bf16" / "config.json")) config += line;
   EXPECT_NE(config.find("\"precision\": \"bf16\""), std::string::npos) << config;
