@@ -1,8 +1,10 @@
 #include "graph/autodiff.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "core/error.h"
+#include "ops/build.h"
 #include "ops/grad_rules.h"
 
 namespace gpuml {
@@ -44,6 +46,50 @@ std::vector<bool> feeds_loss(const Graph& g, int loss) {
   return needed;
 }
 
+// A value read through slices that tile one axis (q, k and v cut from one qkv product) gets one
+// zero-padded slice_backward per slice, summed by adds: each pass writes the whole value. When
+// every contribution is such a slice_backward, one step of their steps 1, and their ranges cover
+// the axis end to end without overlap, the sum is exactly the concat of the slices' gradients
+// (the other terms are zeros), which writes the value once. Returns nullopt otherwise; the adds
+// already emitted then stand (and the ones not taken are never planned: nothing reads them).
+std::optional<Sym> concat_of_slices(Graph& g, const std::vector<Sym>& parts) {
+  if (parts.size() < 2) return std::nullopt;
+  struct Piece {
+    int64_t start, end;
+    Sym grad;
+  };
+  std::vector<Piece> pieces;
+  int64_t axis = -1;
+  const Shape* full = nullptr;
+  for (const Sym& p : parts) {
+    const Node& n = g.node(p.id);
+    if (n.role != NodeRole::Op || n.op != OpId::slice_backward) return std::nullopt;
+    const Attrs& a = n.attrs;
+    if (a.axes.size() != 1 || a.starts.size() != 1 || a.ends.size() != 1 || (a.steps.size() == 1 && a.steps[0] != 1) ||
+        a.steps.size() > 1)
+      return std::nullopt;
+    const int64_t nd = static_cast<int64_t>(a.shape.size());
+    const int64_t ax = a.axes[0] < 0 ? a.axes[0] + nd : a.axes[0];
+    if (ax < 0 || ax >= nd || (full && (*full != a.shape || ax != axis))) return std::nullopt;
+    full = &a.shape;
+    axis = ax;
+    const Sym grad = g.sym(n.inputs[0]);
+    const int64_t start = a.starts[0], end = a.ends[0];
+    if (start < 0 || end > a.shape[ax] || grad.shape()[ax] != end - start) return std::nullopt;
+    pieces.push_back({start, end, grad});
+  }
+  std::sort(pieces.begin(), pieces.end(), [](const Piece& x, const Piece& y) { return x.start < y.start; });
+  int64_t at = 0;
+  std::vector<Sym> grads;
+  for (const Piece& piece : pieces) {
+    if (piece.start != at) return std::nullopt;
+    at = piece.end;
+    grads.push_back(piece.grad);
+  }
+  if (at != (*full)[axis]) return std::nullopt;
+  return concat(grads, axis);
+}
+
 }  // namespace
 
 std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) {
@@ -77,6 +123,16 @@ std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) 
   // grads[id]: the summed gradient of value id so far (nodes appended below are never visited).
   std::vector<std::optional<Sym>> grads(graph.size());
   if (active(loss_id)) grads[loss_id] = fill(graph, {}, 1.0, loss_type.dtype);
+  // parts[id]: value id's gradient contributions, in the order they were summed.
+  std::vector<std::vector<Sym>> parts(graph.size());
+  // Value id's gradient, once every contribution is in (its readers all come after it).
+  auto total = [&](int id) -> std::optional<Sym> {
+    if (std::optional<Sym> joined = concat_of_slices(graph, parts[id])) {
+      grads[id] = joined;
+      parts[id].clear();
+    }
+    return grads[id];
+  };
 
   // An Op node gathers the gradients of all its outputs (OpOutput nodes come after it, so they
   // are complete when it is reached); an output nothing differentiates gets none (nullopt).
@@ -96,7 +152,7 @@ std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) 
     for (int in : input_ids) inputs.push_back(graph.sym(in));
     for (int k = 0; k < count; ++k) {
       outputs.push_back(graph.sym(id + k));
-      upstreams.push_back(active(id + k) ? grads[id + k] : std::nullopt);
+      upstreams.push_back(active(id + k) ? total(id + k) : std::nullopt);
     }
     GradInputs input_grads = grad_rule(op, inputs, outputs, upstreams, attrs);
     for (size_t i = 0; i < input_ids.size(); ++i) {
@@ -111,12 +167,13 @@ std::vector<Sym> gradients(Graph& graph, Sym loss, const std::vector<Sym>& wrt) 
                        "gradients: the {} rule gave input {} a {} gradient, expected {}", op_name(op), i,
                        contribution.dtype(), graph.type_of(in).dtype);
       grads[in] = grads[in] ? add(*grads[in], contribution) : contribution;
+      parts[in].push_back(contribution);
     }
   }
 
   std::vector<Sym> out;
   for (const Sym& s : wrt) {
-    if (grads[s.id]) out.push_back(*grads[s.id]);
+    if (total(s.id)) out.push_back(*grads[s.id]);
     else out.push_back(fill(graph, s.shape(), 0.0, s.dtype()));
   }
   return out;
