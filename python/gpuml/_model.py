@@ -212,9 +212,9 @@ class Model:
 
     def predict(self, x):
         """What the model gives for x (N, ...): class probabilities (N, C), or regression values
-        (N, K...), as a NumPy array (gpuml's memory, owned by the array). x as fit() took it
-        (after fit on a dataset path: samples as the dataset stores them, uint8 for IDX images);
-        a loaded model takes float features, or uint8 images that it scales to [0, 1]."""
+        (N, K...), as a NumPy array (gpuml's memory, owned by the array). x: float features
+        (used as given) or uint8 images (scaled to [0, 1]): the one input-scaling rule, the same
+        whatever dtype fit() had and for a loaded model."""
         return self._runner().predict(x)
 
     def evaluate(self, x, y):
