@@ -136,7 +136,8 @@ void check_finite(const Tensor& features, const std::string& what) {
 }
 
 LoadedData load_training_data(const DatasetOptions& o) {
-  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(o.path), "--data {}: no such file or directory", o.path);
+  // Named by its path, not a flag: Python's fit(path) and the C++ API's Settings::data land here too.
+  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(o.path), "{}: no such file or directory (the training data)", o.path);
   LoadedData out = [&] {
     if (fs::is_directory(o.path)) return from_idx_dir(o.path);
     std::string ext = lower_extension(o.path);

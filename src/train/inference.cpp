@@ -32,8 +32,16 @@ LoadedModel load_trained_model(const std::string& path) {
     c.model_json = imported.model.to_json().dump();
     return {std::move(imported.model), std::move(c), p.string(), "", {}, "", "", 0, 0, Task(), 0, ""};
   }
-  if (fs::is_directory(p)) p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
-  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--checkpoint {}: no checkpoint at {}", path, p.string());
+  // Messages name the path, not a flag: the CLI (--checkpoint), the C++ API and Python (gpuml.load) all land here.
+  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p),
+                   "{}: no such file or directory, so no checkpoint to load (give a run directory, a .safetensors "
+                   "checkpoint or an .onnx model)", path);
+  if (fs::is_directory(p)) {
+    GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p / "best.safetensors") || fs::exists(p / "last.safetensors"),
+                     "{}: no checkpoint in this directory (a run directory holds best.safetensors or "
+                     "last.safetensors)", path);
+    p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
+  }
   Checkpoint c = load_checkpoint(p);
   nlohmann::json model_json = parse_json(c.model_json, p.string() + ": the model description");
   LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", "", 0, 0, Task(), 0, ""};
