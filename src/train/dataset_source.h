@@ -43,8 +43,8 @@ struct LoadedData {
 
 LoadedData load_training_data(const DatasetOptions& options);
 // The checks load_training_data applies to what it read (a non-empty train set, finite features,
-// test samples and labels shaped as train's, integer labels small enough for class ids), the
-// class count: for data that came from elsewhere (arrays given to a Trainer).
+// test samples and labels shaped as train's, integer labels small enough for class ids) and
+// the class count: for data that came from elsewhere (arrays given to a Trainer).
 // `path` names the data in errors.
 LoadedData checked_training_data(LoadedData data, const std::string& path);
 
