@@ -174,6 +174,11 @@ class Trainer {
  public:
   // Model and data from the files `settings` names, as `gpuml train` does.
   explicit Trainer(const Settings& settings);
+  // Input scaling, one rule wherever features meet a model (fit, its evaluation arrays, evaluate,
+  // predict, Predictor::predict, the CLI): uint8 features are images, scaled by 1/255 to [0, 1];
+  // float and int32/int64 features are used as given; a language model's token ids are never
+  // scaled. It is keyed on each array's own dtype, so uint8 images and the same images as floats
+  // in [0, 1] give the same results, whichever dtype the model was trained on.
   // `model` on arrays: x (N, ...) features (float, or uint8 images scaled to [0, 1]), y the
   // targets: (N,) class ids, (N, K...) float values, or (N, T) token ids (Settings::task);
   // eval_x/eval_y (optional, both or neither) are evaluated after each epoch.

@@ -23,6 +23,14 @@ class History(dict):
         return self
 
 
+def _check_new_run_dir(path, who):
+    """A run directory to write must be new or empty; the message names the path and the call."""
+    if os.path.isdir(path) and os.listdir(path):
+        raise FileExistsError(f"{path} is not empty: {who} writes a new run directory; give a new or empty one")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise FileExistsError(f"{path} is a file: {who} writes a run directory")
+
+
 def _call(cb, name, *args):
     f = getattr(cb, name, None)
     if f is not None:
@@ -117,6 +125,8 @@ class Model:
                         weight_decay=weight_decay, seed=seed, threads=threads, device=device,
                         precision=precision, task=task, deterministic=deterministic,
                         out=os.fspath(run_dir) if run_dir is not None else None, print_progress=False)
+        if run_dir is not None:  # checked here so that the message speaks of run_dir, not gpuml train's --out
+            _check_new_run_dir(os.fspath(run_dir), "fit(run_dir=...)")
         if validation_split is not None:
             settings["val_split"] = validation_split
         vx, vy = split_pair(validation_data, "validation_data")
@@ -212,9 +222,9 @@ class Model:
 
     def predict(self, x):
         """What the model gives for x (N, ...): class probabilities (N, C), or regression values
-        (N, K...), as a NumPy array (gpuml's memory, owned by the array). x as fit() took it
-        (after fit on a dataset path: samples as the dataset stores them, uint8 for IDX images);
-        a loaded model takes float features, or uint8 images that it scales to [0, 1]."""
+        (N, K...), as a NumPy array (gpuml's memory, owned by the array). x: float features
+        (used as given) or uint8 images (scaled to [0, 1]): the one input-scaling rule, the same
+        whatever dtype fit() had and for a loaded model."""
         return self._runner().predict(x)
 
     def evaluate(self, x, y):
@@ -238,10 +248,7 @@ class Model:
         gpuml.load, gpuml eval|predict|export --checkpoint PATH and gpuml train --resume read it.
         The directory must be new or empty."""
         path = os.fspath(path)
-        if os.path.isdir(path) and os.listdir(path):
-            raise FileExistsError(f"{path} is not empty: save() writes a new run directory")
-        if os.path.exists(path) and not os.path.isdir(path):
-            raise FileExistsError(f"{path} is a file: save() writes a run directory")
+        _check_new_run_dir(path, "save()")
         os.makedirs(path, exist_ok=True)
         checkpoint = os.path.join(path, "last.safetensors")
         if self._trainer is not None:

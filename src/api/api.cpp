@@ -16,6 +16,7 @@
 #include "train/inference.h"
 #include "train/model_runner.h"
 #include "train/trainer.h"
+#include "train/training_data.h"
 
 namespace gpuml::api {
 
@@ -110,15 +111,6 @@ Tensor converted(const Tensor& t, gpuml::DType to) {
 
 data::InMemoryDataset dataset_of(const Array& x, const Array& y) {
   return data::InMemoryDataset(tensor_of(x, "features"), tensor_of(y, "labels"));
-}
-
-// Host features as the runner takes them: f32, uint8 images scaled to [0, 1] (as training does).
-Tensor model_input(const Array& x) {
-  const Tensor& t = tensor_of(x, "predict");
-  Tensor f = converted(t, gpuml::DType::f32);
-  if (t.dtype() == gpuml::DType::u8)
-    for (int64_t i = 0; i < f.numel(); ++i) f.data<float>()[i] /= 255.0f;
-  return f;
 }
 
 TrainConfig config_of(const Settings& s) {
@@ -354,13 +346,14 @@ Predictor Predictor::load(const std::string& path, const std::string& device) {
 
 Array Predictor::predict(const Array& x) {
   return guarded([&] {
-    Tensor in = model_input(x);
+    const Tensor& given = tensor_of(x, "predict");
     const Shape& want = impl_->loaded.model.input_shape();
-    GPUML_CHECK_SHAPE(in.ndim() == static_cast<int>(want.size()) + 1 &&
-                          Shape(in.shape().begin() + 1, in.shape().end()) == want,
+    GPUML_CHECK_SHAPE(given.ndim() == static_cast<int>(want.size()) + 1 &&
+                          Shape(given.shape().begin() + 1, given.shape().end()) == want,
                       "predict: the model takes samples of shape {}, got an array of shape {}", shape_str(want),
-                      shape_str(in.shape()));
-    return wrap(impl_->runner->predict(in));
+                      shape_str(given.shape()));
+    // Scaled by the one input rule (train/task.h), as the Trainer and `gpuml predict` scale it.
+    return wrap(impl_->runner->predict(model_inputs(given, impl_->loaded.task)));
   });
 }
 

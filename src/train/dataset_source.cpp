@@ -48,7 +48,7 @@ data::InMemoryDataset with_channel(const data::InMemoryDataset& d) {
 
 LoadedData from_idx_dir(const std::string& dir) {
   data::IdxDataset raw = data::load_idx_dataset(dir);
-  LoadedData out{with_channel(data::InMemoryDataset(raw.train_x, raw.train_y)), std::nullopt, {}, 0, {}, "", {}};
+  LoadedData out{with_channel(data::InMemoryDataset(raw.train_x, raw.train_y)), std::nullopt, {}, 0, "", {}};
   out.test = with_channel(data::InMemoryDataset(raw.test_x, raw.test_y));
   out.description = fmt::format("IDX {}: {} train, {} test", dir, out.train.size(), out.test->size());
   return out;
@@ -83,7 +83,7 @@ LoadedData from_csv(const DatasetOptions& o) {
                 "give --csv-label {} to train on it",
                 o.path, csv.label_name, csv.feature_names.front(), csv.feature_names.front());
   }
-  LoadedData out{data::InMemoryDataset(csv.features, csv.labels), std::nullopt, {}, 0, {}, "", csv.label_classes};
+  LoadedData out{data::InMemoryDataset(csv.features, csv.labels), std::nullopt, {}, 0, "", csv.label_classes};
   out.description = fmt::format("CSV {}: {} rows, {} features, label '{}'{}", o.path, out.train.size(),
                                 csv.features.dim(1), csv.label_name,
                                 csv.label_classes.empty()
@@ -103,7 +103,7 @@ LoadedData from_npz(const std::string& path) {
   std::optional<Tensor> x = pick({"x_train", "x"}), y = pick({"y_train", "y"});
   GPUML_CHECK(x && y, "{}: expected arrays x_train and y_train (or x and y); it has: {}", path,
               fmt::join(npz.names(), ", "));
-  LoadedData out{with_channel(data::InMemoryDataset(*x, *y)), std::nullopt, {}, 0, {}, "", {}};
+  LoadedData out{with_channel(data::InMemoryDataset(*x, *y)), std::nullopt, {}, 0, "", {}};
   std::optional<Tensor> xt = pick({"x_test"}), yt = pick({"y_test"});
   GPUML_CHECK(xt.has_value() == yt.has_value(), "{}: has one of x_test/y_test but not the other", path);
   if (xt) out.test = with_channel(data::InMemoryDataset(*xt, *yt));
@@ -136,7 +136,8 @@ void check_finite(const Tensor& features, const std::string& what) {
 }
 
 LoadedData load_training_data(const DatasetOptions& o) {
-  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(o.path), "--data {}: no such file or directory", o.path);
+  // Named by its path, not a flag: Python's fit(path) and the C++ API's Settings::data land here too.
+  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(o.path), "{}: no such file or directory (the training data)", o.path);
   LoadedData out = [&] {
     if (fs::is_directory(o.path)) return from_idx_dir(o.path);
     std::string ext = lower_extension(o.path);
@@ -163,8 +164,6 @@ LoadedData checked_training_data(LoadedData out, const std::string& path) {
                       path, shape_str(out.test->label_shape()), shape_str(out.train.label_shape()));
     out.num_classes = std::max(out.num_classes, max_label(out.test->labels(), path + " (test)") + 1);
   }
-  // Integer images are scaled to [0, 1], as the PyTorch reference does; floats are used as they are.
-  if (out.train.features().dtype() == DType::u8) out.normalization.scale = 1.0 / 255.0;
   return out;
 }
 
@@ -260,12 +259,7 @@ PredictInputs load_predict_inputs(const std::string& path, const Shape& model_in
   GPUML_CHECK_KIND(ErrorKind::DType, x.dtype() != DType::boolean && x.dtype() != DType::bf16,
                    "{}: inputs of dtype {} are not supported", path, x.dtype());
   check_finite(x, path);
-  bool is_image = x.dtype() == DType::u8;
-  std::vector<double> values = x.to_doubles();
-  if (is_image)
-    for (double& v : values) v /= 255.0;
-  return {Tensor::from_values(x.shape(), values, DType::f32), fmt::format("{} {}", path, shape_str(x.shape())),
-          {}, {}};
+  return {x, fmt::format("{} {}", path, shape_str(x.shape())), {}, {}};
 }
 
 }  // namespace gpuml

@@ -3,7 +3,8 @@
 //   - a .csv file (label column by name or index; numeric features): train only; string labels
 //     ("setosa") become ids in sorted order, their names kept in class_names;
 //   - a .npz archive with arrays x_train/y_train[/x_test/y_test] or x/y: train [+ test].
-// Images (u8) are scaled to [0, 1] as the PyTorch reference does. Labels are integers (class
+// Features are kept in their stored dtype (u8 for IDX images); the model's input scaling is the
+// one rule of train/task.h (Task::input_normalization), applied where data meets a model. Labels are integers (class
 // ids, token ids) or numbers (regression targets); the Task checks them against the model
 // (train/task.h).
 //
@@ -36,26 +37,25 @@ struct LoadedData {
   std::optional<data::InMemoryDataset> test;
   Shape sample_shape;       // per sample, e.g. (1, 28, 28)
   int64_t num_classes = 0;  // 1 + the largest integer label seen (0 for numeric labels)
-  data::Normalization normalization;
   std::string description;  // one line for the log: "fashion-mnist IDX: 60000 train, 10000 test"
   std::vector<std::string> class_names;  // class id -> name: a CSV's string labels (sorted), else empty
 };
 
 LoadedData load_training_data(const DatasetOptions& options);
 // The checks load_training_data applies to what it read (a non-empty train set, finite features,
-// test samples and labels shaped as train's, integer labels small enough for class ids), the
-// class count and the normalisation (u8
-// images scaled to [0, 1]): for data that came from elsewhere (arrays given to a Trainer).
+// test samples and labels shaped as train's, integer labels small enough for class ids) and
+// the class count: for data that came from elsewhere (arrays given to a Trainer).
 // `path` names the data in errors.
 LoadedData checked_training_data(LoadedData data, const std::string& path);
 
 // Inputs for `gpuml predict`, told apart by their first bytes (a CSV by its name): IDX images,
-// CSV rows (no label column), an .npy or .npz array, as f32 (N, ...) normalised like training
-// data of the same kind; or PNG/JPEG images, a file or a directory of them, made into
-// `model_input`'s (C, H, W) as `data pack` makes an image folder (train/predict_images.h).
-// Anything else is refused with the list of what predict reads.
+// CSV rows (no label column), an .npy or .npz array, (N, ...) in their stored dtype (u8 IDX
+// images, f32 CSV rows, the array's dtype); or PNG/JPEG images, a file or a directory of them,
+// made into `model_input`'s (C, H, W) u8 as `data pack` makes an image folder
+// (train/predict_images.h). Anything else is refused with the list of what predict reads. The
+// model's input scaling is applied by the caller, by the rule of train/task.h (model_inputs).
 struct PredictInputs {
-  Tensor x;  // (N, ...) f32
+  Tensor x;  // (N, ...) as stored (u8, f32, f64, i32, i64)
   std::string description;
   std::vector<std::string> files;  // image inputs: the file of each row; else empty
   std::string notes;               // image inputs: what was resized, converted or skipped

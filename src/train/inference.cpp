@@ -32,8 +32,16 @@ LoadedModel load_trained_model(const std::string& path) {
     c.model_json = imported.model.to_json().dump();
     return {std::move(imported.model), std::move(c), p.string(), "", {}, "", "", 0, 0, Task(), 0, ""};
   }
-  if (fs::is_directory(p)) p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
-  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p), "--checkpoint {}: no checkpoint at {}", path, p.string());
+  // Messages name the path, not a flag: the CLI (--checkpoint), the C++ API and Python (gpuml.load) all land here.
+  GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p),
+                   "{}: no such file or directory, so no checkpoint to load (give a run directory, a .safetensors "
+                   "checkpoint or an .onnx model)", path);
+  if (fs::is_directory(p)) {
+    GPUML_CHECK_KIND(ErrorKind::Io, fs::exists(p / "best.safetensors") || fs::exists(p / "last.safetensors"),
+                     "{}: no checkpoint in this directory (a run directory holds best.safetensors or "
+                     "last.safetensors)", path);
+    p = fs::exists(p / "best.safetensors") ? p / "best.safetensors" : p / "last.safetensors";
+  }
   Checkpoint c = load_checkpoint(p);
   nlohmann::json model_json = parse_json(c.model_json, p.string() + ": the model description");
   LoadedModel m{nn::Model::from_json(model_json), std::move(c), p.string(), "", {}, "", "", 0, 0, Task(), 0, ""};
@@ -143,33 +151,32 @@ EvalReport evaluate_model(const LoadedModel& m, const std::string& data_path, co
                           Precision precision) {
   std::string path = data_path.empty() ? m.data : data_path;
   GPUML_CHECK(!path.empty(), "no --data given and the checkpoint does not say what it trained on");
-  auto score = [&](const data::InMemoryDataset& given, data::Normalization norm, const char* split) {
+  // Features scaled by the one input rule for their dtype (train/task.h), as training scaled them.
+  auto score = [&](const data::InMemoryDataset& given, const char* split) {
     check_input_shape(m, given.sample_shape(), path);
     const data::InMemoryDataset set = m.task.prepare(given, m.model, path);
-    if (m.task.kind() == TaskKind::language_model) norm = {};  // token ids, as training took them
-    TaskSums s = make_inference_runner(m, device, precision)->evaluate(normalised(set, norm).first, set.labels(),
+    TaskSums s = make_inference_runner(m, device, precision)->evaluate(normalised(set, m.task).first, set.labels(),
                                                                            m.task.eval_batch_rows(m.batch_size));
     return EvalReport{m.task.mean_loss(s), m.task.metric(s), m.task.metric_name(), s.rows, split};
   };
   if (is_token_data(path)) {  // a language model: the text's (tokens') last 10%, as training split it
     const data::TextCorpus text = read_token_data(path, m.model.input_shape().at(0), m.seed);
-    return score(data::text_windows(text.validation, m.model.input_shape()[0]), {},
+    return score(data::text_windows(text.validation, m.model.input_shape()[0]),
                  data::is_random_tokens(path) ? "validation split: the last 10% of the tokens"
                                               : "validation split: the last 10% of the text");
   }
   if (data::is_token_dataset(path))  // a token dataset: its validation split, as training evaluated
-    return score(data::text_windows(data::read_token_split(path, "validation"), m.model.input_shape().at(0)), {},
+    return score(data::text_windows(data::read_token_split(path, "validation"), m.model.input_shape().at(0)),
                  "validation split of the token dataset");
   if (data::is_shard_dataset(path))  // trained from shards (gpuml data pack): their test split
-    return score(load_shard_test_split(path), shard_normalization(path), "test split");
+    return score(load_shard_test_split(path), "test split");
   // A CSV is read as the run read it: the same label column, the same fill.
   LoadedData d = load_training_data({path, m.csv_label, m.csv_fill, true, m.task.name()});
-  if (d.test) return score(*d.test, d.normalization, "test split");
+  if (d.test) return score(*d.test, "test split");
   // The rows the run held out (the same split of the same data), never the ones it trained on.
   if (data_path.empty() && m.val_split > 0)
-    return score(data::split_train_val(d.train, m.val_split, m.seed).val, d.normalization,
-                 "validation split held out by the run");
-  return score(d.train, d.normalization, "train split");
+    return score(data::split_train_val(d.train, m.val_split, m.seed).val, "validation split held out by the run");
+  return score(d.train, "train split");
 }
 
 PredictReport write_predictions(const LoadedModel& m, const std::string& input_path, const std::string& output_path,
@@ -188,6 +195,7 @@ PredictReport write_predictions(const LoadedModel& m, const std::string& input_p
   check_input_shape(m, sample, input_path);
   GPUML_CHECK(!logits || m.task.kind() != TaskKind::regression,
               "--logits: {} is a regression model, whose outputs are its values already; drop --logits", m.path);
+  in.x = model_inputs(in.x, m.task);  // (N, ...) f32, scaled by the one input rule (train/task.h)
   if (m.task.kind() == TaskKind::language_model) return write_token_predictions(m, in, output_path, device, precision, logits);
   if (m.task.kind() == TaskKind::regression)
     return write_values(make_inference_runner(m, device, precision)->predict(in.x), in, output_path);

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
@@ -44,18 +45,20 @@ ImageInputs load_image_inputs(const std::string& path, const Shape& model_input)
   }
 
   const int64_t per_image = channels * height * width;
-  std::vector<double> values;
-  values.reserve(static_cast<size_t>(per_image) * files.size());
+  std::vector<uint8_t> pixels;
+  pixels.reserve(static_cast<size_t>(per_image) * files.size());
   int64_t resized = 0, converted = 0;
   for (const std::string& file : files) {
     const data::ImageInfo info = data::read_image_info(file);
     resized += info.width != width || info.height != height;
     converted += info.channels != channels;
     const data::Image image = data::decode_image_file(file, channels);
-    for (uint8_t v : data::to_chw_resized(image, width, height)) values.push_back(v / 255.0);
+    const std::vector<uint8_t> chw = data::to_chw_resized(image, width, height);
+    pixels.insert(pixels.end(), chw.begin(), chw.end());
   }
   ImageInputs in;
-  in.x = Tensor::from_values({static_cast<int64_t>(files.size()), channels, height, width}, values, DType::f32);
+  in.x = Tensor::empty({static_cast<int64_t>(files.size()), channels, height, width}, DType::u8);
+  if (!pixels.empty()) std::memcpy(in.x.raw_data(), pixels.data(), pixels.size());
   in.files = std::move(files);
   std::vector<std::string> notes;
   if (resized > 0) notes.push_back(fmt::format("{} resized to {}x{}", count_of(resized, "image"), width, height));

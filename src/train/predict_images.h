@@ -1,9 +1,10 @@
 // PNG and JPEG inputs for `gpuml predict`: one image file, or a directory of them, made into
 // the model's input exactly as `gpuml data pack` makes an image folder into training records:
 // converted to the model's channels (gray or RGB, data/image_codec.h), resized bilinearly to its
-// height and width, laid out (C, H, W) and scaled from u8 to [0, 1] like every u8 training set.
+// height and width, laid out (C, H, W) as u8 pixels: the caller scales them to [0, 1] by the one
+// input rule of train/task.h, like every u8 training set.
 //
-//   ImageInputs in = load_image_inputs("cats/", Shape{3, 32, 32});   // (N, 3, 32, 32) f32
+//   ImageInputs in = load_image_inputs("cats/", Shape{3, 32, 32});   // (N, 3, 32, 32) u8
 //   in.files[i]                                                      // the file of row i
 #pragma once
 
@@ -15,7 +16,7 @@
 namespace gpuml {
 
 struct ImageInputs {
-  Tensor x;                        // (N, C, H, W) f32 in [0, 1]
+  Tensor x;                        // (N, C, H, W) u8 pixels
   std::vector<std::string> files;  // row i's file (a directory's images in name order)
   std::string notes;               // what was converted, resized or skipped; empty when nothing
 };

@@ -10,13 +10,6 @@
 
 namespace gpuml {
 
-data::Normalization shard_normalization(const std::string& dir) {
-  data::Normalization n;
-  // Integer images are scaled to [0, 1], as for in-memory data.
-  if (data::read_shard_manifest(dir).field("x").dtype == DType::u8) n.scale = 1.0 / 255.0;
-  return n;
-}
-
 data::InMemoryDataset load_shard_test_split(const std::string& dir) {
   data::ShardDataset ds(dir);
   if (!ds.manifest().has_split("test")) {
@@ -38,8 +31,9 @@ TrainingData open_shard_training_data(const ShardSourceOptions& o) {
   lo.shuffle_buffer = o.shuffle_buffer;
   lo.memory = o.memory;
   TrainingData d;
-  d.normalization = shard_normalization(o.dir);
-  lo.normalization = d.normalization;
+  // Shards hold class ids (classification); their features are scaled by the one rule (task.h).
+  d.task = Task(TaskKind::classification);
+  lo.normalization = d.task.input_normalization(data::read_shard_manifest(o.dir).field("x").dtype);
   auto loader = std::make_unique<data::ShardLoader>(o.dir, lo);
   const data::ShardManifest& m = loader->dataset().manifest();
   d.sample_shape = loader->sample_shape();

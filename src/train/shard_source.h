@@ -28,7 +28,6 @@ struct TrainingData {
   std::string split_note;          // for the run's header: how the evaluation rows were chosen
   Shape sample_shape;
   int64_t num_classes = 0;
-  data::Normalization normalization;
   std::string description;
   std::vector<std::string> class_names;  // class id -> name, when the data names its classes
   std::string tokenizer_json;  // token datasets: the tokenizer (tokenizers' JSON), kept in the run
@@ -46,10 +45,6 @@ struct ShardSourceOptions {
 };
 
 TrainingData open_shard_training_data(const ShardSourceOptions& options);
-
-// How samples of the sharded dataset in `dir` are normalised (u8 images scaled to [0, 1], as for
-// in-memory data): what training used, so that evaluation gives the model the same inputs.
-data::Normalization shard_normalization(const std::string& dir);
 
 // The "test" split of the sharded dataset in `dir`, in memory, for `gpuml eval`; refused with a
 // clear message when the dataset has none (the train split may not fit in memory).

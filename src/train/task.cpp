@@ -62,6 +62,14 @@ void check_finite_labels(const Tensor& labels, const std::string& what) {
 
 Task::Task(TaskKind kind, int64_t ignore_index) : kind_(kind), ignore_index_(ignore_index) {}
 
+data::Normalization Task::input_normalization(DType features) const {
+  data::Normalization n;
+  // uint8 features are images (IDX files, PNG/JPEG, packed image folders, uint8 arrays): [0, 1] as
+  // the PyTorch reference scales them. Token ids index an embedding, whatever their dtype.
+  if (features == DType::u8 && kind_ != TaskKind::language_model) n.scale = 1.0 / 255.0;
+  return n;
+}
+
 const char* Task::name() const {
   switch (kind_) {
     case TaskKind::regression: return "regression";

@@ -19,6 +19,17 @@
 //   TaskChoice c = resolve_task("auto", -100, loaded.train, model);  // c.task, c.reason for the header
 //   Task::Terms t = c.task.emit(output, targets);                     // in the training graph
 //   double acc = c.task.metric(sums);                                 // after an epoch
+//   data::Normalization n = c.task.input_normalization(x.dtype());    // how to scale x for the model
+//
+// Input scaling, the one rule (input_normalization): uint8 features are images and are scaled by
+// 1/255 to [0, 1]; features of every other dtype (float32, float64, int32, int64) are used as they
+// are; a language model's features are token ids and are never scaled. The rule is keyed on the
+// dtype of the features at hand: each split, each array given to fit, evaluate or predict, each
+// file given to `gpuml eval|predict`, so the same values reach the model whichever way they come
+// (a float validation set beside uint8 training images is used as given; uint8 images given to a
+// model trained on floats in [0, 1] are scaled). Every place that feeds a model takes its scaling
+// from here: the data loaders of a run (in memory and shards), the run's evaluation, `gpuml eval`
+// and `gpuml predict`, and the C++ and Python APIs (train/training_data.h: normalised, model_inputs).
 #pragma once
 
 #include <climits>
@@ -28,6 +39,7 @@
 #include <vector>
 
 #include "data/dataset.h"
+#include "data/normalize.h"
 #include "ops/build.h"
 
 namespace gpuml {
@@ -70,6 +82,9 @@ class Task {
   const char* name() const;         // "classification", "regression", "language-model"
   const char* metric_name() const;  // "accuracy", "rmse", "perplexity" (metrics.csv columns)
   const char* metric_short() const; // "acc", "rmse", "ppl" (the progress line)
+  // How features of this dtype are scaled before the model sees them: the one input-scaling rule
+  // (above). {scale 1/255} for uint8 (not for a language model), else the identity.
+  data::Normalization input_normalization(DType features) const;
   // Whether a larger metric is better (accuracy), or a smaller one (RMSE, perplexity).
   bool higher_is_better() const { return kind_ == TaskKind::classification; }
   bool better(double metric, double best) const { return higher_is_better() ? metric > best : metric < best; }

@@ -226,7 +226,7 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   m.runner->set_replay(m.cfg.cuda_graphs);
   if (m.resumed) m.runner->load(m.resumed->checkpoint.model, m.resumed->checkpoint.optimizer);
   else if (m.initial_weights) m.runner->load(*m.initial_weights, {});
-  if (m.data.eval) std::tie(m.eval_x, m.eval_y) = normalised(*m.data.eval, m.data.normalization);
+  if (m.data.eval) std::tie(m.eval_x, m.eval_y) = normalised(*m.data.eval, m.data.task);
   if (m.comm) {
     check_ranks_agree(*m.comm, config_to_json(m.cfg), m.model->to_json(), m.comm_timeout);
     m.runner->set_communicator(m.comm, m.comm_timeout);
@@ -260,7 +260,7 @@ size_t Trainer::planned_peak_bytes() {
 
 TaskSums Trainer::evaluate(const data::InMemoryDataset& d) {
   ThreadScope threads(impl_->cfg.threads);
-  auto [x, y] = normalised(impl_->data.task.prepare(d, *impl_->model, "the evaluation arrays"), impl_->data.normalization);
+  auto [x, y] = normalised(impl_->data.task.prepare(d, *impl_->model, "the evaluation arrays"), impl_->data.task);
   return impl_->runner->evaluate(x, y, impl_->data.task.eval_batch_rows(impl_->cfg.batch_size));
 }
 
@@ -268,9 +268,7 @@ const Task& Trainer::task() const { return impl_->data.task; }
 
 Tensor Trainer::predict(const Tensor& features) {
   ThreadScope threads(impl_->cfg.threads);
-  Tensor no_labels = Tensor::from_values({features.dim(0)}, std::vector<double>(features.dim(0), 0.0), DType::i64);
-  auto [x, y] = normalised(data::InMemoryDataset(features, no_labels), impl_->data.normalization);
-  return impl_->runner->predict(x);
+  return impl_->runner->predict(model_inputs(features, impl_->data.task));
 }
 
 TrainState Trainer::Impl::initial_state() {

@@ -92,11 +92,12 @@ class Trainer {
   // Asks fit() to stop after the current step; safe from any thread.
   void request_stop();
 
-  // The task's sums (loss, metric: task().mean_loss, task().metric) on a dataset normalised as
-  // the training data is; its labels are checked and made the task's targets first.
+  // The task's sums (loss, metric: task().mean_loss, task().metric) on a dataset, its features
+  // scaled by the one input rule for their own dtype (Task::input_normalization: uint8 images to
+  // [0, 1], other dtypes as given); its labels are checked and made the task's targets first.
   TaskSums evaluate(const data::InMemoryDataset& data);
-  // What the task predicts (class probabilities (N, C), ...) for features (N, ...) as the
-  // training data holds them.
+  // What the task predicts (class probabilities (N, C), ...) for features (N, ...), scaled by the
+  // same rule (whatever dtype the training data had).
   Tensor predict(const Tensor& features);
   // The task the run trains (resolved from config.task against the data and the model).
   const Task& task() const;

@@ -57,8 +57,6 @@ void apply_task(const TrainConfig& cfg, LoadedData& loaded, const nn::Model& mod
   TaskChoice choice = resolve_task(cfg.task, cfg.ignore_index, loaded.train, model);
   loaded.train = choice.task.prepare(loaded.train, model, where);
   if (loaded.test) loaded.test = choice.task.prepare(*loaded.test, model, where + " (test)");
-  // Token ids are the embedding's indices: never scaled as images are.
-  if (choice.task.kind() == TaskKind::language_model) loaded.normalization = {};
   d.task_note = task_note(choice, loaded);
   d.task = choice.task;
 }
@@ -71,7 +69,6 @@ TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, const nn:
   apply_task(cfg, loaded, model, where, d);
   d.sample_shape = loaded.sample_shape;
   d.num_classes = loaded.num_classes;
-  d.normalization = loaded.normalization;
   d.description = loaded.description;
   d.class_names = loaded.class_names;
   data::InMemoryDataset fit = loaded.train;
@@ -92,7 +89,7 @@ TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, const nn:
   lo.part = part.rank;
   lo.parts = part.ranks;
   lo.seed = cfg.seed;
-  lo.normalization = loaded.normalization;
+  lo.normalization = d.task.input_normalization(fit.features().dtype());  // the one rule (task.h)
   lo.memory = std::move(memory);
   d.train = std::make_unique<data::DataLoader>(fit, lo);
   return d;
@@ -223,7 +220,7 @@ TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::
                    cfg.data, part.ranks);
   if (train) {
     GPUML_CHECK(!eval || cfg.val_split <= 0, "a Trainer given an evaluation set takes no --val-split");
-    LoadedData loaded{*train, std::move(eval), {}, 0, {}, "", {}};
+    LoadedData loaded{*train, std::move(eval), {}, 0, "", {}};
     loaded = checked_training_data(std::move(loaded), "the training arrays");
     loaded.description = fmt::format("arrays in memory: {} train{}", loaded.train.size(),
                                      loaded.test ? fmt::format(", {} test", loaded.test->size()) : "");
@@ -236,16 +233,25 @@ TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::
                         cfg.data, std::move(memory), part);
 }
 
-std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& d, const data::Normalization& norm) {
+std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& d, const Task& task) {
   data::DataLoaderOptions o;
   o.batch_size = d.size();
   o.shuffle = false;
   o.prefetch_depth = 0;
-  o.normalization = norm;
+  // Keyed on these features' dtype, not on the training set's: see Task::input_normalization.
+  o.normalization = task.input_normalization(d.features().dtype());
   data::DataLoader loader(d, o);
   loader.start_epoch(0);
   std::optional<data::Batch> b = loader.next();
   return {b->x, b->y};
+}
+
+Tensor model_inputs(const Tensor& features, const Task& task) {
+  GPUML_CHECK_SHAPE(features.ndim() >= 1, "model inputs need a leading row axis, got shape {}",
+                    shape_str(features.shape()));
+  Tensor no_labels =
+      Tensor::from_values({features.dim(0)}, std::vector<double>(static_cast<size_t>(features.dim(0)), 0.0), DType::i64);
+  return normalised(data::InMemoryDataset(features, no_labels), task).first;
 }
 
 }  // namespace gpuml

@@ -31,7 +31,11 @@ TrainingData load_run_data(const TrainConfig& config, const nn::Model& model, st
                            std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory,
                            BatchPart part = {});
 
-// The whole dataset normalised once: (N, ...) f32 and its targets, for evaluation.
-std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& data, const data::Normalization& norm);
+// The whole dataset as the model takes it: (N, ...) f32 features scaled by the task's one input
+// rule for their dtype (Task::input_normalization), and its targets; for evaluation.
+std::pair<Tensor, Tensor> normalised(const data::InMemoryDataset& data, const Task& task);
+// Features (N, ...) of any numeric dtype as the model takes them: f32, scaled by the same rule.
+// What every predict path (the Trainer, the C++ API's Predictor, `gpuml predict`) feeds the model.
+Tensor model_inputs(const Tensor& features, const Task& task);
 
 }  // namespace gpuml
