@@ -1,4 +1,4 @@
-# `cmake --install`: the library, the command line, the CUDA and MPI plugins beside the library (where the
+# `cmake --install`: the library, the command line, the CUDA, MPI and Gloo plugins beside the library (where the
 # loader looks for it), the public headers (include/gpuml) and a package config, so that
 # find_package(gpuml) gives the imported target gpuml::gpuml (examples/ builds against it).
 include(GNUInstallDirs)
@@ -14,6 +14,9 @@ if(TARGET gpuml_cuda)
 endif()
 if(TARGET gpuml_mpi)
   install(TARGETS gpuml_mpi LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
+endif()
+if(TARGET gpuml_gloo)
+  install(TARGETS gpuml_gloo LIBRARY DESTINATION ${CMAKE_INSTALL_LIBDIR})
 endif()
 install(DIRECTORY ${CMAKE_SOURCE_DIR}/include/gpuml DESTINATION ${CMAKE_INSTALL_INCLUDEDIR})
 

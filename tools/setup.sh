@@ -19,12 +19,13 @@ jobs="${JOBS:-$(nproc)}"
 # installed, so a package that another one only recommends is named here: oneDNN's CMake config
 # needs the OpenCL headers and loader (ocl-icd-opencl-dev), a Recommends of libdnnl-dev. CI
 # (.ci/run) runs this script in a fresh Debian root, so a missing entry fails there. Open MPI
-# (openmpi-bin: mpirun; libopenmpi-dev: headers for the MPI plugin) is for data parallelism.
+# (openmpi-bin: mpirun; libopenmpi-dev: headers for the MPI plugin) and Gloo (libgloo-dev: the
+# Gloo plugin, for the torchrun variables) are for data parallelism.
 packages=(
   build-essential cmake ninja-build pkg-config
   libdnnl-dev ocl-icd-opencl-dev libopenblas-dev libfmt-dev nlohmann-json3-dev libcli11-dev zlib1g-dev libzip-dev
   libonnx-dev libprotobuf-dev libpng-dev libjpeg-dev libutf8proc-dev
-  openmpi-bin libopenmpi-dev
+  openmpi-bin libopenmpi-dev libgloo-dev
   libgtest-dev libbenchmark-dev
   python3 dataset-fashion-mnist
   # The Python package (python/): built in ./build when these are there; python3-venv for

@@ -5,6 +5,7 @@
 #include <oneapi/dnnl/dnnl.hpp>
 
 #include "backend/backend.h"
+#include "backend/communicator.h"
 #include "backend/plugin_loader.h"
 #include "backend/process_env.h"
 #include "core/error.h"
@@ -61,15 +62,25 @@ SystemReport collect_system_report() {
   r.logical_cpus = logical_cpu_count();
   r.cpu_features = detect_cpu_features();
   r.openmp_threads = openmp_max_threads();
+  std::string would_use = "single (one process)";
   try {
-    r.processes = describe_placement(detect_process_placement(environment_of_this_process()));
+    const ProcessPlacement placement = detect_process_placement(environment_of_this_process());
+    r.processes = describe_placement(placement);
+    const CommunicatorChoice choice = choose_communicator(placement);
+    if (choice.engine != "single") {
+      const std::string file = find_plugin_file(choice.plugin_file);
+      would_use = fmt::format("{} ({})", choice.engine, file.empty() ? choice.plugin_file + " not found" : file);
+    }
   } catch (const Error& e) {
     r.processes = "not understood: " + e.message();
+    would_use = "none (the launcher variables above are not understood)";
   }
-  // Found, not opened: opening it initialises MPI, which only a launched job should do.
-  const std::string mpi = find_plugin_file("libgpuml_mpi.so");
-  r.collectives = fmt::format("{}; Gloo and NCCL: not yet",
-                              mpi.empty() ? "MPI: plugin not built (needs libopenmpi-dev)" : "MPI (" + mpi + ")");
+  // Found, not opened: opening MPI initialises it, and Gloo meets the other ranks, which only a
+  // launched job should do.
+  const std::string mpi = find_plugin_file("libgpuml_mpi.so"), gloo = find_plugin_file("libgpuml_gloo.so");
+  r.collectives = fmt::format("this process would use {}; MPI: {}; Gloo: {}; NCCL: not yet", would_use,
+                              mpi.empty() ? "plugin not built (needs libopenmpi-dev)" : mpi,
+                              gloo.empty() ? "plugin not built (needs libgloo-dev)" : gloo);
   r.ops_in_table = kNumOps;
   for (Backend* b : backend_registry().all())
     r.backends.push_back(

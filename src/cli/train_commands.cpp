@@ -242,8 +242,8 @@ Command add_train_command(CLI::App& app) {
       ->excludes(graphs);
   auto dist_timeout = std::make_shared<double>(300);
   cmd->add_option("--dist-timeout", *dist_timeout,
-                  "Several processes (mpirun): seconds a collective waits for the other ranks before the job ends "
-                  "with a message naming the rank and the collective")
+                  "Several processes (mpirun, srun, torchrun variables): seconds the rendezvous or a collective "
+                  "waits for the other ranks before the job ends with a message naming the rank and the collective")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
   auto gpu_memory_limit = std::make_shared<std::string>("0");
@@ -272,11 +272,12 @@ Command add_train_command(CLI::App& app) {
             if (!betas->empty()) std::tie(cfg->optimizer.beta1, cfg->optimizer.beta2) = parse_betas(*betas);
             if (!betas->empty() && cfg->optimizer.kind == "sgd")
               GPUML_FAIL(ErrorKind::Invalid, "--betas {}: betas are adam/adamw settings; sgd uses --momentum", *betas);
-            // Several processes (mpirun -np N): this one's rank, and the engine to the others.
+            // Several processes (mpirun -np N, srun, the torchrun variables): this one's rank, and the engine to
+            // the others.
             const ProcessPlacement placement = detect_process_placement(environment_of_this_process());
             DataParallel parallel;
-            parallel.communicator = open_communicator(placement);
             parallel.collective_timeout = std::chrono::milliseconds(std::llround(*dist_timeout * 1000));
+            parallel.communicator = open_communicator(placement, parallel.collective_timeout);
             const std::shared_ptr<Communicator> comm = parallel.communicator;
             const bool primary = comm->rank() == 0;  // the only rank that writes or prints
             if (primary) print_flag_notes(*cfg, *cmd);

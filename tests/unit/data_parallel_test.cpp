@@ -107,15 +107,42 @@ TEST(Communicator, OneProcessReturnsItsInput) {
   EXPECT_EQ(open_communicator(ProcessPlacement{})->name(), "single");
 }
 
-TEST(Communicator, TorchrunIsRefusedUntilGlooExists) {
-  ProcessPlacement p = detect_process_placement({{"RANK", "0"}, {"WORLD_SIZE", "2"}});
+TEST(Communicator, EachLauncherPicksItsEngine) {
+  EXPECT_EQ(choose_communicator(ProcessPlacement{}).engine, "single");
+  EXPECT_EQ(choose_communicator(detect_process_placement({{"OMPI_COMM_WORLD_RANK", "0"}, {"OMPI_COMM_WORLD_SIZE", "2"}}))
+                .plugin_file,
+            "libgpuml_mpi.so");
+  EXPECT_EQ(choose_communicator(detect_process_placement({{"SLURM_PROCID", "1"}, {"SLURM_NTASKS", "2"}})).engine, "mpi");
+  const CommunicatorChoice torchrun = choose_communicator(detect_process_placement({{"RANK", "0"}, {"WORLD_SIZE", "2"}}));
+  EXPECT_EQ(torchrun.engine, "gloo");
+  EXPECT_EQ(torchrun.plugin_file, "libgpuml_gloo.so");
+}
+
+TEST(Communicator, TorchrunWithoutARendezvousAddressIsRefused) {
+  ProcessPlacement p = detect_process_placement({{"RANK", "1"}, {"WORLD_SIZE", "2"}});
   try {
-    open_communicator(p);
-    ADD_FAILURE() << "torchrun variables opened a communicator";
+    open_communicator(p, std::chrono::seconds(1));
+    ADD_FAILURE() << "torchrun variables without MASTER_ADDR opened a communicator";
   } catch (const Error& e) {
-    EXPECT_NE(e.message().find("Gloo"), std::string::npos) << e.message();
-    EXPECT_NE(e.message().find("mpirun -np 2"), std::string::npos) << e.message();
+    // With the plugin built, the plugin names the missing variables; without it, the loader names the plugin.
+    EXPECT_TRUE(e.message().find("MASTER_ADDR and MASTER_PORT") != std::string::npos ||
+                e.message().find("libgpuml_gloo.so") != std::string::npos)
+        << e.message();
   }
+}
+
+TEST(Communicator, OneProcessReduceScatterIsItsInput) {
+  std::unique_ptr<Communicator> comm = make_single_process_communicator();
+  std::vector<float> all{1.5f, -2.0f}, mine(2);
+  comm->reduce_scatter(all, mine, ReduceOp::sum, {"values"});
+  EXPECT_EQ(mine, all);
+}
+
+TEST(Communicator, FailureMessageNamesRankCollectiveAndPeer) {
+  std::string m = collective_failure_message(1, 2, "broadcast", {"weights", std::chrono::seconds(3)}, 0.2,
+                                             "Gloo: Connection closed by peer");
+  EXPECT_NE(m.find("rank 1 of 2: broadcast of weights failed after 0.2 s"), std::string::npos) << m;
+  EXPECT_NE(m.find("rank 0"), std::string::npos) << m;
 }
 
 TEST(Communicator, TimeoutMessageNamesRankCollectiveAndPeer) {

@@ -2,10 +2,10 @@
 // launched by mpirun maps Open MPI (the core library and the GPU bundle link no MPI).
 //
 // Collectives are MPI's non-blocking ones (MPI_Iallreduce, MPI_Ibcast, MPI_Iallgather,
-// MPI_Ibarrier), completed by polling MPI_Test against the call's deadline: a peer that stalls
-// (SIGSTOP, a deadlock) would leave a blocking call waiting for ever. Past the deadline the rank
-// prints which collective waited and calls MPI_Abort, which ends every rank of the job (the others
-// are stuck in the same collective). A peer that dies is mostly noticed by mpirun first, which
+// MPI_Ireduce_scatter_block, MPI_Ibarrier), completed by polling MPI_Test against the call's
+// deadline: a peer that stalls (SIGSTOP, a deadlock) would leave a blocking call waiting for
+// ever. Past the deadline the rank prints which collective waited and calls MPI_Abort, which ends
+// every rank of the job (the others are stuck in the same collective). A peer that dies is mostly noticed by mpirun first, which
 // then ends the job naming it ("mpirun noticed that process rank 1 ... exited on signal 9").
 #include <dlfcn.h>
 #include <fmt/format.h>
@@ -96,6 +96,20 @@ class MpiCommunicator final : public Communicator {
                          MPI_BYTE, comm_, &request),
           "MPI_Iallgather");
     wait(request, "all_gather", call);
+  }
+
+  void reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp op, const CollectiveCall& call) override {
+    GPUML_CHECK(all.size() == mine.size() * static_cast<size_t>(size_),
+                "reduce_scatter of {}: {} values for {} ranks of {}", call.what, all.size(), size_, mine.size());
+    MPI_Request request;
+    check(MPI_Ireduce_scatter_block(all.data(), mine.data(), static_cast<int>(mine.size()), MPI_FLOAT,
+                                    op == ReduceOp::max ? MPI_MAX : MPI_SUM, comm_, &request),
+          "MPI_Ireduce_scatter_block");
+    wait(request, "reduce_scatter", call);
+    if (op == ReduceOp::average) {
+      const float scale = 1.0f / static_cast<float>(size_);
+      for (float& v : mine) v *= scale;
+    }
   }
 
   void barrier(const CollectiveCall& call) override {
