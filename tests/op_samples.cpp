@@ -81,6 +81,9 @@ std::vector<OpSample> build_samples() {
   gelu_tanh.gelu_tanh = true;
   add(OpId::gelu, "erf", {real({4, 33})});
   add(OpId::gelu, "tanh", {strided({4, 9})}, gelu_tanh);
+  // Contiguous f32 takes the AVX2 loop where the CPU has it; past the parallel grain, split in chunks.
+  add(OpId::gelu, "tanh_contiguous", {real({3, 67})}, gelu_tanh);
+  add(OpId::gelu, "tanh_parallel", {real({3, 6001})}, gelu_tanh);
   for (DType target : {DType::f32, DType::f64, DType::i32, DType::bf16}) {
     Attrs a;
     a.dtype = target;
@@ -286,6 +289,8 @@ std::vector<OpSample> build_samples() {
   }
   add(OpId::gelu_backward, "erf", {real({3, 19}), real({3, 19})});
   add(OpId::gelu_backward, "tanh", {real({3, 19}), real({3, 19})}, gelu_tanh);
+  add(OpId::gelu_backward, "tanh_strided", {strided({5, 7}), real({5, 7})}, gelu_tanh);
+  add(OpId::gelu_backward, "tanh_parallel", {real({3, 6001}), real({3, 6001})}, gelu_tanh);
   add(OpId::relu_backward, "odd", {real({3, 37}), real({3, 37})});
   add(OpId::relu_backward, "strided", {strided({5, 7}), strided({5, 7})});
   add(OpId::relu_backward, "empty", {real({0, 4}), real({0, 4})});

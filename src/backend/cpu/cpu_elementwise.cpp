@@ -116,9 +116,48 @@ void unary_kernel(const KernelCall& call) {
   });
 }
 
+// GELU's tanh form in float over contiguous arrays, compiled a second time for AVX2 + FMA and
+// chosen at run time (the build targets baseline x86-64, SSE2): 8 floats an instruction and fused
+// multiply-adds. A GPT's MLP spends a tenth of its step here. The header's inline gelu_fn and
+// gelu_grad are inlined into these loops (the baseline is a subset of AVX2), so the formula is the
+// one every other path uses; FMA contraction changes the last bits, not the accuracy.
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+void gelu_tanh(const float* x, float* y, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) y[i] = gelu_fn(x[i], true);
+}
+void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * gelu_grad(x[i], true);
+}
+}  // namespace avx2
+#pragma GCC pop_options
+
+bool has_avx2_fma() {
+  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+  return yes;
+}
+
+// True when the AVX2 loops apply: f32, tanh form, every operand contiguous and of one shape.
+bool wide_gelu(const KernelCall& call) {
+  if (!call.attrs.gelu_tanh || call.output.dtype() != DType::f32 || !call.output.is_contiguous() ||
+      !has_avx2_fma())
+    return false;
+  for (const Tensor& in : call.inputs)
+    if (in.dtype() != DType::f32 || !in.is_contiguous() || in.shape() != call.output.shape()) return false;
+  return true;
+}
+
 // The form is chosen outside the loops: with erf's libm call in the same loop body, the tanh
 // form would not vectorise either.
 void gelu_kernel(const KernelCall& call) {
+  if (wide_gelu(call)) {
+    const float* x = ptr<const float>(call.inputs[0]);
+    float* y = ptr<float>(call.output);
+    const int64_t n = call.output.numel();
+    parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::gelu_tanh(x, y, b, e); });
+    return;
+  }
   dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
     if constexpr (!std::is_integral_v<T>) {
       if (call.attrs.gelu_tanh)
@@ -130,6 +169,14 @@ void gelu_kernel(const KernelCall& call) {
 }
 
 void gelu_backward_kernel(const KernelCall& call) {  // (x, dy) -> dy * gelu'(x)
+  if (wide_gelu(call)) {
+    const float* x = ptr<const float>(call.inputs[0]);
+    const float* dy = ptr<const float>(call.inputs[1]);
+    float* dx = ptr<float>(call.output);
+    const int64_t n = call.output.numel();
+    parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::gelu_tanh_backward(x, dy, dx, b, e); });
+    return;
+  }
   dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
     if constexpr (!std::is_integral_v<T>) {
       if (call.attrs.gelu_tanh)
