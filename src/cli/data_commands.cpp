@@ -29,12 +29,14 @@ struct PackArgs {
 struct TokenizeArgs {
   std::string corpus, output;
   int64_t vocab_size = 4096;
+  std::vector<std::string> special_tokens;
   bool quiet = false, allow_invalid_utf8 = false;
 };
 
 int run_tokenize(const TokenizeArgs& a) {
   data::BpeTrainOptions o;
   o.vocab_size = a.vocab_size;
+  o.special_tokens = a.special_tokens;
   o.allow_invalid_utf8 = a.allow_invalid_utf8;
   ProgressBar read_bar("read", 0, "B"), merge_bar("merge", 0, "merges");
   int64_t read_shown = 0, merges_shown = 0;
@@ -151,9 +153,13 @@ Command add_data_command(CLI::App& app) {
       "tokenize", "Train a byte-level BPE tokenizer on a text corpus; writes tokenizers' tokenizer.json");
   t->add_option("CORPUS", tok->corpus, "A UTF-8 text file")->required();
   t->add_option("OUTPUT", tok->output, "The tokenizer file to write (tokenizer.json)")->required();
-  t->add_option("--vocab-size", tok->vocab_size, "Tokens: 256 bytes + merges")
+  t->add_option("--vocab-size", tok->vocab_size, "Tokens: 256 bytes + special tokens + merges")
       ->capture_default_str()
       ->check(CLI::Range(int64_t{257}, data::kMaxVocabSize));
+  t->add_option("--special-tokens", tok->special_tokens,
+                "Added tokens, ids after the merges, cut out of the text before it is split (e.g. "
+                "'<|endoftext|>' between documents); comma-separated or repeated")
+      ->delimiter(',');
   t->add_flag("--allow-invalid-utf8", tok->allow_invalid_utf8,
               "Keep bytes that are not UTF-8 as bytes (default: refuse the corpus)");
   t->add_flag("--quiet", tok->quiet, "No progress bars");

@@ -158,9 +158,6 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view text, const std::string& w
   // What gpuml does not implement is refused, not ignored: it would encode differently.
   TOKENIZER_CHECK(null_or_absent(j, "normalizer"), "{}: a normalizer ({}) is not supported", where,
                   json_excerpt(j.at("normalizer")));
-  TOKENIZER_CHECK(!j.contains("added_tokens") ||
-                      (j.at("added_tokens").is_array() && j.at("added_tokens").empty()),
-                  "{}: added (special) tokens are not supported yet", where);
   TOKENIZER_CHECK(null_or_absent(j, "truncation") && null_or_absent(j, "padding"),
                   "{}: truncation and padding are not supported", where);
   const json pre = j.contains("pre_tokenizer") ? j.at("pre_tokenizer") : json();
@@ -184,28 +181,84 @@ BpeTokenizer BpeTokenizer::from_json(std::string_view text, const std::string& w
 
   BpeTokenizer t;
   t.tokens_.clear();
+  // Added tokens: matched as they are written (their text is not byte-level characters), with
+  // ids of their own, in model.vocab too or not (`tokenizers` writes them there when it trained
+  // with them, and not when they were added later).
+  std::unordered_map<std::string, int64_t> added_id;
+  if (!null_or_absent(j, "added_tokens")) {
+    const json& added = j.at("added_tokens");
+    TOKENIZER_CHECK(added.is_array(), "{}: added_tokens must be an array", where);
+    for (size_t i = 0; i < added.size(); ++i) {
+      const std::string at = fmt::format("{}: added_tokens[{}]", where, i);
+      const json& a = added[i];
+      TOKENIZER_CHECK(
+          a.is_object() && a.contains("id") && a.at("id").is_number_integer() &&
+              a.contains("content") && a.at("content").is_string(),
+          "{}: expected an object with an integer \"id\" and a string \"content\", got {}", at,
+          json_excerpt(a));
+      const auto id = a.at("id").get<int64_t>();
+      std::string content = a.at("content").get<std::string>();
+      TOKENIZER_CHECK(id >= 0 && id < kMaxVocabSize, "{}: the id {} is not in [0, {})", at, id,
+                      kMaxVocabSize);
+      TOKENIZER_CHECK(!content.empty(), "{}: an empty content", at);
+      for (const char* key : {"single_word", "lstrip", "rstrip"})
+        TOKENIZER_CHECK(!a.contains(key) || a.at(key) == false,
+                        "{}: \"{}\": true is not supported (gpuml matches an added token's text "
+                        "exactly, wherever it is)",
+                        at, key);
+      for (const char* key : {"normalized", "special"})
+        TOKENIZER_CHECK(!a.contains(key) || a.at(key).is_boolean(),
+                        "{}: \"{}\" must be true or false", at, key);
+      TOKENIZER_CHECK(added_id.emplace(content, id).second, "{}: the text '{}' is added twice", at,
+                      text_excerpt(content));
+      t.added_texts_.push_back(std::move(content));
+      t.added_ids_.push_back(static_cast<int32_t>(id));
+      t.added_special_.push_back(a.value("special", false));
+    }
+  }
   TOKENIZER_CHECK(model.contains("vocab") && model.at("vocab").is_object(),
                   "{}: model.vocab must be an object", where);
   const json& vocab = model.at("vocab");
-  TOKENIZER_CHECK(vocab.size() >= 256 && static_cast<int64_t>(vocab.size()) <= kMaxVocabSize,
-                  "{}: model.vocab has {} tokens; a byte-level vocabulary has 256 to {}", where,
-                  vocab.size(), kMaxVocabSize);
-  t.tokens_.resize(vocab.size());
-  std::vector<bool> seen(vocab.size(), false);
+  size_t added_in_vocab = 0;
+  for (auto it = vocab.begin(); it != vocab.end(); ++it) added_in_vocab += added_id.count(it.key());
+  const size_t total = vocab.size() - added_in_vocab + t.added_texts_.size();
+  TOKENIZER_CHECK(
+      vocab.size() - added_in_vocab >= 256 && static_cast<int64_t>(total) <= kMaxVocabSize,
+      "{}: model.vocab has {} tokens; a byte-level vocabulary has 256 to {} (added "
+      "tokens included)",
+      where, vocab.size() - added_in_vocab, kMaxVocabSize);
+  t.tokens_.resize(total);
+  std::vector<bool> seen(total, false);
   std::unordered_map<std::string, int32_t> id_of;
   for (auto it = vocab.begin(); it != vocab.end(); ++it) {
     const std::string at = fmt::format("{}: model.vocab[\"{}\"]", where, text_excerpt(it.key()));
     TOKENIZER_CHECK(it.value().is_number_integer() && it.value().get<int64_t>() >= 0 &&
-                        it.value().get<int64_t>() < static_cast<int64_t>(vocab.size()),
+                        it.value().get<int64_t>() < static_cast<int64_t>(total),
                     "{}: the id {} is not in [0, {}) (ids must number the tokens from 0)", at,
-                    json_excerpt(it.value()), vocab.size());
+                    json_excerpt(it.value()), total);
     const auto id = it.value().get<int32_t>();
+    if (auto added = added_id.find(it.key()); added != added_id.end()) {
+      TOKENIZER_CHECK(added->second == id, "{}: id {}, but added_tokens gives this text id {}", at,
+                      id, added->second);
+      continue;
+    }
     TOKENIZER_CHECK(!seen[static_cast<size_t>(id)], "{}: id {} is given to two tokens", at, id);
     seen[static_cast<size_t>(id)] = true;
     std::string bytes = from_byte_level(it.key(), at);
     TOKENIZER_CHECK(id_of.emplace(bytes, id).second, "{}: the same bytes as another token", at);
     if (bytes.size() == 1) t.byte_token_[static_cast<unsigned char>(bytes[0])] = id;
     t.tokens_[static_cast<size_t>(id)] = std::move(bytes);
+  }
+  for (size_t i = 0; i < t.added_texts_.size(); ++i) {
+    const int32_t id = t.added_ids_[i];
+    TOKENIZER_CHECK(static_cast<size_t>(id) < total && !seen[static_cast<size_t>(id)],
+                    "{}: added_tokens[{}] ('{}'): id {} is {} (ids must number the tokens from 0, "
+                    "each once)",
+                    where, i, text_excerpt(t.added_texts_[i]), id,
+                    static_cast<size_t>(id) < total ? "given to two tokens"
+                                                    : fmt::format("not below {}", total));
+    seen[static_cast<size_t>(id)] = true;
+    t.tokens_[static_cast<size_t>(id)] = t.added_texts_[i];
   }
   for (int b = 0; b < 256; ++b)
     TOKENIZER_CHECK(
@@ -261,10 +314,37 @@ BpeTokenizer BpeTokenizer::read(const std::filesystem::path& path) {
   return from_json(read_file_bytes(path), path.string());
 }
 
+void BpeTokenizer::add_special_tokens(const std::vector<std::string>& contents) {
+  for (const std::string& c : contents) {
+    GPUML_CHECK(!c.empty(), "an empty special token");
+    GPUML_CHECK(std::find(tokens_.begin(), tokens_.end(), c) == tokens_.end(),
+                "special token '{}': already a token of the vocabulary (or given twice)",
+                text_excerpt(c));
+    GPUML_CHECK(vocab_size() < kMaxVocabSize, "special token '{}': the vocabulary is full ({})",
+                text_excerpt(c), kMaxVocabSize);
+    added_texts_.push_back(c);
+    added_ids_.push_back(static_cast<int32_t>(vocab_size()));
+    added_special_.push_back(true);
+    tokens_.push_back(c);
+  }
+}
+
 std::string BpeTokenizer::to_json() const {
   using ojson = nlohmann::ordered_json;
-  ojson vocab = ojson::object();
-  for (size_t i = 0; i < tokens_.size(); ++i) vocab[to_byte_level(tokens_[i])] = i;
+  std::vector<bool> is_added(tokens_.size(), false);
+  for (int32_t id : added_ids_) is_added[static_cast<size_t>(id)] = true;
+  ojson vocab = ojson::object();  // added tokens too, as they are written: `tokenizers` does so
+  for (size_t i = 0; i < tokens_.size(); ++i)
+    vocab[is_added[i] ? tokens_[i] : to_byte_level(tokens_[i])] = i;
+  ojson added = ojson::array();
+  for (size_t i = 0; i < added_texts_.size(); ++i)
+    added.push_back({{"id", added_ids_[i]},
+                     {"content", added_texts_[i]},
+                     {"single_word", false},
+                     {"lstrip", false},
+                     {"rstrip", false},
+                     {"normalized", false},
+                     {"special", static_cast<bool>(added_special_[i])}});
   ojson merges = ojson::array();
   // "a b": the form every version of `tokenizers` reads (a byte-level token never holds a space).
   for (auto [a, b] : merges_)
@@ -277,7 +357,7 @@ std::string BpeTokenizer::to_json() const {
   ojson j = {{"version", "1.0"},
              {"truncation", nullptr},
              {"padding", nullptr},
-             {"added_tokens", ojson::array()},
+             {"added_tokens", added},
              {"normalizer", nullptr},
              {"pre_tokenizer", byte_level},
              {"post_processor", byte_level},
@@ -339,7 +419,10 @@ void BpeTokenizer::encode_piece(std::string_view piece, std::vector<int32_t>& ou
 
 std::vector<int32_t> BpeTokenizer::encode(std::string_view text) const {
   std::vector<int32_t> out;
-  split_pretokens(text, true, [&](std::string_view piece) { encode_piece(piece, out); });
+  const auto piece = [&](std::string_view p) { encode_piece(p, out); };
+  split_specials(
+      text, added_texts_, [&](std::string_view part) { split_pretokens(part, true, piece); },
+      [&](size_t k) { out.push_back(added_ids_[k]); });
   return out;
 }
 

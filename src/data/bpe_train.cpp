@@ -42,7 +42,7 @@ std::unordered_map<std::string, int64_t> count_pieces(const std::string& corpus,
         ++counts[std::string(piece)];
         ++report.pieces;
       },
-      o.on_read);
+      o.on_read, o.special_tokens, [](size_t, int64_t) {});
   report.bytes = r.bytes;
   report.invalid_bytes = r.invalid_bytes;
   return counts;
@@ -55,6 +55,13 @@ BpeTrainReport train_bpe(const std::string& corpus, const BpeTrainOptions& o) {
       o.vocab_size >= 257 && o.vocab_size <= kMaxVocabSize,
       "--vocab-size {}: a byte-level BPE has 256 byte tokens and at least one merge (257 to {})",
       o.vocab_size, kMaxVocabSize);
+  const auto specials = static_cast<int64_t>(o.special_tokens.size());
+  GPUML_CHECK(o.vocab_size >= 257 + specials,
+              "--vocab-size {}: too small for 256 byte tokens, {} special tokens and a merge",
+              o.vocab_size, specials);
+  for (const std::string& s : o.special_tokens)
+    GPUML_CHECK(!s.empty(), "--special-tokens: an empty special token");
+  const int64_t learned = o.vocab_size - specials;  // byte tokens and merges
   BpeTrainReport report;
   std::vector<std::vector<int32_t>> words;  // each distinct piece as token ids, bytes at first
   std::vector<int64_t> freq;
@@ -90,9 +97,9 @@ BpeTrainReport train_bpe(const std::string& corpus, const BpeTrainOptions& o) {
     token_bytes.emplace_back(1, static_cast<char>(b));
     id_of.emplace(token_bytes.back(), b);
   }
-  const int64_t wanted = o.vocab_size - 256;
+  const int64_t wanted = learned - 256;
   std::unordered_set<uint64_t> changed;
-  while (static_cast<int64_t>(token_bytes.size()) < o.vocab_size && !heap.empty()) {
+  while (static_cast<int64_t>(token_bytes.size()) < learned && !heap.empty()) {
     const HeapEntry top = heap.top();
     heap.pop();
     auto current = pair_count.find(top.key);
@@ -151,14 +158,15 @@ BpeTrainReport train_bpe(const std::string& corpus, const BpeTrainOptions& o) {
         pair_count.erase(c);
     }
     if (o.on_merge &&
-        (merges.size() % 64 == 0 || static_cast<int64_t>(token_bytes.size()) == o.vocab_size))
+        (merges.size() % 64 == 0 || static_cast<int64_t>(token_bytes.size()) == learned))
       o.on_merge(static_cast<int64_t>(token_bytes.size()) - 256, wanted);
   }
-  if (static_cast<int64_t>(token_bytes.size()) < o.vocab_size)
+  if (static_cast<int64_t>(token_bytes.size()) < learned)
     report.note =
         fmt::format("the corpus ran out of pairs to merge: the vocabulary has {} tokens, not {}",
-                    token_bytes.size(), o.vocab_size);
+                    static_cast<int64_t>(token_bytes.size()) + specials, o.vocab_size);
   report.tokenizer = BpeTokenizer::from_merges(merges);
+  report.tokenizer.add_special_tokens(o.special_tokens);
   return report;
 }
 

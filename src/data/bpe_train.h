@@ -19,13 +19,17 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 #include "data/bpe.h"
 
 namespace gpuml::data {
 
 struct BpeTrainOptions {
-  int64_t vocab_size = 4096;        // 256 byte tokens + up to vocab_size - 256 merges
+  int64_t vocab_size = 4096;  // 256 byte tokens + the special tokens + up to the rest in merges
+  // Added tokens with ids after the merges ("<|endoftext|>"): cut out of the corpus before it is
+  // pre-tokenized, as encoding cuts them (data/bpe.h), so no merge learns their pieces.
+  std::vector<std::string> special_tokens;
   bool allow_invalid_utf8 = false;  // see above
   // (bytes read, file size), then (merges done, merges wanted); either may be empty.
   std::function<void(int64_t, int64_t)> on_read, on_merge;

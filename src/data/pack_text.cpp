@@ -68,14 +68,18 @@ PackReport pack_token_text(const std::string& corpus, const fs::path& out, const
   // Corpora repeat their words: each distinct piece is encoded once (until the cache is full).
   std::unordered_map<std::string, std::vector<int32_t>> cache;
   std::vector<int32_t> ids;
+  // The split falls where a piece or an added token begins, at 90% of the bytes.
+  const auto split_before = [&](int64_t offset) {
+    if (train_tokens < 0 && offset >= split_at) {
+      sink.flush();
+      train_tokens = sink.written();
+      w.begin_split("validation");
+    }
+  };
   const PretokenStreamReport r = stream_pretokens(
       corpus, o.allow_invalid_utf8,
       [&](std::string_view piece, int64_t offset) {
-        if (train_tokens < 0 && offset >= split_at) {
-          sink.flush();
-          train_tokens = sink.written();
-          w.begin_split("validation");
-        }
+        split_before(offset);
         auto it = cache.find(std::string(piece));
         if (it == cache.end()) {
           ids.clear();
@@ -85,7 +89,11 @@ PackReport pack_token_text(const std::string& corpus, const fs::path& out, const
         }
         sink.add(it->second);
       },
-      o.on_progress);
+      o.on_progress, tokenizer.added_texts(),
+      [&](size_t added, int64_t offset) {
+        split_before(offset);
+        sink.add({tokenizer.added_id(added)});
+      });
   sink.flush();
   const int64_t validation_tokens = train_tokens < 0 ? 0 : sink.written() - train_tokens;
   GPUML_CHECK(train_tokens > 0 && validation_tokens > 0,

@@ -185,10 +185,39 @@ std::string utf8_lossy(std::string_view bytes) {
   return out;
 }
 
+void split_specials(std::string_view text, const std::vector<std::string>& specials,
+                    const std::function<void(std::string_view)>& on_text,
+                    const std::function<void(size_t)>& on_special) {
+  // Each special's next occurrence at or after `from` (npos: none left), found again only once
+  // passed, so that a rare special is not searched for from every occurrence of a common one.
+  constexpr size_t kUnknown = std::string_view::npos - 1;
+  std::vector<size_t> next(specials.size(), kUnknown);
+  size_t from = 0;
+  while (true) {
+    size_t best = std::string_view::npos, best_length = 0, which = 0;
+    for (size_t k = 0; k < specials.size(); ++k) {
+      if (specials[k].empty()) continue;
+      if (next[k] == kUnknown || (next[k] != std::string_view::npos && next[k] < from))
+        next[k] = text.find(specials[k], from);
+      if (next[k] == std::string_view::npos) continue;
+      if (next[k] < best || (next[k] == best && specials[k].size() > best_length))
+        best = next[k], best_length = specials[k].size(), which = k;
+    }
+    if (best == std::string_view::npos) {
+      on_text(text.substr(from));
+      return;
+    }
+    on_text(text.substr(from, best - from));
+    on_special(which);
+    from = best + best_length;
+  }
+}
+
 PretokenStreamReport stream_pretokens(
     const std::string& path, bool allow_invalid_utf8,
     const std::function<void(std::string_view, int64_t)>& on_piece,
-    const std::function<void(int64_t, int64_t)>& on_read) {
+    const std::function<void(int64_t, int64_t)>& on_read, const std::vector<std::string>& specials,
+    const std::function<void(size_t, int64_t)>& on_special) {
   namespace fs = std::filesystem;
   constexpr size_t kChunkBytes = size_t{1} << 20;
   constexpr size_t kMaxCarryBytes = size_t{4} << 20;
@@ -209,7 +238,17 @@ PretokenStreamReport stream_pretokens(
     read += static_cast<int64_t>(got);
     const bool at_end = got == 0 || read >= size;
     data.append(chunk.data(), got);
-    const size_t usable = at_end ? data.size() : utf8_safe_end(data);
+    size_t usable = at_end ? data.size() : utf8_safe_end(data);
+    // Not the start of a special that the next chunk may complete: it waits for that chunk.
+    for (size_t k = 0; !at_end && k < specials.size(); ++k) {
+      if (specials[k].empty()) continue;
+      for (size_t length = std::min(specials[k].size() - 1, usable); length > 0; --length)
+        if (std::string_view(data).substr(usable - length, length) ==
+            std::string_view(specials[k]).substr(0, length)) {
+          usable -= length;
+          break;
+        }
+    }
     for (size_t from = 0;
          from < usable;) {  // a carry is checked again (it is small), not counted again
       const size_t bad = first_invalid_utf8(std::string_view(data).substr(from, usable - from));
@@ -230,7 +269,22 @@ PretokenStreamReport stream_pretokens(
     const auto emit = [&](std::string_view piece) {
       on_piece(piece, data_offset + (piece.data() - data.data()));
     };
-    size_t cut = split_pretokens(view, at_end, emit);
+    size_t cut = 0;
+    if (specials.empty()) {
+      cut = split_pretokens(view, at_end, emit);
+    } else {  // the text before each special is whole; only the text after the last may go on
+      split_specials(
+          view, specials,
+          [&](std::string_view text) {
+            const bool last = text.data() + text.size() == view.data() + view.size();
+            cut = static_cast<size_t>(text.data() - view.data()) +
+                  split_pretokens(text, at_end || !last, emit);
+          },
+          [&](size_t which) {
+            on_special(which, data_offset + static_cast<int64_t>(cut));
+            cut += specials[which].size();
+          });
+    }
     if (!at_end && data.size() - cut > kMaxCarryBytes)
       cut += split_pretokens(view.substr(cut), true, emit);
     data_offset += static_cast<int64_t>(cut);

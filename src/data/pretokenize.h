@@ -21,6 +21,7 @@
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace gpuml::data {
 
@@ -56,9 +57,23 @@ struct PretokenStreamReport {
 // (ErrorKind::Io) unless allow_invalid_utf8 (then the byte-level fallback above applies). A piece
 // still open at a chunk's end waits for the next chunk, up to 4 MiB; a longer one (megabytes of
 // letters without a space) is cut there, where `tokenizers` would not cut it.
+//
+// specials: strings (a tokenizer's added tokens, such as "<|endoftext|>") cut out of the text
+// before it is pre-tokenized, as `tokenizers` does: each occurrence (leftmost, the longest of those
+// starting at the same byte) goes to on_special(index into specials, offset) instead, and the text
+// on either side is pre-tokenized as if it ended or began there. A chunk is never cut inside one.
 PretokenStreamReport stream_pretokens(
     const std::string& path, bool allow_invalid_utf8,
     const std::function<void(std::string_view, int64_t)>& on_piece,
-    const std::function<void(int64_t, int64_t)>& on_read);
+    const std::function<void(int64_t, int64_t)>& on_read,
+    const std::vector<std::string>& specials = {},
+    const std::function<void(size_t, int64_t)>& on_special = {});
+
+// `text` cut at the occurrences of `specials` (leftmost first; among those starting at the same
+// byte, the longest): on_text(the text before an occurrence, or after the last; may be empty)
+// and on_special(index into specials) in order. Empty specials never match.
+void split_specials(std::string_view text, const std::vector<std::string>& specials,
+                    const std::function<void(std::string_view)>& on_text,
+                    const std::function<void(size_t)>& on_special);
 
 }  // namespace gpuml::data

@@ -1,11 +1,14 @@
 #include "data/token_shards.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 
 #include "core/error.h"
 #include "core/philox.h"
-#include "data/permutation.h"
 #include "data/shard_loader.h"
 
 namespace gpuml::data {
@@ -66,77 +69,84 @@ TokenShardLoader::TokenShardLoader(const fs::path& dir, TokenShardOptions option
               split_->max_shard_bytes() / token_bytes_);
   if (!options_.memory) options_.memory = BatchMemory::create();
   batches_ = std::max<int64_t>(1, tokens_ / (options_.batch * options_.block));
+  window_offsets_.assign(1, 0);
+  for (const ShardFile& s : split_->shards)
+    window_offsets_.push_back(window_offsets_.back() +
+                              std::max<int64_t>(0, s.records - options_.block - 1));
+  checked_.assign(split_->shards.size(), false);
 
   plan_.limit = options_.memory_limit > 0 ? options_.memory_limit : default_data_memory_limit();
   plan_.batch_bytes = 2 * static_cast<uint64_t>(options_.batch * options_.block) * (4 + 8);
   const uint64_t largest = split_->max_shard_bytes();
+  uint64_t split_bytes = 0;
+  for (const ShardFile& s : split_->shards) split_bytes += s.bytes;
   const uint64_t room = plan_.limit > plan_.batch_bytes ? plan_.limit - plan_.batch_bytes : 0;
-  plan_.resident_shards = std::min<int64_t>(static_cast<int64_t>(split_->shards.size()),
-                                            static_cast<int64_t>(room / largest));
-  GPUML_CHECK(plan_.resident_shards >= 1,
+  GPUML_CHECK(room >= largest,
               "--data-memory-limit {}: too small for one shard of {} and two batches of {}; raise "
               "it, or pack with a "
               "smaller --shard-size",
               format_bytes(plan_.limit), format_bytes(largest), format_bytes(plan_.batch_bytes));
-  plan_.shard_bytes = static_cast<uint64_t>(plan_.resident_shards) * largest;
-  plan_.groups = (static_cast<int64_t>(split_->shards.size()) + plan_.resident_shards - 1) /
-                 plan_.resident_shards;
+  plan_.whole_split = room >= split_bytes;
+  plan_.shard_bytes = plan_.whole_split ? split_bytes : largest;
+  if (plan_.whole_split) resident_.resize(split_->shards.size());
 }
 
-std::vector<TokenShardLoader::Group> TokenShardLoader::groups_of(int64_t epoch) const {
-  const auto n = static_cast<int64_t>(split_->shards.size());
-  // One group holding every shard keeps the stored order (nothing to shuffle: windows are random).
-  std::vector<int64_t> order(static_cast<size_t>(n));
-  if (plan_.groups == 1) {
-    for (int64_t i = 0; i < n; ++i) order[static_cast<size_t>(i)] = i;
-  } else {
-    order = philox_permutation(n, options_.seed, static_cast<uint64_t>(epoch));
-  }
-  std::vector<Group> groups;
-  int64_t windows = 0;
-  for (int64_t i = 0; i < n; i += plan_.resident_shards) {
-    Group g;
-    for (int64_t k = i; k < std::min(n, i + plan_.resident_shards); ++k) {
-      const auto s = static_cast<size_t>(order[static_cast<size_t>(k)]);
-      g.shards.push_back(s);
-      g.windows += std::max<int64_t>(0, split_->shards[s].records - options_.block - 1);
-    }
-    windows += g.windows;
-    groups.push_back(std::move(g));
-  }
-  // Batches in proportion to the windows before and within each group (a group without windows:
-  // none).
-  const auto share =
-      [&](int64_t before) {  // floor(batches * before / windows), exact for the last group
-        return before == windows
-                   ? batches_
-                   : static_cast<int64_t>(static_cast<long double>(batches_) * before / windows);
-      };
-  int64_t before = 0;
-  for (Group& g : groups) {
-    g.first_batch = share(before);
-    before += g.windows;
-    g.end_batch = share(before);
-  }
-  return groups;
+void TokenShardLoader::check_shard(size_t shard) {
+  const ShardFile& file = split_->shards[shard];
+  std::vector<uint8_t>& bytes = plan_.whole_split ? resident_[shard] : scratch_;
+  // Not dropped from the page cache: its windows are read from the file afterwards.
+  dataset_.read_shard(*split_, shard, bytes);
+  check_token_ids(bytes.data(), file.records, token_bytes_, dataset_.manifest().vocab_size,
+                  (dataset_.dir() / file.file).string());
+  checked_[shard] = true;
 }
 
-void TokenShardLoader::load(size_t group) {
-  if (loaded_group_ == group) return;
-  const Group& g = epoch_groups_[group];
-  const ShardManifest& m = dataset_.manifest();
-  resident_.resize(g.shards.size());
-  window_offsets_.assign(1, 0);
-  for (size_t k = 0; k < g.shards.size(); ++k) {
-    const ShardFile& shard = split_->shards[g.shards[k]];
-    // Larger than the page cache could keep: tell the kernel the pages are not needed again.
-    dataset_.read_shard(*split_, g.shards[k], resident_[k], /*drop_page_cache=*/plan_.groups > 1);
-    check_token_ids(resident_[k].data(), shard.records, token_bytes_, m.vocab_size,
-                    (dataset_.dir() / shard.file).string());
-    window_offsets_.push_back(window_offsets_.back() +
-                              std::max<int64_t>(0, shard.records - options_.block - 1));
+namespace {
+
+// Closes the descriptor on every path out, errors included.
+struct WindowFile {
+  int fd;
+  ~WindowFile() {
+    if (fd >= 0) ::close(fd);
   }
-  loaded_group_ = group;
+};
+
+}  // namespace
+
+void TokenShardLoader::read_window(int64_t w, std::vector<uint8_t>& tokens) {
+  const auto shard =
+      static_cast<size_t>(std::upper_bound(window_offsets_.begin(), window_offsets_.end(), w) -
+                          window_offsets_.begin() - 1);
+  if (!checked_[shard]) check_shard(shard);
+  const int64_t start = w - window_offsets_[shard];
+  const auto length = static_cast<size_t>((options_.block + 1) * token_bytes_);
+  tokens.resize(length);
+  if (plan_.whole_split) {
+    std::memcpy(tokens.data(), resident_[shard].data() + start * token_bytes_, length);
+    return;
+  }
+  const ShardFile& file = split_->shards[shard];
+  const fs::path path = dataset_.dir() / file.file;
+  WindowFile f{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  GPUML_CHECK_KIND(ErrorKind::Io, f.fd >= 0, "{}: cannot open shard: {}", path.string(),
+                   std::strerror(errno));
+  size_t done = 0;
+  while (done < length) {
+    const ssize_t n =
+        ::pread(f.fd, tokens.data() + done, length - done,
+                static_cast<off_t>(start * token_bytes_ + static_cast<int64_t>(done)));
+    if (n < 0 && errno == EINTR) continue;
+    GPUML_CHECK_KIND(ErrorKind::Io, n >= 0, "{}: read failed: {}", path.string(),
+                     std::strerror(errno));
+    GPUML_CHECK_KIND(
+        ErrorKind::Io, n > 0,
+        "{}: damaged shard: shorter than when it was checked (changed during the run?)",
+        path.string());
+    done += static_cast<size_t>(n);
+  }
+  // The shard was checked whole; this guards the embedding against a file changed since.
+  check_token_ids(tokens.data(), options_.block + 1, token_bytes_, dataset_.manifest().vocab_size,
+                  path.string());
 }
 
 void TokenShardLoader::seek(LoaderPosition position) {
@@ -148,17 +158,6 @@ void TokenShardLoader::seek(LoaderPosition position) {
 
 std::optional<Batch> TokenShardLoader::next() {
   if (position_.batch >= batches_) return std::nullopt;
-  if (loaded_epoch_ != position_.epoch) {
-    const std::vector<Group> previous = std::move(epoch_groups_);
-    epoch_groups_ = groups_of(position_.epoch);
-    loaded_epoch_ = position_.epoch;
-    // With one group the shards in memory stay: every epoch draws from all of them.
-    if (epoch_groups_.size() != 1 || previous.size() != 1) loaded_group_ = kNoGroup;
-  }
-  size_t group = 0;
-  while (group + 1 < epoch_groups_.size() && epoch_groups_[group].end_batch <= position_.batch)
-    ++group;
-  load(group);
   const int64_t b = options_.batch, t = options_.block;
   Batch out{options_.memory->empty({b, t}, DType::f32), options_.memory->empty({b, t}, DType::i64),
             position_.epoch, position_.batch};
@@ -168,15 +167,11 @@ std::optional<Batch> TokenShardLoader::next() {
   float* x = out.x.data<float>();
   int64_t* y = out.y.data<int64_t>();
   for (int64_t r = 0; r < b; ++r) {
-    const int64_t w = window_start(options_.seed, first + static_cast<uint64_t>(r), windows);
-    const auto shard =
-        static_cast<size_t>(std::upper_bound(window_offsets_.begin(), window_offsets_.end(), w) -
-                            window_offsets_.begin() - 1);
-    const int64_t start = w - window_offsets_[shard];
-    const uint8_t* data = resident_[shard].data();
+    read_window(window_start(options_.seed, first + static_cast<uint64_t>(r), windows), window_);
+    const uint8_t* data = window_.data();
     for (int64_t j = 0; j < t; ++j) {
-      x[r * t + j] = static_cast<float>(token_at(data, start + j, token_bytes_));
-      y[r * t + j] = token_at(data, start + j + 1, token_bytes_);
+      x[r * t + j] = static_cast<float>(token_at(data, j, token_bytes_));
+      y[r * t + j] = token_at(data, j + 1, token_bytes_);
     }
   }
   ++position_.batch;

@@ -1,20 +1,24 @@
 // Training windows from a token dataset (`gpuml data pack CORPUS --tokenizer`, data/pack.h)
 // within a host-memory limit, for corpora larger than RAM. A batch is `batch` random windows of
 // block + 1 tokens (inputs the first block, targets the last block), as data/text.h draws them
-// from text in memory, but only from the shards held in memory at the time:
+// from text in memory:
 //
-//   - each epoch visits the shards in a Philox order of (seed, epoch), in groups of as many shards
-//     as the memory limit holds (all of them when the split fits: then every batch draws from the
-//     whole split, as in memory);
-//   - an epoch is as many batches as cover the split's tokens once (tokens / (batch * block)),
-//     shared among the groups in proportion to the windows they hold; a window never crosses
-//     from one shard into the next;
-//   - row r of batch b draws its window from Philox (seed, (epoch * batches + b) * batch + r), so
-//     batch b of epoch e is a pure function of (dataset, options, e, b): seek() resumes exactly.
+//   - row r of batch b of epoch e starts at a window drawn uniformly from all windows of the split
+//     (Philox (seed, (e * batches + b) * batch + r)); a window never crosses from one shard into
+//     the next. The draw does not depend on the memory limit, so a run streamed at any limit gets
+//     exactly the batches of the same run with the whole split in memory, and seek() resumes
+//     exactly;
+//   - an epoch is as many batches as cover the split's tokens once (tokens / (batch * block)).
 //
-// Shards are read whole (CRC-32C checked, data/shard_reader.h) when their group comes up, and
-// every token id is checked against the dataset's vocabulary before it is used; a damaged shard
-// or an id beyond the vocabulary fails the run naming the shard file.
+// Where the bytes come from is the only thing the limit decides: when the whole split fits, its
+// shards are read whole (CRC-32C checked, data/shard_reader.h) and kept; otherwise each window's
+// block + 1 tokens are read from its shard file (pread), and a shard is read whole once, CRC-32C
+// and token ids checked, the first time a window falls in it (only then is it used). Reading
+// windows costs a read call per row instead of re-reading shards for locality: an earlier loader
+// drew from groups of resident shards, and the last group's stretch of the corpus biased the end
+// of each epoch (validation loss up to 0.05 above the in-memory run, BENCHMARKS.md). Every token
+// id is checked against the dataset's vocabulary before it is used; a damaged shard or an id
+// beyond the vocabulary fails the run naming the shard file.
 //
 //   data::TokenShardOptions o;
 //   o.block = 64;  o.batch = 12;  o.seed = 0;  o.memory_limit = 1 << 20;
@@ -48,10 +52,9 @@ struct TokenShardOptions {
 
 struct TokenShardPlan {
   uint64_t limit = 0;
-  uint64_t batch_bytes = 0;     // two batches: one being built, one held by the trainer
-  int64_t resident_shards = 0;  // shards held at once (a group)
-  uint64_t shard_bytes = 0;     // resident_shards x the largest shard
-  int64_t groups = 0;           // groups per epoch (1: the whole split in memory)
+  uint64_t batch_bytes = 0;  // two batches: one being built, one held by the trainer
+  bool whole_split = false;  // the split's shards all in memory; else windows read from the files
+  uint64_t shard_bytes = 0;  // whole_split: the split's shards; else one shard (checked whole once)
   uint64_t total() const { return batch_bytes + shard_bytes; }
 };
 
@@ -69,14 +72,9 @@ class TokenShardLoader : public BatchSource {
   int64_t vocab_size() const { return dataset_.manifest().vocab_size; }
 
  private:
-  struct Group {
-    std::vector<size_t> shards;  // indices into the split's shards
-    int64_t windows = 0;
-    int64_t first_batch = 0, end_batch = 0;
-  };
-  std::vector<Group> groups_of(int64_t epoch) const;
-  void load(size_t group);  // of the current epoch's groups
-  static constexpr size_t kNoGroup = ~size_t{0};
+  // Writes the block + 1 tokens of window w (of the split's count) to `tokens`.
+  void read_window(int64_t w, std::vector<uint8_t>& tokens);
+  void check_shard(size_t shard);  // reads it whole: CRC-32C and token ids; keeps it if whole_split
 
   ShardDataset dataset_;
   TokenShardOptions options_;
@@ -85,12 +83,11 @@ class TokenShardLoader : public BatchSource {
   int64_t tokens_ = 0, batches_ = 1;
   TokenShardPlan plan_;
   LoaderPosition position_;
-  // The group in memory: its shards' bytes and, per shard, its first window in the group's count.
-  int64_t loaded_epoch_ = -1;
-  size_t loaded_group_ = kNoGroup;
-  std::vector<Group> epoch_groups_;
-  std::vector<std::vector<uint8_t>> resident_;
+  // Per shard, its first window in the split's count (and the total last).
   std::vector<int64_t> window_offsets_;
+  std::vector<bool> checked_;                   // per shard: read whole and found sound
+  std::vector<std::vector<uint8_t>> resident_;  // whole_split: per shard, its bytes
+  std::vector<uint8_t> scratch_, window_;       // a shard being checked; one window's bytes
 };
 
 // Every token id of a split, in order (for evaluation: data::text_windows), checked against the

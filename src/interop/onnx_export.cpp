@@ -6,6 +6,7 @@
 #include <cmath>
 #include <limits>
 #include <map>
+#include <memory>
 #include <numbers>
 #include <set>
 
@@ -21,6 +22,19 @@ namespace {
 // The batch size the graph is built with. Any value works; the batch axis is tracked through the
 // ops and written as the dynamic dim "batch".
 constexpr int64_t kProbeBatch = 2;
+
+// A model of token windows (its input feeds an embedding) exports with a dynamic sequence length:
+// the graph is built twice, at two lengths below the context, and every dim that differs between
+// the two is an affine function of the length, a * T + b. Shapes in attributes (Reshape targets,
+// Slice bounds, Expand shapes, the causal mask) are then computed from the input's runtime T
+// (Shape, Mul, Add, Concat, Slice: opset 17), and the rest of the graph is the first build's.
+// Tracking the length through the graph, as the batch is, would need a rule per op; comparing two
+// builds needs none, and a dim cannot be mistaken for the length by having its value.
+struct SeqProbe {
+  const Graph* second = nullptr;  // the same model built at length t2 (nullptr: fixed length)
+  int64_t t1 = 0, t2 = 0;         // the lengths the two graphs were built at
+  int64_t context = 0;            // the longest length the model takes (the causal mask's size)
+};
 
 struct Value {
   bool constant = false;
@@ -39,7 +53,8 @@ struct Fusable {
 
 class Exporter {
  public:
-  Exporter(const Graph& g, const NamedTensors& weights, onnx::GraphProto& out) : g_(g), gp_(out) {
+  Exporter(const Graph& g, const NamedTensors& weights, onnx::GraphProto& out, SeqProbe seq = {})
+      : g_(g), gp_(out), seq_(seq) {
     for (const auto& [name, t] : weights) weights_[name] = t;
     values_.resize(static_cast<size_t>(g.size()));
     uses_.assign(static_cast<size_t>(g.size()), 0);
@@ -61,7 +76,7 @@ class Exporter {
                        want);
       rename(v.name, want);
       onnx::ValueInfoProto* info = gp_.add_output();
-      describe(*info, want, g_.node(id).type, v.batch_major);
+      describe(*info, want, g_.node(id).type, v.batch_major, dims2(id));
     }
   }
 
@@ -72,7 +87,12 @@ class Exporter {
     if (n.role == NodeRole::Input) {
       v.name = n.name;
       v.batch_major = true;
-      describe(*gp_.add_input(), n.name, n.type, true);
+      describe(*gp_.add_input(), n.name, n.type, true, dims2(id));
+      if (seq_.second) {
+        const Shape& s2 = dims2(id);
+        for (size_t i = 0; i < s2.size(); ++i)
+          if (s2[i] != n.type.shape[i]) seq_input_ = n.name, seq_axis_ = static_cast<int64_t>(i);
+      }
       return;
     }
     if (n.role == NodeRole::Param) {
@@ -97,6 +117,12 @@ class Exporter {
                      op_name(n.op), op_info(n.op).outputs);
     bool all_constant = !draws_philox(n.op);
     for (int in : n.inputs) all_constant &= values_[in].constant;
+    // A constant cut to the sequence length (the position embedding's rows) is computed at run time.
+    if (all_constant && dims2(id) != n.type.shape) {
+      if (n.op != OpId::slice) return unsupported(id, fmt::format("{} of constants to a shape that follows the "
+                                                                    "sequence length", op_name(n.op)));
+      all_constant = false;
+    }
     if (all_constant) return fold(id);
     translate_op(id, n);
   }
@@ -195,20 +221,21 @@ class Exporter {
         values_[id].batch_major = batch_major && a.axes[0] == 0;
         return;
       case OpId::slice: {
-        std::vector<std::string> args = {in[0], int_const(id, "starts", a.starts), int_const(id, "ends", a.ends),
-                                         int_const(id, "axes", a.axes)};
+        std::vector<std::string> args = {in[0], seq_ints(id, "starts", a.starts, attrs2(id).starts),
+                                         seq_ints(id, "ends", a.ends, attrs2(id).ends), int_const(id, "axes", a.axes)};
         if (!a.steps.empty()) args.push_back(int_const(id, "steps", a.steps));
         add(id, "Slice", args);
         for (int64_t axis : a.axes) values_[id].batch_major &= axis != 0;
         return;
       }
       case OpId::broadcast_to: {
-        Shape target = a.shape;  // Expand broadcasts: 1 keeps the input's (batch) dim
-        if (batch_major && !target.empty()) target[0] = 1;
-        add(id, "Expand", {in[0], int_const(id, "shape", target)});
+        Shape target = a.shape, target2 = attrs2(id).shape;  // Expand broadcasts: 1 keeps the input's (batch) dim
+        if (batch_major && !target.empty()) target[0] = target2[0] = 1;
+        add(id, "Expand", {in[0], seq_ints(id, "shape", target, target2)});
         return;
       }
       case OpId::pad: {
+        if (attrs2(id).pads != a.pads) return unsupported(id, "pad by an amount that follows the sequence length");
         const size_t nd = a.pads.size() / 2;  // gpuml: (before, after) per dim; ONNX: all befores, then afters
         std::vector<int64_t> pads(a.pads.size());
         for (size_t d = 0; d < nd; ++d) pads[d] = a.pads[2 * d], pads[nd + d] = a.pads[2 * d + 1];
@@ -254,7 +281,9 @@ class Exporter {
     std::string kt = step(id, "Transpose", {in[1]});
     set_ints(*last_node(), "perm", {0, 1, 3, 2});
     std::string scores = step(id, "Mul", {step(id, "MatMul", {in[0], kt}), scalar(dims.scale, q.dtype)});
-    if (n.attrs.causal) {
+    if (n.attrs.causal && (dims2(n.inputs[0]) != q.shape || dims2(n.inputs[1]) != g_.node(n.inputs[1]).type.shape)) {
+      scores = step(id, "Add", {scores, seq_causal_mask(id, n, dims, q.dtype)});
+    } else if (n.attrs.causal) {
       std::vector<double> mask(static_cast<size_t>(dims.tq * dims.tk), 0.0);
       for (int64_t i = 0; i < dims.tq; ++i)
         for (int64_t j = i + dims.causal_shift() + 1; j < dims.tk; ++j)
@@ -318,7 +347,7 @@ class Exporter {
 
   void reshape(int id, const Node& n, const std::string& x) {
     const Shape& in = g_.node(n.inputs[0]).type.shape;
-    Shape target = n.attrs.shape;
+    Shape target = n.attrs.shape, target2 = attrs2(id).shape;
     bool batch_major = values_[id].batch_major;
     if (batch_major && in.size() >= 2 && target == Shape{in[0], numel(in) / in[0]}) {
       set_int(add(id, "Flatten", {x}), "axis", 1);
@@ -329,25 +358,103 @@ class Exporter {
     if (batch_major && !target.empty() && target[0] != in[0] && target[0] % in[0] == 0) {
       values_[id].batch_major = false;
       values_[id].merged = target[0] / in[0];
-      target[0] = -1;
-      add(id, "Reshape", {x, int_const(id, "shape", target)});
+      target[0] = target2[0] = -1;
+      add(id, "Reshape", {x, seq_ints(id, "shape", target, target2)});
       return;
     }
     const int64_t merged = values_[n.inputs[0]].merged;
     if (merged > 0 && !target.empty() && target[0] * merged == in[0]) {
       values_[id].batch_major = true;
       values_[id].merged = 0;
-      target[0] = -1;
-      add(id, "Reshape", {x, int_const(id, "shape", target)});
+      target[0] = target2[0] = -1;
+      add(id, "Reshape", {x, seq_ints(id, "shape", target, target2)});
       return;
     }
     if (batch_major) {
       if (target.empty() || target[0] != in[0])
         return unsupported(id, fmt::format("reshape {} -> {} (it moves the batch axis; export keeps batch dynamic)",
                                            shape_str(in), shape_str(target)));
-      target[0] = 0;  // ONNX Reshape: 0 copies the input's dim, here the batch
+      target[0] = target2[0] = 0;  // ONNX Reshape: 0 copies the input's dim, here the batch
     }
-    add(id, "Reshape", {x, int_const(id, "shape", target)});
+    add(id, "Reshape", {x, seq_ints(id, "shape", target, target2)});
+  }
+
+  // --- the dynamic sequence length (SeqProbe) ---
+
+  // Node id's shape, and attributes, in the second build (the first's when the length is fixed).
+  const Shape& dims2(int id) const { return (seq_.second ? *seq_.second : g_).node(id).type.shape; }
+  const Attrs& attrs2(int id) const { return (seq_.second ? *seq_.second : g_).node(id).attrs; }
+
+  // The input's length at run time, int64 (1,).
+  std::string seq_len() {
+    if (seq_len_.empty()) {
+      GPUML_CHECK_KIND(ErrorKind::Internal, !seq_input_.empty(), "ONNX export: no input dim follows the length");
+      seq_len_ = "seq_len";
+      onnx::NodeProto& shape = node("Shape", {seq_input_}, seq_len_);
+      set_int(shape, "start", seq_axis_);
+      set_int(shape, "end", seq_axis_ + 1);
+    }
+    return seq_len_;
+  }
+
+  // A value that is v1 at length t1 and v2 at t2, at run time: a * T + b, int64 (1,).
+  std::string seq_dim(int id, int64_t v1, int64_t v2) {
+    const int64_t dt = seq_.t1 - seq_.t2, a = (v1 - v2) / dt, b = v1 - a * seq_.t1;
+    if ((v1 - v2) % dt != 0) {
+      unsupported(id, fmt::format("a dim that is not a whole multiple of the sequence length ({} at {}, {} at {})", v1,
+                                  seq_.t1, v2, seq_.t2));
+      return seq_len();
+    }
+    std::string out = seq_len();
+    if (a != 1) out = step(id, "Mul", {out, int_const(id, fmt::format("times_{}", a), {a})});
+    if (b != 0) out = step(id, "Add", {out, int_const(id, fmt::format("plus_{}", b), {b})});
+    return out;
+  }
+
+  // An int64 vector input (a shape, slice bounds): a constant where the two builds agree, else
+  // the Concat of its constant runs and its length-dependent entries.
+  std::string seq_ints(int id, const std::string& what, const std::vector<int64_t>& v1,
+                       const std::vector<int64_t>& v2) {
+    if (v1 == v2 || v1.size() != v2.size()) return int_const(id, what, v1);
+    std::vector<std::string> parts;
+    std::vector<int64_t> run;
+    for (size_t i = 0; i < v1.size(); ++i) {
+      if (v1[i] == v2[i]) {
+        run.push_back(v1[i]);
+        continue;
+      }
+      if (!run.empty()) parts.push_back(int_const(id, fmt::format("{}_{}", what, i), run)), run.clear();
+      parts.push_back(seq_dim(id, v1[i], v2[i]));
+    }
+    if (!run.empty()) parts.push_back(int_const(id, fmt::format("{}_end", what), run));
+    if (parts.size() == 1) return parts[0];
+    std::string out = step(id, "Concat", parts);
+    set_int(*last_node(), "axis", 0);
+    return out;
+  }
+
+  // The causal mask for a length-dependent attention: the (context, context) mask of 0 and -inf,
+  // its first Tq rows and Tk columns taken at run time (bottom-right aligned needs Tk - Tq fixed:
+  // the mask's columns are then shifted by it).
+  std::string seq_causal_mask(int id, const Node& n, const AttentionDims& dims, DType dtype) {
+    const AttentionDims dims2 =
+        attention_dims((*seq_.second).node(n.inputs[0]).type.shape, (*seq_.second).node(n.inputs[1]).type.shape,
+                       n.attrs);
+    const int64_t shift = dims.causal_shift(), size = seq_.context + std::max<int64_t>(shift, 0);
+    if (dims2.causal_shift() != shift || shift < 0) {
+      unsupported(id, "a causal attention whose key length minus query length follows the sequence length");
+      return "";
+    }
+    std::vector<double> mask(static_cast<size_t>(seq_.context * size), 0.0);
+    for (int64_t i = 0; i < seq_.context; ++i)
+      for (int64_t j = i + shift + 1; j < size; ++j)
+        mask[static_cast<size_t>(i * size + j)] = -std::numeric_limits<double>::infinity();
+    Value m;
+    m.tensor = Tensor::from_values({seq_.context, size}, mask, dtype);
+    const std::string full = initializer(m, fmt::format("causal_mask_{}x{}", seq_.context, size));
+    return step(id, "Slice", {full, int_const(id, "mask_starts", {0, 0}),
+                              seq_ints(id, "mask_ends", {dims.tq, dims.tk}, {dims2.tq, dims2.tk}),
+                              int_const(id, "mask_axes", {0, 1})});
   }
 
   // --- building blocks ---
@@ -417,19 +524,28 @@ class Exporter {
     }
   }
 
-  static void describe(onnx::ValueInfoProto& info, const std::string& name, const TensorType& type, bool batch) {
+  // dims2: the value's shape in the second build; a dim that differs is "seq" (the length) or
+  // left unnamed (a function of it).
+  void describe(onnx::ValueInfoProto& info, const std::string& name, const TensorType& type, bool batch,
+                const Shape& dims2) const {
     info.set_name(name);
     onnx::TypeProto_Tensor* t = info.mutable_type()->mutable_tensor_type();
     t->set_elem_type(onnx_type_of(type.dtype));
     onnx::TensorShapeProto* shape = t->mutable_shape();
     for (size_t i = 0; i < type.shape.size(); ++i) {
       if (i == 0 && batch) shape->add_dim()->set_dim_param("batch");
-      else shape->add_dim()->set_dim_value(type.shape[i]);
+      else if (dims2.size() == type.shape.size() && dims2[i] != type.shape[i]) {
+        onnx::TensorShapeProto_Dimension* dim = shape->add_dim();
+        if (type.shape[i] == seq_.t1 && dims2[i] == seq_.t2) dim->set_dim_param("seq");
+      } else shape->add_dim()->set_dim_value(type.shape[i]);
     }
   }
 
   const Graph& g_;
   onnx::GraphProto& gp_;
+  SeqProbe seq_;
+  std::string seq_input_, seq_len_;  // the input whose dim seq_axis_ is the length; its runtime value
+  int64_t seq_axis_ = 0;
   std::map<std::string, Tensor> weights_;
   std::vector<Value> values_;
   std::vector<int> uses_;
@@ -441,15 +557,67 @@ class Exporter {
 
 }  // namespace
 
-std::string onnx_model_bytes(const nn::Model& model, const NamedTensors& weights) {
+namespace {
+
+struct ForwardGraph {
   Graph g;
+  Sym logits, probabilities;
+};
+
+// The eval-mode forward at batch kProbeBatch and, for a model of token windows, length t.
+std::unique_ptr<ForwardGraph> build_forward(const nn::Model& model, int64_t t) {
+  auto f = std::make_unique<ForwardGraph>();
   Shape x_shape{kProbeBatch};
   for (int64_t d : model.input_shape()) x_shape.push_back(d);
-  Sym x = g.input("x", {x_shape, DType::f32});
-  std::map<std::string, Sym> leaves = nn::declare_params(g, model.param_infos());
-  nn::ForwardContext ctx(g, /*training*/ false, [&](const std::string& name) { return leaves.at(name); });
-  Sym logits = model.forward(x, ctx);
-  Sym probabilities = softmax(logits, -1);
+  if (t > 0) x_shape[1] = t;
+  Sym x = f->g.input("x", {x_shape, DType::f32});
+  std::map<std::string, Sym> leaves = nn::declare_params(f->g, model.param_infos());
+  nn::ForwardContext ctx(f->g, /*training*/ false, [&](const std::string& name) { return leaves.at(name); });
+  // A shorter window than the model's input_shape: the layers take it (a GPT's positions are
+  // sliced to it, as `gpuml generate` runs them), Model::forward's check would not.
+  f->logits = t > 0 ? model.root().forward(x, ctx, "") : model.forward(x, ctx);
+  f->probabilities = softmax(f->logits, -1);
+  return f;
+}
+
+// A model of token windows: a 1-D input that some embedding reads as its ids (directly or cast).
+bool reads_token_windows(const Graph& g, const nn::Model& model) {
+  if (model.input_shape().size() != 1) return false;
+  for (int id = 0; id < g.size(); ++id) {
+    const Node& n = g.node(id);
+    if (n.role != NodeRole::Op || n.op != OpId::embedding) continue;
+    for (int in : n.inputs) {
+      while (g.node(in).role == NodeRole::Op && g.node(in).op == OpId::cast) in = g.node(in).inputs[0];
+      if (g.node(in).role == NodeRole::Input) return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+std::string onnx_model_bytes(const nn::Model& model, const NamedTensors& weights) {
+  std::unique_ptr<ForwardGraph> first = build_forward(model, 0), second;
+  SeqProbe seq;
+  const int64_t context = model.input_shape().empty() ? 0 : model.input_shape()[0];
+  // Two lengths below the context, so that both builds take the same path (a layer may skip a
+  // slice at the full context); a graph whose nodes then differ keeps its length fixed.
+  if (context >= 3 && reads_token_windows(first->g, model)) {
+    std::unique_ptr<ForwardGraph> a, b;
+    try {
+      a = build_forward(model, context - 1), b = build_forward(model, context - 2);
+    } catch (const Error&) {  // a layer needs the whole window (a Flatten into a Linear): fixed
+      a.reset(), b.reset();
+    }
+    bool same = a && b && a->g.size() == b->g.size() && a->logits.id == b->logits.id;
+    for (int id = 0; same && id < a->g.size(); ++id)
+      same = a->g.node(id).op == b->g.node(id).op && a->g.node(id).role == b->g.node(id).role &&
+             a->g.node(id).inputs == b->g.node(id).inputs;
+    if (same) {
+      first = std::move(a), second = std::move(b);
+      seq = {&second->g, context - 1, context - 2, context};
+    }
+  }
 
   onnx::ModelProto m;
   m.set_ir_version(kOnnxIrVersion);
@@ -460,7 +628,8 @@ std::string onnx_model_bytes(const nn::Model& model, const NamedTensors& weights
   opset->set_version(kOnnxOpset);
   onnx::GraphProto* graph = m.mutable_graph();
   graph->set_name("gpuml");
-  Exporter(g, weights, *graph).run({{logits.id, "logits"}, {probabilities.id, "probabilities"}});
+  Exporter(first->g, weights, *graph, seq)
+      .run({{first->logits.id, "logits"}, {first->probabilities.id, "probabilities"}});
   std::string bytes;
   GPUML_CHECK_KIND(ErrorKind::Internal, m.SerializeToString(&bytes), "ONNX export: serialization failed");
   return bytes;

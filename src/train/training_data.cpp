@@ -200,10 +200,11 @@ TrainingData open_token_data(const TrainConfig& cfg, const nn::Model& model, std
   }
   const data::TokenShardPlan& p = loader->plan();
   d.description = fmt::format(
-      "tokens {}: {} train of a {}-token vocabulary, random windows of {} + 1, batch {}; memory {}: {} of {} shards "
-      "at a time ({} group{} an epoch){}",
-      cfg.data, loader->tokens(), vocab, in[0], cfg.batch_size, data::format_bytes(p.limit), p.resident_shards,
-      m.split("train").shards.size(), p.groups, p.groups == 1 ? "" : "s", p.groups == 1 ? ", the whole split" : "");
+      "tokens {}: {} train of a {}-token vocabulary, random windows of {} + 1, batch {}; memory {}: {}", cfg.data,
+      loader->tokens(), vocab, in[0], cfg.batch_size, data::format_bytes(p.limit),
+      p.whole_split ? fmt::format("the whole split ({} shards) in memory", m.split("train").shards.size())
+                    : fmt::format("below the split, windows read from its {} shards (the same batches as in memory)",
+                                  m.split("train").shards.size()));
   d.train = std::move(loader);
   return d;
 }

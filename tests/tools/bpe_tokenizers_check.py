@@ -9,6 +9,11 @@ Usage: bpe_tokenizers_check.py GPUML_BINARY WORK_DIR
   2. The same on a multilingual text this script writes (Latin, Greek, Cyrillic, CJK, Arabic
      digits, emoji, contractions, tabs, no-break and other Unicode spaces, long runs of spaces),
      with a 450-token vocabulary: the pre-tokenizer's Unicode classes must agree too.
+  3. Added (special) tokens: tiny Shakespeare as documents separated by "<|endoftext|>" (one
+     across the 1 MiB chunk boundary of gpuml's streaming) and a few "<|pad|>", through a
+     tokenizer trained with `--special-tokens`; and the multilingual text with specials through a
+     tokenizer that `tokenizers` itself trained (BpeTrainer with special_tokens: ids 0 and 1),
+     which gpuml reads and packs. Same ids both ways; decoding keeps the special tokens' text.
 Exits 77 (skipped) when tokenizers or the corpus is missing (a failure under CI=true).
 """
 import array, json, os, random, subprocess, sys
@@ -42,10 +47,12 @@ def shard_tokens(dataset):
     return list(ids), manifest
 
 
-def check(gpuml, work, name, corpus, vocab_size):
-    tok = os.path.join(work, f"{name}.tokenizer.json")
+def check(gpuml, work, name, corpus, vocab_size, specials=(), tok=None):
     shards = os.path.join(work, f"{name}-tokens")
-    subprocess.run([gpuml, "data", "tokenize", corpus, tok, "--vocab-size", str(vocab_size), "--quiet"], check=True)
+    if tok is None:
+        tok = os.path.join(work, f"{name}.tokenizer.json")
+        subprocess.run([gpuml, "data", "tokenize", corpus, tok, "--vocab-size", str(vocab_size), "--quiet"] +
+                       (["--special-tokens", ",".join(specials)] if specials else []), check=True)
     subprocess.run([gpuml, "data", "pack", corpus, shards, "--tokenizer", tok, "--shard-size", "64K", "--quiet"],
                    check=True)
     ours, manifest = shard_tokens(shards)
@@ -60,10 +67,13 @@ def check(gpuml, work, name, corpus, vocab_size):
         raise SystemExit(f"{name}: gpuml and tokenizers differ at token {at} of {len(ours)} / {len(theirs)}: "
                          f"gpuml {ours[at:at + 8]}, tokenizers {theirs[at:at + 8]} "
                          f"({hf.decode(theirs[max(0, at - 4):at + 8])!r})")
-    back = hf.decode(ours)
+    back = hf.decode(ours, skip_special_tokens=False)
     assert back == text, f"{name}: tokenizers' decoding of gpuml's ids is not the corpus"
+    counts = {s: ours.count(hf.token_to_id(s)) for s in specials}
+    assert all(counts[s] == text.count(s) for s in specials), (counts, [text.count(s) for s in specials])
     print(f"{name}: {len(text)} characters -> {len(ours)} tokens of a {vocab_size}-token vocabulary: "
-          f"gpuml's encoding equals tokenizers' (which decodes it back exactly)")
+          f"gpuml's encoding equals tokenizers' (which decodes it back exactly)" +
+          (f"; special tokens {counts}" if specials else ""))
 
 
 def multilingual_text():
@@ -85,6 +95,34 @@ def main():
     with open(multi, "w", encoding="utf-8") as f:
         f.write(multilingual_text())
     check(gpuml, work, "multilingual", multi, 450)
+
+    # 3. Special tokens, as gpuml trains them and as tokenizers trains them.
+    specials = ["<|endoftext|>", "<|pad|>"]
+    with open(CORPUS, encoding="utf-8") as f:
+        plays = f.read()
+    docs = plays.replace("\n\n", "\n\n<|endoftext|>")
+    docs = docs.replace("KING RICHARD", "KING<|pad|> RICHARD<|pad|><|endoftext|>")
+    cut = (1 << 20) - 5  # a special across gpuml's first 1 MiB chunk boundary (ASCII text: bytes = chars)
+    assert docs.isascii()
+    docs = docs[:cut] + "<|endoftext|>" + docs[cut:]
+    special_corpus = os.path.join(work, "documents.txt")
+    with open(special_corpus, "w", encoding="utf-8") as f:
+        f.write(docs)
+    check(gpuml, work, "documents", special_corpus, 1024, specials)
+
+    from tokenizers import decoders, models, pre_tokenizers, trainers
+    hf = Tokenizer(models.BPE())
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    multi_docs = os.path.join(work, "multilingual-documents.txt")
+    with open(multi_docs, "w", encoding="utf-8") as f:
+        f.write(multilingual_text().replace("\n\n", "<|endoftext|>").replace("42", "<|pad|>42"))
+    hf.train([multi_docs], trainers.BpeTrainer(vocab_size=600, special_tokens=specials, show_progress=False,
+                                               initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    theirs = os.path.join(work, "tokenizers-trained.json")
+    hf.save(theirs)
+    assert [hf.token_to_id(s) for s in specials] == [0, 1]
+    check(gpuml, work, "tokenizers-trained", multi_docs, hf.get_vocab_size(), specials, tok=theirs)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ Sigmoid, Dropout, BatchNorm1d):
      probabilities equal `gpuml predict`'s within 1e-4;
   3. a small GPT (2 blocks, context 16, tied head) trained on a text this script writes exports
      (attention as MatMul/Softmax/MatMul with a causal mask, opset 17), passes the checker, and
-     ONNX Runtime's logits equal `gpuml predict --logits`'s within 1e-4 on the validation windows.
+     ONNX Runtime's logits equal `gpuml predict --logits`'s within 1e-4 on the validation windows,
+     and, with the input's dims ("batch", "seq") dynamic, on prefixes of 1, 7, 15 and 16 tokens.
 Skips (exit 77) when onnx/numpy, onnxruntime or the dataset is missing; under CI=true a missing
 tool is a failure instead (ci_skip.py).
 """
@@ -135,7 +136,19 @@ def check_gpt(gpuml, work):
     err = float(np.abs(ours - theirs).max()) if ours.shape == theirs.shape else float("inf")
     print(f"gpt: {nodes.count('Softmax')} softmaxes, {nodes.count('MatMul')} MatMuls; max |onnxruntime - gpuml "
           f"predict --logits| = {err:.3g} over {ours.shape}")
-    return err < 1e-4
+    ok = err < 1e-4
+    # The batch and the sequence length are dynamic: a prefix of t tokens gives the logits of the
+    # full window's first t positions (attention is causal, positions count from 0).
+    dims = [[d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in onnx.load(path).graph.input]
+    if dims != [["batch", "seq"]]:
+        print(f"gpt: FAIL: the input's dims are {dims}, expected [['batch', 'seq']]")
+        ok = False
+    for t in (1, 7, 15, block):
+        prefix = session.run(["logits"], {session.get_inputs()[0].name: windows[:3, :t]})[0]
+        err = float(np.abs(ours[:3, :t] - prefix).max()) if prefix.shape == ours[:3, :t].shape else float("inf")
+        print(f"gpt: prefix of {t} tokens: logits {prefix.shape}, max |onnxruntime - gpuml| = {err:.3g}")
+        ok &= err < 1e-4
+    return ok
 
 
 if __name__ == "__main__":

@@ -194,6 +194,68 @@ std::string error_of(const std::string& json) {
   return "(accepted)";
 }
 
+TEST(BpeTokenizer, AddedTokensAreCutOutBeforePretokenizingAndRoundTrip) {
+  BpeTokenizer t = BpeTokenizer::from_merges({{'a', 'b'}});  // ab: 256
+  t.add_special_tokens({"<|endoftext|>", "<s>", "<s>>"});    // 257, 258, 259
+  EXPECT_EQ(t.vocab_size(), 260);
+  EXPECT_EQ(t.encode("ab<|endoftext|>ab"), (std::vector<int32_t>{256, 257, 256}));
+  // The text on either side is pre-tokenized as if it ended or began there ("a " -> "a", " ").
+  EXPECT_EQ(t.encode("a <|endoftext|> b"), (std::vector<int32_t>{'a', ' ', 257, ' ', 'b'}));
+  EXPECT_EQ(t.encode("<s>>ab<s>"), (std::vector<int32_t>{259, 256, 258}));  // the longest at a byte
+  EXPECT_EQ(t.encode("<|endoftext").size(), 11u);  // a part of one is plain text: byte tokens
+  EXPECT_EQ(t.decode(t.encode("x<|endoftext|><s>y")), "x<|endoftext|><s>y");
+  EXPECT_THROW(t.add_special_tokens({"ab"}), Error);  // already a token
+  const BpeTokenizer back = BpeTokenizer::from_json(t.to_json(), "t.json");
+  EXPECT_EQ(back.vocab_size(), 260);
+  EXPECT_EQ(back.to_json(), t.to_json());
+  EXPECT_EQ(back.encode("a<s>>b<|endoftext|>"), t.encode("a<s>>b<|endoftext|>"));
+}
+
+TEST_F(BpeFiles, SpecialTokensStreamAcrossChunksAndStayOutOfTraining) {
+  // A special across the 1 MiB chunk boundary of stream_pretokens, others around it.
+  std::string text;
+  while (text.size() < (size_t{1} << 20) - 6) text += "the cat sat<|endoftext|> on mats. ";
+  text.resize((size_t{1} << 20) - 6);
+  text += "<|endoftext|>a cat<|endoftext|>";
+  const std::string corpus = write("docs.txt", text);
+  const std::vector<std::string> specials = {"<|endoftext|>"};
+  std::vector<std::string> whole, streamed;
+  split_specials(
+      text, specials,
+      [&](std::string_view part) {
+        split_pretokens(part, true, [&](std::string_view p) { whole.emplace_back(p); });
+      },
+      [&](size_t) { whole.emplace_back("SPECIAL"); });
+  int64_t next_offset = 0;
+  stream_pretokens(
+      corpus, false,
+      [&](std::string_view p, int64_t offset) {
+        EXPECT_EQ(offset, next_offset);
+        next_offset += static_cast<int64_t>(p.size());
+        streamed.emplace_back(p);
+      },
+      {}, specials,
+      [&](size_t which, int64_t offset) {
+        EXPECT_EQ(which, 0u);
+        EXPECT_EQ(offset, next_offset);
+        next_offset += 13;
+        streamed.emplace_back("SPECIAL");
+      });
+  EXPECT_EQ(next_offset, static_cast<int64_t>(text.size()));
+  ASSERT_EQ(streamed, whole);
+
+  BpeTrainOptions o;
+  o.vocab_size = 264;  // 7 merges (the corpus has 14 to give) and the special
+  o.special_tokens = specials;
+  const BpeTokenizer t = train_bpe(corpus, o).tokenizer;
+  EXPECT_EQ(t.vocab_size(), 264);
+  EXPECT_EQ(t.added_texts(), specials);
+  EXPECT_EQ(t.added_id(0), 263);
+  for (int32_t id = 256; id < 263; ++id)  // no merge learned the special's pieces ("<|", "|>")
+    EXPECT_EQ(t.token_bytes(id).find("|>"), std::string::npos) << t.token_bytes(id);
+  EXPECT_EQ(t.decode(t.encode(text)), text);
+}
+
 TEST(BpeTokenizerFile, HostileFilesAreRefusedNamingTheProblem) {
   const std::string good = BpeTokenizer::from_merges({{'a', 'b'}}).to_json();
   ASSERT_EQ(error_of(good), "(accepted)");
@@ -215,7 +277,20 @@ TEST(BpeTokenizerFile, HostileFilesAreRefusedNamingTheProblem) {
   expect(edit("\"type\": \"BPE\"", "\"type\": \"WordPiece\""),
          "model type \"WordPiece\" is not supported");
   expect(edit("\"normalizer\": null", "\"normalizer\": {\"type\": \"NFC\"}"), "normalizer");
-  expect(edit("\"added_tokens\": []", "\"added_tokens\": [{\"id\": 0}]"), "added (special) tokens");
+  expect(edit("\"added_tokens\": []", "\"added_tokens\": [{\"id\": 0}]"),
+         "added_tokens[0]: expected an object with an integer \"id\" and a string \"content\"");
+  const auto added = [&](const std::string& entries) {
+    return edit("\"added_tokens\": []", "\"added_tokens\": [" + entries + "]");
+  };
+  expect(added("{\"id\": 257, \"content\": \"<s>\", \"lstrip\": true}"),
+         "\"lstrip\": true is not supported");
+  expect(added("{\"id\": 97, \"content\": \"<s>\"}"), "id 97 is given to two tokens");
+  expect(added("{\"id\": 258, \"content\": \"<s>\"}"), "id 258 is not below 258");
+  expect(added("{\"id\": 257, \"content\": \"\"}"), "an empty content");
+  expect(added("{\"id\": 257, \"content\": \"<s>\"}, {\"id\": 258, \"content\": \"<s>\"}"),
+         "the text '<s>' is added twice");
+  EXPECT_EQ(error_of(added("{\"id\": 257, \"content\": \"<s>\", \"special\": true}")),
+            "(accepted)");
   expect(edit("\"add_prefix_space\": false", "\"add_prefix_space\": true"), "add_prefix_space");
   expect(edit("\"dropout\": null", "\"dropout\": 0.1"), "dropout");
   expect(edit("\"ab\": 256", "\"ab\": 300"), "the id 300 is not in [0, 257)");

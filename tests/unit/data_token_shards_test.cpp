@@ -102,10 +102,9 @@ TEST_F(TokenShards, WindowsAreTheTokensSeededAndResumableWithinTheLimit) {
   o.block = 16;
   o.batch = 4;
   o.seed = 3;
-  o.memory_limit = 2 * 4096 + 2 * 4 * 16 * 12;  // two shards at a time: below the split's size
+  o.memory_limit = 2 * 4096 + 2 * 4 * 16 * 12;  // below the split's size: windows read from files
   TokenShardLoader loader(packed(), o);
-  EXPECT_EQ(loader.plan().resident_shards, 2);
-  EXPECT_GT(loader.plan().groups, 2);
+  EXPECT_FALSE(loader.plan().whole_split);
   EXPECT_LE(loader.plan().total(), o.memory_limit);
   EXPECT_EQ(loader.batches_per_epoch(), static_cast<int64_t>(train.size()) / (4 * 16));
   std::vector<std::vector<float>> epoch1;
@@ -129,11 +128,13 @@ TEST_F(TokenShards, WindowsAreTheTokensSeededAndResumableWithinTheLimit) {
   again.seek({1, 5});
   for (size_t b = 5; b < epoch1.size(); ++b) ASSERT_EQ(xs(*again.next()), epoch1[b]) << b;
   EXPECT_FALSE(again.next().has_value());
-  // With the whole split in memory, one group: every batch draws from all of it.
+  // With the whole split in memory: exactly the batches streamed below the split's size.
   o.memory_limit = 1 << 20;
   TokenShardLoader whole(packed(), o);
-  EXPECT_EQ(whole.plan().groups, 1);
+  EXPECT_TRUE(whole.plan().whole_split);
   EXPECT_EQ(whole.batches_per_epoch(), loader.batches_per_epoch());
+  whole.seek({1, 0});
+  for (size_t b = 0; b < epoch1.size(); ++b) ASSERT_EQ(xs(*whole.next()), epoch1[b]) << b;
 }
 
 std::string error_of(const std::function<void()>& f) {
@@ -150,11 +151,16 @@ TEST_F(TokenShards, TokenIdsBeyondTheVocabularyAreRefusedNamingTheShard) {
   TokenShardOptions o;
   o.block = 16;
   o.batch = 4;
-  TokenShardLoader loader(packed(), o);
-  loader.start_epoch(0);
-  const std::string message = error_of([&] { loader.next(); });
-  EXPECT_NE(message.find("train-0000"), std::string::npos) << message;
-  EXPECT_NE(message.find("is beyond the vocabulary of 260 tokens"), std::string::npos) << message;
+  for (uint64_t limit :
+       {uint64_t{0}, uint64_t{2 * 4096 + 2 * 4 * 16 * 12}}) {  // whole; windows read
+    o.memory_limit = limit;
+    TokenShardLoader loader(packed(), o);
+    EXPECT_EQ(loader.plan().whole_split, limit == 0);
+    loader.start_epoch(0);
+    const std::string message = error_of([&] { loader.next(); });
+    EXPECT_NE(message.find("train-0000"), std::string::npos) << message;
+    EXPECT_NE(message.find("is beyond the vocabulary of 260 tokens"), std::string::npos) << message;
+  }
   EXPECT_NE(
       error_of([&] { read_token_split(packed(), "validation"); }).find("beyond the vocabulary"),
       std::string::npos);
