@@ -6,8 +6,10 @@
 # includes starting the interpreter, importing NumPy and gpuml and reading the IDX files with
 # gzip+NumPy, as the CLI's includes its own reading) and the training loops' time (metrics.csv's
 # epoch seconds, the same field for both). Prints the medians and the ratios Python/CLI.
+# SOURCE=arrays (default): Python reads the IDX files into NumPy arrays and passes them in place;
+# SOURCE=path: Python passes the dataset's directory, as the CLI's --data (fit reads it itself).
 # Usage: bash bench/python_vs_cli.sh   (GPUML=build/gpuml PYTHONPATH=build/python PYTHON=/usr/bin/python3
-#        EPOCHS=5 THREADS=2 RUNS=5 WORK=/tmp/gpuml-pybench)
+#        EPOCHS=5 THREADS=2 RUNS=5 SOURCE=arrays|path WORK=/tmp/gpuml-pybench)
 set -euo pipefail
 GPUML=${GPUML:-build/gpuml}
 PYTHON=${PYTHON:-/usr/bin/python3}
@@ -17,7 +19,21 @@ THREADS=${THREADS:-2}
 RUNS=${RUNS:-5}
 WORK=${WORK:-/tmp/gpuml-pybench}
 FMNIST=${FMNIST:-/usr/share/datasets/fashion-mnist}
+SOURCE=${SOURCE:-arrays}
 rm -rf "$WORK" && mkdir -p "$WORK"
+
+if [[ "$SOURCE" == path ]]; then
+  cat > "$WORK/fit.py" << PY
+import sys
+import gpuml
+
+gpuml.Model("mlp").fit("$FMNIST", epochs=$EPOCHS, batch_size=128, seed=0, threads=$THREADS, device="cpu",
+                       run_dir=sys.argv[1], verbose=0)
+PY
+elif [[ "$SOURCE" != arrays ]]; then
+  echo "python_vs_cli: SOURCE must be arrays or path, not '$SOURCE'" >&2
+  exit 2
+else
 
 cat > "$WORK/fit.py" << PY
 import gzip, sys
@@ -38,6 +54,7 @@ yt = read_idx(d + "t10k-labels-idx1-ubyte.gz")
 gpuml.Model("mlp").fit(x, y, epochs=$EPOCHS, batch_size=128, seed=0, threads=$THREADS, device="cpu",
                        validation_data=(xt, yt), run_dir=sys.argv[1], verbose=0)
 PY
+fi
 
 loop_seconds() {  # the sum of metrics.csv's epoch seconds
   "$PYTHON" -c "import csv,sys; print(sum(float(r['epoch_seconds']) for r in csv.DictReader(open(sys.argv[1]))))" "$1/metrics.csv"
