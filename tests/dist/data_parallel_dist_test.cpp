@@ -15,13 +15,14 @@
 #include <cstdlib>
 
 #include "e2e_support.h"
-#include "io/safetensors.h"
+#include "dist_support.h"
 
 namespace gpuml {
 namespace {
 
 namespace fs = std::filesystem;
 using testing::q;
+using testing::max_difference;
 using testing::run_shell;
 using testing::TempDir;
 
@@ -43,35 +44,13 @@ bool mpi_ready(std::string* why) {
   return true;
 }
 
-#define REQUIRE_MPI()                                                      \
-  do {                                                                     \
-    std::string why;                                                       \
-    if (!mpi_ready(&why)) {                                                \
-      if (std::getenv("CI") != nullptr) FAIL() << why << " (CI=true)";    \
-      GTEST_SKIP() << why;                                                 \
-    }                                                                      \
-  } while (0)
-
 std::string train_args(const fs::path& out, int batch) {
   return fmt::format("train --model mlp --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 --quiet --out {}",
                      batch, q(out));
 }
 
-double max_difference(const fs::path& a, const fs::path& b) {
-  SafetensorsFile fa = load_safetensors(a), fb = load_safetensors(b);
-  double worst = 0;
-  for (const auto& [name, ta] : fa.tensors) {
-    EXPECT_TRUE(fb.contains(name)) << name;
-    if (!fb.contains(name)) continue;
-    std::vector<double> va = ta.to_doubles(), vb = fb.at(name).to_doubles();
-    EXPECT_EQ(va.size(), vb.size()) << name;
-    for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i) worst = std::max(worst, std::abs(va[i] - vb[i]));
-  }
-  return worst;
-}
-
 TEST(DataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
-  REQUIRE_MPI();
+  REQUIRE_READY(mpi_ready);
   TempDir dir;
   const fs::path one = dir.path() / "one", two = dir.path() / "two", control = dir.path() / "control";
   auto r = testing::run_gpuml(train_args(one, 128));
@@ -90,7 +69,7 @@ TEST(DataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
 }
 
 TEST(DataParallel, RanksStartedWithDifferentFlagsAreRefusedNamingTheFlag) {
-  REQUIRE_MPI();
+  REQUIRE_READY(mpi_ready);
   TempDir dir;
   auto r = run_shell(fmt::format("timeout 120 {} -np 1 {} {} : -np 1 {} {}", kMpirun, q(GPUML_CLI_PATH),
                                  train_args(dir.path() / "run", 64), q(GPUML_CLI_PATH),
@@ -136,7 +115,7 @@ cat {log})sh",
 }
 
 TEST(DataParallel, StalledRankEndsTheJobWithinTheDeadlineNamingItAndTheCollective) {
-  REQUIRE_MPI();
+  REQUIRE_READY(mpi_ready);
   FaultRun run = run_with_rank1("STOP");
   const std::string& out = run.result.output;
   ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
@@ -149,7 +128,7 @@ TEST(DataParallel, StalledRankEndsTheJobWithinTheDeadlineNamingItAndTheCollectiv
 }
 
 TEST(DataParallel, KilledRankEndsTheJobNamingIt) {
-  REQUIRE_MPI();
+  REQUIRE_READY(mpi_ready);
   FaultRun run = run_with_rank1("KILL");
   const std::string& out = run.result.output;
   ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;

@@ -16,13 +16,14 @@
 #include <regex>
 
 #include "e2e_support.h"
-#include "io/safetensors.h"
+#include "dist_support.h"
 
 namespace gpuml {
 namespace {
 
 namespace fs = std::filesystem;
 using testing::q;
+using testing::max_difference;
 using testing::run_shell;
 using testing::TempDir;
 
@@ -37,15 +38,6 @@ bool gloo_ready(std::string* why) {
   }
   return true;
 }
-
-#define REQUIRE_GLOO()                                                 \
-  do {                                                                 \
-    std::string why;                                                   \
-    if (!gloo_ready(&why)) {                                           \
-      if (std::getenv("CI") != nullptr) FAIL() << why << " (CI=true)"; \
-      GTEST_SKIP() << why;                                             \
-    }                                                                  \
-  } while (0)
 
 std::string train_args(const std::string& model, const fs::path& out, int batch) {
   return fmt::format(
@@ -72,20 +64,6 @@ int rank_exit_code(const std::string& output, int rank) {
   return std::stoi(m[1]);
 }
 
-double max_difference(const fs::path& a, const fs::path& b) {
-  SafetensorsFile fa = load_safetensors(a), fb = load_safetensors(b);
-  double worst = 0;
-  for (const auto& [name, ta] : fa.tensors) {
-    EXPECT_TRUE(fb.contains(name)) << name;
-    if (!fb.contains(name)) continue;
-    std::vector<double> va = ta.to_doubles(), vb = fb.at(name).to_doubles();
-    EXPECT_EQ(va.size(), vb.size()) << name;
-    for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i)
-      worst = std::max(worst, std::abs(va[i] - vb[i]));
-  }
-  return worst;
-}
-
 // 1 process x batch 128, then 2 ranks x batch 64 (with `options` for the launcher script).
 void expect_two_ranks_train_as_one(const std::string& model, const std::string& options) {
   TempDir dir;
@@ -104,24 +82,24 @@ void expect_two_ranks_train_as_one(const std::string& model, const std::string& 
 }
 
 TEST(GlooDataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128Mlp) {
-  REQUIRE_GLOO();
+  REQUIRE_READY(gloo_ready);
   expect_two_ranks_train_as_one("mlp", "");
 }
 
 TEST(GlooDataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128Cnn) {
-  REQUIRE_GLOO();
+  REQUIRE_READY(gloo_ready);
   expect_two_ranks_train_as_one("cnn", "");
 }
 
 // One rank in each of two network namespaces joined by a veth pair: the rendezvous and Gloo's
 // pairs go over a network interface, not loopback. Needs root and iproute2 (CI has both).
 TEST(GlooDataParallel, TwoRanksInTwoNetworkNamespacesTrainAsOneProcess) {
-  REQUIRE_GLOO();
+  REQUIRE_READY(gloo_ready);
   expect_two_ranks_train_as_one("mlp", "--netns");
 }
 
 TEST(GlooDataParallel, RanksStartedWithDifferentFlagsAreRefusedNamingTheFlag) {
-  REQUIRE_GLOO();
+  REQUIRE_READY(gloo_ready);
   TempDir dir;
   auto r = two_ranks(fmt::format("--rank1 {}", q(train_args("mlp", dir.path() / "run", 32))),
                      train_args("mlp", dir.path() / "run", 64));
@@ -143,7 +121,7 @@ double seconds_after_signal(const std::string& output) {
 }
 
 TEST(GlooDataParallel, StalledRankMakesTheOtherExitWithinTheDeadlineNamingItAndTheCollective) {
-  REQUIRE_GLOO();
+  REQUIRE_READY(gloo_ready);
   TempDir dir;
   auto r = two_ranks("--signal STOP --after 3", long_run(dir.path() / "run"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -157,7 +135,7 @@ TEST(GlooDataParallel, StalledRankMakesTheOtherExitWithinTheDeadlineNamingItAndT
 }
 
 TEST(GlooDataParallel, KilledRankMakesTheOtherExitNamingItAndTheCollective) {
-  REQUIRE_GLOO();
+  REQUIRE_READY(gloo_ready);
   TempDir dir;
   auto r = two_ranks("--signal KILL --after 3", long_run(dir.path() / "run"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -171,7 +149,7 @@ TEST(GlooDataParallel, KilledRankMakesTheOtherExitNamingItAndTheCollective) {
 }
 
 TEST(GlooDataParallel, RendezvousWithoutRank0GivesUpAtTheDeadlineNamingTheAddress) {
-  REQUIRE_GLOO();
+  REQUIRE_READY(gloo_ready);
   TempDir dir;
   const auto start = std::chrono::steady_clock::now();
   auto r = two_ranks("--only-rank1 --port 29871",
