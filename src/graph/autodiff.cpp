@@ -65,9 +65,8 @@ std::optional<Sym> concat_of_slices(Graph& g, const std::vector<Sym>& parts) {
     const Node& n = g.node(p.id);
     if (n.role != NodeRole::Op || n.op != OpId::slice_backward) return std::nullopt;
     const Attrs& a = n.attrs;
-    if (a.axes.size() != 1 || a.starts.size() != 1 || a.ends.size() != 1 || (a.steps.size() == 1 && a.steps[0] != 1) ||
-        a.steps.size() > 1)
-      return std::nullopt;
+    const bool unit_step = a.steps.empty() || (a.steps.size() == 1 && a.steps[0] == 1);
+    if (a.axes.size() != 1 || a.starts.size() != 1 || a.ends.size() != 1 || !unit_step) return std::nullopt;
     const int64_t nd = static_cast<int64_t>(a.shape.size());
     const int64_t ax = a.axes[0] < 0 ? a.axes[0] + nd : a.axes[0];
     if (ax < 0 || ax >= nd || (full && (*full != a.shape || ax != axis))) return std::nullopt;
