@@ -14,6 +14,7 @@
 
 #include <cstdlib>
 #include <regex>
+#include <utility>
 
 #include "e2e_support.h"
 #include "dist_support.h"
@@ -164,6 +165,27 @@ TEST(GlooDataParallel, RendezvousWithoutRank0GivesUpAtTheDeadlineNamingTheAddres
             std::string::npos)
       << r.output;
   EXPECT_LT(seconds, 15) << r.output;
+}
+
+// The launch variables the Gloo engine reads beyond the rank's own: a MASTER_PORT whose + 1 is
+// not a port, and a GLOO_SOCKET_IFNAME this machine lacks, are refused at once, naming them.
+TEST(GlooDataParallel, BadPortOrInterfaceIsRefusedNamingIt) {
+  REQUIRE_READY(gloo_ready);
+  TempDir dir;
+  const std::pair<const char*, const char*> cases[] = {
+      {"MASTER_PORT=65535", "MASTER_PORT=65535: rank 0 listens on MASTER_PORT + 1, not a port"},
+      {"MASTER_PORT=29873 GLOO_SOCKET_IFNAME=nosuchif0",
+       "GLOO_SOCKET_IFNAME=nosuchif0: this machine has no network interface of that name"},
+  };
+  for (const auto& [variables, message] : cases) {
+    SCOPED_TRACE(variables);
+    auto r = run_shell(fmt::format(
+        "env RANK=0 LOCAL_RANK=0 WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 {} timeout 60 {} train --model mlp --steps 1 "
+        "--threads 1 --dist-timeout 5 --quiet --out {}",
+        variables, q(GPUML_CLI_PATH), q(dir.path() / "run")));
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find(message), std::string::npos) << r.output;
+  }
 }
 
 }  // namespace

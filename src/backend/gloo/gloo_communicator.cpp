@@ -24,6 +24,7 @@
 #include <gloo/math.h>
 #include <gloo/rendezvous/context.h>
 #include <gloo/transport/tcp/device.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -89,6 +90,10 @@ class GlooCommunicator final : public Communicator {
     GPUML_CHECK(placement.master_port < 65535,
                 "MASTER_PORT={}: rank 0 listens on MASTER_PORT + 1, not a port",
                 placement.master_port);
+    const char* iface = std::getenv("GLOO_SOCKET_IFNAME");
+    if (iface != nullptr && *iface == '\0') iface = nullptr;
+    GPUML_CHECK(iface == nullptr || if_nametoindex(iface) != 0,
+                "GLOO_SOCKET_IFNAME={}: this machine has no network interface of that name", iface ? iface : "");
     const Clock::time_point start = Clock::now();
     TcpStore store({.host = placement.master_addr,
                     .port = placement.master_port + 1,
@@ -97,7 +102,7 @@ class GlooCommunicator final : public Communicator {
                     .world_size = size_,
                     .timeout = timeout});
     gloo::transport::tcp::attr attr;
-    if (const char* iface = std::getenv("GLOO_SOCKET_IFNAME"); iface != nullptr && *iface != '\0') {
+    if (iface != nullptr) {
       attr.iface = iface;
       address_ = std::string("interface ") + iface;
     } else {
