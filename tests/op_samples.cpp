@@ -81,13 +81,16 @@ std::vector<OpSample> build_samples() {
   gelu_tanh.gelu_tanh = true;
   add(OpId::gelu, "erf", {real({4, 33})});
   add(OpId::gelu, "tanh", {strided({4, 9})}, gelu_tanh);
-  // Contiguous f32 takes the AVX2 loop where the CPU has it; past the parallel grain, split in chunks.
+  // Contiguous f32 and bf16 take the AVX2 loops where the CPU has them; past the parallel grain, split in chunks.
   add(OpId::gelu, "tanh_contiguous", {real({3, 67})}, gelu_tanh);
   add(OpId::gelu, "tanh_parallel", {real({3, 6001})}, gelu_tanh);
   for (DType target : {DType::f32, DType::f64, DType::i32, DType::bf16}) {
     Attrs a;
     a.dtype = target;
     add(OpId::cast, std::string("to_") + std::string(dtype_name(target)), {real({2, 17})}, a);
+    // f32 <-> bf16 take the AVX2 loops when contiguous; past the parallel grain, in chunks.
+    add(OpId::cast, std::string("to_") + std::string(dtype_name(target)) + "_parallel", {real({3, 6001})}, a);
+    add(OpId::cast, std::string("to_") + std::string(dtype_name(target)) + "_strided", {strided({5, 7})}, a);
   }
   // Binary with broadcasting and strided operands.
   for (OpId op : {OpId::add, OpId::sub, OpId::mul, OpId::maximum, OpId::minimum, OpId::eq, OpId::ne,
