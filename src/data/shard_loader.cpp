@@ -24,6 +24,7 @@ ShardLoader::ShardLoader(const std::filesystem::path& dir, ShardLoaderOptions op
   split_ = &m.split(options_.split);
   if (!options_.memory) options_.memory = BatchMemory::create();
   GPUML_CHECK(options_.batch_size > 0, "ShardLoader: batch size must be positive, got {}", options_.batch_size);
+  options_.part.check(options_.batch_size, "ShardLoader");
   GPUML_CHECK(options_.read_ahead >= 0 && options_.prefetch_depth >= 1,
               "ShardLoader: read_ahead must be >= 0 and prefetch_depth >= 1, got {} and {}", options_.read_ahead,
               options_.prefetch_depth);
@@ -82,7 +83,7 @@ void ShardLoader::stop() { pipeline_.reset(); }
 Shape ShardLoader::sample_shape() const { return dataset_.manifest().field("x").shape; }
 
 int64_t ShardLoader::batches_per_epoch() const {
-  return (split_->records + options_.batch_size - 1) / options_.batch_size;
+  return options_.part.batches(split_->records, options_.batch_size);
 }
 
 void ShardLoader::seek(LoaderPosition position) {
