@@ -141,6 +141,7 @@ struct Trainer::Impl {
   }
   bool run_epoch(TrainState& st, TrainResult& result);
   void evaluate_at_step(TrainState& st);
+  TaskSums evaluate_held_out(int64_t rows, int64_t batch_rows);
   void end_epoch(TrainState& st, TrainResult& result);
   void finish(TrainState& st, TrainResult& result);
 };
@@ -374,10 +375,23 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
   return true;
 }
 
-// --eval-every: the held-out data's first eval_iters batches (all of it for 0), the same rows each time.
+// The held-out data's first `rows`. With several ranks each evaluates its part of them (BatchPart's
+// rule) and the sums are added over the ranks: every rank gets the figures of one process.
+TaskSums Trainer::Impl::evaluate_held_out(int64_t rows, int64_t batch_rows) {
+  if (!comm) return runner->evaluate(eval_x.slice(0, 0, rows), eval_y.slice(0, 0, rows), batch_rows);
+  const data::BatchPart::Rows mine = data::BatchPart{rank, world_size}.rows_of(rows);
+  const int64_t end = mine.first + mine.count;
+  const TaskSums local =
+      mine.count > 0 ? runner->evaluate(eval_x.slice(0, mine.first, end), eval_y.slice(0, mine.first, end), batch_rows)
+                     : TaskSums{};
+  return sum_over_ranks(*comm, local, comm_timeout);
+}
+
+// --eval-every: the held-out data's first eval_iters global batches (all of it for 0), the same rows each time.
 void Trainer::Impl::evaluate_at_step(TrainState& st) {
-  const int64_t rows = cfg.eval_iters > 0 ? std::min(eval_x.dim(0), cfg.eval_iters * cfg.batch_size) : eval_x.dim(0);
-  TaskSums ev = runner->evaluate(eval_x.slice(0, 0, rows), eval_y.slice(0, 0, rows), cfg.batch_size);
+  const int64_t global_batch = cfg.batch_size * world_size;
+  const int64_t rows = cfg.eval_iters > 0 ? std::min(eval_x.dim(0), cfg.eval_iters * global_batch) : eval_x.dim(0);
+  TaskSums ev = evaluate_held_out(rows, cfg.batch_size);
   st.step_evaluation = {st.progress.step, rows, data.task.mean_loss(ev), data.task.metric(ev)};
   call(&Callback::on_step_evaluated, st);
 }
@@ -396,7 +410,7 @@ void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
   e.train_loss = result.train_loss = task.mean_loss(st.sums);
   e.train_metric = result.train_metric = task.metric(st.sums);
   if (data.eval) {  // without held-out data there is nothing to judge the epoch by (NaN)
-    TaskSums ev = runner->evaluate(eval_x, eval_y, task.eval_batch_rows(cfg.batch_size));
+    TaskSums ev = evaluate_held_out(eval_x.dim(0), task.eval_batch_rows(cfg.batch_size));
     result.eval_loss = task.mean_loss(ev);
     result.eval_metric = task.metric(ev);
   }
