@@ -30,7 +30,8 @@ using gpuml::testing::TempDir;
 // n records whose x (i32, (1,)) holds the record id and whose label is id % 7, in shards of
 // `per_shard` records.
 void write_id_dataset(const fs::path& dir, int64_t n, int64_t per_shard) {
-  ShardWriter w(dir, {{"x", DType::i32, {1}}, {"y", DType::i64, {}}}, static_cast<uint64_t>(per_shard) * 12);
+  ShardWriter w(dir, {{"x", DType::i32, {1}}, {"y", DType::i64, {}}},
+                static_cast<uint64_t>(per_shard) * 12);
   w.begin_split("train");
   for (int64_t id = 0; id < n; ++id) {
     uint8_t record[12];
@@ -64,28 +65,34 @@ ShardLoaderOptions shard_options(int part, int parts) {
   o.batch_size = 10;  // the global batch
   o.seed = 99;
   o.memory_limit = 1 << 20;
-  o.shuffle_buffer = 64;  // records travel between shards, and the buffer starts emitting while it fills
+  o.shuffle_buffer =
+      64;  // records travel between shards, and the buffer starts emitting while it fills
   o.part = {part, parts};
   return o;
 }
 
 // Rank r's rows of each global batch, put together in rank order.
-std::vector<std::vector<int64_t>> joined(const std::vector<std::vector<std::vector<int64_t>>>& per_rank) {
+std::vector<std::vector<int64_t>> joined(
+    const std::vector<std::vector<std::vector<int64_t>>>& per_rank) {
   std::vector<std::vector<int64_t>> out(per_rank[0].size());
   for (const auto& rank : per_rank) {
-    EXPECT_EQ(rank.size(), out.size()) << "the ranks have different numbers of batches: their collectives would hang";
-    for (size_t b = 0; b < std::min(rank.size(), out.size()); ++b) out[b].insert(out[b].end(), rank[b].begin(), rank[b].end());
+    EXPECT_EQ(rank.size(), out.size())
+        << "the ranks have different numbers of batches: their collectives would hang";
+    for (size_t b = 0; b < std::min(rank.size(), out.size()); ++b)
+      out[b].insert(out[b].end(), rank[b].begin(), rank[b].end());
   }
   return out;
 }
 
 TEST(BatchParts, ShardRanksTogetherSeeEachRecordOncePerEpochAsOneProcessDoes) {
   TempDir dir;
-  write_id_dataset(dir.path(), 997, 50);  // 997 % 10 = 7 rows in the last batch: enough for 2 or 3 ranks
+  write_id_dataset(dir.path(), 997,
+                   50);  // 997 % 10 = 7 rows in the last batch: enough for 2 or 3 ranks
   ShardLoader one(dir.path(), shard_options(0, 1));
   for (int parts : {2, 3}) {
     std::vector<std::unique_ptr<ShardLoader>> ranks;
-    for (int r = 0; r < parts; ++r) ranks.push_back(std::make_unique<ShardLoader>(dir.path(), shard_options(r, parts)));
+    for (int r = 0; r < parts; ++r)
+      ranks.push_back(std::make_unique<ShardLoader>(dir.path(), shard_options(r, parts)));
     for (int64_t epoch = 0; epoch < 2; ++epoch) {
       std::vector<std::vector<std::vector<int64_t>>> per_rank;
       std::map<int64_t, int> seen_by;  // record id -> the rank whose batch held it
@@ -93,7 +100,8 @@ TEST(BatchParts, ShardRanksTogetherSeeEachRecordOncePerEpochAsOneProcessDoes) {
         EXPECT_EQ(ranks[r]->batches_per_epoch(), 100);
         per_rank.push_back(epoch_ids(*ranks[r], {epoch, 0}));
         for (const auto& batch : per_rank.back())
-          for (int64_t id : batch) EXPECT_TRUE(seen_by.emplace(id, r).second) << "record " << id << " seen twice";
+          for (int64_t id : batch)
+            EXPECT_TRUE(seen_by.emplace(id, r).second) << "record " << id << " seen twice";
       }
       EXPECT_EQ(seen_by.size(), 997u) << parts << " ranks, epoch " << epoch;
       EXPECT_EQ(joined(per_rank), epoch_ids(one, {epoch, 0})) << parts << " ranks, epoch " << epoch;
@@ -101,7 +109,8 @@ TEST(BatchParts, ShardRanksTogetherSeeEachRecordOncePerEpochAsOneProcessDoes) {
     // Resumed mid-epoch, each rank goes on with exactly its remaining batches.
     for (int r = 0; r < parts; ++r) {
       std::vector<std::vector<int64_t>> whole = epoch_ids(*ranks[r], {1, 0});
-      EXPECT_EQ(epoch_ids(*ranks[r], {1, 37}), std::vector<std::vector<int64_t>>(whole.begin() + 37, whole.end()));
+      EXPECT_EQ(epoch_ids(*ranks[r], {1, 37}),
+                std::vector<std::vector<int64_t>>(whole.begin() + 37, whole.end()));
     }
   }
 }
@@ -128,18 +137,22 @@ TEST(BatchParts, AGlobalBatchSmallerThanTheRanksIsRefused) {
     ShardLoader loader(dir.path(), o);
     FAIL() << "a batch of 2 rows was split in 3 parts";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("ShardLoader: a batch of 2 rows cannot be split in 3 parts"), std::string::npos)
+    EXPECT_NE(
+        std::string(e.what()).find("ShardLoader: a batch of 2 rows cannot be split in 3 parts"),
+        std::string::npos)
         << e.what();
   }
 }
 
-// x of a window of the tokens 0, 1, 2, ... starts at its window's start: the rows say which windows.
+// x of a window of the tokens 0, 1, 2, ... starts at its window's start: the rows say which
+// windows.
 std::vector<std::vector<int64_t>> window_starts(BatchSource& loader, int64_t block) {
   loader.seek({2, 0});
   std::vector<std::vector<int64_t>> out;
   while (std::optional<Batch> b = loader.next()) {
     std::vector<int64_t> starts;
-    for (int64_t r = 0; r < b->x.dim(0); ++r) starts.push_back(static_cast<int64_t>(b->x.data<float>()[r * block]));
+    for (int64_t r = 0; r < b->x.dim(0); ++r)
+      starts.push_back(static_cast<int64_t>(b->x.data<float>()[r * block]));
     out.push_back(starts);
   }
   return out;
@@ -175,16 +188,20 @@ TEST(BatchParts, TokenDatasetRanksDrawTheWindowsOfOneProcessFromTheFiles) {
   pack.shard_bytes = 2048;
   pack_dataset(corpus.string(), dir.path() / "tokens", pack);
   // Below the split's size: windows are read from the shard files.
-  auto options = [](int part, int parts) { return TokenShardOptions{16, 8, 3, 8 << 10, "train", nullptr, {part, parts}}; };
+  auto options = [](int part, int parts) {
+    return TokenShardOptions{16, 8, 3, 8 << 10, "train", nullptr, {part, parts}};
+  };
   TokenShardLoader one(dir.path() / "tokens", options(0, 1));
   ASSERT_FALSE(one.plan().whole_split);
   auto rows = [](TokenShardLoader& loader) {
     loader.seek({1, 0});
     std::vector<std::vector<float>> out;
-    while (std::optional<Batch> b = loader.next()) out.emplace_back(b->x.data<float>(), b->x.data<float>() + b->x.numel());
+    while (std::optional<Batch> b = loader.next())
+      out.emplace_back(b->x.data<float>(), b->x.data<float>() + b->x.numel());
     return out;
   };
-  TokenShardLoader rank0(dir.path() / "tokens", options(0, 2)), rank1(dir.path() / "tokens", options(1, 2));
+  TokenShardLoader rank0(dir.path() / "tokens", options(0, 2)),
+      rank1(dir.path() / "tokens", options(1, 2));
   std::vector<std::vector<float>> a = rows(rank0), b = rows(rank1), whole = rows(one);
   ASSERT_EQ(a.size(), whole.size());
   ASSERT_EQ(b.size(), whole.size());

@@ -71,15 +71,19 @@ class ShardRanks : public ::testing::Test {
   // epoch, the last of 104 rows; 20 steps end in the third epoch. --eval-every 5 --eval-iters 1:
   // the first global batch of the 200 test rows.
   std::string train_args(const fs::path& out, int batch, const std::string& more = "") const {
-    return fmt::format("train --model mlp --data {} --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 "
-                       "--data-memory-limit 4M --shuffle-buffer 300 --eval-every 5 --eval-iters 1 --quiet --out {}{}",
-                       q(shards()), batch, q(out), more);
+    return fmt::format(
+        "train --model mlp --data {} --batch-size {} --steps 20 --threads 1 --deterministic --seed "
+        "1 "
+        "--data-memory-limit 4M --shuffle-buffer 300 --eval-every 5 --eval-iters 1 --quiet --out "
+        "{}{}",
+        q(shards()), batch, q(out), more);
   }
   TempDir dir_;
 };
 
 TEST_F(ShardRanks, TwoRanksOfBatch64TrainAndEvaluateAsOneProcessOfBatch128) {
-  const fs::path one = dir_.path() / "one", two = dir_.path() / "two", control = dir_.path() / "control";
+  const fs::path one = dir_.path() / "one", two = dir_.path() / "two",
+                 control = dir_.path() / "control";
   auto r = testing::run_gpuml(train_args(one, 128));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = ranks(2, train_args(two, 64));
@@ -88,17 +92,22 @@ TEST_F(ShardRanks, TwoRanksOfBatch64TrainAndEvaluateAsOneProcessOfBatch128) {
   EXPECT_LT(weights, 1e-5);
   RecordProperty("max_weight_difference", fmt::format("{:.3g}", weights));
   // The evaluation each epoch and every 5 steps: the ranks' parts added up, as one process's.
-  const double epoch_loss = max_relative(column(two / "metrics.csv", "test_loss"), column(one / "metrics.csv", "test_loss"));
-  const double step_loss = max_relative(column(two / "steps.csv", "test_loss"), column(one / "steps.csv", "test_loss"));
+  const double epoch_loss = max_relative(column(two / "metrics.csv", "test_loss"),
+                                         column(one / "metrics.csv", "test_loss"));
+  const double step_loss =
+      max_relative(column(two / "steps.csv", "test_loss"), column(one / "steps.csv", "test_loss"));
   EXPECT_LT(epoch_loss, 1e-4);
   EXPECT_LT(step_loss, 1e-4);
-  RecordProperty("max_eval_loss_relative_difference", fmt::format("{:.3g}", std::max(epoch_loss, step_loss)));
+  RecordProperty("max_eval_loss_relative_difference",
+                 fmt::format("{:.3g}", std::max(epoch_loss, step_loss)));
   const std::vector<double> acc_one = column(one / "metrics.csv", "test_accuracy"),
                             acc_two = column(two / "metrics.csv", "test_accuracy");
   ASSERT_EQ(acc_one.size(), 3u);
   ASSERT_EQ(acc_two.size(), 3u);
-  for (size_t e = 0; e < 3; ++e) EXPECT_LE(std::abs(acc_one[e] - acc_two[e]), 1.0 / 200 + 1e-9) << "epoch " << e + 1;
-  EXPECT_EQ(column(two / "steps.csv", "rows"), std::vector<double>(4, 128.0));  // eval-iters 1: one global batch
+  for (size_t e = 0; e < 3; ++e)
+    EXPECT_LE(std::abs(acc_one[e] - acc_two[e]), 1.0 / 200 + 1e-9) << "epoch " << e + 1;
+  EXPECT_EQ(column(two / "steps.csv", "rows"),
+            std::vector<double>(4, 128.0));  // eval-iters 1: one global batch
 
   // The control: one process of batch 64 sees other batches.
   r = testing::run_gpuml(train_args(control, 64));
@@ -106,14 +115,17 @@ TEST_F(ShardRanks, TwoRanksOfBatch64TrainAndEvaluateAsOneProcessOfBatch128) {
   EXPECT_GT(max_difference(one / "model.safetensors", control / "model.safetensors"), 1e-4)
       << "the control run is as close as the data-parallel one: the check cannot tell";
   // (16 batches an epoch: 2 epochs; the step evaluations line up.)
-  EXPECT_GT(max_relative(column(control / "steps.csv", "test_loss"), column(one / "steps.csv", "test_loss")), 1e-3);
+  EXPECT_GT(max_relative(column(control / "steps.csv", "test_loss"),
+                         column(one / "steps.csv", "test_loss")),
+            1e-3);
 }
 
 TEST_F(ShardRanks, ResumeByTheSameRanksIsExactAndTheCheckpointRecordsThem) {
   const fs::path whole = dir_.path() / "whole", split = dir_.path() / "split";
   auto r = ranks(2, train_args(whole, 64));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = ranks(2, train_args(split, 64, " --max-steps 11"));  // stopped in the second epoch, at its batch 3
+  r = ranks(
+      2, train_args(split, 64, " --max-steps 11"));  // stopped in the second epoch, at its batch 3
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(load_checkpoint(split / "last.safetensors").progress.world_size, 2);
   r = ranks(2, "train --quiet --threads 1 --resume " + q(split));
@@ -124,20 +136,26 @@ TEST_F(ShardRanks, ResumeByTheSameRanksIsExactAndTheCheckpointRecordsThem) {
 
 TEST_F(ShardRanks, ResumeByAnotherNumberOfRanksContinuesWithAWarning) {
   const fs::path run = dir_.path() / "run";
-  auto r = testing::run_gpuml(train_args(run, 64, " --max-steps 11"));  // one process: 16 batches an epoch
+  auto r = testing::run_gpuml(
+      train_args(run, 64, " --max-steps 11"));  // one process: 16 batches an epoch
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(load_checkpoint(run / "last.safetensors").progress.world_size, 1);
   r = ranks(2, "train --quiet --threads 1 --resume " + q(run));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  EXPECT_NE(r.output.find("warning: --resume " + (run / "last.safetensors").string() +
-                          ": the run was trained by 1 process and continues in 2: the global batch is now 128 rows "
-                          "instead of 64, so the data order changes"),
+  EXPECT_NE(
+      r.output.find(
+          "warning: --resume " + (run / "last.safetensors").string() +
+          ": the run was trained by 1 process and continues in 2: the global batch is now 128 rows "
+          "instead of 64, so the data order changes"),
+      std::string::npos)
+      << r.output;
+  // 11 batches of 64 rows were trained: the epoch goes on at batch 5 of 128 (704 rows = 5.5
+  // batches).
+  EXPECT_NE(r.output.find("(the epoch continues at batch 5 of the new size, after 704 rows)"),
             std::string::npos)
       << r.output;
-  // 11 batches of 64 rows were trained: the epoch goes on at batch 5 of 128 (704 rows = 5.5 batches).
-  EXPECT_NE(r.output.find("(the epoch continues at batch 5 of the new size, after 704 rows)"), std::string::npos)
-      << r.output;
-  EXPECT_EQ(r.output.find("warning:"), r.output.rfind("warning:")) << "rank 1 warned too: " << r.output;
+  EXPECT_EQ(r.output.find("warning:"), r.output.rfind("warning:"))
+      << "rank 1 warned too: " << r.output;
   const Checkpoint last = load_checkpoint(run / "last.safetensors");
   EXPECT_EQ(last.progress.world_size, 2);
   EXPECT_EQ(last.progress.step, 20);
@@ -164,11 +182,14 @@ TEST(TextRanks, TwoRanksOfBatch8TrainAndEvaluateATinyGptAsOneProcessOfBatch16) {
   }
   std::ofstream(model) << tiny_gpt();
   auto args = [&](const fs::path& out, int batch) {
-    return fmt::format("train --data {} --model {} --batch-size {} --steps 12 --lr 3e-3 --optimizer adamw --threads 1 "
-                       "--deterministic --seed 1 --eval-every 6 --eval-iters 2 --quiet --out {}",
-                       q(text), q(model), batch, q(out));
+    return fmt::format(
+        "train --data {} --model {} --batch-size {} --steps 12 --lr 3e-3 --optimizer adamw "
+        "--threads 1 "
+        "--deterministic --seed 1 --eval-every 6 --eval-iters 2 --quiet --out {}",
+        q(text), q(model), batch, q(out));
   };
-  const fs::path one = dir.path() / "one", two = dir.path() / "two", control = dir.path() / "control";
+  const fs::path one = dir.path() / "one", two = dir.path() / "two",
+                 control = dir.path() / "control";
   auto r = testing::run_gpuml(args(one, 16));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   r = ranks(2, args(two, 8));
@@ -176,11 +197,14 @@ TEST(TextRanks, TwoRanksOfBatch8TrainAndEvaluateATinyGptAsOneProcessOfBatch16) {
   const double weights = max_difference(one / "model.safetensors", two / "model.safetensors");
   EXPECT_LT(weights, 1e-4);
   RecordProperty("max_weight_difference", fmt::format("{:.3g}", weights));
-  const double eval_loss = std::max(max_relative(column(two / "metrics.csv", "val_loss"), column(one / "metrics.csv", "val_loss")),
-                                    max_relative(column(two / "steps.csv", "val_loss"), column(one / "steps.csv", "val_loss")));
+  const double eval_loss = std::max(
+      max_relative(column(two / "metrics.csv", "val_loss"),
+                   column(one / "metrics.csv", "val_loss")),
+      max_relative(column(two / "steps.csv", "val_loss"), column(one / "steps.csv", "val_loss")));
   EXPECT_LT(eval_loss, 1e-4);
   RecordProperty("max_eval_loss_relative_difference", fmt::format("{:.3g}", eval_loss));
-  EXPECT_EQ(column(two / "steps.csv", "rows"), std::vector<double>(2, 32.0));  // eval-iters 2 of 16 windows
+  EXPECT_EQ(column(two / "steps.csv", "rows"),
+            std::vector<double>(2, 32.0));  // eval-iters 2 of 16 windows
   r = testing::run_gpuml(args(control, 8));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_GT(max_difference(one / "model.safetensors", control / "model.safetensors"), 1e-3)

@@ -35,13 +35,15 @@ TEST(ResumeWorldSize, TheCheckpointRecordsItAndOlderOnesReadAsOneProcess) {
     load_checkpoint(dir.path() / "zero.safetensors");
     FAIL() << "a checkpoint of 0 processes was read";
   } catch (const Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'gpuml.world_size' = 0 is not a number of processes"), std::string::npos)
+    EXPECT_NE(std::string(e.what()).find("'gpuml.world_size' = 0 is not a number of processes"),
+              std::string::npos)
         << e.what();
   }
 }
 
 ResumePoint resume_point(int64_t world_size) {
-  ResumePoint r{"runs/a/last.safetensors", small_checkpoint(world_size), {}, 1, nn::Model::preset("mlp")};
+  ResumePoint r{
+      "runs/a/last.safetensors", small_checkpoint(world_size), {}, 1, nn::Model::preset("mlp")};
   r.config.batch_size = 64;
   return r;
 }
@@ -56,15 +58,18 @@ TEST(ResumeWorldSize, TheSameNumberOfProcessesChangesNothing) {
 TEST(ResumeWorldSize, AnotherNumberCarriesTheEpochOverByRowsAndSaysTheOrderChanges) {
   ResumePoint more = resume_point(1);
   EXPECT_EQ(adapt_to_world_size(more, 2),
-            "--resume runs/a/last.safetensors: the run was trained by 1 process and continues in 2: the global batch "
-            "is now 128 rows instead of 64, so the data order changes and the result will differ from a run that "
+            "--resume runs/a/last.safetensors: the run was trained by 1 process and continues in "
+            "2: the global batch "
+            "is now 128 rows instead of 64, so the data order changes and the result will differ "
+            "from a run that "
             "never stopped (the epoch continues at batch 5 of the new size, after 704 rows)");
   EXPECT_EQ(more.checkpoint.progress.loader_batch, 5);  // 704 rows: 5 whole batches of 128
   EXPECT_EQ(more.checkpoint.progress.world_size, 2);
   EXPECT_EQ(more.checkpoint.progress.step, 11);  // optimizer steps are not rescaled
 
   ResumePoint fewer = resume_point(4);
-  EXPECT_NE(adapt_to_world_size(fewer, 1).find("trained by 4 processes and continues in 1"), std::string::npos);
+  EXPECT_NE(adapt_to_world_size(fewer, 1).find("trained by 4 processes and continues in 1"),
+            std::string::npos);
   EXPECT_EQ(fewer.checkpoint.progress.loader_batch, 44);
 }
 
