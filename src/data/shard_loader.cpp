@@ -37,6 +37,8 @@ ShardLoader::ShardLoader(const std::filesystem::path& dir, ShardLoaderOptions op
   // The budget: read-ahead shards and batches first, the shuffle buffer gets the rest.
   const uint64_t record_bytes = m.record_bytes();
   const uint64_t sample_elems = static_cast<uint64_t>(numel(m.field("x").shape));
+  // The global batch's bytes, even for a part of it: the shuffle buffer then gets the capacity one
+  // process would, and the record order depends on it (N ranks x B must see 1 x N*B's records).
   const uint64_t one_batch = static_cast<uint64_t>(options_.batch_size) * (sample_elems * 4 + 8);
   plan_.limit = options_.memory_limit > 0 ? options_.memory_limit : default_data_memory_limit();
   plan_.shard_buffers = options_.read_ahead + 1;
