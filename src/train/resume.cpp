@@ -165,4 +165,22 @@ ResumePoint read_resume_point(const std::string& resume, const TrainConfig& requ
   return ResumePoint{p.string(), std::move(checkpoint), std::move(config), saved_epochs, std::move(model)};
 }
 
+std::string adapt_to_world_size(ResumePoint& resumed, int world_size) {
+  TrainingProgress& p = resumed.checkpoint.progress;
+  const int64_t saved = p.world_size;
+  if (saved == world_size) return "";
+  const int64_t batch = resumed.config.batch_size;
+  const int64_t saved_batch = p.loader_batch;
+  // loader_batch global batches of saved * batch rows were trained; as many whole new ones.
+  p.loader_batch = p.loader_batch * saved / world_size;
+  p.world_size = world_size;
+  return fmt::format(
+      "--resume {}: the run was trained by {} process{} and continues in {}: the global batch is now {} rows instead "
+      "of {}, so the data order changes and the result will differ from a run that never stopped{}",
+      resumed.path, saved, saved == 1 ? "" : "es", world_size, batch * world_size, batch * saved,
+      saved_batch > 0 ? fmt::format(" (the epoch continues at batch {} of the new size, after {} rows)", p.loader_batch,
+                                    saved_batch * saved * batch)
+                      : "");
+}
+
 }  // namespace gpuml

@@ -1,5 +1,6 @@
 // What the data-parallel tests (label dist) share: the largest difference between two runs'
-// weights, and the rule for a launcher or plugin that is missing (a skip, but a failure under CI).
+// weights, mpirun and whether it can run, and the rule for a launcher or plugin that is missing (a
+// skip, but a failure under CI).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -11,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "e2e_support.h"
 #include "io/safetensors.h"
 
 namespace gpuml::testing {
@@ -28,6 +30,34 @@ inline double max_difference(const std::filesystem::path& a, const std::filesyst
     for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i) worst = std::max(worst, std::abs(va[i] - vb[i]));
   }
   return worst;
+}
+
+// Whether rank 0's message names the collective it waited in when rank 1 stalled or died mid-run
+// ("rank 0 of 2: all_reduce of gradients waited", `how` = "waited" or "failed after"): the step's
+// gradients, or at an epoch's end the evaluation's sums (each rank evaluates its part).
+inline bool names_training_collective(const std::string& output, const std::string& how) {
+  for (const char* collective : {"all_reduce of gradients", "all_gather of evaluation sums"})
+    if (output.find(std::string("rank 0 of 2: ") + collective + " " + how) != std::string::npos) return true;
+  return false;
+}
+
+inline constexpr const char* kMpirun = "mpirun --allow-run-as-root --oversubscribe";
+
+// mpirun, the MPI plugin and Fashion-MNIST are here.
+inline bool mpi_ready(std::string* why) {
+  if (run_shell("command -v mpirun").exit_code != 0) {
+    *why = "mpirun not found (Debian: openmpi-bin)";
+    return false;
+  }
+  if (!std::filesystem::exists(std::filesystem::path(GPUML_CLI_PATH).parent_path() / "libgpuml_mpi.so")) {
+    *why = "the MPI plugin was not built (Debian: libopenmpi-dev)";
+    return false;
+  }
+  if (!have_fashion_mnist()) {
+    *why = "Fashion-MNIST not found";
+    return false;
+  }
+  return true;
 }
 
 }  // namespace gpuml::testing

@@ -127,8 +127,7 @@ TEST(GlooDataParallel, StalledRankMakesTheOtherExitWithinTheDeadlineNamingItAndT
   auto r = two_ranks("--signal STOP --after 3", long_run(dir.path() / "run"));
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(rank_exit_code(r.output, 0), 0) << r.output;
-  EXPECT_NE(r.output.find("rank 0 of 2: all_reduce of gradients waited"), std::string::npos)
-      << r.output;
+  EXPECT_TRUE(testing::names_training_collective(r.output, "waited")) << r.output;
   EXPECT_NE(r.output.find("for rank 1"), std::string::npos) << r.output;
   // --dist-timeout 3: not before it, and promptly after it.
   EXPECT_GT(seconds_after_signal(r.output), 2.5) << r.output;
@@ -142,8 +141,7 @@ TEST(GlooDataParallel, KilledRankMakesTheOtherExitNamingItAndTheCollective) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(rank_exit_code(r.output, 0), 0) << r.output;
   // A closed connection is noticed at once, well before the deadline.
-  EXPECT_NE(r.output.find("rank 0 of 2: all_reduce of gradients failed after"), std::string::npos)
-      << r.output;
+  EXPECT_TRUE(testing::names_training_collective(r.output, "failed after")) << r.output;
   EXPECT_NE(r.output.find("the connection to rank 1 broke"), std::string::npos) << r.output;
   EXPECT_GE(seconds_after_signal(r.output), 0) << r.output;
   EXPECT_LT(seconds_after_signal(r.output), 3) << r.output;
