@@ -68,6 +68,39 @@ TEST(DataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
       << "the control run is as close as the data-parallel one: the check cannot tell";
 }
 
+// BatchNorm (a model JSON with BatchNorm2d and BatchNorm1d): with --sync-batchnorm the ranks'
+// statistics are over the global batch, so the weights AND the running statistics (in
+// model.safetensors) are one process's (tolerance: dist_support.h). Without it (DDP's default)
+// each rank normalises its own 64 rows: the control, farther than the tolerance, which rank 0
+// alone writes, its running statistics broadcast to the other rank after every step
+// (tests/unit/sync_batch_norm_test.cpp checks the ranks' agreement).
+TEST(DataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
+  REQUIRE_READY(mpi_ready);
+  TempDir dir;
+  const std::string model = testing::write_batch_norm_model(dir.path());
+  const fs::path one = dir.path() / "one", two = dir.path() / "two", local = dir.path() / "local";
+  auto args = [&](const fs::path& out, int batch) {
+    return fmt::format("train --model {} {} --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 --quiet --out {}",
+                       q(model), testing::kSyncBatchNormOptimizer, batch, q(out));
+  };
+  auto r = testing::run_gpuml(args(one, 128));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_shell(fmt::format("{} -np 2 {} {} --sync-batchnorm", kMpirun, q(GPUML_CLI_PATH), args(two, 64)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const double difference = testing::max_relative_difference(one / "model.safetensors", two / "model.safetensors");
+  EXPECT_LT(difference, testing::kSyncBatchNormTolerance);
+  RecordProperty("max_weight_and_statistics_difference", fmt::format("{:.3g}", difference));
+  EXPECT_NE(testing::read_text(two / "config.json").find("\"sync_batchnorm\": true"), std::string::npos);
+  const SafetensorsFile saved = load_safetensors(two / "model.safetensors");
+  EXPECT_EQ(saved.at("1.num_batches_tracked").to_doubles(), std::vector<double>{20});
+
+  r = run_shell(fmt::format("{} -np 2 {} {}", kMpirun, q(GPUML_CLI_PATH), args(local, 64)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GT(testing::max_relative_difference(one / "model.safetensors", local / "model.safetensors"),
+            100 * testing::kSyncBatchNormTolerance)
+      << "local statistics train as close as synchronised ones: the check cannot tell";
+}
+
 TEST(DataParallel, RanksStartedWithDifferentFlagsAreRefusedNamingTheFlag) {
   REQUIRE_READY(mpi_ready);
   TempDir dir;
