@@ -9,9 +9,10 @@
 //
 // Data parallelism (set_communicator with several ranks) splits that step in two graphs: the
 // first ends at the flat gradient (P,), which is averaged over the ranks by an all-reduce on the
-// host, and the second is the optimizer update alone. Splitting keeps the collective out of the
-// graph IR (no op that blocks on other processes, nothing a CUDA graph would capture) and leaves
-// one process's fused step as it was. Each rank's gradient is the mean over its own rows, so the
+// host, and the second is the optimizer update alone. Splitting keeps the gradient's collective
+// out of the graph IR (nothing a CUDA graph would capture) and leaves one process's fused step as
+// it was. (Synchronised BatchNorm is the exception: its statistics are needed mid-forward, so its
+// all_reduce_sum ops sit in the gradient graph; set_sync_batch_norm.) Each rank's gradient is the mean over its own rows, so the
 // ranks' gradients are summed weighted by their rows (or counted tokens) and divided by the total:
 // the mean over the global batch, exactly what one process with the whole batch computes, up to
 // the order of the float additions.
