@@ -13,6 +13,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <regex>
 
 #include "e2e_support.h"
 #include "dist_support.h"
@@ -117,11 +118,12 @@ struct FaultRun {
   testing::CommandResult result;
   double seconds_after_signal = 0;
 };
-FaultRun run_with_rank1(const char* signal) {
+// `model`: the --model argument and any further flags.
+FaultRun run_with_rank1(const char* signal, const std::string& model = "mlp") {
   TempDir dir;
   const fs::path out = dir.path() / "fault-run";
   const std::string script = fmt::format(
-      R"sh(timeout 120 {mpirun} -np 2 {gpuml} train --model mlp --epochs 100 --threads 1 --dist-timeout 3 --quiet --out {out} > {log} 2>&1 &
+      R"sh(timeout 120 {mpirun} -np 2 {gpuml} train --model {model} --epochs 100 --threads 1 --dist-timeout 3 --quiet --out {out} > {log} 2>&1 &
 job=$!
 pid=
 for i in $(seq 200); do
@@ -139,7 +141,7 @@ wait $job
 echo "exit $? after_ms $(( ($(date +%s%N) - start) / 1000000 ))"
 cat {log})sh",
       fmt::arg("mpirun", kMpirun), fmt::arg("gpuml", q(GPUML_CLI_PATH)), fmt::arg("out", q(out)), fmt::arg("out_plain", out.string()),
-      fmt::arg("log", q(dir.path() / "log")), fmt::arg("signal", signal));
+      fmt::arg("log", q(dir.path() / "log")), fmt::arg("signal", signal), fmt::arg("model", model));
   FaultRun run;
   run.result = run_shell(script);
   size_t at = run.result.output.find("after_ms ");
@@ -156,6 +158,28 @@ TEST(DataParallel, StalledRankEndsTheJobWithinTheDeadlineNamingItAndTheCollectiv
   EXPECT_NE(out.find("rank 0 of 2: all_reduce of gradients waited"), std::string::npos) << out;
   EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;
   // --dist-timeout 3, plus the job's teardown.
+  EXPECT_GT(run.seconds_after_signal, 2.5) << out;
+  EXPECT_LT(run.seconds_after_signal, 30) << out;
+}
+
+// With --sync-batchnorm most of a step's collectives run inside its graph (all_reduce_sum, four
+// per BatchNorm layer); a stalled rank still ends the job at the deadline, naming the collective
+// rank 0 waited in: one of the graph's, or the gradients' all-reduce, depending on where in the
+// step rank 1 stopped (recorded as a property).
+TEST(DataParallel, StalledRankDuringSyncBatchNormEndsTheJobWithinTheDeadline) {
+  REQUIRE_READY(mpi_ready);
+  TempDir dir;
+  FaultRun run = run_with_rank1("STOP", q(testing::write_batch_norm_model(dir.path())) + " --sync-batchnorm");
+  const std::string& out = run.result.output;
+  ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
+  EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
+  std::smatch waited;
+  EXPECT_TRUE(std::regex_search(out, waited,
+                                std::regex("rank 0 of 2: (all_gather of an all_reduce_sum op's values \\(synchronised "
+                                           "BatchNorm statistics\\)|all_reduce of gradients) waited")))
+      << out;
+  if (!waited.empty()) RecordProperty("collective", waited[1].str());
+  EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;
   EXPECT_GT(run.seconds_after_signal, 2.5) << out;
   EXPECT_LT(run.seconds_after_signal, 30) << out;
 }
