@@ -355,6 +355,10 @@ std::vector<OpSample> build_samples() {
     r.beta = 2;
     add(OpId::arange, "step2", {}, r);
   }
+  // Collectives: run without a communicator here (one process: the identity); across ranks in
+  // tests/unit/sync_batch_norm_test.cpp and tests/dist.
+  add(OpId::all_reduce_sum, "odd", {real({3, 37})});
+  add(OpId::all_reduce_sum, "strided", {strided({5, 7})});
   // Optimizer updates: state (rows, P), grad (P,), hyper (3,) = [lr, 1-beta1^t, 1-beta2^t], decay
   // (P,) 0 or 1 per column. The Adam state is Positive so that its v row (a running mean of g^2)
   // is >= 0, as it always is.

@@ -38,6 +38,10 @@ struct RunOptions {
   // eager. Other feeds are copied into fixed device slots each run. If a kernel cannot be
   // captured, the run is redone eagerly and so are later runs (replay_note() says why).
   bool replay = false;
+  // Collective ops (all_reduce_sum) reach the job's other processes through this communicator
+  // (data parallelism: every rank runs the same plan, so their collectives pair up in order).
+  // No communicator: one process, each such op the identity.
+  KernelCollectives collectives;
 };
 
 struct ReplayStats {
@@ -112,6 +116,7 @@ class Executor {
   std::vector<Tensor> arena_values_;  // the arena tensors, to restore after a donated-output run
   std::vector<int> producer_;         // plan value -> index of the step that writes it, or -1
   bool profile_ = false;
+  const KernelCollectives* collectives_ = nullptr;  // RunOptions::collectives during run(), if any
   std::map<std::string, std::pair<double, int64_t>> op_seconds_;  // op -> (seconds, calls)
 
   // Replay (RunOptions::replay). The captures read the arenas, slots and bound buffers: they are

@@ -91,11 +91,14 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     params.push_back(p);
   }
   for (const nn::ParamInfo& b : buffers_) values[b.name] = g.input(b.name, {b.shape, b.dtype});
-  nn::ForwardContext ctx(g, mode == Mode::Train, [&](const std::string& name) {
+  // Data parallelism trains through the Gradient graph only, so only it meets the other ranks.
+  const bool synced = mode == Mode::Gradient && syncs_batch_norm();
+  nn::ForwardContext ctx(g, mode == Mode::Train || mode == Mode::Gradient, [&](const std::string& name) {
                            auto it = values.find(name);
                            GPUML_CHECK_KIND(ErrorKind::Internal, it != values.end(), "no value named {}", name);
                            return it->second;
                          });
+  ctx.sync_batch_norm = synced;
   Sym output = model_.forward(x, ctx);
   std::vector<Sym> outputs;
   if (mode == Mode::Predict || mode == Mode::Logits) {
@@ -113,7 +116,18 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     add(terms.score, c->score_at);
     g.set_autocast(Autocast::off);  // gradients, their concatenation and the update stay f32
     if (mode == Mode::Train || mode == Mode::Gradient) {
-      std::vector<Sym> grads = gradients(g, terms.loss, params);
+      // Synchronised BatchNorm: this rank differentiates w_r * L_r (its loss summed, not averaged,
+      // over its rows or tokens), so that the all_reduce_sums' backward, a plain sum of the ranks'
+      // gradients, adds them as the global mean's gradient weights them; dividing by w_r afterwards
+      // gives back the gradient of L_r plus the cross-rank terms, which train_step_data_parallel
+      // weights by w_r / sum(w) as every rank's gradient. (A rank whose batch weighs 0, all its
+      // tokens ignored, divides by 1: its share of the cross-rank terms is lost.)
+      std::optional<Sym> loss_weight;
+      if (synced)
+        loss_weight = terms.weight ? maximum(*terms.weight, scalar_like(*terms.weight, 1.0))
+                                   : fill(g, {}, static_cast<double>(x_shape[0]), terms.loss.dtype());
+      std::vector<Sym> grads =
+          gradients(g, loss_weight ? mul(terms.loss, cast(*loss_weight, terms.loss.dtype())) : terms.loss, params);
       std::vector<Sym> flat;  // laid out as the state's row: each gradient, then its gap's zeros
       for (size_t i = 0; i < grads.size(); ++i) {
         flat.push_back(reshape(grads[i], {-1}));
@@ -122,6 +136,7 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
         if (gap > 0) flat.push_back(fill(g, {gap}, 0.0, DType::f32));
       }
       Sym flat_grad = flat.size() == 1 ? flat[0] : concat(flat, 0);
+      if (loss_weight) flat_grad = div(flat_grad, cast(*loss_weight, flat_grad.dtype()));
       if (mode == Mode::Gradient) {
         add(flat_grad, c->state_at);  // the gradient (P,) where the fused step has the new state
       } else {
@@ -166,6 +181,7 @@ std::map<std::string, Tensor> ModelRunner::buffer_feeds() const { return buffer_
 RunOptions ModelRunner::replay_options() const {
   RunOptions run;
   run.replay = replay_;
+  run.collectives = {comm_.get(), comm_timeout_};  // the synchronised BatchNorm's all_reduce_sums
   return run;
 }
 
@@ -189,6 +205,39 @@ StepStats ModelRunner::stats_of(const Compiled& c, const std::vector<Tensor>& ou
 void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout) {
   comm_ = comm && comm->world_size() > 1 ? std::move(comm) : nullptr;
   comm_timeout_ = timeout;
+  cache_.clear();  // the Gradient graphs hold all_reduce_sums or not (syncs_batch_norm)
+}
+
+void ModelRunner::set_sync_batch_norm(bool on) {
+  if (sync_batch_norm_ == on) return;
+  sync_batch_norm_ = on;
+  cache_.clear();
+}
+
+// The buffers of every rank become rank 0's, in one broadcast of their bytes (all dtypes).
+void ModelRunner::broadcast_buffers_from_rank0(std::string_view what) {
+  if (!comm_ || buffer_values_.empty()) return;
+  std::vector<Tensor> hosts;
+  size_t total = 0;
+  for (auto& [name, value] : buffer_values_) {
+    hosts.push_back(contiguous(value, backend_registry().reference()));
+    total += hosts.back().nbytes();
+  }
+  std::vector<std::byte> packed(total);
+  size_t at = 0;
+  for (const Tensor& t : hosts) {
+    std::memcpy(packed.data() + at, t.raw_data(), t.nbytes());
+    at += t.nbytes();
+  }
+  comm_->broadcast(packed, 0, {what, comm_timeout_});
+  at = 0;
+  size_t i = 0;
+  for (auto& [name, value] : buffer_values_) {
+    Tensor& t = hosts[i++];
+    std::memcpy(t.raw_data(), packed.data() + at, t.nbytes());
+    at += t.nbytes();
+    value = t;
+  }
 }
 
 void ModelRunner::broadcast_state_from_rank0() {
@@ -202,12 +251,7 @@ void ModelRunner::broadcast_state_from_rank0() {
   home.copy_to_device(state_[current_].raw_data(), host.raw_data(), host.nbytes());
   home.synchronize();
   // BatchNorm running statistics (and their step counts): rank 0's too.
-  for (auto& [name, value] : buffer_values_) {
-    Tensor copy = contiguous(value, backend_registry().reference());
-    comm_->broadcast({static_cast<std::byte*>(copy.raw_data()), copy.nbytes()}, 0,
-                     {"the buffers (BatchNorm statistics)", comm_timeout_});
-    value = copy;
-  }
+  broadcast_buffers_from_rank0("the buffers (BatchNorm statistics)");
 }
 
 StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset) {
@@ -245,6 +289,10 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
   const StepStats local = stats_of(c, out, x.dim(0));
   for (size_t i = 0; i < c.buffer_updates.size(); ++i)
     buffer_values_[c.buffer_updates[i]] = out[static_cast<size_t>(c.state_at) + 1 + i];
+  // Each rank's running statistics are of its own rows: rank 0's for all (PyTorch DDP's
+  // broadcast_buffers), so that evaluation and checkpoints agree. Synchronised, every rank has
+  // computed the same bits from the same all-reduced sums: nothing to send.
+  if (!syncs_batch_norm()) broadcast_buffers_from_rank0("the BatchNorm running statistics");
 
   Backend& home = home_backend(plan_options_);
   const Tensor& grad = out[static_cast<size_t>(c.state_at)];  // (P,) f32, the mean over this rank's rows

@@ -9,9 +9,10 @@
 //
 // Data parallelism (set_communicator with several ranks) splits that step in two graphs: the
 // first ends at the flat gradient (P,), which is averaged over the ranks by an all-reduce on the
-// host, and the second is the optimizer update alone. Splitting keeps the collective out of the
-// graph IR (no op that blocks on other processes, nothing a CUDA graph would capture) and leaves
-// one process's fused step as it was. Each rank's gradient is the mean over its own rows, so the
+// host, and the second is the optimizer update alone. Splitting keeps the gradient's collective
+// out of the graph IR (nothing a CUDA graph would capture) and leaves one process's fused step as
+// it was. (Synchronised BatchNorm is the exception: its statistics are needed mid-forward, so its
+// all_reduce_sum ops sit in the gradient graph; set_sync_batch_norm.) Each rank's gradient is the mean over its own rows, so the
 // ranks' gradients are summed weighted by their rows (or counted tokens) and divided by the total:
 // the mean over the global batch, exactly what one process with the whole batch computes, up to
 // the order of the float additions.
@@ -25,6 +26,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backend/communicator.h"
@@ -63,6 +65,12 @@ class ModelRunner {
   // Every rank takes rank 0's parameters, optimizer state and buffers, so that all start from the
   // same point whatever each initialised or loaded.
   void broadcast_state_from_rank0();
+  // BatchNorm under data parallelism. Off (PyTorch DDP's default): each rank normalises with its
+  // own batch's statistics, and after every step all ranks take rank 0's running statistics. On
+  // (--sync-batchnorm): the statistics are over every rank's batch (all_reduce_sum ops in the
+  // gradient graph), so N ranks train exactly as one process with the whole batch, running
+  // statistics included. With one process it changes nothing.
+  void set_sync_batch_norm(bool on);
   // Starts copying the batch a later train_step() will take to the device, on a copy stream, so
   // that it travels while the current step computes (Executor::stage; nothing on CPU). x and y
   // must stay unchanged until that train_step() returns.
@@ -111,6 +119,8 @@ class ModelRunner {
   RunOptions replay_options() const;
   std::unique_ptr<Compiled> build_update();
   StepStats train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
+  void broadcast_buffers_from_rank0(std::string_view what);
+  bool syncs_batch_norm() const { return sync_batch_norm_ && comm_ != nullptr; }
 
   nn::Model model_;
   optim::OptimizerConfig optimizer_;
@@ -129,6 +139,7 @@ class ModelRunner {
   std::map<std::string, std::unique_ptr<Compiled>> cache_;
   std::shared_ptr<Communicator> comm_;  // nullptr: one process
   std::chrono::milliseconds comm_timeout_{std::chrono::minutes(5)};
+  bool sync_batch_norm_ = false;  // set_sync_batch_norm
   std::vector<float> reduce_buffer_;  // (P + 4,) gradient, then loss * weight, weight, score, rows
   Tensor reduced_grad_;               // (P,) f32 on the home backend: the update's input
 };

@@ -90,7 +90,8 @@ json config_to_json(const TrainConfig& c) {
           {"eval_iters", c.eval_iters},
           {"steps", c.steps},
           {"precision", precision_name(c.precision)},
-          {"deterministic", c.deterministic}};
+          {"deterministic", c.deterministic},
+          {"sync_batchnorm", c.sync_batchnorm}};
 }
 
 TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::string& where) {
@@ -138,6 +139,7 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::s
   if (now.eval_iters == 0) c.eval_iters = f.has("eval_iters") ? f.integer("eval_iters") : 0;
   c.precision = parse_precision(f.has("precision") ? f.string("precision") : std::string("fp32"));
   c.deterministic = f.has("deterministic") ? f.boolean("deterministic") : false;
+  c.sync_batchnorm = f.has("sync_batchnorm") ? f.boolean("sync_batchnorm") : false;
   c.task = f.has("task") ? f.string("task") : std::string("classification");  // runs before tasks classified
   c.ignore_index = f.has("ignore_index") ? f.integer("ignore_index") : -100;
   c.steps = f.has("steps") ? f.integer("steps") : 0;

@@ -238,6 +238,7 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   if (m.data.eval) std::tie(m.eval_x, m.eval_y) = normalised(*m.data.eval, m.data.task);
   if (m.comm) {
     check_ranks_agree(*m.comm, config_to_json(m.cfg), m.model->to_json(), m.comm_timeout);
+    m.runner->set_sync_batch_norm(m.cfg.sync_batchnorm);
     m.runner->set_communicator(m.comm, m.comm_timeout);
     // Whatever each rank initialised or loaded, all start from rank 0's state.
     m.runner->broadcast_state_from_rank0();

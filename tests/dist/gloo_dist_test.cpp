@@ -92,6 +92,24 @@ TEST(GlooDataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128Cnn) {
   expect_two_ranks_train_as_one("cnn", "");
 }
 
+// --sync-batchnorm over Gloo: a model with BatchNorm2d and BatchNorm1d trains on 2 ranks x 64 to
+// one process x 128's weights and running statistics (tolerance: dist_support.h).
+TEST(GlooDataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
+  REQUIRE_READY(gloo_ready);
+  TempDir dir;
+  const std::string model = testing::write_batch_norm_model(dir.path());
+  const fs::path one = dir.path() / "one", two = dir.path() / "two";
+  const std::string optimizer = std::string(" ") + testing::kSyncBatchNormOptimizer;
+  auto r = testing::run_gpuml(train_args(q(model), one, 128) + optimizer);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = two_ranks("", train_args(q(model), two, 64) + optimizer + " --sync-batchnorm");
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  ASSERT_TRUE(rank_exited(r.output, 0, 0) && rank_exited(r.output, 1, 0)) << r.output;
+  const double difference = testing::max_relative_difference(one / "model.safetensors", two / "model.safetensors");
+  EXPECT_LT(difference, testing::kSyncBatchNormTolerance) << r.output;
+  RecordProperty("max_weight_and_statistics_difference", fmt::format("{:.3g}", difference));
+}
+
 // One rank in each of two network namespaces joined by a veth pair: the rendezvous and Gloo's
 // pairs go over a network interface, not loopback. Needs root and iproute2 (CI has both).
 TEST(GlooDataParallel, TwoRanksInTwoNetworkNamespacesTrainAsOneProcess) {
