@@ -1,9 +1,14 @@
 // Data parallelism without a launcher: who-am-I from environment maps (Open MPI, Slurm, torchrun,
 // in that order, and refusals naming the variable), the loader's batch parts (N parts of a global
-// batch are exactly one process's batch), and the one-process communicator. The collectives
+// batch are exactly one process's batch), the one-process communicator, the checks every engine
+// shares, the choice of the engine that carries gradients, and the step through one. The collectives
 // themselves run under mpirun in tests/dist.
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cmath>
 #include <random>
 #include <vector>
 
@@ -13,6 +18,7 @@
 #include "core/error.h"
 #include "data/loader.h"
 #include "train/data_parallel.h"
+#include "train/model_runner.h"
 
 namespace gpuml {
 namespace {
@@ -154,7 +160,7 @@ TEST(Communicator, TimeoutMessageNamesRankCollectiveAndPeer) {
 
 // A communicator of `ranks` ranks that records what reached its engine: the checks, the skipping
 // of empty buffers and the average's scale are Communicator's, once for every engine.
-class RecordingCommunicator final : public Communicator {
+class RecordingCommunicator : public Communicator {
  public:
   explicit RecordingCommunicator(int ranks) : ranks_(ranks) {}
   std::string_view name() const override { return "recording"; }
@@ -280,6 +286,53 @@ TEST(GradientEngine, NcclOnAHostBackendIsRefused) {
   } catch (const Error& e) {
     EXPECT_EQ(e.kind(), ErrorKind::Unsupported);
     EXPECT_NE(e.message().find("NCCL works on GPU memory; cpu is a host backend"), std::string::npos) << e.message();
+  }
+}
+
+// The step a device engine (NCCL) carries, run here with an engine whose memory is the host's (the
+// model's home here): the gradient weighted, reduced in the engine's memory with the loss sums, and
+// divided there. The recording engine acts as two ranks holding the same batch, so the global
+// batch is twice this one and its mean gradient is this one's: SGD (whose step shows a gradient's
+// scale, as Adam's does not) must land where the fused one-process step does, and the sums must
+// count both ranks.
+TEST(GradientEngine, StepThroughAGradientEngineTrainsAsTheFusedStep) {
+  nn::Model model = nn::Model::from_json(nlohmann::json::parse(R"({"input_shape": [7], "layers": [
+      {"type": "Linear", "in_features": 7, "out_features": 16}, {"type": "ReLU"},
+      {"type": "Linear", "in_features": 16, "out_features": 3}]})"));
+  std::mt19937_64 rng(std::random_device{}());
+  const uint64_t seed = rng();
+  optim::OptimizerConfig sgd;
+  sgd.kind = "sgd";
+  ModelRunner fused(model, sgd, {}, seed), through_engine(model, sgd, {}, seed);
+  auto engine = std::make_shared<RecordingCommunicator>(2);
+  through_engine.set_communicator(nullptr, std::chrono::seconds(5), engine);
+  for (int step = 1; step <= 4; ++step) {
+    SCOPED_TRACE(step);
+    std::vector<double> xv(12 * 7), yv(12);
+    for (double& v : xv) v = std::normal_distribution<double>()(rng);
+    for (double& v : yv) v = static_cast<double>(rng() % 3);
+    Tensor x = Tensor::from_values({12, 7}, xv, DType::f32), y = Tensor::from_values({12}, yv, DType::i64);
+    StepStats a = fused.train_step(x, y, 0.1, step, 0), b = through_engine.train_step(x, y, 0.1, step, 0);
+    EXPECT_NEAR(a.loss, b.loss, 1e-6 * std::max(1.0, std::abs(a.loss)));
+    EXPECT_EQ(b.rows, 24);
+    EXPECT_EQ(b.weight, 24.0);
+    const std::vector<double> wa = fused.state_snapshot().to_doubles(), wb = through_engine.state_snapshot().to_doubles();
+    ASSERT_EQ(wa.size(), wb.size());
+    for (size_t i = 0; i < wa.size(); ++i) ASSERT_NEAR(wa[i], wb[i], 1e-6 * std::max(1.0, std::abs(wa[i]))) << i;
+  }
+  EXPECT_EQ(engine->calls.size(), 4u);  // one all-reduce per step: the gradient and the sums together
+  // An engine on other memory than the model's is refused.
+  struct OnAGpu : RecordingCommunicator {
+    OnAGpu() : RecordingCommunicator(1) {}
+    Device memory_device() const override { return {DeviceType::cuda, 0}; }
+  };
+  try {
+    fused.set_communicator(nullptr, std::chrono::seconds(5), std::make_shared<OnAGpu>());
+    ADD_FAILURE() << "a communicator on cuda:0 accepted for a model on the host";
+  } catch (const Error& e) {
+    EXPECT_NE(e.message().find("the recording communicator works on cuda:0 memory, the model on cpu"),
+              std::string::npos)
+        << e.message();
   }
 }
 
