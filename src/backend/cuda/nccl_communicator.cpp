@@ -310,33 +310,35 @@ class NcclCommunicator final : public Communicator {
   // A non-blocking communicator may still be setting up (init) or enqueueing (a collective):
   // its state is ncclInProgress until then.
   void wait_until_enqueued(const char* collective, const CollectiveCall& call, Clock::time_point start) {
-    for (int polls = 0;; ++polls) {
+    for (;;) {
       ncclResult_t state = ncclInProgress;
       const ncclResult_t asked = nccl_.get_async_error(comm_, &state);
       if (asked != ncclSuccess) fail(collective, call, start, asked);
       if (state == ncclSuccess) return;
       if (state != ncclInProgress) fail(collective, call, start, state);
-      pause_or_time_out(collective, call, start, polls);
+      pause_or_time_out(collective, call, start);
     }
   }
 
   // The collective's kernel runs on the stream: its event completes, or NCCL reports a broken
   // peer, or the deadline passes.
   void wait_for_event(const char* collective, const CollectiveCall& call, Clock::time_point start) {
-    for (int polls = 0;; ++polls) {
+    for (;;) {
       const cudaError_t e = cudaEventQuery(done_);
       if (e == cudaSuccess) return;
       if (e != cudaErrorNotReady) GPUML_CUDA_CHECK(e, fmt::format("{} of {}", collective, call.what));
       ncclResult_t state = ncclSuccess;
       if (nccl_.get_async_error(comm_, &state) == ncclSuccess && state != ncclSuccess && state != ncclInProgress)
         fail(collective, call, start, state);
-      pause_or_time_out(collective, call, start, polls);
+      pause_or_time_out(collective, call, start);
     }
   }
 
-  // The first polls spin (the other ranks are usually there already); later ones sleep 200 us so
-  // that a rank waiting for a stalled peer leaves its core to others. Past the deadline: abort.
-  void pause_or_time_out(const char* collective, const CollectiveCall& call, Clock::time_point start, int polls) {
+  // For the first 50 ms a poll only yields: a step's collective is usually done by then, and a
+  // sleep's granularity would be added to every step (the GPU check times the step against one
+  // process's). Later polls sleep 200 us, so that a rank waiting for a stalled peer leaves its
+  // core to others. Past the deadline: abort.
+  void pause_or_time_out(const char* collective, const CollectiveCall& call, Clock::time_point start) {
     const Clock::time_point now = Clock::now();
     if (now - start >= call.timeout) {
       broken_ = collective_timeout_message(rank_, size_, collective, call,
@@ -346,7 +348,8 @@ class NcclCommunicator final : public Communicator {
       comm_ = nullptr;
       GPUML_FAIL(ErrorKind::Io, "{}", broken_);
     }
-    if (polls > 1000) std::this_thread::sleep_for(std::chrono::microseconds(200));
+    if (now - start < std::chrono::milliseconds(50)) std::this_thread::yield();
+    else std::this_thread::sleep_for(std::chrono::microseconds(200));
   }
 
   [[noreturn]] void fail(const char* collective, const CollectiveCall& call, Clock::time_point start,
