@@ -4,12 +4,20 @@
 # plugin is loaded at run time (src/backend/plugin_loader.h).
 #
 # Sets GPUML_CUDA_ENABLED (ON/OFF) and, when ON, defines the target gpuml_cuda.
+#
+# NCCL (the data-parallel communicator on GPU memory, src/backend/cuda/nccl_communicator.cpp) is
+# compiled into the plugin when nccl.h is found (GPUML_NCCL=AUTO; ON requires it, OFF leaves it
+# out). Only its header is needed at build time: the plugin dlopen()s libnccl.so.2 when a run asks
+# for NCCL, so that the plugin still loads on a machine without NCCL.
 
 set(GPUML_CUDA AUTO CACHE STRING "Build the CUDA backend plugin: AUTO (when the toolkit is found), ON or OFF")
 set_property(CACHE GPUML_CUDA PROPERTY STRINGS AUTO ON OFF)
 # sm_80 and sm_90 machine code, plus compute_90 PTX that newer GPUs JIT-compile.
 set(GPUML_CUDA_ARCHITECTURES "80-real;90" CACHE STRING "CUDA architectures of the plugin (CMAKE_CUDA_ARCHITECTURES syntax; 'native' for the local GPU)")
 set(GPUML_CUDA_ENABLED OFF)
+set(GPUML_NCCL AUTO CACHE STRING "Compile NCCL into the CUDA plugin: AUTO (when nccl.h is found), ON or OFF")
+set_property(CACHE GPUML_NCCL PROPERTY STRINGS AUTO ON OFF)
+set(GPUML_NCCL_ENABLED OFF)
 
 function(gpuml_cuda_unavailable reason)
   if(GPUML_CUDA STREQUAL "ON")
@@ -79,4 +87,32 @@ if(GPUML_CUDA_ENABLED)
                                             $<$<COMPILE_LANGUAGE:CUDA>:${GPUML_CUDA_WARNINGS}>
                                             $<$<COMPILE_LANGUAGE:CUDA>:--expt-relaxed-constexpr>)
   target_link_libraries(gpuml_cuda PRIVATE gpuml_lib CUDA::cudart CUDA::cublasLt ${GPUML_CUDNN_LIBRARY} ${CMAKE_DL_LIBS})
+
+  if(NOT GPUML_NCCL STREQUAL "OFF")
+    find_path(GPUML_NCCL_INCLUDE_DIR nccl.h HINTS ${CUDAToolkit_INCLUDE_DIRS} /usr/include /usr/local/include)
+    if(GPUML_NCCL_INCLUDE_DIR)
+      file(STRINGS "${GPUML_NCCL_INCLUDE_DIR}/nccl.h" GPUML_NCCL_VERSION_LINE REGEX "^#define NCCL_VERSION_CODE ")
+      string(REGEX REPLACE "^#define NCCL_VERSION_CODE +([0-9]+).*" "\\1" GPUML_NCCL_VERSION_CODE "${GPUML_NCCL_VERSION_LINE}")
+    endif()
+    if(GPUML_NCCL_INCLUDE_DIR AND GPUML_NCCL_VERSION_CODE GREATER_EQUAL 21400)
+      set(GPUML_NCCL_ENABLED ON)
+    elseif(GPUML_NCCL STREQUAL "ON")
+      message(FATAL_ERROR "GPUML_NCCL=ON but nccl.h of NCCL 2.14 or newer was not found (found: '${GPUML_NCCL_INCLUDE_DIR}', "
+                          "version code '${GPUML_NCCL_VERSION_CODE}'); it comes with the CUDA toolkit's NCCL package (libnccl-dev)")
+    endif()
+  endif()
+  if(GPUML_NCCL_ENABLED)
+    message(STATUS "NCCL: compiled into the CUDA plugin (nccl.h ${GPUML_NCCL_VERSION_CODE} in ${GPUML_NCCL_INCLUDE_DIR}; "
+                   "libnccl.so.2 is opened at run time)")
+    target_include_directories(gpuml_cuda SYSTEM PRIVATE ${GPUML_NCCL_INCLUDE_DIR})
+    target_compile_definitions(gpuml_cuda PRIVATE GPUML_NCCL_ENABLED=1)
+  else()
+    if(GPUML_NCCL STREQUAL "OFF")
+      set(GPUML_NCCL_WHY "GPUML_NCCL=OFF")
+    else()
+      set(GPUML_NCCL_WHY "nccl.h of NCCL >= 2.14 not found")
+    endif()
+    message(STATUS "NCCL: not compiled in (${GPUML_NCCL_WHY}): a job of several GPU ranks then needs GPUML_COMM=host "
+                   "(gradients through host memory over MPI or Gloo); the plugin says so when NCCL is asked for")
+  endif()
 endif()

@@ -4,7 +4,10 @@
 # anything (issue 17): a Release build with the CUDA plugin (sm_80 + sm_90 machine code, compute_90
 # PTX), the test executables, gpuml_bench, tools/gpu-check.sh, the PyTorch peers, a Fashion-MNIST
 # subset, and every shared library these load except glibc's, the driver (libcuda) and the CUDA
-# toolkit libraries (cudart, cuBLAS(Lt), cuDNN, NCCL), which the GPU machine provides.
+# toolkit libraries (cudart, cuBLAS(Lt), cuDNN, NCCL), which the GPU machine provides. NCCL is
+# not even linked: the plugin dlopen()s libnccl.so.2 only for GPUML_COMM=nccl or several GPU ranks,
+# and tools/gpu-check.sh finds it there (/usr/local/cuda, or PyTorch's nvidia/nccl/lib). It is not
+# packed: libnccl.so.2 alone is about 210 MB, several times the bundle's MAX_MIB.
 #
 #   bash tools/gpu-bundle.sh                         # builds Release in build-gpu-bundle/build
 #   BUILD_DIR=build bash tools/gpu-bundle.sh         # reuses an existing Release build with the plugin
@@ -158,7 +161,7 @@ PY
   echo "built: $(date -u +%Y-%m-%dT%H:%MZ) on $(. /etc/os-release && echo "$PRETTY_NAME"), $(ldd --version | head -n1)"
   echo "CUDA toolkit: $(nvcc --version 2> /dev/null | sed -n 's/.*release \([0-9.]*\).*/\1/p'); architectures: $archs"
   echo "cuDNN headers: $(sed -n 's/^#define CUDNN_\(MAJOR\|MINOR\|PATCHLEVEL\) *\([0-9]*\).*/\2/p' /usr/local/cuda/include/cudnn_version.h /usr/include/cudnn_version.h 2> /dev/null | head -n3 | paste -sd.)"
-  echo "provided by the GPU machine (not bundled): glibc, libcuda, cudart, cublas, cublasLt, cudnn*, nccl"
+  echo "provided by the GPU machine (not bundled): glibc, libcuda, cudart, cublas, cublasLt, cudnn*, nccl (dlopen'ed)"
   # The newest glibc symbol version any bundled file asks for: the GPU machine's glibc must be as new.
   echo "needs glibc >= $(for f in "$bundle"/bin/* "$bundle"/lib/*; do objdump -T "$f" 2> /dev/null; done \
     | grep -o 'GLIBC_2\.[0-9]*' | sort -t. -k2 -n -u | tail -n1 | sed 's/GLIBC_//')"

@@ -3,8 +3,8 @@
 # machine has a driver, CUDA libraries and python3 with PyTorch, but no compiler, no -dev
 # packages, no network: nothing is built there. Two calls, each meant to finish within 5 minutes:
 #
-#   bash gpuml-gpu/tools/gpu-check.sh verify  RESULTS_DIR   # env, tests, matmul
-#   bash gpuml-gpu/tools/gpu-check.sh measure RESULTS_DIR   # train, stream, gpt
+#   bash gpuml-gpu/tools/gpu-check.sh verify  RESULTS_DIR   # env, tests, nccl, matmul
+#   bash gpuml-gpu/tools/gpu-check.sh measure RESULTS_DIR   # train, stream, gpt, nccl-step
 #   STAGES="matmul" bash gpuml-gpu/tools/gpu-check.sh verify RESULTS_DIR   # rerun one stage
 #
 #   GPU_CHECK_DRY_RUN=1 bash tools/gpu-check.sh dry-run RESULTS_DIR ARCHIVE   # rehearsal, here
@@ -15,6 +15,14 @@
 #            with ldd that every library resolves and that each executable starts, and that the
 #            plugin loads (`gpuml info`); stops at once with the reason otherwise;
 #   tests    gpuml_cuda_tests and the plugin tests of gpuml_unit_tests (target: 0 skipped, 0 failed);
+#   nccl     NCCL with one rank (GPUML_COMM=nccl): it initialises, its collectives give the one-rank
+#            result on device and host memory, and a step through it trains as the fused one does
+#            (gpuml_cuda_tests' NcclOneRank tests). libnccl.so.2 is the GPU machine's (dlopen'ed by
+#            the plugin: CUDA_LIB_DIRS, /usr/local/cuda, PyTorch's nvidia/nccl/lib). Two ranks need
+#            two GPUs (NCCL refuses two ranks on one device) and mpirun, which the bundle lacks;
+#   nccl-step  train step time with NCCL carrying one rank's gradients against the single process
+#            (mlp and cnn, batch NCCL_BATCH (128), EPOCHS epochs; the fastest epoch of each): ratio
+#            target <= 1.02;
 #   matmul   bf16 and tf32 at 4096^3 and 8192^3, gpuml (cuBLASLt) and torch.matmul, each timed as
 #            N back-to-back launches and one wait;
 #   train    mlp and cnn, batch 128 and 1024, fp32 (TF32 off on both sides) and bf16, against
@@ -32,8 +40,8 @@ set -uo pipefail
 call="${1:-}"
 results="${2:-}"
 case "$call" in
-  verify) default_stages="tests matmul" ;;
-  measure) default_stages="train stream gpt" ;;
+  verify) default_stages="tests nccl matmul" ;;
+  measure) default_stages="train stream gpt nccl-step" ;;
   dry-run) ;;
   *) echo "usage: gpu-check.sh verify|measure RESULTS_DIR, or dry-run RESULTS_DIR ARCHIVE" >&2; exit 2 ;;
 esac
@@ -209,6 +217,20 @@ for _ in 1 2 3; do
   done
   export LD_LIBRARY_PATH="$(IFS=:; echo "${ld_dirs[*]}")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 done
+# NCCL is dlopen'ed by the plugin when a run asks for it (ldd does not list it): where the loader
+# does not find libnccl.so.2 already, the first candidate folder that holds it goes on the path.
+nccl_path="$(ldconfig -p 2> /dev/null | sed -n 's/.*libnccl\.so\.2 .*=> \(.*\)/\1/p' | head -n1)"
+ld_path_now="${LD_LIBRARY_PATH:-}"
+for d in ${ld_path_now//:/ }; do [[ -z "$nccl_path" && -e "$d/libnccl.so.2" ]] && nccl_path="$d/libnccl.so.2"; done
+if [[ -z "$nccl_path" ]]; then
+  for d in "${candidates[@]}"; do
+    if [[ -e "$d/libnccl.so.2" ]]; then
+      nccl_path="$d/libnccl.so.2"
+      export LD_LIBRARY_PATH="$d${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+      break
+    fi
+  done
+fi
 # cuDNN 9 opens its sub-libraries (ops, cnn, engines, graph) itself, from its own folder.
 cudnn_path="$(ldd "$lib/libgpuml_cuda.so" | sed -n 's/.*libcudnn\.so[.0-9]* => \([^ ]*\) .*/\1/p' | head -n1)"
 md "CUDA libraries (LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}):"; md ""; md '```'
@@ -217,6 +239,8 @@ for so in libcudart libcublasLt libcudnn; do  # what the plugin links (cuBLAS pr
   line="$so: ${p:-not found} $( [[ -n "$p" ]] && echo "-> $(readlink -f "$p")")"
   echo "$line"; md "$line"
 done
+line="libnccl.so.2 (dlopen'ed for GPUML_COMM=nccl): ${nccl_path:-not found} $( [[ -n "$nccl_path" ]] && echo "-> $(readlink -f "$nccl_path")")"
+echo "$line"; md "$line"
 if [[ -n "$cudnn_path" ]]; then
   subs="$(ls "$(dirname "$cudnn_path")"/libcudnn_*.so* 2> /dev/null | xargs -r -n1 basename | paste -sd' ')"
   echo "cuDNN sub-libraries: ${subs:-none found}"; md "cuDNN sub-libraries: ${subs:-none found}"
@@ -309,7 +333,7 @@ if [[ -n "$dry" ]]; then
     "$python" -m py_compile "$py" 2> "$work/py.log" || { cat "$work/py.log" >&2; summary_row "cpu-tests|$(basename "$py")|does not compile|"; dry_failures=$(( dry_failures + 1 )); }
   done
   end_stage cpu-tests
-  for s in tests matmul train stream; do
+  for s in tests nccl matmul train stream nccl-step; do
     md ""; md "## $s"; md ""; md "not run: dry run, no GPU"
     summary_row "$s|not run|dry run, no GPU|"
   done
@@ -322,6 +346,14 @@ if stage_on tests; then
   run_gtest gpuml_cuda_tests
   run_gtest gpuml_unit_tests --gtest_filter='CudaPlugin*:Cli*:Device*'
   end_stage tests
+fi
+
+if stage_on nccl; then
+  begin_stage nccl
+  md "NCCL with one rank on this GPU (libnccl.so.2: ${nccl_path:-NOT FOUND}): init, collectives on device and host memory, a step through it against the fused step."
+  md ""
+  run_gtest gpuml_cuda_tests --gtest_filter='NcclOneRank*'
+  end_stage nccl
 fi
 
 if stage_on matmul; then
@@ -516,6 +548,53 @@ PY
     for precision in ${GPT2_PRECISIONS:-bf16}; do gpt_run gpt2-124m "${GPT2_STEPS:-30}" "$precision"; done
   fi
   end_stage gpt
+fi
+
+if stage_on nccl-step; then
+  begin_stage nccl-step
+  # One process twice, the same model, data and seed: the fused step (forward, backward and update in
+  # one graph), and GPUML_COMM=nccl, where the step is split around an NCCL all-reduce of the
+  # gradient in device memory (one rank: what several ranks add per step besides the transfer).
+  # Alternated twice; each side's figure is its fastest epoch over both runs (the first epoch plans and captures).
+  nccl_batch="${NCCL_BATCH:-128}"
+  md "mlp and cnn, batch $nccl_batch, $epochs epoch(s), fp32: seconds of the fastest epoch, the single process against NCCL with one rank."
+  md ""
+  md "| model | single s/epoch | NCCL 1 rank s/epoch | NCCL/single (<= 1.02) | gradients went through |"
+  md "|---|---:|---:|---:|---|"
+  for model in ${NCCL_MODELS:-mlp cnn}; do
+    for rep in 1 2; do
+      for side in single nccl; do
+        run="$work/nccl-$model-$side-$rep"
+        env $( [[ "$side" == nccl ]] && echo GPUML_COMM=nccl ) "$bin/gpuml" train --device "$device" --model "$model" \
+          --epochs "$epochs" --batch-size "$nccl_batch" --data "$data" --out "$run" > "$run.log" 2>&1 \
+          || { tail -n 20 "$run.log"; md "- gpuml train $model ($side) FAILED: $(tail -n 2 "$run.log" | tr '\n' ' ')"; }
+      done
+    done
+    row="$("$python" - "$work" "$model" << 'PY' 2> /dev/null || echo "nan|nan|nan"
+import csv, sys
+work, model = sys.argv[1], sys.argv[2]
+def fastest(side):
+    best = float("nan")
+    for rep in (1, 2):
+        try:
+            for r in csv.DictReader(open(f"{work}/nccl-{model}-{side}-{rep}/metrics.csv")):
+                s = float(r["epoch_seconds"])
+                best = s if best != best or s < best else best
+        except Exception:
+            pass
+    return best
+a, b = fastest("single"), fastest("nccl")
+print(f"{a:.4f}|{b:.4f}|{b / a if a == a and a else float('nan'):.3f}")
+PY
+)"
+    IFS='|' read -r single_s nccl_s ratio <<< "$row"
+    through="$(grep -o 'gradients: [^,]*' "$work/nccl-$model-nccl-1.log" | head -n1)"
+    md "| $model | $single_s | $nccl_s | $ratio | ${through:-NOT NCCL (see the log)} |"
+    summary_row "nccl-step|$model b$nccl_batch s/epoch NCCL 1 rank / single|$nccl_s / $single_s = $ratio|<= 1.02"
+    figure stage=nccl-step model="$model" batch="$nccl_batch" single_s="$single_s" nccl_s="$nccl_s" ratio="$ratio" through="${through:-none}"
+    echo "nccl-step $model: single $single_s s/epoch, NCCL one rank $nccl_s s/epoch, ratio $ratio (${through:-gradients: not NCCL})"
+  done
+  end_stage nccl-step
 fi
 
 finish 0

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <exception>
 
+#include "backend/backend.h"
 #include "backend/plugin_loader.h"
 
 namespace gpuml {
@@ -22,21 +23,17 @@ class SingleProcessCommunicator final : public Communicator {
   int rank() const override { return 0; }
   int world_size() const override { return 1; }
   std::string description() const override { return "one process: collectives return their input"; }
-  void all_reduce(std::span<float>, ReduceOp, const CollectiveCall&) override {}
-  void broadcast(std::span<std::byte>, int root, const CollectiveCall& call) override {
-    GPUML_CHECK(root == 0, "broadcast of {} from rank {}: there is one process (rank 0)", call.what, root);
+
+ protected:
+  void do_all_reduce(std::span<float>, ReduceOp, const CollectiveCall&) override {}
+  void do_broadcast(std::span<std::byte>, int, const CollectiveCall&) override {}
+  void do_all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall&) override {
+    std::memcpy(all.data(), mine.data(), mine.size());
   }
-  void all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall& call) override {
-    GPUML_CHECK(all.size() == mine.size(), "all_gather of {}: {} bytes for {} from one rank", call.what, all.size(),
-                mine.size());
-    if (!mine.empty()) std::memcpy(all.data(), mine.data(), mine.size());
-  }
-  void reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp, const CollectiveCall& call) override {
-    GPUML_CHECK(all.size() == mine.size(), "reduce_scatter of {}: {} values for a block of {} on one rank", call.what,
-                all.size(), mine.size());
+  void do_reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp, const CollectiveCall&) override {
     std::copy(all.begin(), all.end(), mine.begin());
   }
-  void barrier(const CollectiveCall&) override {}
+  void do_barrier(const CollectiveCall&) override {}
 };
 
 struct EnginePackages {
@@ -108,6 +105,42 @@ std::string collective_timeout_message(int rank, int world_size, std::string_vie
                      std::chrono::duration<double>(call.timeout).count(), others);
 }
 
+void Communicator::all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call) {
+  if (values.empty()) return;  // the same length on every rank: every rank skips
+  do_all_reduce(values, op == ReduceOp::average ? ReduceOp::sum : op, call);
+  if (op == ReduceOp::average && world_size() > 1) scale(values, 1.0f / static_cast<float>(world_size()), call);
+}
+
+void Communicator::broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call) {
+  GPUML_CHECK(root >= 0 && root < world_size(), "broadcast of {} from rank {}: there {} {} rank{} (0..{})", call.what,
+              root, world_size() == 1 ? "is" : "are", world_size(), world_size() == 1 ? "" : "s", world_size() - 1);
+  if (bytes.empty()) return;
+  do_broadcast(bytes, root, call);
+}
+
+void Communicator::all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall& call) {
+  GPUML_CHECK(all.size() == mine.size() * static_cast<size_t>(world_size()),
+              "all_gather of {}: {} bytes for {} rank(s) of {}", call.what, all.size(), world_size(), mine.size());
+  if (mine.empty()) return;
+  do_all_gather(mine, all, call);
+}
+
+void Communicator::reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp op,
+                                  const CollectiveCall& call) {
+  GPUML_CHECK(all.size() == mine.size() * static_cast<size_t>(world_size()),
+              "reduce_scatter of {}: {} values for {} rank(s) of {}", call.what, all.size(), world_size(),
+              mine.size());
+  if (mine.empty()) return;
+  do_reduce_scatter(all, mine, op == ReduceOp::average ? ReduceOp::sum : op, call);
+  if (op == ReduceOp::average && world_size() > 1) scale(mine, 1.0f / static_cast<float>(world_size()), call);
+}
+
+void Communicator::barrier(const CollectiveCall& call) { do_barrier(call); }
+
+void Communicator::scale(std::span<float> values, float factor, const CollectiveCall&) {
+  for (float& v : values) v *= factor;
+}
+
 std::unique_ptr<Communicator> make_single_process_communicator() {
   return std::make_unique<SingleProcessCommunicator>();
 }
@@ -125,6 +158,58 @@ std::shared_ptr<Communicator> open_communicator(const ProcessPlacement& placemen
   const CommunicatorChoice choice = choose_communicator(placement);
   if (choice.engine == "single") return make_single_process_communicator();
   return open_communicator_plugin(placement, choice, rendezvous_timeout);
+}
+
+std::string gradient_engine_request(const Environment& env) {
+  auto it = env.find("GPUML_COMM");
+  if (it == env.end() || it->second.empty() || it->second == "auto") return "auto";
+  GPUML_CHECK(it->second == "nccl" || it->second == "host",
+              "GPUML_COMM={}: it takes auto (NCCL for the gradients of several GPU ranks), nccl (NCCL even for "
+              "one rank) or host (the gradients through host memory over MPI or Gloo)",
+              it->second);
+  return it->second;
+}
+
+GradientEngineChoice choose_gradient_engine(std::string_view request, bool trains_on_gpu, int world_size) {
+  if (request == "host") return {"host", "GPUML_COMM=host"};
+  if (request == "nccl") {
+    GPUML_CHECK_KIND(ErrorKind::Unsupported, trains_on_gpu,
+                     "GPUML_COMM=nccl: NCCL carries gradients in GPU memory, and this run trains on the host: "
+                     "use --device cuda, or unset GPUML_COMM");
+    return {"nccl", "GPUML_COMM=nccl"};
+  }
+  GPUML_CHECK(request == "auto", "gradient engine '{}': auto, nccl or host", request);
+  if (!trains_on_gpu) return {"host", "the model trains on the host"};
+  if (world_size <= 1) return {"host", "one process: no gradient to share"};
+  return {"nccl", fmt::format("a GPU and {} ranks", world_size)};
+}
+
+std::shared_ptr<Communicator> open_device_communicator(Backend& device_backend, std::shared_ptr<Communicator> host,
+                                                       std::chrono::milliseconds timeout) {
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, !device_backend.device().is_host(),
+                   "NCCL works on GPU memory; {} is a host backend", device_backend.name());
+  // The CUDA plugin is loaded already (it made `device_backend`): find its handle, not a new copy.
+  const std::string path = find_plugin_file("libgpuml_cuda.so");
+  void* handle = path.empty() ? nullptr : dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL | RTLD_NOLOAD);
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, handle != nullptr,
+                   "NCCL lives in the CUDA plugin, and libgpuml_cuda.so is not loaded from the plugin path ({})",
+                   fmt::join(plugin_search_paths(), ", "));
+  auto abi = reinterpret_cast<CommPluginAbiVersionFn>(dlsym(handle, kCommPluginAbiVersionSymbol));
+  auto open = reinterpret_cast<DeviceCommOpenFn>(dlsym(handle, kDeviceCommOpenSymbol));
+  dlclose(handle);  // drops the reference RTLD_NOLOAD took; the backend's keeps the plugin loaded
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, abi && open,
+                   "{} has no NCCL entry ({}): it predates NCCL in gpuml; rebuild it", path, kDeviceCommOpenSymbol);
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, abi() == kCommunicatorAbiVersion,
+                   "{} was built for communicator ABI {}, this gpuml expects {}: rebuild it", path, abi(),
+                   kCommunicatorAbiVersion);
+  DeviceCommunicatorOpen request;
+  request.device_backend = &device_backend;
+  request.host = std::move(host);
+  request.timeout = timeout;
+  open(&request);
+  GPUML_CHECK_KIND(ErrorKind::Io, request.communicator != nullptr, "NCCL on {}: {}", device_backend.device().str(),
+                   request.reason.empty() ? "the CUDA plugin returned no communicator" : request.reason);
+  return std::move(request.communicator);
 }
 
 }  // namespace gpuml

@@ -78,7 +78,9 @@ SystemReport collect_system_report() {
   // Found, not opened: opening MPI initialises it, and Gloo meets the other ranks, which only a
   // launched job should do.
   const std::string mpi = find_plugin_file("libgpuml_mpi.so"), gloo = find_plugin_file("libgpuml_gloo.so");
-  r.collectives = fmt::format("this process would use {}; MPI: {}; Gloo: {}; NCCL: not yet", would_use,
+  r.collectives = fmt::format("this process would use {}; MPI: {}; Gloo: {}; NCCL: in the CUDA plugin, for the "
+                              "gradients of GPU ranks (GPUML_COMM=auto|nccl|host; compiled, not yet run on a GPU)",
+                              would_use,
                               mpi.empty() ? "plugin not built (needs libopenmpi-dev)" : mpi,
                               gloo.empty() ? "plugin not built (needs libgloo-dev)" : gloo);
   r.ops_in_table = kNumOps;

@@ -278,9 +278,12 @@ Command add_train_command(CLI::App& app) {
               GPUML_FAIL(ErrorKind::Invalid, "--betas {}: betas are adam/adamw settings; sgd uses --momentum", *betas);
             // Several processes (mpirun -np N, srun, the torchrun variables): this one's rank, and the engine to
             // the others.
-            const ProcessPlacement placement = detect_process_placement(environment_of_this_process());
+            const Environment env = environment_of_this_process();
+            const ProcessPlacement placement = detect_process_placement(env);
             DataParallel parallel;
             parallel.collective_timeout = std::chrono::milliseconds(std::llround(*dist_timeout * 1000));
+            parallel.gradient_engine = gradient_engine_request(env);  // GPUML_COMM
+            parallel.local_rank = placement.local_rank;
             parallel.communicator = open_communicator(placement, parallel.collective_timeout);
             const std::shared_ptr<Communicator> comm = parallel.communicator;
             const bool primary = comm->rank() == 0;  // the only rank that writes or prints

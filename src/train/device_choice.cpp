@@ -1,10 +1,13 @@
 #include "train/device_choice.h"
 
+#include <algorithm>
+#include <vector>
+
 #include "core/error.h"
 
 namespace gpuml {
 
-PlanOptions plan_options_for_device(const std::string& device) {
+PlanOptions plan_options_for_device(const std::string& device, int local_rank) {
   BackendRegistry& registry = backend_registry();
   PlanOptions p;
   if (device == "cpu") {  // never loads the CUDA plugin (no context, handles or pinned memory on the GPUs)
@@ -15,10 +18,11 @@ PlanOptions plan_options_for_device(const std::string& device) {
     p.backends = {&registry.reference()};
     return p;
   }
-  Backend* gpu = nullptr;  // the first device backend (the CUDA plugin's), if it loaded
+  std::vector<Backend*> gpus;  // the device backends (the CUDA plugin's), if it loaded
   for (Backend* b : registry.all())
-    if (!gpu && !b->device().is_host()) gpu = b;
-  if (device == "auto" && gpu) {
+    if (!b->device().is_host()) gpus.push_back(b);
+  Backend* gpu = gpus.empty() ? nullptr : gpus[static_cast<size_t>(std::max(local_rank, 0)) % gpus.size()];
+  if ((device == "auto" || device == "cuda") && gpu) {
     // The GPU when there is one (a cost-based choice comes later); cpu and ref fill its gaps.
     p.backends = {gpu, &registry.get("cpu"), &registry.reference()};
   } else if (device == "auto") {

@@ -202,10 +202,17 @@ StepStats ModelRunner::stats_of(const Compiled& c, const std::vector<Tensor>& ou
           c.score_at >= 0 ? scalar_of(out[c.score_at]) : 0.0, rows};
 }
 
-void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout) {
+void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout,
+                                   std::shared_ptr<Communicator> gradients) {
   comm_ = comm && comm->world_size() > 1 ? std::move(comm) : nullptr;
   comm_timeout_ = timeout;
   cache_.clear();  // the Gradient graphs hold all_reduce_sums or not (syncs_batch_norm)
+  if (gradients) {
+    const Device home = home_backend(plan_options_).device();
+    GPUML_CHECK(gradients->memory_device() == home, "the {} communicator works on {} memory, the model on {}",
+                gradients->name(), gradients->memory_device().str(), home.str());
+  }
+  gradient_comm_ = std::move(gradients);
 }
 
 void ModelRunner::set_sync_batch_norm(bool on) {
@@ -255,7 +262,7 @@ void ModelRunner::broadcast_state_from_rank0() {
 }
 
 StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset) {
-  if (comm_) return train_step_data_parallel(x, y, lr, step, rng_offset);
+  if (comm_ || gradient_comm_) return train_step_data_parallel(x, y, lr, step, rng_offset);
   Compiled& c = compiled(Mode::Train, x.shape());
   std::map<std::string, Tensor> feeds = buffer_feeds();
   feeds["x"] = x;
@@ -294,8 +301,25 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
   // computed the same bits from the same all-reduced sums: nothing to send.
   if (!syncs_batch_norm()) broadcast_buffers_from_rank0("the BatchNorm running statistics");
 
-  Backend& home = home_backend(plan_options_);
   const Tensor& grad = out[static_cast<size_t>(c.state_at)];  // (P,) f32, the mean over this rank's rows
+  const StepStats global =
+      gradient_comm_ ? all_reduce_on_device(grad, local, step) : all_reduce_on_host(grad, local, step);
+  Compiled& update = compiled(Mode::Update, {});
+  std::map<std::string, Tensor> update_feeds{{"state", state_[current_]},
+                                             {"grad", reduced_grad_},
+                                             {"hyper", optim::hyper_values(optimizer_, lr, step)},
+                                             {"decay", decay_mask_}};
+  RunOptions update_run = replay_options();
+  update_run.output_buffers[0] = state_[1 - current_];
+  update.executor->run(update_feeds, update_run);
+  current_ = 1 - current_;
+  return global;
+}
+
+// The gradient copied to the host, weighted, all-reduced by comm_ (MPI, Gloo) with the four sums,
+// divided by the total weight and copied into reduced_grad_ (the update's input).
+StepStats ModelRunner::all_reduce_on_host(const Tensor& grad, const StepStats& local, int64_t step) {
+  Backend& home = home_backend(plan_options_);
   const size_t p = static_cast<size_t>(param_count_);
   reduce_buffer_.resize(p + 4);
   home.copy_to_host(reduce_buffer_.data(), grad.raw_data(), p * sizeof(float));
@@ -315,17 +339,41 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
 
   if (!reduced_grad_.defined()) reduced_grad_ = Tensor::empty({param_count_}, DType::f32, home);
   home.copy_to_device(reduced_grad_.raw_data(), reduce_buffer_.data(), p * sizeof(float));
-  Compiled& update = compiled(Mode::Update, {});
-  std::map<std::string, Tensor> update_feeds{{"state", state_[current_]},
-                                             {"grad", reduced_grad_},
-                                             {"hyper", optim::hyper_values(optimizer_, lr, step)},
-                                             {"decay", decay_mask_}};
-  RunOptions update_run = replay_options();
-  update_run.output_buffers[0] = state_[1 - current_];
-  update.executor->run(update_feeds, update_run);
-  current_ = 1 - current_;
   return {reduce_buffer_[p] / total_weight, total_weight, reduce_buffer_[p + 2],
           static_cast<int64_t>(reduce_buffer_[p + 3])};
+}
+
+// The same weighted sum as the host path, in device memory: the gradient times this rank's weight
+// and the four sums side by side in one (P + 4,) buffer, one all-reduce, then the gradient divided
+// by the total weight into reduced_grad_ (the update's input).
+StepStats ModelRunner::all_reduce_on_device(const Tensor& grad, const StepStats& local, int64_t step) {
+  Backend& home = home_backend(plan_options_);
+  const int64_t p = param_count_;
+  auto scalar_on_home = [&](float value) {  // (1,) f32, broadcast by mul
+    Tensor host = Tensor::empty({1}, DType::f32);
+    *static_cast<float*>(host.raw_data()) = value;
+    return to_backend(host, home);
+  };
+  if (!device_reduce_.defined()) device_reduce_ = Tensor::empty({p + 4}, DType::f32, home);
+  const float weight = static_cast<float>(local.weight);
+  Tensor weighted = run_op(home, OpId::mul, {grad, scalar_on_home(weight)});  // (P,)
+  home.copy_within(device_reduce_.raw_data(), weighted.raw_data(), static_cast<size_t>(p) * sizeof(float));
+  const float sums[4] = {static_cast<float>(local.loss * local.weight), weight, static_cast<float>(local.score),
+                         static_cast<float>(local.rows)};
+  float* device_sums = static_cast<float*>(device_reduce_.raw_data()) + p;
+  home.copy_to_device(device_sums, sums, sizeof sums);
+  // Ordered after the copies on the backend's default stream (CollectiveCall::stream nullptr).
+  gradient_comm_->all_reduce({static_cast<float*>(device_reduce_.raw_data()), static_cast<size_t>(p) + 4},
+                             ReduceOp::sum, {"gradients", comm_timeout_});
+  float total[4];
+  home.copy_to_host(total, device_sums, sizeof total);
+  home.synchronize();
+  GPUML_CHECK(total[1] > 0, "data parallel step {}: the ranks' batches carry no weight (no rows or tokens)", step);
+  // Into the same buffer every step: a replayed update graph reads its input where it was captured.
+  Tensor mean = run_op(home, OpId::mul, {device_reduce_.slice(0, 0, p), scalar_on_home(1.0f / total[1])});
+  if (!reduced_grad_.defined()) reduced_grad_ = Tensor::empty({p}, DType::f32, home);
+  home.copy_within(reduced_grad_.raw_data(), mean.raw_data(), static_cast<size_t>(p) * sizeof(float));
+  return {total[0] / total[1], total[1], total[2], static_cast<int64_t>(total[3])};
 }
 
 void ModelRunner::stage_train_batch(const Tensor& x, const Tensor& y) {

@@ -15,7 +15,8 @@
 // all_reduce_sum ops sit in the gradient graph; set_sync_batch_norm.) Each rank's gradient is the mean over its own rows, so the
 // ranks' gradients are summed weighted by their rows (or counted tokens) and divided by the total:
 // the mean over the global batch, exactly what one process with the whole batch computes, up to
-// the order of the float additions.
+// the order of the float additions. With a gradient communicator on the model's GPU (NCCL) the
+// gradient stays in device memory: weighted, all-reduced and divided there, with no host copy.
 //
 //   ModelRunner runner(model, opt_config, plan_options, /*seed*/ 0);
 //   StepStats s = runner.train_step(batch.x, batch.y, lr, /*step*/ 1, /*rng_offset*/ 0);
@@ -61,7 +62,11 @@ class ModelRunner {
   StepStats train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
   // Data parallelism: train_step() averages gradients over `comm`'s ranks, each collective waiting
   // at most `timeout` for the others. nullptr or one rank: the single fused step.
-  void set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout);
+  // `gradients`, when given, carries the gradients instead of `comm` (NCCL on the model's GPU,
+  // whose memory_device() must be the home backend's device), even for one rank: then the step is
+  // split as for several (what the GPU check times against the fused step).
+  void set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout,
+                        std::shared_ptr<Communicator> gradients = nullptr);
   // Every rank takes rank 0's parameters, optimizer state and buffers, so that all start from the
   // same point whatever each initialised or loaded.
   void broadcast_state_from_rank0();
@@ -121,6 +126,11 @@ class ModelRunner {
   StepStats train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
   void broadcast_buffers_from_rank0(std::string_view what);
   bool syncs_batch_norm() const { return sync_batch_norm_ && comm_ != nullptr; }
+  // Its all-reduce: reduced_grad_ (the global mean gradient) from this rank's gradient (P,) and
+  // the global batch's sums from its own; over comm_ on a host copy, or over gradient_comm_ in
+  // device memory.
+  StepStats all_reduce_on_host(const Tensor& grad, const StepStats& local, int64_t step);
+  StepStats all_reduce_on_device(const Tensor& grad, const StepStats& local, int64_t step);
 
   nn::Model model_;
   optim::OptimizerConfig optimizer_;
@@ -138,6 +148,8 @@ class ModelRunner {
   bool replay_ = false;
   std::map<std::string, std::unique_ptr<Compiled>> cache_;
   std::shared_ptr<Communicator> comm_;  // nullptr: one process
+  std::shared_ptr<Communicator> gradient_comm_;  // NCCL on the home GPU; nullptr: comm_ carries them
+  Tensor device_reduce_;  // (P + 4,) f32 on the home GPU: weighted gradient, then the 4 sums
   std::chrono::milliseconds comm_timeout_{std::chrono::minutes(5)};
   bool sync_batch_norm_ = false;  // set_sync_batch_norm
   std::vector<float> reduce_buffer_;  // (P + 4,) gradient, then loss * weight, weight, score, rows

@@ -127,12 +127,15 @@ struct Trainer::Impl {
   bool primary = true;
   std::atomic<bool> stop_asked{false};
   std::shared_ptr<Communicator> comm;  // nullptr: one process
+  std::shared_ptr<Communicator> gradient_comm;  // NCCL on the GPU; nullptr: comm carries the gradients
+  std::string gradients_note;  // which engine carries the gradients, for the header ("" when one process)
   std::chrono::milliseconds comm_timeout{std::chrono::minutes(5)};
   int rank = 0, world_size = 1;
   std::optional<TrainingProgress> fitted;  // the progress where the last fit() ended
   std::string resume_warning;  // resumed by another number of processes (adapt_to_world_size)
 
   void read_config(const TrainConfig& requested);
+  void open_gradient_communicator(const DataParallel& parallel);
   void build_model(TrainerInputs& inputs);
   void read_initial_weights();
   TrainState initial_state();
@@ -149,6 +152,27 @@ struct Trainer::Impl {
 
 // --resume replaces the configuration with the saved run's (train/resume.h says which fields the
 // new command keeps).
+// NCCL for the gradients when choose_gradient_engine() says so. Opened after the ranks agreed on
+// the configuration (its unique id travels over `comm`), on every rank alike (the same request,
+// device kind and world size). No fallback to host memory when NCCL fails: a rank that fell back
+// alone would meet the others in another collective; it throws, and its failure ends the job.
+void Trainer::Impl::open_gradient_communicator(const DataParallel& parallel) {
+  Backend& home = *plan.backends.front();
+  const GradientEngineChoice choice =
+      choose_gradient_engine(parallel.gradient_engine, !home.device().is_host(), world_size);
+  if (choice.engine != "nccl") {
+    if (comm) gradients_note = fmt::format("{} (host memory)", comm->name());
+    return;
+  }
+  try {
+    gradient_comm = open_device_communicator(home, comm, parallel.collective_timeout);
+  } catch (const Error& e) {
+    GPUML_FAIL(e.kind(), "{} (GPUML_COMM=host sends the gradients through host memory over {} instead)",
+               e.message(), comm ? comm->name() : "nothing: one process needs no collective");
+  }
+  gradients_note = gradient_comm->description();
+}
+
 void Trainer::Impl::read_config(const TrainConfig& requested) {
   cfg = requested;
   if (!cfg.resume.empty()) {
@@ -193,7 +217,7 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   Impl& m = *impl_;
   m.read_config(config);
   ThreadScope threads(m.cfg.threads);
-  m.plan = plan_options_for_device(m.cfg.device);
+  m.plan = plan_options_for_device(m.cfg.device, parallel.local_rank);
   m.plan.deterministic = m.cfg.deterministic;
   m.build_model(inputs);
   if (parallel.communicator && parallel.communicator->world_size() > 1) {
@@ -236,13 +260,12 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   if (m.resumed) m.runner->load(m.resumed->checkpoint.model, m.resumed->checkpoint.optimizer);
   else if (m.initial_weights) m.runner->load(*m.initial_weights, {});
   if (m.data.eval) std::tie(m.eval_x, m.eval_y) = normalised(*m.data.eval, m.data.task);
-  if (m.comm) {
-    check_ranks_agree(*m.comm, config_to_json(m.cfg), m.model->to_json(), m.comm_timeout);
-    m.runner->set_sync_batch_norm(m.cfg.sync_batchnorm);
-    m.runner->set_communicator(m.comm, m.comm_timeout);
-    // Whatever each rank initialised or loaded, all start from rank 0's state.
-    m.runner->broadcast_state_from_rank0();
-  }
+  if (m.comm) check_ranks_agree(*m.comm, config_to_json(m.cfg), m.model->to_json(), m.comm_timeout);
+  m.open_gradient_communicator(parallel);
+  m.runner->set_sync_batch_norm(m.cfg.sync_batchnorm);
+  if (m.comm || m.gradient_comm) m.runner->set_communicator(m.comm, m.comm_timeout, m.gradient_comm);
+  // Whatever each rank initialised or loaded, all start from rank 0's state.
+  if (m.comm) m.runner->broadcast_state_from_rank0();
 }
 
 Trainer::~Trainer() = default;
@@ -301,6 +324,7 @@ TrainState Trainer::Impl::initial_state() {
   st.primary = primary;
   st.steps_per_epoch = data.train->batches_per_epoch();
   st.device_used = gpuml::device_used(plan, cfg.device);
+  if (!gradients_note.empty()) st.device_used += "; gradients: " + gradients_note;
   st.precision_note = precision_note(cfg.precision, *plan.backends.front());
   if (resumed) st.progress = resumed->checkpoint.progress;
   else st.progress.seed = cfg.seed;

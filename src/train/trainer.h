@@ -69,9 +69,14 @@ struct TrainerInputs {
 // data only), gradients are averaged over the ranks, every rank starts from rank 0's weights, and
 // only rank 0 is primary (writes files and progress). Ranks started with another configuration
 // are refused. No communicator, or one rank: one process, as before.
+// On a GPU with several ranks NCCL carries the gradients in device memory (backend/communicator.h,
+// choose_gradient_engine) and `communicator` the host-side collectives; `gradient_engine` is
+// GPUML_COMM's request ("auto", "nccl": even for one rank, "host").
 struct DataParallel {
   std::shared_ptr<Communicator> communicator;
   std::chrono::milliseconds collective_timeout{std::chrono::minutes(5)};  // each collective's deadline
+  std::string gradient_engine = "auto";
+  int local_rank = 0;  // this process's rank on its machine: --device cuda/auto takes that GPU
 };
 
 class Trainer {

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "backend/communicator.h"
 #include "backend/plugin_loader.h"
 #include "core/error.h"
 #include "graph/planner.h"
@@ -101,6 +102,26 @@ TEST(CudaPlugin, PluginChecksItsCudaLibrariesWithoutAGpu) {
   ASSERT_NE(check, nullptr);
   EXPECT_STREQ(check(), "");
   // No dlclose: the CUDA runtime does not like being unmapped.
+}
+
+// NCCL's entry lives in the CUDA plugin, under the communicator ABI: present, of this build's ABI,
+// and refusing a backend that is not the plugin's own CUDA backend with a reason (no GPU needed).
+TEST(CudaPlugin, NcclEntryIsThereAndRefusesAHostBackend) {
+  const std::string plugin = testing::cuda_plugin_path();
+  if (plugin.empty()) GTEST_SKIP() << "this build has no CUDA plugin";
+  void* handle = dlopen(plugin.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!handle) GTEST_SKIP() << "the CUDA libraries are not on this machine: " << dlerror();
+  auto abi = reinterpret_cast<CommPluginAbiVersionFn>(dlsym(handle, kCommPluginAbiVersionSymbol));
+  auto open = reinterpret_cast<DeviceCommOpenFn>(dlsym(handle, kDeviceCommOpenSymbol));
+  ASSERT_NE(abi, nullptr);
+  ASSERT_NE(open, nullptr);
+  EXPECT_EQ(abi(), kCommunicatorAbiVersion);
+  DeviceCommunicatorOpen request;
+  request.device_backend = &backend_registry().reference();
+  open(&request);
+  EXPECT_EQ(request.communicator, nullptr);
+  EXPECT_NE(request.reason.find("NCCL needs a CUDA backend of this plugin, not ref"), std::string::npos)
+      << request.reason;
 }
 
 TEST(CudaPlugin, RegistryRecordsWhatHappened) {

@@ -168,4 +168,9 @@ void launch_sgd_update(const float* state, const float* grad, const float* hyper
 void launch_adam_update(const float* state, const float* grad, const float* hyper, const float* decay, float* out,
                         int64_t p, const OptimParams& o, cudaStream_t stream);
 
+// --- cuda_scale.cu -------------------------------------------------------------------------------
+// values (n,) f32 *= factor in place: the average of a collective on device memory (NCCL) is a
+// sum, then this (backend/communicator.h).
+void launch_scale_f32(float* values, int64_t n, float factor, cudaStream_t stream);
+
 }  // namespace gpuml::cuda

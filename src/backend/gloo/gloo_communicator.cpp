@@ -137,77 +137,6 @@ class GlooCommunicator final : public Communicator {
     return fmt::format("Gloo (TCP, {}), rank {} of {}", address_, rank_, size_);
   }
 
-  void all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call) override {
-    if (values.empty()) return;  // the same length on every rank: all skip
-    run("all_reduce", call, [&] {
-      gloo::AllreduceOptions opts(context_);
-      opts.setOutput(values.data(), values.size());
-      opts.setReduceFunction(reduce_function(op));
-      opts.setTimeout(call.timeout);
-      gloo::allreduce(opts);
-    });
-    if (op == ReduceOp::average) {
-      const float scale = 1.0f / static_cast<float>(size_);
-      for (float& v : values) v *= scale;
-    }
-  }
-
-  void broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call) override {
-    GPUML_CHECK(root >= 0 && root < size_, "broadcast of {} from rank {}: there are {} ranks",
-                call.what, root, size_);
-    if (bytes.empty()) return;
-    run("broadcast", call, [&] {
-      gloo::BroadcastOptions opts(context_);
-      opts.setOutput(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size());
-      opts.setRoot(root);
-      opts.setTimeout(call.timeout);
-      gloo::broadcast(opts);
-    });
-  }
-
-  void all_gather(std::span<const std::byte> mine, std::span<std::byte> all,
-                  const CollectiveCall& call) override {
-    GPUML_CHECK(all.size() == mine.size() * static_cast<size_t>(size_),
-                "all_gather of {}: {} bytes for {} ranks of {}", call.what, all.size(), size_,
-                mine.size());
-    if (mine.empty()) return;
-    run("all_gather", call, [&] {
-      gloo::AllgatherOptions opts(context_);
-      opts.setInput(const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(mine.data())),
-                    mine.size());
-      opts.setOutput(reinterpret_cast<uint8_t*>(all.data()), all.size());
-      opts.setTimeout(call.timeout);
-      gloo::allgather(opts);
-    });
-  }
-
-  void reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp op,
-                      const CollectiveCall& call) override {
-    GPUML_CHECK(all.size() == mine.size() * static_cast<size_t>(size_),
-                "reduce_scatter of {}: {} values for {} ranks of {}", call.what, all.size(), size_,
-                mine.size());
-    if (mine.empty()) return;
-    std::vector<float> whole(all.begin(), all.end());
-    run("reduce_scatter", call, [&] {
-      gloo::AllreduceOptions opts(context_);
-      opts.setOutput(whole.data(), whole.size());
-      opts.setReduceFunction(reduce_function(op));
-      opts.setTimeout(call.timeout);
-      gloo::allreduce(opts);
-    });
-    const float scale = op == ReduceOp::average ? 1.0f / static_cast<float>(size_) : 1.0f;
-    const float* block = whole.data() + static_cast<size_t>(rank_) * mine.size();
-    for (size_t i = 0; i < mine.size(); ++i) mine[i] = block[i] * scale;
-  }
-
-  void barrier(const CollectiveCall& call) override {
-    run("barrier", call, [&] {
-      gloo::BarrierOptions opts(context_);
-      opts.setTimeout(call.timeout);
-      gloo::barrier(opts);
-    });
-  }
-
   // Gloo cannot end the other processes; exiting closes this rank's connections, which fails the
   // collective each other rank is in (or enters next) at once.
   void abort_job(std::string_view reason) noexcept override {
@@ -219,6 +148,63 @@ class GlooCommunicator final : public Communicator {
     std::fflush(stderr);
     std::fflush(stdout);
     std::_Exit(1);
+  }
+
+ protected:
+  // Sizes checked, buffers non-empty, the root valid and `op` sum or max by Communicator's
+  // public collectives.
+  void do_all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call) override {
+    run("all_reduce", call, [&] {
+      gloo::AllreduceOptions opts(context_);
+      opts.setOutput(values.data(), values.size());
+      opts.setReduceFunction(reduce_function(op));
+      opts.setTimeout(call.timeout);
+      gloo::allreduce(opts);
+    });
+  }
+
+  void do_broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call) override {
+    run("broadcast", call, [&] {
+      gloo::BroadcastOptions opts(context_);
+      opts.setOutput(reinterpret_cast<uint8_t*>(bytes.data()), bytes.size());
+      opts.setRoot(root);
+      opts.setTimeout(call.timeout);
+      gloo::broadcast(opts);
+    });
+  }
+
+  void do_all_gather(std::span<const std::byte> mine, std::span<std::byte> all,
+                     const CollectiveCall& call) override {
+    run("all_gather", call, [&] {
+      gloo::AllgatherOptions opts(context_);
+      opts.setInput(const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(mine.data())),
+                    mine.size());
+      opts.setOutput(reinterpret_cast<uint8_t*>(all.data()), all.size());
+      opts.setTimeout(call.timeout);
+      gloo::allgather(opts);
+    });
+  }
+
+  void do_reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp op,
+                         const CollectiveCall& call) override {
+    std::vector<float> whole(all.begin(), all.end());
+    run("reduce_scatter", call, [&] {
+      gloo::AllreduceOptions opts(context_);
+      opts.setOutput(whole.data(), whole.size());
+      opts.setReduceFunction(reduce_function(op));
+      opts.setTimeout(call.timeout);
+      gloo::allreduce(opts);
+    });
+    const float* block = whole.data() + static_cast<size_t>(rank_) * mine.size();
+    std::copy(block, block + mine.size(), mine.begin());
+  }
+
+  void do_barrier(const CollectiveCall& call) override {
+    run("barrier", call, [&] {
+      gloo::BarrierOptions opts(context_);
+      opts.setTimeout(call.timeout);
+      gloo::barrier(opts);
+    });
   }
 
  private:

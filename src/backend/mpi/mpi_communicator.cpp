@@ -70,27 +70,30 @@ class MpiCommunicator final : public Communicator {
     return fmt::format("MPI ({}), rank {} of {}", mpi_library_version(), rank_, size_);
   }
 
-  void all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call) override {
+  void abort_job(std::string_view reason) noexcept override {
+    std::fprintf(stderr, "gpuml: rank %d of %d: ending the job (MPI_Abort): %.*s\n", rank_, size_,
+                 static_cast<int>(reason.size()), reason.data());
+    std::fflush(stderr);
+    MPI_Abort(MPI_COMM_WORLD, 1);
+  }
+
+ protected:
+  // Sizes checked, buffers non-empty and `op` sum or max by Communicator's public collectives.
+  void do_all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call) override {
     MPI_Request request;
     check(MPI_Iallreduce(MPI_IN_PLACE, values.data(), static_cast<int>(values.size()), MPI_FLOAT,
                          op == ReduceOp::max ? MPI_MAX : MPI_SUM, comm_, &request),
           "MPI_Iallreduce");
     wait(request, "all_reduce", call);
-    if (op == ReduceOp::average) {
-      const float scale = 1.0f / static_cast<float>(size_);
-      for (float& v : values) v *= scale;
-    }
   }
 
-  void broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call) override {
+  void do_broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call) override {
     MPI_Request request;
     check(MPI_Ibcast(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, root, comm_, &request), "MPI_Ibcast");
     wait(request, "broadcast", call);
   }
 
-  void all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall& call) override {
-    GPUML_CHECK(all.size() == mine.size() * static_cast<size_t>(size_), "all_gather of {}: {} bytes for {} ranks of {}",
-                call.what, all.size(), size_, mine.size());
+  void do_all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall& call) override {
     MPI_Request request;
     check(MPI_Iallgather(mine.data(), static_cast<int>(mine.size()), MPI_BYTE, all.data(), static_cast<int>(mine.size()),
                          MPI_BYTE, comm_, &request),
@@ -98,31 +101,19 @@ class MpiCommunicator final : public Communicator {
     wait(request, "all_gather", call);
   }
 
-  void reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp op, const CollectiveCall& call) override {
-    GPUML_CHECK(all.size() == mine.size() * static_cast<size_t>(size_),
-                "reduce_scatter of {}: {} values for {} ranks of {}", call.what, all.size(), size_, mine.size());
+  void do_reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp op,
+                         const CollectiveCall& call) override {
     MPI_Request request;
     check(MPI_Ireduce_scatter_block(all.data(), mine.data(), static_cast<int>(mine.size()), MPI_FLOAT,
                                     op == ReduceOp::max ? MPI_MAX : MPI_SUM, comm_, &request),
           "MPI_Ireduce_scatter_block");
     wait(request, "reduce_scatter", call);
-    if (op == ReduceOp::average) {
-      const float scale = 1.0f / static_cast<float>(size_);
-      for (float& v : mine) v *= scale;
-    }
   }
 
-  void barrier(const CollectiveCall& call) override {
+  void do_barrier(const CollectiveCall& call) override {
     MPI_Request request;
     check(MPI_Ibarrier(comm_, &request), "MPI_Ibarrier");
     wait(request, "barrier", call);
-  }
-
-  void abort_job(std::string_view reason) noexcept override {
-    std::fprintf(stderr, "gpuml: rank %d of %d: ending the job (MPI_Abort): %.*s\n", rank_, size_,
-                 static_cast<int>(reason.size()), reason.data());
-    std::fflush(stderr);
-    MPI_Abort(MPI_COMM_WORLD, 1);
   }
 
  private:
