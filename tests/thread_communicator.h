@@ -65,24 +65,27 @@ class ThreadCommunicator final : public Communicator {
   int world_size() const override { return group_->size(); }
   std::string description() const override { return "threads of one test process"; }
 
-  void all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call) override {
+ protected:
+  // The transfers only: Communicator's public collectives check the sizes, skip empty buffers
+  // and turn an average into a sum and a scale before calling these.
+  void do_all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call) override {
     auto all = group_->exchange(rank_, std::as_bytes(values), call, "all_reduce");
     reduce_into(all, 0, values, op);
   }
-  void broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call) override {
+  void do_broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call) override {
     auto all = group_->exchange(rank_, bytes, call, "broadcast");
     std::memcpy(bytes.data(), all[static_cast<size_t>(root)].data(), bytes.size());
   }
-  void all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall& call) override {
+  void do_all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall& call) override {
     auto parts = group_->exchange(rank_, mine, call, "all_gather");
     for (size_t r = 0; r < parts.size(); ++r) std::memcpy(all.data() + r * mine.size(), parts[r].data(), mine.size());
   }
-  void reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp op,
+  void do_reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp op,
                       const CollectiveCall& call) override {
     auto parts = group_->exchange(rank_, std::as_bytes(all), call, "reduce_scatter");
     reduce_into(parts, static_cast<size_t>(rank_) * mine.size(), mine, op);
   }
-  void barrier(const CollectiveCall& call) override { group_->exchange(rank_, {}, call, "barrier"); }
+  void do_barrier(const CollectiveCall& call) override { group_->exchange(rank_, {}, call, "barrier"); }
 
  private:
   // out[i] = op over the ranks of their float at `first` + i, in rank order.
