@@ -34,6 +34,19 @@ Backend& home_backend(const PlanOptions& p) {
 
 double scalar_of(const Tensor& t) { return t.item_as_double(0); }
 
+// A value of the plan (any layout, in host memory or on `home`'s device) into host memory `dst`
+// (its numel floats), before the next step may reuse its memory.
+void copy_to_host(const Tensor& value, float* dst, Backend& home) {
+  const bool host = value.device().is_host();
+  const Tensor dense = value.is_contiguous() ? value : contiguous(value, host ? backend_registry().reference() : home);
+  if (host) {
+    std::memcpy(dst, dense.raw_data(), dense.nbytes());
+    return;
+  }
+  home.copy_to_host(dst, dense.raw_data(), dense.nbytes());
+  home.synchronize();
+}
+
 }  // namespace
 
 ModelRunner::ModelRunner(const nn::Model& model, optim::OptimizerConfig optimizer, PlanOptions plan, uint64_t seed,
@@ -112,7 +125,15 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     add(terms.weight, c->weight_at);
     add(terms.score, c->score_at);
     g.set_autocast(Autocast::off);  // gradients, their concatenation and the update stay f32
-    if (mode == Mode::Train || mode == Mode::Gradient) {
+    if (mode == Mode::Gradient) {
+      // Each parameter's gradient an output of its own, ready as soon as backward writes it (no
+      // concatenation at the end), of loss x weight: the sum over this rank's rows, which the ranks
+      // add before dividing by their total weight.
+      Sym weighted = terms.weight ? mul(terms.loss, *terms.weight) : mul_scalar(terms.loss, static_cast<double>(x_shape[0]));
+      std::vector<Sym> grads = gradients(g, weighted, params);
+      c->state_at = static_cast<int>(outputs.size());
+      outputs.insert(outputs.end(), grads.begin(), grads.end());
+    } else if (mode == Mode::Train) {
       std::vector<Sym> grads = gradients(g, terms.loss, params);
       std::vector<Sym> flat;  // laid out as the state's row: each gradient, then its gap's zeros
       for (size_t i = 0; i < grads.size(); ++i) {
@@ -122,13 +143,11 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
         if (gap > 0) flat.push_back(fill(g, {gap}, 0.0, DType::f32));
       }
       Sym flat_grad = flat.size() == 1 ? flat[0] : concat(flat, 0);
-      if (mode == Mode::Gradient) {
-        add(flat_grad, c->state_at);  // the gradient (P,) where the fused step has the new state
-      } else {
-        Sym hyper = g.input("hyper", {{3}, DType::f32});
-        Sym decay = g.input("decay", {{param_count_}, DType::f32});
-        add(optim::emit_update(optimizer_, state, flat_grad, hyper, decay), c->state_at);
-      }
+      Sym hyper = g.input("hyper", {{3}, DType::f32});
+      Sym decay = g.input("decay", {{param_count_}, DType::f32});
+      add(optim::emit_update(optimizer_, state, flat_grad, hyper, decay), c->state_at);
+    }
+    if (mode == Mode::Train || mode == Mode::Gradient) {
       for (const auto& [name, value] : ctx.buffer_updates) {
         c->buffer_updates.push_back(name);
         outputs.push_back(value);
@@ -189,7 +208,18 @@ StepStats ModelRunner::stats_of(const Compiled& c, const std::vector<Tensor>& ou
 void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout) {
   comm_ = comm && comm->world_size() > 1 ? std::move(comm) : nullptr;
   comm_timeout_ = timeout;
+  reduced_grad_ = Tensor();  // may borrow the buckets' memory
+  buckets_.reset();
 }
+
+void ModelRunner::set_gradient_bucket_bytes(size_t bytes) {
+  GPUML_CHECK(bytes > 0, "the gradient bucket size must be positive, got {} bytes", bytes);
+  bucket_bytes_ = bytes;
+  reduced_grad_ = Tensor();  // may borrow the buckets' memory
+  buckets_.reset();  // cut again at the next step
+}
+
+const AllReduceTimes* ModelRunner::all_reduce_times() const { return buckets_ ? &buckets_->times() : nullptr; }
 
 void ModelRunner::broadcast_state_from_rank0() {
   if (!comm_) return;
@@ -230,43 +260,74 @@ StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, i
   return stats_of(c, out, x.dim(0));
 }
 
-// The gradient graph, the weighted all-reduce on the host, then the update graph. The loss sums
-// ride in the same all-reduce as the gradient: one collective per step.
+// The gradient graph, whose gradients go into their buckets as backward writes them (the
+// all-reduces run meanwhile on the buckets' thread), then the update graph. The loss sums ride in
+// the first bucket: no collective of their own.
 StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step,
                                                 uint64_t rng_offset) {
   Compiled& c = compiled(Mode::Gradient, x.shape());
+  Backend& home = home_backend(plan_options_);
+  if (!buckets_) {
+    std::vector<GradientRange> ranges;
+    for (size_t i = 0; i < slots_.size(); ++i)
+      ranges.push_back({slots_[i].offset, i + 1 < slots_.size() ? slots_[i + 1].offset : param_count_});
+    buckets_ = std::make_unique<GradientBuckets>(comm_, std::move(ranges), bucket_bytes_, comm_timeout_);
+    std::span<float> host = buckets_->gradient();
+    // On CPU the update reads the reduced gradient where the all-reduce left it.
+    reduced_grad_ = home.device().is_host()
+                        ? Tensor(Storage::borrow(host.data(), host.size_bytes(), home.device()), {param_count_},
+                                 contiguous_strides({param_count_}), 0, DType::f32)
+                        : Tensor::empty({param_count_}, DType::f32, home);
+  }
+  const int params = static_cast<int>(slots_.size());
   std::map<std::string, Tensor> feeds = buffer_feeds();
   feeds["x"] = x;
   feeds["y"] = y;
   feeds["state"] = state_[current_];
   RunOptions run = replay_options();
   run.rng_offset = rng_offset;
-  std::vector<Tensor> out = c.executor->run(feeds, run);
-  const StepStats local = stats_of(c, out, x.dim(0));
+  // This rank's loss, weight and score, as backward's gradients arrive, go to the buckets.
+  double loss = 0, weight = static_cast<double>(x.dim(0)), score = 0;
+  int scalars_missing = 1 + (c.weight_at >= 0) + (c.score_at >= 0);
+  run.ready_outputs.insert(0);
+  if (c.weight_at >= 0) run.ready_outputs.insert(c.weight_at);
+  if (c.score_at >= 0) run.ready_outputs.insert(c.score_at);
+  for (int i = 0; i < params; ++i) run.ready_outputs.insert(c.state_at + i);
+  std::span<float> gradient = buckets_->gradient();
+  run.on_output_ready = [&](int index, const Tensor& value) {
+    if (index >= c.state_at && index < c.state_at + params) {
+      const Slot& slot = slots_[static_cast<size_t>(index - c.state_at)];
+      GPUML_CHECK_KIND(ErrorKind::Internal, value.dtype() == DType::f32 && value.numel() == slot.numel,
+                       "the gradient of {} is {} {}, expected f32 {}", slot.name, value.dtype(),
+                       shape_str(value.shape()), shape_str(slot.shape));
+      copy_to_host(value, gradient.data() + slot.offset, home);
+      buckets_->parameter_ready(static_cast<size_t>(index - c.state_at));
+      return;
+    }
+    const double v = scalar_of(value.device().is_host() ? value : to_backend(value, backend_registry().reference()));
+    if (index == 0) loss = v;
+    else if (index == c.weight_at) weight = v;
+    else score = v;
+    if (--scalars_missing == 0)
+      buckets_->scalars_ready({static_cast<float>(loss * weight), static_cast<float>(weight), static_cast<float>(score),
+                               static_cast<float>(x.dim(0))});
+  };
+  buckets_->begin_step();
+  std::vector<Tensor> out;
+  ReducedStep reduced;
+  try {
+    out = c.executor->run(feeds, run);
+    buckets_->backward_done();
+    reduced = buckets_->finish(step);
+  } catch (...) {
+    buckets_->abandon();  // this rank failed alone: launch nothing more
+    throw;
+  }
   for (size_t i = 0; i < c.buffer_updates.size(); ++i)
-    buffer_values_[c.buffer_updates[i]] = out[static_cast<size_t>(c.state_at) + 1 + i];
+    buffer_values_[c.buffer_updates[i]] = out[static_cast<size_t>(c.state_at + params) + i];
 
-  Backend& home = home_backend(plan_options_);
-  const Tensor& grad = out[static_cast<size_t>(c.state_at)];  // (P,) f32, the mean over this rank's rows
-  const size_t p = static_cast<size_t>(param_count_);
-  reduce_buffer_.resize(p + 4);
-  home.copy_to_host(reduce_buffer_.data(), grad.raw_data(), p * sizeof(float));
-  home.synchronize();
-  // Weighted by this rank's share: sum_r w_r * mean_r = the global sum; / total weight = the global mean.
-  const float weight = static_cast<float>(local.weight);
-  for (size_t i = 0; i < p; ++i) reduce_buffer_[i] *= weight;
-  reduce_buffer_[p] = static_cast<float>(local.loss * local.weight);
-  reduce_buffer_[p + 1] = weight;
-  reduce_buffer_[p + 2] = static_cast<float>(local.score);
-  reduce_buffer_[p + 3] = static_cast<float>(local.rows);
-  comm_->all_reduce(reduce_buffer_, ReduceOp::sum, {"gradients", comm_timeout_});
-  const float total_weight = reduce_buffer_[p + 1];
-  GPUML_CHECK(total_weight > 0, "data parallel step {}: the ranks' batches carry no weight (no rows or tokens)", step);
-  const float inverse = 1.0f / total_weight;
-  for (size_t i = 0; i < p; ++i) reduce_buffer_[i] *= inverse;
-
-  if (!reduced_grad_.defined()) reduced_grad_ = Tensor::empty({param_count_}, DType::f32, home);
-  home.copy_to_device(reduced_grad_.raw_data(), reduce_buffer_.data(), p * sizeof(float));
+  if (!home.device().is_host())
+    home.copy_to_device(reduced_grad_.raw_data(), gradient.data(), gradient.size_bytes());
   Compiled& update = compiled(Mode::Update, {});
   std::map<std::string, Tensor> update_feeds{{"state", state_[current_]},
                                              {"grad", reduced_grad_},
@@ -276,8 +337,7 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
   update_run.output_buffers[0] = state_[1 - current_];
   update.executor->run(update_feeds, update_run);
   current_ = 1 - current_;
-  return {reduce_buffer_[p] / total_weight, total_weight, reduce_buffer_[p + 2],
-          static_cast<int64_t>(reduce_buffer_[p + 3])};
+  return {reduced.loss_sum / reduced.weight, reduced.weight, reduced.score, reduced.rows};
 }
 
 void ModelRunner::stage_train_batch(const Tensor& x, const Tensor& y) {

@@ -8,13 +8,16 @@
 // One plan per batch size is cached (the last, smaller batch gets its own).
 //
 // Data parallelism (set_communicator with several ranks) splits that step in two graphs: the
-// first ends at the flat gradient (P,), which is averaged over the ranks by an all-reduce on the
-// host, and the second is the optimizer update alone. Splitting keeps the collective out of the
-// graph IR (no op that blocks on other processes, nothing a CUDA graph would capture) and leaves
-// one process's fused step as it was. Each rank's gradient is the mean over its own rows, so the
-// ranks' gradients are summed weighted by their rows (or counted tokens) and divided by the total:
-// the mean over the global batch, exactly what one process with the whole batch computes, up to
-// the order of the float additions.
+// first ends at each parameter's gradient, and the second is the optimizer update alone. Between
+// them the gradients are averaged over the ranks by all-reduces on the host, in buckets started
+// while backward still runs (train/gradient_buckets.h): the executor hands each gradient over as
+// soon as the step that writes it has run (RunOptions::on_output_ready), and it is copied into the
+// bucket's host buffer, which the update then reads in place on CPU. Splitting keeps the
+// collectives out of the graph IR (no op that blocks on other processes, nothing a CUDA graph
+// would capture) and leaves one process's fused step as it was. The gradient graph differentiates
+// loss x weight (rows, or counted tokens), the sum over this rank's rows rather than its mean; the
+// ranks' sums are added and divided by the total weight: the mean over the global batch, what one
+// process with the whole batch computes, up to the order of the float additions.
 //
 //   ModelRunner runner(model, opt_config, plan_options, /*seed*/ 0);
 //   StepStats s = runner.train_step(batch.x, batch.y, lr, /*step*/ 1, /*rng_offset*/ 0);
@@ -32,6 +35,7 @@
 #include "io/safetensors.h"
 #include "nn/model.h"
 #include "optim/optimizer.h"
+#include "train/gradient_buckets.h"
 #include "train/precision.h"
 #include "train/task.h"
 
@@ -60,6 +64,12 @@ class ModelRunner {
   // Data parallelism: train_step() averages gradients over `comm`'s ranks, each collective waiting
   // at most `timeout` for the others. nullptr or one rank: the single fused step.
   void set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout);
+  // Data parallelism: a gradient bucket closes once it holds this many bytes (> 0; the default
+  // kDefaultGradientBucketBytes). Every rank must use the same size.
+  void set_gradient_bucket_bytes(size_t bytes);
+  // Data parallelism: the all-reduces' times so far (nullptr before the first step or with one
+  // process).
+  const AllReduceTimes* all_reduce_times() const;
   // Every rank takes rank 0's parameters, optimizer state and buffers, so that all start from the
   // same point whatever each initialised or loaded.
   void broadcast_state_from_rank0();
@@ -129,8 +139,9 @@ class ModelRunner {
   std::map<std::string, std::unique_ptr<Compiled>> cache_;
   std::shared_ptr<Communicator> comm_;  // nullptr: one process
   std::chrono::milliseconds comm_timeout_{std::chrono::minutes(5)};
-  std::vector<float> reduce_buffer_;  // (P + 4,) gradient, then loss * weight, weight, score, rows
-  Tensor reduced_grad_;               // (P,) f32 on the home backend: the update's input
+  size_t bucket_bytes_ = kDefaultGradientBucketBytes;
+  std::unique_ptr<GradientBuckets> buckets_;  // made at the first data-parallel step
+  Tensor reduced_grad_;  // (P,) f32 on the home backend: the update's input (on CPU, buckets_'s memory)
 };
 
 }  // namespace gpuml

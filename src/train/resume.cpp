@@ -90,7 +90,8 @@ json config_to_json(const TrainConfig& c) {
           {"eval_iters", c.eval_iters},
           {"steps", c.steps},
           {"precision", precision_name(c.precision)},
-          {"deterministic", c.deterministic}};
+          {"deterministic", c.deterministic},
+          {"bucket_mb", c.bucket_mb}};
 }
 
 TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::string& where) {

@@ -44,9 +44,9 @@ bool mpi_ready(std::string* why) {
   return true;
 }
 
-std::string train_args(const fs::path& out, int batch) {
-  return fmt::format("train --model mlp --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 --quiet --out {}",
-                     batch, q(out));
+std::string train_args(const fs::path& out, int batch, const std::string& model = "mlp") {
+  return fmt::format("train --model {} --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 --quiet --out {}",
+                     model, batch, q(out));
 }
 
 TEST(DataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
@@ -68,6 +68,32 @@ TEST(DataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
       << "the control run is as close as the data-parallel one: the check cannot tell";
 }
 
+// --bucket-mb 0.0001 (100 bytes): every parameter's gradient is a bucket of its own, all-reduced
+// by the communication thread while backward goes on; the weights are the same as one process's.
+void expect_bucketed_two_ranks_train_as_one(const std::string& model, int params) {
+  TempDir dir;
+  const fs::path one = dir.path() / "one", two = dir.path() / "two";
+  auto r = testing::run_gpuml(train_args(one, 128, model));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_shell(fmt::format("{} -np 2 {} {} --bucket-mb 0.0001", kMpirun, q(GPUML_CLI_PATH), train_args(two, 64, model)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(fmt::format("all-reduce (rank 0 of 2, mpi): {} buckets per step", params)), std::string::npos)
+      << r.output;
+  const double difference = max_difference(one / "model.safetensors", two / "model.safetensors");
+  EXPECT_LT(difference, 1e-5);
+  ::testing::Test::RecordProperty("max_weight_difference", fmt::format("{:.3g}", difference));
+}
+
+TEST(DataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessMlp) {
+  REQUIRE_READY(mpi_ready);
+  expect_bucketed_two_ranks_train_as_one("mlp", 6);
+}
+
+TEST(DataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessCnn) {
+  REQUIRE_READY(mpi_ready);
+  expect_bucketed_two_ranks_train_as_one("cnn", 8);
+}
+
 TEST(DataParallel, RanksStartedWithDifferentFlagsAreRefusedNamingTheFlag) {
   REQUIRE_READY(mpi_ready);
   TempDir dir;
@@ -84,11 +110,11 @@ struct FaultRun {
   testing::CommandResult result;
   double seconds_after_signal = 0;
 };
-FaultRun run_with_rank1(const char* signal) {
+FaultRun run_with_rank1(const char* signal, const std::string& flags = "") {
   TempDir dir;
   const fs::path out = dir.path() / "fault-run";
   const std::string script = fmt::format(
-      R"sh(timeout 120 {mpirun} -np 2 {gpuml} train --model mlp --epochs 100 --threads 1 --dist-timeout 3 --quiet --out {out} > {log} 2>&1 &
+      R"sh(timeout 120 {mpirun} -np 2 {gpuml} train --model mlp --epochs 100 --threads 1 --dist-timeout 3 --quiet{flags} --out {out} > {log} 2>&1 &
 job=$!
 pid=
 for i in $(seq 200); do
@@ -106,7 +132,7 @@ wait $job
 echo "exit $? after_ms $(( ($(date +%s%N) - start) / 1000000 ))"
 cat {log})sh",
       fmt::arg("mpirun", kMpirun), fmt::arg("gpuml", q(GPUML_CLI_PATH)), fmt::arg("out", q(out)), fmt::arg("out_plain", out.string()),
-      fmt::arg("log", q(dir.path() / "log")), fmt::arg("signal", signal));
+      fmt::arg("log", q(dir.path() / "log")), fmt::arg("signal", signal), fmt::arg("flags", flags));
   FaultRun run;
   run.result = run_shell(script);
   size_t at = run.result.output.find("after_ms ");
@@ -123,6 +149,20 @@ TEST(DataParallel, StalledRankEndsTheJobWithinTheDeadlineNamingItAndTheCollectiv
   EXPECT_NE(out.find("rank 0 of 2: all_reduce of gradients waited"), std::string::npos) << out;
   EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;
   // --dist-timeout 3, plus the job's teardown.
+  EXPECT_GT(run.seconds_after_signal, 2.5) << out;
+  EXPECT_LT(run.seconds_after_signal, 30) << out;
+}
+
+// A bucket per parameter: the communication thread meets the stalled peer inside some bucket's
+// all-reduce, and the job still ends within the deadline with the message.
+TEST(DataParallel, StalledRankWithManyBucketsEndsTheJobWithinTheDeadline) {
+  REQUIRE_READY(mpi_ready);
+  FaultRun run = run_with_rank1("STOP", " --bucket-mb 0.0001");
+  const std::string& out = run.result.output;
+  ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
+  EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
+  EXPECT_NE(out.find("rank 0 of 2: all_reduce of gradients (bucket "), std::string::npos) << out;
+  EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;
   EXPECT_GT(run.seconds_after_signal, 2.5) << out;
   EXPECT_LT(run.seconds_after_signal, 30) << out;
 }

@@ -65,13 +65,16 @@ int rank_exit_code(const std::string& output, int rank) {
   return std::stoi(m[1]);
 }
 
-// 1 process x batch 128, then 2 ranks x batch 64 (with `options` for the launcher script).
-void expect_two_ranks_train_as_one(const std::string& model, const std::string& options) {
+// 1 process x batch 128, then 2 ranks x batch 64 (with `options` for the launcher script and
+// `rank_flags` for gpuml on each rank); `output` gets the ranks' output.
+void expect_two_ranks_train_as_one(const std::string& model, const std::string& options,
+                                   const std::string& rank_flags = "", std::string* output = nullptr) {
   TempDir dir;
   const fs::path one = dir.path() / "one", two = dir.path() / "two";
   auto r = testing::run_gpuml(train_args(model, one, 128));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = two_ranks(options, train_args(model, two, 64));
+  r = two_ranks(options, train_args(model, two, 64) + rank_flags);
+  if (output != nullptr) *output = r.output;
   if (r.exit_code == 77) GTEST_SKIP() << r.output;
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(rank_exited(r.output, 0, 0) && rank_exited(r.output, 1, 0)) << r.output;
@@ -90,6 +93,24 @@ TEST(GlooDataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128Mlp) {
 TEST(GlooDataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128Cnn) {
   REQUIRE_READY(gloo_ready);
   expect_two_ranks_train_as_one("cnn", "");
+}
+
+// --bucket-mb 0.0001 (100 bytes): every parameter's gradient is a bucket of its own, all-reduced
+// while backward goes on; the result is the same.
+TEST(GlooDataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessMlp) {
+  REQUIRE_READY(gloo_ready);
+  std::string out;
+  expect_two_ranks_train_as_one("mlp", "", " --bucket-mb 0.0001", &out);
+  if (IsSkipped() || HasFatalFailure()) return;
+  EXPECT_NE(out.find("all-reduce (rank 0 of 2, gloo): 6 buckets per step"), std::string::npos) << out;
+}
+
+TEST(GlooDataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessCnn) {
+  REQUIRE_READY(gloo_ready);
+  std::string out;
+  expect_two_ranks_train_as_one("cnn", "", " --bucket-mb 0.0001", &out);
+  if (IsSkipped() || HasFatalFailure()) return;
+  EXPECT_NE(out.find("all-reduce (rank 0 of 2, gloo): 8 buckets per step"), std::string::npos) << out;
 }
 
 // One rank in each of two network namespaces joined by a veth pair: the rendezvous and Gloo's
@@ -116,6 +137,8 @@ std::string long_run(const fs::path& out) {
                      q(out));
 }
 
+std::string long_run_in_buckets(const fs::path& out) { return long_run(out) + " --bucket-mb 0.0001"; }
+
 double seconds_after_signal(const std::string& output) {
   size_t at = output.find("after_ms ");
   return at == std::string::npos ? -1 : std::atof(output.c_str() + at + 9) / 1000;
@@ -131,6 +154,21 @@ TEST(GlooDataParallel, StalledRankMakesTheOtherExitWithinTheDeadlineNamingItAndT
       << r.output;
   EXPECT_NE(r.output.find("for rank 1"), std::string::npos) << r.output;
   // --dist-timeout 3: not before it, and promptly after it.
+  EXPECT_GT(seconds_after_signal(r.output), 2.5) << r.output;
+  EXPECT_LT(seconds_after_signal(r.output), 10) << r.output;
+}
+
+// With a bucket per parameter the stalled peer is met by the communication thread, inside some
+// bucket's all-reduce: the training thread still exits with its message within the deadline.
+TEST(GlooDataParallel, StalledRankWithManyBucketsMakesTheOtherExitWithinTheDeadline) {
+  REQUIRE_READY(gloo_ready);
+  TempDir dir;
+  auto r = two_ranks("--signal STOP --after 3", long_run_in_buckets(dir.path() / "run"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(rank_exit_code(r.output, 0), 0) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("rank 0 of 2: all_reduce of gradients \\(bucket [1-6] of 6\\) waited")))
+      << r.output;
+  EXPECT_NE(r.output.find("for rank 1"), std::string::npos) << r.output;
   EXPECT_GT(seconds_after_signal(r.output), 2.5) << r.output;
   EXPECT_LT(seconds_after_signal(r.output), 10) << r.output;
 }
