@@ -1,6 +1,8 @@
 // Data parallelism under mpirun (label `dist`): 2 ranks x batch 64 end with the weights of
-// 1 process x batch 128; a stalled or killed rank ends the job within the deadline with a message
-// naming the rank; ranks started with different flags are refused naming the flag.
+// 1 process x batch 128, also with a gradient bucket per parameter (mlp, cnn); a stalled or killed
+// rank ends the job within the deadline with a message naming the rank (also when the stalled
+// peer is met inside one of many buckets); ranks started with different flags are refused naming
+// the flag.
 //
 // Tolerance of the equivalence: 1e-5 absolute on every weight after 20 Adam steps (lr 1e-3).
 // The two runs add the same float terms in another order (each rank sums 64 rows' gradients and
