@@ -250,7 +250,7 @@ Command add_train_command(CLI::App& app) {
                   "Several processes: gradients are all-reduced in buckets of about this many MiB, each started as "
                   "soon as backward has produced it (the same on every rank)")
       ->capture_default_str()
-      ->check(CLI::PositiveNumber);
+      ->check(kPositive);
   auto gpu_memory_limit = std::make_shared<std::string>("0");
   cmd->add_option("--gpu-memory-limit", *gpu_memory_limit,
                   "Cap on the GPU memory gpuml holds, with a unit: 512M, 8G (0: none)")
