@@ -7,6 +7,8 @@
 #
 #   bash bench/gpt_vs_torch.sh                     # 2000 steps, every peer, threads "1 N"
 #   STEPS=300 PEERS=torch1.13 bash bench/gpt_vs_torch.sh
+#   PRECISION=bf16 bash bench/gpt_vs_torch.sh      # mixed bf16 on both sides (gpuml --precision bf16,
+#                                                  # the peer's --dtype bf16: torch.autocast on CPU)
 #
 # ms/step: gpuml's is the mean over all steps (metrics.csv step_seconds / steps, the first
 # step's planning included); the peer's is its median after 10 warm-up steps (its own report).
@@ -24,6 +26,8 @@ steps="${STEPS:-2000}"
 threads="${THREADS:-1 $(nproc)}"
 torch_threads="${TORCH_THREADS:-1 $(nproc)}"
 peers="${PEERS:-torch1.13 torch2 torch2-compile}"
+precision="${PRECISION:-fp32}"
+[[ "$precision" == fp32 || "$precision" == bf16 ]] || { echo "gpt_vs_torch: PRECISION is fp32 or bf16" >&2; exit 2; }
 
 [[ -x "$build_dir/gpuml" ]] || { echo "gpt_vs_torch: build gpuml first (bash tools/setup.sh)" >&2; exit 1; }
 [[ -f "$peer" ]] || { echo "gpt_vs_torch: peer script $peer not found" >&2; exit 1; }
@@ -42,14 +46,14 @@ for p in $peers; do python_of[$p]="$(peer_python "$p")"; done
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 echo "machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; load $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "date: $(date -u +%Y-%m-%d); commit: $(git -C "$root" rev-parse --short HEAD 2> /dev/null || echo unknown); cpu-small, $steps steps"
+echo "date: $(date -u +%Y-%m-%d); commit: $(git -C "$root" rev-parse --short HEAD 2> /dev/null || echo unknown); cpu-small, $steps steps, $precision"
 
 g_ms=""; g_t=""; g_loss=""; g_rss=""
 for t in $threads; do
   /usr/bin/time -f "%M" -o "$tmp/rss" "$build_dir/gpuml" train --data "$data" --model cpu-small --steps "$steps" \
     --batch-size 12 --optimizer adamw --lr 1e-3 --betas 0.9,0.99 --weight-decay 0.1 \
     --weight-decay-params matrices --clip-grad-norm 1 --schedule cosine:1e-4,warmup:100 --seed 1337 \
-    --threads "$t" --device cpu --out "$tmp/gpuml-$t" --quiet > "$tmp/gpuml.log"
+    --threads "$t" --device cpu --precision "$precision" --out "$tmp/gpuml-$t" --quiet > "$tmp/gpuml.log"
   read -r ms loss < <(python3 - "$tmp/gpuml-$t/metrics.csv" "$steps" << 'PY'
 import csv, sys
 rows = list(csv.DictReader(open(sys.argv[1])))
@@ -71,7 +75,7 @@ for p in $peers; do
   best_ms=""; best_t=""; best_loss=""; best_rss=""
   for t in $torch_threads; do
     line="$("${python_of[$p]}" "$peer" --preset cpu-small --data "$data" --iters "$steps" --threads "$t" \
-      "${extra[@]}" 2> "$tmp/peer.err")" || { cat "$tmp/peer.err" >&2; exit 1; }
+      --dtype "$precision" "${extra[@]}" 2> "$tmp/peer.err")" || { cat "$tmp/peer.err" >&2; exit 1; }
     ms="$(sed -n 's/.*ms_per_step=\([0-9.]*\).*/\1/p' <<< "$line")"
     echo "  $p, $t threads: $line" >&2
     if [[ -z "$best_ms" ]] || python3 -c "import sys; sys.exit(0 if $ms < $best_ms else 1)"; then

@@ -81,13 +81,16 @@ std::vector<OpSample> build_samples() {
   gelu_tanh.gelu_tanh = true;
   add(OpId::gelu, "erf", {real({4, 33})});
   add(OpId::gelu, "tanh", {strided({4, 9})}, gelu_tanh);
-  // Contiguous f32 takes the AVX2 loop where the CPU has it; past the parallel grain, split in chunks.
+  // Contiguous f32 and bf16 take the AVX2 loops where the CPU has them; past the parallel grain, split in chunks.
   add(OpId::gelu, "tanh_contiguous", {real({3, 67})}, gelu_tanh);
   add(OpId::gelu, "tanh_parallel", {real({3, 6001})}, gelu_tanh);
   for (DType target : {DType::f32, DType::f64, DType::i32, DType::bf16}) {
     Attrs a;
     a.dtype = target;
     add(OpId::cast, std::string("to_") + std::string(dtype_name(target)), {real({2, 17})}, a);
+    // f32 <-> bf16 take the AVX2 loops when contiguous; past the parallel grain, in chunks.
+    add(OpId::cast, std::string("to_") + std::string(dtype_name(target)) + "_parallel", {real({3, 6001})}, a);
+    add(OpId::cast, std::string("to_") + std::string(dtype_name(target)) + "_strided", {strided({5, 7})}, a);
   }
   // Binary with broadcasting and strided operands.
   for (OpId op : {OpId::add, OpId::sub, OpId::mul, OpId::maximum, OpId::minimum, OpId::eq, OpId::ne,
@@ -352,6 +355,10 @@ std::vector<OpSample> build_samples() {
     r.beta = 2;
     add(OpId::arange, "step2", {}, r);
   }
+  // Collectives: run without a communicator here (one process: the identity); across ranks in
+  // tests/unit/sync_batch_norm_test.cpp and tests/dist.
+  add(OpId::all_reduce_sum, "odd", {real({3, 37})});
+  add(OpId::all_reduce_sum, "strided", {strided({5, 7})});
   // Optimizer updates: state (rows, P), grad (P,), hyper (3,) = [lr, 1-beta1^t, 1-beta2^t], decay
   // (P,) 0 or 1 per column. The Adam state is Positive so that its v row (a running mean of g^2)
   // is >= 0, as it always is.

@@ -16,6 +16,7 @@
 
 #include <array>
 #include <atomic>
+#include <chrono>
 #include <mutex>
 #include <initializer_list>
 #include <memory>
@@ -33,6 +34,15 @@
 namespace gpuml {
 
 class Backend;
+class Communicator;
+
+// What a collective op's kernel (all_reduce_sum) reaches the job's other processes through
+// (backend/communicator.h), and how long each call waits for them. No communicator: one
+// process, and the op is the identity.
+struct KernelCollectives {
+  Communicator* communicator = nullptr;
+  std::chrono::milliseconds timeout{std::chrono::minutes(5)};
+};
 
 // An ordered queue of work on one backend (a cudaStream_t on CUDA). Opaque above the backend.
 class Stream {
@@ -58,6 +68,8 @@ struct KernelCall {
   // Outputs 1.. of an op with several (op_info(op).outputs; matmul_bgrad: the bias gradient), each
   // like `output`: contiguous, allocated by the caller, of infer_types's type. Empty for the rest.
   std::span<const Tensor> extra_outputs = {};
+  // Collective ops: the communicator (RunOptions::collectives). nullptr: one process.
+  const KernelCollectives* collectives = nullptr;
 };
 
 // attrs.offset plus the slot's value, for host kernels (device kernels read the slot themselves).

@@ -232,6 +232,10 @@ Command add_train_command(CLI::App& app) {
                        "and activations, f32 weights, optimizer and losses)");
   cmd->add_flag("--deterministic", cfg->deterministic,
                 "Deterministic kernels: two runs with the same seed, device and --threads give identical weights");
+  cmd->add_flag("--sync-batchnorm", cfg->sync_batchnorm,
+                "Several processes: BatchNorm statistics over every rank's batch (N ranks x batch B train as one "
+                "process x N*B); without it each rank uses its own batch and takes rank 0's running statistics. "
+                "One process: no effect");
   // Two flags rather than CLI11's "--cuda-graphs,!--no-cuda-graphs", whose help reads
   // "--no-cuda-graphs{false}", as if graphs were off by default.
   CLI::Option* graphs =

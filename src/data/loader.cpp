@@ -16,19 +16,14 @@ DataLoader::DataLoader(InMemoryDataset dataset, DataLoaderOptions options)
   GPUML_CHECK(options_.batch_size > 0, "DataLoader: batch size must be positive, got {}", options_.batch_size);
   GPUML_CHECK(options_.prefetch_depth >= 0, "DataLoader: prefetch depth must be >= 0, got {}",
               options_.prefetch_depth);
-  GPUML_CHECK(options_.parts >= 1 && options_.part >= 0 && options_.part < options_.parts,
-              "DataLoader: part {} of {} is not a part", options_.part, options_.parts);
-  GPUML_CHECK(options_.batch_size >= options_.parts, "DataLoader: a batch of {} rows cannot be split in {} parts",
-              options_.batch_size, options_.parts);
+  BatchPart{options_.part, options_.parts}.check(options_.batch_size, "DataLoader");
   if (!options_.memory) options_.memory = BatchMemory::create();
 }
 
 DataLoader::~DataLoader() { stop_producer(); }
 
 int64_t DataLoader::batches_per_epoch() const {
-  int64_t n = dataset_.size(), b = options_.batch_size;
-  if (options_.drop_last || n % b < options_.parts) return n / b;  // a last batch too small to split goes
-  return (n + b - 1) / b;
+  return BatchPart{options_.part, options_.parts}.batches(dataset_.size(), options_.batch_size, options_.drop_last);
 }
 
 std::vector<int64_t> DataLoader::epoch_order(int64_t epoch) const {
@@ -47,8 +42,8 @@ Batch DataLoader::make_batch(int64_t epoch, int64_t index) const {
 Batch DataLoader::assemble(const std::vector<int64_t>& order, int64_t epoch, int64_t index) const {
   const int64_t global_first = index * options_.batch_size;
   const int64_t global_rows = std::min(options_.batch_size, dataset_.size() - global_first);
-  const int64_t first = global_first + global_rows * options_.part / options_.parts;
-  const int64_t rows = global_first + global_rows * (options_.part + 1) / options_.parts - first;
+  const BatchPart::Rows mine = BatchPart{options_.part, options_.parts}.rows_of(global_rows);
+  const int64_t first = global_first + mine.first, rows = mine.count;
   Shape shape = dataset_.features().shape();
   shape[0] = rows;
   Shape label_shape = dataset_.labels().shape();

@@ -41,10 +41,8 @@ struct DataLoaderOptions {
   Normalization normalization;
   // Where batches are built (data/batch_allocator.h); nullptr: a pool of plain host memory of its own.
   std::shared_ptr<BatchMemory> memory;
-  // Data parallelism: this process takes part `part` of `parts` of every batch (rows
-  // [rows * part / parts, rows * (part + 1) / parts) of batch_size rows, the global batch), so that
-  // `parts` processes with the same seed see together exactly the batches one process would. With
-  // parts > 1 a last batch of fewer rows than parts is dropped (some process would get none).
+  // Data parallelism: this process takes its part of every batch of batch_size rows (the global
+  // batch; BatchPart, data/batch_source.h): part `part` of `parts`.
   int part = 0, parts = 1;
 };
 

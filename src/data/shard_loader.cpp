@@ -24,6 +24,7 @@ ShardLoader::ShardLoader(const std::filesystem::path& dir, ShardLoaderOptions op
   split_ = &m.split(options_.split);
   if (!options_.memory) options_.memory = BatchMemory::create();
   GPUML_CHECK(options_.batch_size > 0, "ShardLoader: batch size must be positive, got {}", options_.batch_size);
+  options_.part.check(options_.batch_size, "ShardLoader");
   GPUML_CHECK(options_.read_ahead >= 0 && options_.prefetch_depth >= 1,
               "ShardLoader: read_ahead must be >= 0 and prefetch_depth >= 1, got {} and {}", options_.read_ahead,
               options_.prefetch_depth);
@@ -36,6 +37,8 @@ ShardLoader::ShardLoader(const std::filesystem::path& dir, ShardLoaderOptions op
   // The budget: read-ahead shards and batches first, the shuffle buffer gets the rest.
   const uint64_t record_bytes = m.record_bytes();
   const uint64_t sample_elems = static_cast<uint64_t>(numel(m.field("x").shape));
+  // The global batch's bytes, even for a part of it: the shuffle buffer then gets the capacity one
+  // process would, and the record order depends on it (N ranks x B must see 1 x N*B's records).
   const uint64_t one_batch = static_cast<uint64_t>(options_.batch_size) * (sample_elems * 4 + 8);
   plan_.limit = options_.memory_limit > 0 ? options_.memory_limit : default_data_memory_limit();
   plan_.shard_buffers = options_.read_ahead + 1;
@@ -82,7 +85,7 @@ void ShardLoader::stop() { pipeline_.reset(); }
 Shape ShardLoader::sample_shape() const { return dataset_.manifest().field("x").shape; }
 
 int64_t ShardLoader::batches_per_epoch() const {
-  return (split_->records + options_.batch_size - 1) / options_.batch_size;
+  return options_.part.batches(split_->records, options_.batch_size);
 }
 
 void ShardLoader::seek(LoaderPosition position) {

@@ -37,7 +37,12 @@ enum class ShardIo { automatic, direct, buffered };
 
 struct ShardLoaderOptions {
   std::string split = "train";
-  int64_t batch_size = 32;
+  int64_t batch_size = 32;      // rows of the global batch, of which this process takes `part`
+  // Data parallelism (data/batch_source.h): every process streams the same global record order
+  // (shard order, shuffle buffer) and decodes only its rows of each global batch, so N processes
+  // together see exactly the batches of one and each record lands in exactly one process's batch.
+  // The price: every process reads every shard (N times the I/O of one process, not once).
+  BatchPart part = {};
   bool shuffle = true;          // shard order and shuffle buffer; false: records in stored order
   uint64_t seed = 0;
   uint64_t memory_limit = 0;    // bytes of host memory for data; 0: default_data_memory_limit()

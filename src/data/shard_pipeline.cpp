@@ -210,7 +210,8 @@ void ShardLoader::Pipeline::run_epoch() {
   const ShardLoaderOptions& o = *config_.options;
   const ShardSplit& split = *config_.split;
   const int64_t n = split.records;
-  const int64_t batches = (n + o.batch_size - 1) / o.batch_size;
+  const int64_t batches = (n + o.batch_size - 1) / o.batch_size;  // global batches, a last one too small to split too
+  const int64_t kept = o.part.batches(n, o.batch_size);           // those next() returns
   ShuffleBuffer buffer(config_.plan->shuffle_records, config_.dataset->manifest().record_bytes(), o.seed, start_.epoch,
                        *config_.shuffle_storage);
   int64_t position = 0, record = 0;
@@ -221,19 +222,25 @@ void ShardLoader::Pipeline::run_epoch() {
   reader_ = std::thread([this, position] { read_shards(position); });
 
   Shape x_shape = config_.dataset->manifest().field("x").shape;
-  int64_t batch_index = start_.batch, filled = 0;
+  // `filled` counts the global batch's rows; this process decodes rows [mine.first, + mine.count).
+  int64_t batch_index = start_.batch, filled = 0, global_rows = 0;
+  BatchPart::Rows mine;
   Batch current;
   auto emit = [&](int64_t, const uint8_t* bytes) {
     if (filled == 0) {
-      int64_t rows = std::min(o.batch_size, n - batch_index * o.batch_size);
+      global_rows = std::min(o.batch_size, n - batch_index * o.batch_size);
+      mine = o.part.rows_of(global_rows);
       Shape shape = x_shape;
-      shape.insert(shape.begin(), rows);
-      current = Batch{o.memory->empty(shape, DType::f32), o.memory->empty({rows}, DType::i64), start_.epoch,
-                      batch_index};
+      shape.insert(shape.begin(), mine.count);
+      if (batch_index < kept)
+        current = Batch{o.memory->empty(shape, DType::f32), o.memory->empty({mine.count}, DType::i64), start_.epoch,
+                        batch_index};
     }
-    decode_record(bytes, current.x.data<float>() + filled * sample_elems_, current.y.data<int64_t>() + filled);
-    if (++filled == current.y.dim(0)) {
-      push_ready(std::move(current));
+    const int64_t row = filled - mine.first;
+    if (batch_index < kept && row >= 0 && row < mine.count)
+      decode_record(bytes, current.x.data<float>() + row * sample_elems_, current.y.data<int64_t>() + row);
+    if (++filled == global_rows) {
+      if (batch_index < kept) push_ready(std::move(current));
       current = Batch{};
       filled = 0;
       ++batch_index;

@@ -148,6 +148,7 @@ TextWindowLoader::TextWindowLoader(std::vector<int32_t> tokens, TextWindowOption
               options_.block, options_.batch);
   GPUML_CHECK(static_cast<int64_t>(tokens_.size()) >= options_.block + 2,
               "text windows: {} characters hold no window of {} + 1", tokens_.size(), options_.block);
+  options_.part.check(options_.batch, "text windows");
   if (!options_.memory) options_.memory = BatchMemory::create();
   batches_ = std::max<int64_t>(1, static_cast<int64_t>(tokens_.size()) / (options_.batch * options_.block));
 }
@@ -161,11 +162,15 @@ void TextWindowLoader::seek(LoaderPosition position) {
 
 std::optional<Batch> TextWindowLoader::next() {
   if (position_.batch >= batches_) return std::nullopt;
-  const int64_t b = options_.batch, t = options_.block;
+  const BatchPart::Rows mine = options_.part.rows_of(options_.batch);
+  const int64_t b = mine.count, t = options_.block;
   const int64_t starts = static_cast<int64_t>(tokens_.size()) - t - 1;
   Batch out{options_.memory->empty({b, t}, DType::f32), options_.memory->empty({b, t}, DType::i64), position_.epoch,
             position_.batch};
-  const uint64_t first = static_cast<uint64_t>(position_.epoch * batches_ + position_.batch) * static_cast<uint64_t>(b);
+  // Row r of this part is row mine.first + r of the global batch: the same draw as one process's.
+  const uint64_t first =
+      static_cast<uint64_t>(position_.epoch * batches_ + position_.batch) * static_cast<uint64_t>(options_.batch) +
+      static_cast<uint64_t>(mine.first);
   for (int64_t r = 0; r < b; ++r) {
     const int32_t* w = tokens_.data() + window_start(options_.seed, first + static_cast<uint64_t>(r), starts);
     for (int64_t j = 0; j < t; ++j) {

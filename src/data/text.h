@@ -42,9 +42,12 @@ TextCorpus random_token_corpus(const std::string& spec, int64_t block, uint64_t 
 
 struct TextWindowOptions {
   int64_t block = 64;
-  int64_t batch = 12;
+  int64_t batch = 12;  // windows of the global batch, of which this process takes `part`
   uint64_t seed = 0;
   std::shared_ptr<BatchMemory> memory;  // where batches are built (nullptr: plain memory)
+  // Data parallelism (data/batch_source.h): every process draws the same global batch of windows
+  // and builds only its rows of it.
+  BatchPart part = {};
 };
 
 class TextWindowLoader : public BatchSource {

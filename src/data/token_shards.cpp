@@ -67,6 +67,7 @@ TokenShardLoader::TokenShardLoader(const fs::path& dir, TokenShardOptions option
               "--shard-size",
               dir.string(), options_.split, options_.block,
               split_->max_shard_bytes() / token_bytes_);
+  options_.part.check(options_.batch, "token windows");
   if (!options_.memory) options_.memory = BatchMemory::create();
   batches_ = std::max<int64_t>(1, tokens_ / (options_.batch * options_.block));
   window_offsets_.assign(1, 0);
@@ -158,12 +159,15 @@ void TokenShardLoader::seek(LoaderPosition position) {
 
 std::optional<Batch> TokenShardLoader::next() {
   if (position_.batch >= batches_) return std::nullopt;
-  const int64_t b = options_.batch, t = options_.block;
+  const BatchPart::Rows mine = options_.part.rows_of(options_.batch);
+  const int64_t b = mine.count, t = options_.block;
   Batch out{options_.memory->empty({b, t}, DType::f32), options_.memory->empty({b, t}, DType::i64),
             position_.epoch, position_.batch};
   const int64_t windows = window_offsets_.back();
+  // Row r of this part is row mine.first + r of the global batch: the same draw as one process's.
   const uint64_t first = static_cast<uint64_t>(position_.epoch * batches_ + position_.batch) *
-                         static_cast<uint64_t>(b);
+                             static_cast<uint64_t>(options_.batch) +
+                         static_cast<uint64_t>(mine.first);
   float* x = out.x.data<float>();
   int64_t* y = out.y.data<int64_t>();
   for (int64_t r = 0; r < b; ++r) {

@@ -48,6 +48,9 @@ struct TokenShardOptions {
       0;  // bytes for shards in memory and batches; 0: default_data_memory_limit()
   std::string split = "train";
   std::shared_ptr<BatchMemory> memory;  // where batches are built (nullptr: plain memory)
+  // Data parallelism (data/batch_source.h): `batch` is the global batch; every process draws the
+  // same global batch of windows and reads only its rows of it.
+  BatchPart part = {};
 };
 
 struct TokenShardPlan {

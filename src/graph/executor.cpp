@@ -228,6 +228,7 @@ void Executor::run_step(const PlanStep& step, uint64_t rng_offset, bool replay_m
       }
       KernelCall call{*step.backend, inputs, values_[step.output], shift ? shifted : step.attrs, nullptr};
       if (random && replay_mode) call.offset_slot = rng_slot_.raw_data();
+      call.collectives = collectives_;
       // A step's outputs are consecutive plan values (planner.h), so its further outputs are the
       // tensors after output 0 in values_.
       call.extra_outputs = std::span<const Tensor>(values_).subspan(static_cast<size_t>(step.output) + 1,
@@ -386,6 +387,9 @@ void Executor::run_replayed(std::set<Backend*>& used) {
 }
 
 std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, const RunOptions& options) {
+  // Read by collective kernels during this run. (Those run on a host backend: a plan with one
+  // never captures, so replayed work needs none.)
+  collectives_ = options.collectives.communicator != nullptr ? &options.collectives : nullptr;
   const bool replay = options.replay && capture_backend_ != nullptr;
   if (options.replay && !replay) ++replay_stats_.eager;
   if (replay) bind_feeds_for_replay(feeds, options.rng_offset);

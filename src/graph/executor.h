@@ -48,6 +48,10 @@ struct RunOptions {
   // An exception from the callback ends the run as a failing kernel would.
   std::set<int> ready_outputs;
   std::function<void(int output, const Tensor& value)> on_output_ready;
+  // Collective ops (all_reduce_sum) reach the job's other processes through this communicator
+  // (data parallelism: every rank runs the same plan, so their collectives pair up in order).
+  // No communicator: one process, each such op the identity.
+  KernelCollectives collectives;
 };
 
 struct ReplayStats {
@@ -128,6 +132,7 @@ class Executor {
   std::map<int, std::vector<int>> ready_after_step_;
   const std::function<void(int, const Tensor&)>* on_output_ready_ = nullptr;
   bool profile_ = false;
+  const KernelCollectives* collectives_ = nullptr;  // RunOptions::collectives during run(), if any
   std::map<std::string, std::pair<double, int64_t>> op_seconds_;  // op -> (seconds, calls)
 
   // Replay (RunOptions::replay). The captures read the arenas, slots and bound buffers: they are

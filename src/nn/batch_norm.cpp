@@ -20,8 +20,6 @@ Sym BatchNorm::forward(Sym x, ForwardContext& ctx, const std::string& prefix) co
   Sym running_var = ctx.get(join_name(prefix, "running_var"), channel);
   if (!ctx.training) return batch_norm(x, weight, bias, running_mean, running_var, false, eps_);
 
-  Sym y = batch_norm(x, weight, bias, running_mean, running_var, true, eps_);
-  // The op does not update running stats (HELPERS.md); compute the batch statistics here.
   const Shape& xs = x.shape();  // (N, C, ...)
   std::vector<int64_t> not_channel;
   Shape broadcast_channel(xs.size(), 1);  // (1, C, 1, ...)
@@ -29,21 +27,54 @@ Sym BatchNorm::forward(Sym x, ForwardContext& ctx, const std::string& prefix) co
   for (int64_t i = 0; i < static_cast<int64_t>(xs.size()); ++i)
     if (i != 1) not_channel.push_back(i);
   int64_t n = numel(xs) / features_;
-  GPUML_CHECK(n > 1, "{} (training): expected more than 1 value per channel, got input {}",
-              type_name(), shape_str(xs));
-  Sym batch_mean = mean(x, not_channel);  // (C)
-  Sym centered = sub(x, reshape(batch_mean, broadcast_channel));
-  Sym batch_var = mean(mul(centered, centered), not_channel);  // (C), biased
+  Sym y, batch_mean, running_var_term;  // running_var_term: the batch's unbiased variance (C)
+  if (ctx.sync_batch_norm) {
+    GPUML_CHECK(n > 0, "{} (training, --sync-batchnorm): this rank's input {} has no values per channel",
+                type_name(), shape_str(xs));
+    Sym var, count;
+    std::tie(y, batch_mean, var, count) = forward_synced(x, weight, bias, ctx, not_channel, broadcast_channel);
+    running_var_term = mul(var, div(count, add_scalar(count, -1.0)));  // count: every rank's values per channel
+  } else {
+    GPUML_CHECK(n > 1, "{} (training): expected more than 1 value per channel, got input {}",
+                type_name(), shape_str(xs));
+    y = batch_norm(x, weight, bias, running_mean, running_var, true, eps_);
+    // The op does not update running stats (HELPERS.md); compute the batch statistics here.
+    batch_mean = mean(x, not_channel);  // (C)
+    Sym centered = sub(x, reshape(batch_mean, broadcast_channel));
+    Sym batch_var = mean(mul(centered, centered), not_channel);  // (C), biased
+    running_var_term = mul_scalar(batch_var, static_cast<double>(n) / static_cast<double>(n - 1));
+  }
   double m = momentum_;
-  double unbias = static_cast<double>(n) / static_cast<double>(n - 1);
   ctx.buffer_updates.emplace_back(join_name(prefix, "running_mean"),
                                   add(mul_scalar(running_mean, 1 - m), mul_scalar(batch_mean, m)));
-  ctx.buffer_updates.emplace_back(
-      join_name(prefix, "running_var"),
-      add(mul_scalar(running_var, 1 - m), mul_scalar(batch_var, m * unbias)));
+  ctx.buffer_updates.emplace_back(join_name(prefix, "running_var"),
+                                  add(mul_scalar(running_var, 1 - m), mul_scalar(running_var_term, m)));
   std::string tracked = join_name(prefix, "num_batches_tracked");
   ctx.buffer_updates.emplace_back(tracked, add_scalar(ctx.get(tracked, {}), 1));
   return y;
+}
+
+// Two passes over the ranks, as the batch_norm kernels compute one batch's statistics (not
+// E[x^2] - mean^2, which cancels in f32): the per-channel sums and this rank's count summed over
+// the ranks give the global mean; then the squared deviations from it, summed over the ranks, the
+// global (biased) variance. Autodiff differentiates through both all_reduce_sums, whose gradient
+// is the all-reduce of the ranks' gradients: d(loss)/dx is then what one process computes over
+// the whole batch (ModelRunner weights each rank's loss so that this holds for unequal batches).
+std::tuple<Sym, Sym, Sym, Sym> BatchNorm::forward_synced(Sym x, Sym weight, Sym bias, ForwardContext& ctx,
+                                                         const std::vector<int64_t>& not_channel,
+                                                         const Shape& broadcast_channel) const {
+  if (x.dtype() == DType::bf16) x = cast(x, DType::f32);  // statistics in f32, as batch_norm under autocast
+  const int64_t n = numel(x.shape()) / features_;         // this rank's values per channel
+  Sym local = concat({sum(x, not_channel), fill(ctx.graph, {1}, static_cast<double>(n), x.dtype())}, 0);  // (C + 1)
+  Sym global = all_reduce_sum(local);
+  Sym count = slice(global, 0, features_, features_ + 1);         // (1)
+  Sym mean = div(slice(global, 0, 0, features_), count);          // (C)
+  Sym centered = sub(x, reshape(mean, broadcast_channel));        // (N, C, ...)
+  Sym squares = all_reduce_sum(sum(mul(centered, centered), not_channel));  // (C)
+  Sym var = div(squares, count);                                  // (C), biased
+  Sym scale = mul(rsqrt(add_scalar(var, eps_)), weight);         // (C)
+  Sym y = add(mul(centered, reshape(scale, broadcast_channel)), reshape(bias, broadcast_channel));
+  return {y, mean, var, count};
 }
 
 void BatchNorm::params(const std::string& prefix, std::vector<ParamInfo>& out) const {

@@ -4,6 +4,8 @@
 //   running_mean = (1 - m) * running_mean + m * mean
 //   running_var  = (1 - m) * running_var  + m * var * n / (n - 1)   (unbiased, n = N * spatial)
 //   num_batches_tracked += 1
+// --sync-batchnorm (ForwardContext::sync_batch_norm): mean, variance and n are over every rank's
+// batch (all_reduce_sum ops), so N ranks train as one process with their whole batch.
 // Eval: normalises with the running stats. state_dict: weight, bias, running_mean, running_var,
 // num_batches_tracked (i64 scalar); the last three are buffers (trainable = false).
 //
@@ -11,6 +13,9 @@
 //   Sym y = bn.forward(x, ctx, "1");     // x (N, 32, H, W); ctx.buffer_updates gets
 //   "1.running_mean", ...
 #pragma once
+
+#include <tuple>
+#include <vector>
 
 #include "nn/module.h"
 
@@ -31,6 +36,11 @@ class BatchNorm : public Module {
   BatchNorm(int spatial_dims, int64_t num_features, double eps, double momentum);
 
  private:
+  // Training with ForwardContext::sync_batch_norm: (y, mean (C), biased variance (C), count (1))
+  // over every rank's batch.
+  std::tuple<Sym, Sym, Sym, Sym> forward_synced(Sym x, Sym weight, Sym bias, ForwardContext& ctx,
+                                                const std::vector<int64_t>& not_channel,
+                                                const Shape& broadcast_channel) const;
   int spatial_dims_;
   int64_t features_;
   double eps_, momentum_;

@@ -13,15 +13,21 @@ Linear::Linear(int64_t in_features, int64_t out_features, bool bias, double init
 }
 
 Sym Linear::forward(Sym x, ForwardContext& ctx, const std::string& prefix) const {
+  return forward_then(x, ctx, prefix, nullptr);
+}
+
+Sym Linear::forward_then(Sym x, ForwardContext& ctx, const std::string& prefix, Sym (*activation)(Sym)) const {
   Sym w = ctx.get(tied_to_.empty() ? join_name(prefix, "weight") : tied_to_, {out_, in_});  // (out, in)
   // (N, T, ..., in) runs as one (N*T*..., in) product, a view for a contiguous x, so that the
   // graph's fusion passes see a matrix product: the bias joins it (matmul_bias_act), and in the
-  // backward the bias gradient joins its matmul (matmul_bgrad). An activation joins only a 2-d
-  // input's product: after a 3-d one it reads the reshape back, which the pass does not look through.
+  // backward the bias gradient joins its matmul (matmul_bgrad). The activation is applied to the
+  // product before the reshape back, so that it joins the product too where it may (inference):
+  // the pass does not look through a reshape.
   const Shape shape = x.shape();
   if (shape.size() > 2) x = reshape(x, {numel(shape) / in_, in_});
   Sym y = matmul(x, w, /*trans_a*/ false, /*trans_b*/ true);  // (rows, out)
   if (bias_) y = add(y, ctx.get(join_name(prefix, "bias"), {out_}));
+  if (activation) y = activation(y);
   if (shape.size() <= 2) return y;
   Shape out_shape = shape;
   out_shape.back() = out_;

@@ -19,6 +19,9 @@ class Linear : public Module {
 
   std::string type_name() const override { return "Linear"; }
   Sym forward(Sym x, ForwardContext& ctx, const std::string& prefix) const override;
+  // activation(forward(x)), the activation applied to the (rows, out) product before a 3-d or
+  // larger input's reshape back, where the fusion pass sees it beside the product.
+  Sym forward_then(Sym x, ForwardContext& ctx, const std::string& prefix, Sym (*activation)(Sym)) const;
   void params(const std::string& prefix, std::vector<ParamInfo>& out) const override;
   void init(const std::string& prefix, ParamInitializer& initializer) const override;
   void ties(const std::string& prefix, std::vector<std::pair<std::string, std::string>>& out) const override;

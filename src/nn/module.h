@@ -51,6 +51,10 @@ struct ForwardContext {
   // philox_blocks(numel), so two dropouts in one step never share random numbers.
   uint64_t dropout_seed = 0;
   uint64_t rng_offset = 0;
+  // Training-mode BatchNorm normalises with statistics over every rank's batch (all_reduce_sum
+  // ops, which need RunOptions::collectives when the graph runs) instead of this batch's alone:
+  // --sync-batchnorm under data parallelism.
+  bool sync_batch_norm = false;
 
   // value(name), checked to exist and have `shape`: a wiring mistake fails while building.
   Sym get(const std::string& full_name, const Shape& shape) const;

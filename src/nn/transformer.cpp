@@ -101,8 +101,9 @@ Sym TransformerBlock::forward(Sym x, ForwardContext& ctx, const std::string& pre
   y = reshape(permute(y, {0, 2, 1, 3}), {n, t, c_});
   x = add(x, residual_dropout(proj.forward(y, ctx, sub("proj")), p_, ctx));
 
-  Sym m = fc1.forward(ln.forward(x, ctx, sub("ln2")), ctx, sub("fc1"));
-  m = fc2.forward(gelu(m, /*tanh*/ true), ctx, sub("fc2"));
+  auto gelu_tanh = [](Sym s) { return gelu(s, /*tanh*/ true); };
+  Sym m = fc1.forward_then(ln.forward(x, ctx, sub("ln2")), ctx, sub("fc1"), gelu_tanh);
+  m = fc2.forward(m, ctx, sub("fc2"));
   return add(x, residual_dropout(m, p_, ctx));
 }
 

@@ -240,6 +240,7 @@ Sym batch_norm(Sym x, Sym weight, Sym bias, Sym running_mean, Sym running_var, b
   a.eps = eps;
   return emit(OpId::batch_norm, {autocast_high(x), weight, bias, running_mean, running_var}, a);
 }
+Sym all_reduce_sum(Sym x) { return emit(OpId::all_reduce_sum, {x}); }
 Sym dropout(Sym x, double p, uint64_t seed, uint64_t offset, bool training) {
   Attrs a;
   a.p = p;

@@ -174,6 +174,11 @@ Sym concat(const std::vector<Sym>& xs, int64_t axis);
 Sym pad(Sym x, std::vector<int64_t> pads, double value = 0.0);
 Sym flatten(Sym x, int64_t first_axis = 1);  // (N, ...) -> (N, prod(...))
 
+// Collectives. all_reduce_sum: every rank's x summed (RunOptions::collectives names the
+// communicator); with one process, x itself. Every rank must run the same collectives in the same
+// order: build the same graph on each.
+Sym all_reduce_sum(Sym x);
+
 // Sums a gradient of a broadcast result back to `shape` (the input's shape before broadcasting).
 Sym reduce_to_shape(Sym g, const Shape& shape);
 

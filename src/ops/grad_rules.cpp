@@ -324,6 +324,11 @@ GradInputs grad_pad(const GradContext& c) {
   return {emit(OpId::slice, {c.g}, a)};
 }
 
+// y = sum over ranks r of x_r, so d(sum over ranks of L_r)/dx_r = sum over ranks of dL_r/dy: each
+// rank's gradient is the all-reduce of the ones it receives. (A data-parallel step weights each
+// rank's loss; ModelRunner differentiates w_r * L_r so that this plain sum is exact.)
+GradInputs grad_all_reduce_sum(const GradContext& c) { return {all_reduce_sum(c.g)}; }
+
 using GradTable = std::array<GradEntry, kNumOps>;
 
 const GradTable& grad_table() {
@@ -374,6 +379,7 @@ const GradTable& grad_table() {
     reg(OpId::broadcast_to, grad_broadcast_to);
     reg(OpId::concat, grad_concat);
     reg(OpId::pad, grad_pad);
+    reg(OpId::all_reduce_sum, grad_all_reduce_sum);
     return t;
   }();
   return table;

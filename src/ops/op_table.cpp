@@ -18,7 +18,7 @@ std::string_view op_kind_name(OpKind kind) {
   static constexpr std::string_view names[] = {"unary",  "binary",   "compare", "ternary", "reduce",
                                                "softmax", "matmul",  "conv",    "pool",    "loss",
                                                "norm",    "backward", "random", "gather",  "movement",
-                                               "creation", "optimizer", "attention"};
+                                               "creation", "optimizer", "attention", "collective"};
   return names[static_cast<int>(kind)];
 }
 

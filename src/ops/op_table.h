@@ -118,6 +118,11 @@
   /* creation */                                                                                  \
   X(fill, 0, 1, Creation, false, "shape dtype value")                                             \
   X(arange, 0, 1, Creation, false, "shape dtype alpha=start beta=step")                           \
+  /* collectives across the processes of a data-parallel job (backend/communicator.h): */          \
+  /* all_reduce_sum(x) -> the sum of every rank's x (same shape on every rank), through the */      \
+  /* KernelCall's communicator; without one (one process) the identity. Its gradient is the */       \
+  /* all_reduce_sum of the incoming gradient. For small tensors (sync BatchNorm's statistics). */    \
+  X(all_reduce_sum, 1, 1, Collective, true, "")                                                   \
   /* optimizers: (state (S, P), grad (P,), hyper (3,), decay (P,)) -> new state (S, P); pure. */  \
   /* decay: each element's weight-decay multiplier (1 decays, 0 does not; optim/optimizer.h) */    \
   X(sgd_update, 4, 1, Optimizer, false, "momentum nesterov weight_decay")                         \
@@ -126,7 +131,7 @@
 namespace gpuml {
 
 enum class OpKind { Unary, Binary, Compare, Ternary, Reduce, Softmax, Matmul, Conv, Pool, Loss, Norm,
-                    Backward, Random, Gather, Movement, Creation, Optimizer, Attention };
+                    Backward, Random, Gather, Movement, Creation, Optimizer, Attention, Collective };
 
 enum class OpId : uint16_t {
 #define GPUML_OP_ENUM(name, arity, outputs, kind, diff, attrs) name,

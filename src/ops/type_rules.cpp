@@ -426,6 +426,10 @@ TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attr
       }
       break;
     }
+    case OpKind::Collective: {  // all_reduce_sum: every rank's x summed, same shape and dtype
+      require_float(op, in[0]);
+      return in[0];
+    }
     case OpKind::Optimizer: return optimizer_type(op, in, a);
     case OpKind::Attention: return attention_output_type(op, in, a);
     case OpKind::Backward: {

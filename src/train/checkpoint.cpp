@@ -62,6 +62,7 @@ void save_checkpoint(const std::filesystem::path& path, const Checkpoint& c) {
       {"gpuml.epoch_seen", std::to_string(p.epoch_seen)},
       {"gpuml.epoch_seconds", fmt::format("{:.17g}", p.epoch_seconds)},
       {"gpuml.epoch_step_seconds", fmt::format("{:.17g}", p.epoch_step_seconds)},
+      {"gpuml.world_size", std::to_string(p.world_size)},
       {"gpuml.model", c.model_json},
       {"gpuml.config", c.config_json},
   };
@@ -98,6 +99,9 @@ Checkpoint load_checkpoint(const std::filesystem::path& path) {
   p.epoch_loss_sum = parse_double_or(m, "gpuml.epoch_loss_sum", 0.0);
   p.epoch_seconds = parse_double_or(m, "gpuml.epoch_seconds", 0.0);
   p.epoch_step_seconds = parse_double_or(m, "gpuml.epoch_step_seconds", 0.0);
+  p.world_size = m.count("gpuml.world_size") ? parse_int(m, "gpuml.world_size", path) : 1;
+  GPUML_CHECK(p.world_size >= 1, "{}: checkpoint metadata 'gpuml.world_size' = 0 is not a number of processes",
+              path.string());
   auto model = m.find("gpuml.model");
   GPUML_CHECK(model != m.end() && !model->second.empty(), "{}: checkpoint has no model description",
               path.string());

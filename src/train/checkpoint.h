@@ -34,6 +34,9 @@ struct TrainingProgress {
   double epoch_loss_sum = 0.0, epoch_weight = 0.0, epoch_score = 0.0;
   int64_t epoch_seen = 0;
   double epoch_seconds = 0.0, epoch_step_seconds = 0.0;
+  // Processes that trained the run (data parallelism): loader_batch counts global batches of
+  // world_size * batch_size rows. Checkpoints written before it was recorded: 1.
+  int64_t world_size = 1;
 };
 
 struct Checkpoint {

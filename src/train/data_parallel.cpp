@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -65,6 +66,21 @@ void check_ranks_agree(Communicator& comm, const nlohmann::json& config, const n
   }
   GPUML_CHECK(differences.empty(), "the ranks were started with different runs: {}; start every rank with the same "
               "flags, model and data", fmt::join(differences, "; "));
+}
+
+TaskSums sum_over_ranks(Communicator& comm, const TaskSums& mine, std::chrono::milliseconds timeout) {
+  const double values[4] = {mine.loss_sum, mine.weight, mine.score, static_cast<double>(mine.rows)};
+  std::vector<double> all(4 * static_cast<size_t>(comm.world_size()));
+  comm.all_gather(std::as_bytes(std::span(values)), std::as_writable_bytes(std::span(all)),
+                  {"evaluation sums", timeout});
+  TaskSums total;
+  for (size_t r = 0; r < all.size(); r += 4) {
+    total.loss_sum += all[r];
+    total.weight += all[r + 1];
+    total.score += all[r + 2];
+    total.rows += static_cast<int64_t>(all[r + 3]);
+  }
+  return total;
 }
 
 }  // namespace gpuml

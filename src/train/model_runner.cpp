@@ -104,11 +104,14 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     params.push_back(p);
   }
   for (const nn::ParamInfo& b : buffers_) values[b.name] = g.input(b.name, {b.shape, b.dtype});
-  nn::ForwardContext ctx(g, mode == Mode::Train, [&](const std::string& name) {
+  // Data parallelism trains through the Gradient graph only, so only it meets the other ranks.
+  const bool synced = mode == Mode::Gradient && syncs_batch_norm();
+  nn::ForwardContext ctx(g, mode == Mode::Train || mode == Mode::Gradient, [&](const std::string& name) {
                            auto it = values.find(name);
                            GPUML_CHECK_KIND(ErrorKind::Internal, it != values.end(), "no value named {}", name);
                            return it->second;
                          });
+  ctx.sync_batch_norm = synced;
   Sym output = model_.forward(x, ctx);
   std::vector<Sym> outputs;
   if (mode == Mode::Predict || mode == Mode::Logits) {
@@ -127,8 +130,13 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     g.set_autocast(Autocast::off);  // gradients, their concatenation and the update stay f32
     if (mode == Mode::Gradient) {
       // Each parameter's gradient an output of its own, ready as soon as backward writes it (no
-      // concatenation at the end), of loss x weight: the sum over this rank's rows, which the ranks
-      // add before dividing by their total weight.
+      // concatenation at the end), of w_r x L_r (w_r: this rank's rows or counted tokens, L_r its
+      // mean loss): the sum over this rank's rows, which the ranks add before dividing by their
+      // total weight once (GradientBuckets), so the update sees d(sum_r w_r L_r)/dp / sum_r w_r,
+      // the global batch's mean. This is also what keeps synchronised BatchNorm exact: the
+      // all_reduce_sums' backward adds the ranks' upstream gradients unweighted, so each rank must
+      // already differentiate its share of the global sum, as one process with the whole batch
+      // would. Nothing is divided inside the graph (a rank whose batch weighs 0 adds 0).
       Sym weighted = terms.weight ? mul(terms.loss, *terms.weight) : mul_scalar(terms.loss, static_cast<double>(x_shape[0]));
       std::vector<Sym> grads = gradients(g, weighted, params);
       c->state_at = static_cast<int>(outputs.size());
@@ -185,6 +193,7 @@ std::map<std::string, Tensor> ModelRunner::buffer_feeds() const { return buffer_
 RunOptions ModelRunner::replay_options() const {
   RunOptions run;
   run.replay = replay_;
+  run.collectives = {comm_.get(), comm_timeout_};  // the synchronised BatchNorm's all_reduce_sums
   return run;
 }
 
@@ -210,6 +219,39 @@ void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chro
   comm_timeout_ = timeout;
   reduced_grad_ = Tensor();  // may borrow the buckets' memory
   buckets_.reset();
+  cache_.clear();  // the Gradient graphs hold all_reduce_sums or not (syncs_batch_norm)
+}
+
+void ModelRunner::set_sync_batch_norm(bool on) {
+  if (sync_batch_norm_ == on) return;
+  sync_batch_norm_ = on;
+  cache_.clear();
+}
+
+// The buffers of every rank become rank 0's, in one broadcast of their bytes (all dtypes).
+void ModelRunner::broadcast_buffers_from_rank0(std::string_view what) {
+  if (!comm_ || buffer_values_.empty()) return;
+  std::vector<Tensor> hosts;
+  size_t total = 0;
+  for (auto& [name, value] : buffer_values_) {
+    hosts.push_back(contiguous(value, backend_registry().reference()));
+    total += hosts.back().nbytes();
+  }
+  std::vector<std::byte> packed(total);
+  size_t at = 0;
+  for (const Tensor& t : hosts) {
+    std::memcpy(packed.data() + at, t.raw_data(), t.nbytes());
+    at += t.nbytes();
+  }
+  comm_->broadcast(packed, 0, {what, comm_timeout_});
+  at = 0;
+  size_t i = 0;
+  for (auto& [name, value] : buffer_values_) {
+    Tensor& t = hosts[i++];
+    std::memcpy(t.raw_data(), packed.data() + at, t.nbytes());
+    at += t.nbytes();
+    value = t;
+  }
 }
 
 void ModelRunner::set_gradient_bucket_bytes(size_t bytes) {
@@ -232,12 +274,7 @@ void ModelRunner::broadcast_state_from_rank0() {
   home.copy_to_device(state_[current_].raw_data(), host.raw_data(), host.nbytes());
   home.synchronize();
   // BatchNorm running statistics (and their step counts): rank 0's too.
-  for (auto& [name, value] : buffer_values_) {
-    Tensor copy = contiguous(value, backend_registry().reference());
-    comm_->broadcast({static_cast<std::byte*>(copy.raw_data()), copy.nbytes()}, 0,
-                     {"the buffers (BatchNorm statistics)", comm_timeout_});
-    value = copy;
-  }
+  broadcast_buffers_from_rank0("the buffers (BatchNorm statistics)");
 }
 
 StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset) {
@@ -325,6 +362,10 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
   }
   for (size_t i = 0; i < c.buffer_updates.size(); ++i)
     buffer_values_[c.buffer_updates[i]] = out[static_cast<size_t>(c.state_at + params) + i];
+  // Each rank's running statistics are of its own rows: rank 0's for all (PyTorch DDP's
+  // broadcast_buffers), so that evaluation and checkpoints agree. Synchronised, every rank has
+  // computed the same bits from the same all-reduced sums: nothing to send.
+  if (!syncs_batch_norm()) broadcast_buffers_from_rank0("the BatchNorm running statistics");
 
   if (!home.device().is_host())
     home.copy_to_device(reduced_grad_.raw_data(), gradient.data(), gradient.size_bytes());

@@ -13,11 +13,16 @@
 // while backward still runs (train/gradient_buckets.h): the executor hands each gradient over as
 // soon as the step that writes it has run (RunOptions::on_output_ready), and it is copied into the
 // bucket's host buffer, which the update then reads in place on CPU. Splitting keeps the
-// collectives out of the graph IR (no op that blocks on other processes, nothing a CUDA graph
-// would capture) and leaves one process's fused step as it was. The gradient graph differentiates
-// loss x weight (rows, or counted tokens), the sum over this rank's rows rather than its mean; the
-// ranks' sums are added and divided by the total weight: the mean over the global batch, what one
-// process with the whole batch computes, up to the order of the float additions.
+// gradients' collectives out of the graph IR (nothing a CUDA graph would capture) and leaves one
+// process's fused step as it was. The gradient graph differentiates loss x weight (rows, or
+// counted tokens), the sum over this rank's rows rather than its mean; the ranks' sums are added
+// and divided by the total weight once: the mean over the global batch, what one process with the
+// whole batch computes, up to the order of the float additions.
+//
+// Synchronised BatchNorm (set_sync_batch_norm) is the exception to collectives outside the graph:
+// its statistics are needed mid-forward, so its all_reduce_sum ops sit in the gradient graph and
+// run on the training thread. Their backward adds the ranks' upstream gradients unweighted, which
+// is right because each rank differentiates its share of the global sum (loss x weight).
 //
 //   ModelRunner runner(model, opt_config, plan_options, /*seed*/ 0);
 //   StepStats s = runner.train_step(batch.x, batch.y, lr, /*step*/ 1, /*rng_offset*/ 0);
@@ -28,6 +33,7 @@
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "backend/communicator.h"
@@ -73,6 +79,12 @@ class ModelRunner {
   // Every rank takes rank 0's parameters, optimizer state and buffers, so that all start from the
   // same point whatever each initialised or loaded.
   void broadcast_state_from_rank0();
+  // BatchNorm under data parallelism. Off (PyTorch DDP's default): each rank normalises with its
+  // own batch's statistics, and after every step all ranks take rank 0's running statistics. On
+  // (--sync-batchnorm): the statistics are over every rank's batch (all_reduce_sum ops in the
+  // gradient graph), so N ranks train exactly as one process with the whole batch, running
+  // statistics included. With one process it changes nothing.
+  void set_sync_batch_norm(bool on);
   // Starts copying the batch a later train_step() will take to the device, on a copy stream, so
   // that it travels while the current step computes (Executor::stage; nothing on CPU). x and y
   // must stay unchanged until that train_step() returns.
@@ -121,6 +133,8 @@ class ModelRunner {
   RunOptions replay_options() const;
   std::unique_ptr<Compiled> build_update();
   StepStats train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
+  void broadcast_buffers_from_rank0(std::string_view what);
+  bool syncs_batch_norm() const { return sync_batch_norm_ && comm_ != nullptr; }
 
   nn::Model model_;
   optim::OptimizerConfig optimizer_;
@@ -142,6 +156,7 @@ class ModelRunner {
   size_t bucket_bytes_ = kDefaultGradientBucketBytes;
   std::unique_ptr<GradientBuckets> buckets_;  // made at the first data-parallel step
   Tensor reduced_grad_;  // (P,) f32 on the home backend: the update's input (on CPU, buckets_'s memory)
+  bool sync_batch_norm_ = false;  // set_sync_batch_norm
 };
 
 }  // namespace gpuml

@@ -91,7 +91,8 @@ json config_to_json(const TrainConfig& c) {
           {"steps", c.steps},
           {"precision", precision_name(c.precision)},
           {"deterministic", c.deterministic},
-          {"bucket_mb", c.bucket_mb}};
+          {"bucket_mb", c.bucket_mb},
+          {"sync_batchnorm", c.sync_batchnorm}};
 }
 
 TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::string& where) {
@@ -139,6 +140,7 @@ TrainConfig config_from_json(const json& j, const TrainConfig& now, const std::s
   if (now.eval_iters == 0) c.eval_iters = f.has("eval_iters") ? f.integer("eval_iters") : 0;
   c.precision = parse_precision(f.has("precision") ? f.string("precision") : std::string("fp32"));
   c.deterministic = f.has("deterministic") ? f.boolean("deterministic") : false;
+  c.sync_batchnorm = f.has("sync_batchnorm") ? f.boolean("sync_batchnorm") : false;
   c.task = f.has("task") ? f.string("task") : std::string("classification");  // runs before tasks classified
   c.ignore_index = f.has("ignore_index") ? f.integer("ignore_index") : -100;
   c.steps = f.has("steps") ? f.integer("steps") : 0;
@@ -164,6 +166,24 @@ ResumePoint read_resume_point(const std::string& resume, const TrainConfig& requ
     }
   }();
   return ResumePoint{p.string(), std::move(checkpoint), std::move(config), saved_epochs, std::move(model)};
+}
+
+std::string adapt_to_world_size(ResumePoint& resumed, int world_size) {
+  TrainingProgress& p = resumed.checkpoint.progress;
+  const int64_t saved = p.world_size;
+  if (saved == world_size) return "";
+  const int64_t batch = resumed.config.batch_size;
+  const int64_t saved_batch = p.loader_batch;
+  // loader_batch global batches of saved * batch rows were trained; as many whole new ones.
+  p.loader_batch = p.loader_batch * saved / world_size;
+  p.world_size = world_size;
+  return fmt::format(
+      "--resume {}: the run was trained by {} process{} and continues in {}: the global batch is now {} rows instead "
+      "of {}, so the data order changes and the result will differ from a run that never stopped{}",
+      resumed.path, saved, saved == 1 ? "" : "es", world_size, batch * world_size, batch * saved,
+      saved_batch > 0 ? fmt::format(" (the epoch continues at batch {} of the new size, after {} rows)", p.loader_batch,
+                                    saved_batch * saved * batch)
+                      : "");
 }
 
 }  // namespace gpuml

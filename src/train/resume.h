@@ -31,6 +31,13 @@ struct ResumePoint {
 
 ResumePoint read_resume_point(const std::string& resume, const TrainConfig& requested);
 
+// A run saved by one number of processes and resumed by another (data parallelism): the global
+// batch changes with them, so the data order does too. The position within a partly done epoch
+// is carried over by rows seen (at most one global batch of it is seen again), the checkpoint's
+// progress takes the new world size, and the returned warning says so; "" when it is unchanged
+// (the resumed run is then exact).
+std::string adapt_to_world_size(ResumePoint& resumed, int world_size);
+
 // The configuration as saved in a checkpoint, and back (the `requested` fields that a resumed
 // run takes from the new command are kept).
 nlohmann::json config_to_json(const TrainConfig& config);

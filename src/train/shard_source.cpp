@@ -25,7 +25,8 @@ data::InMemoryDataset load_shard_test_split(const std::string& dir) {
 
 TrainingData open_shard_training_data(const ShardSourceOptions& o) {
   data::ShardLoaderOptions lo;
-  lo.batch_size = o.batch_size;
+  lo.batch_size = o.batch_size * o.part.parts;  // the global batch; the loader takes this process's rows
+  lo.part = o.part;
   lo.seed = o.seed;
   lo.memory_limit = o.memory_limit;
   lo.shuffle_buffer = o.shuffle_buffer;

@@ -37,7 +37,8 @@ struct TrainingData {
 
 struct ShardSourceOptions {
   std::string dir;
-  int64_t batch_size = 128;
+  int64_t batch_size = 128;  // this process's rows of every batch (the global batch: * part.parts)
+  data::BatchPart part;      // data parallelism: which part of every global batch this process takes
   uint64_t seed = 0;
   uint64_t memory_limit = 0;   // 0: data::default_data_memory_limit()
   int64_t shuffle_buffer = 0;  // records; 0: as many as the limit allows

@@ -71,6 +71,11 @@ struct TrainConfig {
   // --deterministic: kernels take their deterministic forms (PlanOptions::deterministic), so two
   // runs with the same seed, device and thread count end with bitwise-identical weights.
   bool deterministic = false;
+  // Several processes: BatchNorm normalises with statistics over every rank's batch (all-reduced
+  // in the step), so N ranks x batch B train as one process x batch N*B; off, each rank uses its
+  // own batch's and takes rank 0's running statistics after every step (PyTorch DDP's default).
+  // One process: no effect.
+  bool sync_batchnorm = false;
   // Capture the training step as a CUDA graph once and replay it (--no-cuda-graphs: eager
   // launches). Only a GPU backend captures; on CPU this changes nothing.
   bool cuda_graphs = true;

@@ -132,6 +132,7 @@ struct Trainer::Impl {
   std::chrono::milliseconds comm_timeout{std::chrono::minutes(5)};
   int rank = 0, world_size = 1;
   std::optional<TrainingProgress> fitted;  // the progress where the last fit() ended
+  std::string resume_warning;  // resumed by another number of processes (adapt_to_world_size)
 
   void read_config(const TrainConfig& requested);
   void build_model(TrainerInputs& inputs);
@@ -143,6 +144,7 @@ struct Trainer::Impl {
   }
   bool run_epoch(TrainState& st, TrainResult& result);
   void evaluate_at_step(TrainState& st);
+  TaskSums evaluate_held_out(int64_t rows, int64_t batch_rows);
   void end_epoch(TrainState& st, TrainResult& result);
   void finish(TrainState& st, TrainResult& result);
 };
@@ -203,6 +205,7 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
     m.world_size = m.comm->world_size();
     m.primary = m.rank == 0;
   }
+  if (m.resumed) m.resume_warning = adapt_to_world_size(*m.resumed, m.world_size);
   // On a GPU the loaders build batches in its pinned host memory (nullptr on CPU: plain memory).
   m.memory = data::BatchMemory::create(m.plan.backends.front()->pinned_host_allocator());
   m.data = load_run_data(m.cfg, *m.model, std::move(inputs.train), std::move(inputs.eval), m.memory,
@@ -213,6 +216,12 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   if (m.cfg.steps > 0) {  // the epochs that hold --steps steps, the last one cut short
     const int64_t per_epoch = m.data.train->batches_per_epoch();
     m.cfg.epochs = (m.cfg.steps + per_epoch - 1) / per_epoch;
+    // Resumed by another number of processes, the steps left may end an epoch later than that.
+    if (m.resumed && !m.resume_warning.empty()) {
+      const TrainingProgress& p = m.resumed->checkpoint.progress;
+      m.cfg.epochs = std::max(m.cfg.epochs,
+                              p.loader_epoch + (m.cfg.steps - p.step + p.loader_batch + per_epoch - 1) / per_epoch);
+    }
   }
   GPUML_CHECK(m.cfg.eval_every == 0 || m.data.eval,
               "--eval-every {} needs held-out data, and {} has none: drop --eval-every, or hold some out (--val-split)",
@@ -231,6 +240,7 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   if (m.data.eval) std::tie(m.eval_x, m.eval_y) = normalised(*m.data.eval, m.data.task);
   if (m.comm) {
     check_ranks_agree(*m.comm, config_to_json(m.cfg), m.model->to_json(), m.comm_timeout);
+    m.runner->set_sync_batch_norm(m.cfg.sync_batchnorm);
     m.runner->set_communicator(m.comm, m.comm_timeout);
     m.runner->set_gradient_bucket_bytes(std::max<size_t>(1, static_cast<size_t>(m.cfg.bucket_mb * (1 << 20))));
     // Whatever each rank initialised or loaded, all start from rank 0's state.
@@ -255,6 +265,7 @@ Checkpoint Trainer::checkpoint() const {
 std::string Trainer::device_used() const { return gpuml::device_used(impl_->plan, impl_->cfg.device); }
 const PlanOptions& Trainer::plan() const { return impl_->plan; }
 const std::string& Trainer::data_description() const { return impl_->data.description; }
+const std::string& Trainer::resume_warning() const { return impl_->resume_warning; }
 
 size_t Trainer::planned_peak_bytes() {
   ThreadScope threads(impl_->cfg.threads);
@@ -296,6 +307,9 @@ TrainState Trainer::Impl::initial_state() {
   st.precision_note = precision_note(cfg.precision, *plan.backends.front());
   if (resumed) st.progress = resumed->checkpoint.progress;
   else st.progress.seed = cfg.seed;
+  st.progress.world_size = world_size;
+  // Resumed by more processes, a partly done epoch may hold no whole batch of the new size.
+  st.progress.loader_batch = std::min(st.progress.loader_batch, st.steps_per_epoch);
   return st;
 }
 
@@ -311,7 +325,7 @@ TrainResult Trainer::fit() {
   for (st.epoch = st.progress.epoch; st.epoch < m.cfg.epochs; ++st.epoch) {
     if (!m.run_epoch(st, result)) break;  // stopped inside the epoch
     m.end_epoch(st, result);
-    if (st.stopping()) break;
+    if (st.stopping() || (m.cfg.steps > 0 && st.progress.step >= m.cfg.steps)) break;  // --steps done
   }
   m.finish(st, result);
   m.fitted = st.progress;
@@ -377,10 +391,23 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
   return true;
 }
 
-// --eval-every: the held-out data's first eval_iters batches (all of it for 0), the same rows each time.
+// The held-out data's first `rows`. With several ranks each evaluates its part of them (BatchPart's
+// rule) and the sums are added over the ranks: every rank gets the figures of one process.
+TaskSums Trainer::Impl::evaluate_held_out(int64_t rows, int64_t batch_rows) {
+  if (!comm) return runner->evaluate(eval_x.slice(0, 0, rows), eval_y.slice(0, 0, rows), batch_rows);
+  const data::BatchPart::Rows mine = data::BatchPart{rank, world_size}.rows_of(rows);
+  const int64_t end = mine.first + mine.count;
+  const TaskSums local =
+      mine.count > 0 ? runner->evaluate(eval_x.slice(0, mine.first, end), eval_y.slice(0, mine.first, end), batch_rows)
+                     : TaskSums{};
+  return sum_over_ranks(*comm, local, comm_timeout);
+}
+
+// --eval-every: the held-out data's first eval_iters global batches (all of it for 0), the same rows each time.
 void Trainer::Impl::evaluate_at_step(TrainState& st) {
-  const int64_t rows = cfg.eval_iters > 0 ? std::min(eval_x.dim(0), cfg.eval_iters * cfg.batch_size) : eval_x.dim(0);
-  TaskSums ev = runner->evaluate(eval_x.slice(0, 0, rows), eval_y.slice(0, 0, rows), cfg.batch_size);
+  const int64_t global_batch = cfg.batch_size * world_size;
+  const int64_t rows = cfg.eval_iters > 0 ? std::min(eval_x.dim(0), cfg.eval_iters * global_batch) : eval_x.dim(0);
+  TaskSums ev = evaluate_held_out(rows, cfg.batch_size);
   st.step_evaluation = {st.progress.step, rows, data.task.mean_loss(ev), data.task.metric(ev)};
   call(&Callback::on_step_evaluated, st);
 }
@@ -399,7 +426,7 @@ void Trainer::Impl::end_epoch(TrainState& st, TrainResult& result) {
   e.train_loss = result.train_loss = task.mean_loss(st.sums);
   e.train_metric = result.train_metric = task.metric(st.sums);
   if (data.eval) {  // without held-out data there is nothing to judge the epoch by (NaN)
-    TaskSums ev = runner->evaluate(eval_x, eval_y, task.eval_batch_rows(cfg.batch_size));
+    TaskSums ev = evaluate_held_out(eval_x.dim(0), task.eval_batch_rows(cfg.batch_size));
     result.eval_loss = task.mean_loss(ev);
     result.eval_metric = task.metric(ev);
   }

@@ -119,6 +119,9 @@ class Trainer {
   const PlanOptions& plan() const;
   size_t planned_peak_bytes();
   const std::string& data_description() const;
+  // After --resume by another number of processes than saved the run: why its data order changes
+  // (train/resume.h adapt_to_world_size); "" otherwise.
+  const std::string& resume_warning() const;
 
  private:
   struct Impl;

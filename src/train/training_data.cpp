@@ -85,9 +85,9 @@ TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, const nn:
   d.split_note = split_note(cfg.val_split, d.val_split, loaded.test.has_value(), loaded.train.size());
   data::DataLoaderOptions lo;
   // Every rank shuffles the same global batches (same seed) and takes its own rows of each.
-  lo.batch_size = cfg.batch_size * part.ranks;
-  lo.part = part.rank;
-  lo.parts = part.ranks;
+  lo.batch_size = cfg.batch_size * part.parts;
+  lo.part = part.part;
+  lo.parts = part.parts;
   lo.seed = cfg.seed;
   lo.normalization = d.task.input_normalization(fit.features().dtype());  // the one rule (task.h)
   lo.memory = std::move(memory);
@@ -97,7 +97,8 @@ TrainingData in_memory_data(const TrainConfig& cfg, LoadedData loaded, const nn:
 
 // A sharded dataset streamed by data::ShardLoader; its test split (if packed) is the eval set.
 // Shards hold class ids: classification only.
-TrainingData open_shard_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory) {
+TrainingData open_shard_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory,
+                             BatchPart part) {
   GPUML_CHECK(cfg.val_split <= 0, "--val-split is not supported for the sharded dataset {}: pack a test split instead",
               cfg.data);
   check_task_name(cfg.task);
@@ -105,7 +106,8 @@ TrainingData open_shard_data(const TrainConfig& cfg, const nn::Model& model, std
               "--task {}: a sharded dataset holds class ids, so it trains classification only; train from an .npz or "
               ".csv file for {}", cfg.task, cfg.task);
   TrainingData d = open_shard_training_data(
-      {cfg.data, cfg.batch_size, cfg.seed, cfg.data_memory_limit, cfg.shuffle_buffer, std::move(memory)});
+      {cfg.data, cfg.batch_size, part, cfg.seed, cfg.data_memory_limit, cfg.shuffle_buffer,
+       std::move(memory)});
   check_samples_fit(model, d.sample_shape, d.num_classes, cfg.data);
   GPUML_CHECK(model.num_classes() >= d.num_classes, "the model predicts {} classes but {} has labels up to {}",
               model.num_classes(), cfg.data, d.num_classes - 1);
@@ -122,7 +124,8 @@ TrainingData open_shard_data(const TrainConfig& cfg, const nn::Model& model, std
 
 // A text file for a character-level language model (data/text.h): random windows of the first
 // 90% train, consecutive windows of the last 10% evaluate; the characters are the class names.
-TrainingData open_text_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory) {
+TrainingData open_text_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory,
+                            BatchPart part) {
   check_task_name(cfg.task);
   GPUML_CHECK(cfg.task == "auto" || cfg.task == "language-model",
               "--task {}: a text file trains a language model (--task language-model)", cfg.task);
@@ -154,15 +157,18 @@ TrainingData open_text_data(const TrainConfig& cfg, const nn::Model& model, std:
   d.description = fmt::format("{} {}: {} {}, {} distinct; {} train, random windows of {} + 1, batch {}",
                               random ? "random tokens" : "text", cfg.data, text.characters, unit, vocab,
                               text.train.size(), in[0], cfg.batch_size);
-  d.train = std::make_unique<data::TextWindowLoader>(std::move(text.train),
-                                                     data::TextWindowOptions{in[0], cfg.batch_size, cfg.seed, std::move(memory)});
+  // Every rank draws the same global batch of windows and takes its rows (data/batch_source.h).
+  d.train = std::make_unique<data::TextWindowLoader>(
+      std::move(text.train), data::TextWindowOptions{in[0], cfg.batch_size * part.parts, cfg.seed, std::move(memory),
+                                                     part});
   return d;
 }
 
 // A token dataset (`gpuml data pack CORPUS --tokenizer`): random windows of the train split's
 // shards within --data-memory-limit (data/token_shards.h); the validation split's consecutive
 // windows evaluate; the dataset's tokenizer goes into the run for `gpuml generate`.
-TrainingData open_token_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory) {
+TrainingData open_token_data(const TrainConfig& cfg, const nn::Model& model, std::shared_ptr<data::BatchMemory> memory,
+                             BatchPart part) {
   check_task_name(cfg.task);
   GPUML_CHECK(cfg.task == "auto" || cfg.task == "language-model",
               "--task {}: a token dataset trains a language model (--task language-model)", cfg.task);
@@ -174,7 +180,8 @@ TrainingData open_token_data(const TrainConfig& cfg, const nn::Model& model, std
   GPUML_CHECK_SHAPE(in.size() == 1, "--data {}: a language model on tokens takes windows of token ids, input_shape "
                     "[T]; the model takes {}", cfg.data, shape_str(in));
   auto loader = std::make_unique<data::TokenShardLoader>(
-      cfg.data, data::TokenShardOptions{in[0], cfg.batch_size, cfg.seed, cfg.data_memory_limit, "train", std::move(memory)});
+      cfg.data, data::TokenShardOptions{in[0], cfg.batch_size * part.parts, cfg.seed, cfg.data_memory_limit, "train",
+                                        std::move(memory), part});
   const data::ShardManifest& m = data::read_shard_manifest(cfg.data);
   const int64_t vocab = m.vocab_size;
   const Shape& out = model.output_shape();
@@ -214,11 +221,6 @@ TrainingData open_token_data(const TrainConfig& cfg, const nn::Model& model, std
 TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::optional<data::InMemoryDataset> train,
                            std::optional<data::InMemoryDataset> eval, std::shared_ptr<data::BatchMemory> memory,
                            BatchPart part) {
-  GPUML_CHECK_KIND(ErrorKind::Unsupported,
-                   part.ranks == 1 || train || !(data::is_shard_dataset(cfg.data) || is_token_data(cfg.data)),
-                   "--data {}: {} processes split in-memory data (IDX, CSV, NPZ) only; sharded datasets and text "
-                   "are not split across processes yet: train them in one process",
-                   cfg.data, part.ranks);
   if (train) {
     GPUML_CHECK(!eval || cfg.val_split <= 0, "a Trainer given an evaluation set takes no --val-split");
     LoadedData loaded{*train, std::move(eval), {}, 0, "", {}};
@@ -227,9 +229,9 @@ TrainingData load_run_data(const TrainConfig& cfg, const nn::Model& model, std::
                                      loaded.test ? fmt::format(", {} test", loaded.test->size()) : "");
     return in_memory_data(cfg, std::move(loaded), model, "the training arrays", std::move(memory), part);
   }
-  if (data::is_token_dataset(cfg.data)) return open_token_data(cfg, model, std::move(memory));
-  if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, model, std::move(memory));
-  if (is_token_data(cfg.data)) return open_text_data(cfg, model, std::move(memory));
+  if (data::is_token_dataset(cfg.data)) return open_token_data(cfg, model, std::move(memory), part);
+  if (data::is_shard_dataset(cfg.data)) return open_shard_data(cfg, model, std::move(memory), part);
+  if (is_token_data(cfg.data)) return open_text_data(cfg, model, std::move(memory), part);
   return in_memory_data(cfg, load_training_data({cfg.data, cfg.csv_label, cfg.csv_fill, true, cfg.task}), model,
                         cfg.data, std::move(memory), part);
 }

@@ -18,11 +18,10 @@ namespace nn {
 class Model;
 }
 
-// Which part of every batch this process trains on (data parallelism): rank `rank` of `ranks`
-// processes, each taking config.batch_size rows of every global batch of ranks * batch_size.
-struct BatchPart {
-  int rank = 0, ranks = 1;
-};
+// Which part of every batch this process trains on (data parallelism, data/batch_source.h): rank
+// `part` of `parts` processes, each taking config.batch_size rows of every global batch of
+// parts * batch_size, from in-memory data, a sharded dataset, text or a token dataset alike.
+using BatchPart = data::BatchPart;
 
 // `train` (and `eval`) given: those arrays instead of config.data. The samples are checked to fit
 // `model`, and the task (config.task, train/task.h) is resolved against it: the labels become its

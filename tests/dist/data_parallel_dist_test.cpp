@@ -1,5 +1,6 @@
 // Data parallelism under mpirun (label `dist`): 2 ranks x batch 64 end with the weights of
-// 1 process x batch 128, also with a gradient bucket per parameter (mlp, cnn); a stalled or killed
+// 1 process x batch 128, also with a gradient bucket per parameter (mlp, cnn), and with
+// --sync-batchnorm (weights and running statistics); a stalled or killed
 // rank ends the job within the deadline with a message naming the rank (also when the stalled
 // peer is met inside one of many buckets); ranks started with different flags are refused naming
 // the flag.
@@ -15,6 +16,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdlib>
+#include <regex>
 
 #include "e2e_support.h"
 #include "dist_support.h"
@@ -23,28 +25,12 @@ namespace gpuml {
 namespace {
 
 namespace fs = std::filesystem;
-using testing::q;
+using testing::kMpirun;
 using testing::max_difference;
+using testing::mpi_ready;
+using testing::q;
 using testing::run_shell;
 using testing::TempDir;
-
-constexpr const char* kMpirun = "mpirun --allow-run-as-root --oversubscribe";
-
-bool mpi_ready(std::string* why) {
-  if (run_shell("command -v mpirun").exit_code != 0) {
-    *why = "mpirun not found (Debian: openmpi-bin)";
-    return false;
-  }
-  if (!fs::exists(fs::path(GPUML_CLI_PATH).parent_path() / "libgpuml_mpi.so")) {
-    *why = "the MPI plugin was not built (Debian: libopenmpi-dev)";
-    return false;
-  }
-  if (!testing::have_fashion_mnist()) {
-    *why = "Fashion-MNIST not found";
-    return false;
-  }
-  return true;
-}
 
 std::string train_args(const fs::path& out, int batch, const std::string& model = "mlp") {
   return fmt::format("train --model {} --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 --quiet --out {}",
@@ -96,6 +82,39 @@ TEST(DataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessCnn) {
   expect_bucketed_two_ranks_train_as_one("cnn", 8);
 }
 
+// BatchNorm (a model JSON with BatchNorm2d and BatchNorm1d): with --sync-batchnorm the ranks'
+// statistics are over the global batch, so the weights AND the running statistics (in
+// model.safetensors) are one process's (tolerance: dist_support.h). Without it (DDP's default)
+// each rank normalises its own 64 rows: the control, farther than the tolerance, which rank 0
+// alone writes, its running statistics broadcast to the other rank after every step
+// (tests/unit/sync_batch_norm_test.cpp checks the ranks' agreement).
+TEST(DataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
+  REQUIRE_READY(mpi_ready);
+  TempDir dir;
+  const std::string model = testing::write_batch_norm_model(dir.path());
+  const fs::path one = dir.path() / "one", two = dir.path() / "two", local = dir.path() / "local";
+  auto args = [&](const fs::path& out, int batch) {
+    return fmt::format("train --model {} {} --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 --quiet --out {}",
+                       q(model), testing::kSyncBatchNormOptimizer, batch, q(out));
+  };
+  auto r = testing::run_gpuml(args(one, 128));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_shell(fmt::format("{} -np 2 {} {} --sync-batchnorm", kMpirun, q(GPUML_CLI_PATH), args(two, 64)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const double difference = testing::max_relative_difference(one / "model.safetensors", two / "model.safetensors");
+  EXPECT_LT(difference, testing::kSyncBatchNormTolerance);
+  RecordProperty("max_weight_and_statistics_difference", fmt::format("{:.3g}", difference));
+  EXPECT_NE(testing::read_text(two / "config.json").find("\"sync_batchnorm\": true"), std::string::npos);
+  const SafetensorsFile saved = load_safetensors(two / "model.safetensors");
+  EXPECT_EQ(saved.at("1.num_batches_tracked").to_doubles(), std::vector<double>{20});
+
+  r = run_shell(fmt::format("{} -np 2 {} {}", kMpirun, q(GPUML_CLI_PATH), args(local, 64)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GT(testing::max_relative_difference(one / "model.safetensors", local / "model.safetensors"),
+            100 * testing::kSyncBatchNormTolerance)
+      << "local statistics train as close as synchronised ones: the check cannot tell";
+}
+
 TEST(DataParallel, RanksStartedWithDifferentFlagsAreRefusedNamingTheFlag) {
   REQUIRE_READY(mpi_ready);
   TempDir dir;
@@ -112,11 +131,12 @@ struct FaultRun {
   testing::CommandResult result;
   double seconds_after_signal = 0;
 };
-FaultRun run_with_rank1(const char* signal, const std::string& flags = "") {
+// `model`: the --model argument and any further flags.
+FaultRun run_with_rank1(const char* signal, const std::string& model = "mlp") {
   TempDir dir;
   const fs::path out = dir.path() / "fault-run";
   const std::string script = fmt::format(
-      R"sh(timeout 120 {mpirun} -np 2 {gpuml} train --model mlp --epochs 100 --threads 1 --dist-timeout 3 --quiet{flags} --out {out} > {log} 2>&1 &
+      R"sh(timeout 120 {mpirun} -np 2 {gpuml} train --model {model} --epochs 100 --threads 1 --dist-timeout 3 --quiet --out {out} > {log} 2>&1 &
 job=$!
 pid=
 for i in $(seq 200); do
@@ -134,7 +154,7 @@ wait $job
 echo "exit $? after_ms $(( ($(date +%s%N) - start) / 1000000 ))"
 cat {log})sh",
       fmt::arg("mpirun", kMpirun), fmt::arg("gpuml", q(GPUML_CLI_PATH)), fmt::arg("out", q(out)), fmt::arg("out_plain", out.string()),
-      fmt::arg("log", q(dir.path() / "log")), fmt::arg("signal", signal), fmt::arg("flags", flags));
+      fmt::arg("log", q(dir.path() / "log")), fmt::arg("signal", signal), fmt::arg("model", model));
   FaultRun run;
   run.result = run_shell(script);
   size_t at = run.result.output.find("after_ms ");
@@ -148,7 +168,7 @@ TEST(DataParallel, StalledRankEndsTheJobWithinTheDeadlineNamingItAndTheCollectiv
   const std::string& out = run.result.output;
   ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
   EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
-  EXPECT_NE(out.find("rank 0 of 2: all_reduce of gradients waited"), std::string::npos) << out;
+  EXPECT_TRUE(testing::names_training_collective(out, "waited")) << out;
   EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;
   // --dist-timeout 3, plus the job's teardown.
   EXPECT_GT(run.seconds_after_signal, 2.5) << out;
@@ -159,11 +179,33 @@ TEST(DataParallel, StalledRankEndsTheJobWithinTheDeadlineNamingItAndTheCollectiv
 // all-reduce, and the job still ends within the deadline with the message.
 TEST(DataParallel, StalledRankWithManyBucketsEndsTheJobWithinTheDeadline) {
   REQUIRE_READY(mpi_ready);
-  FaultRun run = run_with_rank1("STOP", " --bucket-mb 0.0001");
+  FaultRun run = run_with_rank1("STOP", "mlp --bucket-mb 0.0001");
   const std::string& out = run.result.output;
   ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
   EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
   EXPECT_NE(out.find("rank 0 of 2: all_reduce of gradients (bucket "), std::string::npos) << out;
+  EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;
+  EXPECT_GT(run.seconds_after_signal, 2.5) << out;
+  EXPECT_LT(run.seconds_after_signal, 30) << out;
+}
+
+// With --sync-batchnorm most of a step's collectives run inside its graph (all_reduce_sum, four
+// per BatchNorm layer); a stalled rank still ends the job at the deadline, naming the collective
+// rank 0 waited in: one of the graph's, or the gradients' all-reduce, depending on where in the
+// step rank 1 stopped (recorded as a property).
+TEST(DataParallel, StalledRankDuringSyncBatchNormEndsTheJobWithinTheDeadline) {
+  REQUIRE_READY(mpi_ready);
+  TempDir dir;
+  FaultRun run = run_with_rank1("STOP", q(testing::write_batch_norm_model(dir.path())) + " --sync-batchnorm");
+  const std::string& out = run.result.output;
+  ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
+  EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
+  std::smatch waited;
+  EXPECT_TRUE(std::regex_search(out, waited,
+                                std::regex("rank 0 of 2: (all_gather of an all_reduce_sum op's values \\(synchronised "
+                                           "BatchNorm statistics\\)|all_reduce of gradients) waited")))
+      << out;
+  if (!waited.empty()) RecordProperty("collective", waited[1].str());
   EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;
   EXPECT_GT(run.seconds_after_signal, 2.5) << out;
   EXPECT_LT(run.seconds_after_signal, 30) << out;

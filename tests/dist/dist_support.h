@@ -1,5 +1,6 @@
 // What the data-parallel tests (label dist) share: the largest difference between two runs'
-// weights, and the rule for a launcher or plugin that is missing (a skip, but a failure under CI).
+// weights, mpirun and whether it can run, and the rule for a launcher or plugin that is missing (a
+// skip, but a failure under CI).
 #pragma once
 
 #include <gtest/gtest.h>
@@ -8,9 +9,11 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <vector>
 
+#include "e2e_support.h"
 #include "io/safetensors.h"
 
 namespace gpuml::testing {
@@ -29,6 +32,79 @@ inline double max_difference(const std::filesystem::path& a, const std::filesyst
   }
   return worst;
 }
+
+// Whether rank 0's message names the collective it waited in when rank 1 stalled or died mid-run
+// ("rank 0 of 2: all_reduce of gradients waited", `how` = "waited" or "failed after"): the step's
+// gradients, or at an epoch's end the evaluation's sums (each rank evaluates its part).
+inline bool names_training_collective(const std::string& output, const std::string& how) {
+  for (const char* collective : {"all_reduce of gradients", "all_gather of evaluation sums"})
+    if (output.find(std::string("rank 0 of 2: ") + collective + " " + how) != std::string::npos) return true;
+  return false;
+}
+
+inline constexpr const char* kMpirun = "mpirun --allow-run-as-root --oversubscribe";
+
+// mpirun, the MPI plugin and Fashion-MNIST are here.
+inline bool mpi_ready(std::string* why) {
+  if (run_shell("command -v mpirun").exit_code != 0) {
+    *why = "mpirun not found (Debian: openmpi-bin)";
+    return false;
+  }
+  if (!std::filesystem::exists(std::filesystem::path(GPUML_CLI_PATH).parent_path() / "libgpuml_mpi.so")) {
+    *why = "the MPI plugin was not built (Debian: libopenmpi-dev)";
+    return false;
+  }
+  if (!have_fashion_mnist()) {
+    *why = "Fashion-MNIST not found";
+    return false;
+  }
+  return true;
+}
+
+// A small convolutional net with BatchNorm2d for Fashion-MNIST (the presets have no BatchNorm),
+// written as a model JSON file into `dir`; the --model argument for it. No bias before a
+// BatchNorm: its gradient is zero up to rounding, which Adam turns into steps of lr in random
+// directions, so two runs' biases would differ by about lr whatever the ranks do.
+inline std::string write_batch_norm_model(const std::filesystem::path& dir) {
+  const std::filesystem::path path = dir / "conv_bn.json";
+  std::ofstream(path) << R"({"input_shape": [1, 28, 28], "layers": [
+    {"type": "Conv2d", "in_channels": 1, "out_channels": 8, "kernel_size": 3, "padding": 1, "bias": false},
+    {"type": "BatchNorm2d", "num_features": 8}, {"type": "ReLU"}, {"type": "MaxPool2d", "kernel_size": 2},
+    {"type": "Flatten"}, {"type": "Linear", "in_features": 1568, "out_features": 32, "bias": false},
+    {"type": "BatchNorm1d", "num_features": 32}, {"type": "ReLU"},
+    {"type": "Linear", "in_features": 32, "out_features": 10}]})";
+  return path.string();
+}
+
+// The largest |a - b| / (1 + |b|) over every tensor of two safetensors files: running variances
+// reach ~20 where weights stay below 1.
+inline double max_relative_difference(const std::filesystem::path& a, const std::filesystem::path& b) {
+  SafetensorsFile fa = load_safetensors(a), fb = load_safetensors(b);
+  double worst = 0;
+  for (const auto& [name, ta] : fa.tensors) {
+    EXPECT_TRUE(fb.contains(name)) << name;
+    if (!fb.contains(name)) continue;
+    std::vector<double> va = ta.to_doubles(), vb = fb.at(name).to_doubles();
+    EXPECT_EQ(va.size(), vb.size()) << name;
+    for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i)
+      worst = std::max(worst, std::abs(va[i] - vb[i]) / (1 + std::abs(vb[i])));
+  }
+  return worst;
+}
+
+// The --sync-batchnorm equivalence runs (write_batch_norm_model): 20 steps of SGD with momentum.
+// Not Adam: in this model Adam turns rounding-level differences of near-zero gradients (the
+// Linear weights of inputs that ReLU and pooling leave almost always 0) into steps of about lr,
+// so that one process with --threads 2 against --threads 1 (the same sums in another order)
+// already differs by 1.1e-4, which would hide a real error of that size; SGD keeps differences
+// proportional to the gradients'.
+inline constexpr const char* kSyncBatchNormOptimizer = "--optimizer sgd --lr 0.05 --momentum 0.9";
+// Tolerance, relative (max_relative_difference), on weights and running statistics: the ranks
+// add the same terms in another order (per-rank sums all-reduced; the statistics from a
+// composite of ops where one process runs the batch_norm kernel). Measured: 7.7e-7 for 2 ranks
+// x 64 against 1 x 128 (MPI and Gloo alike), and 6.5e-7 for one process at --threads 2 against
+// --threads 1; the control without --sync-batchnorm differs by 0.4.
+inline constexpr double kSyncBatchNormTolerance = 1e-5;
 
 }  // namespace gpuml::testing
 

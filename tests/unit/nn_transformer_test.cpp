@@ -6,6 +6,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "graph/planner.h"
 #include "nn/model.h"
 #include "nn/transformer.h"
 #include "nn_test_util.h"
@@ -118,6 +119,32 @@ TEST(NnTransformer, BadLayerFieldsAreRefusedNamingTheProblem) {
   nlohmann::json drop = spec;
   drop["layers"][2]["layers"][0]["dropout"] = 1.0;
   refused(drop, "dropout must be in [0, 1)");
+}
+
+// In inference the MLP's gelu joins fc1's product (one matmul_bias_act with the activation): fc1
+// applies it before reshaping its (N*T, 4C) product back to (N, T, 4C), where the fusion pass
+// sees it. In training gelu's backward reads its input, so only the bias joins there.
+TEST(NnTransformer, InferenceFusesTheMlpGeluIntoItsProduct) {
+  TransformerBlock block(8, 2);
+  std::vector<ParamInfo> infos;
+  block.params("b", infos);
+  for (bool training : {false, true}) {
+    Graph g;
+    Sym x = g.input("x", {{2, 5, 8}, DType::f32});
+    std::map<std::string, Sym> leaves = declare_params(g, infos);
+    ForwardContext ctx{g, training, [&](const std::string& n) { return leaves.at(n); }};
+    Sym y = block.forward(x, ctx, "b");
+    Plan plan = plan_graph(g, {y});
+    int with_gelu = 0, gelu = 0;
+    for (const PlanStep& s : plan.steps) {
+      if (s.kind != StepKind::Kernel) continue;
+      with_gelu += s.op == OpId::matmul_bias_act && s.attrs.activation == Activation::gelu && s.attrs.gelu_tanh;
+      gelu += s.op == OpId::gelu;
+    }
+    // A forward-only plan of the training graph has no backward to keep gelu's input for.
+    EXPECT_EQ(with_gelu, 1) << (training ? "training" : "inference") << "\n" << plan.to_string();
+    EXPECT_EQ(gelu, 0) << plan.to_string();
+  }
 }
 
 // The block against the same arithmetic done by hand on the host, for one sequence.

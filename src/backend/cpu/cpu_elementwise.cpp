@@ -3,6 +3,7 @@
 // in float.
 // The strided loop merges dims, so a contiguous op is one long vectorisable row and a bias add
 // is rows against one contiguous bias row.
+#include <algorithm>
 #include <cmath>
 
 #include "backend/cpu/cpu_activation.h"
@@ -116,20 +117,69 @@ void unary_kernel(const KernelCall& call) {
   });
 }
 
-// GELU's tanh form in float over contiguous arrays, compiled a second time for AVX2 + FMA and
-// chosen at run time (the build targets baseline x86-64, SSE2): 8 floats an instruction and fused
-// multiply-adds. A GPT's MLP spends a tenth of its step here. The header's inline gelu_fn and
-// gelu_grad are inlined into these loops (the baseline is a subset of AVX2), so the formula is the
-// one every other path uses; FMA contraction changes the last bits, not the accuracy.
+// GELU's tanh form and the f32 <-> bf16 casts over contiguous arrays, compiled a second time for
+// AVX2 + FMA and chosen at run time (the build targets baseline x86-64, SSE2): 8 floats an
+// instruction and fused multiply-adds. A GPT's MLP spends a tenth of its step in gelu; in bf16 the
+// casts of mixed precision (weights to bf16 each step, activations to f32 for norms and losses)
+// cost as much. The loops below are the baseline build's inline helpers, inlined into the AVX2
+// functions (the baseline is a subset of AVX2), so every path uses one formula and bf16's one
+// rounding (bf16::from_float, round to nearest even); FMA contraction changes gelu's last bits,
+// not its accuracy, and the casts are exact as ref's.
+inline float widen(float v) { return v; }
+inline float widen(bf16 v) { return v.to_float(); }
+template <typename T>
+inline T narrow(float v) {
+  if constexpr (std::is_same_v<T, bf16>) return bf16::from_float(v);
+  else return v;
+}
+template <typename S, typename D>
+[[gnu::always_inline]] inline void convert_loop(const S* x, D* y, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) y[i] = narrow<D>(widen(x[i]));
+}
+[[gnu::always_inline]] inline void gelu_tanh_loop(const float* x, float* y, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) y[i] = gelu_fn(x[i], true);
+}
+[[gnu::always_inline]] inline void gelu_tanh_backward_loop(const float* x, const float* dy, float* dx,
+                                                           int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * gelu_grad(x[i], true);
+}
+// bf16 through float chunks that stay in L1: widened, the float loop, narrowed. One fused loop
+// (load, gelu, round per element) runs out of vector registers and measured 1.4x slower.
+constexpr int64_t kChunk = 256;
+[[gnu::always_inline]] inline void gelu_tanh_loop(const bf16* x, bf16* y, int64_t begin, int64_t end) {
+  float buffer[kChunk];
+  for (int64_t b = begin; b < end; b += kChunk) {
+    const int64_t n = std::min(kChunk, end - b);
+    convert_loop(x + b, buffer, 0, n);
+    gelu_tanh_loop(buffer, buffer, 0, n);
+    convert_loop(buffer, y + b, 0, n);
+  }
+}
+[[gnu::always_inline]] inline void gelu_tanh_backward_loop(const bf16* x, const bf16* dy, bf16* dx, int64_t begin,
+                                                           int64_t end) {
+  float xs[kChunk], dys[kChunk];
+  for (int64_t b = begin; b < end; b += kChunk) {
+    const int64_t n = std::min(kChunk, end - b);
+    convert_loop(x + b, xs, 0, n);
+    convert_loop(dy + b, dys, 0, n);
+    gelu_tanh_backward_loop(xs, dys, xs, 0, n);
+    convert_loop(xs, dx + b, 0, n);
+  }
+}
+
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace avx2 {
-void gelu_tanh(const float* x, float* y, int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) y[i] = gelu_fn(x[i], true);
+void gelu_tanh(const float* x, float* y, int64_t b, int64_t e) { gelu_tanh_loop(x, y, b, e); }
+void gelu_tanh(const bf16* x, bf16* y, int64_t b, int64_t e) { gelu_tanh_loop(x, y, b, e); }
+void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t b, int64_t e) {
+  gelu_tanh_backward_loop(x, dy, dx, b, e);
 }
-void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t begin, int64_t end) {
-  for (int64_t i = begin; i < end; ++i) dx[i] = dy[i] * gelu_grad(x[i], true);
+void gelu_tanh_backward(const bf16* x, const bf16* dy, bf16* dx, int64_t b, int64_t e) {
+  gelu_tanh_backward_loop(x, dy, dx, b, e);
 }
+void convert(const float* x, bf16* y, int64_t b, int64_t e) { convert_loop(x, y, b, e); }
+void convert(const bf16* x, float* y, int64_t b, int64_t e) { convert_loop(x, y, b, e); }
 }  // namespace avx2
 #pragma GCC pop_options
 
@@ -138,26 +188,53 @@ bool has_avx2_fma() {
   return yes;
 }
 
-// True when the AVX2 loops apply: f32, tanh form, every operand contiguous and of one shape.
-bool wide_gelu(const KernelCall& call) {
-  if (!call.attrs.gelu_tanh || call.output.dtype() != DType::f32 || !call.output.is_contiguous() ||
-      !has_avx2_fma())
-    return false;
+// True when the AVX2 loops apply: every operand contiguous and of one shape, every input of
+// `in_type`, the output of `out_type`.
+bool wide_loop(const KernelCall& call, DType in_type, DType out_type) {
+  if (call.output.dtype() != out_type || !call.output.is_contiguous() || !has_avx2_fma()) return false;
   for (const Tensor& in : call.inputs)
-    if (in.dtype() != DType::f32 || !in.is_contiguous() || in.shape() != call.output.shape()) return false;
+    if (in.dtype() != in_type || !in.is_contiguous() || in.shape() != call.output.shape()) return false;
   return true;
 }
 
-// The form is chosen outside the loops: with erf's libm call in the same loop body, the tanh
-// form would not vectorise either.
-void gelu_kernel(const KernelCall& call) {
-  if (wide_gelu(call)) {
-    const float* x = ptr<const float>(call.inputs[0]);
-    float* y = ptr<float>(call.output);
-    const int64_t n = call.output.numel();
-    parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::gelu_tanh(x, y, b, e); });
-    return;
+// gelu (x) -> y or its backward (x, dy) -> dx, tanh form, on T (float or bf16), all contiguous.
+template <typename T>
+void run_wide_gelu(const KernelCall& call, bool backward) {
+  const int64_t n = call.output.numel();
+  const T* x = ptr<const T>(call.inputs[0]);
+  T* out = ptr<T>(call.output);
+  if (backward) {
+    const T* dy = ptr<const T>(call.inputs[1]);
+    parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::gelu_tanh_backward(x, dy, out, b, e); });
+  } else {
+    parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::gelu_tanh(x, out, b, e); });
   }
+}
+
+// gelu and its backward in the tanh form on f32 or bf16: the AVX2 loops when they apply. The form
+// is chosen outside the loops: with erf's libm call in the same loop body, the tanh form would not
+// vectorise either.
+bool wide_gelu(const KernelCall& call, bool backward) {
+  if (!call.attrs.gelu_tanh) return false;
+  if (wide_loop(call, DType::f32, DType::f32)) run_wide_gelu<float>(call, backward);
+  else if (wide_loop(call, DType::bf16, DType::bf16)) run_wide_gelu<bf16>(call, backward);
+  else return false;
+  return true;
+}
+
+// f32 <-> bf16 (S to D) on contiguous arrays: mixed precision's casts.
+template <typename S, typename D>
+bool wide_convert(const KernelCall& call) {
+  if (!wide_loop(call, DTypeOf<S>::value, DTypeOf<D>::value)) return false;
+  const int64_t n = call.output.numel();
+  const S* x = ptr<const S>(call.inputs[0]);
+  D* y = ptr<D>(call.output);
+  parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::convert(x, y, b, e); });
+  return true;
+}
+
+void gelu_kernel(const KernelCall& call) {
+  if (wide_gelu(call, false)) return;
   dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
     if constexpr (!std::is_integral_v<T>) {
       if (call.attrs.gelu_tanh)
@@ -169,14 +246,7 @@ void gelu_kernel(const KernelCall& call) {
 }
 
 void gelu_backward_kernel(const KernelCall& call) {  // (x, dy) -> dy * gelu'(x)
-  if (wide_gelu(call)) {
-    const float* x = ptr<const float>(call.inputs[0]);
-    const float* dy = ptr<const float>(call.inputs[1]);
-    float* dx = ptr<float>(call.output);
-    const int64_t n = call.output.numel();
-    parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::gelu_tanh_backward(x, dy, dx, b, e); });
-    return;
-  }
+  if (wide_gelu(call, true)) return;
   dispatch_dtype(call.output.dtype(), [&]<typename T>(T) {
     if constexpr (!std::is_integral_v<T>) {
       if (call.attrs.gelu_tanh)
@@ -234,7 +304,10 @@ void where_kernel(const KernelCall& call) {
 }
 
 // cast converts through double exactly as ref does (truncation, wrapping, round to nearest even).
+// f32 <-> bf16 on contiguous arrays (mixed precision's casts) take the AVX2 loops, with the same
+// rounding.
 void cast_kernel(const KernelCall& call) {
+  if (wide_convert<float, bf16>(call) || wide_convert<bf16, float>(call)) return;
   dispatch_dtype(call.inputs[0].dtype(), [&]<typename S>(S) {
     dispatch_dtype(call.output.dtype(), [&]<typename D>(D) {
       map_unary<S, D>(call.inputs[0], call.output, [](S v) { return from_double_wrapping<D>(to_double(v)); });

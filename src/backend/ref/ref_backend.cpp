@@ -20,7 +20,8 @@ class RefBackend final : public Backend {
 RefBackend::RefBackend() {
   for (auto family : {ref::elementwise_kernels, ref::reduce_kernels, ref::matmul_conv_kernels,
                       ref::pool_kernels, ref::norm_loss_kernels, ref::movement_kernels,
-                      ref::random_kernels, ref::optim_kernels, ref::attention_kernels}) {
+                      ref::random_kernels, ref::optim_kernels, ref::attention_kernels,
+                      ref::collective_kernels}) {
     for (const ref::KernelEntry& entry : family()) {
       GPUML_CHECK_KIND(ErrorKind::Internal, !supports(entry.op, entry.dtypes[0]),
                        "ref: {} registered twice", op_name(entry.op));

@@ -138,5 +138,6 @@ std::vector<KernelEntry> movement_kernels();     // ref_movement.cpp (also gathe
 std::vector<KernelEntry> random_kernels();       // ref_random.cpp
 std::vector<KernelEntry> optim_kernels();        // ref_optim.cpp
 std::vector<KernelEntry> attention_kernels();    // ref_attention.cpp
+std::vector<KernelEntry> collective_kernels();   // ref_collective.cpp
 
 }  // namespace gpuml::ref

@@ -1,5 +1,7 @@
 #include "train/callbacks.h"
 
+#include <fmt/format.h>
+
 namespace gpuml {
 
 void add_command_line_callbacks(Trainer& trainer, const CommandLineOutput& output) {
@@ -12,7 +14,9 @@ void add_command_line_callbacks(Trainer& trainer, const CommandLineOutput& outpu
 }
 
 TrainResult train(const TrainConfig& config, DataParallel parallel) {
+  const bool primary = !parallel.communicator || parallel.communicator->rank() == 0;
   Trainer trainer(config, {}, std::move(parallel));
+  if (primary && !trainer.resume_warning().empty()) fmt::print(stderr, "warning: {}\n", trainer.resume_warning());
   CommandLineOutput output;
   if (trainer.config().quiet) output = {nullptr, nullptr};
   add_command_line_callbacks(trainer, output);
