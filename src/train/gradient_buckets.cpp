@@ -54,7 +54,7 @@ GradientBuckets::~GradientBuckets() {
   thread_.join();
 }
 
-void GradientBuckets::begin_step() {
+void GradientBuckets::begin_step(bool hold) {
   std::lock_guard<std::mutex> lock(mutex_);
   if (error_) std::rethrow_exception(error_);
   GPUML_CHECK_KIND(ErrorKind::Internal, reduced_ == buckets_.size() && queue_.empty(),
@@ -62,11 +62,16 @@ void GradientBuckets::begin_step() {
   missing_ = parts_;
   next_launch_ = 0;
   reduced_ = 0;
+  hold_ = hold;
 }
 
 void GradientBuckets::arrived(size_t bucket) {
   GPUML_CHECK_KIND(ErrorKind::Internal, missing_[bucket] > 0, "gradient buckets: bucket {} completed twice", bucket);
   --missing_[bucket];
+  if (!hold_) launch_ready();
+}
+
+void GradientBuckets::launch_ready() {
   if (error_) return;  // the step has failed: launch nothing more
   bool launched = false;
   // In order only: every rank launches bucket k after bucket k - 1, whatever arrived first.
@@ -89,7 +94,15 @@ void GradientBuckets::scalars_ready(const std::array<float, 4>& scalars) {
   arrived(0);
 }
 
-void GradientBuckets::backward_done() { backward_end_ = Clock::now(); }
+void GradientBuckets::backward_done() {
+  std::lock_guard<std::mutex> lock(mutex_);
+  backward_end_ = Clock::now();
+  if (hold_) {
+    hold_ = false;
+    ++times_.held_steps;
+    launch_ready();
+  }
+}
 
 ReducedStep GradientBuckets::finish(int64_t step) {
   {

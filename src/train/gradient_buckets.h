@@ -17,9 +17,11 @@
 // Every rank must cut the same buckets and launch them in the same order, or the collectives
 // would pair the wrong data: buckets depend only on the parameter layout and bucket_bytes (which
 // the ranks check agree at start, train/data_parallel.h), and bucket k is launched after bucket
-// k - 1 whatever order the gradients arrive in. The communication thread is the only caller of
-// the communicator between begin_step() and finish(); a collective past its deadline (a dead or
-// stalled peer) ends the step: finish() rethrows its Error, naming the rank and the bucket.
+// k - 1 whatever order the gradients arrive in (or, held, all of them after backward). The
+// communication thread is the only caller of the communicator between begin_step() and finish()
+// that GradientBuckets makes (a held step leaves it to a backward that calls it itself); a
+// collective past its deadline (a dead or stalled peer) ends the step: finish() rethrows its
+// Error, naming the rank and the bucket.
 #pragma once
 
 #include <array>
@@ -64,6 +66,7 @@ struct AllReduceTimes {
   double all_reduce_seconds = 0;  // inside the collectives (the communication thread)
   double overlapped_seconds = 0;  // the part of it before backward_done() (hidden behind backward)
   double waited_seconds = 0;      // finish() waiting after backward_done() (what the step lost)
+  int64_t held_steps = 0;         // steps whose buckets were held until backward_done() (begin_step)
 };
 
 class GradientBuckets {
@@ -79,13 +82,17 @@ class GradientBuckets {
   // (P,) host memory where each parameter's gradient goes, weighted by this rank's share (the sum
   // over its rows, not the mean); after finish(), the mean over every rank's rows. Gaps are zero.
   std::span<float> gradient() { return {host_.data(), static_cast<size_t>(param_count_)}; }
-  // Resets what arrived. The previous step must have finished.
-  void begin_step();
+  // Resets what arrived. The previous step must have finished. `hold`: launch nothing before
+  // backward_done(), then every bucket in the fixed order (no overlap). For a backward that uses
+  // the communicator itself (synchronised BatchNorm's all_reduce_sum ops, on the training thread):
+  // the communicator is not used by two threads at once (MPI is THREAD_SERIALIZED), and every rank
+  // issues the graph's collectives and then the buckets' in one order, whatever the timing.
+  void begin_step(bool hold = false);
   // Parameter `index`'s columns of gradient() are written: its bucket may be launched.
   void parameter_ready(size_t index);
   // This rank's loss * weight, weight, score and rows: they ride in the first bucket.
   void scalars_ready(const std::array<float, 4>& scalars);
-  // Marks the end of backward, for the overlap measurement.
+  // Marks the end of backward, for the overlap measurement; launches the held buckets (begin_step).
   void backward_done();
   // Waits for every bucket; rethrows a collective's Error. gradient() is then the global mean
   // (divided by the summed weight). `step` is for messages.
@@ -101,6 +108,7 @@ class GradientBuckets {
  private:
   using Clock = std::chrono::steady_clock;
   void arrived(size_t bucket);  // one of its parts (a parameter, the scalars) is in; lock held
+  void launch_ready();          // queues the next buckets whose parts are all in; lock held
   void communicate();           // the communication thread
 
   std::shared_ptr<Communicator> comm_;
@@ -112,6 +120,7 @@ class GradientBuckets {
   std::vector<int> parts_;                  // bucket -> parameters (+ scalars for bucket 0)
   std::vector<int> missing_;                // this step: bucket -> parts not yet in
   size_t next_launch_ = 0;                  // buckets launched this step
+  bool hold_ = false;                       // this step launches at backward_done() (begin_step)
   std::vector<std::pair<Clock::time_point, Clock::time_point>> spans_;  // bucket -> its collective
   Clock::time_point backward_end_;
 

@@ -18,6 +18,9 @@ struct ModelRunner::Compiled {
   // absent), the new state (train), and the new buffer values (train, named in buffer_updates).
   int weight_at = -1, score_at = -1, state_at = -1;
   std::vector<std::string> buffer_updates;
+  // A step of the plan is a collective op (synchronised BatchNorm's all_reduce_sum): the gradient
+  // buckets then wait for the run to end (train_step_data_parallel).
+  bool has_collective = false;
 };
 
 namespace {
@@ -163,6 +166,8 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     }
   }
   c->executor = std::make_unique<Executor>(plan_graph(g, outputs, plan_options_));
+  for (const PlanStep& step : c->executor->plan().steps)
+    if (step.kind == StepKind::Kernel && op_info(step.op).kind == OpKind::Collective) c->has_collective = true;
   return c;
 }
 
@@ -349,7 +354,13 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
       buckets_->scalars_ready({static_cast<float>(loss * weight), static_cast<float>(weight), static_cast<float>(score),
                                static_cast<float>(x.dim(0))});
   };
-  buckets_->begin_step();
+  // A plan with a collective op (--sync-batchnorm's all_reduce_sums, forward and backward) calls
+  // the communicator from this thread during the run: its buckets are held until the run has
+  // ended and then launched in the fixed order, no overlap. Otherwise the communication thread
+  // could all-reduce a bucket while a kernel here all-reduces statistics (two threads on one
+  // communicator; MPI is THREAD_SERIALIZED), and the ranks could interleave the two kinds of
+  // collectives in different orders, pairing the wrong data.
+  buckets_->begin_step(/*hold*/ c.has_collective);
   std::vector<Tensor> out;
   ReducedStep reduced;
   try {

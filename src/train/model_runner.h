@@ -22,7 +22,10 @@
 // Synchronised BatchNorm (set_sync_batch_norm) is the exception to collectives outside the graph:
 // its statistics are needed mid-forward, so its all_reduce_sum ops sit in the gradient graph and
 // run on the training thread. Their backward adds the ranks' upstream gradients unweighted, which
-// is right because each rank differentiates its share of the global sum (loss x weight).
+// is right because each rank differentiates its share of the global sum (loss x weight). A plan
+// holding such an op does not overlap: its buckets are launched only after the gradient graph's
+// run has ended, in the fixed bucket order, so that the communicator is never used by two threads
+// at once and every rank issues its collectives in the same order (graph's, then buckets').
 //
 //   ModelRunner runner(model, opt_config, plan_options, /*seed*/ 0);
 //   StepStats s = runner.train_step(batch.x, batch.y, lr, /*step*/ 1, /*rng_offset*/ 0);

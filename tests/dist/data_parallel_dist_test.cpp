@@ -1,6 +1,6 @@
 // Data parallelism under mpirun (label `dist`): 2 ranks x batch 64 end with the weights of
 // 1 process x batch 128, also with a gradient bucket per parameter (mlp, cnn), and with
-// --sync-batchnorm (weights and running statistics); a stalled or killed
+// --sync-batchnorm beside several buckets (weights and running statistics); a stalled or killed
 // rank ends the job within the deadline with a message naming the rank (also when the stalled
 // peer is met inside one of many buckets); ranks started with different flags are refused naming
 // the flag.
@@ -99,8 +99,12 @@ TEST(DataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
   };
   auto r = testing::run_gpuml(args(one, 128));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = run_shell(fmt::format("{} -np 2 {} {} --sync-batchnorm", kMpirun, q(GPUML_CLI_PATH), args(two, 64)));
+  // Small buckets (several per step) beside the graph's all_reduce_sums: held until the gradient
+  // graph's run ends (ModelRunner), so none of them runs while backward does.
+  r = run_shell(fmt::format("{} -np 2 {} {} --sync-batchnorm --bucket-mb 0.0001", kMpirun, q(GPUML_CLI_PATH),
+                            args(two, 64)));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  testing::expect_buckets_held_after_backward(r.output, "mpi");
   const double difference = testing::max_relative_difference(one / "model.safetensors", two / "model.safetensors");
   EXPECT_LT(difference, testing::kSyncBatchNormTolerance);
   RecordProperty("max_weight_and_statistics_difference", fmt::format("{:.3g}", difference));
@@ -190,20 +194,22 @@ TEST(DataParallel, StalledRankWithManyBucketsEndsTheJobWithinTheDeadline) {
 }
 
 // With --sync-batchnorm most of a step's collectives run inside its graph (all_reduce_sum, four
-// per BatchNorm layer); a stalled rank still ends the job at the deadline, naming the collective
-// rank 0 waited in: one of the graph's, or the gradients' all-reduce, depending on where in the
-// step rank 1 stopped (recorded as a property).
+// per BatchNorm layer), and the gradient buckets (several here) follow the graph's run; a stalled
+// rank still ends the job at the deadline, naming the collective rank 0 waited in: one of the
+// graph's, or a bucket's all-reduce, depending on where in the step rank 1 stopped (recorded as a
+// property).
 TEST(DataParallel, StalledRankDuringSyncBatchNormEndsTheJobWithinTheDeadline) {
   REQUIRE_READY(mpi_ready);
   TempDir dir;
-  FaultRun run = run_with_rank1("STOP", q(testing::write_batch_norm_model(dir.path())) + " --sync-batchnorm");
+  FaultRun run =
+      run_with_rank1("STOP", q(testing::write_batch_norm_model(dir.path())) + " --sync-batchnorm --bucket-mb 0.0001");
   const std::string& out = run.result.output;
   ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
   EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
   std::smatch waited;
   EXPECT_TRUE(std::regex_search(out, waited,
                                 std::regex("rank 0 of 2: (all_gather of an all_reduce_sum op's values \\(synchronised "
-                                           "BatchNorm statistics\\)|all_reduce of gradients) waited")))
+                                           "BatchNorm statistics\\)|all_reduce of gradients \\(bucket \\d+ of \\d+\\)) waited")))
       << out;
   if (!waited.empty()) RecordProperty("collective", waited[1].str());
   EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;

@@ -1,7 +1,7 @@
 // Data parallelism over Gloo (label `dist`): two gpuml processes started with the torchrun
 // variables by tests/dist/torchrun_ranks.sh (no torchrun needed). 2 ranks x batch 64 end with the
 // weights of 1 process x batch 128, for the mlp and cnn presets (also with a bucket per
-// parameter), and with --sync-batchnorm, on one machine and across two
+// parameter), and with --sync-batchnorm beside several buckets, on one machine and across two
 // network namespaces joined by a veth pair; a stalled or killed rank makes the other exit within
 // --dist-timeout naming the rank and the collective; ranks started with different flags are
 // refused naming the flag; a rank whose rank 0 never comes gives up at the deadline.
@@ -114,8 +114,9 @@ TEST(GlooDataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessCnn) {
   EXPECT_NE(out.find("all-reduce (rank 0 of 2, gloo): 8 buckets per step"), std::string::npos) << out;
 }
 
-// --sync-batchnorm over Gloo: a model with BatchNorm2d and BatchNorm1d trains on 2 ranks x 64 to
-// one process x 128's weights and running statistics (tolerance: dist_support.h).
+// --sync-batchnorm over Gloo, with several gradient buckets: a model with BatchNorm2d and
+// BatchNorm1d trains on 2 ranks x 64 to one process x 128's weights and running statistics
+// (tolerance: dist_support.h).
 TEST(GlooDataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
   REQUIRE_READY(gloo_ready);
   TempDir dir;
@@ -124,9 +125,11 @@ TEST(GlooDataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128
   const std::string optimizer = std::string(" ") + testing::kSyncBatchNormOptimizer;
   auto r = testing::run_gpuml(train_args(q(model), one, 128) + optimizer);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = two_ranks("", train_args(q(model), two, 64) + optimizer + " --sync-batchnorm");
+  // Several buckets beside the graph's all_reduce_sums: held until the gradient graph's run ends.
+  r = two_ranks("", train_args(q(model), two, 64) + optimizer + " --sync-batchnorm --bucket-mb 0.0001");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(rank_exited(r.output, 0, 0) && rank_exited(r.output, 1, 0)) << r.output;
+  testing::expect_buckets_held_after_backward(r.output, "gloo");
   const double difference = testing::max_relative_difference(one / "model.safetensors", two / "model.safetensors");
   EXPECT_LT(difference, testing::kSyncBatchNormTolerance) << r.output;
   RecordProperty("max_weight_and_statistics_difference", fmt::format("{:.3g}", difference));

@@ -165,6 +165,42 @@ TEST(GradientBuckets, AbandonedStepLaunchesNothingMore) {
   EXPECT_EQ(f.comm->launched().size(), launched);
 }
 
+// A held step (a gradient graph with collective ops of its own, --sync-batchnorm): every bucket
+// complete during backward, none launched before backward_done(), then all in the fixed order.
+TEST(GradientBuckets, AHeldStepLaunchesNothingBeforeBackwardEndsThenEveryBucketInOrder) {
+  Fixture f(1);
+  GradientBuckets& buckets = *f.buckets;
+  for (int step = 1; step <= 2; ++step) {
+    f.comm->calls.clear();
+    buckets.begin_step(/*hold*/ true);
+    for (size_t p = 4; p-- > 0;) buckets.parameter_ready(p);
+    buckets.scalars_ready({64, 64, 0, 64});
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    EXPECT_TRUE(f.comm->launched().empty()) << "a held bucket launched before backward ended";
+    buckets.backward_done();
+    buckets.finish(step);
+    const auto calls = f.comm->launched();
+    ASSERT_EQ(calls.size(), 4u);
+    EXPECT_EQ(calls[0].first, 448);
+    EXPECT_EQ(calls[1].first, 192);
+    EXPECT_EQ(calls[2].first, 128);
+    EXPECT_EQ(calls[3].first, 0);
+  }
+  // Held steps overlap nothing; the next step without hold launches during backward again.
+  EXPECT_EQ(buckets.times().held_steps, 2);
+  EXPECT_EQ(buckets.times().overlapped_seconds, 0.0);
+  f.comm->calls.clear();
+  buckets.begin_step();
+  buckets.parameter_ready(3);
+  buckets.scalars_ready({64, 64, 0, 64});
+  for (int i = 0; i < 200 && f.comm->launched().empty(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  EXPECT_EQ(f.comm->launched().size(), 1u);
+  for (size_t p = 3; p-- > 0;) buckets.parameter_ready(p);
+  buckets.backward_done();
+  buckets.finish(3);
+  EXPECT_EQ(buckets.times().held_steps, 2);
+}
+
 TEST(GradientBuckets, TheConfigDefaultIsTheRunnersDefault) {
   EXPECT_EQ(static_cast<size_t>(TrainConfig{}.bucket_mb * (1 << 20)), kDefaultGradientBucketBytes);
 }
