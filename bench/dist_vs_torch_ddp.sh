@@ -8,10 +8,14 @@
 #                                                                  torch 1.13 under /usr/bin/python3)
 # Prints samples/s (global batch x steps / seconds of the training loop: gpuml's "s training",
 # the peer's timed loop; both include their first step) and each one's ratio to gpuml's one
-# process, then gpuml Gloo / PyTorch DDP. One run each: on a shared machine, look at the load.
+# process, then gpuml Gloo / PyTorch DDP; and each gpuml 2-rank run's all-reduce line (rank 0's):
+# buckets per step, milliseconds per step inside the all-reduces, the share of that which ran while
+# backward was still running, and how long the update waited for the last bucket. One run each: on
+# a shared machine, look at the load.
 #
 #   bash bench/dist_vs_torch_ddp.sh                     # mlp 3000 steps, cnn 300 steps
 #   MODELS=mlp MLP_STEPS=1000 bash bench/dist_vs_torch_ddp.sh
+#   BUCKET_MB=0.1 bash bench/dist_vs_torch_ddp.sh       # gpuml's --bucket-mb (default: gpuml's)
 set -euo pipefail
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
@@ -34,7 +38,13 @@ command -v mpirun > /dev/null || { echo "dist_vs_torch_ddp: no mpirun (Debian: o
 "$python" -c "import torch.distributed as d; assert d.is_gloo_available()" 2> /dev/null ||
   { echo "dist_vs_torch_ddp: $python has no torch with gloo (Debian: python3-torch)" >&2; exit 1; }
 
+bucket_flags=()
+[[ -n "${BUCKET_MB:-}" ]] && bucket_flags=(--bucket-mb "$BUCKET_MB")
+[[ -n "${BUCKET_MB:-}" ]] && ! "$gpuml" train --help | grep -q -- --bucket-mb &&
+  { echo "dist_vs_torch_ddp: $gpuml has no --bucket-mb (built before gradient buckets)" >&2; exit 1; }
+
 ratios=()
+all_reduce_lines=()
 tmp="$(mktemp -d)"
 trap 'rm -rf "$tmp"' EXIT
 
@@ -53,12 +63,18 @@ for model in $models; do
   [[ "$model" == cnn ]] && steps=$cnn_steps
   common=(train --model "$model" --steps "$steps" --data "$data" --quiet)
   "$gpuml" "${common[@]}" --batch-size 128 --threads 2 --out "$tmp/$model-one" > "$tmp/$model-one.log" 2>&1
-  "${mpirun[@]}" "$gpuml" "${common[@]}" --batch-size 64 --threads 1 --out "$tmp/$model-mpi" > "$tmp/$model-mpi.log" 2>&1
+  "${mpirun[@]}" "$gpuml" "${common[@]}" --batch-size 64 --threads 1 "${bucket_flags[@]}" --out "$tmp/$model-mpi" \
+    > "$tmp/$model-mpi.log" 2>&1
   for rank in 0 1; do
     RANK=$rank LOCAL_RANK=$rank WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
-      "$gpuml" "${common[@]}" --batch-size 64 --threads 1 --out "$tmp/$model-gloo" > "$tmp/$model-gloo-$rank.log" 2>&1 &
+      "$gpuml" "${common[@]}" --batch-size 64 --threads 1 "${bucket_flags[@]}" --out "$tmp/$model-gloo" \
+      > "$tmp/$model-gloo-$rank.log" 2>&1 &
   done
   wait
+  for log in "$tmp/$model-mpi.log" "$tmp/$model-gloo-0.log"; do
+    line=$(grep -m1 '^all-reduce' "$log" || echo "no all-reduce line (a gpuml built before gradient buckets)")
+    all_reduce_lines+=("$model: $line")
+  done
   "$python" "$root/bench/torch_ddp_peer.py" "$model" "$steps" --batch-size 64 --data "$data" --port $((port + 10)) \
     > "$tmp/$model-ddp.log" 2>&1
   one=$(python3 -c "print(128 * $steps / $(seconds_of "$tmp/$model-one.log"))")
@@ -75,4 +91,6 @@ for model in $models; do
 done
 echo
 printf '%s\n' "${ratios[@]}"
+echo
+printf '%s\n' "${all_reduce_lines[@]}"
 echo "load at end: $(cut -d' ' -f1-3 /proc/loadavg)"

@@ -100,7 +100,7 @@ void print_flag_notes(const TrainConfig& cfg, const CLI::App& cmd) {
 // other flag sets something the run fixed, and is refused rather than silently ignored.
 constexpr std::array kFlagsWithResume = {"--resume",  "--epochs",          "--out",    "--quiet",
                                          "--max-steps", "--checkpoint-every", "--eval-every", "--eval-iters",
-                                         "--threads", "--device", "--dist-timeout",
+                                         "--threads", "--device", "--dist-timeout", "--bucket-mb",
                                          "--gpu-memory-limit", "--cuda-graphs", "--no-cuda-graphs", "--help",
                                          "--overwrite"};  // refused by check_run_dir: it would delete the run
 
@@ -113,7 +113,7 @@ void refuse_flags_the_run_fixed(const CLI::App& cmd) {
   if (!fixed.empty())
     throw UsageError(fmt::format("--resume continues the run as it was configured: {} cannot change (with --resume "
                                  "give only --epochs, --out, --max-steps, --checkpoint-every, --threads, --device, "
-                                 "--quiet, --gpu-memory-limit, --no-cuda-graphs)",
+                                 "--quiet, --gpu-memory-limit, --no-cuda-graphs, --dist-timeout, --bucket-mb)",
                                  fmt::join(fixed, ", ")));
 }
 
@@ -250,6 +250,11 @@ Command add_train_command(CLI::App& app) {
                   "waits for the other ranks before the job ends with a message naming the rank and the collective")
       ->capture_default_str()
       ->check(CLI::PositiveNumber);
+  cmd->add_option("--bucket-mb", cfg->bucket_mb,
+                  "Several processes: gradients are all-reduced in buckets of about this many MiB, each started as "
+                  "soon as backward has produced it (the same on every rank)")
+      ->capture_default_str()
+      ->check(kPositive);
   auto gpu_memory_limit = std::make_shared<std::string>("0");
   cmd->add_option("--gpu-memory-limit", *gpu_memory_limit,
                   "Cap on the GPU memory gpuml holds, with a unit: 512M, 8G (0: none)")
@@ -314,6 +319,7 @@ Command add_train_command(CLI::App& app) {
               if (r.interrupted_by != 0) return 128 + r.interrupted_by;  // as a shell reports a signal
             }
             if (!r.replay_summary.empty()) fmt::print("{}\n", r.replay_summary);
+            if (!r.all_reduce_summary.empty()) fmt::print("{}\n", r.all_reduce_summary);
             const std::string metric = r.metric_name == "accuracy" ? "acc" : r.metric_name;
             if (r.epochs_run == 0)  // stopped (--max-steps) before any epoch ended: no metric to report
               fmt::print("done: no epoch finished in this run, {:.1f} s training; run in {}\n", r.seconds_training, r.run_dir);

@@ -305,8 +305,31 @@ std::map<int, Tensor> Executor::bind_output_buffers(const RunOptions& options,
   return copy_in;
 }
 
+void Executor::index_ready_outputs(const RunOptions& options) {
+  ready_after_step_.clear();
+  on_output_ready_ = nullptr;
+  if (options.ready_outputs.empty()) return;
+  GPUML_CHECK(options.on_output_ready != nullptr, "executor: ready_outputs given without on_output_ready");
+  for (int index : options.ready_outputs) {
+    GPUML_CHECK(index >= 0 && index < static_cast<int>(plan_.outputs.size()),
+                "executor: ready output {}, but the plan has {} outputs", index, plan_.outputs.size());
+    ready_after_step_[producer_[plan_.outputs[index]]].push_back(index);  // -1: fed, or made by no step
+  }
+  on_output_ready_ = &options.on_output_ready;
+}
+
+void Executor::call_ready_outputs(int step) {
+  if (on_output_ready_ == nullptr) return;
+  auto it = ready_after_step_.find(step);
+  if (it == ready_after_step_.end()) return;
+  for (int index : it->second) (*on_output_ready_)(index, values_[plan_.outputs[index]]);
+}
+
 void Executor::run_steps(uint64_t rng_offset, std::set<Backend*>& used, bool replay_mode) {
-  for (const PlanStep& step : plan_.steps) {
+  // A replayed run's kernels run later, at once: its ready outputs are announced after it.
+  if (!replay_mode) call_ready_outputs(-1);
+  for (size_t s = 0; s < plan_.steps.size(); ++s) {
+    const PlanStep& step = plan_.steps[s];
     used.insert(step.backend);
     if (profile_) {
       auto t0 = std::chrono::steady_clock::now();
@@ -319,6 +342,7 @@ void Executor::run_steps(uint64_t rng_offset, std::set<Backend*>& used, bool rep
     } else {
       run_step(step, rng_offset, replay_mode);
     }
+    if (!replay_mode) call_ready_outputs(static_cast<int>(s));
   }
 }
 
@@ -374,13 +398,18 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, co
   if (replay)  // the buffers the kernels write directly (the rest are copied into afterwards)
     for (const auto& [index, buffer] : options.output_buffers)
       run_key_.push_back(copy_in.count(index) ? nullptr : buffer.raw_data());
+  index_ready_outputs(options);
   std::set<Backend*> used;
   try {
     if (replay) run_replayed(used);
     else run_steps(options.rng_offset, used);
     for (Backend* b : used) b->synchronize();
     for (Backend* b : used) b->check_deferred_errors();
+    if (replay)
+      for (const auto& [step, indices] : ready_after_step_) call_ready_outputs(step);
+    on_output_ready_ = nullptr;
   } catch (...) {
+    on_output_ready_ = nullptr;
     // Errors that kernels deferred belong to this failed run: drop the rest, so that the next
     // run does not report them. Unbind donated buffers: a later run must not write into them.
     for (Backend* b : used) {
@@ -397,6 +426,10 @@ std::vector<Tensor> Executor::run(const std::map<std::string, Tensor>& feeds, co
   for (size_t i = 0; i < plan_.outputs.size(); ++i) {
     int v = plan_.outputs[i];
     Backend& owner = *plan_.values[v].backend;
+    if (options.ready_outputs.count(static_cast<int>(i))) {  // handed to on_output_ready instead
+      outputs.emplace_back();
+      continue;
+    }
     auto donated = options.output_buffers.find(static_cast<int>(i));
     if (donated == options.output_buffers.end()) {
       outputs.push_back(copy_out(values_[v], owner));

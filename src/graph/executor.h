@@ -8,6 +8,7 @@
 //   std::vector<Tensor> out = ex.run({{"x", Tensor::from_values({2, 3}, values, DType::f32)}});
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -38,6 +39,15 @@ struct RunOptions {
   // eager. Other feeds are copied into fixed device slots each run. If a kernel cannot be
   // captured, the run is redone eagerly and so are later runs (replay_note() says why).
   bool replay = false;
+  // Outputs handed to `on_output_ready(index, value)` as soon as the step that writes them has run,
+  // while later steps are still to come: a data-parallel step copies each parameter's gradient out
+  // and starts its all-reduce during the rest of backward. The value is the plan's own memory
+  // (an arena range, valid until run() returns; on an asynchronous backend, order a read after the
+  // work queued so far, e.g. Backend::synchronize). A replayed run calls it for each after the
+  // replay, in step order. run() returns an undefined Tensor in their place (nothing copied out).
+  // An exception from the callback ends the run as a failing kernel would.
+  std::set<int> ready_outputs;
+  std::function<void(int output, const Tensor& value)> on_output_ready;
   // Collective ops (all_reduce_sum) reach the job's other processes through this communicator
   // (data parallelism: every rank runs the same plan, so their collectives pair up in order).
   // No communicator: one process, each such op the identity.
@@ -92,6 +102,9 @@ class Executor {
   void run_step(const PlanStep& step, uint64_t rng_offset, bool replay_mode);
   // Runs every step in order; `used` collects the backends that ran one (also when one throws).
   void run_steps(uint64_t rng_offset, std::set<Backend*>& used, bool replay_mode = false);
+  // RunOptions::ready_outputs by the step after which each is final (-1: before the first step).
+  void index_ready_outputs(const RunOptions& options);
+  void call_ready_outputs(int step);
   // Replays the capture for the current bindings, or runs eagerly (warm-up) or captures.
   void run_replayed(std::set<Backend*>& used);
   // Points donated outputs at the caller's buffers; returns the outputs to copy in afterwards.
@@ -115,6 +128,9 @@ class Executor {
   std::vector<Tensor> values_;  // one per plan value; arena tensors made once, the rest per run
   std::vector<Tensor> arena_values_;  // the arena tensors, to restore after a donated-output run
   std::vector<int> producer_;         // plan value -> index of the step that writes it, or -1
+  // The current run's RunOptions::ready_outputs: step index -> outputs final after it.
+  std::map<int, std::vector<int>> ready_after_step_;
+  const std::function<void(int, const Tensor&)>* on_output_ready_ = nullptr;
   bool profile_ = false;
   const KernelCollectives* collectives_ = nullptr;  // RunOptions::collectives during run(), if any
   std::map<std::string, std::pair<double, int64_t>> op_seconds_;  // op -> (seconds, calls)

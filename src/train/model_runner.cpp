@@ -18,6 +18,9 @@ struct ModelRunner::Compiled {
   // absent), the new state (train), and the new buffer values (train, named in buffer_updates).
   int weight_at = -1, score_at = -1, state_at = -1;
   std::vector<std::string> buffer_updates;
+  // A step of the plan is a collective op (synchronised BatchNorm's all_reduce_sum): the gradient
+  // buckets then wait for the run to end (train_step_data_parallel).
+  bool has_collective = false;
 };
 
 namespace {
@@ -33,6 +36,19 @@ Backend& home_backend(const PlanOptions& p) {
 }
 
 double scalar_of(const Tensor& t) { return t.item_as_double(0); }
+
+// A value of the plan (any layout, in host memory or on `home`'s device) into host memory `dst`
+// (its numel floats), before the next step may reuse its memory.
+void copy_to_host(const Tensor& value, float* dst, Backend& home) {
+  const bool host = value.device().is_host();
+  const Tensor dense = value.is_contiguous() ? value : contiguous(value, host ? backend_registry().reference() : home);
+  if (host) {
+    std::memcpy(dst, dense.raw_data(), dense.nbytes());
+    return;
+  }
+  home.copy_to_host(dst, dense.raw_data(), dense.nbytes());
+  home.synchronize();
+}
 
 }  // namespace
 
@@ -115,19 +131,21 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     add(terms.weight, c->weight_at);
     add(terms.score, c->score_at);
     g.set_autocast(Autocast::off);  // gradients, their concatenation and the update stay f32
-    if (mode == Mode::Train || mode == Mode::Gradient) {
-      // Synchronised BatchNorm: this rank differentiates w_r * L_r (its loss summed, not averaged,
-      // over its rows or tokens), so that the all_reduce_sums' backward, a plain sum of the ranks'
-      // gradients, adds them as the global mean's gradient weights them; dividing by w_r afterwards
-      // gives back the gradient of L_r plus the cross-rank terms, which train_step_data_parallel
-      // weights by w_r / sum(w) as every rank's gradient. (A rank whose batch weighs 0, all its
-      // tokens ignored, divides by 1: its share of the cross-rank terms is lost.)
-      std::optional<Sym> loss_weight;
-      if (synced)
-        loss_weight = terms.weight ? maximum(*terms.weight, scalar_like(*terms.weight, 1.0))
-                                   : fill(g, {}, static_cast<double>(x_shape[0]), terms.loss.dtype());
-      std::vector<Sym> grads =
-          gradients(g, loss_weight ? mul(terms.loss, cast(*loss_weight, terms.loss.dtype())) : terms.loss, params);
+    if (mode == Mode::Gradient) {
+      // Each parameter's gradient an output of its own, ready as soon as backward writes it (no
+      // concatenation at the end), of w_r x L_r (w_r: this rank's rows or counted tokens, L_r its
+      // mean loss): the sum over this rank's rows, which the ranks add before dividing by their
+      // total weight once (GradientBuckets), so the update sees d(sum_r w_r L_r)/dp / sum_r w_r,
+      // the global batch's mean. This is also what keeps synchronised BatchNorm exact: the
+      // all_reduce_sums' backward adds the ranks' upstream gradients unweighted, so each rank must
+      // already differentiate its share of the global sum, as one process with the whole batch
+      // would. Nothing is divided inside the graph (a rank whose batch weighs 0 adds 0).
+      Sym weighted = terms.weight ? mul(terms.loss, *terms.weight) : mul_scalar(terms.loss, static_cast<double>(x_shape[0]));
+      std::vector<Sym> grads = gradients(g, weighted, params);
+      c->state_at = static_cast<int>(outputs.size());
+      outputs.insert(outputs.end(), grads.begin(), grads.end());
+    } else if (mode == Mode::Train) {
+      std::vector<Sym> grads = gradients(g, terms.loss, params);
       std::vector<Sym> flat;  // laid out as the state's row: each gradient, then its gap's zeros
       for (size_t i = 0; i < grads.size(); ++i) {
         flat.push_back(reshape(grads[i], {-1}));
@@ -136,14 +154,11 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
         if (gap > 0) flat.push_back(fill(g, {gap}, 0.0, DType::f32));
       }
       Sym flat_grad = flat.size() == 1 ? flat[0] : concat(flat, 0);
-      if (loss_weight) flat_grad = div(flat_grad, cast(*loss_weight, flat_grad.dtype()));
-      if (mode == Mode::Gradient) {
-        add(flat_grad, c->state_at);  // the gradient (P,) where the fused step has the new state
-      } else {
-        Sym hyper = g.input("hyper", {{3}, DType::f32});
-        Sym decay = g.input("decay", {{param_count_}, DType::f32});
-        add(optim::emit_update(optimizer_, state, flat_grad, hyper, decay), c->state_at);
-      }
+      Sym hyper = g.input("hyper", {{3}, DType::f32});
+      Sym decay = g.input("decay", {{param_count_}, DType::f32});
+      add(optim::emit_update(optimizer_, state, flat_grad, hyper, decay), c->state_at);
+    }
+    if (mode == Mode::Train || mode == Mode::Gradient) {
       for (const auto& [name, value] : ctx.buffer_updates) {
         c->buffer_updates.push_back(name);
         outputs.push_back(value);
@@ -151,6 +166,8 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     }
   }
   c->executor = std::make_unique<Executor>(plan_graph(g, outputs, plan_options_));
+  for (const PlanStep& step : c->executor->plan().steps)
+    if (step.kind == StepKind::Kernel && op_info(step.op).kind == OpKind::Collective) c->has_collective = true;
   return c;
 }
 
@@ -206,6 +223,8 @@ void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chro
                                    std::shared_ptr<Communicator> gradients) {
   comm_ = comm && comm->world_size() > 1 ? std::move(comm) : nullptr;
   comm_timeout_ = timeout;
+  reduced_grad_ = Tensor();  // may borrow the buckets' memory
+  buckets_.reset();
   cache_.clear();  // the Gradient graphs hold all_reduce_sums or not (syncs_batch_norm)
   if (gradients) {
     const Device home = home_backend(plan_options_).device();
@@ -247,6 +266,15 @@ void ModelRunner::broadcast_buffers_from_rank0(std::string_view what) {
   }
 }
 
+void ModelRunner::set_gradient_bucket_bytes(size_t bytes) {
+  GPUML_CHECK(bytes > 0, "the gradient bucket size must be positive, got {} bytes", bytes);
+  bucket_bytes_ = bytes;
+  reduced_grad_ = Tensor();  // may borrow the buckets' memory
+  buckets_.reset();  // cut again at the next step
+}
+
+const AllReduceTimes* ModelRunner::all_reduce_times() const { return buckets_ ? &buckets_->times() : nullptr; }
+
 void ModelRunner::broadcast_state_from_rank0() {
   if (!comm_) return;
   Backend& home = home_backend(plan_options_);
@@ -281,29 +309,35 @@ StepStats ModelRunner::train_step(const Tensor& x, const Tensor& y, double lr, i
   return stats_of(c, out, x.dim(0));
 }
 
-// The gradient graph, the weighted all-reduce on the host, then the update graph. The loss sums
-// ride in the same all-reduce as the gradient: one collective per step.
+// The gradient graph, then the update graph. Over MPI or Gloo (comm_) the gradients go into their
+// buckets as backward writes them (the all-reduces run meanwhile on the buckets' thread; the loss
+// sums ride in the first bucket). Over NCCL (gradient_comm_) they stay in device memory and are
+// all-reduced once the run has ended (all_reduce_on_device).
 StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step,
                                                 uint64_t rng_offset) {
   Compiled& c = compiled(Mode::Gradient, x.shape());
+  const int params = static_cast<int>(slots_.size());
   std::map<std::string, Tensor> feeds = buffer_feeds();
   feeds["x"] = x;
   feeds["y"] = y;
   feeds["state"] = state_[current_];
   RunOptions run = replay_options();
   run.rng_offset = rng_offset;
-  std::vector<Tensor> out = c.executor->run(feeds, run);
-  const StepStats local = stats_of(c, out, x.dim(0));
+  std::vector<Tensor> out;
+  StepStats global;
+  if (gradient_comm_) {
+    out = c.executor->run(feeds, run);
+    global = all_reduce_on_device(c, out, x.dim(0), step);
+  } else {
+    global = all_reduce_in_buckets(c, feeds, run, x.dim(0), step, out);
+  }
   for (size_t i = 0; i < c.buffer_updates.size(); ++i)
-    buffer_values_[c.buffer_updates[i]] = out[static_cast<size_t>(c.state_at) + 1 + i];
+    buffer_values_[c.buffer_updates[i]] = out[static_cast<size_t>(c.state_at + params) + i];
   // Each rank's running statistics are of its own rows: rank 0's for all (PyTorch DDP's
   // broadcast_buffers), so that evaluation and checkpoints agree. Synchronised, every rank has
   // computed the same bits from the same all-reduced sums: nothing to send.
   if (!syncs_batch_norm()) broadcast_buffers_from_rank0("the BatchNorm running statistics");
 
-  const Tensor& grad = out[static_cast<size_t>(c.state_at)];  // (P,) f32, the mean over this rank's rows
-  const StepStats global =
-      gradient_comm_ ? all_reduce_on_device(grad, local, step) : all_reduce_on_host(grad, local, step);
   Compiled& update = compiled(Mode::Update, {});
   std::map<std::string, Tensor> update_feeds{{"state", state_[current_]},
                                              {"grad", reduced_grad_},
@@ -316,37 +350,77 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
   return global;
 }
 
-// The gradient copied to the host, weighted, all-reduced by comm_ (MPI, Gloo) with the four sums,
-// divided by the total weight and copied into reduced_grad_ (the update's input).
-StepStats ModelRunner::all_reduce_on_host(const Tensor& grad, const StepStats& local, int64_t step) {
+// The gradient graph's run with its gradients handed to the buckets as backward writes them; the
+// buckets' sums divided by the total weight land in reduced_grad_ (on CPU the buckets' own memory).
+StepStats ModelRunner::all_reduce_in_buckets(const Compiled& c, const std::map<std::string, Tensor>& feeds,
+                                             RunOptions run, int64_t rows, int64_t step, std::vector<Tensor>& out) {
   Backend& home = home_backend(plan_options_);
-  const size_t p = static_cast<size_t>(param_count_);
-  reduce_buffer_.resize(p + 4);
-  home.copy_to_host(reduce_buffer_.data(), grad.raw_data(), p * sizeof(float));
-  home.synchronize();
-  // Weighted by this rank's share: sum_r w_r * mean_r = the global sum; / total weight = the global mean.
-  const float weight = static_cast<float>(local.weight);
-  for (size_t i = 0; i < p; ++i) reduce_buffer_[i] *= weight;
-  reduce_buffer_[p] = static_cast<float>(local.loss * local.weight);
-  reduce_buffer_[p + 1] = weight;
-  reduce_buffer_[p + 2] = static_cast<float>(local.score);
-  reduce_buffer_[p + 3] = static_cast<float>(local.rows);
-  comm_->all_reduce(reduce_buffer_, ReduceOp::sum, {"gradients", comm_timeout_});
-  const float total_weight = reduce_buffer_[p + 1];
-  GPUML_CHECK(total_weight > 0, "data parallel step {}: the ranks' batches carry no weight (no rows or tokens)", step);
-  const float inverse = 1.0f / total_weight;
-  for (size_t i = 0; i < p; ++i) reduce_buffer_[i] *= inverse;
-
-  if (!reduced_grad_.defined()) reduced_grad_ = Tensor::empty({param_count_}, DType::f32, home);
-  home.copy_to_device(reduced_grad_.raw_data(), reduce_buffer_.data(), p * sizeof(float));
-  return {reduce_buffer_[p] / total_weight, total_weight, reduce_buffer_[p + 2],
-          static_cast<int64_t>(reduce_buffer_[p + 3])};
+  if (!buckets_) {
+    std::vector<GradientRange> ranges;
+    for (size_t i = 0; i < slots_.size(); ++i)
+      ranges.push_back({slots_[i].offset, i + 1 < slots_.size() ? slots_[i + 1].offset : param_count_});
+    buckets_ = std::make_unique<GradientBuckets>(comm_, std::move(ranges), bucket_bytes_, comm_timeout_);
+    std::span<float> host = buckets_->gradient();
+    // On CPU the update reads the reduced gradient where the all-reduce left it.
+    reduced_grad_ = home.device().is_host()
+                        ? Tensor(Storage::borrow(host.data(), host.size_bytes(), home.device()), {param_count_},
+                                 contiguous_strides({param_count_}), 0, DType::f32)
+                        : Tensor::empty({param_count_}, DType::f32, home);
+  }
+  const int params = static_cast<int>(slots_.size());
+  // This rank's loss, weight and score, as backward's gradients arrive, go to the buckets.
+  double loss = 0, weight = static_cast<double>(rows), score = 0;
+  int scalars_missing = 1 + (c.weight_at >= 0) + (c.score_at >= 0);
+  run.ready_outputs.insert(0);
+  if (c.weight_at >= 0) run.ready_outputs.insert(c.weight_at);
+  if (c.score_at >= 0) run.ready_outputs.insert(c.score_at);
+  for (int i = 0; i < params; ++i) run.ready_outputs.insert(c.state_at + i);
+  std::span<float> gradient = buckets_->gradient();
+  run.on_output_ready = [&](int index, const Tensor& value) {
+    if (index >= c.state_at && index < c.state_at + params) {
+      const Slot& slot = slots_[static_cast<size_t>(index - c.state_at)];
+      GPUML_CHECK_KIND(ErrorKind::Internal, value.dtype() == DType::f32 && value.numel() == slot.numel,
+                       "the gradient of {} is {} {}, expected f32 {}", slot.name, value.dtype(),
+                       shape_str(value.shape()), shape_str(slot.shape));
+      copy_to_host(value, gradient.data() + slot.offset, home);
+      buckets_->parameter_ready(static_cast<size_t>(index - c.state_at));
+      return;
+    }
+    const double v = scalar_of(value.device().is_host() ? value : to_backend(value, backend_registry().reference()));
+    if (index == 0) loss = v;
+    else if (index == c.weight_at) weight = v;
+    else score = v;
+    if (--scalars_missing == 0)
+      buckets_->scalars_ready({static_cast<float>(loss * weight), static_cast<float>(weight), static_cast<float>(score),
+                               static_cast<float>(rows)});
+  };
+  // A plan with a collective op (--sync-batchnorm's all_reduce_sums, forward and backward) calls
+  // the communicator from this thread during the run: its buckets are held until the run has
+  // ended and then launched in the fixed order, no overlap. Otherwise the communication thread
+  // could all-reduce a bucket while a kernel here all-reduces statistics (two threads on one
+  // communicator; MPI is THREAD_SERIALIZED), and the ranks could interleave the two kinds of
+  // collectives in different orders, pairing the wrong data.
+  buckets_->begin_step(/*hold*/ c.has_collective);
+  ReducedStep reduced;
+  try {
+    out = c.executor->run(feeds, run);
+    buckets_->backward_done();
+    reduced = buckets_->finish(step);
+  } catch (...) {
+    buckets_->abandon();  // this rank failed alone: launch nothing more
+    throw;
+  }
+  std::span<float> reduced_gradient = buckets_->gradient();
+  if (!home.device().is_host())
+    home.copy_to_device(reduced_grad_.raw_data(), reduced_gradient.data(), reduced_gradient.size_bytes());
+  return {reduced.loss_sum / reduced.weight, reduced.weight, reduced.score, reduced.rows};
 }
 
-// The same weighted sum as the host path, in device memory: the gradient times this rank's weight
-// and the four sums side by side in one (P + 4,) buffer, one all-reduce, then the gradient divided
-// by the total weight into reduced_grad_ (the update's input).
-StepStats ModelRunner::all_reduce_on_device(const Tensor& grad, const StepStats& local, int64_t step) {
+// The buckets' sums in device memory: each parameter's gradient of loss x weight copied to its
+// offset of one (P + 4,) buffer, the four sums beside them, one all-reduce, then the gradient
+// divided by the total weight into reduced_grad_ (the update's input).
+StepStats ModelRunner::all_reduce_on_device(const Compiled& c, const std::vector<Tensor>& out, int64_t rows,
+                                            int64_t step) {
   Backend& home = home_backend(plan_options_);
   const int64_t p = param_count_;
   auto scalar_on_home = [&](float value) {  // (1,) f32, broadcast by mul
@@ -354,17 +428,29 @@ StepStats ModelRunner::all_reduce_on_device(const Tensor& grad, const StepStats&
     *static_cast<float*>(host.raw_data()) = value;
     return to_backend(host, home);
   };
-  if (!device_reduce_.defined()) device_reduce_ = Tensor::empty({p + 4}, DType::f32, home);
-  const float weight = static_cast<float>(local.weight);
-  Tensor weighted = run_op(home, OpId::mul, {grad, scalar_on_home(weight)});  // (P,)
-  home.copy_within(device_reduce_.raw_data(), weighted.raw_data(), static_cast<size_t>(p) * sizeof(float));
-  const float sums[4] = {static_cast<float>(local.loss * local.weight), weight, static_cast<float>(local.score),
-                         static_cast<float>(local.rows)};
-  float* device_sums = static_cast<float*>(device_reduce_.raw_data()) + p;
+  if (!device_reduce_.defined()) {
+    device_reduce_ = Tensor::empty({p + 4}, DType::f32, home);
+    // The alignment gaps between parameters are never written: zeros, as in the fused step.
+    const std::vector<float> zeros(static_cast<size_t>(p) + 4, 0.0f);
+    home.copy_to_device(device_reduce_.raw_data(), zeros.data(), zeros.size() * sizeof(float));
+  }
+  float* flat = static_cast<float*>(device_reduce_.raw_data());
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& slot = slots_[i];
+    const Tensor& value = out[static_cast<size_t>(c.state_at) + i];
+    GPUML_CHECK_KIND(ErrorKind::Internal, value.dtype() == DType::f32 && value.numel() == slot.numel,
+                     "the gradient of {} is {} {}, expected f32 {}", slot.name, value.dtype(),
+                     shape_str(value.shape()), shape_str(slot.shape));
+    const Tensor dense = value.is_contiguous() ? value : contiguous(value, home);
+    home.copy_within(flat + slot.offset, dense.raw_data(), static_cast<size_t>(slot.numel) * sizeof(float));
+  }
+  const StepStats local = stats_of(c, out, rows);
+  const float sums[4] = {static_cast<float>(local.loss * local.weight), static_cast<float>(local.weight),
+                         static_cast<float>(local.score), static_cast<float>(local.rows)};
+  float* device_sums = flat + p;
   home.copy_to_device(device_sums, sums, sizeof sums);
   // Ordered after the copies on the backend's default stream (CollectiveCall::stream nullptr).
-  gradient_comm_->all_reduce({static_cast<float*>(device_reduce_.raw_data()), static_cast<size_t>(p) + 4},
-                             ReduceOp::sum, {"gradients", comm_timeout_});
+  gradient_comm_->all_reduce({flat, static_cast<size_t>(p) + 4}, ReduceOp::sum, {"gradients", comm_timeout_});
   float total[4];
   home.copy_to_host(total, device_sums, sizeof total);
   home.synchronize();

@@ -8,15 +8,28 @@
 // One plan per batch size is cached (the last, smaller batch gets its own).
 //
 // Data parallelism (set_communicator with several ranks) splits that step in two graphs: the
-// first ends at the flat gradient (P,), which is averaged over the ranks by an all-reduce on the
-// host, and the second is the optimizer update alone. Splitting keeps the gradient's collective
-// out of the graph IR (nothing a CUDA graph would capture) and leaves one process's fused step as
-// it was. (Synchronised BatchNorm is the exception: its statistics are needed mid-forward, so its
-// all_reduce_sum ops sit in the gradient graph; set_sync_batch_norm.) Each rank's gradient is the mean over its own rows, so the
-// ranks' gradients are summed weighted by their rows (or counted tokens) and divided by the total:
-// the mean over the global batch, exactly what one process with the whole batch computes, up to
-// the order of the float additions. With a gradient communicator on the model's GPU (NCCL) the
-// gradient stays in device memory: weighted, all-reduced and divided there, with no host copy.
+// first ends at each parameter's gradient, and the second is the optimizer update alone. Between
+// them the gradients are averaged over the ranks by all-reduces on the host, in buckets started
+// while backward still runs (train/gradient_buckets.h): the executor hands each gradient over as
+// soon as the step that writes it has run (RunOptions::on_output_ready), and it is copied into the
+// bucket's host buffer, which the update then reads in place on CPU. Splitting keeps the
+// gradients' collectives out of the graph IR (nothing a CUDA graph would capture) and leaves one
+// process's fused step as it was. The gradient graph differentiates loss x weight (rows, or
+// counted tokens), the sum over this rank's rows rather than its mean; the ranks' sums are added
+// and divided by the total weight once: the mean over the global batch, what one process with the
+// whole batch computes, up to the order of the float additions.
+//
+// Synchronised BatchNorm (set_sync_batch_norm) is the exception to collectives outside the graph:
+// its statistics are needed mid-forward, so its all_reduce_sum ops sit in the gradient graph and
+// run on the training thread. Their backward adds the ranks' upstream gradients unweighted, which
+// is right because each rank differentiates its share of the global sum (loss x weight). A plan
+// holding such an op does not overlap: its buckets are launched only after the gradient graph's
+// run has ended, in the fixed bucket order, so that the communicator is never used by two threads
+// at once and every rank issues its collectives in the same order (graph's, then buckets').
+//
+// With a gradient communicator on the model's GPU (NCCL) the gradients stay in device memory:
+// gathered into one buffer once the gradient graph's run has ended, all-reduced there with the
+// loss sums in one call and divided by the total weight, with no host copy (no buckets, no overlap).
 //
 //   ModelRunner runner(model, opt_config, plan_options, /*seed*/ 0);
 //   StepStats s = runner.train_step(batch.x, batch.y, lr, /*step*/ 1, /*rng_offset*/ 0);
@@ -35,6 +48,7 @@
 #include "io/safetensors.h"
 #include "nn/model.h"
 #include "optim/optimizer.h"
+#include "train/gradient_buckets.h"
 #include "train/precision.h"
 #include "train/task.h"
 
@@ -67,6 +81,12 @@ class ModelRunner {
   // split as for several (what the GPU check times against the fused step).
   void set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout,
                         std::shared_ptr<Communicator> gradients = nullptr);
+  // Data parallelism: a gradient bucket closes once it holds this many bytes (> 0; the default
+  // kDefaultGradientBucketBytes). Every rank must use the same size.
+  void set_gradient_bucket_bytes(size_t bytes);
+  // Data parallelism: the all-reduces' times so far (nullptr before the first step or with one
+  // process).
+  const AllReduceTimes* all_reduce_times() const;
   // Every rank takes rank 0's parameters, optimizer state and buffers, so that all start from the
   // same point whatever each initialised or loaded.
   void broadcast_state_from_rank0();
@@ -129,8 +149,9 @@ class ModelRunner {
   // Its all-reduce: reduced_grad_ (the global mean gradient) from this rank's gradient (P,) and
   // the global batch's sums from its own; over comm_ on a host copy, or over gradient_comm_ in
   // device memory.
-  StepStats all_reduce_on_host(const Tensor& grad, const StepStats& local, int64_t step);
-  StepStats all_reduce_on_device(const Tensor& grad, const StepStats& local, int64_t step);
+  StepStats all_reduce_in_buckets(const Compiled& c, const std::map<std::string, Tensor>& feeds, RunOptions run,
+                                  int64_t rows, int64_t step, std::vector<Tensor>& out);
+  StepStats all_reduce_on_device(const Compiled& c, const std::vector<Tensor>& out, int64_t rows, int64_t step);
 
   nn::Model model_;
   optim::OptimizerConfig optimizer_;
@@ -151,9 +172,10 @@ class ModelRunner {
   std::shared_ptr<Communicator> gradient_comm_;  // NCCL on the home GPU; nullptr: comm_ carries them
   Tensor device_reduce_;  // (P + 4,) f32 on the home GPU: weighted gradient, then the 4 sums
   std::chrono::milliseconds comm_timeout_{std::chrono::minutes(5)};
+  size_t bucket_bytes_ = kDefaultGradientBucketBytes;
+  std::unique_ptr<GradientBuckets> buckets_;  // made at the first data-parallel step
+  Tensor reduced_grad_;  // (P,) f32 on the home backend: the update's input (on CPU, buckets_'s memory)
   bool sync_batch_norm_ = false;  // set_sync_batch_norm
-  std::vector<float> reduce_buffer_;  // (P + 4,) gradient, then loss * weight, weight, score, rows
-  Tensor reduced_grad_;               // (P,) f32 on the home backend: the update's input
 };
 
 }  // namespace gpuml

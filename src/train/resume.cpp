@@ -91,6 +91,7 @@ json config_to_json(const TrainConfig& c) {
           {"steps", c.steps},
           {"precision", precision_name(c.precision)},
           {"deterministic", c.deterministic},
+          {"bucket_mb", c.bucket_mb},
           {"sync_batchnorm", c.sync_batchnorm}};
 }
 

@@ -79,6 +79,10 @@ struct TrainConfig {
   // Capture the training step as a CUDA graph once and replay it (--no-cuda-graphs: eager
   // launches). Only a GPU backend captures; on CPU this changes nothing.
   bool cuda_graphs = true;
+  // Data parallelism: gradients are all-reduced in buckets of about this many MiB, each started
+  // as soon as backward has produced it (train/gradient_buckets.h). Saved in config.json; every
+  // rank must use the same; --resume takes the new command's (it changes no result).
+  double bucket_mb = 1.0;
 };
 
 }  // namespace gpuml

@@ -105,6 +105,8 @@ void validate(const TrainConfig& cfg) {
               cfg.eval_every, cfg.eval_iters);
   // Negative: the default (train_config.h), resolved when the data is read.
   GPUML_CHECK(cfg.val_split < 1, "--val-split must be in [0, 1), got {}", cfg.val_split);
+  GPUML_CHECK(std::isfinite(cfg.bucket_mb) && cfg.bucket_mb > 0 && cfg.bucket_mb <= 1 << 20,
+              "--bucket-mb must be a positive number of MiB (at most 1048576), got {}", cfg.bucket_mb);
   optim::validate(cfg.optimizer);
   optim::validate(cfg.schedule);
 }
@@ -264,6 +266,8 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   m.open_gradient_communicator(parallel);
   m.runner->set_sync_batch_norm(m.cfg.sync_batchnorm);
   if (m.comm || m.gradient_comm) m.runner->set_communicator(m.comm, m.comm_timeout, m.gradient_comm);
+  if (m.comm)
+    m.runner->set_gradient_bucket_bytes(std::max<size_t>(1, static_cast<size_t>(m.cfg.bucket_mb * (1 << 20))));
   // Whatever each rank initialised or loaded, all start from rank 0's state.
   if (m.comm) m.runner->broadcast_state_from_rank0();
 }
@@ -484,6 +488,18 @@ void Trainer::Impl::finish(TrainState& st, TrainResult& result) {
   result.stopped_at_max_steps = st.at_max_steps;
   result.stopped_early = st.stop_early;
   result.stop_requested = st.stop_requested;
+  if (const AllReduceTimes* t = runner->all_reduce_times(); t != nullptr && t->steps > 0) {
+    const double per_step = 1000.0 / static_cast<double>(t->steps);
+    result.all_reduce_summary = fmt::format(
+        "all-reduce (rank {} of {}, {}): {} per step (--bucket-mb {}), {:.2f} ms per step, {:.0f}% of it while "
+        "backward ran; the update waited {:.2f} ms per step for it{}",
+        rank, world_size, comm->name(), count_of(t->buckets, "bucket"), cfg.bucket_mb,
+        t->all_reduce_seconds * per_step,
+        t->all_reduce_seconds > 0 ? 100.0 * t->overlapped_seconds / t->all_reduce_seconds : 0.0,
+        t->waited_seconds * per_step,
+        t->held_steps > 0 ? " (started after backward: the gradient graph has collective ops, --sync-batchnorm)"
+                          : "");
+  }
   if (!plan.backends.front()->can_capture()) return;
   std::string why;
   ReplayStats replay = runner->replay_stats(&why);

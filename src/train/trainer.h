@@ -54,6 +54,9 @@ struct TrainResult {
   bool stop_requested = false;  // Trainer::request_stop
   // On a backend that captures (CUDA): how many steps replayed a CUDA graph, or why none did.
   std::string replay_summary;
+  // Data parallelism: this rank's gradient all-reduce, per step: the buckets, the time inside the
+  // collectives, the part of it that overlapped backward, and how long the update waited for it.
+  std::string all_reduce_summary;
 };
 
 // What a Trainer takes from memory instead of from the files its TrainConfig names.

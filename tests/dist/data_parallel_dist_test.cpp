@@ -1,6 +1,9 @@
 // Data parallelism under mpirun (label `dist`): 2 ranks x batch 64 end with the weights of
-// 1 process x batch 128; a stalled or killed rank ends the job within the deadline with a message
-// naming the rank; ranks started with different flags are refused naming the flag.
+// 1 process x batch 128, also with a gradient bucket per parameter (mlp, cnn), and with
+// --sync-batchnorm beside several buckets (weights and running statistics); a stalled or killed
+// rank ends the job within the deadline with a message naming the rank (also when the stalled
+// peer is met inside one of many buckets); ranks started with different flags are refused naming
+// the flag.
 //
 // Tolerance of the equivalence: 1e-5 absolute on every weight after 20 Adam steps (lr 1e-3).
 // The two runs add the same float terms in another order (each rank sums 64 rows' gradients and
@@ -29,9 +32,9 @@ using testing::q;
 using testing::run_shell;
 using testing::TempDir;
 
-std::string train_args(const fs::path& out, int batch) {
-  return fmt::format("train --model mlp --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 --quiet --out {}",
-                     batch, q(out));
+std::string train_args(const fs::path& out, int batch, const std::string& model = "mlp") {
+  return fmt::format("train --model {} --batch-size {} --steps 20 --threads 1 --deterministic --seed 1 --quiet --out {}",
+                     model, batch, q(out));
 }
 
 TEST(DataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
@@ -53,6 +56,32 @@ TEST(DataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
       << "the control run is as close as the data-parallel one: the check cannot tell";
 }
 
+// --bucket-mb 0.0001 (100 bytes): every parameter's gradient is a bucket of its own, all-reduced
+// by the communication thread while backward goes on; the weights are the same as one process's.
+void expect_bucketed_two_ranks_train_as_one(const std::string& model, int params) {
+  TempDir dir;
+  const fs::path one = dir.path() / "one", two = dir.path() / "two";
+  auto r = testing::run_gpuml(train_args(one, 128, model));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_shell(fmt::format("{} -np 2 {} {} --bucket-mb 0.0001", kMpirun, q(GPUML_CLI_PATH), train_args(two, 64, model)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find(fmt::format("all-reduce (rank 0 of 2, mpi): {} buckets per step", params)), std::string::npos)
+      << r.output;
+  const double difference = max_difference(one / "model.safetensors", two / "model.safetensors");
+  EXPECT_LT(difference, 1e-5);
+  ::testing::Test::RecordProperty("max_weight_difference", fmt::format("{:.3g}", difference));
+}
+
+TEST(DataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessMlp) {
+  REQUIRE_READY(mpi_ready);
+  expect_bucketed_two_ranks_train_as_one("mlp", 6);
+}
+
+TEST(DataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessCnn) {
+  REQUIRE_READY(mpi_ready);
+  expect_bucketed_two_ranks_train_as_one("cnn", 8);
+}
+
 // BatchNorm (a model JSON with BatchNorm2d and BatchNorm1d): with --sync-batchnorm the ranks'
 // statistics are over the global batch, so the weights AND the running statistics (in
 // model.safetensors) are one process's (tolerance: dist_support.h). Without it (DDP's default)
@@ -70,8 +99,12 @@ TEST(DataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
   };
   auto r = testing::run_gpuml(args(one, 128));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = run_shell(fmt::format("{} -np 2 {} {} --sync-batchnorm", kMpirun, q(GPUML_CLI_PATH), args(two, 64)));
+  // Small buckets (several per step) beside the graph's all_reduce_sums: held until the gradient
+  // graph's run ends (ModelRunner), so none of them runs while backward does.
+  r = run_shell(fmt::format("{} -np 2 {} {} --sync-batchnorm --bucket-mb 0.0001", kMpirun, q(GPUML_CLI_PATH),
+                            args(two, 64)));
   ASSERT_EQ(r.exit_code, 0) << r.output;
+  testing::expect_buckets_held_after_backward(r.output, "mpi");
   const double difference = testing::max_relative_difference(one / "model.safetensors", two / "model.safetensors");
   EXPECT_LT(difference, testing::kSyncBatchNormTolerance);
   RecordProperty("max_weight_and_statistics_difference", fmt::format("{:.3g}", difference));
@@ -146,21 +179,37 @@ TEST(DataParallel, StalledRankEndsTheJobWithinTheDeadlineNamingItAndTheCollectiv
   EXPECT_LT(run.seconds_after_signal, 30) << out;
 }
 
+// A bucket per parameter: the communication thread meets the stalled peer inside some bucket's
+// all-reduce, and the job still ends within the deadline with the message.
+TEST(DataParallel, StalledRankWithManyBucketsEndsTheJobWithinTheDeadline) {
+  REQUIRE_READY(mpi_ready);
+  FaultRun run = run_with_rank1("STOP", "mlp --bucket-mb 0.0001");
+  const std::string& out = run.result.output;
+  ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
+  EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
+  EXPECT_NE(out.find("rank 0 of 2: all_reduce of gradients (bucket "), std::string::npos) << out;
+  EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;
+  EXPECT_GT(run.seconds_after_signal, 2.5) << out;
+  EXPECT_LT(run.seconds_after_signal, 30) << out;
+}
+
 // With --sync-batchnorm most of a step's collectives run inside its graph (all_reduce_sum, four
-// per BatchNorm layer); a stalled rank still ends the job at the deadline, naming the collective
-// rank 0 waited in: one of the graph's, or the gradients' all-reduce, depending on where in the
-// step rank 1 stopped (recorded as a property).
+// per BatchNorm layer), and the gradient buckets (several here) follow the graph's run; a stalled
+// rank still ends the job at the deadline, naming the collective rank 0 waited in: one of the
+// graph's, or a bucket's all-reduce, depending on where in the step rank 1 stopped (recorded as a
+// property).
 TEST(DataParallel, StalledRankDuringSyncBatchNormEndsTheJobWithinTheDeadline) {
   REQUIRE_READY(mpi_ready);
   TempDir dir;
-  FaultRun run = run_with_rank1("STOP", q(testing::write_batch_norm_model(dir.path())) + " --sync-batchnorm");
+  FaultRun run =
+      run_with_rank1("STOP", q(testing::write_batch_norm_model(dir.path())) + " --sync-batchnorm --bucket-mb 0.0001");
   const std::string& out = run.result.output;
   ASSERT_EQ(out.find("rank 1 never started"), std::string::npos) << out;
   EXPECT_EQ(out.find("exit 0 "), std::string::npos) << out;
   std::smatch waited;
   EXPECT_TRUE(std::regex_search(out, waited,
                                 std::regex("rank 0 of 2: (all_gather of an all_reduce_sum op's values \\(synchronised "
-                                           "BatchNorm statistics\\)|all_reduce of gradients) waited")))
+                                           "BatchNorm statistics\\)|all_reduce of gradients \\(bucket \\d+ of \\d+\\)) waited")))
       << out;
   if (!waited.empty()) RecordProperty("collective", waited[1].str());
   EXPECT_NE(out.find("for rank 1"), std::string::npos) << out;

@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,20 @@ inline constexpr const char* kSyncBatchNormOptimizer = "--optimizer sgd --lr 0.0
 // x 64 against 1 x 128 (MPI and Gloo alike), and 6.5e-7 for one process at --threads 2 against
 // --threads 1; the control without --sync-batchnorm differs by 0.4.
 inline constexpr double kSyncBatchNormTolerance = 1e-5;
+
+// A --sync-batchnorm run with --bucket-mb 0.0001: rank 0's all-reduce summary shows several
+// buckets per step, none of them while backward ran, started after it (the graph's all_reduce_sums
+// and the buckets never share the communicator; ModelRunner::train_step_data_parallel).
+inline void expect_buckets_held_after_backward(const std::string& output, const std::string& communicator) {
+  std::smatch m;
+  ASSERT_TRUE(std::regex_search(output, m,
+                                std::regex("all-reduce \\(rank 0 of 2, " + communicator +
+                                           "\\): (\\d+) buckets per step .*, (\\d+)% of it while backward ran; "
+                                           "[^\\n]*started after backward")))
+      << output;
+  EXPECT_GE(std::stoi(m[1]), 3) << output;
+  EXPECT_EQ(m[2], "0") << output;
+}
 
 }  // namespace gpuml::testing
 

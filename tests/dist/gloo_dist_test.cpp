@@ -1,6 +1,7 @@
 // Data parallelism over Gloo (label `dist`): two gpuml processes started with the torchrun
 // variables by tests/dist/torchrun_ranks.sh (no torchrun needed). 2 ranks x batch 64 end with the
-// weights of 1 process x batch 128, for the mlp and cnn presets, on one machine and across two
+// weights of 1 process x batch 128, for the mlp and cnn presets (also with a bucket per
+// parameter), and with --sync-batchnorm beside several buckets, on one machine and across two
 // network namespaces joined by a veth pair; a stalled or killed rank makes the other exit within
 // --dist-timeout naming the rank and the collective; ranks started with different flags are
 // refused naming the flag; a rank whose rank 0 never comes gives up at the deadline.
@@ -65,13 +66,16 @@ int rank_exit_code(const std::string& output, int rank) {
   return std::stoi(m[1]);
 }
 
-// 1 process x batch 128, then 2 ranks x batch 64 (with `options` for the launcher script).
-void expect_two_ranks_train_as_one(const std::string& model, const std::string& options) {
+// 1 process x batch 128, then 2 ranks x batch 64 (with `options` for the launcher script and
+// `rank_flags` for gpuml on each rank); `output` gets the ranks' output.
+void expect_two_ranks_train_as_one(const std::string& model, const std::string& options,
+                                   const std::string& rank_flags = "", std::string* output = nullptr) {
   TempDir dir;
   const fs::path one = dir.path() / "one", two = dir.path() / "two";
   auto r = testing::run_gpuml(train_args(model, one, 128));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = two_ranks(options, train_args(model, two, 64));
+  r = two_ranks(options, train_args(model, two, 64) + rank_flags);
+  if (output != nullptr) *output = r.output;
   if (r.exit_code == 77) GTEST_SKIP() << r.output;
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(rank_exited(r.output, 0, 0) && rank_exited(r.output, 1, 0)) << r.output;
@@ -92,8 +96,27 @@ TEST(GlooDataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128Cnn) {
   expect_two_ranks_train_as_one("cnn", "");
 }
 
-// --sync-batchnorm over Gloo: a model with BatchNorm2d and BatchNorm1d trains on 2 ranks x 64 to
-// one process x 128's weights and running statistics (tolerance: dist_support.h).
+// --bucket-mb 0.0001 (100 bytes): every parameter's gradient is a bucket of its own, all-reduced
+// while backward goes on; the result is the same.
+TEST(GlooDataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessMlp) {
+  REQUIRE_READY(gloo_ready);
+  std::string out;
+  expect_two_ranks_train_as_one("mlp", "", " --bucket-mb 0.0001", &out);
+  if (IsSkipped() || HasFatalFailure()) return;
+  EXPECT_NE(out.find("all-reduce (rank 0 of 2, gloo): 6 buckets per step"), std::string::npos) << out;
+}
+
+TEST(GlooDataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessCnn) {
+  REQUIRE_READY(gloo_ready);
+  std::string out;
+  expect_two_ranks_train_as_one("cnn", "", " --bucket-mb 0.0001", &out);
+  if (IsSkipped() || HasFatalFailure()) return;
+  EXPECT_NE(out.find("all-reduce (rank 0 of 2, gloo): 8 buckets per step"), std::string::npos) << out;
+}
+
+// --sync-batchnorm over Gloo, with several gradient buckets: a model with BatchNorm2d and
+// BatchNorm1d trains on 2 ranks x 64 to one process x 128's weights and running statistics
+// (tolerance: dist_support.h).
 TEST(GlooDataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128) {
   REQUIRE_READY(gloo_ready);
   TempDir dir;
@@ -102,9 +125,11 @@ TEST(GlooDataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128
   const std::string optimizer = std::string(" ") + testing::kSyncBatchNormOptimizer;
   auto r = testing::run_gpuml(train_args(q(model), one, 128) + optimizer);
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = two_ranks("", train_args(q(model), two, 64) + optimizer + " --sync-batchnorm");
+  // Several buckets beside the graph's all_reduce_sums: held until the gradient graph's run ends.
+  r = two_ranks("", train_args(q(model), two, 64) + optimizer + " --sync-batchnorm --bucket-mb 0.0001");
   ASSERT_EQ(r.exit_code, 0) << r.output;
   ASSERT_TRUE(rank_exited(r.output, 0, 0) && rank_exited(r.output, 1, 0)) << r.output;
+  testing::expect_buckets_held_after_backward(r.output, "gloo");
   const double difference = testing::max_relative_difference(one / "model.safetensors", two / "model.safetensors");
   EXPECT_LT(difference, testing::kSyncBatchNormTolerance) << r.output;
   RecordProperty("max_weight_and_statistics_difference", fmt::format("{:.3g}", difference));
@@ -134,6 +159,8 @@ std::string long_run(const fs::path& out) {
                      q(out));
 }
 
+std::string long_run_in_buckets(const fs::path& out) { return long_run(out) + " --bucket-mb 0.0001"; }
+
 double seconds_after_signal(const std::string& output) {
   size_t at = output.find("after_ms ");
   return at == std::string::npos ? -1 : std::atof(output.c_str() + at + 9) / 1000;
@@ -148,6 +175,21 @@ TEST(GlooDataParallel, StalledRankMakesTheOtherExitWithinTheDeadlineNamingItAndT
   EXPECT_TRUE(testing::names_training_collective(r.output, "waited")) << r.output;
   EXPECT_NE(r.output.find("for rank 1"), std::string::npos) << r.output;
   // --dist-timeout 3: not before it, and promptly after it.
+  EXPECT_GT(seconds_after_signal(r.output), 2.5) << r.output;
+  EXPECT_LT(seconds_after_signal(r.output), 10) << r.output;
+}
+
+// With a bucket per parameter the stalled peer is met by the communication thread, inside some
+// bucket's all-reduce: the training thread still exits with its message within the deadline.
+TEST(GlooDataParallel, StalledRankWithManyBucketsMakesTheOtherExitWithinTheDeadline) {
+  REQUIRE_READY(gloo_ready);
+  TempDir dir;
+  auto r = two_ranks("--signal STOP --after 3", long_run_in_buckets(dir.path() / "run"));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(rank_exit_code(r.output, 0), 0) << r.output;
+  EXPECT_TRUE(std::regex_search(r.output, std::regex("rank 0 of 2: all_reduce of gradients \\(bucket [1-6] of 6\\) waited")))
+      << r.output;
+  EXPECT_NE(r.output.find("for rank 1"), std::string::npos) << r.output;
   EXPECT_GT(seconds_after_signal(r.output), 2.5) << r.output;
   EXPECT_LT(seconds_after_signal(r.output), 10) << r.output;
 }

@@ -122,8 +122,10 @@ class MpiCommunicator final : public Communicator {
   }
 
   // Polls the request until it completes or the deadline passes. The first 2 ms spin (the other
-  // ranks are usually already there, and MPI progresses only inside MPI_Test); after that each
-  // test sleeps 200 us, so a rank waiting for a slow or stalled peer leaves its core to others.
+  // ranks are usually already there, and MPI progresses only inside MPI_Test), yielding between
+  // tests so that the training thread, when gradient buckets are all-reduced on a thread of their
+  // own while backward goes on, keeps its core; after that each test sleeps 200 us, so a rank
+  // waiting for a slow or stalled peer leaves its core to others.
   void wait(MPI_Request& request, const char* collective, const CollectiveCall& call) {
     const Clock::time_point start = Clock::now();
     const Clock::time_point spin_until = start + std::chrono::milliseconds(2);
@@ -142,6 +144,7 @@ class MpiCommunicator final : public Communicator {
         GPUML_FAIL(ErrorKind::Io, "{}", broken_);
       }
       if (now >= spin_until) std::this_thread::sleep_for(std::chrono::microseconds(200));
+      else std::this_thread::yield();  // a thread of this rank that has work (backward) goes first
     }
   }
 
