@@ -266,10 +266,11 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   m.open_gradient_communicator(parallel);
   m.runner->set_sync_batch_norm(m.cfg.sync_batchnorm);
   if (m.comm || m.gradient_comm) m.runner->set_communicator(m.comm, m.comm_timeout, m.gradient_comm);
-  if (m.comm)
+  if (m.comm) {
     m.runner->set_gradient_bucket_bytes(std::max<size_t>(1, static_cast<size_t>(m.cfg.bucket_mb * (1 << 20))));
-  // Whatever each rank initialised or loaded, all start from rank 0's state.
-  if (m.comm) m.runner->broadcast_state_from_rank0();
+    // Whatever each rank initialised or loaded, all start from rank 0's state.
+    m.runner->broadcast_state_from_rank0();
+  }
 }
 
 Trainer::~Trainer() = default;

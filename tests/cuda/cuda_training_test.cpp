@@ -11,6 +11,7 @@
 #include <random>
 
 #include "backend/dispatch.h"
+#include "cuda_test_support.h"
 #include "e2e_support.h"
 #include "graph/executor.h"
 #include "op_samples.h"
@@ -22,17 +23,6 @@ namespace gpuml {
 namespace {
 
 namespace fs = std::filesystem;
-
-Backend* cuda_or_skip_reason(std::string& reason) {
-  Backend* gpu = backend_registry().find("cuda");
-  if (!gpu) reason = "no CUDA backend: " + backend_registry().cuda_status();
-  return gpu;
-}
-
-#define GPUML_NEED_GPU(var)                                  \
-  std::string skip_reason;                                   \
-  Backend* var = cuda_or_skip_reason(skip_reason);           \
-  if (!var) GTEST_SKIP() << skip_reason
 
 Tensor uniform_on(Backend& b, const Shape& shape, DType dtype, uint64_t seed) {
   Attrs a;
@@ -201,7 +191,7 @@ class CudaTraining : public ::testing::Test {
  protected:
   void SetUp() override {
     std::string reason;
-    if (!cuda_or_skip_reason(reason)) GTEST_SKIP() << reason;
+    if (!testing::cuda_or_skip_reason(reason)) GTEST_SKIP() << reason;
     if (!testing::have_fashion_mnist()) GTEST_SKIP() << "dataset-fashion-mnist is not installed";
   }
   TrainConfig config(const std::string& model, const std::string& device, const fs::path& out) {

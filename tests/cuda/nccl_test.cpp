@@ -14,21 +14,11 @@
 
 #include "backend/communicator.h"
 #include "backend/dispatch.h"
+#include "cuda_test_support.h"
 #include "train/model_runner.h"
 
 namespace gpuml {
 namespace {
-
-Backend* cuda_or_skip_reason(std::string& reason) {
-  Backend* gpu = backend_registry().find("cuda");
-  if (!gpu) reason = "no CUDA backend: " + backend_registry().cuda_status();
-  return gpu;
-}
-
-#define GPUML_NEED_GPU(var)                        \
-  std::string skip_reason;                         \
-  Backend* var = cuda_or_skip_reason(skip_reason); \
-  if (!var) GTEST_SKIP() << skip_reason
 
 std::shared_ptr<Communicator> open_nccl(Backend& gpu) {
   return open_device_communicator(gpu, nullptr, std::chrono::seconds(60));

@@ -19,9 +19,10 @@
 
 namespace gpuml::testing {
 
-// The largest |a - b| over every weight of two safetensors files (a name or size missing from b
-// is a test failure).
-inline double max_difference(const std::filesystem::path& a, const std::filesystem::path& b) {
+// The largest difference(a value, b's value) over every tensor of two safetensors files (a name
+// or size missing from b is a test failure).
+template <typename Difference>
+double worst_difference(const std::filesystem::path& a, const std::filesystem::path& b, Difference difference) {
   SafetensorsFile fa = load_safetensors(a), fb = load_safetensors(b);
   double worst = 0;
   for (const auto& [name, ta] : fa.tensors) {
@@ -29,9 +30,14 @@ inline double max_difference(const std::filesystem::path& a, const std::filesyst
     if (!fb.contains(name)) continue;
     std::vector<double> va = ta.to_doubles(), vb = fb.at(name).to_doubles();
     EXPECT_EQ(va.size(), vb.size()) << name;
-    for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i) worst = std::max(worst, std::abs(va[i] - vb[i]));
+    for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i) worst = std::max(worst, difference(va[i], vb[i]));
   }
   return worst;
+}
+
+// The largest |a - b| over every weight of two safetensors files.
+inline double max_difference(const std::filesystem::path& a, const std::filesystem::path& b) {
+  return worst_difference(a, b, [](double x, double y) { return std::abs(x - y); });
 }
 
 // Whether rank 0's message names the collective it waited in when rank 1 stalled or died mid-run
@@ -80,17 +86,7 @@ inline std::string write_batch_norm_model(const std::filesystem::path& dir) {
 // The largest |a - b| / (1 + |b|) over every tensor of two safetensors files: running variances
 // reach ~20 where weights stay below 1.
 inline double max_relative_difference(const std::filesystem::path& a, const std::filesystem::path& b) {
-  SafetensorsFile fa = load_safetensors(a), fb = load_safetensors(b);
-  double worst = 0;
-  for (const auto& [name, ta] : fa.tensors) {
-    EXPECT_TRUE(fb.contains(name)) << name;
-    if (!fb.contains(name)) continue;
-    std::vector<double> va = ta.to_doubles(), vb = fb.at(name).to_doubles();
-    EXPECT_EQ(va.size(), vb.size()) << name;
-    for (size_t i = 0; i < std::min(va.size(), vb.size()); ++i)
-      worst = std::max(worst, std::abs(va[i] - vb[i]) / (1 + std::abs(vb[i])));
-  }
-  return worst;
+  return worst_difference(a, b, [](double x, double y) { return std::abs(x - y) / (1 + std::abs(y)); });
 }
 
 // The --sync-batchnorm equivalence runs (write_batch_norm_model): 20 steps of SGD with momentum.

@@ -43,8 +43,6 @@ namespace avx2 {
 }  // namespace avx2
 #pragma GCC pop_options
 
-bool has_avx2_fma() { return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"); }
-
 }  // namespace
 
 void register_attention_kernels(CpuBackend& backend) {

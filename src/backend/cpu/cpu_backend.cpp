@@ -6,10 +6,19 @@
 #include <omp.h>
 
 #include "backend/cpu/cpu_dnnl.h"
+#include "core/system_info.h"
 
 namespace gpuml {
 
 namespace cpu {
+
+bool has_avx2_fma() {
+  static const bool yes = [] {
+    const CpuFeatures f = detect_cpu_features();
+    return f.avx2 && f.fma;
+  }();
+  return yes;
+}
 
 CpuBackend::CpuBackend() : dnnl_(std::make_unique<DnnlContext>()) {
   register_matmul_kernels(*this);

@@ -47,4 +47,8 @@ void register_movement_kernels(CpuBackend& backend);    // cpu_movement.cpp
 void register_optim_kernels(CpuBackend& backend);       // cpu_optim.cpp
 void register_attention_kernels(CpuBackend& backend);   // cpu_attention.cpp
 
+// Whether this CPU and its OS run AVX2 and FMA (core/system_info.h), for the kernels compiled a
+// second time for them (the build targets baseline x86-64); asked once.
+bool has_avx2_fma();
+
 }  // namespace gpuml::cpu

@@ -183,11 +183,6 @@ void convert(const bf16* x, float* y, int64_t b, int64_t e) { convert_loop(x, y,
 }  // namespace avx2
 #pragma GCC pop_options
 
-bool has_avx2_fma() {
-  static const bool yes = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-  return yes;
-}
-
 // True when the AVX2 loops apply: every operand contiguous and of one shape, every input of
 // `in_type`, the output of `out_type`.
 bool wide_loop(const KernelCall& call, DType in_type, DType out_type) {
