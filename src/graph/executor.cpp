@@ -30,7 +30,8 @@ Executor::Executor(Plan plan) : plan_(std::move(plan)) {
   }
   arena_values_ = values_;
   const char* profile = std::getenv("GPUML_PROFILE");
-  profile_ = profile != nullptr && std::string(profile) == "1";
+  profile_ = profile != nullptr && (std::string(profile) == "1" || std::string(profile) == "shapes");
+  profile_shapes_ = profile_ && std::string(profile) == "shapes";
   producer_.assign(plan_.values.size(), -1);
   for (size_t s = 0; s < plan_.steps.size(); ++s)
     for (int k = 0; k < plan_.steps[s].output_count; ++k) producer_[plan_.steps[s].output + k] = static_cast<int>(s);
@@ -49,7 +50,7 @@ Executor::Executor(Plan plan) : plan_(std::move(plan)) {
   else if (!one_backend) replay_note_ = "the plan runs kernels on more than one backend";
   else if (copies) replay_note_ = "the plan copies values between devices";
   else if (!only->can_capture()) replay_note_ = fmt::format("backend {} cannot capture work for replay", only->name());
-  else if (profile_) replay_note_ = "GPUML_PROFILE=1 times every step";
+  else if (profile_) replay_note_ = "GPUML_PROFILE times every step";
   else capture_backend_ = only;
 }
 
@@ -335,8 +336,13 @@ void Executor::run_steps(uint64_t rng_offset, std::set<Backend*>& used, bool rep
       auto t0 = std::chrono::steady_clock::now();
       run_step(step, rng_offset, replay_mode);
       step.backend->synchronize();
-      auto& slot = op_seconds_[step.kind == StepKind::Kernel ? std::string(op_name(step.op))
-                                                              : step.kind == StepKind::View ? "(view)" : "(transfer)"];
+      std::string key = step.kind == StepKind::Kernel ? std::string(op_name(step.op))
+                        : step.kind == StepKind::View   ? "(view)"
+                                                        : "(transfer)";
+      if (profile_shapes_)  // GPUML_PROFILE=shapes: one row per op and input types
+        for (int v : step.inputs)
+          key += fmt::format(" {}{}", plan_.values[v].type.dtype, shape_str(plan_.values[v].type.shape));
+      auto& slot = op_seconds_[key];
       slot.first += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
       ++slot.second;
     } else {

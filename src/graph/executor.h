@@ -132,6 +132,7 @@ class Executor {
   std::map<int, std::vector<int>> ready_after_step_;
   const std::function<void(int, const Tensor&)>* on_output_ready_ = nullptr;
   bool profile_ = false;
+  bool profile_shapes_ = false;  // GPUML_PROFILE=shapes: rows by op and input types
   const KernelCollectives* collectives_ = nullptr;  // RunOptions::collectives during run(), if any
   std::map<std::string, std::pair<double, int64_t>> op_seconds_;  // op -> (seconds, calls)
 
