@@ -232,7 +232,9 @@ Attrs attention_attrs(bool causal, double dropout_p, uint64_t seed, uint64_t off
 Sym attention(Sym q, Sym k, Sym v, bool causal, double dropout_p, uint64_t seed, uint64_t offset, bool training,
               double scale) {
   const Attrs a = attention_attrs(causal, dropout_p, seed, offset, training, scale);
-  return emit_outputs(OpId::attention, {autocast_high(q), autocast_high(k), autocast_high(v)}, a)[0];  // o; lse for the backward
+  // Under autocast attention takes bf16 q, k, v, as torch.autocast's lower-precision list has
+  // scaled_dot_product_attention: every backend's kernel accumulates in f32 and keeps lse in f32.
+  return emit_outputs(OpId::attention, {autocast_low(q), autocast_low(k), autocast_low(v)}, a)[0];  // o; lse for the backward
 }
 Sym batch_norm(Sym x, Sym weight, Sym bias, Sym running_mean, Sym running_var, bool training, double eps) {
   Attrs a;

@@ -260,7 +260,7 @@ TEST(Attention, ExecutorShiftsTheDropoutStreamEachStep) {
   EXPECT_NE(run(0, 5), run(0, 0));
 }
 
-// The builder: o only (lse stays an output of the node for the gradient rule), f32 under bf16
+// The builder: o only (lse stays an output of the node for the gradient rule), bf16 under bf16
 // autocast, and the type rules' refusals.
 TEST(Attention, BuilderAndTypeRules) {
   Graph g;
@@ -268,8 +268,11 @@ TEST(Attention, BuilderAndTypeRules) {
   g.set_autocast(Autocast::bf16);
   Sym o = attention(q, k, k, true);
   EXPECT_EQ(o.shape(), (Shape{2, 4, 6, 16}));
-  EXPECT_EQ(o.dtype(), DType::f32);
+  EXPECT_EQ(o.dtype(), DType::bf16);  // in torch.autocast's lower-precision list: bf16 in, bf16 out
   EXPECT_EQ(g.output_count(o.id), 2);
+  // f32 q, k, v are cast down under autocast, as a matmul's operands are.
+  Sym qf = g.input("qf", {{2, 4, 6, 16}, DType::f32});
+  EXPECT_EQ(attention(qf, qf, qf, true).dtype(), DType::bf16);
   const TensorType tq{{2, 4, 6, 16}, DType::f32}, tk{{2, 4, 9, 16}, DType::f32};
   std::vector<TensorType> out = infer_types(OpId::attention, std::vector<TensorType>{tq, tk, tk}, attention_attrs(true));
   EXPECT_EQ(out[1], (TensorType{{2, 4, 6}, DType::f32}));
