@@ -100,6 +100,8 @@ std::vector<OpSample> build_samples() {
     add(op, "strided", {strided({5, 6}), real({6})});
     add(op, "empty", {real({0, 3}), real({1, 3})});
   }
+  // add, sub and mul of contiguous bf16 of one shape take an AVX2 loop; past the parallel grain, in chunks.
+  for (OpId op : {OpId::add, OpId::sub, OpId::mul}) add(op, "same_parallel", {real({3, 6001}), real({3, 6001})});
   add(OpId::div, "same", {real({3, 35}), positive({3, 35})});
   add(OpId::div, "broadcast", {real({4, 1, 5}), positive({3, 1})});
   add(OpId::div, "strided", {strided({5, 6}), positive({6})});
@@ -118,6 +120,7 @@ std::vector<OpSample> build_samples() {
     add(op, "conv_bias", {real({4, 6, 5, 7})}, with_axes({0, 2, 3}));  // a conv bias gradient
     add(op, "columns", {real({9, 13})}, with_axes({0}));                 // a linear bias gradient
     add(op, "wide_columns", {real({9, 70})}, with_axes({0}));            // one thread per column on CUDA
+    add(op, "tall_columns", {real({150, 7})}, with_axes({0}));  // the cpu kernel's 64-row float runs in bf16
   }
   add(OpId::sum, "empty", {real({0, 3})}, with_axes({0}));
   add(OpId::sum, "empty_wide", {real({0, 40})}, with_axes({0}));
@@ -241,6 +244,9 @@ std::vector<OpSample> build_samples() {
       {real({3, 5, 16}), real({16}), real({3, 5, 16}), row_stat({3, 5}, Domain::Real), row_stat({3, 5}, Domain::Positive)});
   add(OpId::layer_norm_backward, "wide",
       {real({4, 72}), real({72}), real({4, 72}), row_stat({4}, Domain::Real), row_stat({4}, Domain::Positive)});
+  // 100 rows: several of the cpu kernel's 32-row blocks, in parallel, a partial last one.
+  add(OpId::layer_norm_backward, "blocks",
+      {real({100, 24}), real({24}), real({100, 24}), row_stat({100}, Domain::Real), row_stat({100}, Domain::Positive)});
   add(OpId::layer_norm_backward, "last2",
       {real({4, 3, 5}), real({3, 5}), real({4, 3, 5}), row_stat({4}, Domain::Real), row_stat({4}, Domain::Positive)},
       with_axis(1));

@@ -193,9 +193,10 @@ GradInputs grad_cross_entropy(const GradContext& c) {
   }
   return grads;
 }
-// layer_norm keeps each row's (mean, rstd) as outputs 1 and 2, so neither dx (layer_norm_backward
-// reads them) nor the weight gradient's xhat = (x - mean) * rstd recomputes them. They are
-// differentiable outputs too (the gradient check sums every output), with D the row length:
+// layer_norm keeps each row's (mean, rstd) as outputs 1 and 2, which layer_norm_backward reads to
+// give dx and the parameters' gradients (sum over rows of dy * xhat, and of dy) in one pass over
+// x and dy. The statistics are differentiable outputs too (the gradient check sums every
+// output); their terms need xhat = (x - mean) * rstd, with D the row length:
 //   d mean / dx = 1 / D,   d rstd / dx = -rstd^2 * xhat / D   (rstd = (var + eps)^-1/2).
 GradInputs grad_layer_norm(const GradContext& c) {
   Sym x = c.in[0], w = c.in[1];
@@ -210,13 +211,10 @@ GradInputs grad_layer_norm(const GradContext& c) {
     if (!xhat_sym) xhat_sym = mul(sub(x, per_row(c.outs[1])), rstd);
     return *xhat_sym;
   };
-  std::vector<int64_t> batch_axes;
-  for (int i = 0; i < first; ++i) batch_axes.push_back(i);
   GradInputs grads(3);
   if (c.gs[0]) {
-    grads[0] = emit(OpId::layer_norm_backward, {x, w, c.g, c.outs[1], c.outs[2]}, c.attrs);
-    grads[1] = sum_over(mul(c.g, xhat()), batch_axes);
-    grads[2] = sum_over(c.g, batch_axes);
+    std::vector<Sym> d = emit_outputs(OpId::layer_norm_backward, {x, w, c.g, c.outs[1], c.outs[2]}, c.attrs);
+    grads = {d[0], d[1], d[2]};
   }
   const double inv_d = 1.0 / static_cast<double>(numel(w.shape()));
   auto add_to_dx = [&](Sym term) { grads[0] = grads[0] ? add(*grads[0], term) : term; };

@@ -83,9 +83,10 @@
   X(cross_entropy, 2, 2, Loss, true, "ignore_index")                                              \
   X(cross_entropy_backward, 4, 1, Backward, false, "ignore_index")                                \
   /* layer_norm: (y, mean, rstd), the row statistics (x's leading dims; f32, f64 for f64 x) kept */ \
-  /* for the backward, which reads them: (x, weight, dy, mean, rstd) -> dx */                      \
+  /* for the backward, which reads them: (x, weight, dy, mean, rstd) -> (dx, dweight, dbias), the  */ \
+  /* parameters' gradients summed over rows in the same pass                                       */ \
   X(layer_norm, 3, 3, Norm, true, "axis eps")                                                     \
-  X(layer_norm_backward, 5, 1, Backward, false, "axis eps")                                       \
+  X(layer_norm_backward, 5, 3, Backward, false, "axis eps")                                       \
   /* attention(q (B, H, Tq, D), k (B, H, Tk, D), v (B, H, Tk, D)) -> (o (B, H, Tq, D), lse (B, H, Tq)): */ \
   /* o = softmax(q k^T * scale) v, scale 0 meaning 1/sqrt(D); lse: each row's log-sum-exp of the        */ \
   /* scaled scores (f32, f64 for f64 q), kept for the backward. causal: query i sees keys               */ \

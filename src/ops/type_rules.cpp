@@ -480,7 +480,7 @@ TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attr
                       in[3].dtype, lse.dtype, in[0].dtype);
           return in[0];
         }
-        case OpId::layer_norm_backward: {  // (x, weight, dy, mean, rstd) -> dx, with layer_norm's kept stats
+        case OpId::layer_norm_backward: {  // (x, weight, dy, mean, rstd) -> dx (then dweight, dbias: infer_types)
           GPUML_CHECK_SHAPE(in[2].shape == in[0].shape, "layer_norm_backward: dy and x shapes differ");
           require_same_dtype(op, in[0], in[2]);
           TensorType tmp[3] = {in[0], in[1], in[1]};
@@ -565,6 +565,10 @@ std::vector<TensorType> infer_types(OpId op, std::span<const TensorType> in, con
     const TensorType stats = layer_norm_stats_type(in[0], a);
     out.push_back(stats);
     out.push_back(stats);
+  }
+  if (op == OpId::layer_norm_backward) {  // dweight, dbias: the weight's type
+    out.push_back(in[1]);
+    out.push_back(in[1]);
   }
   if (op == OpId::attention) out.push_back(attention_lse_type(in[0]));  // the row log-sum-exp
   if (op == OpId::attention_backward) {  // dk, dv: k's and v's types

@@ -164,10 +164,14 @@ TEST(RefKnownValues, LayerNorm) {
                  1 + 6 / s2});
   expect_values(out[1], {2}, {2.5, 1.0});          // each row's mean, kept for the backward
   expect_values(out[2], {2}, {1 / s1, 1 / s2});    // and its 1 / std
-  // The gradient of sum(y) is 0: a constant shift of y cannot change the normalised x.
+  // The gradient of sum(y) is 0 for x: a constant shift of y cannot change the normalised x. For
+  // w it is the column sums of xhat, for b the number of rows.
   Tensor ones = values({2, 4}, std::vector<double>(8, 1.0));
-  expect_values(run(OpId::layer_norm_backward, {x, w, ones, out[1], out[2]}, a), {2, 4},
-                std::vector<double>(8, 0.0));
+  std::vector<Tensor> grads = run_op_outputs(ref(), OpId::layer_norm_backward, {x, w, ones, out[1], out[2]}, a);
+  ASSERT_EQ(grads.size(), 3u);
+  expect_values(grads[0], {2, 4}, std::vector<double>(8, 0.0));
+  expect_values(grads[1], {4}, {-1.5 / s1 - 3 / s2, -0.5 / s1 - 1 / s2, 0.5 / s1 + 1 / s2, 1.5 / s1 + 3 / s2});
+  expect_values(grads[2], {4}, {2, 2, 2, 2});
 }
 
 TEST(RefKnownValues, BatchNormTrainAndEval) {

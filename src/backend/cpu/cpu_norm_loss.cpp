@@ -4,8 +4,10 @@
 // cross_entropy keeps each row's log-sum-exp, so its backward is one pass over the logits that
 // writes (softmax - onehot) * scale (llm.c's fused classifier); exponentials are taken in the
 // compute type (f32, f64 for f64), as the gradient is.
+#include <algorithm>
 #include <cmath>
 #include <limits>
+#include <vector>
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/cpu_loops.h"
@@ -116,21 +118,91 @@ void cross_entropy_backward_kernel(const KernelCall& call) {
   });
 }
 
-// Mean and reciprocal standard deviation (biased variance) of n values spaced by `stride`.
-template <typename T>
-void stats(const T* x, int64_t n, double eps, double& mean, double& rstd) {
-  double sum = 0.0;
+// layer_norm over rows [r0, r1): each row's mean and rstd (sums in double, as ref), kept in C, then
+// y = (x - mean) * rstd * w + b. Inlined into a baseline and an AVX2 + FMA function below (4
+// doubles an instruction, not 2).
+template <typename T, typename C>
+[[gnu::always_inline]] inline void norm_rows(const T* x, const T* w, const T* b, T* y, C* mean, C* rstd, int64_t d,
+                                             double eps, int64_t r0, int64_t r1) {
+  for (int64_t r = r0; r < r1; ++r) {
+    const T* xr = x + r * d;
+    T* yr = y + r * d;
+    double sum = 0.0;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t i = 0; i < n; ++i) sum += static_cast<double>(load(x[i]));
-  mean = sum / static_cast<double>(n);
-  double sq = 0.0;
+    for (int64_t i = 0; i < d; ++i) sum += static_cast<double>(load(xr[i]));
+    const double row_mean = sum / static_cast<double>(d);
+    double sq = 0.0;
 #pragma omp simd reduction(+ : sq)
-  for (int64_t i = 0; i < n; ++i) {
-    double d = static_cast<double>(load(x[i])) - mean;
-    sq += d * d;
+    for (int64_t i = 0; i < d; ++i) {
+      const double dev = static_cast<double>(load(xr[i])) - row_mean;
+      sq += dev * dev;
+    }
+    const C m = static_cast<C>(row_mean), s = static_cast<C>(1.0 / std::sqrt(sq / static_cast<double>(d) + eps));
+    mean[r] = m;
+    rstd[r] = s;
+#pragma omp simd
+    for (int64_t j = 0; j < d; ++j) yr[j] = store<T>((load(xr[j]) - m) * s * load(w[j]) + load(b[j]));
   }
-  rstd = 1.0 / std::sqrt(sq / static_cast<double>(n) + eps);
 }
+
+// layer_norm_backward over rows [r0, r1), given (mean, rstd) as layer_norm kept them:
+//   dx = rstd * (g - mean(g) - xhat * mean(g * xhat)),  g = dy * w,  xhat = (x - mean) * rstd,
+// and the block's share of the parameters' gradients, part_w[j] = sum dy * xhat and part_b[j] =
+// sum dy over its rows, in the same pass over x and dy. Sums in C (f32, f64 for f64): a row is
+// at most a few thousand products and a block 32 rows, and the blocks are added in double
+// (layer_norm_backward_kernel). Inlined into a baseline and an AVX2 + FMA function below.
+template <typename T, typename C>
+[[gnu::always_inline]] inline void norm_backward_rows(const T* x, const T* w, const T* dy, const C* mean,
+                                                      const C* rstd, T* dx, int64_t d, int64_t r0, int64_t r1,
+                                                      C* part_w, C* part_b) {
+  std::fill(part_w, part_w + d, C(0));
+  std::fill(part_b, part_b + d, C(0));
+  for (int64_t r = r0; r < r1; ++r) {
+    const T *xr = x + r * d, *dyr = dy + r * d;
+    T* dxr = dx + r * d;
+    const C m = mean[r], s = rstd[r];
+    C g_sum = 0, gx_sum = 0;
+#pragma omp simd reduction(+ : g_sum, gx_sum)
+    for (int64_t j = 0; j < d; ++j) {
+      const C xhat = (load(xr[j]) - m) * s, dyj = load(dyr[j]), g = dyj * load(w[j]);
+      g_sum += g;
+      gx_sum += g * xhat;
+      part_w[j] += dyj * xhat;
+      part_b[j] += dyj;
+    }
+    const C g_mean = g_sum / static_cast<C>(d), gx_mean = gx_sum / static_cast<C>(d);
+#pragma omp simd
+    for (int64_t j = 0; j < d; ++j) {
+      const C xhat = (load(xr[j]) - m) * s, g = load(dyr[j]) * load(w[j]);
+      dxr[j] = store<T>(s * (g - g_mean - xhat * gx_mean));
+    }
+  }
+}
+#define GPUML_NORM_ROWS(T, C)                                                                                 \
+  void norm_rows(const T* x, const T* w, const T* b, T* y, C* mean, C* rstd, int64_t d, double eps, int64_t r0,   \
+                 int64_t r1) {                                                                                     \
+    gpuml::cpu::norm_rows<T, C>(x, w, b, y, mean, rstd, d, eps, r0, r1);                                          \
+  }                                                                                                                \
+  void norm_backward_rows(const T* x, const T* w, const T* dy, const C* mean, const C* rstd, T* dx, int64_t d,   \
+                          int64_t r0, int64_t r1, C* part_w, C* part_b) {                                       \
+    gpuml::cpu::norm_backward_rows<T, C>(x, w, dy, mean, rstd, dx, d, r0, r1, part_w, part_b);                    \
+  }
+namespace portable {
+GPUML_NORM_ROWS(float, float)
+GPUML_NORM_ROWS(bf16, float)
+GPUML_NORM_ROWS(f16, float)
+GPUML_NORM_ROWS(double, double)
+}  // namespace portable
+#pragma GCC push_options
+#pragma GCC target("avx2,fma")
+namespace avx2 {
+GPUML_NORM_ROWS(float, float)
+GPUML_NORM_ROWS(bf16, float)
+GPUML_NORM_ROWS(f16, float)
+GPUML_NORM_ROWS(double, double)
+}  // namespace avx2
+#pragma GCC pop_options
+#undef GPUML_NORM_ROWS
 
 // layer_norm(x, w, b) -> (y, mean, rstd): rows of D = prod(shape[axis:]) normalised, then scaled
 // and shifted; each row's mean and rstd, as y used them (Compute<T>: f32, f64 for f64), are kept
@@ -139,6 +211,7 @@ void layer_norm_kernel(const KernelCall& call) {
   const Tensor &x = call.inputs[0], &out = call.output;
   const int64_t d = call.inputs[1].numel(), rows = d == 0 ? 0 : x.numel() / d;
   const double eps = call.attrs.eps;
+  const bool wide = has_avx2_fma();
   dispatch_dtype(x.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
       using C = Compute<T>;  // the statistics' dtype (type_rules: layer_norm_stats_type)
@@ -146,51 +219,49 @@ void layer_norm_kernel(const KernelCall& call) {
       T* py = ptr<T>(out);
       C *pmean = ptr<C>(call.extra_outputs[0]), *prstd = ptr<C>(call.extra_outputs[1]);
       parallel_for(rows, rows * d * 4, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-          const T* xr = px + r * d;
-          T* yr = py + r * d;
-          double mean, rstd;
-          stats(xr, d, eps, mean, rstd);
-          const C m = static_cast<C>(mean), s = static_cast<C>(rstd);
-          pmean[r] = m;
-          prstd[r] = s;
-#pragma omp simd
-          for (int64_t j = 0; j < d; ++j) yr[j] = store<T>((load(xr[j]) - m) * s * load(pw[j]) + load(pb[j]));
-        }
+        if (wide) avx2::norm_rows(px, pw, pb, py, pmean, prstd, d, eps, begin, end);
+        else portable::norm_rows(px, pw, pb, py, pmean, prstd, d, eps, begin, end);
       });
     }
   });
 }
 
-// dx = rstd * (g - mean(g) - xhat * mean(g * xhat)) with g = dy * w, xhat = (x - mean) * rstd, and
-// (mean, rstd) the row statistics layer_norm kept: one pass over the row fewer than recomputing
-// them (BENCHMARKS.md, "layer_norm keeping (mean, rstd)").
-void layer_norm_backward_kernel(const KernelCall& call) {  // (x, w, dy, mean, rstd) -> dx
+// (x, w, dy, mean, rstd) -> (dx, dw, db). Rows go in blocks of 32, in parallel; each block leaves
+// its column sums in `parts`, which are then added in block order in double: the same result
+// whatever the thread count.
+void layer_norm_backward_kernel(const KernelCall& call) {
   const Tensor &x = call.inputs[0], &out = call.output;
   const int64_t d = call.inputs[1].numel(), rows = d == 0 ? 0 : x.numel() / d;
+  const bool wide = has_avx2_fma();
   dispatch_dtype(x.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
       using C = Compute<T>;
       const T *px = ptr<const T>(x), *pw = ptr<const T>(call.inputs[1]), *pdy = ptr<const T>(call.inputs[2]);
       const C *pmean = ptr<const C>(call.inputs[3]), *prstd = ptr<const C>(call.inputs[4]);
-      T* pdx = ptr<T>(out);
-      parallel_for(rows, rows * d * 8, [&](int64_t begin, int64_t end) {
-        for (int64_t r = begin; r < end; ++r) {
-          const T *xr = px + r * d, *dyr = pdy + r * d;
-          T* dxr = pdx + r * d;
-          const double mean = static_cast<double>(pmean[r]), rstd = static_cast<double>(prstd[r]);
-          double g_sum = 0.0, gx_sum = 0.0;
-          for (int64_t j = 0; j < d; ++j) {
-            double g = static_cast<double>(load(dyr[j])) * static_cast<double>(load(pw[j]));
-            g_sum += g;
-            gx_sum += g * (static_cast<double>(load(xr[j])) - mean) * rstd;
+      T *pdx = ptr<T>(out), *pdw = ptr<T>(call.extra_outputs[0]), *pdb = ptr<T>(call.extra_outputs[1]);
+      constexpr int64_t kBlockRows = 32;
+      const int64_t blocks = (rows + kBlockRows - 1) / kBlockRows;
+      std::vector<C> parts(static_cast<size_t>(blocks * 2 * d));
+      parallel_for(blocks, rows * d * 8, [&](int64_t begin, int64_t end) {
+        for (int64_t b = begin; b < end; ++b) {
+          const int64_t r0 = b * kBlockRows, r1 = std::min(rows, r0 + kBlockRows);
+          C* part = parts.data() + b * 2 * d;
+          if (wide) avx2::norm_backward_rows(px, pw, pdy, pmean, prstd, pdx, d, r0, r1, part, part + d);
+          else portable::norm_backward_rows(px, pw, pdy, pmean, prstd, pdx, d, r0, r1, part, part + d);
+        }
+      });
+      parallel_for(d, blocks * d * 2, [&](int64_t begin, int64_t end) {  // no rows: zeros
+        std::vector<double> sw(static_cast<size_t>(end - begin), 0.0), sb(sw.size(), 0.0);
+        for (int64_t b = 0; b < blocks; ++b) {
+          const C* part = parts.data() + b * 2 * d;
+          for (int64_t j = begin; j < end; ++j) {
+            sw[j - begin] += static_cast<double>(part[j]);
+            sb[j - begin] += static_cast<double>(part[d + j]);
           }
-          const double g_mean = g_sum / static_cast<double>(d), gx_mean = gx_sum / static_cast<double>(d);
-          for (int64_t j = 0; j < d; ++j) {
-            double g = static_cast<double>(load(dyr[j])) * static_cast<double>(load(pw[j]));
-            double xhat = (static_cast<double>(load(xr[j])) - mean) * rstd;
-            dxr[j] = from_double<T>(rstd * (g - g_mean - xhat * gx_mean));
-          }
+        }
+        for (int64_t j = begin; j < end; ++j) {
+          pdw[j] = from_double<T>(sw[j - begin]);
+          pdb[j] = from_double<T>(sb[j - begin]);
         }
       });
     }

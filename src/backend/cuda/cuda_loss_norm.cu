@@ -187,7 +187,61 @@ __global__ void normalize_backward_kernel(const T* x, const T* w, const T* dy, c
   }
 }
 
+// The parameters' gradients of layer_norm, dw[j] = sum over rows of dy * xhat and db[j] = sum of
+// dy, in a fixed order: each block takes 32 columns of a chunk of kParamChunkRows rows, its 8 row
+// lanes stride the chunk and are added in lane order into parts (chunk, 2, d); then one thread
+// per column adds the chunks in order (layer_norm_param_sum_kernel). Threads of a warp read
+// adjacent columns of one row: coalesced.
+constexpr int kParamColumns = 32, kParamLanes = 8;
+constexpr int64_t kParamChunkRows = 256;
+constexpr int64_t kParamMaxChunks = 65535;  // gridDim.y's limit; more rows: a chunk per kParamChunkRows still
+
+int64_t param_chunks(int64_t rows) { return std::min((rows + kParamChunkRows - 1) / kParamChunkRows, kParamMaxChunks); }
+
+template <typename T>
+__global__ void layer_norm_param_parts_kernel(const T* x, const T* dy, const Acc<T>* mean, const Acc<T>* rstd,
+                                              double* parts, int64_t rows, int64_t d, int64_t chunk_rows) {
+  __shared__ double lanes_w[kParamLanes][kParamColumns], lanes_b[kParamLanes][kParamColumns];
+  const int64_t j = static_cast<int64_t>(blockIdx.x) * kParamColumns + threadIdx.x, chunk = blockIdx.y;
+  const int64_t r0 = chunk * chunk_rows, r1 = min(rows, r0 + chunk_rows);
+  double sw = 0.0, sb = 0.0;
+  if (j < d) {
+    for (int64_t r = r0 + threadIdx.y; r < r1; r += kParamLanes) {
+      const double g = to_f64(dy[r * d + j]);
+      sw += g * (to_f64(x[r * d + j]) - static_cast<double>(mean[r])) * static_cast<double>(rstd[r]);
+      sb += g;
+    }
+  }
+  lanes_w[threadIdx.y][threadIdx.x] = sw;
+  lanes_b[threadIdx.y][threadIdx.x] = sb;
+  __syncthreads();
+  if (threadIdx.y == 0 && j < d) {
+    for (int lane = 1; lane < kParamLanes; ++lane) {
+      sw += lanes_w[lane][threadIdx.x];
+      sb += lanes_b[lane][threadIdx.x];
+    }
+    parts[(chunk * 2) * d + j] = sw;
+    parts[(chunk * 2 + 1) * d + j] = sb;
+  }
+}
+
+template <typename T>
+__global__ void layer_norm_param_sum_kernel(const double* parts, int64_t chunks, int64_t d, T* dw, T* db) {
+  for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < d;
+       j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    double sw = 0.0, sb = 0.0;
+    for (int64_t c = 0; c < chunks; ++c) {
+      sw += parts[(c * 2) * d + j];
+      sb += parts[(c * 2 + 1) * d + j];
+    }
+    dw[j] = from_acc<T>(static_cast<Acc<T>>(sw));
+    db[j] = from_acc<T>(static_cast<Acc<T>>(sb));
+  }
+}
+
 }  // namespace
+
+int64_t layer_norm_param_parts(int64_t rows, int64_t d) { return std::max<int64_t>(1, param_chunks(rows) * 2 * d); }
 
 void launch_cross_entropy(ElemType t, const void* logits, const void* labels, bool labels_i64, void* loss, void* lse,
                           int64_t n, int64_t c, int64_t ignore_index, int64_t* bad_label, double* row_scratch,
@@ -230,16 +284,28 @@ void launch_layer_norm(ElemType t, const void* x, const void* w, const void* b, 
 }
 
 void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const void* dy, const void* mean,
-                                const void* rstd, void* dx, int64_t rows, int64_t d, cudaStream_t stream) {
-  if (rows * d == 0) return;
+                                const void* rstd, void* dx, void* dw, void* db, double* parts, int64_t rows, int64_t d,
+                                cudaStream_t stream) {
+  if (d == 0) return;
   Groups gr;
   gr.d = d;
+  const int64_t chunks = param_chunks(rows), chunk_rows = chunks == 0 ? 0 : (rows + chunks - 1) / chunks;
   dispatch_float(t, [&]<typename T>(T) {
-    normalize_backward_kernel<T><<<capped_blocks(rows), kThreads, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(dy),
-        static_cast<const Acc<T>*>(mean), static_cast<const Acc<T>*>(rstd), static_cast<T*>(dx), gr, rows, 0.0);
+    if (rows > 0) {
+      normalize_backward_kernel<T><<<capped_blocks(rows), kThreads, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(dy),
+          static_cast<const Acc<T>*>(mean), static_cast<const Acc<T>*>(rstd), static_cast<T*>(dx), gr, rows, 0.0);
+      check_launch("layer_norm_backward");
+      const dim3 grid(static_cast<unsigned>((d + kParamColumns - 1) / kParamColumns), static_cast<unsigned>(chunks));
+      layer_norm_param_parts_kernel<T><<<grid, dim3(kParamColumns, kParamLanes), 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const T*>(dy), static_cast<const Acc<T>*>(mean),
+          static_cast<const Acc<T>*>(rstd), parts, rows, d, chunk_rows);
+      check_launch("layer_norm_backward (parameter parts)");
+    }
+    layer_norm_param_sum_kernel<T><<<blocks_for(d), kThreads, 0, stream>>>(parts, chunks, d, static_cast<T*>(dw),
+                                                                           static_cast<T*>(db));
   });
-  check_launch("layer_norm_backward");
+  check_launch("layer_norm_backward (parameter sums)");
 }
 
 void launch_batch_norm(ElemType t, const void* x, const void* w, const void* b, const void* running_mean,

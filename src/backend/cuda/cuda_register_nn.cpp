@@ -82,10 +82,13 @@ void layer_norm_backward_kernel(const KernelCall& c) {
   const Tensor& x = c.inputs[0];
   const size_t axis = static_cast<size_t>(normalize_axis(c.attrs.axis, x.ndim(), "layer_norm_backward"));
   const int64_t d = product(x.shape(), axis, x.shape().size()), rows = product(x.shape(), 0, axis);
+  // The parameters' per-chunk column sums, freed in stream order after the kernels.
+  Tensor parts = Tensor::empty({layer_norm_param_parts(rows, d)}, DType::f64, c.backend);
   launch("layer_norm_backward", [&] {
     launch_layer_norm_backward(elem_type(x.dtype()), x.raw_data(), c.inputs[1].raw_data(), c.inputs[2].raw_data(),
-                               c.inputs[3].raw_data(), c.inputs[4].raw_data(), c.output.raw_data(), rows, d,
-                               cuda_backend_of(c).stream_of(c));
+                               c.inputs[3].raw_data(), c.inputs[4].raw_data(), c.output.raw_data(),
+                               c.extra_outputs[0].raw_data(), c.extra_outputs[1].raw_data(),
+                               static_cast<double*>(parts.raw_data()), rows, d, cuda_backend_of(c).stream_of(c));
   });
 }
 

@@ -200,11 +200,21 @@ void layer_norm_kernel(const KernelCall& c) {
   store(c.extra_outputs[1], reciprocal_std(var, c.attrs.eps));
 }
 
-// layer_norm_backward(x, w, dy, mean, rstd) -> dx, with the statistics layer_norm kept.
+// layer_norm_backward(x, w, dy, mean, rstd) -> (dx, dw, db), with the statistics layer_norm kept:
+// dw = sum over rows of dy * xhat, db = sum over rows of dy.
 void layer_norm_backward_kernel(const KernelCall& c) {
   NormGroups g = layer_norm_groups(c.inputs[0].shape(), c.attrs.axis);
-  store(c.output, normalize_backward(load(c.inputs[0]), load(c.inputs[1]), load(c.inputs[2]), g,
-                                     load(c.inputs[3]), load(c.inputs[4])));
+  const std::vector<double> x = load(c.inputs[0]), dy = load(c.inputs[2]), mean = load(c.inputs[3]),
+                            rstd = load(c.inputs[4]);
+  store(c.output, normalize_backward(x, load(c.inputs[1]), dy, g, mean, rstd));
+  std::vector<double> dw(static_cast<size_t>(c.inputs[1].numel()), 0.0), db(dw.size(), 0.0);
+  for (size_t i = 0; i < x.size(); ++i) {
+    const int64_t k = g.group[i], p = g.param[i];
+    dw[p] += dy[i] * (x[i] - mean[k]) * rstd[k];
+    db[p] += dy[i];
+  }
+  store(c.extra_outputs[0], dw);
+  store(c.extra_outputs[1], db);
 }
 
 // batch_norm(x (N, C, ...), w (C,), b (C,), running_mean (C,), running_var (C,)): batch statistics
