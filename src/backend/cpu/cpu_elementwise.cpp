@@ -166,10 +166,30 @@ constexpr int64_t kChunk = 256;
     convert_loop(xs, dx + b, 0, n);
   }
 }
+// add, sub or mul of two bf16 arrays through float chunks, as gelu: the residual adds of a GPT in
+// bf16 and the gradients summed where a value has several consumers.
+template <OpId Op>
+[[gnu::always_inline]] inline void binary_loop(const bf16* a, const bf16* b, bf16* y, int64_t begin, int64_t end) {
+  float xa[kChunk], xb[kChunk];
+  for (int64_t c = begin; c < end; c += kChunk) {
+    const int64_t n = std::min(kChunk, end - c);
+    convert_loop(a + c, xa, 0, n);
+    convert_loop(b + c, xb, 0, n);
+    for (int64_t i = 0; i < n; ++i) xa[i] = binary_fn<Op, float>(xa[i], xb[i]);
+    convert_loop(xa, y + c, 0, n);
+  }
+}
 
 #pragma GCC push_options
 #pragma GCC target("avx2,fma")
 namespace avx2 {
+template <OpId Op>
+void binary(const bf16* a, const bf16* b, bf16* y, int64_t begin, int64_t end) {
+  binary_loop<Op>(a, b, y, begin, end);
+}
+template void binary<OpId::add>(const bf16*, const bf16*, bf16*, int64_t, int64_t);
+template void binary<OpId::sub>(const bf16*, const bf16*, bf16*, int64_t, int64_t);
+template void binary<OpId::mul>(const bf16*, const bf16*, bf16*, int64_t, int64_t);
 void gelu_tanh(const float* x, float* y, int64_t b, int64_t e) { gelu_tanh_loop(x, y, b, e); }
 void gelu_tanh(const bf16* x, bf16* y, int64_t b, int64_t e) { gelu_tanh_loop(x, y, b, e); }
 void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t b, int64_t e) {
@@ -267,6 +287,15 @@ void relu_backward_kernel(const KernelCall& call) {
 
 template <OpId Op>
 void binary_kernel(const KernelCall& call) {
+  if constexpr (Op == OpId::add || Op == OpId::sub || Op == OpId::mul) {
+    if (wide_loop(call, DType::bf16, DType::bf16)) {  // bf16 operands of one shape: the AVX2 loop
+      const int64_t n = call.output.numel();
+      const bf16 *a = ptr<const bf16>(call.inputs[0]), *b = ptr<const bf16>(call.inputs[1]);
+      bf16* y = ptr<bf16>(call.output);
+      parallel_for(n, n, [&](int64_t begin, int64_t end) { avx2::binary<Op>(a, b, y, begin, end); });
+      return;
+    }
+  }
   dispatch_dtype(call.inputs[0].dtype(), [&]<typename T>(T) {
     using C = Compute<T>;
     if constexpr (kOpInfos[static_cast<int>(Op)].kind == OpKind::Compare) {
