@@ -55,5 +55,27 @@ BENCHMARK_CAPTURE(BM_Elementwise, gelu_backward_bf16, OpId::gelu_backward, DType
 BENCHMARK_CAPTURE(BM_Elementwise, cast_f32_to_bf16, OpId::cast, DType::f32, DType::bf16)->UseRealTime();
 BENCHMARK_CAPTURE(BM_Elementwise, cast_bf16_to_f32, OpId::cast, DType::bf16, DType::f32)->UseRealTime();
 
+// sum over the leading axis of a (rows, width) tensor: a linear bias's or a layer norm's weight
+// gradient at cpu-small's sizes (768 tokens, 128 or 512 wide).
+void BM_ColumnSum(benchmark::State& state, DType dtype) {
+  const Shape shape{768, state.range(0)};
+  Backend& cpu = backend_registry().get("cpu");
+  Attrs attrs;
+  attrs.axes = {0};
+  std::vector<Tensor> inputs{random_of(shape, dtype, 1)};
+  Tensor y = Tensor::empty({shape[1]}, dtype);
+  const KernelCall call{cpu, inputs, y, attrs};
+  for (auto _ : state) {
+    cpu.run(OpId::sum, call);
+    cpu.synchronize();
+    benchmark::DoNotOptimize(y.raw_data());
+  }
+  state.counters["bytes/s"] = benchmark::Counter(static_cast<double>(inputs[0].nbytes()) *
+                                                     static_cast<double>(state.iterations()),
+                                                 benchmark::Counter::kIsRate);
+}
+BENCHMARK_CAPTURE(BM_ColumnSum, f32, DType::f32)->Arg(128)->Arg(512)->UseRealTime();
+BENCHMARK_CAPTURE(BM_ColumnSum, bf16, DType::bf16)->Arg(128)->Arg(512)->UseRealTime();
+
 }  // namespace
 }  // namespace gpuml::bench
