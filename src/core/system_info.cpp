@@ -54,6 +54,7 @@ CpuFeatures detect_cpu_features() {
   f.fma = os_avx && bit(leaf1.ecx, 12);
   f.avx2 = os_avx && bit(leaf7.ebx, 5);
   f.avx512f = os_avx512 && bit(leaf7.ebx, 16);
+  f.avx512_core = f.avx512f && bit(leaf7.ebx, 17) && bit(leaf7.ebx, 30) && bit(leaf7.ebx, 31);  // dq, bw, vl
   f.avx512_vnni = os_avx512 && bit(leaf7.ecx, 11);
   f.avx512_bf16 = os_avx512 && bit(leaf7_1.eax, 5);
   f.amx_tile = os_amx && bit(leaf7.edx, 24);
@@ -72,6 +73,7 @@ std::string cpu_features_str(const CpuFeatures& f) {
   add(f.fma, "fma");
   add(f.avx2, "avx2");
   add(f.avx512f, "avx512f");
+  add(f.avx512_core, "avx512_core");
   add(f.avx512_vnni, "avx512_vnni");
   add(f.avx512_bf16, "avx512_bf16");
   add(f.amx_tile, "amx_tile");

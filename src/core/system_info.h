@@ -17,6 +17,7 @@ struct CpuFeatures {
   bool fma = false;
   bool avx2 = false;
   bool avx512f = false;
+  bool avx512_core = false;  // avx512f with dq, bw and vl (every AVX-512 server CPU since Skylake)
   bool avx512_bf16 = false;
   bool avx512_vnni = false;
   bool amx_tile = false;

@@ -28,29 +28,40 @@ namespace {
 
 constexpr std::initializer_list<DType> kFloat{DType::f32, DType::f64, DType::bf16, DType::f16};
 
-// The kernels twice: the build compiles for baseline x86-64 (SSE2: 4 floats per instruction, no
-// FMA), while the products of a tile are what attention spends its time on (oneDNN, which the
-// matmul composite runs on, picks AVX2/AVX-512 at run time). So the same source is compiled a
-// second time for AVX2 + FMA and chosen at registration when the CPU has both.
+// The kernels three times: the build compiles for baseline x86-64 (SSE2: 4 floats per
+// instruction, no FMA), while the softmax rows between a tile's products are what attention
+// spends its time on besides them (oneDNN's sgemm picks AVX2/AVX-512 at run time). So the same
+// source is compiled again for AVX2 + FMA and for AVX-512, the widest the CPU runs chosen at
+// registration.
 namespace portable {
 #include "backend/cpu/cpu_attention_kernels.inc"
 }  // namespace portable
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+GPUML_BEGIN_AVX2
 namespace avx2 {
 #include "backend/cpu/cpu_attention_kernels.inc"
 }  // namespace avx2
-#pragma GCC pop_options
+GPUML_END_TARGET
+GPUML_BEGIN_AVX512
+namespace avx512 {
+#include "backend/cpu/cpu_attention_kernels.inc"
+}  // namespace avx512
+GPUML_END_TARGET
 
 }  // namespace
 
 void register_attention_kernels(CpuBackend& backend) {
-  const bool wide = has_avx2_fma();
   // Strided q, k, v (and o, do) are read in place.
-  backend.add_kernel(OpId::attention, wide ? avx2::attention_kernel : portable::attention_kernel, kFloat);
-  backend.add_kernel(OpId::attention_backward,
-                     wide ? avx2::attention_backward_kernel : portable::attention_backward_kernel, kFloat);
+  if (has_avx512()) {
+    backend.add_kernel(OpId::attention, avx512::attention_kernel, kFloat);
+    backend.add_kernel(OpId::attention_backward, avx512::attention_backward_kernel, kFloat);
+  } else if (has_avx2_fma()) {
+    backend.add_kernel(OpId::attention, avx2::attention_kernel, kFloat);
+    backend.add_kernel(OpId::attention_backward, avx2::attention_backward_kernel, kFloat);
+  } else {
+    backend.add_kernel(OpId::attention, portable::attention_kernel, kFloat);
+    backend.add_kernel(OpId::attention_backward, portable::attention_backward_kernel, kFloat);
+  }
 }
 
 }  // namespace gpuml::cpu

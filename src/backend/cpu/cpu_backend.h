@@ -50,5 +50,17 @@ void register_attention_kernels(CpuBackend& backend);   // cpu_attention.cpp
 // Whether this CPU and its OS run AVX2 and FMA (core/system_info.h), for the kernels compiled a
 // second time for them (the build targets baseline x86-64); asked once.
 bool has_avx2_fma();
+// Whether they run AVX-512 (f, dq, bw, vl) too, for the kernels compiled a third time for it:
+// 16 floats an instruction. GPUML_CPU_ISA=avx2 (or baseline) keeps a run to the narrower copies.
+bool has_avx512();
+
+// The targets of those copies, around their definitions. GCC keeps 256-bit vectors under
+// AVX-512 unless told to prefer 512: elementwise loops measured 1.3-1.6x faster with them
+// (bench/elementwise_bench.cpp).
+#define GPUML_BEGIN_AVX2 _Pragma("GCC push_options") _Pragma("GCC target(\"avx2,fma\")")
+#define GPUML_BEGIN_AVX512 \
+  _Pragma("GCC push_options") \
+      _Pragma("GCC target(\"avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512\")")
+#define GPUML_END_TARGET _Pragma("GCC pop_options")
 
 }  // namespace gpuml::cpu

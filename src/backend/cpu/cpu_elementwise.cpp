@@ -117,12 +117,12 @@ void unary_kernel(const KernelCall& call) {
   });
 }
 
-// GELU's tanh form and the f32 <-> bf16 casts over contiguous arrays, compiled a second time for
-// AVX2 + FMA and chosen at run time (the build targets baseline x86-64, SSE2): 8 floats an
-// instruction and fused multiply-adds. A GPT's MLP spends a tenth of its step in gelu; in bf16 the
-// casts of mixed precision (weights to bf16 each step, activations to f32 for norms and losses)
-// cost as much. The loops below are the baseline build's inline helpers, inlined into the AVX2
-// functions (the baseline is a subset of AVX2), so every path uses one formula and bf16's one
+// GELU's tanh form, bf16 add/sub/mul and the f32 <-> bf16 casts over contiguous arrays, compiled
+// again for AVX2 + FMA and for AVX-512 and chosen at run time (the build targets baseline x86-64,
+// SSE2): 8 or 16 floats an instruction and fused multiply-adds. A GPT's MLP spends a tenth of its
+// step in gelu; in bf16 the casts of mixed precision (weights to bf16 each step, activations to f32
+// for norms and losses) cost as much. The loops below are the baseline build's inline helpers,
+// inlined into the wide functions (the baseline is a subset), so every path uses one formula and bf16's one
 // rounding (bf16::from_float, round to nearest even); FMA contraction changes gelu's last bits,
 // not its accuracy, and the casts are exact as ref's.
 inline float widen(float v) { return v; }
@@ -180,28 +180,38 @@ template <OpId Op>
   }
 }
 
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
-namespace avx2 {
-template <OpId Op>
-void binary(const bf16* a, const bf16* b, bf16* y, int64_t begin, int64_t end) {
-  binary_loop<Op>(a, b, y, begin, end);
-}
-template void binary<OpId::add>(const bf16*, const bf16*, bf16*, int64_t, int64_t);
-template void binary<OpId::sub>(const bf16*, const bf16*, bf16*, int64_t, int64_t);
-template void binary<OpId::mul>(const bf16*, const bf16*, bf16*, int64_t, int64_t);
-void gelu_tanh(const float* x, float* y, int64_t b, int64_t e) { gelu_tanh_loop(x, y, b, e); }
-void gelu_tanh(const bf16* x, bf16* y, int64_t b, int64_t e) { gelu_tanh_loop(x, y, b, e); }
-void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t b, int64_t e) {
-  gelu_tanh_backward_loop(x, dy, dx, b, e);
-}
-void gelu_tanh_backward(const bf16* x, const bf16* dy, bf16* dx, int64_t b, int64_t e) {
-  gelu_tanh_backward_loop(x, dy, dx, b, e);
-}
-void convert(const float* x, bf16* y, int64_t b, int64_t e) { convert_loop(x, y, b, e); }
+// The loops above, compiled for each wide target, in a namespace of its name.
+#define GPUML_WIDE_LOOPS                                                                        \
+template <OpId Op>                                                                              \
+void binary(const bf16* a, const bf16* b, bf16* y, int64_t begin, int64_t end) {                \
+  binary_loop<Op>(a, b, y, begin, end);                                                         \
+}                                                                                               \
+template void binary<OpId::add>(const bf16*, const bf16*, bf16*, int64_t, int64_t);             \
+template void binary<OpId::sub>(const bf16*, const bf16*, bf16*, int64_t, int64_t);             \
+template void binary<OpId::mul>(const bf16*, const bf16*, bf16*, int64_t, int64_t);             \
+void gelu_tanh(const float* x, float* y, int64_t b, int64_t e) { gelu_tanh_loop(x, y, b, e); }  \
+void gelu_tanh(const bf16* x, bf16* y, int64_t b, int64_t e) { gelu_tanh_loop(x, y, b, e); }    \
+void gelu_tanh_backward(const float* x, const float* dy, float* dx, int64_t b, int64_t e) {     \
+  gelu_tanh_backward_loop(x, dy, dx, b, e);                                                     \
+}                                                                                               \
+void gelu_tanh_backward(const bf16* x, const bf16* dy, bf16* dx, int64_t b, int64_t e) {        \
+  gelu_tanh_backward_loop(x, dy, dx, b, e);                                                     \
+}                                                                                               \
+void convert(const float* x, bf16* y, int64_t b, int64_t e) { convert_loop(x, y, b, e); }       \
 void convert(const bf16* x, float* y, int64_t b, int64_t e) { convert_loop(x, y, b, e); }
+GPUML_BEGIN_AVX2
+namespace avx2 {
+GPUML_WIDE_LOOPS
 }  // namespace avx2
-#pragma GCC pop_options
+GPUML_END_TARGET
+GPUML_BEGIN_AVX512
+namespace avx512 {
+GPUML_WIDE_LOOPS
+}  // namespace avx512
+GPUML_END_TARGET
+#undef GPUML_WIDE_LOOPS
+// fn(args) from the widest copy this CPU runs (the caller checked has_avx2_fma()).
+#define GPUML_WIDE_CALL(fn, ...) (has_avx512() ? avx512::fn(__VA_ARGS__) : avx2::fn(__VA_ARGS__))
 
 // True when the AVX2 loops apply: every operand contiguous and of one shape, every input of
 // `in_type`, the output of `out_type`.
@@ -220,9 +230,9 @@ void run_wide_gelu(const KernelCall& call, bool backward) {
   T* out = ptr<T>(call.output);
   if (backward) {
     const T* dy = ptr<const T>(call.inputs[1]);
-    parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::gelu_tanh_backward(x, dy, out, b, e); });
+    parallel_for(n, n, [&](int64_t b, int64_t e) { GPUML_WIDE_CALL(gelu_tanh_backward, x, dy, out, b, e); });
   } else {
-    parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::gelu_tanh(x, out, b, e); });
+    parallel_for(n, n, [&](int64_t b, int64_t e) { GPUML_WIDE_CALL(gelu_tanh, x, out, b, e); });
   }
 }
 
@@ -244,7 +254,7 @@ bool wide_convert(const KernelCall& call) {
   const int64_t n = call.output.numel();
   const S* x = ptr<const S>(call.inputs[0]);
   D* y = ptr<D>(call.output);
-  parallel_for(n, n, [&](int64_t b, int64_t e) { avx2::convert(x, y, b, e); });
+  parallel_for(n, n, [&](int64_t b, int64_t e) { GPUML_WIDE_CALL(convert, x, y, b, e); });
   return true;
 }
 
@@ -292,7 +302,7 @@ void binary_kernel(const KernelCall& call) {
       const int64_t n = call.output.numel();
       const bf16 *a = ptr<const bf16>(call.inputs[0]), *b = ptr<const bf16>(call.inputs[1]);
       bf16* y = ptr<bf16>(call.output);
-      parallel_for(n, n, [&](int64_t begin, int64_t end) { avx2::binary<Op>(a, b, y, begin, end); });
+      parallel_for(n, n, [&](int64_t begin, int64_t end) { GPUML_WIDE_CALL(binary<Op>, a, b, y, begin, end); });
       return;
     }
   }

@@ -119,8 +119,8 @@ void cross_entropy_backward_kernel(const KernelCall& call) {
 }
 
 // layer_norm over rows [r0, r1): each row's mean and rstd (sums in double, as ref), kept in C, then
-// y = (x - mean) * rstd * w + b. Inlined into a baseline and an AVX2 + FMA function below (4
-// doubles an instruction, not 2).
+// y = (x - mean) * rstd * w + b. Inlined into baseline, AVX2 + FMA and AVX-512 functions below (4
+// or 8 doubles an instruction, not 2).
 template <typename T, typename C>
 [[gnu::always_inline]] inline void norm_rows(const T* x, const T* w, const T* b, T* y, C* mean, C* rstd, int64_t d,
                                              double eps, int64_t r0, int64_t r1) {
@@ -150,7 +150,7 @@ template <typename T, typename C>
 // and the block's share of the parameters' gradients, part_w[j] = sum dy * xhat and part_b[j] =
 // sum dy over its rows, in the same pass over x and dy. Sums in C (f32, f64 for f64): a row is
 // at most a few thousand products and a block 32 rows, and the blocks are added in double
-// (layer_norm_backward_kernel). Inlined into a baseline and an AVX2 + FMA function below.
+// (layer_norm_backward_kernel). Inlined into baseline, AVX2 + FMA and AVX-512 functions below.
 template <typename T, typename C>
 [[gnu::always_inline]] inline void norm_backward_rows(const T* x, const T* w, const T* dy, const C* mean,
                                                       const C* rstd, T* dx, int64_t d, int64_t r0, int64_t r1,
@@ -193,16 +193,28 @@ GPUML_NORM_ROWS(bf16, float)
 GPUML_NORM_ROWS(f16, float)
 GPUML_NORM_ROWS(double, double)
 }  // namespace portable
-#pragma GCC push_options
-#pragma GCC target("avx2,fma")
+GPUML_BEGIN_AVX2
 namespace avx2 {
 GPUML_NORM_ROWS(float, float)
 GPUML_NORM_ROWS(bf16, float)
 GPUML_NORM_ROWS(f16, float)
 GPUML_NORM_ROWS(double, double)
 }  // namespace avx2
-#pragma GCC pop_options
+GPUML_END_TARGET
+GPUML_BEGIN_AVX512
+namespace avx512 {
+GPUML_NORM_ROWS(float, float)
+GPUML_NORM_ROWS(bf16, float)
+GPUML_NORM_ROWS(f16, float)
+GPUML_NORM_ROWS(double, double)
+}  // namespace avx512
+GPUML_END_TARGET
 #undef GPUML_NORM_ROWS
+// fn(args) from the widest copy this CPU runs.
+#define GPUML_NORM_CALL(fn, ...)                  \
+  (has_avx512()     ? avx512::fn(__VA_ARGS__)     \
+   : has_avx2_fma() ? avx2::fn(__VA_ARGS__)       \
+                    : portable::fn(__VA_ARGS__))
 
 // layer_norm(x, w, b) -> (y, mean, rstd): rows of D = prod(shape[axis:]) normalised, then scaled
 // and shifted; each row's mean and rstd, as y used them (Compute<T>: f32, f64 for f64), are kept
@@ -211,7 +223,6 @@ void layer_norm_kernel(const KernelCall& call) {
   const Tensor &x = call.inputs[0], &out = call.output;
   const int64_t d = call.inputs[1].numel(), rows = d == 0 ? 0 : x.numel() / d;
   const double eps = call.attrs.eps;
-  const bool wide = has_avx2_fma();
   dispatch_dtype(x.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
       using C = Compute<T>;  // the statistics' dtype (type_rules: layer_norm_stats_type)
@@ -219,8 +230,7 @@ void layer_norm_kernel(const KernelCall& call) {
       T* py = ptr<T>(out);
       C *pmean = ptr<C>(call.extra_outputs[0]), *prstd = ptr<C>(call.extra_outputs[1]);
       parallel_for(rows, rows * d * 4, [&](int64_t begin, int64_t end) {
-        if (wide) avx2::norm_rows(px, pw, pb, py, pmean, prstd, d, eps, begin, end);
-        else portable::norm_rows(px, pw, pb, py, pmean, prstd, d, eps, begin, end);
+        GPUML_NORM_CALL(norm_rows, px, pw, pb, py, pmean, prstd, d, eps, begin, end);
       });
     }
   });
@@ -232,7 +242,6 @@ void layer_norm_kernel(const KernelCall& call) {
 void layer_norm_backward_kernel(const KernelCall& call) {
   const Tensor &x = call.inputs[0], &out = call.output;
   const int64_t d = call.inputs[1].numel(), rows = d == 0 ? 0 : x.numel() / d;
-  const bool wide = has_avx2_fma();
   dispatch_dtype(x.dtype(), [&]<typename T>(T) {
     if constexpr (std::is_floating_point_v<Compute<T>>) {
       using C = Compute<T>;
@@ -246,8 +255,7 @@ void layer_norm_backward_kernel(const KernelCall& call) {
         for (int64_t b = begin; b < end; ++b) {
           const int64_t r0 = b * kBlockRows, r1 = std::min(rows, r0 + kBlockRows);
           C* part = parts.data() + b * 2 * d;
-          if (wide) avx2::norm_backward_rows(px, pw, pdy, pmean, prstd, pdx, d, r0, r1, part, part + d);
-          else portable::norm_backward_rows(px, pw, pdy, pmean, prstd, pdx, d, r0, r1, part, part + d);
+          GPUML_NORM_CALL(norm_backward_rows, px, pw, pdy, pmean, prstd, pdx, d, r0, r1, part, part + d);
         }
       });
       parallel_for(d, blocks * d * 2, [&](int64_t begin, int64_t end) {  // no rows: zeros
