@@ -390,6 +390,9 @@ std::vector<OpSample> build_samples() {
     adamw.beta1 = 0.8;
     adamw.beta2 = 0.95;
     add(OpId::adam_update, "adamw", {positive({3, 1031}), real({1031}), positive({3}), zero_one({1031})}, adamw);
+    // hyper (4,): the fourth element scales the gradient (global-norm clipping's factor).
+    add(OpId::adam_update, "adamw_scaled", {positive({3, 1031}), real({1031}), positive({4}), zero_one({1031})}, adamw);
+    add(OpId::sgd_update, "nesterov_scaled", {real({2, 53}), real({53}), positive({4}), zero_one({53})}, nesterov);
     adamw.weight_decay = 0.3;
     add(OpId::adam_update, "adamw_strided_decay",
         {positive({3, 67}), real({67}), positive({3}), {{67}, Domain::ZeroOne, 0, false, true}}, adamw);

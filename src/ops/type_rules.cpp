@@ -89,7 +89,8 @@ Shape pool_output(OpId op, const Shape& x, const Attrs& a) {
   return {x[0], x[1], oh, ow};
 }
 
-// sgd_update / adam_update (state (S, P), grad (P,), hyper (3,), decay (P,)) -> state. The state rows are
+// sgd_update / adam_update (state (S, P), grad (P,), hyper (3,) or (4,), decay (P,)) -> state; hyper[3],
+// when there, multiplies the gradient first (global-norm clipping's factor). The state rows are
 // fixed by the op and its attributes, so a trainer that sized its buffer for another setting
 // fails here, while building the graph.
 TensorType optimizer_type(OpId op, std::span<const TensorType> in, const Attrs& a) {
@@ -102,7 +103,8 @@ TensorType optimizer_type(OpId op, std::span<const TensorType> in, const Attrs& 
   require_rank(op, state, 2, "state (rows, P)");
   require_rank(op, grad, 1, "grad (P,)");
   require_rank(op, decay, 1, "decay (P,)");
-  GPUML_CHECK_SHAPE(hyper.shape == Shape{3}, "{}: hyper must have shape (3,) = [lr, 1-beta1^t, 1-beta2^t], got {}",
+  GPUML_CHECK_SHAPE(hyper.shape == Shape{3} || hyper.shape == Shape{4},
+                    "{}: hyper must have shape (3,) = [lr, 1-beta1^t, 1-beta2^t] or (4,) with a gradient scale, got {}",
                     op_name(op), shape_str(hyper.shape));
   GPUML_CHECK_SHAPE(grad.shape[0] == state.shape[1], "{}: grad {} has {} elements but the state {} holds P = {}",
                     op_name(op), shape_str(grad.shape), grad.shape[0], shape_str(state.shape), state.shape[1]);

@@ -19,10 +19,12 @@ bool is_adam(const OptimizerConfig& c) { return c.kind == "adam" || c.kind == "a
 // torch.nn.utils.clip_grad_norm_ adds this to the norm before dividing.
 constexpr double kClipNormEpsilon = 1e-6;
 
-Sym clip_by_global_norm(Sym grad, double max_norm) {  // grad (P,)
-  Sym norm = sqrt(sum(mul(grad, grad)));               // ()
+// Global-norm clipping's factor min(1, max_norm / (norm + eps)), shape (1,). The update op
+// multiplies the gradient by it (hyper[3]), so the gradient is not scaled in a pass of its own.
+Sym clip_factor(Sym grad, double max_norm) {  // grad (P,)
+  Sym norm = sqrt(sum(mul(grad, grad)));      // ()
   Sym scale = minimum(scalar_like(norm, 1.0), div(scalar_like(norm, max_norm), add_scalar(norm, kClipNormEpsilon)));
-  return mul(grad, scale);
+  return reshape(scale, {1});
 }
 
 }  // namespace
@@ -94,19 +96,19 @@ int64_t state_rows(const OptimizerConfig& c) {
 
 Sym emit_update(const OptimizerConfig& c, Sym state, Sym flat_grad, Sym hyper, Sym decay) {
   validate(c);
-  Sym grad = c.clip_grad_norm > 0.0 ? clip_by_global_norm(flat_grad, c.clip_grad_norm) : flat_grad;
+  if (c.clip_grad_norm > 0.0) hyper = concat({hyper, clip_factor(flat_grad, c.clip_grad_norm)}, 0);
   Attrs a;
   a.weight_decay = weight_decay_of(c);
   if (c.kind == "sgd") {
     a.momentum = c.momentum;
     a.nesterov = c.nesterov;
-    return emit(OpId::sgd_update, {state, grad, hyper, decay}, a);
+    return emit(OpId::sgd_update, {state, flat_grad, hyper, decay}, a);
   }
   a.beta1 = c.beta1;
   a.beta2 = c.beta2;
   a.eps = c.eps;
   a.decoupled_weight_decay = c.kind == "adamw";
-  return emit(OpId::adam_update, {state, grad, hyper, decay}, a);
+  return emit(OpId::adam_update, {state, flat_grad, hyper, decay}, a);
 }
 
 Tensor hyper_values(const OptimizerConfig& c, double lr, int64_t step, DType dtype) {

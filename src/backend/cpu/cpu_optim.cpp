@@ -13,8 +13,16 @@ namespace {
 
 // state (S, P) rows: [param] or [param, momentum buffer]; grad (P,); hyper (3,) = [lr, -, -];
 // decay (P,) each element's weight-decay multiplier.
+// hyper[3], when hyper has 4 elements, multiplies the gradient first (global-norm clipping's
+// factor, computed in the graph): one pass over the gradient fewer than scaling it apart, and the
+// same products (a factor of 1 is exact).
+template <typename T>
+T grad_scale(const KernelCall& c) {
+  return c.inputs[2].numel() > 3 ? ptr<const T>(c.inputs[2])[3] : T(1);
+}
+
 template <typename T, bool kMomentum, bool kNesterov>
-void sgd_pass(const T* state, const T* grad, const T* decay, T* out, int64_t count, T lr, const Attrs& a) {
+void sgd_pass(const T* state, const T* grad, const T* decay, T* out, int64_t count, T lr, T scale, const Attrs& a) {
   const T weight_decay = static_cast<T>(a.weight_decay), momentum = static_cast<T>(a.momentum);
   parallel_for(count, count * 4, [&](int64_t begin, int64_t end) {
     const T* param = state;
@@ -23,7 +31,7 @@ void sgd_pass(const T* state, const T* grad, const T* decay, T* out, int64_t cou
     T* new_buf = out + count;
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
-      T g = grad[i] + weight_decay * decay[i] * param[i];
+      T g = grad[i] * scale + weight_decay * decay[i] * param[i];
       if constexpr (kMomentum) {
         T b = momentum * buf[i] + g;
         new_buf[i] = b;
@@ -43,15 +51,17 @@ void sgd_typed(const KernelCall& c) {
   const T lr = ptr<const T>(c.inputs[2])[0];
   const T* decay = ptr<const T>(c.inputs[3]);
   T* out = ptr<T>(c.output);
-  if (rows == 1) sgd_pass<T, false, false>(s, g, decay, out, count, lr, c.attrs);
-  else if (c.attrs.nesterov) sgd_pass<T, true, true>(s, g, decay, out, count, lr, c.attrs);
-  else sgd_pass<T, true, false>(s, g, decay, out, count, lr, c.attrs);
+  const T scale = grad_scale<T>(c);
+  if (rows == 1) sgd_pass<T, false, false>(s, g, decay, out, count, lr, scale, c.attrs);
+  else if (c.attrs.nesterov) sgd_pass<T, true, true>(s, g, decay, out, count, lr, scale, c.attrs);
+  else sgd_pass<T, true, false>(s, g, decay, out, count, lr, scale, c.attrs);
 }
 
 // state (3, P) rows: [param, m, v]; grad (P,); hyper (3,) = [lr, 1 - beta1^t, 1 - beta2^t];
 // decay (P,) each element's weight-decay multiplier.
 template <typename T, bool kDecoupled>
-void adam_pass(const T* state, const T* grad, const T* decay, T* out, int64_t count, const T* hyper, const Attrs& a) {
+void adam_pass(const T* state, const T* grad, const T* decay, T* out, int64_t count, const T* hyper, T scale,
+               const Attrs& a) {
   const T lr = hyper[0];
   const T step_size = lr / hyper[1], bias_correction2_sqrt = std::sqrt(hyper[2]);
   const T beta1 = static_cast<T>(a.beta1), beta2 = static_cast<T>(a.beta2), eps = static_cast<T>(a.eps);
@@ -64,7 +74,7 @@ void adam_pass(const T* state, const T* grad, const T* decay, T* out, int64_t co
     T *new_param = out, *new_m = out + count, *new_v = out + 2 * count;
 #pragma omp simd
     for (int64_t i = begin; i < end; ++i) {
-      T p = param[i], g = grad[i];
+      T p = param[i], g = grad[i] * scale;
       if constexpr (kDecoupled) p *= T(1) - lr_weight_decay * decay[i];
       else g += weight_decay * decay[i] * p;
       T mi = beta1 * m[i] + one_minus_beta1 * g;
@@ -88,8 +98,8 @@ void adam_typed(const KernelCall& c) {
   const T* g = ptr<const T>(c.inputs[1]);
   const T* decay = ptr<const T>(c.inputs[3]);
   T* out = ptr<T>(c.output);
-  if (c.attrs.decoupled_weight_decay) adam_pass<T, true>(s, g, decay, out, count, hyper, c.attrs);
-  else adam_pass<T, false>(s, g, decay, out, count, hyper, c.attrs);
+  if (c.attrs.decoupled_weight_decay) adam_pass<T, true>(s, g, decay, out, count, hyper, grad_scale<T>(c), c.attrs);
+  else adam_pass<T, false>(s, g, decay, out, count, hyper, grad_scale<T>(c), c.attrs);
 }
 
 void sgd_update_kernel(const KernelCall& c) {

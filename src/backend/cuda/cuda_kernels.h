@@ -167,10 +167,11 @@ struct OptimParams {
 };
 // state (rows, p) f32, grad (p,), hyper (3,) = [lr, 1-beta1^t, 1-beta2^t], decay (p,) each
 // element's weight-decay multiplier, on the device.
-void launch_sgd_update(const float* state, const float* grad, const float* hyper, const float* decay, float* out,
-                       int64_t rows, int64_t p, const OptimParams& o, cudaStream_t stream);
-void launch_adam_update(const float* state, const float* grad, const float* hyper, const float* decay, float* out,
-                        int64_t p, const OptimParams& o, cudaStream_t stream);
+// scaled: hyper has a fourth element, the gradient's multiplier (global-norm clipping).
+void launch_sgd_update(const float* state, const float* grad, const float* hyper, bool scaled, const float* decay,
+                       float* out, int64_t rows, int64_t p, const OptimParams& o, cudaStream_t stream);
+void launch_adam_update(const float* state, const float* grad, const float* hyper, bool scaled, const float* decay,
+                        float* out, int64_t p, const OptimParams& o, cudaStream_t stream);
 
 // --- cuda_scale.cu -------------------------------------------------------------------------------
 // values (n,) f32 *= factor in place: the average of a collective on device memory (NCCL) is a

@@ -7,13 +7,17 @@ namespace gpuml::cuda {
 
 namespace {
 
+// hyper[3], when hyper has 4 elements (scaled), multiplies the gradient first: global-norm
+// clipping's factor, computed on the device by the graph.
+__device__ __forceinline__ float grad_scale(const float* hyper, bool scaled) { return scaled ? hyper[3] : 1.0f; }
+
 // state (rows, p): row 0 parameters, row 1 momentum (rows == 2). hyper[0] = lr.
 __global__ void sgd_update_kernel(const float* state, const float* grad, const float* hyper, const float* decay,
-                                  float* out, int64_t rows, int64_t p, OptimParams o) {
-  const float lr = hyper[0];
+                                  float* out, int64_t rows, int64_t p, OptimParams o, bool scaled) {
+  const float lr = hyper[0], scale = grad_scale(hyper, scaled);
   GPUML_GRID_STRIDE(i, p) {
     const float param = state[i];
-    float g = grad[i] + static_cast<float>(o.weight_decay) * decay[i] * param;
+    float g = grad[i] * scale + static_cast<float>(o.weight_decay) * decay[i] * param;
     if (rows == 2) {
       const float buf = static_cast<float>(o.momentum) * state[p + i] + g;
       out[p + i] = buf;
@@ -25,14 +29,14 @@ __global__ void sgd_update_kernel(const float* state, const float* grad, const f
 
 // state (3, p): parameters, exp_avg, exp_avg_sq. hyper = [lr, 1-beta1^t, 1-beta2^t].
 __global__ void adam_update_kernel(const float* state, const float* grad, const float* hyper, const float* decay,
-                                   float* out, int64_t p, OptimParams o) {
-  const float lr = hyper[0], bc1 = hyper[1], sqrt_bc2 = sqrtf(hyper[2]);
+                                   float* out, int64_t p, OptimParams o, bool scaled) {
+  const float lr = hyper[0], bc1 = hyper[1], sqrt_bc2 = sqrtf(hyper[2]), scale = grad_scale(hyper, scaled);
   const float b1 = static_cast<float>(o.beta1), b2 = static_cast<float>(o.beta2);
   // 1 - beta in double, then rounded, as the CPU and ref do: 1.0f - float(0.999) is off by 1.3e-5.
   const float omb1 = static_cast<float>(1.0 - o.beta1), omb2 = static_cast<float>(1.0 - o.beta2);
   const float wd = static_cast<float>(o.weight_decay), eps = static_cast<float>(o.eps);
   GPUML_GRID_STRIDE(i, p) {
-    float param = state[i], g = grad[i];
+    float param = state[i], g = grad[i] * scale;
     const float wd_i = wd * decay[i];
     if (o.decoupled_weight_decay) param *= 1.0f - lr * wd_i;
     else g += wd_i * param;
@@ -47,17 +51,17 @@ __global__ void adam_update_kernel(const float* state, const float* grad, const 
 
 }  // namespace
 
-void launch_sgd_update(const float* state, const float* grad, const float* hyper, const float* decay, float* out,
-                       int64_t rows, int64_t p, const OptimParams& o, cudaStream_t stream) {
+void launch_sgd_update(const float* state, const float* grad, const float* hyper, bool scaled, const float* decay,
+                       float* out, int64_t rows, int64_t p, const OptimParams& o, cudaStream_t stream) {
   if (p == 0) return;
-  sgd_update_kernel<<<blocks_for(p), kThreads, 0, stream>>>(state, grad, hyper, decay, out, rows, p, o);
+  sgd_update_kernel<<<blocks_for(p), kThreads, 0, stream>>>(state, grad, hyper, decay, out, rows, p, o, scaled);
   check_launch("sgd_update");
 }
 
-void launch_adam_update(const float* state, const float* grad, const float* hyper, const float* decay, float* out,
-                        int64_t p, const OptimParams& o, cudaStream_t stream) {
+void launch_adam_update(const float* state, const float* grad, const float* hyper, bool scaled, const float* decay,
+                        float* out, int64_t p, const OptimParams& o, cudaStream_t stream) {
   if (p == 0) return;
-  adam_update_kernel<<<blocks_for(p), kThreads, 0, stream>>>(state, grad, hyper, decay, out, p, o);
+  adam_update_kernel<<<blocks_for(p), kThreads, 0, stream>>>(state, grad, hyper, decay, out, p, o, scaled);
   check_launch("adam_update");
 }
 

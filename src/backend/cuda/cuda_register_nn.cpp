@@ -219,7 +219,7 @@ void sgd_update_kernel(const KernelCall& c) {  // (state (S, P), grad (P,), hype
   const Tensor& state = c.inputs[0];
   launch("sgd_update", [&] {
     launch_sgd_update(static_cast<const float*>(state.raw_data()), static_cast<const float*>(c.inputs[1].raw_data()),
-                      static_cast<const float*>(c.inputs[2].raw_data()),
+                      static_cast<const float*>(c.inputs[2].raw_data()), c.inputs[2].numel() > 3,
                       static_cast<const float*>(c.inputs[3].raw_data()), static_cast<float*>(c.output.raw_data()),
                       state.dim(0), state.dim(1), optim_params(c.attrs), cuda_backend_of(c).stream_of(c));
   });
@@ -229,7 +229,7 @@ void adam_update_kernel(const KernelCall& c) {
   const Tensor& state = c.inputs[0];
   launch("adam_update", [&] {
     launch_adam_update(static_cast<const float*>(state.raw_data()), static_cast<const float*>(c.inputs[1].raw_data()),
-                       static_cast<const float*>(c.inputs[2].raw_data()),
+                       static_cast<const float*>(c.inputs[2].raw_data()), c.inputs[2].numel() > 3,
                        static_cast<const float*>(c.inputs[3].raw_data()), static_cast<float*>(c.output.raw_data()),
                        state.dim(1), optim_params(c.attrs), cuda_backend_of(c).stream_of(c));
   });

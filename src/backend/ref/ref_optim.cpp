@@ -14,17 +14,21 @@ namespace {
 
 constexpr DType kOptimizerDTypes[] = {DType::f32, DType::f64};
 
+// hyper[3], when hyper has it, multiplies the gradient before anything else (clipping's factor).
+double grad_scale(const std::vector<double>& hyper) { return hyper.size() > 3 ? hyper[3] : 1.0; }
+
 // state (S, P) rows: [param] or [param, momentum buffer]; hyper (3,) = [lr, unused, unused].
 void sgd_update_kernel(const KernelCall& c) {
   const Attrs& a = c.attrs;
   const int64_t rows = c.inputs[0].shape()[0], count = c.inputs[0].shape()[1];
   std::vector<double> state = load(c.inputs[0]);  // (S, P)
   std::vector<double> grad = load(c.inputs[1]);   // (P,)
-  const double lr = load(c.inputs[2])[0];
+  const std::vector<double> hyper = load(c.inputs[2]);
+  const double lr = hyper[0], scale = grad_scale(hyper);
   std::vector<double> decay = load(c.inputs[3]);  // (P,)
   for (int64_t i = 0; i < count; ++i) {
     double& param = state[i];
-    double g = grad[i] + a.weight_decay * decay[i] * param;
+    double g = grad[i] * scale + a.weight_decay * decay[i] * param;
     if (rows == 2) {
       double& buf = state[count + i];
       buf = a.momentum * buf + g;
@@ -50,7 +54,7 @@ void adam_update_kernel(const KernelCall& c) {
               bias_correction1, bias_correction2);
   for (int64_t i = 0; i < count; ++i) {
     double &param = state[i], &m = state[count + i], &v = state[2 * count + i];
-    double g = grad[i];
+    double g = grad[i] * grad_scale(hyper);
     const double weight_decay = a.weight_decay * decay[i];
     if (a.decoupled_weight_decay) param *= 1.0 - lr * weight_decay;
     else g += weight_decay * param;
