@@ -239,11 +239,16 @@ std::vector<OpSample> build_samples() {
   add(OpId::layer_norm, "last", {real({3, 5, 16}), real({16}), real({16})});
   add(OpId::layer_norm, "wide", {real({4, 72}), real({72}), real({72})});
   add(OpId::layer_norm, "last2", {real({4, 3, 5}), real({3, 5}), real({3, 5})}, with_axis(1));
+  // Parameters in f32 beside a bf16/f16 x (mixed precision); for f32 and f64 the same as "last".
+  add(OpId::layer_norm, "f32_params", {real({3, 5, 16}), row_stat({16}, Domain::Real), row_stat({16}, Domain::Real)});
   // (x, w, dy, mean, rstd): the kernels read the statistics as given, whatever x's own are.
   add(OpId::layer_norm_backward, "last",
       {real({3, 5, 16}), real({16}), real({3, 5, 16}), row_stat({3, 5}, Domain::Real), row_stat({3, 5}, Domain::Positive)});
   add(OpId::layer_norm_backward, "wide",
       {real({4, 72}), real({72}), real({4, 72}), row_stat({4}, Domain::Real), row_stat({4}, Domain::Positive)});
+  add(OpId::layer_norm_backward, "f32_params",
+      {real({40, 16}), row_stat({16}, Domain::Real), real({40, 16}), row_stat({40}, Domain::Real),
+       row_stat({40}, Domain::Positive)});
   // 100 rows: several of the cpu kernel's 32-row blocks, in parallel, a partial last one.
   add(OpId::layer_norm_backward, "blocks",
       {real({100, 24}), real({24}), real({100, 24}), row_stat({100}, Domain::Real), row_stat({100}, Domain::Positive)});

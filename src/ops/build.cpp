@@ -217,7 +217,10 @@ Sym layer_norm(Sym x, Sym weight, Sym bias, int64_t first_axis, double eps) {
   Attrs a;
   a.axis = first_axis;
   a.eps = eps;
-  return emit_outputs(OpId::layer_norm, {autocast_high(x), weight, bias}, a)[0];  // y; (mean, rstd) for the backward
+  // Under autocast a bf16 x stays bf16 beside f32 parameters: the kernels compute in f32, so the
+  // casts of x up and of y back down (for the next matmul) are saved.
+  const bool mixed = autocast_bf16(x) && x.dtype() == DType::bf16 && weight.dtype() == DType::f32;
+  return emit_outputs(OpId::layer_norm, {mixed ? x : autocast_high(x), weight, bias}, a)[0];  // y; (mean, rstd) kept
 }
 Attrs attention_attrs(bool causal, double dropout_p, uint64_t seed, uint64_t offset, bool training, double scale) {
   Attrs a;

@@ -336,8 +336,12 @@ TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attr
       if (op == OpId::layer_norm) {
         int ax = normalize_axis(a.axis, nd, "layer_norm");
         Shape norm_shape(x.shape.begin() + ax, x.shape.end());
+        // weight and bias: x's dtype, or f32 for a bf16/f16 x (mixed precision: f32 parameters
+        // read by a kernel that computes in f32 anyway, as PyTorch's CPU layer_norm allows).
+        const bool mixed = (x.dtype == DType::bf16 || x.dtype == DType::f16) && in[1].dtype == DType::f32;
+        require_same_dtype(op, in[1], in[2]);
         for (int i = 1; i <= 2; ++i) {
-          require_same_dtype(op, x, in[i]);
+          if (!mixed) require_same_dtype(op, x, in[i]);
           GPUML_CHECK_SHAPE(in[i].shape == norm_shape, "layer_norm: {} has shape {}, expected {}",
                             i == 1 ? "weight" : "bias", shape_str(in[i].shape), shape_str(norm_shape));
         }
@@ -435,10 +439,11 @@ TensorType first_output_type(OpId op, std::span<const TensorType> in, const Attr
     case OpKind::Optimizer: return optimizer_type(op, in, a);
     case OpKind::Attention: return attention_output_type(op, in, a);
     case OpKind::Backward: {
-      // Every backward op computes a gradient: floating inputs of one dtype (indices/labels aside).
+      // Every backward op computes a gradient: floating inputs of one dtype (indices/labels aside;
+      // layer_norm_backward's weight may be f32 beside bf16/f16, as layer_norm's: its own case).
       if (op != OpId::embedding_backward && op != OpId::cross_entropy_backward) {
         require_float(op, in[0]);
-        if (in.size() > 1) require_same_dtype(op, in[0], in[1]);
+        if (in.size() > 1 && op != OpId::layer_norm_backward) require_same_dtype(op, in[0], in[1]);
       }
       switch (op) {
         case OpId::conv2d_backward_data: {  // (dy, w) -> dx of attrs.shape

@@ -87,6 +87,31 @@ TEST(Autocast, IntegerAndF64ValuesAreLeftAlone) {
   EXPECT_EQ(sum(a).dtype(), DType::f64);
 }
 
+// A bf16 x keeps its type through layer_norm beside f32 parameters: no cast up and back down, and
+// the parameters' gradients come out f32 from the backward op itself.
+TEST(Autocast, LayerNormTakesBf16XWithF32ParametersWithoutCasts) {
+  Graph g;
+  g.set_autocast(Autocast::bf16);
+  Sym x = g.input("x", {{6, 8}, DType::bf16});
+  Sym w = g.param("w", {{8}, DType::f32}), b = g.param("b", {{8}, DType::f32});
+  Sym y = layer_norm(x, w, b);
+  EXPECT_EQ(y.dtype(), DType::bf16);
+  EXPECT_EQ(count_ops(g, OpId::cast, DType::f32) + count_ops(g, OpId::cast, DType::bf16), 0) << g.to_string();
+  std::vector<Sym> grads = gradients(g, sum(y), {x, w, b});
+  EXPECT_EQ(grads[0].dtype(), DType::bf16);
+  EXPECT_EQ(grads[1].dtype(), DType::f32);
+  EXPECT_EQ(grads[2].dtype(), DType::f32);
+  // An f32 x is left as it is, and autocast off keeps refusing mixed types only where they are not
+  // bf16/f16 beside f32.
+  Graph plain;
+  Sym xf = plain.input("x", {{6, 8}, DType::f32});
+  EXPECT_EQ(layer_norm(xf, plain.param("w", {{8}, DType::f32}), plain.param("b", {{8}, DType::f32})).dtype(),
+            DType::f32);
+  EXPECT_THROW(layer_norm(plain.input("x16", {{6, 8}, DType::f32}), plain.param("w16", {{8}, DType::bf16}),
+                          plain.param("b16", {{8}, DType::bf16})),
+               Error);
+}
+
 // The bf16 gradients approximate the f32 ones: bf16 keeps 8 bits of mantissa, so a few parts in
 // a hundred, summed over the batch. Both graphs run on the same fresh random inputs. The hidden
 // activation is tanh: with relu, a pre-activation that rounds across zero in bf16 switches a

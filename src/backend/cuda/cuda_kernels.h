@@ -92,13 +92,14 @@ void launch_cross_entropy_backward(ElemType t, const void* logits, const void* l
 // layer_norm over the last `d` elements of each of `rows` contiguous rows; w, b (d,). mean and
 // rstd (rows,) are the kept statistics, f32 (f64 for f64 x): the forward writes them, the
 // backward reads them.
-void launch_layer_norm(ElemType t, const void* x, const void* w, const void* b, void* y, void* mean, void* rstd,
-                       int64_t rows, int64_t d, double eps, cudaStream_t stream);
+// wt: w's and b's type, t's or f32 beside a bf16/f16 x (dw, db have it too).
+void launch_layer_norm(ElemType t, ElemType wt, const void* x, const void* w, const void* b, void* y, void* mean,
+                       void* rstd, int64_t rows, int64_t d, double eps, cudaStream_t stream);
 // The backward writes dx and the parameters' gradients dw, db (d,); `parts` is scratch of
 // layer_norm_param_parts(rows, d) doubles.
-void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const void* dy, const void* mean,
-                                const void* rstd, void* dx, void* dw, void* db, double* parts, int64_t rows, int64_t d,
-                                cudaStream_t stream);
+void launch_layer_norm_backward(ElemType t, ElemType wt, const void* x, const void* w, const void* dy,
+                                const void* mean, const void* rstd, void* dx, void* dw, void* db, double* parts,
+                                int64_t rows, int64_t d, cudaStream_t stream);
 int64_t layer_norm_param_parts(int64_t rows, int64_t d);
 // batch_norm over x (N, C, S) contiguous; stats per channel (batch or running).
 void launch_batch_norm(ElemType t, const void* x, const void* w, const void* b, const void* running_mean,

@@ -130,8 +130,9 @@ __device__ void group_stats(const T* x, const Groups& gr, int64_t g, double* scr
 // y = (x - mean) * rsqrt(var + eps) * w + b; stats from the batch or from running_mean/var.
 // kept_mean/kept_rstd (layer_norm's outputs 1 and 2; nullptr for batch_norm): each group's mean
 // and rsqrt(var + eps), in Acc<T> (f32, f64 for f64) for the backward.
-template <typename T>
-__global__ void normalize_kernel(const T* x, const T* w, const T* b, const T* run_mean, const T* run_var, T* y,
+// W: the parameters' type, T's, or f32 beside a bf16/f16 layer_norm x.
+template <typename T, typename W = T>
+__global__ void normalize_kernel(const T* x, const W* w, const W* b, const T* run_mean, const T* run_var, T* y,
                                  Acc<T>* kept_mean, Acc<T>* kept_rstd, Groups gr, int64_t groups, double eps) {
   __shared__ double scratch[kThreads];
   for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
@@ -156,8 +157,8 @@ __global__ void normalize_kernel(const T* x, const T* w, const T* b, const T* ru
 
 // dx = rstd * (gw - mean(gw) - xhat * mean(gw * xhat)), gw = dy * w, batch statistics: those the
 // forward kept (kept_mean/kept_rstd: layer_norm) or recomputed from x (nullptr: batch_norm).
-template <typename T>
-__global__ void normalize_backward_kernel(const T* x, const T* w, const T* dy, const Acc<T>* kept_mean,
+template <typename T, typename W = T>
+__global__ void normalize_backward_kernel(const T* x, const W* w, const T* dy, const Acc<T>* kept_mean,
                                           const Acc<T>* kept_rstd, T* dx, Groups gr, int64_t groups, double eps) {
   __shared__ double scratch[kThreads];
   for (int64_t g = blockIdx.x; g < groups; g += gridDim.x) {
@@ -225,8 +226,8 @@ __global__ void layer_norm_param_parts_kernel(const T* x, const T* dy, const Acc
   }
 }
 
-template <typename T>
-__global__ void layer_norm_param_sum_kernel(const double* parts, int64_t chunks, int64_t d, T* dw, T* db) {
+template <typename W>
+__global__ void layer_norm_param_sum_kernel(const double* parts, int64_t chunks, int64_t d, W* dw, W* db) {
   for (int64_t j = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; j < d;
        j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     double sw = 0.0, sb = 0.0;
@@ -234,8 +235,8 @@ __global__ void layer_norm_param_sum_kernel(const double* parts, int64_t chunks,
       sw += parts[(c * 2) * d + j];
       sb += parts[(c * 2 + 1) * d + j];
     }
-    dw[j] = from_acc<T>(static_cast<Acc<T>>(sw));
-    db[j] = from_acc<T>(static_cast<Acc<T>>(sb));
+    dw[j] = from_acc<W>(static_cast<Acc<W>>(sw));
+    db[j] = from_acc<W>(static_cast<Acc<W>>(sb));
   }
 }
 
@@ -270,30 +271,47 @@ void launch_cross_entropy_backward(ElemType t, const void* logits, const void* l
   check_launch("cross_entropy_backward");
 }
 
-void launch_layer_norm(ElemType t, const void* x, const void* w, const void* b, void* y, void* mean, void* rstd,
-                       int64_t rows, int64_t d, double eps, cudaStream_t stream) {
+namespace {
+// fn.template operator()<T, W>() for layer_norm's x type t and parameter type wt: W = T, or f32
+// beside a bf16/f16 x (type_rules.cpp).
+template <typename Fn>
+void dispatch_norm_types(ElemType t, ElemType wt, Fn&& fn) {
+  if (wt == t) {
+    dispatch_float(t, [&]<typename T>(T) { fn.template operator()<T, T>(); });
+  } else if (wt == ElemType::f32 && t == ElemType::bf16) {
+    fn.template operator()<__nv_bfloat16, float>();
+  } else if (wt == ElemType::f32 && t == ElemType::f16) {
+    fn.template operator()<__half, float>();
+  } else {
+    throw std::runtime_error("layer_norm: parameters must have x's type, or f32 beside a bf16/f16 x");
+  }
+}
+}  // namespace
+
+void launch_layer_norm(ElemType t, ElemType wt, const void* x, const void* w, const void* b, void* y, void* mean,
+                       void* rstd, int64_t rows, int64_t d, double eps, cudaStream_t stream) {
   if (rows * d == 0) return;
   Groups gr;
   gr.d = d;
-  dispatch_float(t, [&]<typename T>(T) {
-    normalize_kernel<T><<<capped_blocks(rows), kThreads, 0, stream>>>(
-        static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(b), nullptr, nullptr,
+  dispatch_norm_types(t, wt, [&]<typename T, typename W>() {
+    normalize_kernel<T, W><<<capped_blocks(rows), kThreads, 0, stream>>>(
+        static_cast<const T*>(x), static_cast<const W*>(w), static_cast<const W*>(b), nullptr, nullptr,
         static_cast<T*>(y), static_cast<Acc<T>*>(mean), static_cast<Acc<T>*>(rstd), gr, rows, eps);
   });
   check_launch("layer_norm");
 }
 
-void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const void* dy, const void* mean,
-                                const void* rstd, void* dx, void* dw, void* db, double* parts, int64_t rows, int64_t d,
-                                cudaStream_t stream) {
+void launch_layer_norm_backward(ElemType t, ElemType wt, const void* x, const void* w, const void* dy,
+                                const void* mean, const void* rstd, void* dx, void* dw, void* db, double* parts,
+                                int64_t rows, int64_t d, cudaStream_t stream) {
   if (d == 0) return;
   Groups gr;
   gr.d = d;
   const int64_t chunks = param_chunks(rows), chunk_rows = chunks == 0 ? 0 : (rows + chunks - 1) / chunks;
-  dispatch_float(t, [&]<typename T>(T) {
+  dispatch_norm_types(t, wt, [&]<typename T, typename W>() {
     if (rows > 0) {
-      normalize_backward_kernel<T><<<capped_blocks(rows), kThreads, 0, stream>>>(
-          static_cast<const T*>(x), static_cast<const T*>(w), static_cast<const T*>(dy),
+      normalize_backward_kernel<T, W><<<capped_blocks(rows), kThreads, 0, stream>>>(
+          static_cast<const T*>(x), static_cast<const W*>(w), static_cast<const T*>(dy),
           static_cast<const Acc<T>*>(mean), static_cast<const Acc<T>*>(rstd), static_cast<T*>(dx), gr, rows, 0.0);
       check_launch("layer_norm_backward");
       const dim3 grid(static_cast<unsigned>((d + kParamColumns - 1) / kParamColumns), static_cast<unsigned>(chunks));
@@ -302,8 +320,8 @@ void launch_layer_norm_backward(ElemType t, const void* x, const void* w, const 
           static_cast<const Acc<T>*>(rstd), parts, rows, d, chunk_rows);
       check_launch("layer_norm_backward (parameter parts)");
     }
-    layer_norm_param_sum_kernel<T><<<blocks_for(d), kThreads, 0, stream>>>(parts, chunks, d, static_cast<T*>(dw),
-                                                                           static_cast<T*>(db));
+    layer_norm_param_sum_kernel<W><<<blocks_for(d), kThreads, 0, stream>>>(parts, chunks, d, static_cast<W*>(dw),
+                                                                           static_cast<W*>(db));
   });
   check_launch("layer_norm_backward (parameter sums)");
 }

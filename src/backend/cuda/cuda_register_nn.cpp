@@ -72,9 +72,9 @@ void layer_norm_kernel(const KernelCall& c) {
   const size_t axis = static_cast<size_t>(normalize_axis(c.attrs.axis, x.ndim(), "layer_norm"));
   const int64_t d = product(x.shape(), axis, x.shape().size()), rows = product(x.shape(), 0, axis);
   launch("layer_norm", [&] {
-    launch_layer_norm(elem_type(x.dtype()), x.raw_data(), c.inputs[1].raw_data(), c.inputs[2].raw_data(),
-                      c.output.raw_data(), c.extra_outputs[0].raw_data(), c.extra_outputs[1].raw_data(), rows, d,
-                      c.attrs.eps, cuda_backend_of(c).stream_of(c));
+    launch_layer_norm(elem_type(x.dtype()), elem_type(c.inputs[1].dtype()), x.raw_data(), c.inputs[1].raw_data(),
+                      c.inputs[2].raw_data(), c.output.raw_data(), c.extra_outputs[0].raw_data(),
+                      c.extra_outputs[1].raw_data(), rows, d, c.attrs.eps, cuda_backend_of(c).stream_of(c));
   });
 }
 
@@ -85,8 +85,9 @@ void layer_norm_backward_kernel(const KernelCall& c) {
   // The parameters' per-chunk column sums, freed in stream order after the kernels.
   Tensor parts = Tensor::empty({layer_norm_param_parts(rows, d)}, DType::f64, c.backend);
   launch("layer_norm_backward", [&] {
-    launch_layer_norm_backward(elem_type(x.dtype()), x.raw_data(), c.inputs[1].raw_data(), c.inputs[2].raw_data(),
-                               c.inputs[3].raw_data(), c.inputs[4].raw_data(), c.output.raw_data(),
+    launch_layer_norm_backward(elem_type(x.dtype()), elem_type(c.inputs[1].dtype()), x.raw_data(),
+                               c.inputs[1].raw_data(), c.inputs[2].raw_data(), c.inputs[3].raw_data(),
+                               c.inputs[4].raw_data(), c.output.raw_data(),
                                c.extra_outputs[0].raw_data(), c.extra_outputs[1].raw_data(),
                                static_cast<double*>(parts.raw_data()), rows, d, cuda_backend_of(c).stream_of(c));
   });
