@@ -75,6 +75,26 @@ void BM_ColumnSum(benchmark::State& state, DType dtype) {
                                                  benchmark::Counter::kIsRate);
 }
 BENCHMARK_CAPTURE(BM_ColumnSum, f32, DType::f32)->Arg(128)->Arg(512)->UseRealTime();
+
+// layer_norm and its backward over cpu-small's (768, 128) rows: x in `x_type`, weight and bias f32
+// (mixed precision when x is bf16).
+void BM_LayerNorm(benchmark::State& state, DType x_type, bool backward) {
+  Backend& cpu = backend_registry().get("cpu");
+  const Tensor x = random_of({768, 128}, x_type, 1), w = random_of({128}, DType::f32, 2);
+  const Tensor b = random_of({128}, DType::f32, 3), dy = random_of({768, 128}, x_type, 4);
+  Attrs attrs;
+  attrs.axis = -1;
+  attrs.eps = 1e-5;
+  const std::vector<Tensor> fwd = run_op_outputs(cpu, OpId::layer_norm, {x, w, b}, attrs);
+  for (auto _ : state) {
+    if (backward) benchmark::DoNotOptimize(run_op_outputs(cpu, OpId::layer_norm_backward, {x, w, dy, fwd[1], fwd[2]}, attrs));
+    else benchmark::DoNotOptimize(run_op_outputs(cpu, OpId::layer_norm, {x, w, b}, attrs));
+  }
+}
+BENCHMARK_CAPTURE(BM_LayerNorm, f32, DType::f32, false)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LayerNorm, bf16, DType::bf16, false)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LayerNorm, backward_f32, DType::f32, true)->UseRealTime();
+BENCHMARK_CAPTURE(BM_LayerNorm, backward_bf16, DType::bf16, true)->UseRealTime();
 BENCHMARK_CAPTURE(BM_ColumnSum, bf16, DType::bf16)->Arg(128)->Arg(512)->UseRealTime();
 
 }  // namespace
