@@ -262,7 +262,13 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   if (m.resumed) m.runner->load(m.resumed->checkpoint.model, m.resumed->checkpoint.optimizer);
   else if (m.initial_weights) m.runner->load(*m.initial_weights, {});
   if (m.data.eval) std::tie(m.eval_x, m.eval_y) = normalised(*m.data.eval, m.data.task);
-  if (m.comm) check_ranks_agree(*m.comm, config_to_json(m.cfg), m.model->to_json(), m.comm_timeout);
+  if (m.comm) {
+    // GPUML_COMM is compared with the flags: ranks that chose different gradient engines would
+    // meet in different collectives (NCCL on one, MPI or Gloo on the other) and wait to the deadline.
+    nlohmann::json run = config_to_json(m.cfg);
+    run["GPUML_COMM"] = parallel.gradient_engine;
+    check_ranks_agree(*m.comm, run, m.model->to_json(), m.comm_timeout);
+  }
   m.open_gradient_communicator(parallel);
   m.runner->set_sync_batch_norm(m.cfg.sync_batchnorm);
   if (m.comm || m.gradient_comm) m.runner->set_communicator(m.comm, m.comm_timeout, m.gradient_comm);
