@@ -14,8 +14,8 @@
 
 namespace gpuml {
 
-// Rank 0's configuration (train/resume.h's config_to_json) and model JSON go to every rank, which
-// compares them with its own. Fields that may differ per machine (device, data memory limit) are
+// Rank 0's configuration (train/resume.h's config_to_json, to which the Trainer adds GPUML_COMM's
+// request) and model JSON go to every rank, which compares them with its own. Fields that may differ per machine (device, data memory limit) are
 // not compared. Every rank learns every rank's first difference, so all stop together, each
 // throwing an Error that names them ("rank 1 has batch_size 32, rank 0 has 64").
 void check_ranks_agree(Communicator& comm, const nlohmann::json& config, const nlohmann::json& model,

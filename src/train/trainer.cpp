@@ -147,6 +147,7 @@ struct Trainer::Impl {
   }
   bool run_epoch(TrainState& st, TrainResult& result);
   void evaluate_at_step(TrainState& st);
+  TaskSums evaluate_over_ranks(const Tensor& x, const Tensor& y, int64_t batch_rows);
   TaskSums evaluate_held_out(int64_t rows, int64_t batch_rows);
   void end_epoch(TrainState& st, TrainResult& result);
   void finish(TrainState& st, TrainResult& result);
@@ -262,7 +263,13 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
   if (m.resumed) m.runner->load(m.resumed->checkpoint.model, m.resumed->checkpoint.optimizer);
   else if (m.initial_weights) m.runner->load(*m.initial_weights, {});
   if (m.data.eval) std::tie(m.eval_x, m.eval_y) = normalised(*m.data.eval, m.data.task);
-  if (m.comm) check_ranks_agree(*m.comm, config_to_json(m.cfg), m.model->to_json(), m.comm_timeout);
+  if (m.comm) {
+    // GPUML_COMM is compared with the flags: ranks that chose different gradient engines would
+    // meet in different collectives (NCCL on one, MPI or Gloo on the other) and wait to the deadline.
+    nlohmann::json run = config_to_json(m.cfg);
+    run["GPUML_COMM"] = parallel.gradient_engine;
+    check_ranks_agree(*m.comm, run, m.model->to_json(), m.comm_timeout);
+  }
   m.open_gradient_communicator(parallel);
   m.runner->set_sync_batch_norm(m.cfg.sync_batchnorm);
   if (m.comm || m.gradient_comm) m.runner->set_communicator(m.comm, m.comm_timeout, m.gradient_comm);
@@ -300,7 +307,7 @@ size_t Trainer::planned_peak_bytes() {
 TaskSums Trainer::evaluate(const data::InMemoryDataset& d) {
   ThreadScope threads(impl_->cfg.threads);
   auto [x, y] = normalised(impl_->data.task.prepare(d, *impl_->model, "the evaluation arrays"), impl_->data.task);
-  return impl_->runner->evaluate(x, y, impl_->data.task.eval_batch_rows(impl_->cfg.batch_size));
+  return impl_->evaluate_over_ranks(x, y, impl_->data.task.eval_batch_rows(impl_->cfg.batch_size));
 }
 
 const Task& Trainer::task() const { return impl_->data.task; }
@@ -417,16 +424,22 @@ bool Trainer::Impl::run_epoch(TrainState& st, TrainResult& result) {
   return true;
 }
 
-// The held-out data's first `rows`. With several ranks each evaluates its part of them (BatchPart's
-// rule) and the sums are added over the ranks: every rank gets the figures of one process.
-TaskSums Trainer::Impl::evaluate_held_out(int64_t rows, int64_t batch_rows) {
-  if (!comm) return runner->evaluate(eval_x.slice(0, 0, rows), eval_y.slice(0, 0, rows), batch_rows);
-  const data::BatchPart::Rows mine = data::BatchPart{rank, world_size}.rows_of(rows);
+// The task's sums over all rows of x and y (normalised). With several ranks each evaluates its part
+// of them (BatchPart's rule) and the sums are added over the ranks in float64: every rank gets the
+// figures of one process. The held-out evaluation (each epoch, --eval-every) and Trainer::evaluate.
+TaskSums Trainer::Impl::evaluate_over_ranks(const Tensor& x, const Tensor& y, int64_t batch_rows) {
+  if (!comm) return runner->evaluate(x, y, batch_rows);
+  const data::BatchPart::Rows mine = data::BatchPart{rank, world_size}.rows_of(x.dim(0));
   const int64_t end = mine.first + mine.count;
   const TaskSums local =
-      mine.count > 0 ? runner->evaluate(eval_x.slice(0, mine.first, end), eval_y.slice(0, mine.first, end), batch_rows)
+      mine.count > 0 ? runner->evaluate(x.slice(0, mine.first, end), y.slice(0, mine.first, end), batch_rows)
                      : TaskSums{};
   return sum_over_ranks(*comm, local, comm_timeout);
+}
+
+// The held-out data's first `rows`.
+TaskSums Trainer::Impl::evaluate_held_out(int64_t rows, int64_t batch_rows) {
+  return evaluate_over_ranks(eval_x.slice(0, 0, rows), eval_y.slice(0, 0, rows), batch_rows);
 }
 
 // --eval-every: the held-out data's first eval_iters global batches (all of it for 0), the same rows each time.

@@ -103,6 +103,9 @@ class Trainer {
   // The task's sums (loss, metric: task().mean_loss, task().metric) on a dataset, its features
   // scaled by the one input rule for their own dtype (Task::input_normalization: uint8 images to
   // [0, 1], other dtypes as given); its labels are checked and made the task's targets first.
+  // With a communicator of several ranks it is a collective, as the evaluation inside fit() is:
+  // every rank calls it with the same data, evaluates its part of the rows, and gets the sums over
+  // all of them (added in float64), one process's figures.
   TaskSums evaluate(const data::InMemoryDataset& data);
   // What the task predicts (class probabilities (N, C), ...) for features (N, ...), scaled by the
   // same rule (whatever dtype the training data had).

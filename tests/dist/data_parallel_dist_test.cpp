@@ -2,8 +2,8 @@
 // 1 process x batch 128, also with a gradient bucket per parameter (mlp, cnn), and with
 // --sync-batchnorm beside several buckets (weights and running statistics); a stalled or killed
 // rank ends the job within the deadline with a message naming the rank (also when the stalled
-// peer is met inside one of many buckets); ranks started with different flags are refused naming
-// the flag.
+// peer is met inside one of many buckets); ranks started with different flags, or a different
+// GPUML_COMM, are refused naming it.
 //
 // Tolerance of the equivalence: 1e-5 absolute on every weight after 20 Adam steps (lr 1e-3).
 // The two runs add the same float terms in another order (each rank sums 64 rows' gradients and
@@ -127,6 +127,19 @@ TEST(DataParallel, RanksStartedWithDifferentFlagsAreRefusedNamingTheFlag) {
                                  train_args(dir.path() / "run", 32)));
   EXPECT_NE(r.exit_code, 0);
   EXPECT_NE(r.output.find("rank 1 has batch_size 32, rank 0 has 64"), std::string::npos) << r.output;
+}
+
+// GPUML_COMM (the gradient engine) is compared with the flags: rank 1 asks for host memory, rank 0
+// for the default. On a GPU the two would pick different engines (NCCL and MPI) and meet in
+// different collectives; on the host both choices train alike, so only the check refuses them.
+TEST(DataParallel, RanksStartedWithDifferentGpumlCommAreRefusedNamingIt) {
+  REQUIRE_READY(mpi_ready);
+  TempDir dir;
+  auto r = run_shell(fmt::format("timeout 120 {} -np 1 env -u GPUML_COMM {} {} : -np 1 env GPUML_COMM=host {} {}",
+                                 kMpirun, q(GPUML_CLI_PATH), train_args(dir.path() / "run", 64), q(GPUML_CLI_PATH),
+                                 train_args(dir.path() / "run", 64)));
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.output.find("rank 1 has GPUML_COMM \"host\", rank 0 has \"auto\""), std::string::npos) << r.output;
 }
 
 // Starts a long 2-rank run, sends `signal` to rank 1 once it trains, and returns the output and

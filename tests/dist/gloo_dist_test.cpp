@@ -1,10 +1,11 @@
 // Data parallelism over Gloo (label `dist`): two gpuml processes started with the torchrun
-// variables by tests/dist/torchrun_ranks.sh (no torchrun needed). 2 ranks x batch 64 end with the
-// weights of 1 process x batch 128, for the mlp and cnn presets (also with a bucket per
-// parameter), and with --sync-batchnorm beside several buckets, on one machine and across two
-// network namespaces joined by a veth pair; a stalled or killed rank makes the other exit within
-// --dist-timeout naming the rank and the collective; ranks started with different flags are
-// refused naming the flag; a rank whose rank 0 never comes gives up at the deadline.
+// variables by tests/dist/torchrun_ranks.sh (no torchrun needed), and once by torchrun itself
+// (where PyTorch is). 2 ranks x batch 64 end with the weights of 1 process x batch 128, for the
+// mlp and cnn presets (also with a bucket per parameter), and with --sync-batchnorm beside
+// several buckets, on one machine and across two network namespaces joined by a veth pair; a
+// stalled or killed rank makes the other exit within --dist-timeout naming the rank and the
+// collective; ranks started with different flags are refused naming the flag; a rank whose rank
+// 0 never comes gives up at the deadline.
 //
 // Tolerance of the equivalence: 1e-5 absolute on every weight after 20 Adam steps (lr 1e-3), the
 // MPI test's (data_parallel_dist_test.cpp says why: the same float terms added in another order,
@@ -14,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <functional>
 #include <regex>
 #include <utility>
 
@@ -66,24 +68,44 @@ int rank_exit_code(const std::string& output, int rank) {
   return std::stoi(m[1]);
 }
 
-// 1 process x batch 128, then 2 ranks x batch 64 (with `options` for the launcher script and
-// `rank_flags` for gpuml on each rank); `output` gets the ranks' output.
-void expect_two_ranks_train_as_one(const std::string& model, const std::string& options,
-                                   const std::string& rank_flags = "", std::string* output = nullptr) {
+// How a launcher ran gpuml's ranks: its output, and 0 when every rank exited 0 (77: skipped).
+using Launcher = std::function<testing::CommandResult(const std::string& gpuml_args)>;
+
+// torchrun_ranks.sh with `options`: the script's status when it failed (77: it skipped), else 1
+// when a rank did not exit 0 (the script exits 0 whatever the ranks did; its output says how
+// each ended).
+Launcher torchrun_ranks(const std::string& options) {
+  return [options](const std::string& args) {
+    testing::CommandResult r = two_ranks(options, args);
+    if (r.exit_code == 0 && !(rank_exited(r.output, 0, 0) && rank_exited(r.output, 1, 0))) r.exit_code = 1;
+    return r;
+  };
+}
+
+// 1 process x batch 128, then 2 ranks x batch 64 started by `launch` (with `rank_flags` for gpuml
+// on each rank); `output` gets the ranks' output.
+void expect_launched_ranks_train_as_one(const std::string& model, const Launcher& launch,
+                                        const std::string& rank_flags = "", std::string* output = nullptr) {
   TempDir dir;
   const fs::path one = dir.path() / "one", two = dir.path() / "two";
   auto r = testing::run_gpuml(train_args(model, one, 128));
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  r = two_ranks(options, train_args(model, two, 64) + rank_flags);
+  r = launch(train_args(model, two, 64) + rank_flags);
   if (output != nullptr) *output = r.output;
   if (r.exit_code == 77) GTEST_SKIP() << r.output;
   ASSERT_EQ(r.exit_code, 0) << r.output;
-  ASSERT_TRUE(rank_exited(r.output, 0, 0) && rank_exited(r.output, 1, 0)) << r.output;
-  // Rank 0 alone reports and writes.
+  // Rank 0 alone reports and writes, over Gloo.
   EXPECT_EQ(r.output.find("done:"), r.output.rfind("done:")) << r.output;
+  EXPECT_NE(r.output.find("all-reduce (rank 0 of 2, gloo)"), std::string::npos) << r.output;
   const double difference = max_difference(one / "model.safetensors", two / "model.safetensors");
   EXPECT_LT(difference, 1e-5) << r.output;
   ::testing::Test::RecordProperty("max_weight_difference", fmt::format("{:.3g}", difference));
+}
+
+// The same with torchrun_ranks.sh and its `options`.
+void expect_two_ranks_train_as_one(const std::string& model, const std::string& options,
+                                   const std::string& rank_flags = "", std::string* output = nullptr) {
+  expect_launched_ranks_train_as_one(model, torchrun_ranks(options), rank_flags, output);
 }
 
 TEST(GlooDataParallel, TwoRanksOfBatch64TrainAsOneProcessOfBatch128Mlp) {
@@ -140,6 +162,28 @@ TEST(GlooDataParallel, SyncBatchNormTwoRanksOfBatch64TrainAsOneProcessOfBatch128
 TEST(GlooDataParallel, TwoRanksInTwoNetworkNamespacesTrainAsOneProcess) {
   REQUIRE_READY(gloo_ready);
   expect_two_ranks_train_as_one("mlp", "--netns");
+}
+
+// torchrun itself (PyTorch's, `python3 -m torch.distributed.run`; CI's Python or Debian's, as the
+// interop checks pick it: tests/tools/python.sh) starts the two ranks: its agent sets the
+// variables and holds MASTER_PORT (--standalone: a free port of its choosing), gpuml's rendezvous
+// listens on MASTER_PORT + 1. Debian 12's torch 1.13 on Python 3.11 fails in its own argument
+// handling with the default --redirects and --tee (0, a flag value that Python 3.11's IntFlag
+// does not iterate), hence "1" (stdout to a log file, and tee'd to the console). Skipped where
+// torch is not importable.
+TEST(GlooDataParallel, TorchrunItselfStartsTwoRanksThatTrainAsOneProcess) {
+  REQUIRE_READY(gloo_ready);
+  const std::string python = "/bin/sh " + q(GPUML_TEST_SOURCE_DIR "/tools/python.sh");
+  const testing::CommandResult probe = run_shell(python + " -c 'import torch.distributed.run'");
+  if (probe.exit_code != 0)
+    GTEST_SKIP() << "PyTorch's torchrun is not here (" << python << " -c 'import torch.distributed.run' failed: "
+                 << probe.output << "); Debian: python3-torch";
+  TempDir logs;
+  expect_launched_ranks_train_as_one("mlp", [&](const std::string& args) {
+    return run_shell(fmt::format("timeout 120 {} -m torch.distributed.run --standalone --nproc_per_node 2 "
+                                 "--monitor_interval 0.1 --redirects 1 --tee 1 --log_dir {} --no_python {} {}",
+                                 python, q(logs.path() / "torchrun"), q(GPUML_CLI_PATH), args));
+  });
 }
 
 TEST(GlooDataParallel, RanksStartedWithDifferentFlagsAreRefusedNamingTheFlag) {

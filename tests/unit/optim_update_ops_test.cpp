@@ -4,6 +4,11 @@
 // errors, and one AdamW step worked by hand for a 1-d and a 2-d parameter.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+
 #include "backend/dispatch.h"
 #include "optim_test_util.h"
 
@@ -191,6 +196,65 @@ TEST(OptimUpdateOps, AdamRejectsAZeroBiasCorrectionOnEveryBackend) {
   for (const char* name : {"cpu", "ref"})
     expect_error([&] { run_op(backend_registry().get(name), OpId::adam_update, {state, grad, hyper, decay}); },
                  ErrorKind::Invalid, {"adam_update", "1-beta1^t", "counts from 1"});
+}
+
+// The cpu passes flush denormal state to zero (cpu_optim.cpp's FlushDenormals: a denormal lane
+// made the pass 16x slower): a first moment of 1e-39 whose gradient is 0 becomes 0 on cpu, where
+// ref (the spec) keeps 0.9e-39; the other elements and every parameter match ref; and the float
+// mode of the calling thread is what it was before (x86: MXCSR), so no later kernel flushes.
+TEST(OptimUpdateOps, CpuFlushesDenormalStateToZeroAndRestoresTheFloatMode) {
+  constexpr int64_t n = 64;
+  const float denormal = 1e-39f;
+  ASSERT_TRUE(std::fpclassify(denormal) == FP_SUBNORMAL);
+  std::vector<double> state(3 * n, 0.0), grad(n, 0.0), momentum_state(2 * n, 0.0);
+  for (int64_t i = 0; i < n; ++i) {
+    state[i] = momentum_state[i] = 0.01 * static_cast<double>(i + 1);  // params
+    state[2 * n + i] = 1e-4;                                            // v
+    if (i % 2 == 0) {
+      state[n + i] = momentum_state[n + i] = denormal;  // m (or the momentum buffer), gradient 0
+    } else {
+      grad[i] = 0.5;
+      state[n + i] = momentum_state[n + i] = 0.25;
+    }
+  }
+  const Tensor decay = Tensor::from_values({n}, std::vector<double>(n, 1.0), DType::f32);
+  const Tensor g = Tensor::from_values({n}, grad, DType::f32);
+  Attrs adam, sgd;
+  adam.eps = 1e-8;
+  sgd.momentum = 0.9;
+  struct Case {
+    OpId op;
+    Attrs attrs;
+    Tensor state, hyper;
+  };
+  const Case cases[] = {
+      {OpId::adam_update, adam, Tensor::from_values({3, n}, state, DType::f32),
+       Tensor::from_values({3}, {1e-3, 1 - std::pow(0.9, 5), 1 - std::pow(0.999, 5)}, DType::f32)},
+      {OpId::sgd_update, sgd, Tensor::from_values({2, n}, momentum_state, DType::f32),
+       Tensor::from_values({3}, {0.1, 0, 0}, DType::f32)},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(op_name(c.op));
+#if defined(__x86_64__) || defined(__i386__)
+    const unsigned mode_before = _mm_getcsr();
+#endif
+    const std::vector<double> cpu =
+        run_op(backend_registry().get("cpu"), c.op, {c.state, g, c.hyper, decay}, c.attrs).to_doubles();
+#if defined(__x86_64__) || defined(__i386__)
+    EXPECT_EQ(_mm_getcsr() & 0x8040u, mode_before & 0x8040u) << "the cpu pass left FTZ/DAZ set on this thread";
+#endif
+    const std::vector<double> ref =
+        run_op(backend_registry().get("ref"), c.op, {c.state, g, c.hyper, decay}, c.attrs).to_doubles();
+    for (int64_t i = 0; i < n; ++i) {
+      EXPECT_NEAR(cpu[i], ref[i], 1e-6 * std::abs(ref[i])) << "param " << i;
+      if (i % 2 == 0) {
+        EXPECT_EQ(cpu[n + i], 0.0) << "moment " << i << " (denormal) not flushed";
+        EXPECT_TRUE(std::fpclassify(static_cast<float>(ref[n + i])) == FP_SUBNORMAL) << "ref's moment " << i;
+      } else {
+        EXPECT_NEAR(cpu[n + i], ref[n + i], 1e-6 * std::abs(ref[n + i])) << "moment " << i;
+      }
+    }
+  }
 }
 
 }  // namespace
