@@ -62,5 +62,10 @@ bool has_avx512();
   _Pragma("GCC push_options") \
       _Pragma("GCC target(\"avx512f,avx512dq,avx512bw,avx512vl,avx2,fma,prefer-vector-width=512\")")
 #define GPUML_END_TARGET _Pragma("GCC pop_options")
+// fn(args) from the widest of the three copies (namespaces portable, avx2, avx512) this CPU runs.
+#define GPUML_ISA_CALL(fn, ...)                                  \
+  (::gpuml::cpu::has_avx512()     ? avx512::fn(__VA_ARGS__)      \
+   : ::gpuml::cpu::has_avx2_fma() ? avx2::fn(__VA_ARGS__)        \
+                                  : portable::fn(__VA_ARGS__))
 
 }  // namespace gpuml::cpu

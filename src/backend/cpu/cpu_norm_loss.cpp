@@ -225,11 +225,6 @@ GPUML_NORM_ROWS_ALL
 GPUML_END_TARGET
 #undef GPUML_NORM_ROWS_ALL
 #undef GPUML_NORM_ROWS
-// fn(args) from the widest copy this CPU runs.
-#define GPUML_NORM_CALL(fn, ...)                  \
-  (has_avx512()     ? avx512::fn(__VA_ARGS__)     \
-   : has_avx2_fma() ? avx2::fn(__VA_ARGS__)       \
-                    : portable::fn(__VA_ARGS__))
 
 // fn.template operator()<T, W>() for layer_norm's x type T and parameter type W: every float T with
 // W = T, and bf16/f16 with W = f32 (type_rules.cpp).
@@ -259,7 +254,7 @@ void layer_norm_kernel(const KernelCall& call) {
     C *pmean = ptr<C>(call.extra_outputs[0]), *prstd = ptr<C>(call.extra_outputs[1]);
     parallel_for(rows, rows * d * 4, [&](int64_t begin, int64_t end) {
       std::vector<C> buf(static_cast<size_t>(d));
-      GPUML_NORM_CALL(norm_rows, px, pw, pb, py, pmean, prstd, d, eps, begin, end, buf.data());
+      GPUML_ISA_CALL(norm_rows, px, pw, pb, py, pmean, prstd, d, eps, begin, end, buf.data());
     });
   });
 }
@@ -285,7 +280,7 @@ void layer_norm_backward_kernel(const KernelCall& call) {
       for (int64_t b = begin; b < end; ++b) {
         const int64_t r0 = b * kBlockRows, r1 = std::min(rows, r0 + kBlockRows);
         C* part = parts.data() + b * 2 * d;
-        GPUML_NORM_CALL(norm_backward_rows, px, pw, pdy, pmean, prstd, pdx, d, r0, r1, part, part + d, buf.data());
+        GPUML_ISA_CALL(norm_backward_rows, px, pw, pdy, pmean, prstd, pdx, d, r0, r1, part, part + d, buf.data());
       }
     });
     parallel_for(d, blocks * d * 2, [&](int64_t begin, int64_t end) {  // no rows: zeros
