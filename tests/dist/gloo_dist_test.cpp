@@ -19,6 +19,8 @@
 #include <regex>
 #include <utility>
 
+#include <unistd.h>
+
 #include "e2e_support.h"
 #include "dist_support.h"
 
@@ -166,8 +168,9 @@ TEST(GlooDataParallel, TwoRanksInTwoNetworkNamespacesTrainAsOneProcess) {
 
 // torchrun itself (PyTorch's, `python3 -m torch.distributed.run`; CI's Python or Debian's, as the
 // interop checks pick it: tests/tools/python.sh) starts the two ranks: its agent sets the
-// variables and holds MASTER_PORT (--standalone: a free port of its choosing), gpuml's rendezvous
-// listens on MASTER_PORT + 1. Debian 12's torch 1.13 on Python 3.11 fails in its own argument
+// variables and holds MASTER_PORT (static rendezvous at 127.0.0.1 on a port from the PID, as
+// tests/dist/torchrun_ranks.sh picks one: --standalone would ask for "localhost", which CI's
+// minimal root does not resolve), gpuml's rendezvous listens on MASTER_PORT + 1. Debian 12's torch 1.13 on Python 3.11 fails in its own argument
 // handling with the default --redirects and --tee (0, a flag value that Python 3.11's IntFlag
 // does not iterate), hence "1" (stdout to a log file, and tee'd to the console). Skipped where
 // torch is not importable.
@@ -180,9 +183,11 @@ TEST(GlooDataParallel, TorchrunItselfStartsTwoRanksThatTrainAsOneProcess) {
                  << probe.output << "); Debian: python3-torch";
   TempDir logs;
   expect_launched_ranks_train_as_one("mlp", [&](const std::string& args) {
-    return run_shell(fmt::format("timeout 120 {} -m torch.distributed.run --standalone --nproc_per_node 2 "
+    const int port = 30000 + static_cast<int>(getpid() % 15000) * 2;
+    return run_shell(fmt::format("timeout 120 {} -m torch.distributed.run --nnodes 1 --node_rank 0 "
+                                 "--master_addr 127.0.0.1 --master_port {} --nproc_per_node 2 "
                                  "--monitor_interval 0.1 --redirects 1 --tee 1 --log_dir {} --no_python {} {}",
-                                 python, q(logs.path() / "torchrun"), q(GPUML_CLI_PATH), args));
+                                 python, port, q(logs.path() / "torchrun"), q(GPUML_CLI_PATH), args));
   });
 }
 
