@@ -57,6 +57,30 @@ Acc ordered_sum(int64_t n, int64_t work, Partial&& partial) {
   return total;
 }
 
+// step(...step(init, f(0))..., f(n - 1)) for an associative step (a sum, a maximum), in 16 lanes,
+// lane k taking the i with i % 16 == k, then folded pairwise: independent chains in vector
+// registers, in a fixed order. A plain loop is one step after another at their latency, and
+// GCC's omp simd reductions kept their lanes on the stack (a store and reload per vector).
+// Always inlined, so the kernels' AVX2 and AVX-512 copies get it in their width.
+inline constexpr int64_t kFoldLanes = 16;
+template <typename S, typename F, typename Step>
+[[gnu::always_inline]] inline S lane_fold(int64_t n, S init, F f, Step step) {
+  S lanes[kFoldLanes];
+  for (int64_t k = 0; k < kFoldLanes; ++k) lanes[k] = init;
+  int64_t i = 0;
+  for (; i + kFoldLanes <= n; i += kFoldLanes)
+    for (int64_t k = 0; k < kFoldLanes; ++k) lanes[k] = step(lanes[k], f(i + k));
+  for (; i < n; ++i) lanes[i % kFoldLanes] = step(lanes[i % kFoldLanes], f(i));
+  for (int64_t w = kFoldLanes / 2; w >= 1; w /= 2)
+    for (int64_t k = 0; k < w; ++k) lanes[k] = step(lanes[k], lanes[k + w]);
+  return lanes[0];
+}
+// The sum of f(i) for i < n in S, by lane_fold.
+template <typename S, typename F>
+[[gnu::always_inline]] inline S lane_sum(int64_t n, F f) {
+  return lane_fold<S>(n, S(0), f, [](S a, S b) { return a + b; });
+}
+
 // bf16/f16 are stored narrow and computed in float; every other type computes as itself.
 template <typename T>
 using Compute = std::conditional_t<std::is_same_v<T, bf16> || std::is_same_v<T, f16>, float, T>;

@@ -131,25 +131,9 @@ template <typename T, typename C>
   }
 }
 
-// The sum of f(x[i]) for i < n in 16 lanes (independent chains in two or more vector registers),
-// folded pairwise: GCC's omp simd reductions kept their lanes on the stack and a row's sum was a
-// chain of dependent adds. S: the sum's type.
-constexpr int64_t kSumLanes = 16;
-template <typename S, typename F>
-[[gnu::always_inline]] inline S lane_sum(int64_t n, F f) {
-  S lanes[kSumLanes] = {};
-  int64_t i = 0;
-  for (; i + kSumLanes <= n; i += kSumLanes)
-    for (int64_t k = 0; k < kSumLanes; ++k) lanes[k] += f(i + k);
-  for (; i < n; ++i) lanes[i % kSumLanes] += f(i);
-  for (int64_t w = kSumLanes / 2; w >= 1; w /= 2)
-    for (int64_t k = 0; k < w; ++k) lanes[k] += lanes[k + w];
-  return lanes[0];
-}
-
-// layer_norm over rows [r0, r1): each row's mean and rstd (sums in double, as ref), kept in C, then
-// y = (x - mean) * rstd * w + b. Inlined into baseline, AVX2 + FMA and AVX-512 functions below (4
-// or 8 doubles an instruction, not 2). W, the parameters' type: T, or f32 beside a bf16/f16 x.
+// layer_norm over rows [r0, r1): each row's mean and rstd (sums in double, as ref, by lane_sum),
+// kept in C, then y = (x - mean) * rstd * w + b. Inlined into baseline, AVX2 + FMA and AVX-512
+// functions below (4 or 8 doubles an instruction, not 2). W, the parameters' type: T, or f32 beside a bf16/f16 x.
 // buf: d values of scratch.
 template <typename T, typename W, typename C>
 [[gnu::always_inline]] inline void norm_rows(const T* x, const W* w, const W* b, T* y, C* mean, C* rstd, int64_t d,
