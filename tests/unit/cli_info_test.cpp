@@ -3,6 +3,7 @@
 #include <sys/wait.h>
 
 #include <array>
+#include <cstdlib>
 #include <cstdio>
 #include <string>
 
@@ -123,6 +124,21 @@ TEST(CliBinary, InfoExitsZeroAndPrintsTheReport) {
   EXPECT_NE(r.output.find("backends"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("ref"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("cpu"), std::string::npos) << r.output;
+}
+
+// GPUML_CPU_ISA caps the copy of the cpu loops a run uses (the info line names it); a value it
+// does not take is refused naming the values, with a non-zero exit.
+TEST(CliBinary, GpumlCpuIsaCapsTheLoopsAndRefusesOtherValues) {
+  setenv("GPUML_CPU_ISA", "baseline", 1);
+  CommandResult capped = run_gpuml("info");
+  setenv("GPUML_CPU_ISA", "avx1024", 1);
+  CommandResult bad = run_gpuml("info");
+  unsetenv("GPUML_CPU_ISA");
+  EXPECT_EQ(capped.exit_code, 0) << capped.output;
+  EXPECT_NE(capped.output.find("own loops baseline"), std::string::npos) << capped.output;
+  EXPECT_NE(bad.exit_code, 0) << bad.output;
+  EXPECT_NE(bad.output.find("GPUML_CPU_ISA='avx1024': expected baseline, avx2 or avx512"), std::string::npos)
+      << bad.output;
 }
 
 TEST(CliBinary, UnknownCommandFailsWithAClearMessage) {
