@@ -21,10 +21,13 @@ constexpr double kClipNormEpsilon = 1e-6;
 
 // Global-norm clipping's factor min(1, max_norm / (norm + eps)), shape (1,). The update op
 // multiplies the gradient by it (hyper[3]), so the gradient is not scaled in a pass of its own.
-Sym clip_factor(Sym grad, double max_norm) {  // grad (P,)
-  Sym norm = sqrt(sum(mul(grad, grad)));      // ()
-  Sym scale = minimum(scalar_like(norm, 1.0), div(scalar_like(norm, max_norm), add_scalar(norm, kClipNormEpsilon)));
-  return reshape(scale, {1});
+// With `grad_scale` (1,), the gradient is grad_scale x grad: its norm is grad_scale x grad's, and
+// the factor returned includes grad_scale.
+Sym clip_factor(Sym grad, double max_norm, std::optional<Sym> grad_scale) {  // grad (P,)
+  Sym norm = reshape(sqrt(sum(mul(grad, grad))), {1});
+  if (grad_scale) norm = mul(norm, *grad_scale);
+  Sym factor = minimum(scalar_like(norm, 1.0), div(scalar_like(norm, max_norm), add_scalar(norm, kClipNormEpsilon)));
+  return grad_scale ? mul(factor, *grad_scale) : factor;
 }
 
 }  // namespace
@@ -94,9 +97,10 @@ int64_t state_rows(const OptimizerConfig& c) {
   return 3;
 }
 
-Sym emit_update(const OptimizerConfig& c, Sym state, Sym flat_grad, Sym hyper, Sym decay) {
+Sym emit_update(const OptimizerConfig& c, Sym state, Sym flat_grad, Sym hyper, Sym decay, std::optional<Sym> grad_scale) {
   validate(c);
-  if (c.clip_grad_norm > 0.0) hyper = concat({hyper, clip_factor(flat_grad, c.clip_grad_norm)}, 0);
+  if (c.clip_grad_norm > 0.0) hyper = concat({hyper, clip_factor(flat_grad, c.clip_grad_norm, grad_scale)}, 0);
+  else if (grad_scale) hyper = concat({hyper, *grad_scale}, 0);
   Attrs a;
   a.weight_decay = weight_decay_of(c);
   if (c.kind == "sgd") {

@@ -85,8 +85,11 @@ int64_t state_rows(const OptimizerConfig& config);
 // Appends the update to state's graph: optional clipping of flat_grad by its global L2 norm,
 // exactly as torch.nn.utils.clip_grad_norm_ (scale = min(1, max_norm / (norm + 1e-6))), then one
 // sgd_update / adam_update node. state (S, P), flat_grad (P,), hyper (3,), decay (P,) (each
-// column's weight-decay multiplier, decay_mask()) -> new state (S, P).
-Sym emit_update(const OptimizerConfig& config, Sym state, Sym flat_grad, Sym hyper, Sym decay);
+// column's weight-decay multiplier, decay_mask()) -> new state (S, P). `grad_scale` (1,), when
+// given, multiplies flat_grad inside the update (and before clipping's norm), with no pass of its
+// own: data parallelism's sum over the ranks times 1 / (their total weight).
+Sym emit_update(const OptimizerConfig& config, Sym state, Sym flat_grad, Sym hyper, Sym decay,
+                std::optional<Sym> grad_scale = std::nullopt);
 
 // The "hyper" feed for optimizer step `step` (1-based, as torch counts): [lr, 1-beta1^step,
 // 1-beta2^step] (the bias corrections are 1 for sgd, which ignores them). A host (3,) tensor.

@@ -134,10 +134,8 @@ void GradientBuckets::abandon() noexcept {
   reduced_ = buckets_.size();
 }
 
-// Takes the launched buckets in order; all-reduces each (sum), then divides its gradient by the
-// summed weight, which bucket 0 (always the first) brought.
+// Takes the launched buckets in order and all-reduces each (sum).
 void GradientBuckets::communicate() {
-  float inverse_weight = 0.0f;
   for (;;) {
     size_t bucket = 0;
     {
@@ -161,14 +159,6 @@ void GradientBuckets::communicate() {
       error = std::current_exception();
     }
     const Clock::time_point end = Clock::now();
-    if (!error) {
-      if (bucket == 0) {
-        const float weight = host_[static_cast<size_t>(param_count_) + 1];
-        inverse_weight = weight > 0 ? 1.0f / weight : 0.0f;  // finish() reports a weight of 0
-      }
-      const size_t gradient_end = static_cast<size_t>(std::min(range.end, param_count_));
-      for (size_t i = static_cast<size_t>(range.begin); i < gradient_end; ++i) host_[i] *= inverse_weight;
-    }
     {
       std::lock_guard<std::mutex> lock(mutex_);
       busy_ = false;

@@ -12,7 +12,8 @@
 //   ... parameter 0 likewise, and this rank's loss sums:
 //   buckets.scalars_ready({loss * weight, weight, score, rows});
 //   buckets.backward_done();
-//   ReducedStep r = buckets.finish(step);   // waits; gradient() is now the global mean
+//   ReducedStep r = buckets.finish(step);   // waits; gradient() is now the sum over the ranks
+//   ... the update divides it by r.weight (optim::emit_update's grad_scale: no pass of its own)
 //
 // Every rank must cut the same buckets and launch them in the same order, or the collectives
 // would pair the wrong data: buckets depend only on the parameter layout and bucket_bytes (which
@@ -80,7 +81,8 @@ class GradientBuckets {
   GradientBuckets& operator=(const GradientBuckets&) = delete;
 
   // (P,) host memory where each parameter's gradient goes, weighted by this rank's share (the sum
-  // over its rows, not the mean); after finish(), the mean over every rank's rows. Gaps are zero.
+  // over its rows, not the mean); after finish(), the sum over every rank's rows, which divided by
+  // ReducedStep::weight is the global batch's mean. Gaps are zero.
   std::span<float> gradient() { return {host_.data(), static_cast<size_t>(param_count_)}; }
   // Resets what arrived. The previous step must have finished. `hold`: launch nothing before
   // backward_done(), then every bucket in the fixed order (no overlap). For a backward that uses
@@ -94,8 +96,8 @@ class GradientBuckets {
   void scalars_ready(const std::array<float, 4>& scalars);
   // Marks the end of backward, for the overlap measurement; launches the held buckets (begin_step).
   void backward_done();
-  // Waits for every bucket; rethrows a collective's Error. gradient() is then the global mean
-  // (divided by the summed weight). `step` is for messages.
+  // Waits for every bucket; rethrows a collective's Error. gradient() is then the global sum.
+  // `step` is for messages.
   ReducedStep finish(int64_t step);
   // Drops buckets not yet launched (the step failed on this rank) and waits for the one in flight.
   void abandon() noexcept;

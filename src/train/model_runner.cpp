@@ -171,7 +171,7 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
   return c;
 }
 
-// The optimizer update alone, for data parallelism: (state, averaged gradient) -> new state.
+// The optimizer update alone, for data parallelism: (state, summed gradient, 1 / total weight) -> new state.
 std::unique_ptr<ModelRunner::Compiled> ModelRunner::build_update() {
   auto c = std::make_unique<Compiled>();
   c->graph = std::make_unique<Graph>();
@@ -180,9 +180,11 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build_update() {
   Sym grad = g.input("grad", {{param_count_}, DType::f32});
   Sym hyper = g.input("hyper", {{3}, DType::f32});
   Sym decay = g.input("decay", {{param_count_}, DType::f32});
+  // 1 / (the ranks' total weight): "grad" is their sum, divided inside the update (no pass of its own).
+  Sym grad_scale = g.input("grad_scale", {{1}, DType::f32});
   c->state_at = 0;
   c->executor = std::make_unique<Executor>(
-      plan_graph(g, {optim::emit_update(optimizer_, state, grad, hyper, decay)}, plan_options_));
+      plan_graph(g, {optim::emit_update(optimizer_, state, grad, hyper, decay, grad_scale)}, plan_options_));
   return c;
 }
 
@@ -342,7 +344,8 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
   std::map<std::string, Tensor> update_feeds{{"state", state_[current_]},
                                              {"grad", reduced_grad_},
                                              {"hyper", optim::hyper_values(optimizer_, lr, step)},
-                                             {"decay", decay_mask_}};
+                                             {"decay", decay_mask_},
+                                             {"grad_scale", Tensor::from_values({1}, std::vector<double>{1.0 / global.weight}, DType::f32)}};
   RunOptions update_run = replay_options();
   update_run.output_buffers[0] = state_[1 - current_];
   update.executor->run(update_feeds, update_run);
@@ -351,7 +354,8 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
 }
 
 // The gradient graph's run with its gradients handed to the buckets as backward writes them; the
-// buckets' sums divided by the total weight land in reduced_grad_ (on CPU the buckets' own memory).
+// buckets' sums land in reduced_grad_ (on CPU the buckets' own memory, which backward writes the
+// gradients into directly), to be divided by the total weight inside the update.
 StepStats ModelRunner::all_reduce_in_buckets(const Compiled& c, const std::map<std::string, Tensor>& feeds,
                                              RunOptions run, int64_t rows, int64_t step, std::vector<Tensor>& out) {
   Backend& home = home_backend(plan_options_);
@@ -366,6 +370,10 @@ StepStats ModelRunner::all_reduce_in_buckets(const Compiled& c, const std::map<s
                         ? Tensor(Storage::borrow(host.data(), host.size_bytes(), home.device()), {param_count_},
                                  contiguous_strides({param_count_}), 0, DType::f32)
                         : Tensor::empty({param_count_}, DType::f32, home);
+    if (home.device().is_host())
+      for (const Slot& slot : slots_)
+        bucket_views_.emplace_back(Storage::borrow(host.data() + slot.offset, slot.numel * sizeof(float), home.device()),
+                                   slot.shape, contiguous_strides(slot.shape), 0, DType::f32);
   }
   const int params = static_cast<int>(slots_.size());
   // This rank's loss, weight and score, as backward's gradients arrive, go to the buckets.
@@ -375,6 +383,8 @@ StepStats ModelRunner::all_reduce_in_buckets(const Compiled& c, const std::map<s
   if (c.weight_at >= 0) run.ready_outputs.insert(c.weight_at);
   if (c.score_at >= 0) run.ready_outputs.insert(c.score_at);
   for (int i = 0; i < params; ++i) run.ready_outputs.insert(c.state_at + i);
+  // On CPU the kernel that makes a gradient writes it into its bucket (no copy), where it can.
+  for (size_t i = 0; i < bucket_views_.size(); ++i) run.output_buffers[c.state_at + static_cast<int>(i)] = bucket_views_[i];
   std::span<float> gradient = buckets_->gradient();
   run.on_output_ready = [&](int index, const Tensor& value) {
     if (index >= c.state_at && index < c.state_at + params) {
@@ -382,7 +392,7 @@ StepStats ModelRunner::all_reduce_in_buckets(const Compiled& c, const std::map<s
       GPUML_CHECK_KIND(ErrorKind::Internal, value.dtype() == DType::f32 && value.numel() == slot.numel,
                        "the gradient of {} is {} {}, expected f32 {}", slot.name, value.dtype(),
                        shape_str(value.shape()), shape_str(slot.shape));
-      copy_to_host(value, gradient.data() + slot.offset, home);
+      if (value.raw_data() != gradient.data() + slot.offset) copy_to_host(value, gradient.data() + slot.offset, home);
       buckets_->parameter_ready(static_cast<size_t>(index - c.state_at));
       return;
     }
@@ -417,17 +427,12 @@ StepStats ModelRunner::all_reduce_in_buckets(const Compiled& c, const std::map<s
 }
 
 // The buckets' sums in device memory: each parameter's gradient of loss x weight copied to its
-// offset of one (P + 4,) buffer, the four sums beside them, one all-reduce, then the gradient
-// divided by the total weight into reduced_grad_ (the update's input).
+// offset of one (P + 4,) buffer, the four sums beside them, one all-reduce, then the summed
+// gradient into reduced_grad_ (the update's input, which divides it by the total weight).
 StepStats ModelRunner::all_reduce_on_device(const Compiled& c, const std::vector<Tensor>& out, int64_t rows,
                                             int64_t step) {
   Backend& home = home_backend(plan_options_);
   const int64_t p = param_count_;
-  auto scalar_on_home = [&](float value) {  // (1,) f32, broadcast by mul
-    Tensor host = Tensor::empty({1}, DType::f32);
-    *static_cast<float*>(host.raw_data()) = value;
-    return to_backend(host, home);
-  };
   if (!device_reduce_.defined()) {
     device_reduce_ = Tensor::empty({p + 4}, DType::f32, home);
     // The alignment gaps between parameters are never written: zeros, as in the fused step.
@@ -455,10 +460,10 @@ StepStats ModelRunner::all_reduce_on_device(const Compiled& c, const std::vector
   home.copy_to_host(total, device_sums, sizeof total);
   home.synchronize();
   GPUML_CHECK(total[1] > 0, "data parallel step {}: the ranks' batches carry no weight (no rows or tokens)", step);
-  // Into the same buffer every step: a replayed update graph reads its input where it was captured.
-  Tensor mean = run_op(home, OpId::mul, {device_reduce_.slice(0, 0, p), scalar_on_home(1.0f / total[1])});
+  // The sum, into the same buffer every step (a replayed update graph reads its input where it was
+  // captured); the update divides it by total[1].
   if (!reduced_grad_.defined()) reduced_grad_ = Tensor::empty({p}, DType::f32, home);
-  home.copy_within(reduced_grad_.raw_data(), mean.raw_data(), static_cast<size_t>(p) * sizeof(float));
+  home.copy_within(reduced_grad_.raw_data(), flat, static_cast<size_t>(p) * sizeof(float));
   return {total[0] / total[1], total[1], total[2], static_cast<int64_t>(total[3])};
 }
 

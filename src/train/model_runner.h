@@ -146,7 +146,7 @@ class ModelRunner {
   StepStats train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
   void broadcast_buffers_from_rank0(std::string_view what);
   bool syncs_batch_norm() const { return sync_batch_norm_ && comm_ != nullptr; }
-  // Its all-reduce: reduced_grad_ (the global mean gradient) from this rank's gradient (P,) and
+  // Its all-reduce: reduced_grad_ (the global summed gradient) from this rank's gradient (P,) and
   // the global batch's sums from its own; over comm_ on a host copy, or over gradient_comm_ in
   // device memory.
   StepStats all_reduce_in_buckets(const Compiled& c, const std::map<std::string, Tensor>& feeds, RunOptions run,
@@ -175,6 +175,7 @@ class ModelRunner {
   size_t bucket_bytes_ = kDefaultGradientBucketBytes;
   std::unique_ptr<GradientBuckets> buckets_;  // made at the first data-parallel step
   Tensor reduced_grad_;  // (P,) f32 on the home backend: the update's input (on CPU, buckets_'s memory)
+  std::vector<Tensor> bucket_views_;  // on CPU: each parameter's columns of buckets_'s memory, its shape
   bool sync_batch_norm_ = false;  // set_sync_batch_norm
 };
 

@@ -1,6 +1,6 @@
 // Gradient buckets (train/gradient_buckets.h) against a fake communicator of two ranks whose peer
 // holds the same numbers: which buckets are cut, the order they are launched in whatever order
-// the gradients arrive, the average they end with, and a failing collective.
+// the gradients arrive, the sum they end with, and a failing collective.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -96,7 +96,7 @@ TEST(GradientBuckets, ABucketClosesOnceItHoldsItsBytes) {
   EXPECT_EQ(one.buckets()[0].end, 516);
 }
 
-TEST(GradientBuckets, LaunchesInOrderWhateverOrderGradientsArriveInAndEndsWithTheMean) {
+TEST(GradientBuckets, LaunchesInOrderWhateverOrderGradientsArriveInAndEndsWithTheSum) {
   std::mt19937_64 rng(std::random_device{}());
   Fixture f(1);
   GradientBuckets& buckets = *f.buckets;
@@ -128,8 +128,8 @@ TEST(GradientBuckets, LaunchesInOrderWhateverOrderGradientsArriveInAndEndsWithTh
     EXPECT_DOUBLE_EQ(r.loss_sum / r.weight, 2.5);
     EXPECT_DOUBLE_EQ(r.score, 100);
     EXPECT_EQ(r.rows, 128);
-    // Both ranks' sums (2 x written) over the total weight (128); gaps stay zero.
-    for (size_t i = 0; i < g.size(); ++i) ASSERT_FLOAT_EQ(g[i], written[i] * 2 / 128) << "column " << i;
+    // Both ranks' sums (2 x written; the update divides by r.weight); gaps stay zero.
+    for (size_t i = 0; i < g.size(); ++i) ASSERT_EQ(g[i], written[i] * 2) << "column " << i;
   }
   EXPECT_EQ(f.comm->whats.back(), "gradients (bucket 4 of 4)");
   const AllReduceTimes& t = buckets.times();
