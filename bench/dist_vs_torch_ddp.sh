@@ -3,6 +3,7 @@
 # the same model (gpuml's mlp and cnn presets), Adam 1e-3, Fashion-MNIST in memory:
 #   gpuml 1 process x 2 threads, batch 128                       (the reference of the ratios)
 #   gpuml 2 ranks x 1 thread, batch 64 each, under mpirun         (MPI plugin)
+#   the same with --zero 1                                         (the update split over the ranks)
 #   gpuml 2 ranks x 1 thread, batch 64 each, torchrun variables   (Gloo plugin)
 #   PyTorch DDP, gloo backend, 2 ranks x 1 thread, batch 64 each  (bench/torch_ddp_peer.py, Debian's
 #                                                                  torch 1.13 under /usr/bin/python3)
@@ -65,6 +66,8 @@ for model in $models; do
   "$gpuml" "${common[@]}" --batch-size 128 --threads 2 --out "$tmp/$model-one" > "$tmp/$model-one.log" 2>&1
   "${mpirun[@]}" "$gpuml" "${common[@]}" --batch-size 64 --threads 1 "${bucket_flags[@]}" --out "$tmp/$model-mpi" \
     > "$tmp/$model-mpi.log" 2>&1
+  "${mpirun[@]}" "$gpuml" "${common[@]}" --batch-size 64 --threads 1 "${bucket_flags[@]}" --zero 1 \
+    --out "$tmp/$model-zero" > "$tmp/$model-zero.log" 2>&1
   for rank in 0 1; do
     RANK=$rank LOCAL_RANK=$rank WORLD_SIZE=2 MASTER_ADDR=127.0.0.1 MASTER_PORT=$port \
       "$gpuml" "${common[@]}" --batch-size 64 --threads 1 "${bucket_flags[@]}" --out "$tmp/$model-gloo" \
@@ -79,12 +82,14 @@ for model in $models; do
     > "$tmp/$model-ddp.log" 2>&1
   one=$(python3 -c "print(128 * $steps / $(seconds_of "$tmp/$model-one.log"))")
   mpi=$(python3 -c "print(128 * $steps / $(seconds_of "$tmp/$model-mpi.log"))")
+  zero=$(python3 -c "print(128 * $steps / $(seconds_of "$tmp/$model-zero.log"))")
   gloo=$(python3 -c "print(128 * $steps / $(seconds_of "$tmp/$model-gloo-0.log"))")
   ddp=$(grep -o 'samples_per_s=[0-9]*' "$tmp/$model-ddp.log" | cut -d= -f2)
   [[ -n "$ddp" ]] || { cat "$tmp/$model-ddp.log" >&2; exit 1; }
   row() { printf "| %s | %d | %s | %.0f | %.2fx |\n" "$model" "$steps" "$1" "$2" "$(python3 -c "print($2 / $one)")"; }
   row "gpuml 1 process x 2 threads, batch 128" "$one"
   row "gpuml 2 ranks x 1 thread, MPI" "$mpi"
+  row "gpuml 2 ranks x 1 thread, MPI, --zero 1" "$zero"
   row "gpuml 2 ranks x 1 thread, Gloo" "$gloo"
   row "PyTorch DDP (gloo) 2 ranks x 1 thread" "$ddp"
   ratios+=("$model: gpuml Gloo / PyTorch DDP = $(python3 -c "print(f'{$gloo / $ddp:.2f}')")x, gpuml MPI / PyTorch DDP = $(python3 -c "print(f'{$mpi / $ddp:.2f}')")x (samples/s; above 1: gpuml is faster)")

@@ -73,7 +73,9 @@ class Communicator {
   void all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call);
   // `bytes` of rank `root` copied into every other rank's `bytes` (same length on every rank).
   void broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call);
-  // Rank r's `mine` lands at all[r * mine.size(), (r + 1) * mine.size()) on every rank.
+  // Rank r's `mine` lands at all[r * mine.size(), (r + 1) * mine.size()) on every rank. `mine`
+  // may be that very slot of `all` (in place: nothing of this rank's is copied); otherwise the two
+  // must not overlap.
   void all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall& call);
   // `all` holds world_size() blocks of mine.size() floats (same length on every rank); rank r's
   // `mine` becomes the reduction over the ranks of their block r (average: divided by the world
@@ -92,7 +94,11 @@ class Communicator {
   // non-empty buffers, a root in [0, world_size()) and `op` sum or max (never average).
   virtual void do_all_reduce(std::span<float> values, ReduceOp op, const CollectiveCall& call) = 0;
   virtual void do_broadcast(std::span<std::byte> bytes, int root, const CollectiveCall& call) = 0;
+  // `mine` may be this rank's slot of `all` (in place; in_place_gather() says so).
   virtual void do_all_gather(std::span<const std::byte> mine, std::span<std::byte> all, const CollectiveCall& call) = 0;
+  bool in_place_gather(std::span<const std::byte> mine, std::span<std::byte> all) const {
+    return mine.data() == all.data() + static_cast<size_t>(rank()) * mine.size();
+  }
   virtual void do_reduce_scatter(std::span<const float> all, std::span<float> mine, ReduceOp op,
                                  const CollectiveCall& call) = 0;
   virtual void do_barrier(const CollectiveCall& call) = 0;

@@ -100,7 +100,7 @@ void print_flag_notes(const TrainConfig& cfg, const CLI::App& cmd) {
 // other flag sets something the run fixed, and is refused rather than silently ignored.
 constexpr std::array kFlagsWithResume = {"--resume",  "--epochs",          "--out",    "--quiet",
                                          "--max-steps", "--checkpoint-every", "--eval-every", "--eval-iters",
-                                         "--threads", "--device", "--dist-timeout", "--bucket-mb",
+                                         "--threads", "--device", "--dist-timeout", "--bucket-mb", "--zero",
                                          "--gpu-memory-limit", "--cuda-graphs", "--no-cuda-graphs", "--help",
                                          "--overwrite"};  // refused by check_run_dir: it would delete the run
 
@@ -113,7 +113,7 @@ void refuse_flags_the_run_fixed(const CLI::App& cmd) {
   if (!fixed.empty())
     throw UsageError(fmt::format("--resume continues the run as it was configured: {} cannot change (with --resume "
                                  "give only --epochs, --out, --max-steps, --checkpoint-every, --threads, --device, "
-                                 "--quiet, --gpu-memory-limit, --no-cuda-graphs, --dist-timeout, --bucket-mb)",
+                                 "--quiet, --gpu-memory-limit, --no-cuda-graphs, --dist-timeout, --bucket-mb, --zero)",
                                  fmt::join(fixed, ", ")));
 }
 
@@ -255,6 +255,12 @@ Command add_train_command(CLI::App& app) {
                   "soon as backward has produced it (the same on every rank)")
       ->capture_default_str()
       ->check(kPositive);
+  cmd->add_option("--zero", cfg->zero,
+                  "Several processes on CPUs: 1 splits the optimizer update over the ranks (each updates 1/N of "
+                  "the parameters and optimizer state, then they all-gather the parameters; ZeRO stage 1's work, "
+                  "the same results); 0 off")
+      ->capture_default_str()
+      ->check(CLI::IsMember({0, 1}));
   auto gpu_memory_limit = std::make_shared<std::string>("0");
   cmd->add_option("--gpu-memory-limit", *gpu_memory_limit,
                   "Cap on the GPU memory gpuml holds, with a unit: 512M, 8G (0: none)")

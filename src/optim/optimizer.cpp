@@ -97,9 +97,11 @@ int64_t state_rows(const OptimizerConfig& c) {
   return 3;
 }
 
-Sym emit_update(const OptimizerConfig& c, Sym state, Sym flat_grad, Sym hyper, Sym decay, std::optional<Sym> grad_scale) {
+Sym emit_update(const OptimizerConfig& c, Sym state, Sym flat_grad, Sym hyper, Sym decay, std::optional<Sym> grad_scale,
+                std::optional<Sym> whole_grad) {
   validate(c);
-  if (c.clip_grad_norm > 0.0) hyper = concat({hyper, clip_factor(flat_grad, c.clip_grad_norm, grad_scale)}, 0);
+  if (c.clip_grad_norm > 0.0)
+    hyper = concat({hyper, clip_factor(whole_grad.value_or(flat_grad), c.clip_grad_norm, grad_scale)}, 0);
   else if (grad_scale) hyper = concat({hyper, *grad_scale}, 0);
   Attrs a;
   a.weight_decay = weight_decay_of(c);

@@ -87,9 +87,11 @@ int64_t state_rows(const OptimizerConfig& config);
 // sgd_update / adam_update node. state (S, P), flat_grad (P,), hyper (3,), decay (P,) (each
 // column's weight-decay multiplier, decay_mask()) -> new state (S, P). `grad_scale` (1,), when
 // given, multiplies flat_grad inside the update (and before clipping's norm), with no pass of its
-// own: data parallelism's sum over the ranks times 1 / (their total weight).
+// own: data parallelism's sum over the ranks times 1 / (their total weight). `whole_grad`, when
+// state and flat_grad are a share of the columns (--zero 1), is the whole gradient, whose norm
+// clipping takes.
 Sym emit_update(const OptimizerConfig& config, Sym state, Sym flat_grad, Sym hyper, Sym decay,
-                std::optional<Sym> grad_scale = std::nullopt);
+                std::optional<Sym> grad_scale = std::nullopt, std::optional<Sym> whole_grad = std::nullopt);
 
 // The "hyper" feed for optimizer step `step` (1-based, as torch counts): [lr, 1-beta1^step,
 // 1-beta2^step] (the bias corrections are 1 for sgd, which ignores them). A host (3,) tensor.

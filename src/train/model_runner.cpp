@@ -171,27 +171,37 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
   return c;
 }
 
-// The optimizer update alone, for data parallelism: (state, summed gradient, 1 / total weight) -> new state.
-std::unique_ptr<ModelRunner::Compiled> ModelRunner::build_update() {
+// The optimizer update alone, for data parallelism: (state, summed gradient, 1 / total weight) -> new
+// state, over all P columns or (--zero 1) this rank's share.
+std::unique_ptr<ModelRunner::Compiled> ModelRunner::build_update(int64_t columns) {
   auto c = std::make_unique<Compiled>();
   c->graph = std::make_unique<Graph>();
   Graph& g = *c->graph;
-  Sym state = g.input("state", {{state_rows_, param_count_}, DType::f32});
-  Sym grad = g.input("grad", {{param_count_}, DType::f32});
+  Sym state = g.input("state", {{state_rows_, columns}, DType::f32});
+  Sym grad = g.input("grad", {{columns}, DType::f32});
   Sym hyper = g.input("hyper", {{3}, DType::f32});
-  Sym decay = g.input("decay", {{param_count_}, DType::f32});
+  Sym decay = g.input("decay", {{columns}, DType::f32});
   // 1 / (the ranks' total weight): "grad" is their sum, divided inside the update (no pass of its own).
   Sym grad_scale = g.input("grad_scale", {{1}, DType::f32});
+  // A share of the columns clips by the whole gradient's norm (every rank holds the whole sum).
+  std::optional<Sym> whole;
+  if (columns != param_count_ && optimizer_.clip_grad_norm > 0.0)
+    whole = g.input("whole_grad", {{param_count_}, DType::f32});
   c->state_at = 0;
   c->executor = std::make_unique<Executor>(
-      plan_graph(g, {optim::emit_update(optimizer_, state, grad, hyper, decay, grad_scale)}, plan_options_));
+      plan_graph(g, {optim::emit_update(optimizer_, state, grad, hyper, decay, grad_scale, whole)}, plan_options_));
   return c;
 }
 
 ModelRunner::Compiled& ModelRunner::compiled(Mode mode, const Shape& x_shape) {
   std::string key = fmt::format("{}{}", static_cast<int>(mode), shape_str(x_shape));
   auto it = cache_.find(key);
-  if (it == cache_.end()) it = cache_.emplace(key, mode == Mode::Update ? build_update() : build(mode, x_shape)).first;
+  if (it == cache_.end()) {
+    std::unique_ptr<Compiled> built = mode == Mode::Update        ? build_update(param_count_)
+                                      : mode == Mode::UpdateShard ? build_update(shard_columns_)
+                                                                  : build(mode, x_shape);
+    it = cache_.emplace(key, std::move(built)).first;
+  }
   return *it->second;
 }
 
@@ -234,6 +244,91 @@ void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chro
                 gradients->name(), gradients->memory_device().str(), home.str());
   }
   gradient_comm_ = std::move(gradients);
+}
+
+void ModelRunner::set_zero(int stage) {
+  GPUML_CHECK(stage == 0 || stage == 1, "--zero takes 0 (off) or 1 (the optimizer update split over the ranks), got {}",
+              stage);
+  if (zero_ == (stage == 1)) return;
+  zero_ = stage == 1;
+  shard_ready_ = false;
+  cache_.erase(fmt::format("{}{}", static_cast<int>(Mode::UpdateShard), shape_str({})));
+}
+
+// Rank `rank`'s share of `columns` state columns under --zero 1: (first column, how many).
+static std::pair<int64_t, int64_t> shard_of(int64_t columns, int rank, int ranks) {
+  const int64_t per = (columns + ranks - 1) / ranks;
+  const int64_t begin = std::min(columns, per * rank);
+  return {begin, std::min(columns, begin + per) - begin};
+}
+
+// --zero 1's update: this rank's columns from the all-reduced gradient (reduced_grad_, whole on
+// every rank), then the new parameters all-gathered into the next state's row 0.
+void ModelRunner::update_sharded(const std::map<std::string, Tensor>& feeds) {
+  Backend& home = home_backend(plan_options_);
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, home.device().is_host(),
+                   "--zero 1 runs on the CPU (its state on {}): on GPUs, leave it off", home.device().str());
+  const int ranks = comm_->world_size(), rank = comm_->rank();
+  const int64_t p = param_count_;
+  if (!shard_ready_) {
+    std::tie(shard_begin_, shard_columns_) = shard_of(p, rank, ranks);
+    cache_.erase(fmt::format("{}{}", static_cast<int>(Mode::UpdateShard), shape_str({})));
+    for (Tensor& s : shard_state_) s = Tensor::empty({state_rows_, shard_columns_}, DType::f32);
+    shard_decay_ = Tensor::empty({shard_columns_}, DType::f32);
+    const float* whole = static_cast<const float*>(state_[current_].raw_data());
+    float* mine = static_cast<float*>(shard_state_[0].raw_data());
+    for (int64_t row = 0; row < state_rows_; ++row)
+      std::copy_n(whole + row * p + shard_begin_, shard_columns_, mine + row * shard_columns_);
+    std::copy_n(static_cast<const float*>(decay_mask_.raw_data()) + shard_begin_, shard_columns_,
+                static_cast<float*>(shard_decay_.raw_data()));
+    shard_current_ = 0;
+    shard_ready_ = true;
+  }
+  std::map<std::string, Tensor> shard_feeds = feeds;
+  shard_feeds["state"] = shard_state_[shard_current_];
+  shard_feeds["grad"] = reduced_grad_.slice(0, shard_begin_, shard_begin_ + shard_columns_);
+  shard_feeds["decay"] = shard_decay_;
+  if (optimizer_.clip_grad_norm > 0.0) shard_feeds["whole_grad"] = reduced_grad_;
+  Compiled& update = compiled(Mode::UpdateShard, {});
+  RunOptions run = replay_options();
+  run.output_buffers[0] = shard_state_[1 - shard_current_];
+  update.executor->run(shard_feeds, run);
+  shard_current_ = 1 - shard_current_;
+  // The new parameters: this rank's into the next state's row 0, then everyone's.
+  float* next = static_cast<float*>(state_[1 - current_].raw_data());
+  std::copy_n(static_cast<const float*>(shard_state_[shard_current_].raw_data()), shard_columns_, next + shard_begin_);
+  gather_row(next, "the updated parameters (--zero 1)");
+  current_ = 1 - current_;
+  shard_slots_stale_ = true;
+}
+
+// Every rank's columns of one (P,) row of the state, from their owners: one all-gather in place
+// when the ranks' shares are equal (P divisible by the ranks), else one broadcast per rank.
+void ModelRunner::gather_row(float* row, const char* what) {
+  const int ranks = comm_->world_size();
+  const CollectiveCall call{what, comm_timeout_};
+  auto bytes = [&](int64_t begin, int64_t columns) {
+    return std::span<std::byte>(reinterpret_cast<std::byte*>(row + begin), static_cast<size_t>(columns) * sizeof(float));
+  };
+  if (shard_columns_ * ranks == param_count_) {
+    comm_->all_gather(bytes(shard_begin_, shard_columns_), bytes(0, param_count_), call);
+    return;
+  }
+  for (int r = 0; r < ranks; ++r) {
+    const auto [begin, columns] = shard_of(param_count_, r, ranks);
+    if (columns > 0) comm_->broadcast(bytes(begin, columns), r, call);
+  }
+}
+
+void ModelRunner::gather_sharded_state() {
+  if (!shard_slots_stale_) return;
+  float* whole = static_cast<float*>(state_[current_].raw_data());
+  const float* mine = static_cast<const float*>(shard_state_[shard_current_].raw_data());
+  for (int64_t row = 1; row < state_rows_; ++row) {
+    std::copy_n(mine + row * shard_columns_, shard_columns_, whole + row * param_count_ + shard_begin_);
+    gather_row(whole + row * param_count_, "the optimizer state (--zero 1)");
+  }
+  shard_slots_stale_ = false;
 }
 
 void ModelRunner::set_sync_batch_norm(bool on) {
@@ -279,6 +374,8 @@ const AllReduceTimes* ModelRunner::all_reduce_times() const { return buckets_ ? 
 
 void ModelRunner::broadcast_state_from_rank0() {
   if (!comm_) return;
+  gather_sharded_state();  // rank 0's slots whole first (collective, as this is)
+  shard_ready_ = false;    // and each rank's share made again from the state broadcast
   Backend& home = home_backend(plan_options_);
   const CollectiveCall call{"the initial parameters and optimizer state", comm_timeout_};
   Tensor host = Tensor::empty({state_rows_, param_count_}, DType::f32);
@@ -340,12 +437,17 @@ StepStats ModelRunner::train_step_data_parallel(const Tensor& x, const Tensor& y
   // computed the same bits from the same all-reduced sums: nothing to send.
   if (!syncs_batch_norm()) broadcast_buffers_from_rank0("the BatchNorm running statistics");
 
+  std::map<std::string, Tensor> update_feeds{
+      {"hyper", optim::hyper_values(optimizer_, lr, step)},
+      {"grad_scale", Tensor::from_values({1}, std::vector<double>{1.0 / global.weight}, DType::f32)}};
+  if (zero_active()) {
+    update_sharded(update_feeds);
+    return global;
+  }
   Compiled& update = compiled(Mode::Update, {});
-  std::map<std::string, Tensor> update_feeds{{"state", state_[current_]},
-                                             {"grad", reduced_grad_},
-                                             {"hyper", optim::hyper_values(optimizer_, lr, step)},
-                                             {"decay", decay_mask_},
-                                             {"grad_scale", Tensor::from_values({1}, std::vector<double>{1.0 / global.weight}, DType::f32)}};
+  update_feeds["state"] = state_[current_];
+  update_feeds["grad"] = reduced_grad_;
+  update_feeds["decay"] = decay_mask_;
   RunOptions update_run = replay_options();
   update_run.output_buffers[0] = state_[1 - current_];
   update.executor->run(update_feeds, update_run);
@@ -536,6 +638,8 @@ NamedTensors ModelRunner::model_tensors() const {
 }
 
 NamedTensors ModelRunner::optimizer_tensors() const {
+  GPUML_CHECK_KIND(ErrorKind::Internal, !shard_slots_stale_,
+                   "--zero 1: the optimizer state is split over the ranks; gather_sharded_state() first");
   Tensor host = state_snapshot();
   NamedTensors out;
   std::vector<std::string> names = slot_names(optimizer_);
@@ -597,6 +701,8 @@ void ModelRunner::load(const NamedTensors& model, const NamedTensors& optimizer)
       for (int64_t i = 0; i < s.numel; ++i) dst[i] = static_cast<float>(v[i]);
     }
   Backend& home = home_backend(plan_options_);
+  shard_ready_ = false;  // --zero 1: each rank's share made again from the loaded state
+  shard_slots_stale_ = false;
   home.copy_to_device(state_[current_].raw_data(), host.raw_data(), host.nbytes());
   home.synchronize();
 }

@@ -90,6 +90,16 @@ class ModelRunner {
   // Every rank takes rank 0's parameters, optimizer state and buffers, so that all start from the
   // same point whatever each initialised or loaded.
   void broadcast_state_from_rank0();
+  // Data parallelism, --zero 1 (ZeRO stage 1's work split): each rank updates only its 1/N of the
+  // state's columns (parameters and optimizer slots), from the all-reduced gradient, and the
+  // ranks then all-gather the new parameters. The update's work is split; the optimizer slots of
+  // the other ranks' columns go stale here until gather_sharded_state() (the full-size state
+  // buffers stay allocated: memory is not saved yet). The same numbers as without it. Over MPI or
+  // Gloo only (not NCCL); with one process it changes nothing.
+  void set_zero(int stage);
+  // Collective under --zero 1 (every rank calls it at the same point): every rank's columns of
+  // the optimizer slots gathered, so that optimizer_tensors() is whole. Otherwise nothing.
+  void gather_sharded_state();
   // BatchNorm under data parallelism. Off (PyTorch DDP's default): each rank normalises with its
   // own batch's statistics, and after every step all ranks take rank 0's running statistics. On
   // (--sync-batchnorm): the statistics are over every rank's batch (all_reduce_sum ops in the
@@ -136,13 +146,16 @@ class ModelRunner {
   };
   struct Compiled;
   // Train: the fused step. Gradient and Update: its two halves, with an all-reduce between them.
-  enum class Mode { Train, Eval, Predict, Logits, Gradient, Update };
+  enum class Mode { Train, Eval, Predict, Logits, Gradient, Update, UpdateShard };
   Compiled& compiled(Mode mode, const Shape& x_shape);
   std::unique_ptr<Compiled> build(Mode mode, const Shape& x_shape);
   StepStats stats_of(const Compiled& c, const std::vector<Tensor>& out, int64_t rows) const;
   std::map<std::string, Tensor> buffer_feeds() const;
   RunOptions replay_options() const;
-  std::unique_ptr<Compiled> build_update();
+  std::unique_ptr<Compiled> build_update(int64_t columns);
+  void update_sharded(const std::map<std::string, Tensor>& feeds);
+  void gather_row(float* row, const char* what);
+  bool zero_active() const { return zero_ && comm_ != nullptr && !gradient_comm_; }
   StepStats train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
   void broadcast_buffers_from_rank0(std::string_view what);
   bool syncs_batch_norm() const { return sync_batch_norm_ && comm_ != nullptr; }
@@ -177,6 +190,16 @@ class ModelRunner {
   Tensor reduced_grad_;  // (P,) f32 on the home backend: the update's input (on CPU, buckets_'s memory)
   std::vector<Tensor> bucket_views_;  // on CPU: each parameter's columns of buckets_'s memory, its shape
   bool sync_batch_norm_ = false;  // set_sync_batch_norm
+  // --zero 1: this rank's columns [shard_begin_, shard_begin_ + shard_columns_) of the state, as
+  // its own (S, n) ping-pong pair (shard_state_[shard_current_] is current); made from state_ at
+  // the first sharded update after state_ was written whole (shard_ready_).
+  bool zero_ = false;
+  bool shard_ready_ = false;
+  bool shard_slots_stale_ = false;  // state_'s rows 1.. lack the other ranks' columns
+  int64_t shard_begin_ = 0, shard_columns_ = 0;
+  Tensor shard_state_[2];
+  Tensor shard_decay_;
+  int shard_current_ = 0;
 };
 
 }  // namespace gpuml

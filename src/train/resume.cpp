@@ -92,6 +92,7 @@ json config_to_json(const TrainConfig& c) {
           {"precision", precision_name(c.precision)},
           {"deterministic", c.deterministic},
           {"bucket_mb", c.bucket_mb},
+          {"zero", c.zero},
           {"sync_batchnorm", c.sync_batchnorm}};
 }
 

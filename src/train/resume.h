@@ -22,7 +22,7 @@ struct ResumePoint {
   std::string path;       // the checkpoint file (a run directory's last.safetensors)
   Checkpoint checkpoint;
   // The saved configuration. From the new command come only: epochs (when epochs_given), out,
-  // quiet, max_steps, threads, cuda_graphs, bucket_mb, save_on_interrupt, and when given checkpoint_every,
+  // quiet, max_steps, threads, cuda_graphs, bucket_mb, zero, save_on_interrupt, and when given checkpoint_every,
   // eval_every, eval_iters and device. `gpuml train --resume` refuses the flags of the other fields (exit 2).
   TrainConfig config;
   int64_t saved_epochs = 0;  // the epochs the run was configured with

@@ -83,6 +83,10 @@ struct TrainConfig {
   // as soon as backward has produced it (train/gradient_buckets.h). Saved in config.json; every
   // rank must use the same; --resume takes the new command's (it changes no result).
   double bucket_mb = 1.0;
+  // Data parallelism, --zero 1: each rank runs the optimizer update on its 1/N of the columns and
+  // the ranks all-gather the new parameters (ModelRunner::set_zero). The same numbers either way;
+  // saved in config.json, every rank must use the same, --resume takes the new command's.
+  int zero = 0;
 };
 
 }  // namespace gpuml

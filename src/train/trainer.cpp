@@ -271,9 +271,12 @@ Trainer::Trainer(TrainConfig config, TrainerInputs inputs, DataParallel parallel
     check_ranks_agree(*m.comm, run, m.model->to_json(), m.comm_timeout);
   }
   m.open_gradient_communicator(parallel);
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, m.cfg.zero == 0 || !m.gradient_comm,
+                   "--zero 1 splits the update on CPUs (MPI or Gloo); with NCCL ({}) leave it off", m.gradients_note);
   m.runner->set_sync_batch_norm(m.cfg.sync_batchnorm);
   if (m.comm || m.gradient_comm) m.runner->set_communicator(m.comm, m.comm_timeout, m.gradient_comm);
   if (m.comm) {
+    m.runner->set_zero(m.cfg.zero);
     m.runner->set_gradient_bucket_bytes(std::max<size_t>(1, static_cast<size_t>(m.cfg.bucket_mb * (1 << 20))));
     // Whatever each rank initialised or loaded, all start from rank 0's state.
     m.runner->broadcast_state_from_rank0();

@@ -2,8 +2,8 @@
 // 1 process x batch 128, also with a gradient bucket per parameter (mlp, cnn), and with
 // --sync-batchnorm beside several buckets (weights and running statistics); a stalled or killed
 // rank ends the job within the deadline with a message naming the rank (also when the stalled
-// peer is met inside one of many buckets); ranks started with different flags, or a different
-// GPUML_COMM, are refused naming it.
+// peer is met inside one of many buckets); --zero 1 writes the checkpoint of the unsplit update;
+// ranks started with different flags, or a different GPUML_COMM, are refused naming it.
 //
 // Tolerance of the equivalence: 1e-5 absolute on every weight after 20 Adam steps (lr 1e-3).
 // The two runs add the same float terms in another order (each rank sums 64 rows' gradients and
@@ -80,6 +80,23 @@ TEST(DataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessMlp) {
 TEST(DataParallel, TwoRanksWithABucketPerParameterTrainAsOneProcessCnn) {
   REQUIRE_READY(mpi_ready);
   expect_bucketed_two_ranks_train_as_one("cnn", 8);
+}
+
+// --zero 1: each rank updates half the state's columns and the ranks all-gather the parameters;
+// the checkpoint (parameters and the optimizer state, gathered before rank 0 writes it) holds the
+// same bits as without the split. AdamW with decay and clipping: the clip norm is the whole
+// gradient's.
+TEST(DataParallel, ZeroOneSplitsTheUpdateAndWritesTheSameCheckpoint) {
+  REQUIRE_READY(mpi_ready);
+  TempDir dir;
+  const fs::path whole = dir.path() / "whole", split = dir.path() / "split";
+  const std::string recipe = " --optimizer adamw --weight-decay 0.1 --clip-grad-norm 0.5";
+  auto r = run_shell(fmt::format("{} -np 2 {} {}{}", kMpirun, q(GPUML_CLI_PATH), train_args(whole, 64), recipe));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  r = run_shell(fmt::format("{} -np 2 {} {}{} --zero 1", kMpirun, q(GPUML_CLI_PATH), train_args(split, 64), recipe));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(max_difference(whole / "last.safetensors", split / "last.safetensors"), 0.0);
+  EXPECT_EQ(max_difference(whole / "model.safetensors", split / "model.safetensors"), 0.0);
 }
 
 // BatchNorm (a model JSON with BatchNorm2d and BatchNorm1d): with --sync-batchnorm the ranks'

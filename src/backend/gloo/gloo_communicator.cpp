@@ -175,6 +175,12 @@ class GlooCommunicator final : public Communicator {
 
   void do_all_gather(std::span<const std::byte> mine, std::span<std::byte> all,
                      const CollectiveCall& call) override {
+    // Gloo copies the input into the output's slot first: in place, from a copy of its own.
+    std::vector<std::byte> own;
+    if (in_place_gather(mine, all)) {
+      own.assign(mine.begin(), mine.end());
+      mine = own;
+    }
     run("all_gather", call, [&] {
       gloo::AllgatherOptions opts(context_);
       opts.setInput(const_cast<uint8_t*>(reinterpret_cast<const uint8_t*>(mine.data())),

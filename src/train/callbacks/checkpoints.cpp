@@ -2,14 +2,18 @@
 
 namespace gpuml {
 
+// Every rank comes here; under --zero 1 each holds a share of the optimizer state, which they
+// gather (a collective) before rank 0 writes.
 void Checkpoints::on_step_end(TrainState& st) {
-  if (!st.primary || st.last_batch) return;  // the epoch's end saves its own
+  if (st.last_batch) return;  // the epoch's end saves its own
   const int64_t every = st.config->checkpoint_every;
-  if (st.stopping() || (every > 0 && st.progress.step % every == 0))
-    save_checkpoint(st.run_dir / "last.safetensors", st.checkpoint(st.mid_epoch_progress()));
+  if (!st.stopping() && !(every > 0 && st.progress.step % every == 0)) return;
+  st.runner->gather_sharded_state();
+  if (st.primary) save_checkpoint(st.run_dir / "last.safetensors", st.checkpoint(st.mid_epoch_progress()));
 }
 
 void Checkpoints::on_epoch_end(TrainState& st) {
+  st.runner->gather_sharded_state();
   if (!st.primary) return;
   Checkpoint ck = st.checkpoint(st.progress);
   save_checkpoint(st.run_dir / "last.safetensors", ck);
