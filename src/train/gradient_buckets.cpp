@@ -1,14 +1,15 @@
 #include "train/gradient_buckets.h"
 
 #include <algorithm>
+#include <limits>
 
 #include "core/error.h"
 
 namespace gpuml {
 
 GradientBuckets::GradientBuckets(std::shared_ptr<Communicator> comm, std::vector<GradientRange> params,
-                                 size_t bucket_bytes, std::chrono::milliseconds timeout)
-    : comm_(std::move(comm)), timeout_(timeout) {
+                                 size_t bucket_bytes, std::chrono::milliseconds timeout, bool scatter)
+    : comm_(std::move(comm)), timeout_(timeout), scatter_(scatter) {
   GPUML_CHECK(comm_ != nullptr, "gradient buckets need a communicator");
   GPUML_CHECK(!params.empty(), "gradient buckets need at least one parameter");
   GPUML_CHECK(bucket_bytes > 0, "the gradient bucket size must be positive");
@@ -19,7 +20,15 @@ GradientBuckets::GradientBuckets(std::shared_ptr<Communicator> comm, std::vector
                      params[i].begin, params[i].end, expected_begin);
   }
   param_count_ = params.back().end;
-  host_.assign(static_cast<size_t>(param_count_) + 4, 0.0f);
+  if (scatter_) {
+    const int64_t ranks = comm_->world_size();
+    shard_.assign(static_cast<size_t>((param_count_ + ranks - 1) / ranks), 0.0f);
+    scalars_at_ = static_cast<int64_t>(shard_.size()) * ranks;  // after the zeros that even the shares
+    bucket_bytes = std::numeric_limits<size_t>::max();           // one bucket
+  } else {
+    scalars_at_ = param_count_;
+  }
+  host_.assign(static_cast<size_t>(scalars_at_) + 4, 0.0f);
   // From the last parameter back: each bucket gathers parameters until it holds bucket_bytes.
   bucket_of_param_.resize(params.size());
   size_t bytes = 0;
@@ -34,13 +43,14 @@ GradientBuckets::GradientBuckets(std::shared_ptr<Communicator> comm, std::vector
     bucket_of_param_[i] = buckets_.size() - 1;
     ++parts_.back();
   }
-  buckets_.front().end = param_count_ + 4;  // the scalars ride in the first bucket
+  buckets_.front().end = scalars_at_ + 4;  // the scalars ride in the first bucket
   ++parts_.front();
   missing_ = parts_;
   next_launch_ = buckets_.size();  // nothing may launch before begin_step()
   reduced_ = buckets_.size();
   spans_.resize(buckets_.size());
   times_.buckets = static_cast<int>(buckets_.size());
+  times_.scattered = scatter_;
   thread_ = std::thread([this] { communicate(); });
 }
 
@@ -89,7 +99,7 @@ void GradientBuckets::parameter_ready(size_t index) {
 }
 
 void GradientBuckets::scalars_ready(const std::array<float, 4>& scalars) {
-  std::copy(scalars.begin(), scalars.end(), host_.begin() + param_count_);
+  std::copy(scalars.begin(), scalars.end(), host_.begin() + scalars_at_);
   std::lock_guard<std::mutex> lock(mutex_);
   arrived(0);
 }
@@ -121,7 +131,7 @@ ReducedStep GradientBuckets::finish(int64_t step) {
     if (start < backward_end_)
       times_.overlapped_seconds += std::chrono::duration<double>(std::min(end, backward_end_) - start).count();
   }
-  const float* scalars = host_.data() + param_count_;
+  const float* scalars = host_.data() + scalars_at_;
   GPUML_CHECK(scalars[1] > 0, "data parallel step {}: the ranks' batches carry no weight (no rows or tokens)", step);
   return {scalars[0], scalars[1], scalars[2], static_cast<int64_t>(scalars[3])};
 }
@@ -154,7 +164,12 @@ void GradientBuckets::communicate() {
     std::exception_ptr error;
     const Clock::time_point start = Clock::now();
     try {
-      comm_->all_reduce(values, ReduceOp::sum, {what, timeout_});
+      if (scatter_) {  // this rank's share of the gradient, then the scalars
+        comm_->reduce_scatter(values.first(static_cast<size_t>(scalars_at_)), shard_, ReduceOp::sum, {what, timeout_});
+        comm_->all_reduce(values.last(4), ReduceOp::sum, {"the step's loss sums", timeout_});
+      } else {
+        comm_->all_reduce(values, ReduceOp::sum, {what, timeout_});
+      }
     } catch (...) {
       error = std::current_exception();
     }

@@ -68,14 +68,17 @@ struct AllReduceTimes {
   double overlapped_seconds = 0;  // the part of it before backward_done() (hidden behind backward)
   double waited_seconds = 0;      // finish() waiting after backward_done() (what the step lost)
   int64_t held_steps = 0;         // steps whose buckets were held until backward_done() (begin_step)
+  bool scattered = false;         // reduce-scattered (the constructor's `scatter`), not all-reduced
 };
 
 class GradientBuckets {
  public:
   // `bucket_bytes` > 0: a bucket closes once its parameters hold at least this many bytes (one
-  // parameter larger than that is a bucket of its own).
+  // parameter larger than that is a bucket of its own). `scatter` (--zero 1): one bucket, reduce-
+  // scattered: each rank gets the sum of only its share of the columns (shard_gradient()), rank r
+  // columns [r * n, (r + 1) * n) with n = ceil(P / ranks), zeros past P.
   GradientBuckets(std::shared_ptr<Communicator> comm, std::vector<GradientRange> params, size_t bucket_bytes,
-                  std::chrono::milliseconds timeout);
+                  std::chrono::milliseconds timeout, bool scatter = false);
   ~GradientBuckets();
   GradientBuckets(const GradientBuckets&) = delete;
   GradientBuckets& operator=(const GradientBuckets&) = delete;
@@ -84,6 +87,8 @@ class GradientBuckets {
   // over its rows, not the mean); after finish(), the sum over every rank's rows, which divided by
   // ReducedStep::weight is the global batch's mean. Gaps are zero.
   std::span<float> gradient() { return {host_.data(), static_cast<size_t>(param_count_)}; }
+  // With `scatter`, after finish(): this rank's share of the sum over the ranks (n columns).
+  std::span<float> shard_gradient() { return shard_; }
   // Resets what arrived. The previous step must have finished. `hold`: launch nothing before
   // backward_done(), then every bucket in the fixed order (no overlap). For a backward that uses
   // the communicator itself (synchronised BatchNorm's all_reduce_sum ops, on the training thread):
@@ -115,8 +120,11 @@ class GradientBuckets {
 
   std::shared_ptr<Communicator> comm_;
   std::chrono::milliseconds timeout_;
+  bool scatter_ = false;
   int64_t param_count_ = 0;
-  std::vector<float> host_;                 // (P + 4,): the gradient, then the scalars
+  int64_t scalars_at_ = 0;                  // P, or with scatter n x ranks
+  std::vector<float> host_;                 // the gradient (P,), zeros to scalars_at_, then the 4 scalars
+  std::vector<float> shard_;                // with scatter: this rank's share of the sum
   std::vector<GradientRange> buckets_;      // launch order: the last parameters first
   std::vector<size_t> bucket_of_param_;     // parameter -> bucket
   std::vector<int> parts_;                  // bucket -> parameters (+ scalars for bucket 0)

@@ -252,6 +252,8 @@ void ModelRunner::set_zero(int stage) {
   if (zero_ == (stage == 1)) return;
   zero_ = stage == 1;
   shard_ready_ = false;
+  reduced_grad_ = Tensor();  // may borrow the buckets' memory
+  buckets_.reset();          // --zero 1 reduce-scatters (scatters()): cut again at the next step
   cache_.erase(fmt::format("{}{}", static_cast<int>(Mode::UpdateShard), shape_str({})));
 }
 
@@ -286,13 +288,22 @@ void ModelRunner::update_sharded(const std::map<std::string, Tensor>& feeds) {
   }
   std::map<std::string, Tensor> shard_feeds = feeds;
   shard_feeds["state"] = shard_state_[shard_current_];
-  shard_feeds["grad"] = reduced_grad_.slice(0, shard_begin_, shard_begin_ + shard_columns_);
+  if (scatters()) {  // the buckets' reduce-scatter left this rank's share alone
+    std::span<float> share = buckets_->shard_gradient();
+    shard_feeds["grad"] = Tensor(Storage::borrow(share.data(), share.size_bytes(), home.device()),
+                                 {static_cast<int64_t>(share.size())}, {1}, 0, DType::f32)
+                              .slice(0, 0, shard_columns_);
+  } else {
+    shard_feeds["grad"] = reduced_grad_.slice(0, shard_begin_, shard_begin_ + shard_columns_);
+  }
   shard_feeds["decay"] = shard_decay_;
   if (optimizer_.clip_grad_norm > 0.0) shard_feeds["whole_grad"] = reduced_grad_;
-  Compiled& update = compiled(Mode::UpdateShard, {});
-  RunOptions run = replay_options();
-  run.output_buffers[0] = shard_state_[1 - shard_current_];
-  update.executor->run(shard_feeds, run);
+  if (shard_columns_ > 0) {  // (more ranks than columns leaves the last ones none)
+    Compiled& update = compiled(Mode::UpdateShard, {});
+    RunOptions run = replay_options();
+    run.output_buffers[0] = shard_state_[1 - shard_current_];
+    update.executor->run(shard_feeds, run);
+  }
   shard_current_ = 1 - shard_current_;
   // The new parameters: this rank's into the next state's row 0, then everyone's.
   float* next = static_cast<float*>(state_[1 - current_].raw_data());
@@ -465,13 +476,14 @@ StepStats ModelRunner::all_reduce_in_buckets(const Compiled& c, const std::map<s
     std::vector<GradientRange> ranges;
     for (size_t i = 0; i < slots_.size(); ++i)
       ranges.push_back({slots_[i].offset, i + 1 < slots_.size() ? slots_[i + 1].offset : param_count_});
-    buckets_ = std::make_unique<GradientBuckets>(comm_, std::move(ranges), bucket_bytes_, comm_timeout_);
+    buckets_ = std::make_unique<GradientBuckets>(comm_, std::move(ranges), bucket_bytes_, comm_timeout_, scatters());
     std::span<float> host = buckets_->gradient();
     // On CPU the update reads the reduced gradient where the all-reduce left it.
     reduced_grad_ = home.device().is_host()
                         ? Tensor(Storage::borrow(host.data(), host.size_bytes(), home.device()), {param_count_},
                                  contiguous_strides({param_count_}), 0, DType::f32)
                         : Tensor::empty({param_count_}, DType::f32, home);
+    bucket_views_.clear();
     if (home.device().is_host())
       for (const Slot& slot : slots_)
         bucket_views_.emplace_back(Storage::borrow(host.data() + slot.offset, slot.numel * sizeof(float), home.device()),

@@ -156,6 +156,9 @@ class ModelRunner {
   void update_sharded(const std::map<std::string, Tensor>& feeds);
   void gather_row(float* row, const char* what);
   bool zero_active() const { return zero_ && comm_ != nullptr && !gradient_comm_; }
+  // --zero 1 without clipping: the buckets reduce-scatter (each rank needs only its share's sum);
+  // clipping needs the whole gradient's norm on every rank, so it all-reduces.
+  bool scatters() const { return zero_active() && optimizer_.clip_grad_norm == 0.0; }
   StepStats train_step_data_parallel(const Tensor& x, const Tensor& y, double lr, int64_t step, uint64_t rng_offset);
   void broadcast_buffers_from_rank0(std::string_view what);
   bool syncs_batch_norm() const { return sync_batch_norm_ && comm_ != nullptr; }

@@ -508,9 +508,10 @@ void Trainer::Impl::finish(TrainState& st, TrainResult& result) {
   if (const AllReduceTimes* t = runner->all_reduce_times(); t != nullptr && t->steps > 0) {
     const double per_step = 1000.0 / static_cast<double>(t->steps);
     result.all_reduce_summary = fmt::format(
-        "all-reduce (rank {} of {}, {}): {} per step (--bucket-mb {}), {:.2f} ms per step, {:.0f}% of it while "
+        "all-reduce (rank {} of {}, {}): {} per step ({}), {:.2f} ms per step, {:.0f}% of it while "
         "backward ran; the update waited {:.2f} ms per step for it{}",
-        rank, world_size, comm->name(), count_of(t->buckets, "bucket"), cfg.bucket_mb,
+        rank, world_size, comm->name(), count_of(t->buckets, "bucket"),
+        t->scattered ? std::string("reduce-scattered, --zero 1") : fmt::format("--bucket-mb {}", cfg.bucket_mb),
         t->all_reduce_seconds * per_step,
         t->all_reduce_seconds > 0 ? 100.0 * t->overlapped_seconds / t->all_reduce_seconds : 0.0,
         t->waited_seconds * per_step,

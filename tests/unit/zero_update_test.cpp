@@ -3,8 +3,8 @@
 // row has 195 columns (slots of 20, 4 and 12 floats, each padded to 64, then 3), so 2 ranks split
 // it 98 + 97 (the broadcast path) and 3 ranks 65 each (the in-place all-gather). Against the same
 // ranks without the split: the same bits in every rank's parameters after each run, and, once
-// gathered, in the optimizer state; AdamW with weight decay on matrices and global-norm clipping
-// (whose norm is the whole gradient's, not a share's).
+// gathered, in the optimizer state; AdamW with weight decay on matrices, without clipping (the
+// gradient reduce-scattered) and with it (all-reduced: the norm is the whole gradient's).
 #include <gtest/gtest.h>
 
 #include <exception>
@@ -31,13 +31,14 @@ nn::Model small_mlp() {
       {"type": "Linear", "in_features": 4, "out_features": 3}]})"));
 }
 
-optim::OptimizerConfig adamw_clipped() {
+// `clip` > 0: small enough to clip every step here.
+optim::OptimizerConfig adamw(double clip) {
   optim::OptimizerConfig c;
   c.kind = "adamw";
   c.lr = 1e-2;
   c.weight_decay = 0.1;
   c.weight_decay_params = "matrices";
-  c.clip_grad_norm = 0.05;  // small enough to clip every step here
+  c.clip_grad_norm = clip;
   return c;
 }
 
@@ -53,9 +54,9 @@ struct RankResult {
 
 // `steps` data-parallel Adam steps on `ranks` threads, each taking 4 rows of every batch of
 // 4 x ranks rows; the tensors of every rank.
-std::vector<RankResult> train(int ranks, int zero, int steps, uint64_t data_seed) {
+std::vector<RankResult> train(int ranks, int zero, int steps, uint64_t data_seed, double clip) {
   const nn::Model model = small_mlp();
-  const optim::OptimizerConfig opt = adamw_clipped();
+  const optim::OptimizerConfig opt = adamw(clip);
   std::mt19937_64 rng(data_seed);
   std::normal_distribution<float> normal(0.0f, 1.0f);
   std::vector<Tensor> xs, ys;
@@ -109,22 +110,24 @@ void expect_same_bits(const std::map<std::string, std::vector<double>>& a,
 
 TEST(ZeroUpdate, SplitOverTwoOrThreeRanksGivesTheSameBitsAsTheWholeUpdate) {
   const uint64_t seed = std::random_device{}();
-  for (int ranks : {2, 3}) {
-    SCOPED_TRACE(fmt::format("{} ranks, data seed {}", ranks, seed));
-    const std::vector<RankResult> whole = train(ranks, 0, 6, seed), split = train(ranks, 1, 6, seed);
+  // Without clipping the gradient is reduce-scattered (each rank gets its share's sum); with it,
+  // all-reduced (every rank takes the whole gradient's norm).
+  for (const auto& [ranks, clip] : {std::pair{2, 0.0}, {3, 0.0}, {2, 0.05}, {3, 0.05}}) {
+    SCOPED_TRACE(fmt::format("{} ranks, clip {}, data seed {}", ranks, clip, seed));
+    const std::vector<RankResult> whole = train(ranks, 0, 6, seed, clip), split = train(ranks, 1, 6, seed, clip);
     for (int r = 0; r < ranks; ++r) {
       expect_same_bits(whole[static_cast<size_t>(r)].model, split[static_cast<size_t>(r)].model, "parameters");
       expect_same_bits(whole[static_cast<size_t>(r)].optimizer, split[static_cast<size_t>(r)].optimizer,
                        "optimizer state");
     }
     // The control: training moved the weights (the comparison above compares something).
-    const std::vector<RankResult> fewer = train(ranks, 1, 2, seed);
+    const std::vector<RankResult> fewer = train(ranks, 1, 2, seed, clip);
     EXPECT_NE(fewer[0].model, split[0].model);
   }
 }
 
 TEST(ZeroUpdate, StageOtherThanZeroOrOneIsRefused) {
-  ModelRunner runner(small_mlp(), adamw_clipped(), PlanOptions{}, 1);
+  ModelRunner runner(small_mlp(), adamw(0.0), PlanOptions{}, 1);
   EXPECT_THROW(runner.set_zero(2), Error);
   EXPECT_NO_THROW(runner.set_zero(1));  // one process: nothing to split, nothing changes
 }
