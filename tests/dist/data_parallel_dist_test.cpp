@@ -2,7 +2,8 @@
 // 1 process x batch 128, also with a gradient bucket per parameter (mlp, cnn), and with
 // --sync-batchnorm beside several buckets (weights and running statistics); a stalled or killed
 // rank ends the job within the deadline with a message naming the rank (also when the stalled
-// peer is met inside one of many buckets); --zero 1 writes the checkpoint of the unsplit update;
+// peer is met inside one of many buckets); --zero 1 writes the checkpoint of the unsplit update
+// and resumes exactly;
 // ranks started with different flags, or a different GPUML_COMM, are refused naming it.
 //
 // Tolerance of the equivalence: 1e-5 absolute on every weight after 20 Adam steps (lr 1e-3).
@@ -98,6 +99,28 @@ TEST(DataParallel, ZeroOneSplitsTheUpdateAndWritesTheSameCheckpoint) {
     ASSERT_EQ(r.exit_code, 0) << r.output;
     EXPECT_EQ(max_difference(whole / "last.safetensors", split / "last.safetensors"), 0.0);
     EXPECT_EQ(max_difference(whole / "model.safetensors", split / "model.safetensors"), 0.0);
+  }
+}
+
+// A run stopped under --zero 1 (its checkpoint written from the gathered shares) resumes to the
+// bits of a run that never stopped, with --zero 1 or without it (the flag changes no number).
+TEST(DataParallel, ZeroOneStoppedRunResumesExactlyWithOrWithoutIt) {
+  REQUIRE_READY(mpi_ready);
+  TempDir dir;
+  const fs::path straight = dir.path() / "straight";
+  auto r = run_shell(fmt::format("{} -np 2 {} {} --zero 1", kMpirun, q(GPUML_CLI_PATH), train_args(straight, 64)));
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  for (const std::string resume_flags : {" --zero 1", ""}) {
+    SCOPED_TRACE("resumed with:" + resume_flags);
+    const fs::path stopped = dir.path() / ("stopped" + std::to_string(resume_flags.size()));
+    r = run_shell(fmt::format("{} -np 2 {} {} --zero 1 --max-steps 10", kMpirun, q(GPUML_CLI_PATH),
+                              train_args(stopped, 64)));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_GT(max_difference(straight / "last.safetensors", stopped / "last.safetensors"), 0.0) << "did not stop";
+    r = run_shell(fmt::format("{} -np 2 {} train --quiet --threads 1 --resume {}{}", kMpirun, q(GPUML_CLI_PATH),
+                              q(stopped / "last.safetensors"), resume_flags));
+    ASSERT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(max_difference(straight / "model.safetensors", stopped / "model.safetensors"), 0.0);
   }
 }
 
