@@ -14,7 +14,7 @@
 # backward was still running, and how long the update waited for the last bucket. One run each: on
 # a shared machine, look at the load.
 #
-#   bash bench/dist_vs_torch_ddp.sh                     # mlp 3000 steps, cnn 300 steps
+#   bash bench/dist_vs_torch_ddp.sh                     # mlp 6000 steps, cnn 300 steps
 #   MODELS=mlp MLP_STEPS=1000 bash bench/dist_vs_torch_ddp.sh
 #   BUCKET_MB=0.1 bash bench/dist_vs_torch_ddp.sh       # gpuml's --bucket-mb (default: gpuml's)
 set -euo pipefail
@@ -23,7 +23,7 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 build_dir="${BUILD_DIR:-$root/build}"
 gpuml="$build_dir/gpuml"
 models="${MODELS:-mlp cnn}"
-mlp_steps="${MLP_STEPS:-3000}"
+mlp_steps="${MLP_STEPS:-6000}"
 cnn_steps="${CNN_STEPS:-300}"
 data="${DATA:-/usr/share/datasets/fashion-mnist}"
 python="${TORCH_PYTHON:-/usr/bin/python3}"
@@ -74,7 +74,7 @@ for model in $models; do
       > "$tmp/$model-gloo-$rank.log" 2>&1 &
   done
   wait
-  for log in "$tmp/$model-mpi.log" "$tmp/$model-gloo-0.log"; do
+  for log in "$tmp/$model-mpi.log" "$tmp/$model-zero.log" "$tmp/$model-gloo-0.log"; do
     line=$(grep -m1 '^all-reduce' "$log" || echo "no all-reduce line (a gpuml built before gradient buckets)")
     all_reduce_lines+=("$model: $line")
   done
