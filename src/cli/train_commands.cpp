@@ -257,8 +257,8 @@ Command add_train_command(CLI::App& app) {
       ->check(kPositive);
   cmd->add_option("--zero", cfg->zero,
                   "Several processes on CPUs: 1 splits the optimizer update over the ranks (each updates 1/N of "
-                  "the parameters and optimizer state, then they all-gather the parameters; ZeRO stage 1's work, "
-                  "the same results); 0 off")
+                  "the parameters and optimizer state, then they all-gather the parameters; ZeRO stage 1's work; "
+                  "the same results, to rounding beyond 2 ranks); 0 off")
       ->capture_default_str()
       ->check(CLI::IsMember({0, 1}));
   auto gpu_memory_limit = std::make_shared<std::string>("0");

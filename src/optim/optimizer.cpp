@@ -21,11 +21,12 @@ constexpr double kClipNormEpsilon = 1e-6;
 
 // Global-norm clipping's factor min(1, max_norm / (norm + eps)), shape (1,). The update op
 // multiplies the gradient by it (hyper[3]), so the gradient is not scaled in a pass of its own.
-// With `grad_scale` (1,), the gradient is grad_scale x grad: its norm is grad_scale x grad's, and
-// the factor returned includes grad_scale.
+// With `grad_scale` (1,), the gradient is grad_scale x grad: the norm is taken of that product
+// (data parallelism's mean: the sum's squares could overflow f32 where the mean's do not), and the
+// factor returned includes grad_scale.
 Sym clip_factor(Sym grad, double max_norm, std::optional<Sym> grad_scale) {  // grad (P,)
-  Sym norm = reshape(sqrt(sum(mul(grad, grad))), {1});
-  if (grad_scale) norm = mul(norm, *grad_scale);
+  Sym scaled = grad_scale ? mul(grad, *grad_scale) : grad;
+  Sym norm = reshape(sqrt(sum(mul(scaled, scaled))), {1});
   Sym factor = minimum(scalar_like(norm, 1.0), div(scalar_like(norm, max_norm), add_scalar(norm, kClipNormEpsilon)));
   return grad_scale ? mul(factor, *grad_scale) : factor;
 }

@@ -233,9 +233,13 @@ StepStats ModelRunner::stats_of(const Compiled& c, const std::vector<Tensor>& ou
 
 void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chrono::milliseconds timeout,
                                    std::shared_ptr<Communicator> gradients) {
+  GPUML_CHECK_KIND(ErrorKind::Internal, !shard_slots_stale_,
+                   "--zero 1: gather_sharded_state() before changing the communicator");
   comm_ = comm && comm->world_size() > 1 ? std::move(comm) : nullptr;
   comm_timeout_ = timeout;
+  shard_ready_ = false;
   reduced_grad_ = Tensor();  // may borrow the buckets' memory
+  bucket_views_.clear();
   buckets_.reset();
   cache_.clear();  // the Gradient graphs hold all_reduce_sums or not (syncs_batch_norm)
   if (gradients) {
@@ -249,10 +253,15 @@ void ModelRunner::set_communicator(std::shared_ptr<Communicator> comm, std::chro
 void ModelRunner::set_zero(int stage) {
   GPUML_CHECK(stage == 0 || stage == 1, "--zero takes 0 (off) or 1 (the optimizer update split over the ranks), got {}",
               stage);
+  GPUML_CHECK_KIND(ErrorKind::Unsupported, stage == 0 || !comm_ || home_backend(plan_options_).device().is_host(),
+                   "--zero 1 splits the update on CPUs: the model is on {}; leave it off",
+                   home_backend(plan_options_).device().str());
   if (zero_ == (stage == 1)) return;
+  GPUML_CHECK_KIND(ErrorKind::Internal, !shard_slots_stale_, "--zero 1: gather_sharded_state() before turning it off");
   zero_ = stage == 1;
   shard_ready_ = false;
   reduced_grad_ = Tensor();  // may borrow the buckets' memory
+  bucket_views_.clear();
   buckets_.reset();          // --zero 1 reduce-scatters (scatters()): cut again at the next step
   cache_.erase(fmt::format("{}{}", static_cast<int>(Mode::UpdateShard), shape_str({})));
 }
@@ -378,6 +387,7 @@ void ModelRunner::set_gradient_bucket_bytes(size_t bytes) {
   GPUML_CHECK(bytes > 0, "the gradient bucket size must be positive, got {} bytes", bytes);
   bucket_bytes_ = bytes;
   reduced_grad_ = Tensor();  // may borrow the buckets' memory
+  bucket_views_.clear();
   buckets_.reset();  // cut again at the next step
 }
 
@@ -497,8 +507,19 @@ StepStats ModelRunner::all_reduce_in_buckets(const Compiled& c, const std::map<s
   if (c.weight_at >= 0) run.ready_outputs.insert(c.weight_at);
   if (c.score_at >= 0) run.ready_outputs.insert(c.score_at);
   for (int i = 0; i < params; ++i) run.ready_outputs.insert(c.state_at + i);
-  // On CPU the kernel that makes a gradient writes it into its bucket (no copy), where it can.
-  for (size_t i = 0; i < bucket_views_.size(); ++i) run.output_buffers[c.state_at + static_cast<int>(i)] = bucket_views_[i];
+  // On CPU the kernel that makes a gradient writes it into its bucket (no copy), where it can: not
+  // where another output reads the same memory (a view of it, a tied weight), which would then be
+  // copied out of a bucket that may already be inside its all-reduce.
+  if (!bucket_views_.empty()) {
+    const Plan& plan = c.executor->plan();
+    std::map<int, int> outputs_per_root;
+    for (int v : plan.outputs) ++outputs_per_root[plan.root_of(v)];
+    for (size_t i = 0; i < bucket_views_.size(); ++i) {
+      const int index = c.state_at + static_cast<int>(i);
+      if (outputs_per_root[plan.root_of(plan.outputs[static_cast<size_t>(index)])] == 1)
+        run.output_buffers[index] = bucket_views_[i];
+    }
+  }
   std::span<float> gradient = buckets_->gradient();
   run.on_output_ready = [&](int index, const Tensor& value) {
     if (index >= c.state_at && index < c.state_at + params) {

@@ -94,8 +94,9 @@ class ModelRunner {
   // state's columns (parameters and optimizer slots), from the all-reduced gradient, and the
   // ranks then all-gather the new parameters. The update's work is split; the optimizer slots of
   // the other ranks' columns go stale here until gather_sharded_state() (the full-size state
-  // buffers stay allocated: memory is not saved yet). The same numbers as without it. Over MPI or
-  // Gloo only (not NCCL); with one process it changes nothing.
+  // buffers stay allocated: memory is not saved yet). The same numbers as without it (with more
+  // than 2 ranks and no clipping, to rounding: the reduce-scatter adds in another order). Over
+  // MPI or Gloo on CPUs only (not NCCL); with one process it changes nothing.
   void set_zero(int stage);
   // Collective under --zero 1 (every rank calls it at the same point): every rank's columns of
   // the optimizer slots gathered, so that optimizer_tensors() is whole. Otherwise nothing.

@@ -84,7 +84,8 @@ struct TrainConfig {
   // rank must use the same; --resume takes the new command's (it changes no result).
   double bucket_mb = 1.0;
   // Data parallelism, --zero 1: each rank runs the optimizer update on its 1/N of the columns and
-  // the ranks all-gather the new parameters (ModelRunner::set_zero). The same numbers either way;
+  // the ranks all-gather the new parameters (ModelRunner::set_zero). The same numbers either way
+  // (to rounding with more than 2 ranks: the reduce-scatter adds in another order);
   // saved in config.json, every rank must use the same, --resume takes the new command's.
   int zero = 0;
 };

@@ -123,7 +123,12 @@ class MpiCommunicator final : public Communicator {
     }
     const int next = (rank_ + 1) % size_, previous = (rank_ + size_ - 1) % size_;
     auto block = [&](int b) { return all.data() + static_cast<size_t>((b % size_ + size_) % size_) * n; };
-    std::vector<float> sending(block(rank_ - 1), block(rank_ - 1) + n), received(n);
+    // Members, not locals: if a wait throws (the deadline), MPI may still write into them until
+    // the job ends.
+    std::vector<float>& sending = ring_sending_;
+    std::vector<float>& received = ring_received_;
+    sending.assign(block(rank_ - 1), block(rank_ - 1) + n);
+    received.resize(n);
     for (int step = 0; step < size_ - 1; ++step) {
       MPI_Request requests[2];
       check(MPI_Irecv(received.data(), static_cast<int>(n), MPI_FLOAT, previous, kReduceScatterTag, comm_, &requests[0]),
@@ -182,6 +187,7 @@ class MpiCommunicator final : public Communicator {
   }
 
   static constexpr int kReduceScatterTag = 4242;  // on comm_, which only gpuml's collectives use
+  std::vector<float> ring_sending_, ring_received_;  // do_reduce_scatter's buffers
   MPI_Comm comm_ = MPI_COMM_NULL;
   int rank_ = 0, size_ = 1;
   bool finalize_ = false;
