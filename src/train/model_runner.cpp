@@ -21,6 +21,9 @@ struct ModelRunner::Compiled {
   // A step of the plan is a collective op (synchronised BatchNorm's all_reduce_sum): the gradient
   // buckets then wait for the run to end (train_step_data_parallel).
   bool has_collective = false;
+  // Gradient mode: whether output state_at + i (parameter i's gradient) is the only output reading
+  // its memory, so that its kernel may write it straight into its bucket (all_reduce_in_buckets).
+  std::vector<bool> sole_reader;
 };
 
 namespace {
@@ -166,6 +169,13 @@ std::unique_ptr<ModelRunner::Compiled> ModelRunner::build(Mode mode, const Shape
     }
   }
   c->executor = std::make_unique<Executor>(plan_graph(g, outputs, plan_options_));
+  if (mode == Mode::Gradient) {
+    const Plan& plan = c->executor->plan();
+    std::map<int, int> outputs_per_root;
+    for (int v : plan.outputs) ++outputs_per_root[plan.root_of(v)];
+    for (size_t i = 0; i < slots_.size(); ++i)
+      c->sole_reader.push_back(outputs_per_root[plan.root_of(plan.outputs[static_cast<size_t>(c->state_at) + i])] == 1);
+  }
   for (const PlanStep& step : c->executor->plan().steps)
     if (step.kind == StepKind::Kernel && op_info(step.op).kind == OpKind::Collective) c->has_collective = true;
   return c;
@@ -263,7 +273,6 @@ void ModelRunner::set_zero(int stage) {
   reduced_grad_ = Tensor();  // may borrow the buckets' memory
   bucket_views_.clear();
   buckets_.reset();          // --zero 1 reduce-scatters (scatters()): cut again at the next step
-  cache_.erase(fmt::format("{}{}", static_cast<int>(Mode::UpdateShard), shape_str({})));
 }
 
 // Rank `rank`'s share of `columns` state columns under --zero 1: (first column, how many).
@@ -510,16 +519,8 @@ StepStats ModelRunner::all_reduce_in_buckets(const Compiled& c, const std::map<s
   // On CPU the kernel that makes a gradient writes it into its bucket (no copy), where it can: not
   // where another output reads the same memory (a view of it, a tied weight), which would then be
   // copied out of a bucket that may already be inside its all-reduce.
-  if (!bucket_views_.empty()) {
-    const Plan& plan = c.executor->plan();
-    std::map<int, int> outputs_per_root;
-    for (int v : plan.outputs) ++outputs_per_root[plan.root_of(v)];
-    for (size_t i = 0; i < bucket_views_.size(); ++i) {
-      const int index = c.state_at + static_cast<int>(i);
-      if (outputs_per_root[plan.root_of(plan.outputs[static_cast<size_t>(index)])] == 1)
-        run.output_buffers[index] = bucket_views_[i];
-    }
-  }
+  for (size_t i = 0; i < bucket_views_.size(); ++i)
+    if (c.sole_reader[i]) run.output_buffers[c.state_at + static_cast<int>(i)] = bucket_views_[i];
   std::span<float> gradient = buckets_->gradient();
   run.on_output_ready = [&](int index, const Tensor& value) {
     if (index >= c.state_at && index < c.state_at + params) {

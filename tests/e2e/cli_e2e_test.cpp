@@ -115,6 +115,7 @@ TEST_F(CliE2E, BadInputsFailWithAClearMessageAndNoOutput) {
       {"train --checkpoint-every -5 " + data(), "--checkpoint-every: must be >= 0, got -5"},
       {"train --max-steps -1 " + data(), "--max-steps: must be >= 0, got -1"},
       {"train --bucket-mb 0 " + data(), "--bucket-mb: must be > 0, got 0"},
+      {"train --zero 2 " + data(), "--zero: 2 not in {0,1}"},
       {"train --data-memory-limit lots " + data(), "--data-memory-limit"},
       {"train --optimizer rmsprop " + data(), "rmsprop"},
       {"train --precision fp16 " + data(), "--precision: fp16 not in {fp32,tf32,bf16}"},

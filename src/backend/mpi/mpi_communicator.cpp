@@ -11,11 +11,11 @@
 #include <fmt/format.h>
 #include <mpi.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <exception>
-#include <algorithm>
 #include <span>
 #include <string>
 #include <thread>
